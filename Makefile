@@ -1,0 +1,35 @@
+# ras: the two commands of the README are `make demo` and `make test`.
+# Both install what is missing first and are safe to run again.
+SHELL := /bin/bash
+LIBTORCH ?= $(HOME)/.cache/libtorch-2.11.0-cpu
+export LIBTORCH
+CARGO ?= cargo
+RAS := target/release/ras
+DEMO_DATA := out/demo-data
+
+.PHONY: setup build demo test bench clean-demo
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release
+
+# Synthetic dataset (written to a temporary folder, then published by rename), its
+# features, a small training run and its per-class table.
+demo: build
+	@if [ ! -d $(DEMO_DATA) ]; then \
+	  rm -rf $(DEMO_DATA).partial && \
+	  $(RAS) data synth --out $(DEMO_DATA).partial --classes 4 --seed 0 && \
+	  mv $(DEMO_DATA).partial $(DEMO_DATA); \
+	else echo "demo dataset present: $(DEMO_DATA)"; fi
+	$(RAS) train configs/demo.toml
+
+test: build
+	$(CARGO) test --release
+
+bench: build
+	$(RAS) bench train-step
+
+clean-demo:
+	rm -rf out/demo-data out/demo-store

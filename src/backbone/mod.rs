@@ -1,0 +1,154 @@
+//! The frozen feature extractor: EfficientNet + the neck (spec section 1).
+//! f_org = concat_i resize_14x14(avgpool3x3(block_i(image))), a pure function of
+//! (image, weights, image size), which is what makes the feature cache valid.
+
+pub mod efficientnet;
+
+pub use efficientnet::{EfficientNet, EfficientNetSpec};
+
+use crate::config::BackboneConfig;
+use std::path::PathBuf;
+use tch::{nn, Device, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackboneError {
+    #[error("unknown backbone arch {0:?} (efficientnet-b0 .. efficientnet-b4)")]
+    Arch(String),
+    #[error("backbone.outblocks {blocks:?}: {arch} has blocks 0..{count}")]
+    Blocks { blocks: Vec<usize>, arch: String, count: usize },
+    #[error("cannot read backbone weights {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("backbone weights {path} do not match {arch}:\n{differences}")]
+    Mismatch { path: PathBuf, arch: String, differences: String },
+}
+
+/// What identifies the features a backbone produces (part of the cache key and of every
+/// run's stored environment).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct BackboneIdentity {
+    pub arch: String,
+    pub outblocks: Vec<usize>,
+    pub image_size: i64,
+    pub channels: i64,
+    pub grid: i64,
+    /// sha256 of the weights file, or "random-init-seed-N" when none was given.
+    pub weights: String,
+    pub pretrained: bool,
+}
+
+impl BackboneIdentity {
+    /// The identity of the features `cfg` produces, without building the network
+    /// (hashes the weights file, if any): enough to look the feature cache up.
+    pub fn resolve(cfg: &BackboneConfig) -> Result<Self, BackboneError> {
+        let spec = EfficientNetSpec::from_arch(&cfg.arch).ok_or_else(|| BackboneError::Arch(cfg.arch.clone()))?;
+        let (blocks, _) = spec.blocks();
+        let outblocks = if cfg.outblocks.is_empty() { spec.default_outblocks() } else { cfg.outblocks.clone() };
+        if outblocks.is_empty() || outblocks.iter().any(|&b| b >= blocks.len()) || outblocks.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(BackboneError::Blocks { blocks: outblocks, arch: cfg.arch.clone(), count: blocks.len() });
+        }
+        let (weights, pretrained) = match &cfg.weights {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| BackboneError::Read { path: path.clone(), message: e.to_string() })?;
+                (crate::store::sha256_hex(&bytes), true)
+            }
+            None => (format!("random-init-seed-{}", cfg.init_seed), false),
+        };
+        Ok(Self {
+            arch: cfg.arch.clone(),
+            channels: outblocks.iter().map(|&i| blocks[i].output).sum(),
+            outblocks,
+            image_size: cfg.image_size,
+            grid: cfg.image_size / 16,
+            weights,
+            pretrained,
+        })
+    }
+
+    /// Short content key of these features (cache folder name).
+    pub fn key(&self) -> String {
+        let json = serde_json::to_vec(self).expect("serialisable");
+        crate::store::sha256_hex(&json)[..16].to_string()
+    }
+}
+
+pub struct FeatureExtractor {
+    net: EfficientNet,
+    outblocks: Vec<usize>,
+    _vs: nn::VarStore,
+    pub identity: BackboneIdentity,
+    pub device: Device,
+}
+
+impl FeatureExtractor {
+    pub fn new(cfg: &BackboneConfig, device: Device) -> Result<Self, BackboneError> {
+        let identity = BackboneIdentity::resolve(cfg)?;
+        let spec = EfficientNetSpec::from_arch(&cfg.arch).ok_or_else(|| BackboneError::Arch(cfg.arch.clone()))?;
+        let mut vs = nn::VarStore::new(device);
+        let net = crate::train::with_torch_seed(cfg.init_seed, || EfficientNet::new(&vs.root(), spec));
+        vs.freeze();
+        match &cfg.weights {
+            Some(path) => {
+                let hash = load_weights(&mut vs, path, spec.name)?;
+                if hash != identity.weights {
+                    return Err(BackboneError::Read { path: path.clone(), message: "file changed while being read".into() });
+                }
+            }
+            None => tracing::warn!(
+                "NO BACKBONE WEIGHTS: {} runs with a seeded random init (seed {}); features and metrics are NOT comparable \
+                 to the paper. Set backbone.weights to an efficientnet_pytorch safetensors file for real results.",
+                cfg.arch,
+                cfg.init_seed
+            ),
+        }
+        Ok(Self { net, outblocks: identity.outblocks.clone(), _vs: vs, identity, device })
+    }
+
+    /// f_org (B, C_org, grid, grid) for normalised images (B, 3, S, S) on any device.
+    pub fn extract(&self, images: &Tensor) -> Tensor {
+        let g = self.identity.grid;
+        tch::no_grad(|| {
+            let maps = self.net.features(&images.to_device(self.device), &self.outblocks);
+            let resized: Vec<Tensor> = maps
+                .iter()
+                .map(|m| {
+                    m.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>)
+                        .upsample_bilinear2d([g, g], true, None, None)
+                })
+                .collect();
+            Tensor::cat(&resized, 1)
+        })
+    }
+}
+
+/// Loads an efficientnet_pytorch state_dict saved as safetensors into `vs`, refusing
+/// missing, unexpected or wrongly shaped tensors (all listed). Returns the file's sha256.
+fn load_weights(vs: &mut nn::VarStore, path: &std::path::Path, arch: &str) -> Result<String, BackboneError> {
+    let read_err = |message: String| BackboneError::Read { path: path.to_path_buf(), message };
+    let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+    let hash = crate::store::sha256_hex(&bytes);
+    let tensors = Tensor::read_safetensors(path).map_err(|e| read_err(e.to_string()))?;
+    let file: std::collections::BTreeMap<String, Tensor> =
+        tensors.into_iter().filter(|(n, _)| !n.ends_with("num_batches_tracked")).collect();
+    let mut vars = vs.variables();
+    let mut diffs = vec![];
+    for (name, var) in &vars {
+        match file.get(name) {
+            None => diffs.push(format!("  missing   {name} {:?}", var.size())),
+            Some(t) if t.size() != var.size() => diffs.push(format!("  shape     {name}: file {:?}, model {:?}", t.size(), var.size())),
+            Some(_) => {}
+        }
+    }
+    for name in file.keys().filter(|n| !vars.contains_key(*n)) {
+        diffs.push(format!("  unexpected {name}"));
+    }
+    if !diffs.is_empty() {
+        diffs.sort();
+        return Err(BackboneError::Mismatch { path: path.to_path_buf(), arch: arch.into(), differences: diffs.join("\n") });
+    }
+    tch::no_grad(|| {
+        for (name, var) in vars.iter_mut() {
+            var.copy_(&file[name].to_kind(tch::Kind::Float));
+        }
+    });
+    Ok(hash)
+}

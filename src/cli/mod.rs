@@ -1,0 +1,235 @@
+//! The `ras` command line. clap lives here only; the library never sees these structs.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ras::config::RunConfig;
+use ras::progress::Progress;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Train and evaluate RAS (Reconstruction as Sequence) unsupervised anomaly detection.
+///
+/// Quick start: `ras data synth --out data/synth` makes a small dataset, then
+/// `ras train configs/demo.toml` computes its features, trains, evaluates and prints the
+/// per-class table. Everything a run produces is kept in the object store named by the
+/// config's `store` (a local folder by default). Logs: RUST_LOG=debug.
+#[derive(Parser, Debug)]
+#[command(name = "ras", version, about, long_about)]
+struct Cli {
+    /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make or inspect datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Compute (or reuse) the cached backbone features of a run's dataset.
+    Features(ConfigArgs),
+    /// Train one run and evaluate it; prints its per-class table (image AUROC, pixel
+    /// AUROC, AUPRO, F1-max). A run already complete in the store is not trained again.
+    Train {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Train again even if the store holds a complete run with this config.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Evaluate a finished run again from its last checkpoint, e.g. with test-time
+    /// jitter (paper Table 6), without retraining; or just print its stored metrics.
+    Eval {
+        /// Run id (as printed by `ras train`, the folder name under runs/).
+        run: String,
+        /// Store URL holding the run.
+        #[arg(long, default_value = "file://./ras-store")]
+        store: String,
+        /// Test-time jitter scale; re-evaluates from the checkpoint when given.
+        #[arg(long)]
+        test_jitter: Option<f64>,
+    },
+    /// Measure throughput (samples/s) on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    /// Run configuration (TOML); see configs/ for presets.
+    config: PathBuf,
+    /// Override a config key, e.g. --set train.epochs=10 --set model.encoder_layers=0.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Write a synthetic dataset in the MVTec-AD layout (textures and objects, several
+    /// defect kinds, masks matching the changed pixels).
+    Synth {
+        /// Output folder (created).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        classes: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Training (normal) images per class.
+        #[arg(long, default_value_t = 24)]
+        train: usize,
+        /// Normal test images per class.
+        #[arg(long, default_value_t = 8)]
+        test_good: usize,
+        /// Test images per class and defect kind.
+        #[arg(long, default_value_t = 3)]
+        test_defect: usize,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 224)]
+        image_size: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// RAS training steps per second at given shapes (default: the paper's, batch 64,
+    /// 272x14x14, T_e=2, T_d=4), and the speed-up of an epoch on cached features over an
+    /// epoch that decodes images and runs the backbone.
+    TrainStep(TrainStepArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrainStepArgs {
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// C_org: feature channels (272 for EfficientNet-B4).
+    #[arg(long, default_value_t = 272)]
+    channels: i64,
+    /// Token grid side (14 at 224 px).
+    #[arg(long, default_value_t = 14)]
+    grid: i64,
+    #[arg(long, default_value_t = 2)]
+    encoder_layers: usize,
+    #[arg(long, default_value_t = 4)]
+    decoder_layers: usize,
+    #[arg(long, default_value_t = 256)]
+    hidden_dim: i64,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Images in the cached-vs-uncached epoch comparison.
+    #[arg(long, default_value_t = 64)]
+    epoch_images: usize,
+    /// Backbone of the uncached epoch.
+    #[arg(long, default_value = "efficientnet-b4")]
+    arch: String,
+    /// torch intra-op threads (default: torch's choice).
+    #[arg(long)]
+    threads: Option<i32>,
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let progress = Progress::new(!cli.quiet && std::io::stderr().is_terminal());
+    match cli.command {
+        Command::Data(DataCommand::Synth { out, classes, seed, train, test_good, test_defect, image_size }) => {
+            let spec = ras::data::synth::SynthSpec {
+                classes,
+                train_per_class: train,
+                test_good_per_class: test_good,
+                test_defect_per_kind: test_defect,
+                image_size,
+                seed,
+            };
+            let bar = progress.bar(0, "synth");
+            let summary = ras::data::synth::generate(&out, &spec, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "wrote {} classes ({}) to {}: {} train, {} test images ({} anomalous)",
+                summary.classes.len(),
+                summary.classes.join(", "),
+                out.display(),
+                summary.train_images,
+                summary.test_images,
+                summary.anomalous_images
+            );
+        }
+        Command::Features(args) => {
+            let cfg = RunConfig::load(&args.config, &args.overrides)?;
+            let store = ras::store::Store::open(&cfg.store)?;
+            let device = ras::run::resolve_device(&cfg.train.device)?;
+            let index = ras::data::scan_mvtec(&cfg.dataset.root, &cfg.dataset.classes)?;
+            index.check_headers()?;
+            let (feats, stats) = ras::features::load_or_compute(&store, &cfg.backbone, device, &index, &progress)?;
+            for (class, f) in &feats {
+                println!("{class:<14} train {:?} test {:?}", f.train.size(), f.test.size());
+            }
+            println!(
+                "feature cache in {}: {} classes reused, {} computed ({} images)",
+                store.url(),
+                stats.classes_reused,
+                stats.classes_computed,
+                stats.images_computed
+            );
+        }
+        Command::Train { config, force } => {
+            let cfg = RunConfig::load(&config.config, &config.overrides)?;
+            let out = ras::run::execute(&cfg, &ras::run::RunOptions { progress, force })
+                .with_context(|| format!("run from {} failed", config.config.display()))?;
+            print_outcome(&out.run_id, &cfg.store, &out.final_metrics);
+        }
+        Command::Eval { run, store, test_jitter } => {
+            let store = ras::store::Store::open(&store)?;
+            match test_jitter {
+                None => {
+                    let fm: ras::run::FinalMetrics = store
+                        .get_json(&format!("runs/{run}/final_metrics.json"))?
+                        .with_context(|| format!("run {run} has no final metrics in {} (not complete?)", store.url()))?;
+                    print_outcome(&run, store.url(), &fm);
+                }
+                Some(scale) => {
+                    if !(scale >= 0.0) {
+                        bail!("--test-jitter {scale} must be >= 0");
+                    }
+                    let table = ras::run::reevaluate(&store, &run, scale, &progress)?;
+                    println!("run {run}, test-time jitter scale {scale}:");
+                    print!("{}", table.render());
+                }
+            }
+        }
+        Command::Bench(BenchCommand::TrainStep(args)) => {
+            let report = ras::bench::train_step(&ras::bench::TrainStepOptions {
+                batch: args.batch,
+                channels: args.channels,
+                grid: args.grid,
+                encoder_layers: args.encoder_layers,
+                decoder_layers: args.decoder_layers,
+                hidden_dim: args.hidden_dim,
+                steps: args.steps,
+                epoch_images: args.epoch_images,
+                arch: args.arch,
+                threads: args.threads,
+            })?;
+            print!("{report}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_outcome(run_id: &str, store: &str, fm: &ras::run::FinalMetrics) {
+    println!("run {run_id} (epoch {}, {:?}) in {store}/runs/{run_id}", fm.epoch, fm.setting);
+    if !fm.backbone_pretrained {
+        println!("NOTE: random-init backbone (no backbone.weights): not comparable to the paper's numbers");
+    }
+    print!("{}", fm.metrics.render());
+}

@@ -1,0 +1,401 @@
+//! Run configuration: one TOML file per run, resolved (presets + overrides) and stored
+//! with every run. Every struct denies unknown keys so a typo is an error naming the key.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Errors from reading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}` in {path}: {message}")]
+    Invalid { path: PathBuf, key: &'static str, message: String },
+}
+
+/// Everything one run needs. `[dataset]`, `[backbone]`, `[model]`, `[train]`, `[eval]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Human name, the first part of the run id.
+    pub name: String,
+    /// Seed for model init, data order and jitter noise.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Object-store URL where runs and the feature cache live (file:// path, s3://, gs://, az://).
+    #[serde(default = "default_store")]
+    pub store: String,
+    pub dataset: DatasetConfig,
+    #[serde(default)]
+    pub backbone: BackboneConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+fn default_seed() -> u64 {
+    333
+}
+fn default_store() -> String {
+    "file://./ras-store".into()
+}
+
+/// Which dataset, where, and which classes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Folder layout. Only "mvtec" (also used by MPDD and the synthetic set) so far.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Dataset root folder: `<root>/<class>/{train,test,ground_truth}`.
+    pub root: PathBuf,
+    /// Classes to use; empty = every class folder found under the root.
+    #[serde(default)]
+    pub classes: Vec<String>,
+}
+
+fn default_kind() -> String {
+    "mvtec".into()
+}
+
+/// Frozen feature extractor and neck.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// "efficientnet-b4" (the paper) or a smaller "efficientnet-b0" .. "efficientnet-b3".
+    pub arch: String,
+    /// safetensors file in the efficientnet_pytorch state_dict layout; none = seeded random init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    /// 0-indexed MBConv blocks whose outputs are the features (B4: 1, 5, 9, 21 = 272 channels).
+    /// Empty = the arch's default (strides 2, 4, 8, 16).
+    #[serde(default)]
+    pub outblocks: Vec<usize>,
+    /// Side of the square network input in pixels; the token grid is image_size / 16.
+    pub image_size: i64,
+    /// Seed of the random init used when no weights are given.
+    pub init_seed: u64,
+    /// Images per backbone forward pass when filling the feature cache.
+    pub batch_size: usize,
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        Self { arch: "efficientnet-b4".into(), weights: None, outblocks: vec![], image_size: 224, init_seed: 0, batch_size: 16 }
+    }
+}
+
+/// Reconstruction model variants (paper Table 4 ablations and the Table 6 baseline).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderKind {
+    /// RASFormer steps: gate + cross-attention + update projection (the paper's model).
+    Ras,
+    /// Gate only: l* = (W_u l + b + a * l) / 2, no attention block.
+    GateOnly,
+    /// Transformer only: no gate, the block attends to l_{t-1} directly.
+    TransformerOnly,
+    /// UniAD-style baseline: plain post-LN transformer decoder layers with learned queries.
+    Uniad,
+}
+
+/// The RAS reconstruction model (spec sections 3-5). Defaults are the paper's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub decoder: DecoderKind,
+    /// C: width of the transformer.
+    pub hidden_dim: i64,
+    /// T_e (0 allowed).
+    pub encoder_layers: usize,
+    /// T_d (at least 1).
+    pub decoder_layers: usize,
+    pub heads: i64,
+    pub ffn_dim: i64,
+    /// Mask the 7x7 neighbourhood in the encoder's self-attention.
+    pub neighbor_mask: bool,
+    pub neighbor_size: [i64; 2],
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            decoder: DecoderKind::Ras,
+            hidden_dim: 256,
+            encoder_layers: 2,
+            decoder_layers: 4,
+            heads: 8,
+            ffn_dim: 1024,
+            neighbor_mask: true,
+            neighbor_size: [7, 7],
+        }
+    }
+}
+
+/// Unified = one model for all classes; separate = one model per class.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    Unified,
+    Separate,
+}
+
+/// Optimisation recipe (spec section 7). Defaults are the paper's MVTec-AD settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub setting: Setting,
+    pub epochs: usize,
+    /// Global batch size.
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    /// Global gradient-norm clip.
+    pub clip_max_norm: f64,
+    /// StepLR: multiply the rate by `lr_gamma` every `lr_step_epochs` epochs.
+    pub lr_step_epochs: usize,
+    pub lr_gamma: f64,
+    /// Feature-jitter scale s and probability p (spec section 2).
+    pub jitter_scale: f64,
+    pub jitter_prob: f64,
+    /// Evaluate on the test set every K epochs (and always after the last one).
+    pub eval_every: usize,
+    /// "auto" (CUDA when available), "cpu" or "cuda".
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            setting: Setting::Unified,
+            epochs: 500,
+            batch_size: 64,
+            lr: 7e-4,
+            weight_decay: 1e-4,
+            betas: [0.9, 0.999],
+            clip_max_norm: 0.1,
+            lr_step_epochs: 800,
+            lr_gamma: 0.1,
+            jitter_scale: 25.0,
+            jitter_prob: 1.0,
+            eval_every: 10,
+            device: "auto".into(),
+        }
+    }
+}
+
+/// Evaluation options.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Jitter applied to test features (paper Table 6); 0 = off.
+    pub test_jitter_scale: f64,
+    /// AUPRO integrates the PRO curve up to this false-positive rate.
+    pub aupro_fpr_limit: f64,
+    /// Write per-image scores and 224x224 maps to the store.
+    pub save_predictions: bool,
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { test_jitter_scale: 0.0, aupro_fpr_limit: 0.3, save_predictions: true, batch_size: 32 }
+    }
+}
+
+impl RunConfig {
+    /// Reads, parses and validates a config file. Relative dataset and weights paths are
+    /// resolved against the current directory (where the user runs `ras`).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Reads a config file and applies `key.path=value` overrides (value parsed as TOML,
+    /// else taken as a string), then validates. Unknown keys are errors either way.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        for o in overrides {
+            let (key, raw) = o.split_once('=').ok_or_else(|| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("override {o:?} must look like key.path=value"),
+            })?;
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+            let mut cur = &mut table;
+            let parts: Vec<&str> = key.trim().split('.').collect();
+            for part in &parts[..parts.len() - 1] {
+                cur = cur
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+                    .as_table_mut()
+                    .ok_or_else(|| ConfigError::Parse { path: path.to_path_buf(), message: format!("override {key}: {part} is not a table") })?;
+            }
+            cur.insert(parts[parts.len() - 1].to_string(), value);
+        }
+        Self::from_toml(&toml::to_string(&table).expect("table serialises"), path)
+    }
+
+    /// Parses and validates TOML text; `path` only names the source in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: RunConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks every value that parses but makes no sense, naming its key.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| {
+            Err(ConfigError::Invalid { path: path.to_path_buf(), key, message })
+        };
+        let t = &self.train;
+        let m = &self.model;
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return bad("name", format!("{:?} must be non-empty ASCII letters, digits, '-', '_' or '.'", self.name));
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return bad("train.lr", format!("{} must be a positive number", t.lr));
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return bad("train.weight_decay", format!("{} must be >= 0", t.weight_decay));
+        }
+        if t.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            return bad("train.betas", format!("{:?} must both lie in [0, 1)", t.betas));
+        }
+        if !(t.clip_max_norm > 0.0) {
+            return bad("train.clip_max_norm", format!("{} must be > 0", t.clip_max_norm));
+        }
+        if t.epochs == 0 {
+            return bad("train.epochs", "must be at least 1".into());
+        }
+        if t.batch_size == 0 {
+            return bad("train.batch_size", "must be at least 1".into());
+        }
+        if t.eval_every == 0 {
+            return bad("train.eval_every", "must be at least 1".into());
+        }
+        if t.lr_step_epochs == 0 || !(t.lr_gamma > 0.0) {
+            return bad("train.lr_step_epochs", "lr_step_epochs must be >= 1 and lr_gamma > 0".into());
+        }
+        if !(t.jitter_scale >= 0.0) || !(0.0..=1.0).contains(&t.jitter_prob) {
+            return bad("train.jitter_scale", "jitter_scale must be >= 0 and jitter_prob in [0, 1]".into());
+        }
+        if !["auto", "cpu", "cuda"].contains(&t.device.as_str()) && !t.device.starts_with("cuda:") {
+            return bad("train.device", format!("{:?} must be auto, cpu, cuda or cuda:N", t.device));
+        }
+        if m.decoder_layers == 0 {
+            return bad("model.decoder_layers", "T_d must be at least 1".into());
+        }
+        if m.hidden_dim <= 0 || m.heads <= 0 || m.hidden_dim % m.heads != 0 {
+            return bad("model.heads", format!("hidden_dim {} must be a positive multiple of heads {}", m.hidden_dim, m.heads));
+        }
+        if m.hidden_dim % 2 != 0 {
+            return bad("model.hidden_dim", "must be even (half row, half column position embedding)".into());
+        }
+        if m.ffn_dim <= 0 {
+            return bad("model.ffn_dim", "must be positive".into());
+        }
+        if m.neighbor_size.iter().any(|&s| s <= 0 || s % 2 == 0) {
+            return bad("model.neighbor_size", format!("{:?} must be positive odd sizes", m.neighbor_size));
+        }
+        let b = &self.backbone;
+        if b.image_size < 32 || b.image_size % 16 != 0 {
+            return bad("backbone.image_size", format!("{} must be a multiple of 16, at least 32", b.image_size));
+        }
+        if b.batch_size == 0 {
+            return bad("backbone.batch_size", "must be at least 1".into());
+        }
+        if crate::backbone::EfficientNetSpec::from_arch(&b.arch).is_none() {
+            return bad("backbone.arch", format!("{:?} is not one of efficientnet-b0 .. efficientnet-b4", b.arch));
+        }
+        let e = &self.eval;
+        if !(e.test_jitter_scale >= 0.0) {
+            return bad("eval.test_jitter_scale", "must be >= 0".into());
+        }
+        if !(e.aupro_fpr_limit > 0.0 && e.aupro_fpr_limit <= 1.0) {
+            return bad("eval.aupro_fpr_limit", "must be in (0, 1]".into());
+        }
+        if e.batch_size == 0 {
+            return bad("eval.batch_size", "must be at least 1".into());
+        }
+        let grid = b.image_size / 16;
+        if m.neighbor_mask && grid <= m.neighbor_size[0] && grid <= m.neighbor_size[1] {
+            return bad("model.neighbor_size", format!(
+                "{:?} masks every token of the {grid}x{grid} grid; use a larger backbone.image_size or set model.neighbor_mask = false",
+                m.neighbor_size
+            ));
+        }
+        if self.dataset.kind != "mvtec" {
+            return bad("dataset.kind", format!("{:?}: only \"mvtec\" layout is supported so far", self.dataset.kind));
+        }
+        Ok(())
+    }
+
+    /// The resolved config as TOML text, as stored with the run.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "name = \"t\"\n[dataset]\nroot = \"/data\"\n";
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let c = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap();
+        assert_eq!(c.seed, 333);
+        assert_eq!(c.train.lr, 7e-4);
+        assert_eq!(c.train.batch_size, 64);
+        assert_eq!((c.model.encoder_layers, c.model.decoder_layers), (2, 4));
+        assert_eq!(c.backbone.arch, "efficientnet-b4");
+        assert_eq!(c.train.jitter_scale, 25.0);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MIN}[train]\nlearning_rate = 0.1\n");
+        let err = RunConfig::from_toml(&text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("learning_rate") && err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn negative_lr_is_named() {
+        let text = format!("{MIN}[train]\nlr = -0.001\n");
+        let err = RunConfig::from_toml(&text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("train.lr"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_unknown_ones_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, MIN).unwrap();
+        let c = RunConfig::load(&p, &["train.lr=0.01".into(), "model.encoder_layers=0".into(), "name=abc".into()]).unwrap();
+        assert_eq!((c.train.lr, c.model.encoder_layers, c.name.as_str()), (0.01, 0, "abc"));
+        let err = RunConfig::load(&p, &["train.nope=1".into()]).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn round_trip_through_toml() {
+        let c = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap();
+        let back = RunConfig::from_toml(&c.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(c, back);
+    }
+}

@@ -1,0 +1,73 @@
+//! Decoding images and masks into the tensors the backbone and the metrics need.
+
+use super::DataError;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+fn open(path: &Path) -> Result<image::DynamicImage, DataError> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| DataError::Read { path: path.to_path_buf(), message: e.to_string() })?
+        .with_guessed_format()
+        .map_err(|e| DataError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    reader.decode().map_err(|e| DataError::Decode { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// Width and height from the file header (no full decode).
+pub fn dimensions(path: &Path) -> Result<(u32, u32), DataError> {
+    image::image_dimensions(path).map_err(|e| DataError::Decode { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// Errors unless the mask has its image's size.
+pub fn check_mask_dims(mask: &Path, image: &Path, image_dims: (u32, u32)) -> Result<(), DataError> {
+    let (mw, mh) = dimensions(mask)?;
+    if (mw, mh) != image_dims {
+        return Err(DataError::MaskSize {
+            mask: mask.to_path_buf(),
+            mask_w: mw,
+            mask_h: mh,
+            image: image.to_path_buf(),
+            image_w: image_dims.0,
+            image_h: image_dims.1,
+        });
+    }
+    Ok(())
+}
+
+/// RGB image -> (3, size, size) float, resized bilinearly, ImageNet-normalised.
+pub fn load_image(path: &Path, size: i64) -> Result<Tensor, DataError> {
+    let rgb = open(path)?.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let t = Tensor::from_data_size(rgb.as_raw(), &[h as i64, w as i64, 3], Kind::Uint8)
+        .permute([2, 0, 1])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let t = if (h as i64, w as i64) != (size, size) {
+        t.unsqueeze(0).upsample_bilinear2d([size, size], false, None, None).squeeze_dim(0)
+    } else {
+        t
+    };
+    let mean = Tensor::from_slice(&MEAN).view([3, 1, 1]);
+    let std = Tensor::from_slice(&STD).view([3, 1, 1]);
+    Ok((t - mean) / std)
+}
+
+/// Binary ground truth (size, size) as bool: mask file resized nearest, non-zero = anomalous.
+/// `label` false -> all zeros; anomalous without a mask -> all ones (spec section 6).
+pub fn load_mask(mask: Option<&Path>, image: &Path, label: bool, size: i64) -> Result<Tensor, DataError> {
+    let opts = (Kind::Bool, tch::Device::Cpu);
+    match (label, mask) {
+        (false, _) => Ok(Tensor::zeros([size, size], opts)),
+        (true, None) => Ok(Tensor::ones([size, size], opts)),
+        (true, Some(m)) => {
+            check_mask_dims(m, image, dimensions(image)?)?;
+            let g = open(m)?.to_luma8();
+            let (w, h) = g.dimensions();
+            let t = Tensor::from_data_size(g.as_raw(), &[1, 1, h as i64, w as i64], Kind::Uint8).to_kind(Kind::Float);
+            let t = t.upsample_nearest2d([size, size], None, None);
+            Ok(t.gt(0.0).view([size, size]))
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Reconstruction models: RAS (with its ablations) and the UniAD-style baseline.
+pub mod layers;
+pub mod ras;
+pub mod uniad;
+
+pub use ras::{add_jitter, anomaly_map, image_scores, Ras};

@@ -1,0 +1,63 @@
+//! UniAD-style baseline decoder (paper Table 6): plain post-LN transformer decoder layers
+//! with a learned query per layer, as in UniAD's TransformerDecoderLayer:
+//!   tgt = LN1(q + MHA(q + pos, memory + pos, memory))        q = learned_embed
+//!   tgt = LN2(tgt + MHA(tgt + pos, out + pos, out))          out = previous layer's output
+//!   tgt = LN3(tgt + FFN(tgt))
+//! and a final LayerNorm `transformer.decoder.norm`.
+
+use super::layers::{layer_norm, FeedForward, MultiheadAttention};
+use crate::config::ModelConfig;
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+#[derive(Debug)]
+struct UniadLayer {
+    learned_embed: Tensor,
+    self_attn: MultiheadAttention,
+    multihead_attn: MultiheadAttention,
+    ffn: FeedForward,
+    norm1: nn::LayerNorm,
+    norm2: nn::LayerNorm,
+    norm3: nn::LayerNorm,
+}
+
+#[derive(Debug)]
+pub struct UniadDecoder {
+    layers: Vec<UniadLayer>,
+    norm: nn::LayerNorm,
+}
+
+impl UniadDecoder {
+    pub fn new(p: &nn::Path, cfg: &ModelConfig, tokens: i64) -> Self {
+        let c = cfg.hidden_dim;
+        let layers = (0..cfg.decoder_layers)
+            .map(|i| {
+                let l = p / "layers" / i;
+                UniadLayer {
+                    learned_embed: (&l / "learned_embed").var("weight", &[tokens, c], nn::Init::Randn { mean: 0.0, stdev: 1.0 }),
+                    self_attn: MultiheadAttention::new(&l / "self_attn", c, cfg.heads),
+                    multihead_attn: MultiheadAttention::new(&l / "multihead_attn", c, cfg.heads),
+                    ffn: FeedForward::new(&l, c, cfg.ffn_dim),
+                    norm1: layer_norm(&l / "norm1", c),
+                    norm2: layer_norm(&l / "norm2", c),
+                    norm3: layer_norm(&l / "norm3", c),
+                }
+            })
+            .collect();
+        Self { layers, norm: layer_norm(p / "norm", c) }
+    }
+
+    /// memory: encoder output (B, N, C); returns (B, N, C).
+    pub fn forward(&self, memory: &Tensor, pos: &Tensor) -> Tensor {
+        let b = memory.size()[0];
+        let mem_k = memory + pos;
+        let mut out = memory.shallow_clone();
+        for l in &self.layers {
+            let q = l.learned_embed.unsqueeze(0).expand([b, -1, -1], false);
+            let t = l.norm1.forward(&(&q + l.self_attn.forward(&(&q + pos), &mem_k, memory, None)));
+            let t = l.norm2.forward(&(&t + l.multihead_attn.forward(&(&t + pos), &(&out + pos), &out, None)));
+            out = l.norm3.forward(&(&t + l.ffn.forward(&t)));
+        }
+        self.norm.forward(&out)
+    }
+}
