@@ -65,7 +65,7 @@ fn default_kind() -> String {
 
 /// Frozen feature extractor and neck.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackboneConfig {
     /// "efficientnet-b4" (the paper) or a smaller "efficientnet-b0" .. "efficientnet-b3".
     pub arch: String,
@@ -106,7 +106,7 @@ pub enum DecoderKind {
 
 /// The RAS reconstruction model (spec sections 3-5). Defaults are the paper's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     pub decoder: DecoderKind,
     /// C: width of the transformer.
@@ -147,7 +147,7 @@ pub enum Setting {
 
 /// Optimisation recipe (spec section 7). Defaults are the paper's MVTec-AD settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub setting: Setting,
     pub epochs: usize,
@@ -192,7 +192,7 @@ impl Default for TrainConfig {
 
 /// Evaluation options.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
     /// Jitter applied to test features (paper Table 6); 0 = off.
     pub test_jitter_scale: f64,

@@ -72,14 +72,15 @@ pub fn class_metrics(pred: &Predictions, labels: &[bool], masks: &Tensor, fpr_li
     let (h, w) = (s[1] as usize, s[2] as usize);
     let maps: Vec<&[f32]> = pix.chunks(h * w).collect();
     let gts: Vec<&[bool]> = gt.chunks(h * w).collect();
+    let m = metrics::all_metrics(&scores, labels, &maps, &gts, h, w, fpr_limit)?;
     Ok(ClassMetrics {
-        image_auroc: metrics::auroc(&scores, labels)?,
-        pixel_auroc: metrics::auroc(&pix, &gt)?,
-        aupro: metrics::aupro(&maps, &gts, h, w, fpr_limit)?,
-        image_f1_max: metrics::f1_max(&scores, labels)?,
-        pixel_f1_max: metrics::f1_max(&pix, &gt)?,
-        image_ap: metrics::average_precision(&scores, labels)?,
-        pixel_ap: metrics::average_precision(&pix, &gt)?,
+        image_auroc: m.image.auroc,
+        pixel_auroc: m.pixel.ranking.auroc,
+        aupro: m.pixel.aupro,
+        image_f1_max: m.image.f1_max,
+        pixel_f1_max: m.pixel.ranking.f1_max,
+        image_ap: m.image.average_precision,
+        pixel_ap: m.pixel.ranking.average_precision,
     })
 }
 

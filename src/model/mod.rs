@@ -3,4 +3,4 @@ pub mod layers;
 pub mod ras;
 pub mod uniad;
 
-pub use ras::{add_jitter, anomaly_map, image_scores, Ras};
+pub use ras::{add_jitter, anomaly_map, image_scores, Ras, RasStep, StepOutput};

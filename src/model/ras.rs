@@ -35,8 +35,12 @@ struct CrossBlock {
     norm2: nn::LayerNorm,
 }
 
-/// What one step produces: the new latent l_t and its output projection o_t.
+/// What one step produces: the new latent l_t and its output projection o_t, plus the
+/// intermediate values (gate a, gated latent l_a, fused l*) for inspection and tests.
 pub struct StepOutput {
+    pub gate: Option<Tensor>,
+    pub gated: Tensor,
+    pub fused: Tensor,
     pub latent: Tensor,
     pub output: Tensor,
 }
@@ -67,8 +71,9 @@ impl RasStep {
         let b = latent.size()[0];
         let ctx = self.learned_embed.unsqueeze(0).expand([b, -1, -1], false);
         // a = sigmoid(W_g [c ; l]); l_a = a * l.  Transformer-only: l_a = l.
-        let gated = match &self.adaptive_gate {
-            Some(gate) => gate.forward(&Tensor::cat(&[&ctx, latent], -1)).sigmoid() * latent,
+        let gate = self.adaptive_gate.as_ref().map(|g| g.forward(&Tensor::cat(&[&ctx, latent], -1)).sigmoid());
+        let gated = match &gate {
+            Some(a) => a * latent,
             None => latent.shallow_clone(),
         };
         // l_T = Block(query c, memory l_a).  Gate-only: l_T = l_a (no attention, no FFN).
@@ -78,12 +83,12 @@ impl RasStep {
                 let y = blk.norm1.forward(&(&ctx + attn));
                 blk.norm2.forward(&(&y + blk.ffn.forward(&y)))
             }
-            None => gated,
+            None => gated.shallow_clone(),
         };
         let fused = (self.update_proj.forward(latent) + transformed) / 2.0;
         let latent = self.norm_out.forward(&fused);
         let output = self.output_proj.forward(&latent);
-        StepOutput { latent, output }
+        StepOutput { gate, gated, fused, latent, output }
     }
 }
 
