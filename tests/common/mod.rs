@@ -19,7 +19,7 @@ pub fn synth_dataset(dir: &Path, classes: usize, seed: u64, image_size: u32, tra
     root
 }
 
-/// A small run config (EfficientNet-B0, random init, 128 px -> 8x8 tokens, small RAS).
+/// A small run config (EfficientNet-B0, random init, 224 px -> 14x14 tokens, small RAS).
 pub fn small_config(dir: &Path, root: &Path, name: &str, extra: &str) -> PathBuf {
     let text = format!(
         r#"name = "{name}"
@@ -29,7 +29,7 @@ store = "file://{store}"
 root = "{root}"
 [backbone]
 arch = "efficientnet-b0"
-image_size = 128
+image_size = 224
 batch_size = 16
 [model]
 hidden_dim = 64
@@ -38,11 +38,11 @@ decoder_layers = 2
 heads = 4
 ffn_dim = 128
 [train]
-epochs = 30
+epochs = 40
 batch_size = 16
 lr = 1e-3
 jitter_scale = 20.0
-eval_every = 15
+eval_every = 20
 device = "cpu"
 [eval]
 batch_size = 16
