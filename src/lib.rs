@@ -8,6 +8,7 @@
 //! - `features` the feature cache in the store (computed once, reused by every run)
 //! - `model`    RAS (and its ablations, the UniAD-style baseline)
 //! - `train`    optimiser, schedule, jitter, seeded data order
+//! - `dist`     ranks, collectives (single, MPI, NCCL), data sharding
 //! - `eval`     anomaly maps, image scores, metrics
 //! - `run`      one run end to end, and its layout in the store
 //! - `store`    every byte that outlives a process (object_store)
@@ -19,6 +20,7 @@ pub mod backbone;
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod dist;
 pub mod eval;
 pub mod features;
 pub mod model;

@@ -48,8 +48,8 @@ fn training_beats_the_untrained_model_and_the_cache_is_reused() {
     let before = untrained_metrics(&cfg);
 
     // Trained: the run must find every class in the cache and compute nothing.
-    let out = execute(&cfg, &RunOptions { progress: Progress::hidden(), force: false }).unwrap();
-    let fm = &out.final_metrics;
+    let out = execute(&cfg, &RunOptions::new(Progress::hidden(), false)).unwrap();
+    let fm = out.final_metrics.as_ref().expect("rank 0 of a single-process run has final metrics");
     assert_eq!(fm.feature_cache.classes_reused, 3, "{:?}", fm.feature_cache);
     assert_eq!(fm.feature_cache.images_computed, 0);
     let after = &fm.metrics;

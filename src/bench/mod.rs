@@ -3,7 +3,9 @@
 use crate::backbone::FeatureExtractor;
 use crate::config::{BackboneConfig, ModelConfig, TrainConfig};
 use crate::data::{imageio, synth};
+use crate::dist::SingleProcess;
 use crate::train::Trainer;
+use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use std::fmt::Write;
 use std::time::Instant;
@@ -44,10 +46,10 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     let mut trainer = Trainer::new(&model, &train, 0, o.channels, o.grid, device)?;
     let feats = Tensor::randn([o.batch as i64, o.channels, o.grid, o.grid], (Kind::Float, device));
     let ids: Vec<usize> = (0..o.batch).collect();
-    trainer.step(&feats, &ids, 0); // warm-up
+    trainer.step(&feats, &ids, 0, &SingleProcess, false)?; // warm-up
     let secs = time(|| {
         for s in 0..o.steps {
-            trainer.step(&feats, &ids, s);
+            trainer.step(&feats, &ids, s, &SingleProcess, false).expect("single process");
         }
     });
     let sps = (o.steps * o.batch) as f64 / secs;
@@ -75,13 +77,13 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
             let imgs: Vec<Tensor> = chunk.iter().map(|s| imageio::load_image(&s.path, 224).expect("synthetic image")).collect();
             let f = ex.extract(&Tensor::stack(&imgs, 0));
             let ids: Vec<usize> = (0..chunk.len()).collect();
-            trainer.step(&f, &ids, 0);
+            trainer.step(&f, &ids, 0, &SingleProcess, false).expect("single process");
             cached.push(f);
         }
     });
     let all = Tensor::cat(&cached, 0);
     let cached_secs = time(|| {
-        trainer.epoch(&all, 1, &mut |_| {});
+        trainer.epoch(&all, 1, 0, &SingleProcess, &AtomicBool::new(false), &mut |_| {}).expect("single process");
     });
     let _ = std::fs::remove_dir_all(&dir);
     writeln!(

@@ -33,12 +33,27 @@ enum Command {
     Features(ConfigArgs),
     /// Train one run and evaluate it; prints its per-class table (image AUROC, pixel
     /// AUROC, AUPRO, F1-max). A run already complete in the store is not trained again.
+    ///
+    /// A run found incomplete in the store (killed, preempted) resumes from its newest
+    /// valid checkpoint. SIGTERM or SIGUSR1 checkpoint after the current step and exit
+    /// with code 75 ("requeue me"). With --ranks N it starts N data-parallel ranks with
+    /// mpirun; under mpirun or srun it is one of the ranks (rank from the environment).
     Train {
         #[command(flatten)]
         config: ConfigArgs,
-        /// Train again even if the store holds a complete run with this config.
+        /// Start from scratch, discarding whatever the store holds for this run.
         #[arg(long)]
         force: bool,
+        /// Data-parallel ranks to start on this machine with mpirun (1 = this process).
+        #[arg(long, default_value_t = 1)]
+        ranks: usize,
+    },
+    /// One rank of a data-parallel run: what mpirun and srun start (same as `train`
+    /// without --ranks; rank, local rank and world size come from the environment).
+    #[command(hide = true)]
+    Worker {
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Evaluate a finished run again from its last checkpoint, e.g. with test-time
     /// jitter (paper Table 6), without retraining; or just print its stored metrics.
@@ -182,12 +197,12 @@ pub fn run() -> Result<ExitCode> {
                 stats.images_computed
             );
         }
-        Command::Train { config, force } => {
+        Command::Train { config, force, ranks } if ranks > 1 => {
             let cfg = RunConfig::load(&config.config, &config.overrides)?;
-            let out = ras::run::execute(&cfg, &ras::run::RunOptions { progress, force })
-                .with_context(|| format!("run from {} failed", config.config.display()))?;
-            print_outcome(&out.run_id, &cfg.store, &out.final_metrics);
+            return launch_mpirun(&cfg, &config, force, ranks);
         }
+        Command::Train { config, force, .. } => return train(&config, force, progress),
+        Command::Worker { config } => return train(&config, false, Progress::hidden()),
         Command::Eval { run, store, test_jitter } => {
             let store = ras::store::Store::open(&store)?;
             match test_jitter {
@@ -224,6 +239,83 @@ pub fn run() -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs (or resumes) one run in this process, as a rank of whatever launched it.
+fn train(config: &ConfigArgs, force: bool, progress: Progress) -> Result<ExitCode> {
+    let cfg = RunConfig::load(&config.config, &config.overrides)?;
+    let opts = ras::run::RunOptions::new(progress, force);
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+        signal_hook::flag::register(sig, opts.stop.clone()).context("installing signal handlers")?;
+    }
+    let out = ras::run::execute(&cfg, &opts).with_context(|| format!("run from {} failed", config.config.display()))?;
+    if out.preempted {
+        eprintln!("run {} stopped by a signal after a checkpoint; run the same command again to resume", out.run_id);
+        return Ok(ExitCode::from(ras::run::EXIT_REQUEUE));
+    }
+    if let Some(fm) = &out.final_metrics {
+        print_outcome(&out.run_id, &cfg.store, fm);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `ranks` workers with mpirun on this machine and waits. If mpirun fails before
+/// the run recorded an outcome (a rank killed, say), the run is marked failed with what
+/// mpirun reported (it names the rank).
+fn launch_mpirun(cfg: &RunConfig, config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitCode> {
+    let exe = std::env::current_exe().context("locating the ras binary")?;
+    let mut cmd = std::process::Command::new("mpirun");
+    cmd.args(["--oversubscribe", "--bind-to", "none", "-np", &ranks.to_string()]);
+    if nix_is_root() {
+        cmd.arg("--allow-run-as-root");
+    }
+    cmd.arg(&exe);
+    if force {
+        // --force must act once, before the ranks start, not in every rank.
+        let store = ras::store::Store::open(&cfg.store)?;
+        for key in store.list(&format!("runs/{}", ras::run::run_id(cfg)))? {
+            store.delete(&key)?;
+        }
+    }
+    cmd.arg("worker").arg(&config.config);
+    for o in &config.overrides {
+        cmd.arg("--set").arg(o);
+    }
+    cmd.stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().context("starting mpirun (install OpenMPI: scripts/setup.sh)")?;
+    let mut tail: std::collections::VecDeque<String> = Default::default();
+    if let Some(err) = child.stderr.take() {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            tail.push_back(line);
+            if tail.len() > 15 {
+                tail.pop_front();
+            }
+        }
+    }
+    let code = child.wait().context("waiting for mpirun")?.code().unwrap_or(1);
+    if code == 0 {
+        let store = ras::store::Store::open(&cfg.store)?;
+        let id = ras::run::run_id(cfg);
+        if let Some(fm) = store.get_json::<ras::run::FinalMetrics>(&format!("runs/{id}/final_metrics.json"))? {
+            print_outcome(&id, &cfg.store, &fm);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if code == ras::run::EXIT_REQUEUE as i32 {
+        return Ok(ExitCode::from(ras::run::EXIT_REQUEUE));
+    }
+    let reason = format!("mpirun exited with code {code}: {}", tail.iter().cloned().collect::<Vec<_>>().join(" | "));
+    ras::run::mark_failed_unless_recorded(cfg, &reason)?;
+    bail!("{reason}")
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
 }
 
 fn print_outcome(run_id: &str, store: &str, fm: &ras::run::FinalMetrics) {

@@ -36,6 +36,25 @@ pub struct RunConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+/// When checkpoints are written and how many are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Every K epochs (and at the end, and on SIGTERM/SIGUSR1); default = train.eval_every.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<usize>,
+    /// Keep the newest N checkpoints plus the best-scoring one.
+    pub keep_last: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self { every: None, keep_last: 2 }
+    }
 }
 
 fn default_seed() -> u64 {
@@ -320,6 +339,9 @@ impl RunConfig {
         }
         if crate::backbone::EfficientNetSpec::from_arch(&b.arch).is_none() {
             return bad("backbone.arch", format!("{:?} is not one of efficientnet-b0 .. efficientnet-b4", b.arch));
+        }
+        if self.checkpoint.every == Some(0) || self.checkpoint.keep_last == 0 {
+            return bad("checkpoint.every", "checkpoint.every and checkpoint.keep_last must be at least 1".into());
         }
         let e = &self.eval;
         if !(e.test_jitter_scale >= 0.0) {

@@ -1,19 +1,26 @@
 //! Training: AdamW, global-norm clipping, StepLR, feature jitter with per-sample seeded
 //! noise (so the random stream does not depend on how samples are batched or sharded).
 
+pub mod optim;
+
 use crate::config::{ModelConfig, TrainConfig};
+use crate::dist::{self, Collective, DistError};
+use optim::{clip_grad_norm, AdamW};
 use crate::model::{add_jitter, Ras};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// A model with its parameters and optimiser.
 pub struct Trainer {
     pub vs: nn::VarStore,
     pub model: Ras,
-    pub opt: nn::Optimizer,
+    pub opt: AdamW,
+    /// Trainable parameters in name order (the gradient bucket's layout).
+    params: Vec<Tensor>,
+    names: Vec<String>,
     cfg: TrainConfig,
     seed: u64,
 }
@@ -77,6 +84,16 @@ pub fn lr_at(cfg: &TrainConfig, epoch: usize) -> f64 {
     cfg.lr * cfg.lr_gamma.powi((epoch / cfg.lr_step_epochs) as i32)
 }
 
+/// What an epoch ended with.
+pub struct EpochResult {
+    /// Mean loss over the steps run in this call (averaged over ranks).
+    pub loss: f64,
+    /// Steps of this epoch done so far (== `steps_per_epoch` when the epoch finished).
+    pub steps_done: usize,
+    /// A rank asked to stop (SIGTERM / SIGUSR1): all ranks stopped after the same step.
+    pub stopped: bool,
+}
+
 impl Trainer {
     pub fn new(
         model_cfg: &ModelConfig,
@@ -88,20 +105,44 @@ impl Trainer {
     ) -> Result<Self, tch::TchError> {
         let vs = nn::VarStore::new(device);
         let model = with_torch_seed(mix_seed(&[seed, STREAM_INIT]), || Ras::new(&vs.root(), model_cfg, channels, (grid, grid)));
-        let opt = nn::AdamW {
-            beta1: train_cfg.betas[0],
-            beta2: train_cfg.betas[1],
-            wd: train_cfg.weight_decay,
-            eps: 1e-8,
-            amsgrad: false,
-        }
-        .build(&vs, train_cfg.lr)?;
-        Ok(Self { vs, model, opt, cfg: train_cfg.clone(), seed })
+        let names = {
+            let vars = vs.variables();
+            let mut n: Vec<String> = vars.keys().cloned().collect();
+            n.sort();
+            n
+        };
+        let vars = vs.variables();
+        let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+        let opt = AdamW::new(&params, train_cfg.lr, train_cfg.betas, train_cfg.weight_decay);
+        Ok(Self { vs, model, opt, params, names, cfg: train_cfg.clone(), seed })
     }
 
-    /// One optimisation step on the samples `ids` of `features` (N, C, H, W, on CPU).
-    /// Returns the loss.
-    pub fn step(&mut self, features: &Tensor, ids: &[usize], epoch: usize) -> f64 {
+    /// Makes every rank start from rank 0's weights.
+    pub fn sync_from_root(&mut self, coll: &dyn Collective) -> Result<(), DistError> {
+        if coll.world().world_size == 1 {
+            return Ok(());
+        }
+        let mut bucket = dist::flatten(&self.params, 0, self.vs.device());
+        coll.broadcast(&mut bucket, 0)?;
+        dist::unflatten_into(&bucket, &mut self.params);
+        Ok(())
+    }
+
+    /// Global batch size split over the ranks.
+    pub fn local_batch(&self, world: usize) -> usize {
+        (self.cfg.batch_size / world).max(1)
+    }
+
+    /// Optimisation steps in one epoch of `n` samples on `world` ranks.
+    pub fn steps_per_epoch(&self, n: usize, world: usize) -> usize {
+        n.div_ceil(world).div_ceil(self.local_batch(world))
+    }
+
+    /// One optimisation step on this rank's samples `ids` of `features` (N, C, H, W):
+    /// local loss and gradients, then one all-reduce of [gradients..., loss, stop flag]
+    /// averaged over ranks, clipping on the global gradient, AdamW.
+    /// Returns (mean loss over ranks, whether any rank asked to stop).
+    pub fn step(&mut self, features: &Tensor, ids: &[usize], epoch: usize, coll: &dyn Collective, stop: bool) -> Result<(f64, bool), DistError> {
         let device = self.vs.device();
         let index = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>());
         let clean = features.index_select(0, &index).to_device(device);
@@ -112,25 +153,107 @@ impl Trainer {
         } else {
             clean.shallow_clone()
         };
+        for p in &self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
         let rec = self.model.forward_t(&input, true);
         let loss = rec.mse_loss(&clean, tch::Reduction::Mean);
-        self.opt.zero_grad();
         loss.backward();
-        self.opt.clip_grad_norm(self.cfg.clip_max_norm);
-        self.opt.step();
-        loss.double_value(&[])
+        let world = coll.world().world_size;
+        let (loss_value, stop_all) = if world > 1 {
+            let grads: Vec<Tensor> = self.params.iter().map(|p| { let g = p.grad(); if g.defined() { g } else { p.zeros_like() } }).collect();
+            // One bucket: every gradient, then the local loss and this rank's stop flag.
+            let mut bucket = dist::flatten(&grads, 2, device);
+            let n = bucket.size()[0];
+            tch::no_grad(|| {
+                let _ = bucket.narrow(0, n - 2, 1).fill_(loss.double_value(&[]));
+                let _ = bucket.narrow(0, n - 1, 1).fill_(if stop { 1.0 } else { 0.0 });
+            });
+            coll.all_reduce_sum(&mut bucket)?;
+            let bucket = bucket / world as f64;
+            // Write the averaged gradients back into the parameters' .grad() storage.
+            let mut grads: Vec<Tensor> = self.params.iter().map(|p| { let g = p.grad(); if g.defined() { g } else { p.zeros_like() } }).collect();
+            dist::unflatten_into(&bucket, &mut grads);
+            (bucket.double_value(&[n - 2]), bucket.double_value(&[n - 1]) > 0.0)
+        } else {
+            (loss.double_value(&[]), stop)
+        };
+        clip_grad_norm(&self.params, self.cfg.clip_max_norm);
+        self.opt.step(&mut self.params);
+        Ok((loss_value, stop_all))
     }
 
-    /// One epoch over all of `features` in the seeded order; returns the mean loss.
-    pub fn epoch(&mut self, features: &Tensor, epoch: usize, on_batch: &mut dyn FnMut(usize)) -> f64 {
-        self.opt.set_lr(lr_at(&self.cfg, epoch));
+    /// Runs epoch `epoch` from step `start_step` on this rank's shard, stopping early
+    /// (after the same step on every rank) when `stop` is raised on any rank.
+    pub fn epoch(
+        &mut self,
+        features: &Tensor,
+        epoch: usize,
+        start_step: usize,
+        coll: &dyn Collective,
+        stop: &std::sync::atomic::AtomicBool,
+        on_step: &mut dyn FnMut(usize),
+    ) -> Result<EpochResult, DistError> {
+        let world = coll.world();
+        self.opt.lr = lr_at(&self.cfg, epoch);
         let n = features.size()[0] as usize;
-        let order = epoch_order(n, self.seed, epoch);
-        let mut total = 0.0;
-        for batch in order.chunks(self.cfg.batch_size) {
-            total += self.step(features, batch, epoch) * batch.len() as f64;
-            on_batch(batch.len());
+        let local = dist::shard(&epoch_order(n, self.seed, epoch), world);
+        let batch = self.local_batch(world.world_size);
+        let (mut total, mut count, mut steps_done) = (0.0, 0usize, start_step);
+        for ids in local.chunks(batch).skip(start_step) {
+            let (loss, stop_all) = self.step(features, ids, epoch, coll, stop.load(std::sync::atomic::Ordering::SeqCst))?;
+            total += loss;
+            count += 1;
+            steps_done += 1;
+            on_step(ids.len() * world.world_size);
+            if stop_all {
+                return Ok(EpochResult { loss: total / count as f64, steps_done, stopped: true });
+            }
         }
-        total / n as f64
+        Ok(EpochResult { loss: if count > 0 { total / count as f64 } else { 0.0 }, steps_done, stopped: false })
+    }
+
+    /// Named tensors of the whole training state: parameters, AdamW moments, step count.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![];
+        for (i, n) in self.names.iter().enumerate() {
+            out.push((format!("model.{n}"), self.params[i].shallow_clone()));
+            out.push((format!("optim.exp_avg.{n}"), self.opt.exp_avg[i].shallow_clone()));
+            out.push((format!("optim.exp_avg_sq.{n}"), self.opt.exp_avg_sq[i].shallow_clone()));
+        }
+        out.push(("optim.step".into(), Tensor::from_slice(&[self.opt.step])));
+        out
+    }
+
+    /// Restores what `state_tensors` produced; every tensor must be present with its shape.
+    pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>) -> Result<(), String> {
+        let mut map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+        let mut take = |key: String, like: &Tensor| -> Result<Tensor, String> {
+            let t = map.remove(&key).ok_or_else(|| format!("missing {key}"))?;
+            if t.size() != like.size() {
+                return Err(format!("{key}: shape {:?}, expected {:?}", t.size(), like.size()));
+            }
+            Ok(t)
+        };
+        tch::no_grad(|| -> Result<(), String> {
+            for (i, n) in self.names.clone().iter().enumerate() {
+                let p = take(format!("model.{n}"), &self.params[i])?;
+                self.params[i].copy_(&p);
+                let m = take(format!("optim.exp_avg.{n}"), &self.opt.exp_avg[i])?;
+                self.opt.exp_avg[i].copy_(&m);
+                let v = take(format!("optim.exp_avg_sq.{n}"), &self.opt.exp_avg_sq[i])?;
+                self.opt.exp_avg_sq[i].copy_(&v);
+            }
+            Ok(())
+        })?;
+        let step = map.remove("optim.step").ok_or("missing optim.step")?;
+        self.opt.step = step.int64_value(&[0]);
+        if let Some(extra) = map.keys().next() {
+            return Err(format!("unexpected {extra}"));
+        }
+        Ok(())
     }
 }
