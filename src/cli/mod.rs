@@ -106,6 +106,25 @@ enum DataCommand {
         #[arg(long, default_value_t = 224)]
         image_size: u32,
     },
+    /// Validate a dataset before training: counts per class and split, anomalous images
+    /// without masks, masks without images, files that do not decode in full, mask/image
+    /// size mismatches, metadata rows naming missing files. Exits non-zero on any problem.
+    Check {
+        /// Dataset root folder.
+        root: PathBuf,
+        /// Layout: mvtec, mpdd, visa, btad or jsonl.
+        #[arg(long, default_value = "mvtec")]
+        kind: String,
+        /// Only these classes (comma-separated); default all.
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<String>,
+        /// kind jsonl: training metadata (relative to ROOT).
+        #[arg(long)]
+        train_meta: Option<PathBuf>,
+        /// kind jsonl: test metadata (relative to ROOT).
+        #[arg(long)]
+        test_meta: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,11 +198,18 @@ pub fn run() -> Result<ExitCode> {
                 summary.anomalous_images
             );
         }
+        Command::Data(DataCommand::Check { root, kind, classes, train_meta, test_meta }) => {
+            let cfg = ras::config::DatasetConfig { kind, root, classes, train_meta, test_meta };
+            let report = ras::data::check::check(&cfg, &progress)
+                .with_context(|| format!("cannot check dataset {}", cfg.root.display()))?;
+            print!("{}", report.render());
+            return Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
         Command::Features(args) => {
             let cfg = RunConfig::load(&args.config, &args.overrides)?;
             let store = ras::store::Store::open(&cfg.store)?;
             let device = ras::run::resolve_device(&cfg.train.device)?;
-            let index = ras::data::scan_mvtec(&cfg.dataset.root, &cfg.dataset.classes)?;
+            let index = ras::data::scan(&cfg.dataset)?;
             index.check_headers()?;
             let (feats, stats) = ras::features::load_or_compute(&store, &cfg.backbone, device, &index, &progress)?;
             for (class, f) in &feats {

@@ -68,14 +68,23 @@ fn default_store() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
-    /// Folder layout. Only "mvtec" (also used by MPDD and the synthetic set) so far.
+    /// Layout (see `crate::data::KINDS`): "mvtec" (also MPDD and the synthetic set),
+    /// "mpdd", "visa" (raw layout + split_csv/1cls.csv), "btad", or "jsonl" (the public
+    /// code's metadata files).
     #[serde(default = "default_kind")]
     pub kind: String,
-    /// Dataset root folder: `<root>/<class>/{train,test,ground_truth}`.
+    /// Dataset root folder (for "jsonl": the folder the metadata paths are relative to).
     pub root: PathBuf,
-    /// Classes to use; empty = every class folder found under the root.
+    /// Classes to use; empty = every class found.
     #[serde(default)]
     pub classes: Vec<String>,
+    /// kind = "jsonl" only: JSON-lines metadata of the training split; relative paths are
+    /// resolved against `root`. Not serialised when absent, so other configs keep their run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_meta: Option<PathBuf>,
+    /// kind = "jsonl" only: metadata of the test split, like `train_meta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_meta: Option<PathBuf>,
 }
 
 fn default_kind() -> String {
@@ -360,8 +369,18 @@ impl RunConfig {
                 m.neighbor_size
             ));
         }
-        if self.dataset.kind != "mvtec" {
-            return bad("dataset.kind", format!("{:?}: only \"mvtec\" layout is supported so far", self.dataset.kind));
+        let d = &self.dataset;
+        if !crate::data::KINDS.contains(&d.kind.as_str()) {
+            return bad("dataset.kind", format!("{:?} must be one of {}", d.kind, crate::data::KINDS.join(", ")));
+        }
+        for (key, value) in [("dataset.train_meta", &d.train_meta), ("dataset.test_meta", &d.test_meta)] {
+            match (d.kind == "jsonl", value) {
+                (true, None) => {
+                    return bad(key, "kind = \"jsonl\" needs it: a JSON-lines metadata file (relative to dataset.root)".into())
+                }
+                (false, Some(_)) => return bad(key, format!("only used with kind = \"jsonl\", not {:?}; remove it", d.kind)),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -412,6 +431,28 @@ mod tests {
         assert_eq!((c.train.lr, c.model.encoder_layers, c.name.as_str()), (0.01, 0, "abc"));
         let err = RunConfig::load(&p, &["train.nope=1".into()]).unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn dataset_kinds_and_jsonl_keys() {
+        for kind in crate::data::KINDS.iter().filter(|k| **k != "jsonl") {
+            let text = MIN.replace("[dataset]\n", &format!("[dataset]\nkind = \"{kind}\"\n"));
+            RunConfig::from_toml(&text, Path::new("x.toml")).unwrap();
+        }
+        let with = |extra: &str| RunConfig::from_toml(&format!("{MIN}{extra}"), Path::new("x.toml"));
+        let err = with("kind = \"folder\"\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.kind") && err.contains("folder") && err.contains("visa"), "{err}");
+        let err = with("kind = \"jsonl\"\ntrain_meta = \"train.jsonl\"\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.test_meta"), "{err}");
+        let err = with("kind = \"jsonl\"\ntest_meta = \"test.jsonl\"\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.train_meta"), "{err}");
+        let err = with("kind = \"visa\"\ntrain_meta = \"train.jsonl\"\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.train_meta") && err.contains("visa"), "{err}");
+        let c = with("kind = \"jsonl\"\ntrain_meta = \"a.jsonl\"\ntest_meta = \"b.jsonl\"\n").unwrap();
+        assert_eq!(c.dataset.test_meta.as_deref(), Some(Path::new("b.jsonl")));
+        // Absent optional keys are not written: existing configs keep their run id.
+        let plain = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap().to_toml();
+        assert!(!plain.contains("train_meta") && !plain.contains("test_meta"), "{plain}");
     }
 
     #[test]

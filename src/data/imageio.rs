@@ -20,6 +20,12 @@ pub fn dimensions(path: &Path) -> Result<(u32, u32), DataError> {
     image::image_dimensions(path).map_err(|e| DataError::Decode { path: path.to_path_buf(), message: e.to_string() })
 }
 
+/// Width and height after decoding every pixel: a truncated or corrupt file that has a
+/// valid header fails here (and in training, hours later), not in [`dimensions`].
+pub fn decoded_dimensions(path: &Path) -> Result<(u32, u32), DataError> {
+    open(path).map(|img| (img.width(), img.height()))
+}
+
 /// Errors unless the mask has its image's size.
 pub fn check_mask_dims(mask: &Path, image: &Path, image_dims: (u32, u32)) -> Result<(), DataError> {
     let (mw, mh) = dimensions(mask)?;

@@ -1,13 +1,29 @@
 //! Datasets: the folder index (which files are train/test, normal/anomalous, which mask
-//! belongs to which image), decoding, and the synthetic dataset generator.
+//! belongs to which image), decoding, validation (`ras data check`) and the synthetic
+//! dataset generator.
+//!
+//! Every layout (one file each: `mvtec`, `visa`, `btad`, `jsonl`) produces the same
+//! [`DatasetIndex`], so nothing after [`scan`] knows which dataset it trains on. A loader
+//! never fails on the first odd file: it returns a [`Scan`] with everything it noticed, so
+//! that `ras data check` can list every problem at once, while [`scan`] (what training
+//! uses) refuses a dataset whose listed files are missing.
 
+pub mod btad;
+pub mod check;
 pub mod imageio;
+pub mod jsonl;
 pub mod mvtec;
 pub mod synth;
+pub mod visa;
 
+pub use check::Problem;
 pub use mvtec::scan_mvtec;
 
-use std::path::PathBuf;
+use crate::config::DatasetConfig;
+use std::path::{Path, PathBuf};
+
+/// Values accepted by `dataset.kind`: "mvtec" and "mpdd" share the MVTec-AD layout.
+pub const KINDS: [&str; 5] = ["mvtec", "mpdd", "visa", "btad", "jsonl"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -27,6 +43,107 @@ pub enum DataError {
     Decode { path: PathBuf, message: String },
     #[error("mask {mask} is {mask_w}x{mask_h} but its image {image} is {image_w}x{image_h}")]
     MaskSize { mask: PathBuf, mask_w: u32, mask_h: u32, image: PathBuf, image_w: u32, image_h: u32 },
+    #[error("dataset.kind {0:?} is not one of mvtec, mpdd, visa, btad, jsonl")]
+    UnknownKind(String),
+    #[error("{path} is missing: {fix}")]
+    MissingMeta { path: PathBuf, fix: String },
+    #[error("{path} line {line}: {message}")]
+    Meta { path: PathBuf, line: usize, message: String },
+    #[error("{problem}{}; `ras data check ROOT --kind KIND` lists every problem", more_hint(.more))]
+    Invalid { problem: String, more: usize },
+}
+
+/// What a layout loader found: the index of every usable sample, the problems it noticed
+/// while listing (files a metadata row names but that do not exist, empty splits, ...),
+/// and the folders that hold masks, so that `ras data check` can find masks no image uses.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub index: DatasetIndex,
+    pub problems: Vec<Problem>,
+    pub mask_dirs: Vec<PathBuf>,
+}
+
+/// Scans `cfg.root` in the layout `cfg.kind`, keeps the classes `cfg.classes` (empty = all,
+/// in the order given otherwise) and lists what the loader noticed; fails only when the
+/// layout itself cannot be read (missing root or metadata, malformed metadata, unknown class).
+pub fn scan_all(cfg: &DatasetConfig) -> Result<Scan, DataError> {
+    if !cfg.root.is_dir() {
+        return Err(DataError::MissingRoot(cfg.root.clone()));
+    }
+    match cfg.kind.as_str() {
+        "mvtec" | "mpdd" => mvtec::scan_layout(&cfg.root, &cfg.classes),
+        "visa" => visa::scan_layout(&cfg.root, &cfg.classes),
+        "btad" => btad::scan_layout(&cfg.root, &cfg.classes),
+        "jsonl" => jsonl::scan_layout(&cfg.root, &cfg.classes, cfg.train_meta.as_deref(), cfg.test_meta.as_deref()),
+        other => Err(DataError::UnknownKind(other.to_string())),
+    }
+}
+
+/// The dataset a run trains on: [`scan_all`], refusing a dataset with a class without
+/// train or test images, a listed file that does not exist, or an anomalous training
+/// image, because training on part of what the metadata promises would give numbers
+/// nobody can compare. Anomalous images without a mask are accepted (all-anomalous, spec
+/// section 6) and masks no image uses are ignored; `ras data check` reports both.
+pub fn scan(cfg: &DatasetConfig) -> Result<DatasetIndex, DataError> {
+    let s = scan_all(cfg)?;
+    let fatal: Vec<&Problem> = s.problems.iter().filter(|p| p.blocks_training()).collect();
+    match fatal.first() {
+        None => Ok(s.index),
+        Some(p) => Err(DataError::Invalid { problem: p.to_string(), more: fatal.len() - 1 }),
+    }
+}
+
+fn more_hint(more: &usize) -> String {
+    if *more > 0 {
+        format!(" (and {more} more problems)")
+    } else {
+        String::new()
+    }
+}
+
+/// Keeps the classes the user asked for (empty = all found, in the order found), or names
+/// the ones that exist when one does not.
+pub(crate) fn select_classes(found: &[String], wanted: &[String], root: &Path) -> Result<Vec<String>, DataError> {
+    if wanted.is_empty() {
+        return Ok(found.to_vec());
+    }
+    for class in wanted {
+        if !found.contains(class) {
+            return Err(DataError::UnknownClass { class: class.clone(), root: root.to_path_buf(), found: found.join(", ") });
+        }
+    }
+    Ok(wanted.to_vec())
+}
+
+/// Directory entries sorted by name, so every index (and every cache key) is the same on
+/// every machine whatever order the filesystem lists them in.
+pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| DataError::Read { path: dir.to_path_buf(), message: e.to_string() })?;
+    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Image files directly in `dir`, sorted; a missing folder has none.
+pub(crate) fn images_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    if !dir.is_dir() {
+        return Ok(vec![]);
+    }
+    Ok(read_dir_sorted(dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect())
+}
+
+/// Sub-folders of `dir` that contain a `marker` sub-folder (class folders), sorted by name.
+pub(crate) fn class_dirs(root: &Path, marker: &str) -> Result<Vec<String>, DataError> {
+    Ok(read_dir_sorted(root)?
+        .into_iter()
+        .filter(|p| p.join(marker).is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+        .collect())
+}
+
+/// The sample's stable name: its path relative to the dataset root, with `/`.
+pub(crate) fn rel_key(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/")
 }
 
 /// One image of a dataset.

@@ -2,26 +2,9 @@
 //! `<root>/<class>/train/good/*`, `<root>/<class>/test/{good,<defect>}/*`,
 //! `<root>/<class>/ground_truth/<defect>/<stem>_mask.png`.
 
-use super::{is_image, ClassSamples, DataError, DatasetIndex, Sample};
+use super::{class_dirs, images_in, read_dir_sorted, rel_key, select_classes, ClassSamples, DataError, DatasetIndex, Problem, Sample, Scan};
+use crate::config::DatasetConfig;
 use std::path::{Path, PathBuf};
-
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| DataError::Read { path: dir.to_path_buf(), message: e.to_string() })?;
-    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    v.sort();
-    Ok(v)
-}
-
-fn images_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    if !dir.is_dir() {
-        return Ok(vec![]);
-    }
-    Ok(read_dir_sorted(dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect())
-}
-
-fn rel_key(root: &Path, p: &Path) -> String {
-    p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/")
-}
 
 /// Finds `<stem>_mask.*` for a defective test image.
 fn find_mask(class_dir: &Path, defect: &str, image: &Path) -> Option<PathBuf> {
@@ -31,24 +14,27 @@ fn find_mask(class_dir: &Path, defect: &str, image: &Path) -> Option<PathBuf> {
 }
 
 /// Scans a dataset root in the MVTec-AD layout; `classes` filters (empty = all found).
+/// Kept for callers that know their data is in this layout (the synthetic set, benches).
 pub fn scan_mvtec(root: &Path, classes: &[String]) -> Result<DatasetIndex, DataError> {
-    if !root.is_dir() {
-        return Err(DataError::MissingRoot(root.to_path_buf()));
-    }
-    let found: Vec<String> = read_dir_sorted(root)?
-        .into_iter()
-        .filter(|p| p.join("train").is_dir())
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
-        .collect();
+    super::scan(&DatasetConfig {
+        kind: "mvtec".into(),
+        root: root.to_path_buf(),
+        classes: classes.to_vec(),
+        train_meta: None,
+        test_meta: None,
+    })
+}
+
+/// Lists the MVTec-AD layout under `root` (which must exist); see [`super::scan_all`].
+pub(crate) fn scan_layout(root: &Path, classes: &[String]) -> Result<Scan, DataError> {
+    let found = class_dirs(root, "train")?;
     if found.is_empty() {
         return Err(DataError::NoClasses { root: root.to_path_buf() });
     }
-    let wanted: Vec<String> = if classes.is_empty() { found.clone() } else { classes.to_vec() };
     let mut out = vec![];
-    for class in wanted {
-        if !found.contains(&class) {
-            return Err(DataError::UnknownClass { class, root: root.to_path_buf(), found: found.join(", ") });
-        }
+    let mut problems = vec![];
+    let mut mask_dirs = vec![];
+    for class in select_classes(&found, classes, root)? {
         let cdir = root.join(&class);
         let mk = |path: PathBuf, label: bool, defect: &str, mask: Option<PathBuf>| Sample {
             class: class.clone(),
@@ -61,7 +47,7 @@ pub fn scan_mvtec(root: &Path, classes: &[String]) -> Result<DatasetIndex, DataE
         let train_dir = cdir.join("train").join("good");
         let train: Vec<Sample> = images_in(&train_dir)?.into_iter().map(|p| mk(p, false, "good", None)).collect();
         if train.is_empty() {
-            return Err(DataError::NoTrainImages { class, dir: train_dir });
+            problems.push(Problem::EmptySplit { class: class.clone(), split: "train", dir: train_dir });
         }
         let test_dir = cdir.join("test");
         let mut test = vec![];
@@ -76,9 +62,13 @@ pub fn scan_mvtec(root: &Path, classes: &[String]) -> Result<DatasetIndex, DataE
             }
         }
         if test.is_empty() {
-            return Err(DataError::NoTestImages { class, dir: test_dir });
+            problems.push(Problem::EmptySplit { class: class.clone(), split: "test", dir: test_dir });
+        }
+        let gt = cdir.join("ground_truth");
+        if gt.is_dir() {
+            mask_dirs.extend(read_dir_sorted(&gt)?.into_iter().filter(|p| p.is_dir()));
         }
         out.push((class, ClassSamples { train, test }));
     }
-    Ok(DatasetIndex { root: root.to_path_buf(), classes: out })
+    Ok(Scan { index: DatasetIndex { root: root.to_path_buf(), classes: out }, problems, mask_dirs })
 }

@@ -23,10 +23,10 @@
 //! checkpoint, and exit with `EXIT_REQUEUE`.
 
 use crate::config::{RunConfig, Setting};
+use crate::data::{imageio, scan, DatasetIndex};
 use crate::dist::{self, Collective, WorldInfo};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use crate::data::{imageio, scan_mvtec, DatasetIndex};
 use crate::eval::{class_metrics, predict, ClassMetrics, MetricsTable};
 use crate::features::{load_or_compute, CacheStats, ClassFeatures};
 use crate::progress::Progress;
@@ -327,7 +327,7 @@ fn execute_inner(
     if root {
         store.put(&format!("{prefix}/config.toml"), cfg.to_toml())?;
     }
-    let index = scan_mvtec(&cfg.dataset.root, &cfg.dataset.classes)?;
+    let index = scan(&cfg.dataset)?;
     index.check_headers()?;
     // Rank 0 fills the cache; the others then read it (no rank computes twice).
     let quiet = Progress::hidden();
@@ -550,7 +550,7 @@ pub fn reevaluate(store: &Store, run: &str, scale: f64, progress: &Progress) -> 
     let text = store.get(&format!("{prefix}/config.toml"))?.with_context(|| format!("no run {run} in {}", store.url()))?;
     let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, std::path::Path::new(&format!("{prefix}/config.toml")))?;
     let device = resolve_device(&cfg.train.device)?;
-    let index = scan_mvtec(&cfg.dataset.root, &cfg.dataset.classes)?;
+    let index = scan(&cfg.dataset)?;
     let (features, _) = load_or_compute(store, &cfg.backbone, device, &index, progress)?;
     let masks = load_masks(&index, cfg.backbone.image_size)?;
     let channels = features[0].1.train.size()[1];
