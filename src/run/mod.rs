@@ -389,6 +389,7 @@ fn execute_inner(
                 tracing::info!(model = model_name, epoch, step, "resuming from checkpoint");
             }
         }
+        let resumed_finished = epoch == epochs;
         train_log.retain(|v| v["model"] != model_name.as_str() || v["epoch"].as_u64().unwrap_or(0) as usize <= epoch);
         trainer.sync_from_root(coll)?;
         let bar = opts.progress.bar((n * epochs) as u64, &format!("train {model_name}"));
@@ -441,12 +442,12 @@ fn execute_inner(
                 return Ok(Finished::Preempted);
             }
         }
-        // A model already finished before a restart: its final predictions are recomputed.
-        for &i in members {
-            let class = &features[i].0;
-            if !final_preds.contains_key(class) {
+        // A model that had already finished before a restart: recompute its final
+        // predictions. The condition is the same on every rank (collective calls inside).
+        if resumed_finished {
+            for &i in members {
                 if let Some(pred) = predict_sharded(&trainer, &features[i].1.test, cfg, coll, device)? {
-                    final_preds.insert(class.clone(), pred);
+                    final_preds.insert(features[i].0.clone(), pred);
                 }
             }
         }
