@@ -13,7 +13,7 @@ setup:
 	@bash scripts/setup.sh
 
 build: setup
-	$(CARGO) build --release
+	$(CARGO) build --release --features nccl
 
 # Synthetic dataset (written to a temporary folder, then published by rename), its
 # features, a small training run and its per-class table.
@@ -26,7 +26,7 @@ demo: build
 	$(RAS) train configs/demo.toml
 
 test: build
-	$(CARGO) test --release
+	$(CARGO) test --release --features nccl
 
 bench: build
 	$(RAS) bench train-step

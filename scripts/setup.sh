@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 LIBTORCH_DIR="${LIBTORCH:-$HOME/.cache/libtorch-2.11.0-cpu}"
 
 need=()
-for pkg in g++ pkg-config python3 python3-pip ca-certificates; do
+# openmpi + libclang: the `mpi` crate (bindgen) and mpirun for data-parallel ranks.
+for pkg in g++ pkg-config python3 python3-pip ca-certificates openmpi-bin libopenmpi-dev libclang-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # python3/pip may come from elsewhere (pyenv): only ask apt when the commands are missing.
