@@ -7,7 +7,7 @@ CARGO ?= cargo
 RAS := target/release/ras
 DEMO_DATA := out/demo-data
 
-.PHONY: setup build demo test bench clean-demo
+.PHONY: setup setup-python build demo test bench clean-demo
 
 setup:
 	@bash scripts/setup.sh
@@ -25,7 +25,11 @@ demo: build
 	else echo "demo dataset present: $(DEMO_DATA)"; fi
 	$(RAS) train configs/demo.toml
 
-test: build
+# The PyTorch reference environment of the parity tests (.venv-ref).
+setup-python: setup
+	@bash scripts/setup-python.sh
+
+test: build setup-python
 	$(CARGO) test --release --features nccl
 
 bench: build

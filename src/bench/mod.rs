@@ -25,6 +25,38 @@ pub struct TrainStepOptions {
     pub epoch_images: usize,
     pub arch: String,
     pub threads: Option<i32>,
+    /// Also time the PyTorch reference training step (tests/reference/ras_ref.py in
+    /// .venv-ref) on the same shapes, steps and thread count, in two attention variants.
+    pub pytorch: bool,
+}
+
+/// The reference environment's python and script, if `make setup-python` made them.
+pub fn pytorch_reference() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let roots = [std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::env::current_dir().ok()?];
+    roots.into_iter().map(|r| (r.join(".venv-ref/bin/python"), r.join("tests/reference/ras_ref.py"))).find(|(p, s)| p.exists() && s.exists())
+}
+
+/// Samples/s of the PyTorch reference training step: (a) nn.MultiheadAttention as the
+/// public code calls it (need_weights=True), (b) F.scaled_dot_product_attention.
+fn pytorch_train_step(o: &TrainStepOptions, threads: i32) -> Result<(f64, f64, String)> {
+    let (python, script) = pytorch_reference()
+        .ok_or_else(|| anyhow::anyhow!("--pytorch needs the reference environment: run `make setup-python`"))?;
+    let dir = tempfile_dir()?.join("pytorch");
+    std::fs::create_dir_all(&dir)?;
+    let args = serde_json::json!({
+        "decoder": "ras", "encoder_layers": o.encoder_layers, "decoder_layers": o.decoder_layers,
+        "neighbor_mask": true, "neighbor_size": [7, 7], "hidden_dim": o.hidden_dim, "heads": 8,
+        "ffn_dim": 1024, "in_channels": o.channels, "grid": o.grid, "batch": o.batch,
+        "steps": o.steps, "threads": threads,
+    });
+    std::fs::write(dir.join("args.json"), args.to_string())?;
+    let out = std::process::Command::new(&python).arg(&script).arg("bench").arg(&dir).output()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    anyhow::ensure!(out.status.success(), "PyTorch reference bench failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())?;
+    let get = |k: &str| v[k].as_f64().ok_or_else(|| anyhow::anyhow!("no {k} in {text}"));
+    Ok((get("mha")?, get("sdpa")?, format!("torch {}, {} threads", v["torch"].as_str().unwrap_or("?"), v["threads"])))
 }
 
 fn time<F: FnMut()>(mut f: F) -> f64 {
@@ -58,6 +90,13 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
         "train step  batch {} features {}x{}x{} T_e={} T_d={} C={}: {:.1} samples/s ({:.3} s/step over {} steps)",
         o.batch, o.channels, o.grid, o.grid, o.encoder_layers, o.decoder_layers, o.hidden_dim, sps, secs / o.steps as f64, o.steps
     )?;
+    if o.pytorch {
+        let (mha, sdpa, what) = pytorch_train_step(o, tch::get_num_threads())?;
+        writeln!(out, "pytorch ({what}), same shapes and steps:")?;
+        writeln!(out, "  (a) nn.MultiheadAttention, need_weights=True (the public code): {mha:.1} samples/s")?;
+        writeln!(out, "  (b) F.scaled_dot_product_attention (fused):                      {sdpa:.1} samples/s")?;
+        writeln!(out, "  ours/(a) = {:.2}x, ours/(b) = {:.2}x", sps / mha, sps / sdpa)?;
+    }
 
     // 2. One epoch of `epoch_images` images: decode + backbone + train (what a run without
     //    the cache would do every epoch) vs train on cached features.

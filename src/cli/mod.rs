@@ -163,6 +163,13 @@ struct TrainStepArgs {
     /// torch intra-op threads (default: torch's choice).
     #[arg(long)]
     threads: Option<i32>,
+    /// Also time the PyTorch reference step side by side (default: on when .venv-ref,
+    /// made by `make setup-python`, exists).
+    #[arg(long, conflicts_with = "no_pytorch")]
+    pytorch: bool,
+    /// Do not time the PyTorch reference.
+    #[arg(long)]
+    no_pytorch: bool,
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -260,6 +267,7 @@ pub fn run() -> Result<ExitCode> {
                 epoch_images: args.epoch_images,
                 arch: args.arch,
                 threads: args.threads,
+                pytorch: if args.no_pytorch { false } else { args.pytorch || ras::bench::pytorch_reference().is_some() },
             })?;
             print!("{report}");
         }
