@@ -145,3 +145,42 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     std::fs::create_dir_all(&d)?;
     Ok(d)
 }
+
+/// One rank of `ras bench ranks`: `steps` training steps at the given shapes with the
+/// global batch split over the ranks (started by mpirun). Rank 0 returns a report line:
+/// world size, samples/s, all-reduce share of step time, bytes all-reduced per step.
+pub fn data_parallel_worker(o: &TrainStepOptions) -> Result<Option<String>> {
+    if let Some(n) = o.threads {
+        tch::set_num_threads(n);
+    }
+    let world = crate::dist::WorldInfo::from_env()?;
+    let coll = crate::dist::connect(world, Device::Cpu)?;
+    let model = ModelConfig { encoder_layers: o.encoder_layers, decoder_layers: o.decoder_layers, hidden_dim: o.hidden_dim, ..Default::default() };
+    let train = TrainConfig { batch_size: o.batch, ..Default::default() };
+    let mut trainer = Trainer::new(&model, &train, 0, o.channels, o.grid, Device::Cpu)?;
+    let local = trainer.local_batch(world.world_size);
+    let feats = Tensor::randn([local as i64, o.channels, o.grid, o.grid], (Kind::Float, Device::Cpu));
+    let ids: Vec<usize> = (0..local).collect();
+    trainer.step(&feats, &ids, 0, coll.as_ref(), false)?; // warm-up
+    coll.barrier()?;
+    trainer.comm_seconds = 0.0;
+    trainer.comm_bytes = 0;
+    let t = Instant::now();
+    for s in 0..o.steps {
+        trainer.step(&feats, &ids, s, coll.as_ref(), false)?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    if world.rank != 0 {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "ranks {}  global batch {} ({} per rank)  {:.1} samples/s  {:.3} s/step  all-reduce {:.1}% of step time  {:.1} MB all-reduced per step per rank",
+        world.world_size,
+        local * world.world_size,
+        local,
+        (o.steps * local * world.world_size) as f64 / secs,
+        secs / o.steps as f64,
+        100.0 * trainer.comm_seconds / secs,
+        trainer.comm_bytes as f64 / o.steps as f64 / 1e6
+    )))
+}

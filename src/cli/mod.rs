@@ -133,6 +133,18 @@ enum BenchCommand {
     /// 272x14x14, T_e=2, T_d=4), and the speed-up of an epoch on cached features over an
     /// epoch that decodes images and runs the backbone.
     TrainStep(TrainStepArgs),
+    /// Data-parallel scaling on this machine: samples/s of 1, 2, 4 ... CPU ranks (mpirun),
+    /// the all-reduce share of step time, and the bytes all-reduced per step.
+    Ranks {
+        /// Rank counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        ranks: Vec<usize>,
+        #[command(flatten)]
+        shapes: TrainStepArgs,
+    },
+    /// One rank of `ras bench ranks` (started by mpirun).
+    #[command(hide = true)]
+    DpWorker(TrainStepArgs),
 }
 
 #[derive(Args, Debug)]
@@ -256,23 +268,52 @@ pub fn run() -> Result<ExitCode> {
             }
         }
         Command::Bench(BenchCommand::TrainStep(args)) => {
-            let report = ras::bench::train_step(&ras::bench::TrainStepOptions {
-                batch: args.batch,
-                channels: args.channels,
-                grid: args.grid,
-                encoder_layers: args.encoder_layers,
-                decoder_layers: args.decoder_layers,
-                hidden_dim: args.hidden_dim,
-                steps: args.steps,
-                epoch_images: args.epoch_images,
-                arch: args.arch,
-                threads: args.threads,
-                pytorch: if args.no_pytorch { false } else { args.pytorch || ras::bench::pytorch_reference().is_some() },
-            })?;
-            print!("{report}");
+            print!("{}", ras::bench::train_step(&bench_options(args))?);
+        }
+        Command::Bench(BenchCommand::DpWorker(args)) => {
+            if let Some(line) = ras::bench::data_parallel_worker(&bench_options(args))? {
+                println!("{line}");
+            }
+        }
+        Command::Bench(BenchCommand::Ranks { ranks, shapes }) => {
+            let exe = std::env::current_exe()?;
+            let threads = shapes.threads.unwrap_or(1);
+            println!("ras bench ranks: {} steps per measurement, {threads} torch thread(s) per rank, MPI all-reduce of the gradient bucket", shapes.steps);
+            for k in ranks {
+                let mut cmd = std::process::Command::new("mpirun");
+                cmd.args(["--oversubscribe", "--bind-to", "none", "-np", &k.to_string()]);
+                if nix_is_root() {
+                    cmd.arg("--allow-run-as-root");
+                }
+                cmd.arg(&exe).args(["bench", "dp-worker", "--no-pytorch"]);
+                cmd.args(["--batch", &shapes.batch.to_string(), "--steps", &shapes.steps.to_string(), "--threads", &threads.to_string()]);
+                cmd.args(["--channels", &shapes.channels.to_string(), "--grid", &shapes.grid.to_string(), "--hidden-dim", &shapes.hidden_dim.to_string()]);
+                cmd.args(["--encoder-layers", &shapes.encoder_layers.to_string(), "--decoder-layers", &shapes.decoder_layers.to_string()]);
+                let out = cmd.output().context("starting mpirun (install OpenMPI: scripts/setup.sh)")?;
+                if !out.status.success() {
+                    bail!("{k} ranks failed: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn bench_options(args: TrainStepArgs) -> ras::bench::TrainStepOptions {
+    ras::bench::TrainStepOptions {
+        batch: args.batch,
+        channels: args.channels,
+        grid: args.grid,
+        encoder_layers: args.encoder_layers,
+        decoder_layers: args.decoder_layers,
+        hidden_dim: args.hidden_dim,
+        steps: args.steps,
+        epoch_images: args.epoch_images,
+        arch: args.arch,
+        threads: args.threads,
+        pytorch: if args.no_pytorch { false } else { args.pytorch || ras::bench::pytorch_reference().is_some() },
+    }
 }
 
 /// Runs (or resumes) one run in this process, as a rank of whatever launched it.

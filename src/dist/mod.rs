@@ -132,8 +132,11 @@ impl Collective for SingleProcess {
 
 /// The collective for this process: single when alone; MPI on CPU; NCCL on CUDA (its
 /// unique id travels over MPI). Must be created once, before any other MPI use.
+/// `RAS_COLLECTIVE=mpi|nccl` forces that backend even for one process (smoke tests of the
+/// real code path, e.g. NCCL at world size 1 on a single GPU).
 pub fn connect(world: WorldInfo, device: Device) -> Result<Box<dyn Collective>, DistError> {
-    if world.world_size == 1 {
+    let forced = std::env::var("RAS_COLLECTIVE").ok().filter(|v| v == "mpi" || v == "nccl");
+    if world.world_size == 1 && forced.is_none() {
         return Ok(Box::new(SingleProcess));
     }
     #[cfg(feature = "mpi")]

@@ -21,6 +21,9 @@ pub struct Trainer {
     /// Trainable parameters in name order (the gradient bucket's layout).
     params: Vec<Tensor>,
     names: Vec<String>,
+    /// Time spent in and bytes sent to gradient all-reduces (for `ras bench ranks`).
+    pub comm_seconds: f64,
+    pub comm_bytes: u64,
     cfg: TrainConfig,
     seed: u64,
 }
@@ -114,7 +117,7 @@ impl Trainer {
         let vars = vs.variables();
         let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
         let opt = AdamW::new(&params, train_cfg.lr, train_cfg.betas, train_cfg.weight_decay);
-        Ok(Self { vs, model, opt, params, names, cfg: train_cfg.clone(), seed })
+        Ok(Self { vs, model, opt, params, names, comm_seconds: 0.0, comm_bytes: 0, cfg: train_cfg.clone(), seed })
     }
 
     /// Makes every rank start from rank 0's weights.
@@ -172,7 +175,10 @@ impl Trainer {
                 let _ = bucket.narrow(0, n - 2, 1).fill_(loss.double_value(&[]));
                 let _ = bucket.narrow(0, n - 1, 1).fill_(if stop { 1.0 } else { 0.0 });
             });
+            let t0 = std::time::Instant::now();
             coll.all_reduce_sum(&mut bucket)?;
+            self.comm_seconds += t0.elapsed().as_secs_f64();
+            self.comm_bytes += 4 * n as u64;
             let bucket = bucket / world as f64;
             // Write the averaged gradients back into the parameters' .grad() storage.
             let mut grads: Vec<Tensor> = self.params.iter().map(|p| { let g = p.grad(); if g.defined() { g } else { p.zeros_like() } }).collect();
