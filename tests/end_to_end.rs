@@ -97,6 +97,25 @@ fn training_beats_the_untrained_model_and_the_cache_is_reused() {
         assert_eq!(&again, m, "class {class}");
     }
 
+    // Anomaly-map pictures: image | ground truth | heat map, per class.
+    for class in after.classes.keys() {
+        let pics = store.list(&format!("{p}/pictures/{class}")).unwrap();
+        assert_eq!(pics.len(), 4, "3 anomalous + 1 normal: {pics:?}");
+        let png = store.get(&pics[0]).unwrap().unwrap();
+        let img = image::load_from_memory(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (3 * 224, 224));
+    }
+
+    // Test-time jitter from the stored checkpoint, without retraining (Table 6): scale 0
+    // reproduces the run's own final metrics exactly; scale 50 changes them.
+    let store_url = format!("file://{}", dir.path().join("store").display());
+    let ev = ras(&["eval", &out.run_id, "--store", &store_url, "--test-jitter", "0,50"], dir.path());
+    assert!(ev.status.success(), "{}", String::from_utf8_lossy(&ev.stderr));
+    let at0: ras::eval::MetricsTable = store.get_json(&format!("{p}/evals/test_jitter_0.json")).unwrap().unwrap();
+    assert_eq!(&at0, after, "re-evaluation at scale 0 equals the run's final metrics");
+    let at50: ras::eval::MetricsTable = store.get_json(&format!("{p}/evals/test_jitter_50.json")).unwrap().unwrap();
+    assert_ne!(at50.mean, after.mean, "noise at test time changes the numbers");
+
     // A second run with another seed (a new run id) reuses the cache again, through the CLI.
     let out2 = ras(&["train", cfg_path.to_str().unwrap(), "--set", "seed=8", "--set", "train.epochs=1", "--set", "train.eval_every=1"], dir.path());
     assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
@@ -123,4 +142,24 @@ fn training_beats_the_untrained_model_and_the_cache_is_reused() {
     std::fs::write(&img, std::fs::read(&img).unwrap()).unwrap();
     let (_, stats) = ras::features::load_or_compute(&store, &cfg.backbone, Device::Cpu, &index, &Progress::hidden()).unwrap();
     assert_eq!((stats.classes_reused, stats.classes_computed), (3, 0), "{stats:?}");
+}
+
+/// Separate setting: one model per class, each with its own checkpoints, metrics per class.
+#[test]
+fn separate_setting_trains_one_model_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = synth_dataset(dir.path(), 2, 77, 128, 4);
+    let cfg_path = small_config(dir.path(), &root, "sep", "");
+    let cfg = RunConfig::load(&cfg_path, &["train.setting=\"separate\"".into(), "train.epochs=2".into(), "train.eval_every=1".into(), "backbone.image_size=128".into()]).unwrap();
+    let out = execute(&cfg, &RunOptions::new(Progress::hidden(), false)).unwrap();
+    let fm = out.final_metrics.unwrap();
+    assert_eq!(fm.metrics.classes.keys().cloned().collect::<Vec<_>>(), vec!["grain".to_string(), "weave".to_string()]);
+    let store = Store::open(&cfg.store).unwrap();
+    for class in ["weave", "grain"] {
+        let (rec, _) = ras::run::latest_checkpoint(&store, &out.prefix, class).unwrap();
+        assert_eq!((rec.model.as_str(), rec.epoch), (class, 2));
+    }
+    assert!(store.list(&format!("{}/checkpoints/unified", out.prefix)).unwrap().is_empty());
+    let log = String::from_utf8(store.get(&format!("{}/train_log.jsonl", out.prefix)).unwrap().unwrap().to_vec()).unwrap();
+    assert_eq!(log.lines().count(), 4, "2 epochs x 2 models: {log}");
 }

@@ -63,9 +63,10 @@ enum Command {
         /// Store URL holding the run.
         #[arg(long, default_value = "file://./ras-store")]
         store: String,
-        /// Test-time jitter scale; re-evaluates from the checkpoint when given.
-        #[arg(long)]
-        test_jitter: Option<f64>,
+        /// Test-time jitter scales, e.g. 0,10,20,30,40,50 (Table 6); re-evaluates from the
+        /// last checkpoint when given.
+        #[arg(long, value_delimiter = ',')]
+        test_jitter: Vec<f64>,
     },
     /// Measure throughput (samples/s) on this machine.
     #[command(subcommand)]
@@ -250,18 +251,16 @@ pub fn run() -> Result<ExitCode> {
         Command::Worker { config } => return train(&config, false, Progress::hidden()),
         Command::Eval { run, store, test_jitter } => {
             let store = ras::store::Store::open(&store)?;
-            match test_jitter {
-                None => {
-                    let fm: ras::run::FinalMetrics = store
-                        .get_json(&format!("runs/{run}/final_metrics.json"))?
-                        .with_context(|| format!("run {run} has no final metrics in {} (not complete?)", store.url()))?;
-                    print_outcome(&run, store.url(), &fm);
+            if test_jitter.is_empty() {
+                let fm: ras::run::FinalMetrics = store
+                    .get_json(&format!("runs/{run}/final_metrics.json"))?
+                    .with_context(|| format!("run {run} has no final metrics in {} (not complete?)", store.url()))?;
+                print_outcome(&run, store.url(), &fm);
+            } else {
+                if let Some(bad) = test_jitter.iter().find(|s| !(**s >= 0.0)) {
+                    bail!("--test-jitter {bad} must be >= 0");
                 }
-                Some(scale) => {
-                    if !(scale >= 0.0) {
-                        bail!("--test-jitter {scale} must be >= 0");
-                    }
-                    let table = ras::run::reevaluate(&store, &run, scale, &progress)?;
+                for (scale, table) in ras::run::reevaluate(&store, &run, &test_jitter, &progress)? {
                     println!("run {run}, test-time jitter scale {scale}:");
                     print!("{}", table.render());
                 }

@@ -229,11 +229,14 @@ pub struct EvalConfig {
     /// Write per-image scores and 224x224 maps to the store.
     pub save_predictions: bool,
     pub batch_size: usize,
+    /// Anomaly-map pictures (image | ground truth | heat map) written per class: the
+    /// first N anomalous test images and the first normal one.
+    pub pictures: usize,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { test_jitter_scale: 0.0, aupro_fpr_limit: 0.3, save_predictions: true, batch_size: 32 }
+        Self { test_jitter_scale: 0.0, aupro_fpr_limit: 0.3, save_predictions: true, batch_size: 32, pictures: 3 }
     }
 }
 

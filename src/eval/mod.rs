@@ -2,6 +2,7 @@
 //! and their mean. Numbers are honest: an AUROC under 0.5 stays under 0.5.
 
 pub mod metrics;
+pub mod pictures;
 
 use crate::model::{add_jitter, anomaly_map, image_scores, Ras};
 use crate::train::{jitter_noise, STREAM_TEST_JITTER};

@@ -464,6 +464,17 @@ fn execute_inner(
             store.put(&format!("{prefix}/predictions/{class}.safetensors"), bytes)?;
             store.put_json(&format!("{prefix}/predictions/{class}.json"), &samples.test)?;
         }
+        if cfg.eval.pictures > 0 {
+            let p = &final_preds[class];
+            let vmax = p.maps.max().double_value(&[]);
+            let anomalous = samples.test.iter().enumerate().filter(|(_, s)| s.label).take(cfg.eval.pictures);
+            let normal = samples.test.iter().enumerate().filter(|(_, s)| !s.label).take(1);
+            for (j, s) in anomalous.chain(normal) {
+                let png = crate::eval::pictures::panel_png(&s.path, &masks[i].get(j as i64), &p.maps.get(j as i64), vmax)?;
+                let stem = s.key.replace('/', "_");
+                store.put(&format!("{prefix}/pictures/{class}/{stem}.png"), png)?;
+            }
+        }
     }
     let last = by_epoch.get(&epochs).cloned().context("no evaluation at the last epoch")?;
     let best = by_epoch
@@ -544,9 +555,10 @@ pub fn load_model_weights(vs: &mut tch::nn::VarStore, bytes: &[u8]) -> Result<()
     Ok(())
 }
 
-/// Evaluates a finished run again from its last checkpoint(s) with test-time jitter
-/// `scale` (paper Table 6), without retraining. Stored as `evals/test_jitter_<scale>.json`.
-pub fn reevaluate(store: &Store, run: &str, scale: f64, progress: &Progress) -> Result<MetricsTable> {
+/// Evaluates a finished run again from its last checkpoint(s) with each test-time jitter
+/// scale (paper Table 6), without retraining; features, masks and models are loaded
+/// once. Each result is stored as `evals/test_jitter_<scale>.json`.
+pub fn reevaluate(store: &Store, run: &str, scales: &[f64], progress: &Progress) -> Result<Vec<(f64, MetricsTable)>> {
     let prefix = format!("runs/{run}");
     let text = store.get(&format!("{prefix}/config.toml"))?.with_context(|| format!("no run {run} in {}", store.url()))?;
     let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, std::path::Path::new(&format!("{prefix}/config.toml")))?;
@@ -556,7 +568,7 @@ pub fn reevaluate(store: &Store, run: &str, scale: f64, progress: &Progress) -> 
     let masks = load_masks(&index, cfg.backbone.image_size)?;
     let channels = features[0].1.train.size()[1];
     let grid = cfg.backbone.image_size / 16;
-    let mut classes = BTreeMap::new();
+    let mut tables: Vec<BTreeMap<String, ClassMetrics>> = scales.iter().map(|_| BTreeMap::new()).collect();
     let mut loaded: Option<(String, Trainer)> = None;
     for (i, (class, feats)) in features.iter().enumerate() {
         let model = match cfg.train.setting {
@@ -570,11 +582,17 @@ pub fn reevaluate(store: &Store, run: &str, scale: f64, progress: &Progress) -> 
             loaded = Some((model, t));
         }
         let trainer = &loaded.as_ref().expect("loaded above").1;
-        let pred = predict(&trainer.model, &feats.test, cfg.backbone.image_size, cfg.eval.batch_size, scale, cfg.seed, device);
         let labels: Vec<bool> = index.classes[i].1.test.iter().map(|s| s.label).collect();
-        classes.insert(class.clone(), class_metrics(&pred, &labels, &masks[i], cfg.eval.aupro_fpr_limit)?);
+        for (k, &scale) in scales.iter().enumerate() {
+            let pred = predict(&trainer.model, &feats.test, cfg.backbone.image_size, cfg.eval.batch_size, scale, cfg.seed, device);
+            tables[k].insert(class.clone(), class_metrics(&pred, &labels, &masks[i], cfg.eval.aupro_fpr_limit)?);
+        }
     }
-    let table = MetricsTable::new(classes);
-    store.put_json(&format!("{prefix}/evals/test_jitter_{scale}.json"), &table)?;
-    Ok(table)
+    let mut out = vec![];
+    for (scale, classes) in scales.iter().zip(tables) {
+        let table = MetricsTable::new(classes);
+        store.put_json(&format!("{prefix}/evals/test_jitter_{scale}.json"), &table)?;
+        out.push((*scale, table));
+    }
+    Ok(out)
 }
