@@ -25,8 +25,24 @@ pub fn scan_mvtec(root: &Path, classes: &[String]) -> Result<DatasetIndex, DataE
     })
 }
 
+/// A per-class folder layout: `<class>/train/<normal>/*`, `<class>/test/<defect>/*`
+/// (`<normal>` = the normal test folder too), masks under `<class>/ground_truth/<defect>/`.
+/// MVTec-AD, MPDD and BTAD differ only in the normal folder's name and mask file names.
+pub(crate) struct FolderLayout {
+    pub normal: &'static str,
+    /// Finds the mask of an anomalous test image: (class dir, defect folder, image).
+    pub find_mask: fn(&Path, &str, &Path) -> Option<PathBuf>,
+}
+
+pub(crate) const MVTEC: FolderLayout = FolderLayout { normal: "good", find_mask };
+
 /// Lists the MVTec-AD layout under `root` (which must exist); see [`super::scan_all`].
 pub(crate) fn scan_layout(root: &Path, classes: &[String]) -> Result<Scan, DataError> {
+    scan_folders(root, classes, &MVTEC)
+}
+
+/// Lists a [`FolderLayout`] under `root` (which must exist).
+pub(crate) fn scan_folders(root: &Path, classes: &[String], layout: &FolderLayout) -> Result<Scan, DataError> {
     let found = class_dirs(root, "train")?;
     if found.is_empty() {
         return Err(DataError::NoClasses { root: root.to_path_buf() });
@@ -44,7 +60,7 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String]) -> Result<Scan, DataE
             defect: defect.to_string(),
             mask,
         };
-        let train_dir = cdir.join("train").join("good");
+        let train_dir = cdir.join("train").join(layout.normal);
         let train: Vec<Sample> = images_in(&train_dir)?.into_iter().map(|p| mk(p, false, "good", None)).collect();
         if train.is_empty() {
             problems.push(Problem::EmptySplit { class: class.clone(), split: "train", dir: train_dir });
@@ -53,11 +69,12 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String]) -> Result<Scan, DataE
         let mut test = vec![];
         if test_dir.is_dir() {
             for d in read_dir_sorted(&test_dir)?.into_iter().filter(|p| p.is_dir()) {
-                let defect = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-                let label = defect != "good";
+                let folder = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let label = folder != layout.normal;
+                let defect = if label { folder.as_str() } else { "good" };
                 for p in images_in(&d)? {
-                    let mask = if label { find_mask(&cdir, &defect, &p) } else { None };
-                    test.push(mk(p, label, &defect, mask));
+                    let mask = if label { (layout.find_mask)(&cdir, defect, &p) } else { None };
+                    test.push(mk(p, label, defect, mask));
                 }
             }
         }
