@@ -5,7 +5,7 @@
 //! computed from the package's reference image size (380 for B4) whatever the actual
 //! input size, exactly as `EfficientNet.from_pretrained` builds it. Always in eval mode.
 
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 /// Base block arguments (efficientnet_pytorch `blocks_args`): repeats, kernel, stride,
 /// expand ratio, in and out filters; SE ratio 0.25 everywhere.
@@ -243,8 +243,6 @@ impl EfficientNet {
     }
 }
 
-/// Kind used by the backbone (float32 everywhere).
-pub const KIND: Kind = Kind::Float;
 
 #[cfg(test)]
 mod tests {
@@ -276,7 +274,7 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let spec = EfficientNetSpec::from_arch("efficientnet-b4").unwrap();
         let net = EfficientNet::new(&vs.root(), spec);
-        let x = Tensor::randn([1, 3, 224, 224], (Kind::Float, tch::Device::Cpu));
+        let x = Tensor::randn([1, 3, 224, 224], (tch::Kind::Float, tch::Device::Cpu));
         let outs = tch::no_grad(|| net.features(&x, &[1, 5, 9, 21]));
         let shapes: Vec<Vec<i64>> = outs.iter().map(|t| t.size()).collect();
         assert_eq!(shapes, vec![vec![1, 24, 112, 112], vec![1, 32, 56, 56], vec![1, 56, 28, 28], vec![1, 160, 14, 14]]);

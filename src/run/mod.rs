@@ -149,9 +149,8 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
             store.delete(&key)?;
         }
     }
-    if !opts.force {
-        coll.barrier()?;
-    }
+    // With --force, no rank may start before rank 0 has cleared the old run.
+    coll.barrier()?;
     let status = |state: RunState, epoch: usize, error: Option<String>| -> Result<(), crate::store::StoreError> {
         if !root && state != RunState::Failed {
             return Ok(());
