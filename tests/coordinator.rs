@@ -294,3 +294,113 @@ fn slurm_failed_run_is_retried_then_marked_failed() {
     assert!(!again.status.success());
     assert_eq!(files(&store.join("sweeps/failing/jobs")).len(), 2);
 }
+
+#[test]
+fn sweep_files_expand_and_errors_name_the_key() {
+    let opts = ras::sweep::ExpandOptions { max_ranks: 8, ..Default::default() };
+    let jobs = repo().join("jobs");
+    for (file, runs) in [("quickstart", 4), ("table1-2", 16), ("table3", 3), ("table4", 3), ("table5", 12), ("table6", 12)] {
+        let m = ras::sweep::expand(&jobs.join(format!("{file}.toml")), &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(m.runs.len(), runs, "{file}");
+        assert_eq!(m.name, file);
+        // Stable ids: the same file expands to the same runs.
+        assert_eq!(ras::sweep::expand(&jobs.join(format!("{file}.toml")), &opts).unwrap(), m);
+    }
+    let t12 = ras::sweep::expand(&jobs.join("table1-2.toml"), &opts).unwrap();
+    let separate: Vec<_> = t12.runs.iter().filter(|r| r.label.contains("class=")).collect();
+    assert_eq!(separate.len(), 15, "one run per MVTec class");
+    assert!(separate.iter().all(|r| r.config().dataset.classes.len() == 1 && r.config().train.setting == ras::config::Setting::Separate));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = small_sweep(dir.path(), "bad", "");
+    std::fs::write(&bad, std::fs::read_to_string(&bad).unwrap() + "\"train.learning_rate\" = 0.1\n").unwrap();
+    let err = ras::sweep::expand(&bad, &opts).unwrap_err().to_string();
+    assert!(err.contains("learning_rate") && err.contains("bad"), "{err}");
+    let typo = small_sweep(dir.path(), "typo", "max_retires = 2\n");
+    let err = ras::sweep::expand(&typo, &opts).unwrap_err().to_string();
+    assert!(err.contains("max_retires") && err.contains("typo.toml"), "{err}");
+    let grid = small_sweep(dir.path(), "grid", "[grid]\n\"model.nope\" = [1, 2]\n");
+    let err = ras::sweep::expand(&grid, &opts).unwrap_err().to_string();
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn cancelled_sweep_stops_and_resumes_from_checkpoints() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "stopme", "[grid]\n\"model.encoder_layers\" = [0, 1]\n");
+    let local = profile(cwd, "one", "launcher = \"local\"\ncpus_per_node = 1\n");
+    let mut args = vec!["sweep", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
+    let long = ["--set", "train.epochs=60", "--set", "train.eval_every=30", "--set", "checkpoint.every=2"];
+    args.extend(long);
+    let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let store = cwd.join("out/demo-store");
+    let t = Instant::now();
+    // Wait for the first run's first checkpoint, then cancel.
+    let first = loop {
+        assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        if let Some(id) = std::fs::read_dir(store.join("runs")).ok().and_then(|rd| {
+            rd.flatten().find(|r| r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false))
+        }) {
+            break id.file_name().to_string_lossy().into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut cancel = vec!["cancel", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
+    cancel.extend(long);
+    let out = run_ok(cwd, &cancel);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled 1 active jobs"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = coord.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status(&store, &first)["state"], "preempted");
+    assert_eq!(files(&store.join("sweeps/stopme/jobs")).len(), 1, "nothing launched after the cancel");
+    // Again: resumes the preempted run (a second attempt, not counted as a failure) and runs the other.
+    let out = run_ok(cwd, &args);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 runs: 2 complete"));
+    let log = std::fs::read_to_string(store.join(format!("runs/{first}/train_log.jsonl"))).unwrap();
+    assert_eq!(log.lines().count(), 60, "each epoch once: resumed, not restarted");
+    assert_eq!(files(&store.join("sweeps/stopme/claims")).len(), 3);
+}
+
+#[test]
+fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    slurm_up();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "requeue", "ranks = 1\n");
+    let prof = repo().join("cluster/ci-slurm.toml");
+    let args = [
+        "sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap(),
+        "--set", "train.epochs=60", "--set", "train.eval_every=30", "--set", "checkpoint.every=2",
+    ];
+    let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let store = cwd.join("out/demo-store");
+    let t = Instant::now();
+    let id = loop {
+        assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        if let Some(id) = std::fs::read_dir(store.join("runs")).ok().and_then(|rd| {
+            rd.flatten().find(|r| r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false))
+        }) {
+            break id.file_name().to_string_lossy().into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rec = files(&store.join(format!("runs/{id}/slurm"))).into_iter().find(|f| f.ends_with(".json")).unwrap();
+    let job = rec.trim_end_matches(".json").to_string();
+    // What Slurm does 60 s before the time limit: USR1 to the job's steps.
+    let st = Command::new("scancel").args(["--signal=USR1", &job]).status().unwrap();
+    assert!(st.success());
+    let out = coord.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status(&store, &id)["state"], "complete");
+    let sc = Command::new("scontrol").args(["show", "job", &job]).output().unwrap();
+    let sc = String::from_utf8_lossy(&sc.stdout);
+    assert!(sc.contains("Restarts=1") && sc.contains("JobState=COMPLETED"), "requeued once, same job id: {sc}");
+    let log = std::fs::read_to_string(store.join(format!("runs/{id}/train_log.jsonl"))).unwrap();
+    assert_eq!(log.lines().count(), 60, "resumed from the checkpoint");
+    assert_eq!(files(&store.join("sweeps/requeue/jobs")).len(), 1, "the coordinator did not launch it again");
+}

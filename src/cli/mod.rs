@@ -458,6 +458,12 @@ fn sweep_cmd(args: &SweepArgs, no_wait: bool) -> Result<ExitCode> {
     let views = ras::sweep::coordinate(&store, &manifest, launcher.as_mut(), &opts, &mut |v| {
         println!("{}", ras::sweep::render_views(v));
     })?;
+    let open = views.iter().filter(|v| !matches!(v.phase, ras::sweep::RunPhase::Complete | ras::sweep::RunPhase::Failed)).count();
+    if open > 0 && !no_wait {
+        // Only a cancellation stops the loop with runs still open.
+        println!("sweep {} cancelled: {open} runs not complete (their checkpoints stay: `ras sweep` again resumes them)", manifest.name);
+        return Ok(ExitCode::from(3));
+    }
     let failed = views.iter().filter(|v| v.phase == ras::sweep::RunPhase::Failed).count();
     if failed > 0 {
         for v in views.iter().filter(|v| v.phase == ras::sweep::RunPhase::Failed) {

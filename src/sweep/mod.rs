@@ -10,7 +10,9 @@
 //! sweeps/<name>/claims/<run id>.<attempt> conditional create (put_new): whoever writes it
 //!                                         launches that attempt, nobody else
 //! sweeps/<name>/jobs/<run id>.<attempt>.json  what the launcher started (pid or Slurm job id)
-//! sweeps/<name>/cancelled                 written by `ras cancel`: launch nothing more
+//! sweeps/<name>/cancelled                 written by `ras cancel`: running coordinators
+//!                                         launch nothing more and exit; a coordinator
+//!                                         started afterwards removes it and resumes
 //! ```
 //!
 //! A run's own outcome is its `runs/<id>/status.json` (written by the run itself), so the
@@ -320,7 +322,8 @@ pub enum RunPhase {
     /// The last attempt ended without completing; attempt `n` may be launched.
     Retry,
     Complete,
-    /// Ended without completing after 1 + max_retries attempts.
+    /// Ended without completing after 1 + max_retries attempts (preemptions, which
+    /// checkpoint first, do not use up attempts).
     Failed,
 }
 
@@ -338,6 +341,8 @@ pub struct RunView {
     pub error: Option<String>,
     pub mean_iauroc: Option<f64>,
     pub mean_pauroc: Option<f64>,
+    /// Seconds to go, from this attempt's pace so far (active runs past epoch 0 only).
+    pub eta_s: Option<u64>,
 }
 
 /// A claim older than this without a job record belongs to a coordinator that died
@@ -382,6 +387,10 @@ impl<'a> SweepState<'a> {
 
     pub fn cancelled(&self) -> Result<bool, SweepError> {
         Ok(self.store.exists(&format!("{}/cancelled", self.prefix()))?)
+    }
+
+    pub fn clear_cancelled(&self) -> Result<(), SweepError> {
+        Ok(self.store.delete(&format!("{}/cancelled", self.prefix()))?)
     }
 
     pub fn set_cancelled(&self) -> Result<(), SweepError> {
@@ -448,6 +457,7 @@ impl<'a> SweepState<'a> {
                 error: status.as_ref().and_then(|s| s.error.clone()),
                 mean_iauroc: None,
                 mean_pauroc: None,
+                eta_s: None,
             };
             if let Some(fm) = self.store.get_json::<crate::run::FinalMetrics>(&format!("runs/{}/final_metrics.json", run.id))? {
                 view.mean_iauroc = Some(fm.metrics.mean.image_auroc);
@@ -463,9 +473,16 @@ impl<'a> SweepState<'a> {
                     Some(j) => launcher.poll(j).map_err(SweepError::Launch)? == JobState::Active,
                 };
                 view.job = job;
+                if let (true, Some(st)) = (alive, &status) {
+                    if st.epoch > 0 && st.epoch < cfg.train.epochs && st.updated_unix > claim.unix {
+                        let per_epoch = (st.updated_unix - claim.unix) as f64 / st.epoch as f64;
+                        view.eta_s = Some((per_epoch * (cfg.train.epochs - st.epoch) as f64) as u64);
+                    }
+                }
                 if alive {
                     RunPhase::Active
-                } else if attempts > self.manifest.max_retries {
+                } else if attempts > self.manifest.max_retries && status.as_ref().map(|s| s.state != RunState::Preempted).unwrap_or(true) {
+                    // (A preempted run checkpointed: resuming it is progress, not a retry.)
                     if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
                         // The job died without recording why (killed from outside).
                         let reason = format!("job ended without recording an outcome after {attempts} attempts");
@@ -508,6 +525,10 @@ pub fn coordinate(
 ) -> Result<Vec<RunView>, SweepError> {
     let state = SweepState { store, manifest };
     state.publish_manifest()?;
+    if !opts.no_wait && state.cancelled()? {
+        tracing::info!(sweep = manifest.name, "resuming a cancelled sweep");
+        state.clear_cancelled()?;
+    }
     std::fs::create_dir_all(&opts.work_dir).map_err(|source| SweepError::Io { path: opts.work_dir.clone(), source })?;
     let mut last_shown: Vec<(RunPhase, usize, usize)> = vec![];
     loop {
@@ -568,18 +589,22 @@ pub fn cancel(store: &Store, manifest: &Manifest, launcher: &mut dyn Launcher) -
 
 /// The status table (`ras status`, and `ras sweep` as states change).
 pub fn render_views(views: &[RunView]) -> String {
-    let mut s = format!("{:<22} {:<9} {:>9} {:>8} {:>8} {:>8}  {}\n", "run", "state", "epoch", "attempts", "I-AUROC", "P-AUROC", "label");
+    let mut s = format!(
+        "{:<22} {:<9} {:>9} {:>8} {:>8} {:>8} {:>7}  {}\n",
+        "run", "state", "epoch", "attempts", "I-AUROC", "P-AUROC", "ETA", "label"
+    );
     let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into());
     for v in views {
         let phase = format!("{:?}", v.phase).to_lowercase();
         s += &format!(
-            "{:<22} {:<9} {:>9} {:>8} {:>8} {:>8}  {}\n",
+            "{:<22} {:<9} {:>9} {:>8} {:>8} {:>8} {:>7}  {}\n",
             v.id,
             phase,
             format!("{}/{}", v.epoch, v.epochs),
             v.attempts,
             pct(v.mean_iauroc),
             pct(v.mean_pauroc),
+            v.eta_s.map(|e| format!("{}m{:02}s", e / 60, e % 60)).unwrap_or_else(|| "-".into()),
             v.label
         );
     }
