@@ -84,7 +84,9 @@ fn assert_launched_once(store: &Path, sweep: &str) {
         v
     };
     assert_eq!(claims, want_claims, "one claim per run");
-    assert_eq!(jobs.len(), ids.len(), "one launch per run: {jobs:?}");
+    assert_eq!(jobs.len(), ids.len(), "one job record per run: {jobs:?}");
+    let launches = files(&store.join(format!("sweeps/{sweep}/launches")));
+    assert_eq!(launches.len(), ids.len(), "one submission per run: {launches:?}");
     for id in &ids {
         assert_eq!(status(store, id)["state"], "complete", "run {id}");
     }
@@ -285,14 +287,14 @@ fn slurm_failed_run_is_retried_then_marked_failed() {
     let ids = run_ids(&store, "failing");
     assert_eq!(ids.len(), 1);
     assert_eq!(files(&store.join("sweeps/failing/claims")), vec![format!("{}.0", ids[0]), format!("{}.1", ids[0])]);
-    assert_eq!(files(&store.join("sweeps/failing/jobs")).len(), 2, "launched twice (max_retries = 1), not more");
+    assert_eq!(files(&store.join("sweeps/failing/launches")).len(), 2, "launched twice (max_retries = 1), not more");
     let st = status(&store, &ids[0]);
     assert_eq!(st["state"], "failed", "{st}");
     assert!(st["error"].as_str().unwrap_or("").contains("vanishing"), "the error names the missing folder: {st}");
     // Once failed for good, a resubmission launches nothing more.
     let again = sweep_cmd(cwd, &args).output().unwrap();
     assert!(!again.status.success());
-    assert_eq!(files(&store.join("sweeps/failing/jobs")).len(), 2);
+    assert_eq!(files(&store.join("sweeps/failing/launches")).len(), 2);
 }
 
 #[test]
@@ -355,7 +357,7 @@ fn cancelled_sweep_stops_and_resumes_from_checkpoints() {
     let out = coord.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(status(&store, &first)["state"], "preempted");
-    assert_eq!(files(&store.join("sweeps/stopme/jobs")).len(), 1, "nothing launched after the cancel");
+    assert_eq!(files(&store.join("sweeps/stopme/launches")).len(), 1, "nothing launched after the cancel");
     // Again: resumes the preempted run (a second attempt, not counted as a failure) and runs the other.
     let out = run_ok(cwd, &args);
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 runs: 2 complete"));
@@ -402,5 +404,5 @@ fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
     assert!(sc.contains("Restarts=1") && sc.contains("JobState=COMPLETED"), "requeued once, same job id: {sc}");
     let log = std::fs::read_to_string(store.join(format!("runs/{id}/train_log.jsonl"))).unwrap();
     assert_eq!(log.lines().count(), 60, "resumed from the checkpoint");
-    assert_eq!(files(&store.join("sweeps/requeue/jobs")).len(), 1, "the coordinator did not launch it again");
+    assert_eq!(files(&store.join("sweeps/requeue/launches")).len(), 1, "the coordinator did not launch it again");
 }

@@ -10,6 +10,9 @@
 //! sweeps/<name>/claims/<run id>.<attempt> conditional create (put_new): whoever writes it
 //!                                         launches that attempt, nobody else
 //! sweeps/<name>/jobs/<run id>.<attempt>.json  what the launcher started (pid or Slurm job id)
+//! sweeps/<name>/launches/<run id>.<attempt>.<host>.<pid>  one per submission, never
+//!                                         overwritten: the audit that shows no attempt
+//!                                         was launched twice
 //! sweeps/<name>/cancelled                 written by `ras cancel`: running coordinators
 //!                                         launch nothing more and exit; a coordinator
 //!                                         started afterwards removes it and resumes
@@ -431,9 +434,15 @@ impl<'a> SweepState<'a> {
         Ok(self.store.put_json(&format!("{}/jobs/{id}.{attempt}.json", self.prefix()), job)?)
     }
 
-    /// Every job record (each one is a launch).
-    pub fn job_count(&self) -> Result<usize, SweepError> {
-        Ok(self.store.list(&format!("{}/jobs/", self.prefix()))?.len())
+    /// Appends to the launch audit (a distinct key per submitting process).
+    pub fn record_launch(&self, id: &str, attempt: usize, job: &JobRecord) -> Result<(), SweepError> {
+        let key = format!("{}/launches/{id}.{attempt}.{}.{}", self.prefix(), hostname(), std::process::id());
+        Ok(self.store.put_json(&key, job)?)
+    }
+
+    /// Submissions so far (the audit's entries).
+    pub fn launch_count(&self) -> Result<usize, SweepError> {
+        Ok(self.store.list(&format!("{}/launches/", self.prefix()))?.len())
     }
 
     /// The state of every run, asking `launcher` about jobs that may still be alive.
@@ -552,6 +561,7 @@ pub fn coordinate(
                 std::fs::write(&cfg_path, &run.config_toml).map_err(|source| SweepError::Io { path: cfg_path.clone(), source })?;
                 let job = launcher.submit(run, &cfg_path, attempt).map_err(SweepError::Launch)?;
                 state.record_job(&run.id, attempt, &job)?;
+                state.record_launch(&run.id, attempt, &job)?;
                 tracing::info!(run = run.id, attempt, job = job.id, "launched");
                 view.phase = RunPhase::Active;
                 view.attempts = attempt + 1;
