@@ -184,6 +184,35 @@ fn two_coordinators_racing_never_launch_a_run_twice() {
     let store = cwd.join("out/demo-store");
     assert_eq!(run_ids(&store, "race").len(), 4);
     assert_launched_once(&store, "race");
+    // The report: runs that differ only by seed are one variant, mean ± std over seeds.
+    run_ok(cwd, &["report", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap(), "--out", "rep"]);
+    let csv = std::fs::read_to_string(cwd.join("rep/demo.csv")).unwrap();
+    let m = manifest(&store, "race");
+    for layers in [0, 1] {
+        let ids: Vec<&str> = m["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["label"].as_str().unwrap().contains(&format!("model.encoder_layers={layers} ")))
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 2, "two seeds");
+        let vals: Vec<f64> = ids
+            .iter()
+            .map(|id| {
+                let fm: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/final_metrics.json"))).unwrap()).unwrap();
+                100.0 * fm["metrics"]["mean"]["image_auroc"].as_f64().unwrap()
+            })
+            .collect();
+        let mean = (vals[0] + vals[1]) / 2.0;
+        let std = ((vals[0] - mean).powi(2) + (vals[1] - mean).powi(2)).sqrt(); // n - 1 = 1
+        let prefix = format!("\"demo model.encoder_layers={layers}\",mean,2,");
+        let line = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{csv}"));
+        let f: Vec<f64> = line[prefix.len()..].split(',').take(2).map(|x| x.parse().unwrap()).collect();
+        assert!((f[0] - mean).abs() < 1e-3 && (f[1] - std).abs() < 1e-3, "{line} vs {mean} ± {std}");
+    }
+    assert!(std::fs::read_to_string(cwd.join("rep/demo.md")).unwrap().contains(" ± "));
     // And no run trained twice: each run's log holds each epoch once.
     for id in run_ids(&store, "race") {
         let log = std::fs::read_to_string(store.join(format!("runs/{id}/train_log.jsonl"))).unwrap();

@@ -132,10 +132,12 @@ pub fn cancel_any(job: &JobRecord) -> Result<(), String> {
         "local" => {
             if poll_pid(job) == JobState::Active {
                 // SIGTERM: the run checkpoints after its current step and exits 75.
+                // The whole process group: with N > 1 ranks, `ras train --ranks N`, mpirun
+                // and every rank (each one checkpoints).
                 let pid: i32 = job.id.parse().map_err(|e| format!("pid {:?}: {e}", job.id))?;
-                let st = Command::new("kill").args(["-TERM", &pid.to_string()]).status().map_err(|e| e.to_string())?;
+                let st = Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status().map_err(|e| e.to_string())?;
                 if !st.success() {
-                    return Err(format!("kill -TERM {pid} failed"));
+                    return Err(format!("kill -TERM -- -{pid} failed"));
                 }
             }
             Ok(())
@@ -189,7 +191,12 @@ impl Launcher for Local {
         let log = self.log_dir.join(format!("{}.{attempt}.log", run.id));
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = file.try_clone().map_err(|e| e.to_string())?;
+        use std::os::unix::process::CommandExt;
+        // Own process group: cancel signals the run and its mpirun ranks together, and a
+        // Ctrl-C (or kill) of the coordinator leaves the run going, to be adopted by the
+        // next coordinator.
         let child = Command::new(&self.exe)
+            .process_group(0)
             .arg("--quiet")
             .arg("train")
             .arg(config)
@@ -316,9 +323,8 @@ impl Launcher for Slurm {
         if id.is_empty() {
             return Err("sbatch --parsable printed no job id".into());
         }
-        let log = PathBuf::from(
-            self.log_dir.join(format!("{}.{attempt}-{id}.log", run.id)).to_string_lossy().into_owned(),
-        );
+        let dir = std::fs::canonicalize(&self.log_dir).unwrap_or_else(|_| self.log_dir.clone());
+        let log = dir.join(format!("{}.{attempt}-{id}.log", run.id));
         let job = JobRecord { kind: "slurm".into(), id: id.clone(), host: crate::sweep::hostname(), run_id: run.id.clone(), log };
         // Kept with the run: the script that ran, its job id and log path.
         let prefix = format!("runs/{}/slurm", run.id);
