@@ -10,6 +10,8 @@
 //!   after submission is retried max_retries times, then marked failed
 //!
 //! The tests run one at a time (a lock): they share 2 cores and one Slurm controller.
+//! About 6.5 minutes in all; 2 of them are Slurm's own delay before a requeued job is
+//! eligible again (EligibleTime = requeue + 120 s), in the USR1 test.
 
 mod common;
 use common::*;
