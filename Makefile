@@ -7,7 +7,7 @@ CARGO ?= cargo
 RAS := target/release/ras
 DEMO_DATA := out/demo-data
 
-.PHONY: setup setup-python build demo test bench clean-demo
+.PHONY: setup setup-python build demo test bench clean-demo slurm-up slurm-down
 
 setup:
 	@bash scripts/setup.sh
@@ -37,3 +37,11 @@ bench: build
 
 clean-demo:
 	rm -rf out/demo-data out/demo-store
+
+# The single-node Slurm the coordinator tests use (root; idempotent). tests/coordinator.rs
+# calls slurm-up.sh itself; these targets are for trying `ras sweep` by hand.
+slurm-up:
+	bash cluster/slurm-up.sh
+
+slurm-down:
+	bash cluster/slurm-down.sh

@@ -13,6 +13,8 @@
 //! - `run`      one run end to end, and its layout in the store
 //! - `store`    every byte that outlives a process (object_store)
 //! - `bench`    throughput measurements
+//! - `sweep`    sweeps: expansion, plan, coordinator state in the store, reports
+//! - `launch`   launchers (local processes, Slurm) behind one trait
 //!
 //! The `ras` binary (src/main.rs + src/cli/) is a thin layer over this library.
 
@@ -23,10 +25,12 @@ pub mod data;
 pub mod dist;
 pub mod eval;
 pub mod features;
+pub mod launch;
 pub mod model;
 pub mod progress;
 pub mod run;
 pub mod store;
+pub mod sweep;
 pub mod train;
 
 /// What a run records about the software and machine that produced it.

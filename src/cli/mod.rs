@@ -71,6 +71,45 @@ enum Command {
     /// Measure throughput (samples/s) on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run a sweep (jobs/*.toml) on a cluster profile: submit every run, wait, retry
+    /// failed runs up to max_retries, print a table as states change. Safe to start
+    /// twice or again after a kill: state lives in the store (sweeps/<name>/).
+    Sweep {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Submit what can be submitted once and return.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A sweep's runs: state, epoch, attempts, latest mean metrics.
+    Status(SweepArgs),
+    /// Cancel a sweep's running jobs and stop its coordinators from launching more.
+    Cancel(SweepArgs),
+    /// Print a sweep's runs, ranks each, estimated cost, launch order and makespan.
+    Plan(SweepArgs),
+    /// Per-dataset Markdown and CSV tables of a sweep's final metrics beside the paper's.
+    Report {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Output folder.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    /// Sweep file (jobs/*.toml).
+    sweep: PathBuf,
+    /// Cluster profile (cluster/*.toml).
+    #[arg(long, default_value = "cluster/local.toml")]
+    cluster: PathBuf,
+    /// Store URL for every run and the sweep's state (default: the configs' own).
+    #[arg(long)]
+    store: Option<String>,
+    /// Override a config key in every run of the sweep.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -266,6 +305,33 @@ pub fn run() -> Result<ExitCode> {
                 }
             }
         }
+        Command::Sweep { sweep, no_wait } => return sweep_cmd(&sweep, no_wait),
+        Command::Status(args) => {
+            let (manifest, store, profile) = load_sweep(&args)?;
+            let launcher = make_launcher(&profile, &manifest, &store)?;
+            let state = ras::sweep::SweepState { store: &store, manifest: &manifest };
+            print!("{}", ras::sweep::render_views(&state.views(launcher.as_ref())?));
+        }
+        Command::Cancel(args) => {
+            let (manifest, store, profile) = load_sweep(&args)?;
+            let mut launcher = make_launcher(&profile, &manifest, &store)?;
+            let n = ras::sweep::cancel(&store, &manifest, launcher.as_mut())?;
+            println!("sweep {}: cancelled {n} active jobs; coordinators launch nothing more", manifest.name);
+        }
+        Command::Plan(args) => {
+            let (manifest, _store, profile) = load_sweep(&args)?;
+            print!("{}", render_plan(&manifest, &profile));
+        }
+        Command::Report { sweep, out } => {
+            let (manifest, store, _) = load_sweep(&sweep)?;
+            let tables = ras::sweep::report::collect(&store, &manifest)?;
+            if tables.is_empty() {
+                bail!("sweep {}: no complete run yet in {} (ras status {})", manifest.name, store.url(), sweep.sweep.display());
+            }
+            for f in ras::sweep::report::write(&tables, &manifest.name, &out)? {
+                println!("wrote {}", f.display());
+            }
+        }
         Command::Bench(BenchCommand::TrainStep(args)) => {
             print!("{}", ras::bench::train_step(&bench_options(args))?);
         }
@@ -398,4 +464,99 @@ fn print_outcome(run_id: &str, store: &str, fm: &ras::run::FinalMetrics) {
         println!("NOTE: random-init backbone (no backbone.weights): not comparable to the paper's numbers");
     }
     print!("{}", fm.metrics.render());
+}
+
+fn load_sweep(args: &SweepArgs) -> Result<(ras::sweep::Manifest, ras::store::Store, ras::launch::ClusterProfile)> {
+    let profile = ras::launch::ClusterProfile::load(&args.cluster)?;
+    let opts = ras::sweep::ExpandOptions { store: args.store.clone(), overrides: args.overrides.clone(), max_ranks: profile.slots() };
+    let manifest = ras::sweep::expand(&args.sweep, &opts)?;
+    let store = ras::store::Store::open(&manifest.store)?;
+    Ok((manifest, store, profile))
+}
+
+/// Local folder for the resolved configs and logs the jobs use (under the current one,
+/// which jobs also run in, so relative dataset paths mean the same thing).
+fn work_dir(manifest: &ras::sweep::Manifest) -> PathBuf {
+    PathBuf::from(".ras-sweeps").join(&manifest.name)
+}
+
+fn make_launcher(
+    profile: &ras::launch::ClusterProfile,
+    manifest: &ras::sweep::Manifest,
+    store: &ras::store::Store,
+) -> Result<Box<dyn ras::launch::Launcher>> {
+    let exe = std::env::current_exe().context("locating the ras binary")?;
+    let dir = work_dir(manifest);
+    Ok(match profile.launcher.as_str() {
+        "slurm" => Box::new(ras::launch::Slurm::new(profile.clone(), exe, dir.join("logs"), std::env::current_dir()?, store.clone())),
+        _ => Box::new(ras::launch::Local::new(exe, dir.join("logs"))),
+    })
+}
+
+fn sweep_cmd(args: &SweepArgs, no_wait: bool) -> Result<ExitCode> {
+    let (manifest, store, profile) = load_sweep(args)?;
+    let mut launcher = make_launcher(&profile, &manifest, &store)?;
+    let opts = ras::sweep::CoordinateOptions {
+        no_wait,
+        slots: profile.slots(),
+        poll: std::time::Duration::from_millis(if profile.launcher == "slurm" { 1000 } else { 500 }),
+        work_dir: work_dir(&manifest).join("configs"),
+    };
+    println!("sweep {}: {} runs, store {}, {} slots ({})", manifest.name, manifest.runs.len(), store.url(), opts.slots, profile.launcher);
+    let views = ras::sweep::coordinate(&store, &manifest, launcher.as_mut(), &opts, &mut |v| {
+        println!("{}", ras::sweep::render_views(v));
+    })?;
+    let open = views.iter().filter(|v| !matches!(v.phase, ras::sweep::RunPhase::Complete | ras::sweep::RunPhase::Failed)).count();
+    if open > 0 && !no_wait {
+        // Only a cancellation stops the loop with runs still open.
+        println!("sweep {} cancelled: {open} runs not complete (their checkpoints stay: `ras sweep` again resumes them)", manifest.name);
+        return Ok(ExitCode::from(3));
+    }
+    let failed = views.iter().filter(|v| v.phase == ras::sweep::RunPhase::Failed).count();
+    if failed > 0 {
+        for v in views.iter().filter(|v| v.phase == ras::sweep::RunPhase::Failed) {
+            eprintln!("run {} ({}) failed after {} attempts: {}", v.id, v.label, v.attempts, v.error.as_deref().unwrap_or("no error recorded"));
+        }
+        bail!("sweep {}: {failed} runs failed", manifest.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_plan(manifest: &ras::sweep::Manifest, profile: &ras::launch::ClusterProfile) -> String {
+    let slots = profile.slots();
+    let (times, total) = ras::sweep::plan::makespan(&manifest.runs, slots);
+    // cost is in GFLOPs; a rank sustains tflops() TFLOP/s.
+    let hours = |gflops: f64| gflops / (profile.tflops() * 1e3) / 3600.0;
+    let mut s = format!(
+        "sweep {}: {} runs on {} slots ({}, {} TFLOP/s per rank assumed), max_retries {}\n",
+        manifest.name,
+        manifest.runs.len(),
+        slots,
+        profile.launcher,
+        profile.tflops(),
+        manifest.max_retries
+    );
+    if let Some(n) = &manifest.note {
+        s += &format!("note: {}\n", n.trim());
+    }
+    s += &format!("{:>3} {:<22} {:>5} {:>8} {:>12} {:>8} {:>8}  {}\n", "#", "run", "ranks", "images", "PFLOP", "start h", "end h", "label");
+    let mut keys = std::collections::BTreeSet::new();
+    for (i, (r, (a, b))) in manifest.runs.iter().zip(times).enumerate() {
+        let filler = if keys.insert(r.feature_key.clone()) { " (fills feature cache)" } else { "" };
+        s += &format!(
+            "{:>3} {:<22} {:>5} {:>8} {:>12.3} {:>8.2} {:>8.2}  {}{}\n",
+            i + 1,
+            r.id,
+            r.ranks,
+            r.train_images,
+            r.cost / 1e6,
+            hours(a),
+            hours(b),
+            r.label,
+            filler
+        );
+    }
+    let cost: f64 = manifest.runs.iter().map(|r| r.cost).sum();
+    s += &format!("total {:.3} PFLOP = {:.2} rank-hours; makespan {:.2} h (greedy, longest first)\n", cost / 1e6, hours(cost), hours(total));
+    s
 }

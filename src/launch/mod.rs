@@ -1,0 +1,380 @@
+//! Launchers: how a coordinator starts, watches and stops one run's job.
+//!
+//! - `Local` spawns `ras train CFG --ranks N` on this machine (mpirun for N > 1).
+//! - `Slurm` renders `cluster/templates/run.sbatch.tmpl`, submits it with
+//!   `sbatch --parsable`, watches it with `scontrol show job` (sacct once the controller
+//!   forgot it) and cancels with `scancel`.
+//!
+//! A job is described by a `JobRecord` stored in the sweep's state, so any coordinator
+//! (not only the one that launched it) can poll or cancel it: polling dispatches on the
+//! record's kind, not on the launcher that asks.
+
+use crate::sweep::PlannedRun;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A cluster profile (`cluster/*.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterProfile {
+    /// "local" or "slurm".
+    pub launcher: String,
+    #[serde(default = "one")]
+    pub nodes: usize,
+    /// 0 = CPU-only: a rank then takes `cpus_per_gpu` cores of `cpus_per_node`.
+    #[serde(default)]
+    pub gpus_per_node: usize,
+    #[serde(default = "one")]
+    pub cpus_per_gpu: usize,
+    /// CPU cores per node (CPU-only profiles); default: this machine's.
+    pub cpus_per_node: Option<usize>,
+    /// e.g. "16G" (Slurm --mem-per-gpu, or --mem-per-cpu on CPU-only profiles).
+    pub mem_per_gpu: Option<String>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Slurm time limit, e.g. "04:00:00".
+    pub time_limit: Option<String>,
+    /// Extra `#SBATCH` lines, verbatim.
+    #[serde(default)]
+    pub extra: Vec<String>,
+    /// Assumed sustained TFLOP/s per rank, for `ras plan`'s time estimate.
+    pub tflops_per_rank: Option<f64>,
+    /// The sbatch template; default cluster/templates/run.sbatch.tmpl next to the profile.
+    pub template: Option<PathBuf>,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read cluster profile {path}: {source}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("cluster profile {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ClusterProfile {
+    pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read { path: path.into(), source })?;
+        let mut p: ClusterProfile =
+            toml::from_str(&text).map_err(|e| ProfileError::Invalid { path: path.into(), message: e.to_string() })?;
+        if !["local", "slurm"].contains(&p.launcher.as_str()) {
+            return Err(ProfileError::Invalid { path: path.into(), message: format!("launcher {:?} must be \"local\" or \"slurm\"", p.launcher) });
+        }
+        if p.nodes == 0 || p.cpus_per_gpu == 0 {
+            return Err(ProfileError::Invalid { path: path.into(), message: "nodes and cpus_per_gpu must be at least 1".into() });
+        }
+        if p.template.is_none() {
+            p.template = Some(path.parent().unwrap_or(Path::new(".")).join("templates/run.sbatch.tmpl"));
+        }
+        Ok(p)
+    }
+
+    /// Ranks that can run at once: GPUs, or on CPU-only profiles cores / cpus_per_gpu.
+    pub fn slots(&self) -> usize {
+        if self.gpus_per_node > 0 {
+            self.nodes * self.gpus_per_node
+        } else {
+            let cpus = self.cpus_per_node.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            (self.nodes * cpus / self.cpus_per_gpu).max(1)
+        }
+    }
+
+    /// Sustained TFLOP/s per rank assumed by the planner.
+    pub fn tflops(&self) -> f64 {
+        self.tflops_per_rank.unwrap_or(if self.gpus_per_node > 0 { 20.0 } else { 0.05 })
+    }
+}
+
+/// What a launcher started, as stored in `sweeps/<name>/jobs/<run>.<attempt>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobRecord {
+    /// "local" or "slurm".
+    pub kind: String,
+    /// Process id (local) or Slurm job id.
+    pub id: String,
+    pub host: String,
+    pub run_id: String,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Queued or running.
+    Active,
+    Ended,
+}
+
+/// The seam between the coordinator and a cluster.
+pub trait Launcher {
+    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize) -> Result<JobRecord, String>;
+    fn poll(&self, job: &JobRecord) -> Result<JobState, String>;
+    fn cancel(&mut self, job: &JobRecord) -> Result<(), String>;
+}
+
+/// Polls a record whatever launched it.
+pub fn poll_any(job: &JobRecord) -> Result<JobState, String> {
+    match job.kind.as_str() {
+        "local" => Ok(poll_pid(job)),
+        "slurm" => slurm_poll(&job.id),
+        k => Err(format!("job record of unknown kind {k:?}")),
+    }
+}
+
+pub fn cancel_any(job: &JobRecord) -> Result<(), String> {
+    match job.kind.as_str() {
+        "local" => {
+            if poll_pid(job) == JobState::Active {
+                // SIGTERM: the run checkpoints after its current step and exits 75.
+                // The whole process group: with N > 1 ranks, `ras train --ranks N`, mpirun
+                // and every rank (each one checkpoints).
+                let pid: i32 = job.id.parse().map_err(|e| format!("pid {:?}: {e}", job.id))?;
+                let st = Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status().map_err(|e| e.to_string())?;
+                if !st.success() {
+                    return Err(format!("kill -TERM -- -{pid} failed"));
+                }
+            }
+            Ok(())
+        }
+        "slurm" => {
+            let out = Command::new("scancel").arg(&job.id).output().map_err(|e| format!("scancel: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("scancel {}: {}", job.id, String::from_utf8_lossy(&out.stderr)));
+            }
+            Ok(())
+        }
+        k => Err(format!("job record of unknown kind {k:?}")),
+    }
+}
+
+/// A local process is alive if /proc has it, it is not a zombie, and its command line
+/// names the run (so a recycled pid is not mistaken for the job).
+fn poll_pid(job: &JobRecord) -> JobState {
+    if job.host != crate::sweep::hostname() {
+        return JobState::Active; // cannot see another machine's processes; assume alive
+    }
+    let proc = PathBuf::from(format!("/proc/{}", job.id));
+    let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
+    let zombie = stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')).unwrap_or(true);
+    let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+    let names_run = String::from_utf8_lossy(&cmdline).contains(&job.run_id);
+    if !zombie && names_run {
+        JobState::Active
+    } else {
+        JobState::Ended
+    }
+}
+
+/// Runs on this machine, at most as many ranks at once as the profile's slots (the
+/// coordinator enforces the limit; this only starts and reaps processes).
+pub struct Local {
+    exe: PathBuf,
+    log_dir: PathBuf,
+    children: BTreeMap<String, Child>,
+}
+
+impl Local {
+    pub fn new(exe: PathBuf, log_dir: PathBuf) -> Self {
+        Self { exe, log_dir, children: BTreeMap::new() }
+    }
+}
+
+impl Launcher for Local {
+    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize) -> Result<JobRecord, String> {
+        std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
+        let log = self.log_dir.join(format!("{}.{attempt}.log", run.id));
+        let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        use std::os::unix::process::CommandExt;
+        // Own process group: cancel signals the run and its mpirun ranks together, and a
+        // Ctrl-C (or kill) of the coordinator leaves the run going, to be adopted by the
+        // next coordinator.
+        let child = Command::new(&self.exe)
+            .process_group(0)
+            .arg("--quiet")
+            .arg("train")
+            .arg(config)
+            .args(["--ranks", &run.ranks.to_string()])
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", self.exe.display()))?;
+        let id = child.id().to_string();
+        self.children.insert(id.clone(), child);
+        Ok(JobRecord { kind: "local".into(), id, host: crate::sweep::hostname(), run_id: run.id.clone(), log })
+    }
+
+    fn poll(&self, job: &JobRecord) -> Result<JobState, String> {
+        poll_any(job)
+    }
+
+    fn cancel(&mut self, job: &JobRecord) -> Result<(), String> {
+        cancel_any(job)
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // Reap what has ended; running children keep running (a restarted coordinator
+        // finds them by their job record).
+        for c in self.children.values_mut() {
+            let _ = c.try_wait();
+        }
+    }
+}
+
+impl Local {
+    /// Reaps ended children so they do not linger as zombies.
+    pub fn reap(&mut self) {
+        self.children.retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
+    }
+}
+
+/// Renders `{{name}}` placeholders; an unknown placeholder is an error naming it.
+pub fn render_template(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out += &rest[..start];
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| "unclosed {{ in template".to_string())?;
+        let name = after[..end].trim();
+        let v = vars.get(name).ok_or_else(|| format!("template placeholder {{{{{name}}}}} is unknown; known: {}", vars.keys().cloned().collect::<Vec<_>>().join(", ")))?;
+        out += v;
+        rest = &after[end + 2..];
+    }
+    out += rest;
+    Ok(out)
+}
+
+/// Submits to Slurm with sbatch; the job script is rendered from the profile's template.
+pub struct Slurm {
+    pub profile: ClusterProfile,
+    exe: PathBuf,
+    log_dir: PathBuf,
+    work_dir: PathBuf,
+    store: Store,
+}
+
+impl Slurm {
+    pub fn new(profile: ClusterProfile, exe: PathBuf, log_dir: PathBuf, work_dir: PathBuf, store: Store) -> Self {
+        Self { profile, exe, log_dir, work_dir, store }
+    }
+
+    /// The job script of one run.
+    pub fn script(&self, run: &PlannedRun, config: &Path, attempt: usize) -> Result<String, String> {
+        let p = &self.profile;
+        let tpl_path = p.template.clone().unwrap_or_else(|| PathBuf::from("cluster/templates/run.sbatch.tmpl"));
+        let tpl = std::fs::read_to_string(&tpl_path).map_err(|e| format!("sbatch template {}: {e}", tpl_path.display()))?;
+        let n = run.ranks;
+        let nodes = if p.gpus_per_node > 0 { n.div_ceil(p.gpus_per_node).min(p.nodes).max(1) } else { 1 };
+        let mem_key = if p.gpus_per_node > 0 { "mem-per-gpu" } else { "mem-per-cpu" };
+        let mut lines: Vec<String> =
+            [("partition", &p.partition), ("account", &p.account), ("qos", &p.qos), ("time", &p.time_limit), (mem_key, &p.mem_per_gpu)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("#SBATCH --{k}={v}")))
+                .collect();
+        if p.gpus_per_node > 0 {
+            lines.push("#SBATCH --gpus-per-task=1".into());
+        }
+        lines.extend(p.extra.iter().cloned());
+        let abs = |q: &Path| std::fs::canonicalize(q).unwrap_or_else(|_| q.to_path_buf()).display().to_string();
+        let vars: BTreeMap<&str, String> = [
+            ("job_name", format!("ras-{}", run.id)),
+            ("run_id", run.id.clone()),
+            ("attempt", attempt.to_string()),
+            ("nodes", nodes.to_string()),
+            ("ntasks", n.to_string()),
+            ("cpus_per_task", p.cpus_per_gpu.to_string()),
+            ("options", lines.join("\n")),
+            ("log", format!("{}/{}.{attempt}-%j.log", abs(&self.log_dir), run.id)),
+            ("workdir", abs(&self.work_dir)),
+            ("ras", abs(&self.exe)),
+            ("config", abs(config)),
+        ]
+        .into_iter()
+        .collect();
+        render_template(&tpl, &vars)
+    }
+}
+
+impl Launcher for Slurm {
+    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize) -> Result<JobRecord, String> {
+        std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
+        let script = self.script(run, config, attempt)?;
+        let script_path = self.log_dir.join(format!("{}.{attempt}.sbatch", run.id));
+        std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
+        let out = Command::new("sbatch")
+            .arg("--parsable")
+            .arg(&script_path)
+            .output()
+            .map_err(|e| format!("sbatch (is Slurm installed? cluster/slurm-up.sh starts a local one): {e}"))?;
+        if !out.status.success() {
+            return Err(format!("sbatch {}: {}", script_path.display(), String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        let id = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or_default().to_string();
+        if id.is_empty() {
+            return Err("sbatch --parsable printed no job id".into());
+        }
+        let dir = std::fs::canonicalize(&self.log_dir).unwrap_or_else(|_| self.log_dir.clone());
+        let log = dir.join(format!("{}.{attempt}-{id}.log", run.id));
+        let job = JobRecord { kind: "slurm".into(), id: id.clone(), host: crate::sweep::hostname(), run_id: run.id.clone(), log };
+        // Kept with the run: the script that ran, its job id and log path.
+        let prefix = format!("runs/{}/slurm", run.id);
+        self.store.put(&format!("{prefix}/{id}.sbatch"), script).map_err(|e| e.to_string())?;
+        self.store.put_json(&format!("{prefix}/{id}.json"), &job).map_err(|e| e.to_string())?;
+        Ok(job)
+    }
+
+    fn poll(&self, job: &JobRecord) -> Result<JobState, String> {
+        poll_any(job)
+    }
+
+    fn cancel(&mut self, job: &JobRecord) -> Result<(), String> {
+        cancel_any(job)
+    }
+}
+
+/// Active while Slurm has the job pending, running, requeued or completing.
+fn slurm_poll(id: &str) -> Result<JobState, String> {
+    let state = match Command::new("scontrol").args(["show", "job", id]).output() {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split_whitespace().find_map(|w| w.strip_prefix("JobState=").map(str::to_string))
+        }
+        _ => None,
+    };
+    let state = match state {
+        Some(s) => s,
+        // The controller forgot the job (MinJobAge): ask accounting when it exists.
+        None => match Command::new("sacct").args(["-n", "-X", "-P", "-o", "State", "-j", id]).output() {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_string(),
+            _ => String::new(),
+        },
+    };
+    Ok(match state.split_whitespace().next().unwrap_or("") {
+        "PENDING" | "RUNNING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "CONFIGURING" | "COMPLETING" | "SUSPENDED"
+        | "RESIZING" | "SIGNALING" | "STAGE_OUT" => JobState::Active,
+        _ => JobState::Ended,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_placeholders() {
+        let vars: BTreeMap<&str, String> = [("a", "1".to_string()), ("b", "x y".to_string())].into_iter().collect();
+        assert_eq!(render_template("p {{a}} q {{ b }}", &vars).unwrap(), "p 1 q x y");
+        let err = render_template("{{nope}}", &vars).unwrap_err();
+        assert!(err.contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,439 @@
+//! The sweep coordinator with the real engine: real `ras train` processes through the
+//! Local launcher, real sbatch/srun through a single-node Slurm (cluster/slurm-up.sh).
+//!
+//! - quickstart sweep (jobs/quickstart.toml) runs every run; a resubmission launches
+//!   nothing; the report's numbers equal the runs' final_metrics.json
+//! - two coordinators started at once never launch a run twice (claims, job records)
+//! - a coordinator SIGKILLed mid-sweep and restarted completes the sweep, adopting the
+//!   job the dead one started instead of launching it again
+//! - Slurm: 2-rank runs through sbatch + srun --mpi=pmix; a run whose dataset vanished
+//!   after submission is retried max_retries times, then marked failed
+//!
+//! The tests run one at a time (a lock): they share 2 cores and one Slurm controller.
+//! About 6.5 minutes in all; 2 of them are Slurm's own delay before a requeued job is
+//! eligible again (EligibleTime = requeue + 120 s), in the USR1 test.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tiny synthetic dataset at `dir/<rel>` (2 classes, 8 train images each, 64 px files).
+fn dataset_at(dir: &Path, rel: &str) -> PathBuf {
+    let tmp = dir.join(format!("{}.gen", rel.replace('/', "_")));
+    let gen = synth_dataset(&tmp, 2, 4242, 64, 8);
+    let dst = dir.join(rel);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::rename(gen, &dst).unwrap();
+    dst
+}
+
+fn sweep_cmd(cwd: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ras"));
+    c.args(args).current_dir(cwd).env("RUST_LOG", "warn");
+    c
+}
+
+fn run_ok(cwd: &Path, args: &[&str]) -> Output {
+    let out = sweep_cmd(cwd, args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ras {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn manifest(store: &Path, sweep: &str) -> serde_json::Value {
+    let p = store.join(format!("sweeps/{sweep}/manifest.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn run_ids(store: &Path, sweep: &str) -> Vec<String> {
+    manifest(store, sweep)["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn status(store: &Path, id: &str) -> serde_json::Value {
+    let p = store.join(format!("runs/{id}/status.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+/// Each run of the sweep claimed exactly once and launched exactly once.
+fn assert_launched_once(store: &Path, sweep: &str) {
+    let ids = run_ids(store, sweep);
+    let claims = files(&store.join(format!("sweeps/{sweep}/claims")));
+    let jobs = files(&store.join(format!("sweeps/{sweep}/jobs")));
+    let want_claims: Vec<String> = {
+        let mut v: Vec<String> = ids.iter().map(|id| format!("{id}.0")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(claims, want_claims, "one claim per run");
+    assert_eq!(jobs.len(), ids.len(), "one job record per run: {jobs:?}");
+    let launches = files(&store.join(format!("sweeps/{sweep}/launches")));
+    assert_eq!(launches.len(), ids.len(), "one submission per run: {launches:?}");
+    for id in &ids {
+        assert_eq!(status(store, id)["state"], "complete", "run {id}");
+    }
+}
+
+/// A small sweep file over configs/demo.toml (paths absolute: tests run in temp dirs).
+fn small_sweep(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "name = \"{name}\"\nbase = \"{base}\"\nmax_retries = 1\n{extra}\n[set]\n\"train.epochs\" = 2\n\"train.eval_every\" = 2\n\"model.hidden_dim\" = 32\n\"model.ffn_dim\" = 64\n",
+        base = repo().join("configs/demo.toml").display()
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn profile(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = repo().join("jobs/quickstart.toml");
+    let local = repo().join("cluster/local.toml");
+    let (sweep, local) = (sweep.to_str().unwrap(), local.to_str().unwrap());
+    let store = cwd.join("out/demo-store");
+
+    let plan = run_ok(cwd, &["plan", sweep, "--cluster", local]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.contains("4 runs") && plan.contains("fills feature cache"), "{plan}");
+
+    let t = Instant::now();
+    let out = run_ok(cwd, &["sweep", sweep, "--cluster", local]);
+    eprintln!("quickstart sweep took {:.1} s", t.elapsed().as_secs_f64());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("4 runs: 4 complete"), "{text}");
+    assert_launched_once(&store, "quickstart");
+
+    // Resubmission: everything complete, nothing launched again.
+    let out = run_ok(cwd, &["sweep", sweep, "--cluster", local]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 runs: 4 complete"));
+    assert_launched_once(&store, "quickstart");
+    let st = run_ok(cwd, &["status", sweep, "--cluster", local]);
+    assert_eq!(String::from_utf8_lossy(&st.stdout).matches(" complete ").count(), 4, "{}", String::from_utf8_lossy(&st.stdout));
+
+    // The report's numbers are the runs' final metrics.
+    run_ok(cwd, &["report", sweep, "--cluster", local, "--out", "rep"]);
+    let csv = std::fs::read_to_string(cwd.join("rep/demo.csv")).unwrap();
+    assert!(cwd.join("rep/demo.md").exists());
+    let m = manifest(&store, "quickstart");
+    let mut checked = 0;
+    for run in m["runs"].as_array().unwrap() {
+        let id = run["id"].as_str().unwrap();
+        let variant = run["variant"].as_str().unwrap();
+        let fm: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/final_metrics.json"))).unwrap()).unwrap();
+        let mut classes: Vec<(String, serde_json::Value)> =
+            fm["metrics"]["classes"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        classes.push(("mean".into(), fm["metrics"]["mean"].clone()));
+        for (class, m) in classes {
+            let prefix = format!("\"{}\",{class},1,", variant.replace('"', "\"\""));
+            let line = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix} in\n{csv}"));
+            let f: Vec<&str> = line[prefix.len()..].split(',').collect();
+            let i: f64 = f[0].parse().unwrap();
+            let p: f64 = f[4].parse().unwrap();
+            assert!((i - 100.0 * m["image_auroc"].as_f64().unwrap()).abs() < 1e-3, "{line}");
+            assert!((p - 100.0 * m["pixel_auroc"].as_f64().unwrap()).abs() < 1e-3, "{line}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4 * 3, "4 runs x (2 classes + mean)");
+}
+
+#[test]
+fn two_coordinators_racing_never_launch_a_run_twice() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "race", "[grid]\n\"model.encoder_layers\" = [0, 1]\n\"seed\" = [1, 2]\n");
+    let local = profile(cwd, "two", "launcher = \"local\"\ncpus_per_node = 2\n");
+    let args = ["sweep", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
+    let a = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let b = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    let store = cwd.join("out/demo-store");
+    assert_eq!(run_ids(&store, "race").len(), 4);
+    assert_launched_once(&store, "race");
+    // The report: runs that differ only by seed are one variant, mean ± std over seeds.
+    run_ok(cwd, &["report", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap(), "--out", "rep"]);
+    let csv = std::fs::read_to_string(cwd.join("rep/demo.csv")).unwrap();
+    let m = manifest(&store, "race");
+    for layers in [0, 1] {
+        let ids: Vec<&str> = m["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["label"].as_str().unwrap().contains(&format!("model.encoder_layers={layers} ")))
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 2, "two seeds");
+        let vals: Vec<f64> = ids
+            .iter()
+            .map(|id| {
+                let fm: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/final_metrics.json"))).unwrap()).unwrap();
+                100.0 * fm["metrics"]["mean"]["image_auroc"].as_f64().unwrap()
+            })
+            .collect();
+        let mean = (vals[0] + vals[1]) / 2.0;
+        let std = ((vals[0] - mean).powi(2) + (vals[1] - mean).powi(2)).sqrt(); // n - 1 = 1
+        let prefix = format!("\"demo model.encoder_layers={layers}\",mean,2,");
+        let line = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{csv}"));
+        let f: Vec<f64> = line[prefix.len()..].split(',').take(2).map(|x| x.parse().unwrap()).collect();
+        assert!((f[0] - mean).abs() < 1e-3 && (f[1] - std).abs() < 1e-3, "{line} vs {mean} ± {std}");
+    }
+    assert!(std::fs::read_to_string(cwd.join("rep/demo.md")).unwrap().contains(" ± "));
+    // And no run trained twice: each run's log holds each epoch once.
+    for id in run_ids(&store, "race") {
+        let log = std::fs::read_to_string(store.join(format!("runs/{id}/train_log.jsonl"))).unwrap();
+        assert_eq!(log.lines().count(), 2, "{id}: {log}");
+    }
+}
+
+#[test]
+fn killed_coordinator_restarted_completes_the_sweep() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "killme", "[grid]\n\"model.encoder_layers\" = [0, 1, 2]\n");
+    // One slot: runs go one after the other, so the kill lands mid-sweep.
+    let local = profile(cwd, "one", "launcher = \"local\"\ncpus_per_node = 1\n");
+    let args = ["sweep", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
+    let mut first = sweep_cmd(cwd, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let store = cwd.join("out/demo-store");
+    let jobs = store.join("sweeps/killme/jobs");
+    let t = Instant::now();
+    while files(&jobs).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "no job launched");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.kill().unwrap(); // SIGKILL: no chance to clean up
+    first.wait().unwrap();
+    assert_eq!(files(&jobs).len(), 1, "killed before the second launch");
+    let out = run_ok(cwd, &args);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 runs: 3 complete"));
+    assert_launched_once(&store, "killme");
+}
+
+/// Starts the project's single-node Slurm (idempotent).
+fn slurm_up() {
+    let out = Command::new("bash").arg(repo().join("cluster/slurm-up.sh")).output().unwrap();
+    assert!(out.status.success(), "cluster/slurm-up.sh failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn slurm_two_rank_runs_through_sbatch_and_srun() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    slurm_up();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "slurm2", "ranks = 2\n[grid]\n\"model.encoder_layers\" = [0, 1]\n");
+    let prof = repo().join("cluster/ci-slurm.toml");
+    let out = run_ok(cwd, &["sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 runs: 2 complete"), "{}", String::from_utf8_lossy(&out.stdout));
+    let store = cwd.join("out/demo-store");
+    assert_launched_once(&store, "slurm2");
+    for id in run_ids(&store, "slurm2") {
+        let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/env.json"))).unwrap()).unwrap();
+        assert_eq!(env["world"]["world_size"], 2, "{id} ran on 2 ranks: {env}");
+        let slurm = files(&store.join(format!("runs/{id}/slurm")));
+        assert_eq!(slurm.len(), 2, "script + record: {slurm:?}");
+        let script_name = slurm.iter().find(|f| f.ends_with(".sbatch")).unwrap();
+        let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{script_name}"))).unwrap();
+        assert!(script.contains("#SBATCH --signal=USR1@60") && script.contains("#SBATCH --requeue"), "{script}");
+        assert!(script.contains("srun --mpi=pmix -n 2 ") && script.contains("scontrol requeue"), "{script}");
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{}", script_name.replace(".sbatch", ".json")))).unwrap()).unwrap();
+        let job_id = record["id"].as_str().unwrap();
+        let sc = Command::new("scontrol").args(["show", "job", job_id]).output().unwrap();
+        let sc = String::from_utf8_lossy(&sc.stdout);
+        assert!(sc.contains("JobState=COMPLETED") && sc.contains("NumTasks=2"), "{sc}");
+    }
+}
+
+#[test]
+fn slurm_failed_run_is_retried_then_marked_failed() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    slurm_up();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let data = dataset_at(cwd, "vanishing");
+    let sweep = small_sweep(cwd, "failing", "ranks = 1\n");
+    // The file ends in its [set] table: point the run at the doomed dataset.
+    let text = std::fs::read_to_string(&sweep).unwrap() + &format!("\"dataset.root\" = \"{}\"\n", data.display());
+    std::fs::write(&sweep, text).unwrap();
+    // Jobs start 3 s after submission: time to remove the dataset deterministically.
+    let prof = profile(
+        cwd,
+        "slow-slurm",
+        &format!(
+            "launcher = \"slurm\"\npartition = \"debug\"\nmem_per_gpu = \"1500M\"\nextra = [\"#SBATCH --begin=now+3\"]\ntemplate = \"{}\"\n",
+            repo().join("cluster/templates/run.sbatch.tmpl").display()
+        ),
+    );
+    let args = ["sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap()];
+    let mut no_wait = args.to_vec();
+    no_wait.push("--no-wait");
+    run_ok(cwd, &no_wait);
+    std::fs::remove_dir_all(&data).unwrap();
+    let out = sweep_cmd(cwd, &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the sweep must fail: {stderr}");
+    assert!(stderr.contains("failed after 2 attempts"), "{stderr}");
+    let store = cwd.join("out/demo-store");
+    let ids = run_ids(&store, "failing");
+    assert_eq!(ids.len(), 1);
+    assert_eq!(files(&store.join("sweeps/failing/claims")), vec![format!("{}.0", ids[0]), format!("{}.1", ids[0])]);
+    assert_eq!(files(&store.join("sweeps/failing/launches")).len(), 2, "launched twice (max_retries = 1), not more");
+    let st = status(&store, &ids[0]);
+    assert_eq!(st["state"], "failed", "{st}");
+    assert!(st["error"].as_str().unwrap_or("").contains("vanishing"), "the error names the missing folder: {st}");
+    // Once failed for good, a resubmission launches nothing more.
+    let again = sweep_cmd(cwd, &args).output().unwrap();
+    assert!(!again.status.success());
+    assert_eq!(files(&store.join("sweeps/failing/launches")).len(), 2);
+}
+
+#[test]
+fn sweep_files_expand_and_errors_name_the_key() {
+    let opts = ras::sweep::ExpandOptions { max_ranks: 8, ..Default::default() };
+    let jobs = repo().join("jobs");
+    for (file, runs) in [("quickstart", 4), ("table1-2", 16), ("table3", 3), ("table4", 3), ("table5", 12), ("table6", 12)] {
+        let m = ras::sweep::expand(&jobs.join(format!("{file}.toml")), &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(m.runs.len(), runs, "{file}");
+        assert_eq!(m.name, file);
+        // Stable ids: the same file expands to the same runs.
+        assert_eq!(ras::sweep::expand(&jobs.join(format!("{file}.toml")), &opts).unwrap(), m);
+    }
+    let t12 = ras::sweep::expand(&jobs.join("table1-2.toml"), &opts).unwrap();
+    let separate: Vec<_> = t12.runs.iter().filter(|r| r.label.contains("class=")).collect();
+    assert_eq!(separate.len(), 15, "one run per MVTec class");
+    assert!(separate.iter().all(|r| r.config().dataset.classes.len() == 1 && r.config().train.setting == ras::config::Setting::Separate));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = small_sweep(dir.path(), "bad", "");
+    std::fs::write(&bad, std::fs::read_to_string(&bad).unwrap() + "\"train.learning_rate\" = 0.1\n").unwrap();
+    let err = ras::sweep::expand(&bad, &opts).unwrap_err().to_string();
+    assert!(err.contains("learning_rate") && err.contains("bad"), "{err}");
+    let typo = small_sweep(dir.path(), "typo", "max_retires = 2\n");
+    let err = ras::sweep::expand(&typo, &opts).unwrap_err().to_string();
+    assert!(err.contains("max_retires") && err.contains("typo.toml"), "{err}");
+    let grid = small_sweep(dir.path(), "grid", "[grid]\n\"model.nope\" = [1, 2]\n");
+    let err = ras::sweep::expand(&grid, &opts).unwrap_err().to_string();
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn cancelled_sweep_stops_and_resumes_from_checkpoints() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "stopme", "[grid]\n\"model.encoder_layers\" = [0, 1]\n");
+    let local = profile(cwd, "one", "launcher = \"local\"\ncpus_per_node = 1\n");
+    let mut args = vec!["sweep", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
+    let long = ["--set", "train.epochs=60", "--set", "train.eval_every=30", "--set", "checkpoint.every=2"];
+    args.extend(long);
+    let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let store = cwd.join("out/demo-store");
+    let t = Instant::now();
+    // Wait for the first run's first checkpoint, then cancel.
+    let first = loop {
+        assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        if let Some(id) = std::fs::read_dir(store.join("runs")).ok().and_then(|rd| {
+            rd.flatten().find(|r| r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false))
+        }) {
+            break id.file_name().to_string_lossy().into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut cancel = vec!["cancel", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
+    cancel.extend(long);
+    let out = run_ok(cwd, &cancel);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled 1 active jobs"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = coord.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status(&store, &first)["state"], "preempted");
+    assert_eq!(files(&store.join("sweeps/stopme/launches")).len(), 1, "nothing launched after the cancel");
+    // Again: resumes the preempted run (a second attempt, not counted as a failure) and runs the other.
+    let out = run_ok(cwd, &args);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 runs: 2 complete"));
+    let log = std::fs::read_to_string(store.join(format!("runs/{first}/train_log.jsonl"))).unwrap();
+    assert_eq!(log.lines().count(), 60, "each epoch once: resumed, not restarted");
+    assert_eq!(files(&store.join("sweeps/stopme/claims")).len(), 3);
+}
+
+#[test]
+fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    slurm_up();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "requeue", "ranks = 1\n");
+    let prof = repo().join("cluster/ci-slurm.toml");
+    let args = [
+        "sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap(),
+        "--set", "train.epochs=60", "--set", "train.eval_every=30", "--set", "checkpoint.every=2",
+    ];
+    let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let store = cwd.join("out/demo-store");
+    let t = Instant::now();
+    let id = loop {
+        assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        if let Some(id) = std::fs::read_dir(store.join("runs")).ok().and_then(|rd| {
+            rd.flatten().find(|r| r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false))
+        }) {
+            break id.file_name().to_string_lossy().into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rec = files(&store.join(format!("runs/{id}/slurm"))).into_iter().find(|f| f.ends_with(".json")).unwrap();
+    let job = rec.trim_end_matches(".json").to_string();
+    // What Slurm does 60 s before the time limit: USR1 to the job's steps.
+    let st = Command::new("scancel").args(["--signal=USR1", &job]).status().unwrap();
+    assert!(st.success());
+    let out = coord.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status(&store, &id)["state"], "complete");
+    let sc = Command::new("scontrol").args(["show", "job", &job]).output().unwrap();
+    let sc = String::from_utf8_lossy(&sc.stdout);
+    assert!(sc.contains("Restarts=1") && sc.contains("JobState=COMPLETED"), "requeued once, same job id: {sc}");
+    let log = std::fs::read_to_string(store.join(format!("runs/{id}/train_log.jsonl"))).unwrap();
+    assert_eq!(log.lines().count(), 60, "resumed from the checkpoint");
+    assert_eq!(files(&store.join("sweeps/requeue/launches")).len(), 1, "the coordinator did not launch it again");
+}
