@@ -3,7 +3,10 @@
 // 2. Record the git commit and libtorch version for each run's env.json.
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    // In a git worktree .git is a file: watching a missing path would rerun every build.
+    if std::path::Path::new(".git/HEAD").is_file() {
+        println!("cargo:rerun-if-changed=.git/HEAD");
+    }
     let mut torch_version = "unknown".to_string();
     if let Ok(dir) = std::env::var("LIBTORCH") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}/lib");
