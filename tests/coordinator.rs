@@ -279,8 +279,15 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
         let record: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{}", script_name.replace(".sbatch", ".json")))).unwrap()).unwrap();
         let job_id = record["id"].as_str().unwrap();
-        let sc = Command::new("scontrol").args(["show", "job", job_id]).output().unwrap();
-        let sc = String::from_utf8_lossy(&sc.stdout);
+        // The run records "complete" in the store before srun and the batch script have
+        // exited: give Slurm up to 60 s to finish the job before judging its final state.
+        let show = || String::from_utf8_lossy(&Command::new("scontrol").args(["show", "job", job_id]).output().unwrap().stdout).to_string();
+        let t = std::time::Instant::now();
+        let mut sc = show();
+        while (sc.contains("JobState=RUNNING") || sc.contains("JobState=COMPLETING")) && t.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            sc = show();
+        }
         assert!(sc.contains("JobState=COMPLETED") && sc.contains("NumTasks=2"), "{sc}");
     }
 }
