@@ -129,26 +129,10 @@ fn load_weights(vs: &mut nn::VarStore, path: &std::path::Path, arch: &str) -> Re
     let tensors = Tensor::read_safetensors(path).map_err(|e| read_err(e.to_string()))?;
     let file: std::collections::BTreeMap<String, Tensor> =
         tensors.into_iter().filter(|(n, _)| !n.ends_with("num_batches_tracked")).collect();
-    let mut vars = vs.variables();
-    let mut diffs = vec![];
-    for (name, var) in &vars {
-        match file.get(name) {
-            None => diffs.push(format!("  missing   {name} {:?}", var.size())),
-            Some(t) if t.size() != var.size() => diffs.push(format!("  shape     {name}: file {:?}, model {:?}", t.size(), var.size())),
-            Some(_) => {}
-        }
-    }
-    for name in file.keys().filter(|n| !vars.contains_key(*n)) {
-        diffs.push(format!("  unexpected {name}"));
-    }
-    if !diffs.is_empty() {
-        diffs.sort();
-        return Err(BackboneError::Mismatch { path: path.to_path_buf(), arch: arch.into(), differences: diffs.join("\n") });
-    }
-    tch::no_grad(|| {
-        for (name, var) in vars.iter_mut() {
-            var.copy_(&file[name].to_kind(tch::Kind::Float));
-        }
-    });
+    crate::store::tensors::copy_matching(&mut vs.variables(), &file).map_err(|diffs| BackboneError::Mismatch {
+        path: path.to_path_buf(),
+        arch: arch.into(),
+        differences: diffs.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n"),
+    })?;
     Ok(hash)
 }

@@ -533,24 +533,8 @@ pub fn model_weights(vs: &tch::nn::VarStore) -> Result<Vec<u8>> {
 /// Copies weights (as written by `model_weights`) into `vs`, refusing any mismatch.
 pub fn load_model_weights(vs: &mut tch::nn::VarStore, bytes: &[u8]) -> Result<()> {
     let file: BTreeMap<String, Tensor> = tensors::decode(bytes)?.into_iter().collect();
-    let mut vars = vs.variables();
-    let mut diffs = vec![];
-    for (n, v) in &vars {
-        match file.get(n) {
-            None => diffs.push(format!("missing {n}")),
-            Some(t) if t.size() != v.size() => diffs.push(format!("shape {n}: file {:?}, model {:?}", t.size(), v.size())),
-            _ => {}
-        }
-    }
-    diffs.extend(file.keys().filter(|n| !vars.contains_key(*n)).map(|n| format!("unexpected {n}")));
-    if !diffs.is_empty() {
-        bail!("checkpoint does not match the model:\n  {}", diffs.join("\n  "));
-    }
-    tch::no_grad(|| {
-        for (n, v) in vars.iter_mut() {
-            v.copy_(&file[n]);
-        }
-    });
+    tensors::copy_matching(&mut vs.variables(), &file)
+        .map_err(|diffs| anyhow::anyhow!("checkpoint does not match the model:\n  {}", diffs.join("\n  ")))?;
     Ok(())
 }
 

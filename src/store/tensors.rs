@@ -59,6 +59,34 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, TensorCodecError> {
     Ok(out)
 }
 
+/// Copies named tensors from a file into a model's variables, only if the names and
+/// shapes match exactly; otherwise returns every difference (missing, wrong shape,
+/// unexpected), sorted, and copies nothing. Values are converted to each variable's kind.
+pub fn copy_matching(
+    vars: &mut std::collections::HashMap<String, Tensor>,
+    file: &std::collections::BTreeMap<String, Tensor>,
+) -> Result<(), Vec<String>> {
+    let mut diffs = vec![];
+    for (name, var) in vars.iter() {
+        match file.get(name) {
+            None => diffs.push(format!("missing {name} {:?}", var.size())),
+            Some(t) if t.size() != var.size() => diffs.push(format!("shape {name}: file {:?}, model {:?}", t.size(), var.size())),
+            Some(_) => {}
+        }
+    }
+    diffs.extend(file.keys().filter(|n| !vars.contains_key(*n)).map(|n| format!("unexpected {n}")));
+    if !diffs.is_empty() {
+        diffs.sort();
+        return Err(diffs);
+    }
+    tch::no_grad(|| {
+        for (name, var) in vars.iter_mut() {
+            var.copy_(&file[name].to_kind(var.kind()));
+        }
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

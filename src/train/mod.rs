@@ -167,7 +167,10 @@ impl Trainer {
         loss.backward();
         let world = coll.world().world_size;
         let (loss_value, stop_all) = if world > 1 {
-            let grads: Vec<Tensor> = self.params.iter().map(|p| { let g = p.grad(); if g.defined() { g } else { p.zeros_like() } }).collect();
+            // Defined gradients alias the parameters' .grad() storage, so unflattening into
+            // them below writes the averaged values back in place (zeros stand in for
+            // parameters without a gradient, e.g. the unused output projections).
+            let mut grads: Vec<Tensor> = self.params.iter().map(|p| { let g = p.grad(); if g.defined() { g } else { p.zeros_like() } }).collect();
             // One bucket: every gradient, then the local loss and this rank's stop flag.
             let mut bucket = dist::flatten(&grads, 2, device);
             let n = bucket.size()[0];
@@ -180,8 +183,6 @@ impl Trainer {
             self.comm_seconds += t0.elapsed().as_secs_f64();
             self.comm_bytes += 4 * n as u64;
             let bucket = bucket / world as f64;
-            // Write the averaged gradients back into the parameters' .grad() storage.
-            let mut grads: Vec<Tensor> = self.params.iter().map(|p| { let g = p.grad(); if g.defined() { g } else { p.zeros_like() } }).collect();
             dist::unflatten_into(&bucket, &mut grads);
             (bucket.double_value(&[n - 2]), bucket.double_value(&[n - 1]) > 0.0)
         } else {
