@@ -279,15 +279,7 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
         let record: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{}", script_name.replace(".sbatch", ".json")))).unwrap()).unwrap();
         let job_id = record["id"].as_str().unwrap();
-        // The run records "complete" in the store before srun and the batch script have
-        // exited: give Slurm up to 60 s to finish the job before judging its final state.
-        let show = || String::from_utf8_lossy(&Command::new("scontrol").args(["show", "job", job_id]).output().unwrap().stdout).to_string();
-        let t = std::time::Instant::now();
-        let mut sc = show();
-        while (sc.contains("JobState=RUNNING") || sc.contains("JobState=COMPLETING")) && t.elapsed() < std::time::Duration::from_secs(60) {
-            std::thread::sleep(std::time::Duration::from_millis(250));
-            sc = show();
-        }
+        let sc = finished_job(job_id);
         assert!(sc.contains("JobState=COMPLETED") && sc.contains("NumTasks=2"), "{sc}");
     }
 }
@@ -404,6 +396,19 @@ fn cancelled_sweep_stops_and_resumes_from_checkpoints() {
     assert_eq!(files(&store.join("sweeps/stopme/claims")).len(), 3);
 }
 
+/// `scontrol show job` once the job has left RUNNING/COMPLETING (at most 60 s): a run
+/// records "complete" in the store before srun and the batch script have exited.
+fn finished_job(job_id: &str) -> String {
+    let show = || String::from_utf8_lossy(&Command::new("scontrol").args(["show", "job", job_id]).output().unwrap().stdout).to_string();
+    let t = Instant::now();
+    let mut sc = show();
+    while (sc.contains("JobState=RUNNING") || sc.contains("JobState=COMPLETING")) && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(250));
+        sc = show();
+    }
+    sc
+}
+
 #[test]
 fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -437,8 +442,7 @@ fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
     let out = coord.wait_with_output().unwrap();
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(status(&store, &id)["state"], "complete");
-    let sc = Command::new("scontrol").args(["show", "job", &job]).output().unwrap();
-    let sc = String::from_utf8_lossy(&sc.stdout);
+    let sc = finished_job(&job);
     assert!(sc.contains("Restarts=1") && sc.contains("JobState=COMPLETED"), "requeued once, same job id: {sc}");
     let log = std::fs::read_to_string(store.join(format!("runs/{id}/train_log.jsonl"))).unwrap();
     assert_eq!(log.lines().count(), 60, "resumed from the checkpoint");
