@@ -7,7 +7,7 @@ CARGO ?= cargo
 RAS := target/release/ras
 DEMO_DATA := out/demo-data
 
-.PHONY: setup setup-python build demo test bench clean-demo slurm-up slurm-down
+.PHONY: setup setup-python build demo test bench clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -45,3 +45,12 @@ slurm-up:
 
 slurm-down:
 	bash cluster/slurm-down.sh
+
+# The two-node Slurm (n1, n2 on this machine) of tests/multinode.rs, for trying placement
+# by hand: export SLURM_CONF=/tmp/ras-slurm2/etc/slurm.conf, then use
+# --cluster cluster/ci-slurm-2node.toml.
+slurm2-up:
+	bash cluster/slurm-2node-up.sh
+
+slurm2-down:
+	bash cluster/slurm-2node-down.sh

@@ -85,8 +85,15 @@ enum Command {
     Status(SweepArgs),
     /// Cancel a sweep's running jobs and stop its coordinators from launching more.
     Cancel(SweepArgs),
-    /// Print a sweep's runs, ranks each, estimated cost, launch order and makespan.
-    Plan(SweepArgs),
+    /// Print a sweep's runs, ranks and nodes each, estimated cost, launch order and
+    /// makespan, without submitting anything.
+    Plan {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Print the plan as JSON (one object per run, in launch order).
+        #[arg(long)]
+        json: bool,
+    },
     /// Per-dataset Markdown and CSV tables of a sweep's final metrics beside the paper's.
     Report {
         #[command(flatten)]
@@ -318,9 +325,13 @@ pub fn run() -> Result<ExitCode> {
             let n = ras::sweep::cancel(&store, &manifest, launcher.as_mut())?;
             println!("sweep {}: cancelled {n} active jobs; coordinators launch nothing more", manifest.name);
         }
-        Command::Plan(args) => {
-            let (manifest, _store, profile) = load_sweep(&args)?;
-            print!("{}", render_plan(&manifest, &profile));
+        Command::Plan { sweep, json } => {
+            let (manifest, _store, profile) = load_sweep(&sweep)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan_json(&manifest, &profile))?);
+            } else {
+                print!("{}", render_plan(&manifest, &profile));
+            }
         }
         Command::Report { sweep, out } => {
             let (manifest, store, _) = load_sweep(&sweep)?;
@@ -498,11 +509,12 @@ fn sweep_cmd(args: &SweepArgs, no_wait: bool) -> Result<ExitCode> {
     let mut launcher = make_launcher(&profile, &manifest, &store)?;
     let opts = ras::sweep::CoordinateOptions {
         no_wait,
-        slots: profile.slots(),
+        shape: profile.shape(),
+        node_names: profile.node_names.clone(),
         poll: std::time::Duration::from_millis(if profile.launcher == "slurm" { 1000 } else { 500 }),
         work_dir: work_dir(&manifest).join("configs"),
     };
-    println!("sweep {}: {} runs, store {}, {} slots ({})", manifest.name, manifest.runs.len(), store.url(), opts.slots, profile.launcher);
+    println!("sweep {}: {} runs, store {}, {} slots ({})", manifest.name, manifest.runs.len(), store.url(), profile.slots(), profile.launcher);
     let views = ras::sweep::coordinate(&store, &manifest, launcher.as_mut(), &opts, &mut |v| {
         println!("{}", ras::sweep::render_views(v));
     })?;
@@ -522,16 +534,39 @@ fn sweep_cmd(args: &SweepArgs, no_wait: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Node names of a plan slot: the profile's names, or node0.. when it names none.
+fn slot_nodes(slot: &ras::sweep::plan::Slot, profile: &ras::launch::ClusterProfile) -> Vec<String> {
+    slot.nodes.iter().map(|&i| profile.node_name(i)).collect()
+}
+
+fn plan_json(manifest: &ras::sweep::Manifest, profile: &ras::launch::ClusterProfile) -> serde_json::Value {
+    let (slots, total) = ras::sweep::plan::schedule(&manifest.runs, profile.shape());
+    let hours = |gflops: f64| gflops / (profile.tflops() * 1e3) / 3600.0;
+    let runs: Vec<serde_json::Value> = manifest
+        .runs
+        .iter()
+        .zip(&slots)
+        .map(|(r, s)| {
+            serde_json::json!({
+                "id": r.id, "label": r.label, "ranks": r.ranks, "nodes": slot_nodes(s, profile),
+                "ranks_per_node": s.ranks_per_node, "train_images": r.train_images, "pflop": r.cost / 1e6,
+                "start_h": hours(s.start), "end_h": hours(s.end),
+            })
+        })
+        .collect();
+    serde_json::json!({"sweep": manifest.name, "pinned": !profile.node_names.is_empty(), "makespan_h": hours(total), "runs": runs})
+}
+
 fn render_plan(manifest: &ras::sweep::Manifest, profile: &ras::launch::ClusterProfile) -> String {
-    let slots = profile.slots();
-    let (times, total) = ras::sweep::plan::makespan(&manifest.runs, slots);
+    let (slots, total) = ras::sweep::plan::schedule(&manifest.runs, profile.shape());
     // cost is in GFLOPs; a rank sustains tflops() TFLOP/s.
     let hours = |gflops: f64| gflops / (profile.tflops() * 1e3) / 3600.0;
     let mut s = format!(
-        "sweep {}: {} runs on {} slots ({}, {} TFLOP/s per rank assumed), max_retries {}\n",
+        "sweep {}: {} runs on {} nodes x {} ranks ({}, {} TFLOP/s per rank assumed), max_retries {}\n",
         manifest.name,
         manifest.runs.len(),
-        slots,
+        profile.nodes,
+        profile.ranks_per_node(),
         profile.launcher,
         profile.tflops(),
         manifest.max_retries
@@ -539,24 +574,28 @@ fn render_plan(manifest: &ras::sweep::Manifest, profile: &ras::launch::ClusterPr
     if let Some(n) = &manifest.note {
         s += &format!("note: {}\n", n.trim());
     }
-    s += &format!("{:>3} {:<22} {:>5} {:>8} {:>12} {:>8} {:>8}  {}\n", "#", "run", "ranks", "images", "PFLOP", "start h", "end h", "label");
+    s += &format!("{:>3} {:<30} {:>5} {:<14} {:>8} {:>12} {:>8} {:>8}  {}\n", "#", "run", "ranks", "nodes", "images", "PFLOP", "start h", "end h", "label");
     let mut keys = std::collections::BTreeSet::new();
-    for (i, (r, (a, b))) in manifest.runs.iter().zip(times).enumerate() {
+    for (i, (r, slot)) in manifest.runs.iter().zip(&slots).enumerate() {
         let filler = if keys.insert(r.feature_key.clone()) { " (fills feature cache)" } else { "" };
         s += &format!(
-            "{:>3} {:<22} {:>5} {:>8} {:>12.3} {:>8.2} {:>8.2}  {}{}\n",
+            "{:>3} {:<30} {:>5} {:<14} {:>8} {:>12.3} {:>8.2} {:>8.2}  {}{}\n",
             i + 1,
             r.id,
             r.ranks,
+            slot_nodes(slot, profile).join(","),
             r.train_images,
             r.cost / 1e6,
-            hours(a),
-            hours(b),
+            hours(slot.start),
+            hours(slot.end),
             r.label,
             filler
         );
     }
     let cost: f64 = manifest.runs.iter().map(|r| r.cost).sum();
     s += &format!("total {:.3} PFLOP = {:.2} rank-hours; makespan {:.2} h (greedy, longest first)\n", cost / 1e6, hours(cost), hours(total));
+    if profile.node_names.is_empty() {
+        s += "nodes: where the plan puts runs; Slurm chooses the actual nodes (name them in the profile's node_names to pin runs)\n";
+    }
     s
 }

@@ -166,6 +166,48 @@ pub fn shard(order: &[usize], world: WorldInfo) -> Vec<usize> {
     (0..total).skip(world.rank).step_by(w).map(|i| order[i % order.len()]).collect()
 }
 
+/// Where this rank runs: its Slurm node (SLURMD_NODENAME: several slurmd "nodes" may
+/// share one host, so the hostname alone does not tell them apart), host, and the GPUs
+/// it was given.
+pub fn placement_of_this_rank(world: WorldInfo) -> serde_json::Value {
+    let var = |k: &str| std::env::var(k).ok();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+    serde_json::json!({
+        "rank": world.rank,
+        "local_rank": world.local_rank,
+        "node": var("SLURMD_NODENAME").unwrap_or_else(|| host.clone()),
+        "host": host,
+        "slurm_job_id": var("SLURM_JOB_ID"),
+        "cuda_visible_devices": var("CUDA_VISIBLE_DEVICES"),
+    })
+}
+
+/// Longest text `gather_text` carries per rank.
+pub const GATHER_TEXT_MAX: usize = 1024;
+
+/// Every rank's `text` on rank 0, in rank order (None on the other ranks). Collective.
+/// The bytes travel as float32 values (exact for 0..255) over `gather_to_root`, so every
+/// backend carries them without a byte-typed collective of its own.
+pub fn gather_text(coll: &dyn Collective, text: &str, device: Device) -> Result<Option<Vec<String>>, DistError> {
+    let bytes = &text.as_bytes()[..text.len().min(GATHER_TEXT_MAX)];
+    let mut row = vec![0f32; GATHER_TEXT_MAX + 1];
+    row[0] = bytes.len() as f32;
+    for (slot, b) in row[1..].iter_mut().zip(bytes) {
+        *slot = *b as f32;
+    }
+    let t = Tensor::from_slice(&row).view([1, -1]).to_device(device);
+    let Some(all) = coll.gather_to_root(&t)? else { return Ok(None) };
+    let all: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(all.to_device(Device::Cpu)).map_err(|e| DistError::Mpi(e.to_string()))?;
+    Ok(Some(
+        all.iter()
+            .map(|r| {
+                let n = r[0] as usize;
+                String::from_utf8_lossy(&r[1..1 + n].iter().map(|&v| v as u8).collect::<Vec<u8>>()).into_owned()
+            })
+            .collect(),
+    ))
+}
+
 /// Flattens the tensors into one contiguous float32 bucket (plus `extra` trailing slots).
 pub fn flatten(tensors: &[Tensor], extra: usize, device: Device) -> Tensor {
     let mut parts: Vec<Tensor> = tensors.iter().map(|t| t.to_kind(Kind::Float).reshape([-1])).collect();
@@ -227,6 +269,12 @@ mod tests {
         let mut first: Vec<usize> = order[..4].to_vec();
         first.sort();
         assert_eq!(union, first);
+    }
+
+    #[test]
+    fn gather_text_round_trips_on_one_process() {
+        let got = gather_text(&SingleProcess, "{\"node\":\"n1\"} é", Device::Cpu).unwrap().unwrap();
+        assert_eq!(got, vec!["{\"node\":\"n1\"} é".to_string()]);
     }
 
     #[test]

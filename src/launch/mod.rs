@@ -45,6 +45,11 @@ pub struct ClusterProfile {
     pub tflops_per_rank: Option<f64>,
     /// The sbatch template; default cluster/templates/run.sbatch.tmpl next to the profile.
     pub template: Option<PathBuf>,
+    /// Slurm node names, one per node. Given: the coordinator places each run on named
+    /// nodes (`--nodelist`), as `ras plan` shows, and records them with the job. Empty:
+    /// Slurm chooses the nodes; only their number is fixed.
+    #[serde(default)]
+    pub node_names: Vec<String>,
 }
 
 fn one() -> usize {
@@ -70,20 +75,41 @@ impl ClusterProfile {
         if p.nodes == 0 || p.cpus_per_gpu == 0 {
             return Err(ProfileError::Invalid { path: path.into(), message: "nodes and cpus_per_gpu must be at least 1".into() });
         }
+        if !p.node_names.is_empty() && p.node_names.len() != p.nodes {
+            return Err(ProfileError::Invalid {
+                path: path.into(),
+                message: format!("node_names lists {} nodes but nodes = {}: list every node or none", p.node_names.len(), p.nodes),
+            });
+        }
         if p.template.is_none() {
             p.template = Some(path.parent().unwrap_or(Path::new(".")).join("templates/run.sbatch.tmpl"));
         }
         Ok(p)
     }
 
-    /// Ranks that can run at once: GPUs, or on CPU-only profiles cores / cpus_per_gpu.
-    pub fn slots(&self) -> usize {
+    /// Ranks one node runs at once: its GPUs, or on CPU-only profiles cores / cpus_per_gpu.
+    pub fn ranks_per_node(&self) -> usize {
         if self.gpus_per_node > 0 {
-            self.nodes * self.gpus_per_node
+            self.gpus_per_node
         } else {
             let cpus = self.cpus_per_node.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            (self.nodes * cpus / self.cpus_per_gpu).max(1)
+            (cpus / self.cpus_per_gpu).max(1)
         }
+    }
+
+    /// Ranks that can run at once on the whole cluster.
+    pub fn slots(&self) -> usize {
+        self.nodes * self.ranks_per_node()
+    }
+
+    /// The shape the planner packs runs onto.
+    pub fn shape(&self) -> crate::sweep::plan::ClusterShape {
+        crate::sweep::plan::ClusterShape { nodes: self.nodes, ranks_per_node: self.ranks_per_node() }
+    }
+
+    /// Node `i`'s name: its Slurm name when the profile lists them, else `node<i>`.
+    pub fn node_name(&self, i: usize) -> String {
+        self.node_names.get(i).cloned().unwrap_or_else(|| format!("node{i}"))
     }
 
     /// Sustained TFLOP/s per rank assumed by the planner.
@@ -102,6 +128,9 @@ pub struct JobRecord {
     pub host: String,
     pub run_id: String,
     pub log: PathBuf,
+    /// Nodes the job was placed on (named profiles only; empty: the cluster chose).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +142,8 @@ pub enum JobState {
 
 /// The seam between the coordinator and a cluster.
 pub trait Launcher {
-    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize) -> Result<JobRecord, String>;
+    /// Starts `run`; `nodes` non-empty pins it to those nodes (one entry per node).
+    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize, nodes: &[String]) -> Result<JobRecord, String>;
     fn poll(&self, job: &JobRecord) -> Result<JobState, String>;
     fn cancel(&mut self, job: &JobRecord) -> Result<(), String>;
 }
@@ -186,7 +216,7 @@ impl Local {
 }
 
 impl Launcher for Local {
-    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize) -> Result<JobRecord, String> {
+    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize, _nodes: &[String]) -> Result<JobRecord, String> {
         std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
         let log = self.log_dir.join(format!("{}.{attempt}.log", run.id));
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
@@ -208,7 +238,7 @@ impl Launcher for Local {
             .map_err(|e| format!("starting {}: {e}", self.exe.display()))?;
         let id = child.id().to_string();
         self.children.insert(id.clone(), child);
-        Ok(JobRecord { kind: "local".into(), id, host: crate::sweep::hostname(), run_id: run.id.clone(), log })
+        Ok(JobRecord { kind: "local".into(), id, host: crate::sweep::hostname(), run_id: run.id.clone(), log, nodes: vec![] })
     }
 
     fn poll(&self, job: &JobRecord) -> Result<JobState, String> {
@@ -269,12 +299,12 @@ impl Slurm {
     }
 
     /// The job script of one run.
-    pub fn script(&self, run: &PlannedRun, config: &Path, attempt: usize) -> Result<String, String> {
+    pub fn script(&self, run: &PlannedRun, config: &Path, attempt: usize, nodes: &[String]) -> Result<String, String> {
         let p = &self.profile;
         let tpl_path = p.template.clone().unwrap_or_else(|| PathBuf::from("cluster/templates/run.sbatch.tmpl"));
         let tpl = std::fs::read_to_string(&tpl_path).map_err(|e| format!("sbatch template {}: {e}", tpl_path.display()))?;
         let n = run.ranks;
-        let nodes = if p.gpus_per_node > 0 { n.div_ceil(p.gpus_per_node).min(p.nodes).max(1) } else { 1 };
+        let (node_count, per_node) = p.shape().layout(n);
         let mem_key = if p.gpus_per_node > 0 { "mem-per-gpu" } else { "mem-per-cpu" };
         let mut lines: Vec<String> =
             [("partition", &p.partition), ("account", &p.account), ("qos", &p.qos), ("time", &p.time_limit), (mem_key, &p.mem_per_gpu)]
@@ -284,14 +314,18 @@ impl Slurm {
         if p.gpus_per_node > 0 {
             lines.push("#SBATCH --gpus-per-task=1".into());
         }
+        if !nodes.is_empty() {
+            lines.push(format!("#SBATCH --nodelist={}", nodes.join(",")));
+        }
         lines.extend(p.extra.iter().cloned());
         let abs = |q: &Path| std::fs::canonicalize(q).unwrap_or_else(|_| q.to_path_buf()).display().to_string();
         let vars: BTreeMap<&str, String> = [
             ("job_name", format!("ras-{}", run.id)),
             ("run_id", run.id.clone()),
             ("attempt", attempt.to_string()),
-            ("nodes", nodes.to_string()),
+            ("nodes", node_count.to_string()),
             ("ntasks", n.to_string()),
+            ("ntasks_per_node", per_node.to_string()),
             ("cpus_per_task", p.cpus_per_gpu.to_string()),
             ("options", lines.join("\n")),
             ("log", format!("{}/{}.{attempt}-%j.log", abs(&self.log_dir), run.id)),
@@ -306,9 +340,9 @@ impl Slurm {
 }
 
 impl Launcher for Slurm {
-    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize) -> Result<JobRecord, String> {
+    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize, nodes: &[String]) -> Result<JobRecord, String> {
         std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
-        let script = self.script(run, config, attempt)?;
+        let script = self.script(run, config, attempt, nodes)?;
         let script_path = self.log_dir.join(format!("{}.{attempt}.sbatch", run.id));
         std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
         let out = Command::new("sbatch")
@@ -325,7 +359,14 @@ impl Launcher for Slurm {
         }
         let dir = std::fs::canonicalize(&self.log_dir).unwrap_or_else(|_| self.log_dir.clone());
         let log = dir.join(format!("{}.{attempt}-{id}.log", run.id));
-        let job = JobRecord { kind: "slurm".into(), id: id.clone(), host: crate::sweep::hostname(), run_id: run.id.clone(), log };
+        let job = JobRecord {
+            kind: "slurm".into(),
+            id: id.clone(),
+            host: crate::sweep::hostname(),
+            run_id: run.id.clone(),
+            log,
+            nodes: nodes.to_vec(),
+        };
         // Kept with the run: the script that ran, its job id and log path.
         let prefix = format!("runs/{}/slurm", run.id);
         self.store.put(&format!("{prefix}/{id}.sbatch"), script).map_err(|e| e.to_string())?;
@@ -369,6 +410,18 @@ fn slurm_poll(id: &str) -> Result<JobState, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profile_node_names_must_list_every_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("two.toml");
+        std::fs::write(&p, "launcher = \"slurm\"\nnodes = 2\nnode_names = [\"n1\"]\n").unwrap();
+        let err = ClusterProfile::load(&p).unwrap_err().to_string();
+        assert!(err.contains("two.toml") && err.contains("node_names lists 1 nodes but nodes = 2"), "{err}");
+        std::fs::write(&p, "launcher = \"slurm\"\nnodes = 2\nnode_names = [\"n1\", \"n2\"]\ngpus_per_node = 4\n").unwrap();
+        let prof = ClusterProfile::load(&p).unwrap();
+        assert_eq!((prof.slots(), prof.ranks_per_node(), prof.node_name(1)), (8, 4, "n2".to_string()));
+    }
 
     #[test]
     fn template_placeholders() {

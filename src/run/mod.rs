@@ -340,9 +340,15 @@ fn execute_inner(
         None => load_or_compute(store, &cfg.backbone, device, &index, &quiet)?,
     };
     let identity = crate::backbone::BackboneIdentity::resolve(&cfg.backbone)?;
+    // Where every rank runs (collective: all ranks take part), kept with the run so a
+    // plan can be checked against what the cluster did.
+    let here = crate::dist::placement_of_this_rank(world).to_string();
+    let ranks = crate::dist::gather_text(coll, &here, device)?;
     if root {
+        let ranks: Vec<serde_json::Value> =
+            ranks.unwrap_or_default().iter().map(|t| serde_json::from_str(t).unwrap_or(serde_json::Value::String(t.clone()))).collect();
         let mut env = crate::environment(device, &identity, &cache);
-        env["world"] = serde_json::json!({"world_size": world.world_size, "collective": coll.name()});
+        env["world"] = serde_json::json!({"world_size": world.world_size, "collective": coll.name(), "ranks": ranks});
         store.put_json(&format!("{prefix}/env.json"), &env)?;
     }
     let masks = if root { load_masks(&index, cfg.backbone.image_size)? } else { vec![] };

@@ -515,8 +515,11 @@ impl<'a> SweepState<'a> {
 pub struct CoordinateOptions {
     /// Submit what can be submitted once and return.
     pub no_wait: bool,
-    /// Ranks that may run at once (the cluster's slots).
-    pub slots: usize,
+    /// The cluster's nodes and rank slots per node.
+    pub shape: plan::ClusterShape,
+    /// Node names: given, every run is placed on named nodes (`plan::place`, the rule
+    /// `ras plan` simulates) and the launcher pins it there; empty, the cluster places.
+    pub node_names: Vec<String>,
     pub poll: std::time::Duration,
     /// Folder for the resolved config files the jobs read (shared with the nodes).
     pub work_dir: PathBuf,
@@ -544,25 +547,54 @@ pub fn coordinate(
         let mut views = state.views(launcher)?;
         let cancelled = state.cancelled()?;
         let mut busy: usize = views.iter().filter(|v| v.phase == RunPhase::Active).map(|v| v.ranks).sum();
+        let slots = opts.shape.slots();
+        let per_node = opts.shape.ranks_per_node.max(1);
+        // Slots in use per named node, from the job records of active runs.
+        let mut used = vec![0usize; opts.node_names.len()];
+        for (run, view) in manifest.runs.iter().zip(views.iter()) {
+            if let (RunPhase::Active, Some(job)) = (&view.phase, &view.job) {
+                let (_, m) = opts.shape.layout(run.ranks);
+                for n in &job.nodes {
+                    if let Some(i) = opts.node_names.iter().position(|x| x == n) {
+                        used[i] += m.min(per_node);
+                    }
+                }
+            }
+        }
         if !cancelled {
             for (run, view) in manifest.runs.iter().zip(views.iter_mut()) {
                 if !matches!(view.phase, RunPhase::Pending | RunPhase::Retry) {
                     continue;
                 }
                 // A run wider than the whole cluster still runs, alone.
-                if busy > 0 && busy + run.ranks > opts.slots {
+                if busy > 0 && busy + run.ranks > slots {
                     continue;
                 }
+                let (count, m) = opts.shape.layout(run.ranks);
+                let m = m.min(per_node);
+                let placement = if opts.node_names.is_empty() {
+                    vec![]
+                } else {
+                    let free: Vec<usize> = used.iter().map(|u| per_node.saturating_sub(*u)).collect();
+                    match plan::place(&free, count, m) {
+                        Some(p) => p,
+                        None => continue, // its nodes are busy: a later pass places it
+                    }
+                };
                 let attempt = view.attempts;
                 if !state.claim(&run.id, attempt)? {
                     continue; // another coordinator launches it
                 }
+                for &i in &placement {
+                    used[i] += m;
+                }
+                let nodes: Vec<String> = placement.iter().map(|&i| opts.node_names[i].clone()).collect();
                 let cfg_path = opts.work_dir.join(format!("{}.toml", run.id));
                 std::fs::write(&cfg_path, &run.config_toml).map_err(|source| SweepError::Io { path: cfg_path.clone(), source })?;
-                let job = launcher.submit(run, &cfg_path, attempt).map_err(SweepError::Launch)?;
+                let job = launcher.submit(run, &cfg_path, attempt, &nodes).map_err(SweepError::Launch)?;
                 state.record_job(&run.id, attempt, &job)?;
                 state.record_launch(&run.id, attempt, &job)?;
-                tracing::info!(run = run.id, attempt, job = job.id, "launched");
+                tracing::info!(run = run.id, attempt, job = job.id, nodes = nodes.join(","), "launched");
                 view.phase = RunPhase::Active;
                 view.attempts = attempt + 1;
                 view.job = Some(job);

@@ -8,6 +8,50 @@
 use super::PlannedRun;
 use crate::config::{DecoderKind, RunConfig};
 
+/// What the planner packs runs onto: `nodes` nodes of `ranks_per_node` rank slots each
+/// (GPUs, or CPU cores / cpus_per_gpu).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterShape {
+    pub nodes: usize,
+    pub ranks_per_node: usize,
+}
+
+impl Default for ClusterShape {
+    fn default() -> Self {
+        Self { nodes: 1, ranks_per_node: 1 }
+    }
+}
+
+impl ClusterShape {
+    pub fn slots(&self) -> usize {
+        self.nodes.max(1) * self.ranks_per_node.max(1)
+    }
+
+    /// (nodes, ranks per node) of a run of `ranks` ranks: as few nodes as hold it (ranks
+    /// on one node talk through shared memory, across nodes through the network), the
+    /// ranks spread evenly over them. A run wider than the cluster gets every node.
+    pub fn layout(&self, ranks: usize) -> (usize, usize) {
+        let ranks = ranks.max(1);
+        let nodes = ranks.div_ceil(self.ranks_per_node.max(1)).clamp(1, self.nodes.max(1));
+        (nodes, ranks.div_ceil(nodes))
+    }
+}
+
+/// Chooses `count` nodes with at least `per_node` free slots each (`free[i]` for node i):
+/// the fullest nodes that still fit first (best fit, which keeps whole nodes free for
+/// wide runs), ties to the lower index. None when the run does not fit now. The
+/// coordinator places runs with this, and the plan simulates the same rule.
+pub fn place(free: &[usize], count: usize, per_node: usize) -> Option<Vec<usize>> {
+    let mut fit: Vec<usize> = (0..free.len()).filter(|&i| free[i] >= per_node).collect();
+    if fit.len() < count {
+        return None;
+    }
+    fit.sort_by_key(|&i| (free[i], i));
+    let mut chosen: Vec<usize> = fit.into_iter().take(count).collect();
+    chosen.sort_unstable();
+    Some(chosen)
+}
+
 /// Forward+backward FLOPs of one image (tokens = (image_size / 16)^2).
 pub fn flops_per_image(cfg: &RunConfig) -> f64 {
     let m = &cfg.model;
@@ -84,24 +128,50 @@ pub(super) fn order(mut runs: Vec<PlannedRun>) -> Vec<PlannedRun> {
     first.into_iter().chain(rest).collect()
 }
 
-/// Greedy list scheduling in manifest order onto `slots` rank slots: each run starts when
-/// enough slots are free. Returns (start, end) per run in cost units and the makespan.
-pub fn makespan(runs: &[PlannedRun], slots: usize) -> (Vec<(f64, f64)>, f64) {
-    let slots = slots.max(1);
-    let mut free_at = vec![0.0f64; slots];
+/// Where and when one run goes in the plan (times in cost units, see `schedule`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub start: f64,
+    pub end: f64,
+    /// Node indices, one per node the run spans.
+    pub nodes: Vec<usize>,
+    pub ranks_per_node: usize,
+}
+
+/// Greedy list scheduling in manifest order onto the cluster's nodes: each run starts
+/// as soon as enough nodes have enough free slots, on the nodes `place` picks. Returns
+/// one `Slot` per run and the makespan, in cost units (GFLOP per rank).
+pub fn schedule(runs: &[PlannedRun], shape: ClusterShape) -> (Vec<Slot>, f64) {
+    let per = shape.ranks_per_node.max(1);
+    // free_at[node][slot]: when that rank slot is next free.
+    let mut free_at = vec![vec![0.0f64; per]; shape.nodes.max(1)];
     let mut out = vec![];
     for r in runs {
-        let k = r.ranks.min(slots);
-        free_at.sort_by(|a, b| a.total_cmp(b));
-        let start = free_at[k - 1];
+        let (count, m) = shape.layout(r.ranks);
+        let m_fit = m.min(per);
+        // When node i has m slots free: its m-th earliest free time.
+        let ready = |node: &Vec<f64>| {
+            let mut t = node.clone();
+            t.sort_by(|a, b| a.total_cmp(b));
+            t[m_fit - 1]
+        };
+        let mut readiness: Vec<f64> = free_at.iter().map(ready).collect();
+        readiness.sort_by(|a, b| a.total_cmp(b));
+        let start = readiness[count - 1];
+        let free_now: Vec<usize> = free_at.iter().map(|n| n.iter().filter(|&&t| t <= start).count()).collect();
+        let nodes = place(&free_now, count, m_fit).expect("enough nodes are free at the start time");
         // Data parallelism: near-linear speed-up assumed (all-reduce cost ignored).
-        let end = start + r.cost / k as f64;
-        for s in free_at.iter_mut().take(k) {
-            *s = end;
+        let end = start + r.cost / r.ranks.max(1) as f64;
+        for &n in &nodes {
+            let mut idx: Vec<usize> = (0..per).filter(|&k| free_at[n][k] <= start).collect();
+            idx.truncate(m_fit);
+            for k in idx {
+                free_at[n][k] = end;
+            }
         }
-        out.push((start, end));
+        out.push(Slot { start, end, nodes, ranks_per_node: m });
     }
-    let total = out.iter().map(|(_, e)| *e).fold(0.0, f64::max);
+    let total = out.iter().map(|s| s.end).fold(0.0, f64::max);
     (out, total)
 }
 
@@ -116,5 +186,55 @@ mod tests {
         assert_eq!(choose_ranks(8659, 64, 2), 2);
         assert_eq!(choose_ranks(20, 16, 8), 1);
         assert_eq!(choose_ranks(40_000, 16_000, 64), 2, "never more ranks than whole batches");
+    }
+
+    #[test]
+    fn layout_uses_fewest_nodes_and_spreads_evenly() {
+        let s = ClusterShape { nodes: 4, ranks_per_node: 8 };
+        assert_eq!(s.layout(1), (1, 1));
+        assert_eq!(s.layout(8), (1, 8));
+        assert_eq!(s.layout(12), (2, 6));
+        assert_eq!(s.layout(40), (4, 10), "wider than the cluster: every node, oversubscribed");
+        assert_eq!(ClusterShape { nodes: 2, ranks_per_node: 1 }.layout(2), (2, 1));
+    }
+
+    #[test]
+    fn place_is_best_fit_and_refuses_what_does_not_fit() {
+        assert_eq!(place(&[1, 1], 1, 1), Some(vec![0]));
+        assert_eq!(place(&[0, 1], 1, 1), Some(vec![1]));
+        assert_eq!(place(&[8, 2, 4], 1, 2), Some(vec![1]), "fullest node that fits");
+        assert_eq!(place(&[8, 2, 4], 2, 3), Some(vec![0, 2]));
+        assert_eq!(place(&[1, 0], 2, 1), None);
+    }
+
+    fn run(id: &str, ranks: usize, cost: f64) -> PlannedRun {
+        PlannedRun {
+            id: id.into(),
+            label: id.into(),
+            variant: id.into(),
+            dataset: "d".into(),
+            config_toml: String::new(),
+            ranks,
+            train_images: 0,
+            cost,
+            feature_key: String::new(),
+        }
+    }
+
+    #[test]
+    fn schedule_packs_runs_on_nodes() {
+        let two = ClusterShape { nodes: 2, ranks_per_node: 1 };
+        // Two 1-rank runs side by side, then a 2-rank run across both nodes.
+        let (slots, total) = schedule(&[run("a", 1, 10.0), run("b", 1, 6.0), run("c", 2, 8.0)], two);
+        assert_eq!((slots[0].start, slots[0].nodes.clone()), (0.0, vec![0]));
+        assert_eq!((slots[1].start, slots[1].nodes.clone()), (0.0, vec![1]));
+        assert_eq!((slots[2].start, slots[2].end, slots[2].nodes.clone()), (10.0, 14.0, vec![0, 1]));
+        assert_eq!(total, 14.0);
+        // One node of 4 slots: a 2-rank and two 1-rank runs all start at once.
+        let (slots, _) = schedule(&[run("a", 2, 10.0), run("b", 1, 6.0), run("c", 1, 2.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
+        assert!(slots.iter().all(|s| s.start == 0.0), "{slots:?}");
+        // A run that fits only after an earlier one ends waits for it.
+        let (slots, _) = schedule(&[run("a", 2, 10.0), run("b", 3, 9.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
+        assert_eq!(slots[1].start, 5.0);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// A synthetic dataset in `dir/data` (MVTec layout), small enough for CPU tests.
 pub fn synth_dataset(dir: &Path, classes: usize, seed: u64, image_size: u32, train: usize) -> PathBuf {
@@ -64,4 +65,83 @@ pub fn statuses(store: &Path) -> Vec<String> {
     let runs = store.join("runs");
     let Ok(rd) = std::fs::read_dir(&runs) else { return vec![] };
     rd.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("status.json")).ok()).collect()
+}
+
+// --- sweeps and Slurm (tests/coordinator.rs, tests/multinode.rs) ---
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tiny synthetic dataset at `dir/<rel>` (2 classes, 8 train images each, 64 px files).
+pub fn dataset_at(dir: &Path, rel: &str) -> PathBuf {
+    let tmp = dir.join(format!("{}.gen", rel.replace('/', "_")));
+    let gen = synth_dataset(&tmp, 2, 4242, 64, 8);
+    let dst = dir.join(rel);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::rename(gen, &dst).unwrap();
+    dst
+}
+
+pub fn sweep_cmd(cwd: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ras"));
+    c.args(args).current_dir(cwd).env("RUST_LOG", "warn");
+    c
+}
+
+pub fn run_ok(cwd: &Path, args: &[&str]) -> Output {
+    let out = sweep_cmd(cwd, args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ras {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A small sweep file over configs/demo.toml (paths absolute: tests run in temp dirs).
+pub fn small_sweep(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "name = \"{name}\"\nbase = \"{base}\"\nmax_retries = 1\n{extra}\n[set]\n\"train.epochs\" = 2\n\"train.eval_every\" = 2\n\"model.hidden_dim\" = 32\n\"model.ffn_dim\" = 64\n",
+        base = repo().join("configs/demo.toml").display()
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `scontrol show job` once the job has left RUNNING/COMPLETING (at most 60 s): a run
+/// records "complete" in the store before srun and the batch script have exited.
+pub fn finished_job(job_id: &str) -> String {
+    let show = || String::from_utf8_lossy(&Command::new("scontrol").args(["show", "job", job_id]).output().unwrap().stdout).to_string();
+    let t = Instant::now();
+    let mut sc = show();
+    while (sc.contains("JobState=RUNNING") || sc.contains("JobState=COMPLETING")) && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(250));
+        sc = show();
+    }
+    sc
+}
+
+pub fn manifest(store: &Path, sweep: &str) -> serde_json::Value {
+    let p = store.join(format!("sweeps/{sweep}/manifest.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+pub fn run_ids(store: &Path, sweep: &str) -> Vec<String> {
+    manifest(store, sweep)["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+pub fn status(store: &Path, id: &str) -> serde_json::Value {
+    let p = store.join(format!("runs/{id}/status.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
