@@ -77,6 +77,14 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("4 runs: 4 complete"), "{text}");
     assert_launched_once(&store, "quickstart");
+    // The feature cache was filled once, by its own job, before the runs: the runs (two
+    // of which ran at once) computed nothing.
+    let fjobs = files(&store.join("sweeps/quickstart/features"));
+    assert_eq!(fjobs.iter().filter(|f| f.ends_with(".json")).count(), 1, "one feature-cache job: {fjobs:?}");
+    for id in run_ids(&store, "quickstart") {
+        let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/env.json"))).unwrap()).unwrap();
+        assert_eq!(env["feature_cache"]["classes_computed"], 0, "run {id}: {env}");
+    }
 
     // Resubmission: everything complete, nothing launched again.
     let out = run_ok(cwd, &["sweep", sweep, "--cluster", local]);

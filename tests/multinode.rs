@@ -119,6 +119,19 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
         assert!(script.contains(&format!("#SBATCH --nodelist={}", nodes[0])), "{script}");
         spans.push((secs(field(&sc, "StartTime")), secs(field(&sc, "EndTime"))));
     }
+    // The feature cache was filled once, by its own job, before both runs: they waited
+    // for it (afterany) and computed nothing themselves.
+    let fjobs: Vec<String> = files(&store.join("sweeps/side/features")).into_iter().filter(|f| f.ends_with(".json")).collect();
+    assert_eq!(fjobs.len(), 1, "one feature-cache job: {fjobs:?}");
+    let fjob = json(&store.join(format!("sweeps/side/features/{}", fjobs[0])))["id"].as_str().unwrap().to_string();
+    assert!(finished_job(&fjob).contains("JobState=COMPLETED"), "feature-cache job {fjob}");
+    for (id, _, _, _) in &planned {
+        let (job, _) = slurm_job(&store, id);
+        let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{job}.sbatch"))).unwrap();
+        assert!(script.contains(&format!("#SBATCH --dependency=afterany:{fjob}")), "{script}");
+        let cache = &json(&store.join(format!("runs/{id}/env.json")))["feature_cache"];
+        assert_eq!((cache["classes_computed"].as_u64(), cache["classes_reused"].as_u64()), (Some(0), Some(2)), "run {id}: {cache}");
+    }
     let ((s0, e0), (s1, e1)) = (spans[0], spans[1]);
     assert!(s0 < e1 && s1 < e0, "the two runs ran at the same time (side by side): {spans:?}");
 

@@ -140,10 +140,30 @@ pub enum JobState {
     Ended,
 }
 
+/// One job to start: an attempt of a run, where, and after what.
+pub struct Submission<'a> {
+    pub run: &'a PlannedRun,
+    /// The resolved config file the job reads.
+    pub config: &'a Path,
+    pub attempt: usize,
+    /// Non-empty: pin the job to these nodes (one entry per node).
+    pub nodes: &'a [String],
+    /// Jobs that must end first (the feature-cache job of the run's dataset). Only
+    /// launchers whose cluster holds dependent jobs (`holds_dependencies`) get any.
+    pub after: &'a [JobRecord],
+}
+
 /// The seam between the coordinator and a cluster.
 pub trait Launcher {
-    /// Starts `run`; `nodes` non-empty pins it to those nodes (one entry per node).
-    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize, nodes: &[String]) -> Result<JobRecord, String>;
+    fn submit(&mut self, job: &Submission) -> Result<JobRecord, String>;
+    /// Starts the job that fills the feature cache of `config`'s dataset and backbone
+    /// (`ras features CONFIG`); `name` is unique per sweep and cache.
+    fn submit_features(&mut self, name: &str, config: &Path) -> Result<JobRecord, String>;
+    /// Whether a job submitted with `after` waits for those jobs by itself (Slurm
+    /// dependencies). If not, the coordinator waits before submitting it.
+    fn holds_dependencies(&self) -> bool {
+        false
+    }
     fn poll(&self, job: &JobRecord) -> Result<JobState, String>;
     fn cancel(&mut self, job: &JobRecord) -> Result<(), String>;
 }
@@ -215,10 +235,12 @@ impl Local {
     }
 }
 
-impl Launcher for Local {
-    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize, _nodes: &[String]) -> Result<JobRecord, String> {
+impl Local {
+    /// Starts `ras --quiet ARGS` with its output in `log_dir/<log_name>`. `name` must
+    /// appear in the command line: liveness checks look for it there.
+    fn spawn(&mut self, name: &str, log_name: &str, args: &[&std::ffi::OsStr]) -> Result<JobRecord, String> {
         std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
-        let log = self.log_dir.join(format!("{}.{attempt}.log", run.id));
+        let log = self.log_dir.join(log_name);
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = file.try_clone().map_err(|e| e.to_string())?;
         use std::os::unix::process::CommandExt;
@@ -228,9 +250,7 @@ impl Launcher for Local {
         let child = Command::new(&self.exe)
             .process_group(0)
             .arg("--quiet")
-            .arg("train")
-            .arg(config)
-            .args(["--ranks", &run.ranks.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -238,7 +258,19 @@ impl Launcher for Local {
             .map_err(|e| format!("starting {}: {e}", self.exe.display()))?;
         let id = child.id().to_string();
         self.children.insert(id.clone(), child);
-        Ok(JobRecord { kind: "local".into(), id, host: crate::sweep::hostname(), run_id: run.id.clone(), log, nodes: vec![] })
+        Ok(JobRecord { kind: "local".into(), id, host: crate::sweep::hostname(), run_id: name.to_string(), log, nodes: vec![] })
+    }
+}
+
+impl Launcher for Local {
+    fn submit(&mut self, job: &Submission) -> Result<JobRecord, String> {
+        let ranks = job.run.ranks.to_string();
+        let args = ["train".as_ref(), job.config.as_os_str(), "--ranks".as_ref(), ranks.as_ref()];
+        self.spawn(&job.run.id, &format!("{}.{}.log", job.run.id, job.attempt), &args)
+    }
+
+    fn submit_features(&mut self, name: &str, config: &Path) -> Result<JobRecord, String> {
+        self.spawn(name, &format!("{name}.log"), &["features".as_ref(), config.as_os_str()])
     }
 
     fn poll(&self, job: &JobRecord) -> Result<JobState, String> {
@@ -298,13 +330,10 @@ impl Slurm {
         Self { profile, exe, log_dir, work_dir, store }
     }
 
-    /// The job script of one run.
-    pub fn script(&self, run: &PlannedRun, config: &Path, attempt: usize, nodes: &[String]) -> Result<String, String> {
+    /// The `#SBATCH` lines every job of the profile gets (partition, account, QoS, time,
+    /// memory, one GPU per task, the profile's extra lines).
+    fn common_options(&self) -> Vec<String> {
         let p = &self.profile;
-        let tpl_path = p.template.clone().unwrap_or_else(|| PathBuf::from("cluster/templates/run.sbatch.tmpl"));
-        let tpl = std::fs::read_to_string(&tpl_path).map_err(|e| format!("sbatch template {}: {e}", tpl_path.display()))?;
-        let n = run.ranks;
-        let (node_count, per_node) = p.shape().layout(n);
         let mem_key = if p.gpus_per_node > 0 { "mem-per-gpu" } else { "mem-per-cpu" };
         let mut lines: Vec<String> =
             [("partition", &p.partition), ("account", &p.account), ("qos", &p.qos), ("time", &p.time_limit), (mem_key, &p.mem_per_gpu)]
@@ -314,11 +343,37 @@ impl Slurm {
         if p.gpus_per_node > 0 {
             lines.push("#SBATCH --gpus-per-task=1".into());
         }
-        if !nodes.is_empty() {
-            lines.push(format!("#SBATCH --nodelist={}", nodes.join(",")));
-        }
         lines.extend(p.extra.iter().cloned());
-        let abs = |q: &Path| std::fs::canonicalize(q).unwrap_or_else(|_| q.to_path_buf()).display().to_string();
+        lines
+    }
+
+    /// A template next to the run template (`cluster/templates/<file>`), rendered.
+    fn render(&self, file: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
+        let run_tpl = self.profile.template.clone().unwrap_or_else(|| PathBuf::from("cluster/templates/run.sbatch.tmpl"));
+        let path = if file == "run.sbatch.tmpl" { run_tpl } else { run_tpl.with_file_name(file) };
+        let tpl = std::fs::read_to_string(&path).map_err(|e| format!("sbatch template {}: {e}", path.display()))?;
+        render_template(&tpl, vars)
+    }
+
+    fn abs(q: &Path) -> String {
+        std::fs::canonicalize(q).unwrap_or_else(|_| q.to_path_buf()).display().to_string()
+    }
+
+    /// The job script of one run.
+    pub fn script(&self, job: &Submission) -> Result<String, String> {
+        let (run, attempt) = (job.run, job.attempt);
+        let n = run.ranks;
+        let (node_count, per_node) = self.profile.shape().layout(n);
+        let mut lines = self.common_options();
+        if !job.nodes.is_empty() {
+            lines.push(format!("#SBATCH --nodelist={}", job.nodes.join(",")));
+        }
+        if !job.after.is_empty() {
+            // afterany, not afterok: the cache job only saves work (a run computes what
+            // is missing itself), so its failure must not strand the runs behind it.
+            let ids: Vec<&str> = job.after.iter().map(|j| j.id.as_str()).collect();
+            lines.push(format!("#SBATCH --dependency=afterany:{}", ids.join(":")));
+        }
         let vars: BTreeMap<&str, String> = [
             ("job_name", format!("ras-{}", run.id)),
             ("run_id", run.id.clone()),
@@ -326,28 +381,23 @@ impl Slurm {
             ("nodes", node_count.to_string()),
             ("ntasks", n.to_string()),
             ("ntasks_per_node", per_node.to_string()),
-            ("cpus_per_task", p.cpus_per_gpu.to_string()),
+            ("cpus_per_task", self.profile.cpus_per_gpu.to_string()),
             ("options", lines.join("\n")),
-            ("log", format!("{}/{}.{attempt}-%j.log", abs(&self.log_dir), run.id)),
-            ("workdir", abs(&self.work_dir)),
-            ("ras", abs(&self.exe)),
-            ("config", abs(config)),
+            ("log", format!("{}/{}.{attempt}-%j.log", Self::abs(&self.log_dir), run.id)),
+            ("workdir", Self::abs(&self.work_dir)),
+            ("ras", Self::abs(&self.exe)),
+            ("config", Self::abs(job.config)),
         ]
         .into_iter()
         .collect();
-        render_template(&tpl, &vars)
+        self.render("run.sbatch.tmpl", &vars)
     }
-}
 
-impl Launcher for Slurm {
-    fn submit(&mut self, run: &PlannedRun, config: &Path, attempt: usize, nodes: &[String]) -> Result<JobRecord, String> {
-        std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
-        let script = self.script(run, config, attempt, nodes)?;
-        let script_path = self.log_dir.join(format!("{}.{attempt}.sbatch", run.id));
-        std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
+    /// `sbatch --parsable SCRIPT` -> job id.
+    fn sbatch(&self, script_path: &Path) -> Result<String, String> {
         let out = Command::new("sbatch")
             .arg("--parsable")
-            .arg(&script_path)
+            .arg(script_path)
             .output()
             .map_err(|e| format!("sbatch (is Slurm installed? cluster/slurm-up.sh starts a local one): {e}"))?;
         if !out.status.success() {
@@ -357,6 +407,18 @@ impl Launcher for Slurm {
         if id.is_empty() {
             return Err("sbatch --parsable printed no job id".into());
         }
+        Ok(id)
+    }
+}
+
+impl Launcher for Slurm {
+    fn submit(&mut self, job: &Submission) -> Result<JobRecord, String> {
+        let (run, attempt, nodes) = (job.run, job.attempt, job.nodes);
+        std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
+        let script = self.script(job)?;
+        let script_path = self.log_dir.join(format!("{}.{attempt}.sbatch", run.id));
+        std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
+        let id = self.sbatch(&script_path)?;
         let dir = std::fs::canonicalize(&self.log_dir).unwrap_or_else(|_| self.log_dir.clone());
         let log = dir.join(format!("{}.{attempt}-{id}.log", run.id));
         let job = JobRecord {
@@ -372,6 +434,31 @@ impl Launcher for Slurm {
         self.store.put(&format!("{prefix}/{id}.sbatch"), script).map_err(|e| e.to_string())?;
         self.store.put_json(&format!("{prefix}/{id}.json"), &job).map_err(|e| e.to_string())?;
         Ok(job)
+    }
+
+    fn submit_features(&mut self, name: &str, config: &Path) -> Result<JobRecord, String> {
+        std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
+        let vars: BTreeMap<&str, String> = [
+            ("job_name", format!("ras-{name}")),
+            ("cpus_per_task", self.profile.cpus_per_gpu.to_string()),
+            ("options", self.common_options().join("\n")),
+            ("log", format!("{}/{name}-%j.log", Self::abs(&self.log_dir))),
+            ("workdir", Self::abs(&self.work_dir)),
+            ("ras", Self::abs(&self.exe)),
+            ("config", Self::abs(config)),
+        ]
+        .into_iter()
+        .collect();
+        let script = self.render("features.sbatch.tmpl", &vars)?;
+        let script_path = self.log_dir.join(format!("{name}.sbatch"));
+        std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
+        let id = self.sbatch(&script_path)?;
+        let dir = std::fs::canonicalize(&self.log_dir).unwrap_or_else(|_| self.log_dir.clone());
+        Ok(JobRecord { kind: "slurm".into(), id: id.clone(), host: crate::sweep::hostname(), run_id: name.into(), log: dir.join(format!("{name}-{id}.log")), nodes: vec![] })
+    }
+
+    fn holds_dependencies(&self) -> bool {
+        true
     }
 
     fn poll(&self, job: &JobRecord) -> Result<JobState, String> {

@@ -13,6 +13,8 @@
 //! sweeps/<name>/launches/<run id>.<attempt>.<host>.<pid>  one per submission, never
 //!                                         overwritten: the audit that shows no attempt
 //!                                         was launched twice
+//! sweeps/<name>/features/<key>.claim|.json  the one job that fills a feature cache
+//!                                         (dataset + backbone) before the runs reading it
 //! sweeps/<name>/cancelled                 written by `ras cancel`: running coordinators
 //!                                         launch nothing more and exit; a coordinator
 //!                                         started afterwards removes it and resumes
@@ -25,7 +27,7 @@ pub mod plan;
 pub mod report;
 
 use crate::config::{ConfigError, RunConfig, Setting};
-use crate::launch::{JobRecord, JobState, Launcher};
+use crate::launch::{JobRecord, JobState, Launcher, Submission};
 use crate::run::{RunState, RunStatus};
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -440,6 +442,43 @@ impl<'a> SweepState<'a> {
         Ok(self.store.put_json(&key, job)?)
     }
 
+    /// Short name of a feature-cache key (store keys and job names).
+    pub fn feature_name(key: &str) -> String {
+        format!("features-{}", &crate::store::sha256_hex(key.as_bytes())[..12])
+    }
+
+    /// Where the cache of `key` stands: its job, or whether nobody has claimed it yet.
+    fn feature_state(&self, key: &str, launcher: &dyn Launcher) -> Result<FeatureState, SweepError> {
+        let p = format!("{}/features/{}", self.prefix(), Self::feature_name(key));
+        if let Some(job) = self.store.get_json::<JobRecord>(&format!("{p}.json"))? {
+            return Ok(match launcher.poll(&job).map_err(SweepError::Launch)? {
+                JobState::Active => FeatureState::Running(job),
+                JobState::Ended => FeatureState::Ready,
+            });
+        }
+        Ok(match self.store.get_json::<Claim>(&format!("{p}.claim"))? {
+            None => FeatureState::Unclaimed,
+            // Claimed by a coordinator that died before submitting: the runs fill the
+            // cache themselves (each computes only what is missing).
+            Some(c) if now().saturating_sub(c.unix) >= CLAIM_GRACE_S => FeatureState::Ready,
+            Some(_) => FeatureState::Claimed,
+        })
+    }
+
+    fn claim_features(&self, key: &str) -> Result<bool, SweepError> {
+        let c = Claim { host: hostname(), pid: std::process::id(), unix: now() };
+        let k = format!("{}/features/{}.claim", self.prefix(), Self::feature_name(key));
+        match self.store.put_new(&k, serde_json::to_vec(&c).expect("json")) {
+            Ok(()) => Ok(true),
+            Err(StoreError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn record_features(&self, key: &str, job: &JobRecord) -> Result<(), SweepError> {
+        Ok(self.store.put_json(&format!("{}/features/{}.json", self.prefix(), Self::feature_name(key)), job)?)
+    }
+
     /// Submissions so far (the audit's entries).
     pub fn launch_count(&self) -> Result<usize, SweepError> {
         Ok(self.store.list(&format!("{}/launches/", self.prefix()))?.len())
@@ -511,6 +550,16 @@ impl<'a> SweepState<'a> {
     }
 }
 
+/// The feature-cache job of one dataset + backbone.
+enum FeatureState {
+    Unclaimed,
+    /// Claimed, job not recorded yet (another coordinator is submitting it).
+    Claimed,
+    Running(JobRecord),
+    /// Its job ended (the cache is filled, or the runs fill what is missing).
+    Ready,
+}
+
 /// Options of `coordinate`.
 pub struct CoordinateOptions {
     /// Submit what can be submitted once and return.
@@ -561,11 +610,46 @@ pub fn coordinate(
                 }
             }
         }
+        // Feature caches: one job per dataset + backbone fills each, before the runs that
+        // read it, so the backbone runs once per image however many runs share it.
+        let mut features: BTreeMap<String, FeatureState> = BTreeMap::new();
+        if !cancelled {
+            for (run, view) in manifest.runs.iter().zip(views.iter()) {
+                if !matches!(view.phase, RunPhase::Pending | RunPhase::Retry) || features.contains_key(&run.feature_key) {
+                    continue;
+                }
+                let mut st = state.feature_state(&run.feature_key, launcher)?;
+                // (Slurm queues it; locally it needs a free slot like any run.)
+                let room = launcher.holds_dependencies() || busy < slots;
+                if matches!(st, FeatureState::Unclaimed) && room && state.claim_features(&run.feature_key)? {
+                    let name = SweepState::feature_name(&run.feature_key);
+                    let cfg_path = opts.work_dir.join(format!("{name}.toml"));
+                    std::fs::write(&cfg_path, &run.config_toml).map_err(|source| SweepError::Io { path: cfg_path.clone(), source })?;
+                    let job = launcher.submit_features(&name, &cfg_path).map_err(SweepError::Launch)?;
+                    state.record_features(&run.feature_key, &job)?;
+                    tracing::info!(cache = name, job = job.id, "feature-cache job launched");
+                    st = FeatureState::Running(job);
+                }
+                // Locally the cache job holds a slot. On Slurm the runs submitted behind it
+                // take their slots only once it has ended, so it is not counted twice.
+                if matches!(st, FeatureState::Running(_)) && !launcher.holds_dependencies() {
+                    busy += 1;
+                }
+                features.insert(run.feature_key.clone(), st);
+            }
+        }
         if !cancelled {
             for (run, view) in manifest.runs.iter().zip(views.iter_mut()) {
                 if !matches!(view.phase, RunPhase::Pending | RunPhase::Retry) {
                     continue;
                 }
+                // After its feature-cache job: submitted now with a dependency where the
+                // cluster holds dependent jobs (Slurm), else once the job has ended.
+                let after: Vec<JobRecord> = match features.get(&run.feature_key) {
+                    Some(FeatureState::Running(job)) if launcher.holds_dependencies() => vec![job.clone()],
+                    Some(FeatureState::Ready) | None => vec![],
+                    Some(_) => continue,
+                };
                 // A run wider than the whole cluster still runs, alone.
                 if busy > 0 && busy + run.ranks > slots {
                     continue;
@@ -591,7 +675,8 @@ pub fn coordinate(
                 let nodes: Vec<String> = placement.iter().map(|&i| opts.node_names[i].clone()).collect();
                 let cfg_path = opts.work_dir.join(format!("{}.toml", run.id));
                 std::fs::write(&cfg_path, &run.config_toml).map_err(|source| SweepError::Io { path: cfg_path.clone(), source })?;
-                let job = launcher.submit(run, &cfg_path, attempt, &nodes).map_err(SweepError::Launch)?;
+                let sub = Submission { run, config: &cfg_path, attempt, nodes: &nodes, after: &after };
+                let job = launcher.submit(&sub).map_err(SweepError::Launch)?;
                 state.record_job(&run.id, attempt, &job)?;
                 state.record_launch(&run.id, attempt, &job)?;
                 tracing::info!(run = run.id, attempt, job = job.id, nodes = nodes.join(","), "launched");
@@ -620,6 +705,15 @@ pub fn cancel(store: &Store, manifest: &Manifest, launcher: &mut dyn Launcher) -
     let state = SweepState { store, manifest };
     state.set_cancelled()?;
     let mut n = 0;
+    let p = format!("{}/features/", state.prefix());
+    for key in store.list(&p)?.into_iter().filter(|k| k.ends_with(".json")) {
+        if let Some(job) = store.get_json::<JobRecord>(&key)? {
+            if launcher.poll(&job).map_err(SweepError::Launch)? == JobState::Active {
+                launcher.cancel(&job).map_err(SweepError::Launch)?;
+                n += 1;
+            }
+        }
+    }
     for v in state.views(launcher)? {
         if let (RunPhase::Active, Some(job)) = (&v.phase, &v.job) {
             launcher.cancel(job).map_err(SweepError::Launch)?;
