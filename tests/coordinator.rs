@@ -16,7 +16,7 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -220,6 +220,8 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 runs: 2 complete"), "{}", String::from_utf8_lossy(&out.stdout));
     let store = cwd.join("out/demo-store");
     assert_launched_once(&store, "slurm2");
+    // The two alike runs went out as one job array: tasks <array>_0 and <array>_1.
+    let mut array_ids = vec![];
     for id in run_ids(&store, "slurm2") {
         let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/env.json"))).unwrap()).unwrap();
         assert_eq!(env["world"]["world_size"], 2, "{id} ran on 2 ranks: {env}");
@@ -234,7 +236,15 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
         let job_id = record["id"].as_str().unwrap();
         let sc = finished_job(job_id);
         assert!(sc.contains("JobState=COMPLETED") && sc.contains("NumTasks=2"), "{sc}");
+        assert!(script.contains("#SBATCH --array=0-1"), "{script}");
+        let (array, task) = job_id.split_once('_').unwrap_or_else(|| panic!("{job_id} is not an array task"));
+        assert!(sc.contains(&format!("ArrayJobId={array} ArrayTaskId={task}")), "{sc}");
+        array_ids.push((array.to_string(), task.to_string()));
     }
+    array_ids.sort();
+    assert_eq!(array_ids.len(), 2);
+    assert_eq!(array_ids[0].0, array_ids[1].0, "one array: {array_ids:?}");
+    assert_ne!(array_ids[0].1, array_ids[1].1, "two tasks: {array_ids:?}");
 }
 
 #[test]

@@ -149,19 +149,25 @@ pub struct Submission<'a> {
     /// Non-empty: pin the job to these nodes (one entry per node).
     pub nodes: &'a [String],
     /// Jobs that must end first (the feature-cache job of the run's dataset). Only
-    /// launchers whose cluster holds dependent jobs (`holds_dependencies`) get any.
+    /// launchers whose cluster queues jobs (`queues_jobs`) get any.
     pub after: &'a [JobRecord],
 }
 
 /// The seam between the coordinator and a cluster.
 pub trait Launcher {
     fn submit(&mut self, job: &Submission) -> Result<JobRecord, String>;
+    /// Starts several alike runs (same ranks, nodes and dependencies) at once; one record
+    /// per run, in order. Slurm submits them as one job array.
+    fn submit_alike(&mut self, jobs: &[Submission]) -> Result<Vec<JobRecord>, String> {
+        jobs.iter().map(|j| self.submit(j)).collect()
+    }
     /// Starts the job that fills the feature cache of `config`'s dataset and backbone
     /// (`ras features CONFIG`); `name` is unique per sweep and cache.
     fn submit_features(&mut self, name: &str, config: &Path) -> Result<JobRecord, String>;
-    /// Whether a job submitted with `after` waits for those jobs by itself (Slurm
-    /// dependencies). If not, the coordinator waits before submitting it.
-    fn holds_dependencies(&self) -> bool {
+    /// Whether the cluster queues jobs itself (Slurm): a job submitted with `after` waits
+    /// for those jobs by itself, and jobs beyond the free slots wait their turn. If not,
+    /// the coordinator waits before submitting.
+    fn queues_jobs(&self) -> bool {
         false
     }
     fn poll(&self, job: &JobRecord) -> Result<JobState, String>;
@@ -299,6 +305,15 @@ impl Local {
     }
 }
 
+/// A bash word: quoted unless it is plainly safe.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// Renders `{{name}}` placeholders; an unknown placeholder is an error naming it.
 pub fn render_template(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
     let mut out = String::new();
@@ -359,38 +374,51 @@ impl Slurm {
         std::fs::canonicalize(q).unwrap_or_else(|_| q.to_path_buf()).display().to_string()
     }
 
-    /// The job script of one run.
-    pub fn script(&self, job: &Submission) -> Result<String, String> {
-        let (run, attempt) = (job.run, job.attempt);
-        let n = run.ranks;
+    /// The job script of one run, or of a job array of alike runs (`jobs[0]` gives the
+    /// shape, nodes and dependencies of all).
+    pub fn script(&self, jobs: &[Submission]) -> Result<String, String> {
+        let first = jobs.first().ok_or("no run to submit")?;
+        let n = first.run.ranks;
         let (node_count, per_node) = self.profile.shape().layout(n);
         let mut lines = self.common_options();
-        if !job.nodes.is_empty() {
-            lines.push(format!("#SBATCH --nodelist={}", job.nodes.join(",")));
+        if jobs.len() > 1 {
+            lines.push(format!("#SBATCH --array=0-{}", jobs.len() - 1));
         }
-        if !job.after.is_empty() {
+        if !first.nodes.is_empty() {
+            lines.push(format!("#SBATCH --nodelist={}", first.nodes.join(",")));
+        }
+        if !first.after.is_empty() {
             // afterany, not afterok: the cache job only saves work (a run computes what
             // is missing itself), so its failure must not strand the runs behind it.
-            let ids: Vec<&str> = job.after.iter().map(|j| j.id.as_str()).collect();
+            let ids: Vec<&str> = first.after.iter().map(|j| j.id.as_str()).collect();
             lines.push(format!("#SBATCH --dependency=afterany:{}", ids.join(":")));
         }
+        let list = |f: &dyn Fn(&Submission) -> String| jobs.iter().map(|j| shell_word(&f(j))).collect::<Vec<_>>().join(" ");
         let vars: BTreeMap<&str, String> = [
-            ("job_name", format!("ras-{}", run.id)),
-            ("run_id", run.id.clone()),
-            ("attempt", attempt.to_string()),
+            ("job_name", format!("ras-{}", first.run.id)),
+            ("run_ids", list(&|j| j.run.id.clone())),
+            ("attempts", list(&|j| j.attempt.to_string())),
+            ("configs", list(&|j| Self::abs(j.config))),
             ("nodes", node_count.to_string()),
             ("ntasks", n.to_string()),
             ("ntasks_per_node", per_node.to_string()),
             ("cpus_per_task", self.profile.cpus_per_gpu.to_string()),
             ("options", lines.join("\n")),
-            ("log", format!("{}/{}.{attempt}-%j.log", Self::abs(&self.log_dir), run.id)),
+            ("log", format!("{}/{}", Self::abs(&self.log_dir), Self::log_pattern(jobs))),
             ("workdir", Self::abs(&self.work_dir)),
             ("ras", Self::abs(&self.exe)),
-            ("config", Self::abs(job.config)),
         ]
         .into_iter()
         .collect();
         self.render("run.sbatch.tmpl", &vars)
+    }
+
+    /// The log file name (sbatch pattern): per run and attempt, or per array task.
+    fn log_pattern(jobs: &[Submission]) -> String {
+        match jobs {
+            [one] => format!("{}.{}-%j.log", one.run.id, one.attempt),
+            _ => format!("{}.{}-array-%A_%a.log", jobs[0].run.id, jobs[0].attempt),
+        }
     }
 
     /// `sbatch --parsable SCRIPT` -> job id.
@@ -413,27 +441,40 @@ impl Slurm {
 
 impl Launcher for Slurm {
     fn submit(&mut self, job: &Submission) -> Result<JobRecord, String> {
-        let (run, attempt, nodes) = (job.run, job.attempt, job.nodes);
+        Ok(self.submit_alike(std::slice::from_ref(job))?.remove(0))
+    }
+
+    fn submit_alike(&mut self, jobs: &[Submission]) -> Result<Vec<JobRecord>, String> {
+        let first = jobs.first().ok_or("no run to submit")?;
         std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
-        let script = self.script(job)?;
-        let script_path = self.log_dir.join(format!("{}.{attempt}.sbatch", run.id));
+        let script = self.script(jobs)?;
+        let script_path = self.log_dir.join(format!("{}.{}{}.sbatch", first.run.id, first.attempt, if jobs.len() > 1 { "-array" } else { "" }));
         std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
         let id = self.sbatch(&script_path)?;
         let dir = std::fs::canonicalize(&self.log_dir).unwrap_or_else(|_| self.log_dir.clone());
-        let log = dir.join(format!("{}.{attempt}-{id}.log", run.id));
-        let job = JobRecord {
-            kind: "slurm".into(),
-            id: id.clone(),
-            host: crate::sweep::hostname(),
-            run_id: run.id.clone(),
-            log,
-            nodes: nodes.to_vec(),
-        };
-        // Kept with the run: the script that ran, its job id and log path.
-        let prefix = format!("runs/{}/slurm", run.id);
-        self.store.put(&format!("{prefix}/{id}.sbatch"), script).map_err(|e| e.to_string())?;
-        self.store.put_json(&format!("{prefix}/{id}.json"), &job).map_err(|e| e.to_string())?;
-        Ok(job)
+        let mut out = vec![];
+        for (i, job) in jobs.iter().enumerate() {
+            // An array task is its own job for scontrol, scancel and requeue: "<array>_<i>".
+            let (job_id, log) = if jobs.len() > 1 {
+                (format!("{id}_{i}"), dir.join(format!("{}.{}-array-{id}_{i}.log", first.run.id, first.attempt)))
+            } else {
+                (id.clone(), dir.join(format!("{}.{}-{id}.log", job.run.id, job.attempt)))
+            };
+            let record = JobRecord {
+                kind: "slurm".into(),
+                id: job_id.clone(),
+                host: crate::sweep::hostname(),
+                run_id: job.run.id.clone(),
+                log,
+                nodes: job.nodes.to_vec(),
+            };
+            // Kept with the run: the script that ran, its job id and log path.
+            let prefix = format!("runs/{}/slurm", job.run.id);
+            self.store.put(&format!("{prefix}/{job_id}.sbatch"), script.clone()).map_err(|e| e.to_string())?;
+            self.store.put_json(&format!("{prefix}/{job_id}.json"), &record).map_err(|e| e.to_string())?;
+            out.push(record);
+        }
+        Ok(out)
     }
 
     fn submit_features(&mut self, name: &str, config: &Path) -> Result<JobRecord, String> {
@@ -457,7 +498,7 @@ impl Launcher for Slurm {
         Ok(JobRecord { kind: "slurm".into(), id: id.clone(), host: crate::sweep::hostname(), run_id: name.into(), log: dir.join(format!("{name}-{id}.log")), nodes: vec![] })
     }
 
-    fn holds_dependencies(&self) -> bool {
+    fn queues_jobs(&self) -> bool {
         true
     }
 

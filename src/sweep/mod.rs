@@ -620,7 +620,7 @@ pub fn coordinate(
                 }
                 let mut st = state.feature_state(&run.feature_key, launcher)?;
                 // (Slurm queues it; locally it needs a free slot like any run.)
-                let room = launcher.holds_dependencies() || busy < slots;
+                let room = launcher.queues_jobs() || busy < slots;
                 if matches!(st, FeatureState::Unclaimed) && room && state.claim_features(&run.feature_key)? {
                     let name = SweepState::feature_name(&run.feature_key);
                     let cfg_path = opts.work_dir.join(format!("{name}.toml"));
@@ -632,26 +632,31 @@ pub fn coordinate(
                 }
                 // Locally the cache job holds a slot. On Slurm the runs submitted behind it
                 // take their slots only once it has ended, so it is not counted twice.
-                if matches!(st, FeatureState::Running(_)) && !launcher.holds_dependencies() {
+                if matches!(st, FeatureState::Running(_)) && !launcher.queues_jobs() {
                     busy += 1;
                 }
                 features.insert(run.feature_key.clone(), st);
             }
         }
         if !cancelled {
-            for (run, view) in manifest.runs.iter().zip(views.iter_mut()) {
+            // Claimed this pass: (run index, attempt, config file, nodes, dependencies).
+            let mut claimed: Vec<(usize, usize, PathBuf, Vec<String>, Vec<JobRecord>)> = vec![];
+            // A cluster that queues jobs gets every run at once (in plan order) unless the
+            // coordinator places runs on named nodes itself, which needs free nodes.
+            let cap_slots = !launcher.queues_jobs() || !opts.node_names.is_empty();
+            for (idx, (run, view)) in manifest.runs.iter().zip(views.iter()).enumerate() {
                 if !matches!(view.phase, RunPhase::Pending | RunPhase::Retry) {
                     continue;
                 }
                 // After its feature-cache job: submitted now with a dependency where the
-                // cluster holds dependent jobs (Slurm), else once the job has ended.
+                // cluster queues jobs (Slurm), else once the job has ended.
                 let after: Vec<JobRecord> = match features.get(&run.feature_key) {
-                    Some(FeatureState::Running(job)) if launcher.holds_dependencies() => vec![job.clone()],
+                    Some(FeatureState::Running(job)) if launcher.queues_jobs() => vec![job.clone()],
                     Some(FeatureState::Ready) | None => vec![],
                     Some(_) => continue,
                 };
                 // A run wider than the whole cluster still runs, alone.
-                if busy > 0 && busy + run.ranks > slots {
+                if cap_slots && busy > 0 && busy + run.ranks > slots {
                     continue;
                 }
                 let (count, m) = opts.shape.layout(run.ranks);
@@ -675,15 +680,41 @@ pub fn coordinate(
                 let nodes: Vec<String> = placement.iter().map(|&i| opts.node_names[i].clone()).collect();
                 let cfg_path = opts.work_dir.join(format!("{}.toml", run.id));
                 std::fs::write(&cfg_path, &run.config_toml).map_err(|source| SweepError::Io { path: cfg_path.clone(), source })?;
-                let sub = Submission { run, config: &cfg_path, attempt, nodes: &nodes, after: &after };
-                let job = launcher.submit(&sub).map_err(SweepError::Launch)?;
-                state.record_job(&run.id, attempt, &job)?;
-                state.record_launch(&run.id, attempt, &job)?;
-                tracing::info!(run = run.id, attempt, job = job.id, nodes = nodes.join(","), "launched");
-                view.phase = RunPhase::Active;
-                view.attempts = attempt + 1;
-                view.job = Some(job);
+                claimed.push((idx, attempt, cfg_path, nodes, after));
                 busy += run.ranks;
+            }
+            // Alike runs (same ranks, nodes and dependencies) go out together: one job
+            // array on Slurm. Groups keep plan order.
+            let mut groups: Vec<Vec<usize>> = vec![];
+            for (k, (idx, _, _, nodes, after)) in claimed.iter().enumerate() {
+                let same = |g: &Vec<usize>| {
+                    let (i0, _, _, n0, a0) = &claimed[g[0]];
+                    manifest.runs[*i0].ranks == manifest.runs[*idx].ranks && n0 == nodes && a0 == after
+                };
+                match groups.iter_mut().find(|g| same(g)) {
+                    Some(g) => g.push(k),
+                    None => groups.push(vec![k]),
+                }
+            }
+            for g in groups {
+                let subs: Vec<Submission> = g
+                    .iter()
+                    .map(|&k| {
+                        let (idx, attempt, cfg, nodes, after) = &claimed[k];
+                        Submission { run: &manifest.runs[*idx], config: cfg, attempt: *attempt, nodes, after }
+                    })
+                    .collect();
+                let jobs = launcher.submit_alike(&subs).map_err(SweepError::Launch)?;
+                for (sub, job) in subs.iter().zip(jobs) {
+                    let attempt = sub.attempt;
+                    state.record_job(&sub.run.id, attempt, &job)?;
+                    state.record_launch(&sub.run.id, attempt, &job)?;
+                    tracing::info!(run = sub.run.id, attempt, job = job.id, nodes = sub.nodes.join(","), "launched");
+                    let view = views.iter_mut().find(|v| v.id == sub.run.id).expect("a view per run");
+                    view.phase = RunPhase::Active;
+                    view.attempts = attempt + 1;
+                    view.job = Some(job);
+                }
             }
         }
         let shown: Vec<_> = views.iter().map(|v| (v.phase.clone(), v.epoch, v.attempts)).collect();
