@@ -87,8 +87,9 @@ enum Command {
     Cancel(SweepArgs),
     /// Print a sweep's runs, ranks each, estimated cost, launch order and makespan.
     Plan(SweepArgs),
-    /// Per-dataset Markdown and CSV tables of a sweep's final metrics beside the paper's,
-    /// and PNG plots where the sweep has their data: a T_e x T_d heat map of mean AUROC
+    /// Per-dataset Markdown and CSV tables of a sweep's final metrics beside the paper's.
+    ///
+    /// Also PNG plots where the sweep has their data: a T_e x T_d heat map of mean AUROC
     /// (runs varying model.encoder_layers and model.decoder_layers) and AUROC against
     /// test-time noise with its table (eval.noise_scales or ras eval --test-jitter).
     Report {
