@@ -95,6 +95,10 @@ enum Command {
         json: bool,
     },
     /// Per-dataset Markdown and CSV tables of a sweep's final metrics beside the paper's.
+    ///
+    /// Also PNG plots where the sweep has their data: a T_e x T_d heat map of mean AUROC
+    /// (runs varying model.encoder_layers and model.decoder_layers) and AUROC against
+    /// test-time noise with its table (eval.noise_scales or ras eval --test-jitter).
     Report {
         #[command(flatten)]
         sweep: SweepArgs,
@@ -339,7 +343,13 @@ pub fn run() -> Result<ExitCode> {
             if tables.is_empty() {
                 bail!("sweep {}: no complete run yet in {} (ras status {})", manifest.name, store.url(), sweep.sweep.display());
             }
-            for f in ras::sweep::report::write(&tables, &manifest.name, &out)? {
+            let plots = ras::sweep::report::collect_plots(&store, &manifest)?;
+            for (dataset, series) in &plots.noise {
+                println!("{}", ras::sweep::report::noise_markdown(&manifest.name, dataset, series));
+            }
+            let mut files = ras::sweep::report::write(&tables, &manifest.name, &out)?;
+            files.extend(ras::sweep::report::write_plots(&plots, &manifest.name, &out)?);
+            for f in files {
                 println!("wrote {}", f.display());
             }
         }

@@ -232,11 +232,17 @@ pub struct EvalConfig {
     /// Anomaly-map pictures (image | ground truth | heat map) written per class: the
     /// first N anomalous test images and the first normal one.
     pub pictures: usize,
+    /// Extra test-time jitter scales (paper Table 6): after training and its final
+    /// evaluation, the run evaluates its final model again at each scale, without
+    /// retraining, into `evals/test_jitter_<scale>.json` (as `ras eval --test-jitter`).
+    /// Not serialised when empty, so configs without it keep their run id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub noise_scales: Vec<f64>,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { test_jitter_scale: 0.0, aupro_fpr_limit: 0.3, save_predictions: true, batch_size: 32, pictures: 3 }
+        Self { test_jitter_scale: 0.0, aupro_fpr_limit: 0.3, save_predictions: true, batch_size: 32, pictures: 3, noise_scales: vec![] }
     }
 }
 
@@ -365,6 +371,9 @@ impl RunConfig {
         if e.batch_size == 0 {
             return bad("eval.batch_size", "must be at least 1".into());
         }
+        if let Some(s) = e.noise_scales.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+            return bad("eval.noise_scales", format!("{s} must be a finite number >= 0"));
+        }
         let grid = b.image_size / 16;
         if m.neighbor_mask && grid <= m.neighbor_size[0] && grid <= m.neighbor_size[1] {
             return bad("model.neighbor_size", format!(
@@ -456,6 +465,25 @@ mod tests {
         // Absent optional keys are not written: existing configs keep their run id.
         let plain = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap().to_toml();
         assert!(!plain.contains("train_meta") && !plain.contains("test_meta"), "{plain}");
+    }
+
+    #[test]
+    fn noise_scales_are_checked_and_absent_by_default() {
+        let with = |eval: &str| RunConfig::from_toml(&format!("{MIN}[eval]\n{eval}\n"), Path::new("x.toml"));
+        let c = with("noise_scales = [10.0, 20.0]").unwrap();
+        assert_eq!(c.eval.noise_scales, vec![10.0, 20.0]);
+        let err = with("noise_scales = [10.0, -5.0]").unwrap_err().to_string();
+        assert!(err.contains("eval.noise_scales") && err.contains("-5"), "{err}");
+        let err = with("noise_scales = [\"ten\"]").unwrap_err().to_string();
+        assert!(err.contains("noise_scales"), "{err}");
+        let err = with("noise_scale = [10.0]").unwrap_err().to_string();
+        assert!(err.contains("noise_scale") && err.contains("x.toml"), "{err}");
+        // Empty (the default) is not written: existing runs keep their id.
+        let plain = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap();
+        assert!(!plain.to_toml().contains("noise_scales"), "{}", plain.to_toml());
+        assert_ne!(crate::run::run_id(&plain), crate::run::run_id(&c), "the scales are part of the run");
+        let back = RunConfig::from_toml(&c.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

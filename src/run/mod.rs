@@ -10,6 +10,7 @@
 //! metrics.jsonl          one line per evaluation: per-class and mean metrics
 //! final_metrics.json     last-epoch metrics (+ best-on-test as a labelled extra)
 //! predictions/<class>.safetensors + .json   image scores, 224x224 maps, keys, labels
+//! evals/test_jitter_<s>.json  final model at test-time noise s (eval.noise_scales, ras eval)
 //! checkpoints/<model>/epoch_NNNN[_step_SSSSS].{safetensors,json}
 //!                        weights + AdamW state, then the record (epoch, step, sha256)
 //! ```
@@ -498,6 +499,13 @@ fn execute_inner(
         feature_cache: cache,
     };
     store.put_json(&format!("{prefix}/final_metrics.json"), &fm)?;
+    // Table 6 without retraining: the final model (its last checkpoint) again at each
+    // extra test-time noise scale. Before "complete", so a run killed here redoes it.
+    if !cfg.eval.noise_scales.is_empty() {
+        for (scale, table) in evaluate_with_noise(store, prefix, cfg, &index, &features, &masks, device, &cfg.eval.noise_scales)? {
+            tracing::info!(scale, i_auroc = table.mean.image_auroc, p_auroc = table.mean.pixel_auroc, "test-time noise evaluation");
+        }
+    }
     Ok(Finished::Complete(Some(fm)))
 }
 
@@ -555,6 +563,22 @@ pub fn reevaluate(store: &Store, run: &str, scales: &[f64], progress: &Progress)
     let index = scan(&cfg.dataset)?;
     let (features, _) = load_or_compute(store, &cfg.backbone, device, &index, progress)?;
     let masks = load_masks(&index, cfg.backbone.image_size)?;
+    evaluate_with_noise(store, &prefix, &cfg, &index, &features, &masks, device, scales)
+}
+
+/// The body of `reevaluate` once features and masks are loaded: also what a run calls
+/// after training for its `eval.noise_scales` (rank 0 only, on one process: no shards).
+#[allow(clippy::too_many_arguments)]
+fn evaluate_with_noise(
+    store: &Store,
+    prefix: &str,
+    cfg: &RunConfig,
+    index: &DatasetIndex,
+    features: &[(String, ClassFeatures)],
+    masks: &[Tensor],
+    device: Device,
+    scales: &[f64],
+) -> Result<Vec<(f64, MetricsTable)>> {
     let channels = features[0].1.train.size()[1];
     let grid = cfg.backbone.image_size / 16;
     let mut tables: Vec<BTreeMap<String, ClassMetrics>> = scales.iter().map(|_| BTreeMap::new()).collect();
@@ -566,7 +590,7 @@ pub fn reevaluate(store: &Store, run: &str, scales: &[f64], progress: &Progress)
         };
         if loaded.as_ref().map(|(m, _)| m != &model).unwrap_or(true) {
             let mut t = Trainer::new(&cfg.model, &cfg.train, cfg.seed, channels, grid, device)?;
-            let (rec, bytes) = latest_checkpoint(store, &prefix, &model)?;
+            let (rec, bytes) = latest_checkpoint(store, prefix, &model)?;
             t.load_state(tensors::decode(&bytes)?).map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", rec.weights))?;
             loaded = Some((model, t));
         }

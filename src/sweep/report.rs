@@ -1,8 +1,16 @@
 //! `ras report`: the final metrics of every complete run of a sweep, per dataset, per
 //! class, beside the paper's numbers (configs/paper-tables.csv, a copy kept in the repo
 //! and compiled in, so a report never depends on files outside the project).
+//!
+//! Plots (PNG, see `plot`) where the sweep has the data for them: a T_e x T_d heat map of
+//! mean I-AUROC and P-AUROC (Table 5's sweep) and AUROC against test-time noise, with
+//! its table (Table 6: `eval.noise_scales`, `ras eval --test-jitter`, or runs that differ
+//! in `eval.test_jitter_scale`).
 
-use super::{Manifest, SweepError};
+pub mod plot;
+
+use super::{Manifest, PlannedRun, SweepError};
+use crate::eval::MetricsTable;
 use crate::run::FinalMetrics;
 use crate::store::Store;
 use std::collections::BTreeMap;
@@ -159,4 +167,257 @@ pub fn write(tables: &BTreeMap<String, Vec<Row>>, sweep: &str, out: &Path) -> Re
         }
     }
     Ok(files)
+}
+
+/// The variant label without its `key=value` parts for the given keys (and without the
+/// class of separate runs): what stays the same along a plot's axis.
+fn variant_without(variant: &str, keys: &[&str]) -> String {
+    variant
+        .split(' ')
+        .filter(|p| !p.starts_with("class=") && !keys.iter().any(|k| p.strip_prefix(k).is_some_and(|r| r.starts_with('='))))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Complete runs (those with final metrics), in manifest order.
+fn complete_runs<'a>(store: &Store, manifest: &'a Manifest) -> Result<Vec<(&'a PlannedRun, FinalMetrics)>, SweepError> {
+    let mut out = vec![];
+    for run in &manifest.runs {
+        if let Some(fm) = store.get_json::<FinalMetrics>(&format!("runs/{}/final_metrics.json", run.id))? {
+            out.push((run, fm));
+        }
+    }
+    Ok(out)
+}
+
+/// Mean I-AUROC and P-AUROC of a list of (I, P) pairs.
+fn mean_pair(v: &[(f64, f64)]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    (v.iter().map(|x| x.0).sum::<f64>() / n, v.iter().map(|x| x.1).sum::<f64>() / n)
+}
+
+/// Mean metrics (percent) over T_e (rows) x T_d (columns) for runs that are otherwise
+/// the same variant; cells without a complete run are None.
+#[derive(Debug, Clone)]
+pub struct LayerGrid {
+    /// What the runs share (the variant without the layer counts), dataset stem first.
+    pub variant: String,
+    pub encoder_layers: Vec<usize>,
+    pub decoder_layers: Vec<usize>,
+    pub i_auroc: Vec<Vec<Option<f64>>>,
+    pub p_auroc: Vec<Vec<Option<f64>>>,
+}
+
+/// One point of a noise curve: the mean over the variant's runs (seeds; the classes of
+/// separate runs) of their mean metrics, in percent.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NoisePoint {
+    pub scale: f64,
+    pub runs: usize,
+    pub i_auroc: f64,
+    pub p_auroc: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NoiseSeries {
+    /// The variant without its test-jitter scale, dataset stem first.
+    pub variant: String,
+    /// By increasing scale.
+    pub points: Vec<NoisePoint>,
+}
+
+/// What the plots show, per dataset (base config stem).
+#[derive(Debug, Clone, Default)]
+pub struct PlotData {
+    /// Only groups whose runs vary both T_e and T_d (at least 2 values each).
+    pub grids: BTreeMap<String, Vec<LayerGrid>>,
+    /// Only datasets where some variant has metrics at 2 or more noise scales.
+    pub noise: BTreeMap<String, Vec<NoiseSeries>>,
+}
+
+/// The test-jitter scale of a stored `evals/test_jitter_<scale>.json` key.
+fn eval_scale(key: &str) -> Option<f64> {
+    let name = key.rsplit('/').next()?;
+    name.strip_prefix("test_jitter_")?.strip_suffix(".json")?.parse().ok().filter(|s: &f64| s.is_finite())
+}
+
+/// Gathers the heat-map grids and the noise curves of a sweep's complete runs.
+pub fn collect_plots(store: &Store, manifest: &Manifest) -> Result<PlotData, SweepError> {
+    let runs = complete_runs(store, manifest)?;
+    let mut out = PlotData::default();
+
+    // T_e x T_d: (dataset, variant without the layer counts) -> (T_e, T_d) -> [(I, P)].
+    let mut cells: BTreeMap<(String, String), BTreeMap<(usize, usize), Vec<(f64, f64)>>> = BTreeMap::new();
+    for (run, fm) in &runs {
+        let m = run.config().model;
+        let variant = variant_without(&run.variant, &["model.encoder_layers", "model.decoder_layers"]);
+        let mean = &fm.metrics.mean;
+        cells
+            .entry((run.dataset.clone(), variant))
+            .or_default()
+            .entry((m.encoder_layers, m.decoder_layers))
+            .or_default()
+            .push((100.0 * mean.image_auroc, 100.0 * mean.pixel_auroc));
+    }
+    for ((dataset, variant), by_cell) in cells {
+        let mut enc: Vec<usize> = by_cell.keys().map(|k| k.0).collect();
+        let mut dec: Vec<usize> = by_cell.keys().map(|k| k.1).collect();
+        (enc.sort(), dec.sort(), enc.dedup(), dec.dedup());
+        if enc.len() < 2 || dec.len() < 2 {
+            continue;
+        }
+        let grid = |pick: fn((f64, f64)) -> f64| -> Vec<Vec<Option<f64>>> {
+            enc.iter().map(|e| dec.iter().map(|d| by_cell.get(&(*e, *d)).map(|v| pick(mean_pair(v)))).collect()).collect()
+        };
+        let g = LayerGrid { variant, i_auroc: grid(|p| p.0), p_auroc: grid(|p| p.1), encoder_layers: enc.clone(), decoder_layers: dec.clone() };
+        out.grids.entry(dataset).or_default().push(g);
+    }
+
+    // Noise: (dataset, variant without the scale) -> scale (in 1/1000) -> [(I, P)].
+    // Scale of a run's final metrics = its eval.test_jitter_scale (0 unless an old-style
+    // sweep varies it); every stored re-evaluation adds a point.
+    let mut curves: BTreeMap<(String, String), BTreeMap<i64, Vec<(f64, f64)>>> = BTreeMap::new();
+    let milli = |s: f64| (s * 1000.0).round() as i64;
+    for (run, fm) in &runs {
+        let variant = variant_without(&run.variant, &["eval.test_jitter_scale"]);
+        let curve = curves.entry((run.dataset.clone(), variant)).or_default();
+        let own = run.config().eval.test_jitter_scale;
+        let mean = &fm.metrics.mean;
+        curve.entry(milli(own)).or_default().push((100.0 * mean.image_auroc, 100.0 * mean.pixel_auroc));
+        for key in store.list(&format!("runs/{}/evals/", run.id))? {
+            // A re-evaluation at the run's own scale repeats its final metrics: count it once.
+            let Some(scale) = eval_scale(&key).filter(|s| milli(*s) != milli(own)) else { continue };
+            if let Some(t) = store.get_json::<MetricsTable>(&key)? {
+                curve.entry(milli(scale)).or_default().push((100.0 * t.mean.image_auroc, 100.0 * t.mean.pixel_auroc));
+            }
+        }
+    }
+    for ((dataset, variant), by_scale) in curves {
+        let points: Vec<NoisePoint> = by_scale
+            .into_iter()
+            .map(|(s, v)| {
+                let (i, p) = mean_pair(&v);
+                NoisePoint { scale: s as f64 / 1000.0, runs: v.len(), i_auroc: i, p_auroc: p }
+            })
+            .collect();
+        out.noise.entry(dataset).or_default().push(NoiseSeries { variant, points });
+    }
+    out.noise.retain(|_, series| series.iter().any(|s| s.points.len() >= 2));
+    Ok(out)
+}
+
+/// The noise table of one dataset as Markdown: a row per variant and metric, a column per scale.
+pub fn noise_markdown(sweep: &str, dataset: &str, series: &[NoiseSeries]) -> String {
+    let mut scales: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.scale)).collect();
+    scales.sort_by(f64::total_cmp);
+    scales.dedup();
+    let mut md = format!(
+        "# {sweep}: {dataset}, AUROC vs test-time noise\n\nMean I-AUROC / P-AUROC in percent of the final model with feature jitter of each scale at test time (scale 0 = the run's final metrics; others from evals/test_jitter_<scale>.json, no retraining).\n\n| variant | metric |"
+    );
+    for s in &scales {
+        md += &format!(" {} |", plot::short_number(*s));
+    }
+    md += &format!("\n|---|---|{}\n", "---|".repeat(scales.len()));
+    for s in series {
+        for (metric, pick) in [("I-AUROC", (|p: &NoisePoint| p.i_auroc) as fn(&NoisePoint) -> f64), ("P-AUROC", |p: &NoisePoint| p.p_auroc)] {
+            md += &format!("| {} | {metric} |", s.variant);
+            for sc in &scales {
+                match s.points.iter().find(|p| p.scale == *sc) {
+                    Some(p) => md += &format!(" {:.1} |", pick(p)),
+                    None => md += " - |",
+                }
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
+
+/// File-name part for a plot group: the variant without the dataset stem, or nothing.
+fn slug(dataset: &str, variant: &str) -> String {
+    let rest = variant.strip_prefix(dataset).unwrap_or(variant).trim();
+    if rest.is_empty() {
+        return String::new();
+    }
+    let s: String = rest
+        .chars()
+        .filter(|c| *c != '"')
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else if c == '=' { '-' } else { '_' })
+        .collect();
+    format!("-{s}")
+}
+
+/// Writes the plots (and the noise tables) of `data` into `out`; returns the files.
+///
+/// Per dataset: `<dataset>[-<variant>]-heatmap-{i,p}-auroc.png` (T_e x T_d) and
+/// `<dataset>-noise.{md,csv}`, `<dataset>-noise-{i,p}-auroc.png`.
+pub fn write_plots(data: &PlotData, sweep: &str, out: &Path) -> Result<Vec<PathBuf>, SweepError> {
+    std::fs::create_dir_all(out).map_err(|source| SweepError::Io { path: out.into(), source })?;
+    let mut files = vec![];
+    let mut put = |name: String, bytes: Vec<u8>| -> Result<(), SweepError> {
+        let p = out.join(name);
+        std::fs::write(&p, bytes).map_err(|source| SweepError::Io { path: p.clone(), source })?;
+        files.push(p);
+        Ok(())
+    };
+    for (dataset, grids) in &data.grids {
+        for g in grids {
+            for (metric, values) in [("I-AUROC", &g.i_auroc), ("P-AUROC", &g.p_auroc)] {
+                let h = plot::HeatMap {
+                    title: format!("{sweep}: {}, mean {metric} (%)", g.variant),
+                    x_label: "T_d (decoder steps)".into(),
+                    y_label: "T_e".into(),
+                    x_ticks: g.decoder_layers.iter().map(|d| d.to_string()).collect(),
+                    y_ticks: g.encoder_layers.iter().map(|e| e.to_string()).collect(),
+                    values: values.clone(),
+                };
+                put(format!("{dataset}{}-heatmap-{}.png", slug(dataset, &g.variant), metric.to_lowercase()), plot::heat_map_png(&h))?;
+            }
+        }
+    }
+    for (dataset, series) in &data.noise {
+        put(format!("{dataset}-noise.md"), noise_markdown(sweep, dataset, series).into_bytes())?;
+        let mut csv = String::from("variant,scale,runs,i_auroc,p_auroc\n");
+        for s in series {
+            for p in &s.points {
+                csv += &format!("\"{}\",{},{},{:.4},{:.4}\n", s.variant.replace('"', "\"\""), p.scale, p.runs, p.i_auroc, p.p_auroc);
+            }
+        }
+        put(format!("{dataset}-noise.csv"), csv.into_bytes())?;
+        for (metric, pick) in [("I-AUROC", (|p: &NoisePoint| p.i_auroc) as fn(&NoisePoint) -> f64), ("P-AUROC", |p: &NoisePoint| p.p_auroc)] {
+            let c = plot::Curves {
+                title: format!("{sweep}: {dataset}, mean {metric} vs test noise"),
+                x_label: "test-time noise scale".into(),
+                y_label: format!("{metric} (%)"),
+                series: series
+                    .iter()
+                    .map(|s| {
+                        let name = s.variant.strip_prefix(dataset.as_str()).unwrap_or(&s.variant).trim();
+                        (if name.is_empty() { dataset.clone() } else { name.to_string() }, s.points.iter().map(|p| (p.scale, pick(p))).collect())
+                    })
+                    .collect(),
+            };
+            put(format!("{dataset}-noise-{}.png", metric.to_lowercase()), plot::curves_png(&c))?;
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_lose_only_the_named_keys() {
+        let v = "mvtec model.decoder_layers=2 model.encoder_layers=1 separate class=bottle";
+        assert_eq!(variant_without(v, &["model.encoder_layers", "model.decoder_layers"]), "mvtec separate");
+        assert_eq!(variant_without("mvtec eval.test_jitter_scale=10.0 model.decoder=\"ras\"", &["eval.test_jitter_scale"]), "mvtec model.decoder=\"ras\"");
+        // A key that is a prefix of another is not confused with it.
+        assert_eq!(variant_without("d model.encoder_layers_x=1", &["model.encoder_layers"]), "d model.encoder_layers_x=1");
+        assert_eq!(eval_scale("runs/x/evals/test_jitter_20.json"), Some(20.0));
+        assert_eq!(eval_scale("runs/x/evals/test_jitter_12.5.json"), Some(12.5));
+        assert_eq!(eval_scale("runs/x/evals/other.json"), None);
+        assert_eq!(slug("demo", "demo model.decoder=\"ras\" x=1"), "-model.decoder-ras_x-1");
+        assert_eq!(slug("demo", "demo"), "");
+    }
 }
