@@ -35,10 +35,6 @@ fn two_nodes_up() {
     std::env::set_var("OMPI_MCA_btl", "self,tcp");
 }
 
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
-
 /// `KEY=value` of a `scontrol show job` text.
 fn field<'a>(sc: &'a str, key: &str) -> &'a str {
     sc.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key} in {sc}"))

@@ -7,11 +7,7 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::Path;
 
 fn ok(args: &[&str], cwd: &Path) -> String {
     let out = ras(args, cwd);
@@ -22,10 +18,6 @@ fn ok(args: &[&str], cwd: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
 /// Mean (I-AUROC, P-AUROC) in percent of a MetricsTable as JSON.

@@ -145,3 +145,8 @@ pub fn status(store: &Path, id: &str) -> serde_json::Value {
     let p = store.join(format!("runs/{id}/status.json"));
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
+
+/// A JSON file, parsed (panics naming the file).
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
