@@ -16,7 +16,8 @@ build: setup
 	$(CARGO) build --release --features nccl
 
 # Synthetic dataset (written to a temporary folder, then published by rename), its
-# features, a small training run and its per-class table.
+# features, a small training run and its per-class table; then the quickstart sweep
+# (4 tiny runs through the coordinator on this machine) and its report.
 demo: build
 	@if [ ! -d $(DEMO_DATA) ]; then \
 	  rm -rf $(DEMO_DATA).partial && \
@@ -24,6 +25,8 @@ demo: build
 	  mv $(DEMO_DATA).partial $(DEMO_DATA); \
 	else echo "demo dataset present: $(DEMO_DATA)"; fi
 	$(RAS) train configs/demo.toml
+	$(RAS) sweep jobs/quickstart.toml --cluster cluster/local.toml
+	$(RAS) report jobs/quickstart.toml --cluster cluster/local.toml --out reports/quickstart
 
 # The PyTorch reference environment of the parity tests (.venv-ref).
 setup-python: setup

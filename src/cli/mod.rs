@@ -343,6 +343,9 @@ pub fn run() -> Result<ExitCode> {
             if tables.is_empty() {
                 bail!("sweep {}: no complete run yet in {} (ras status {})", manifest.name, store.url(), sweep.sweep.display());
             }
+            for (dataset, rows) in &tables {
+                println!("{}", ras::sweep::report::markdown(&manifest.name, dataset, rows));
+            }
             let plots = ras::sweep::report::collect_plots(&store, &manifest)?;
             for (dataset, series) in &plots.noise {
                 println!("{}", ras::sweep::report::noise_markdown(&manifest.name, dataset, series));

@@ -90,12 +90,24 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
                 .collect();
             classes.insert("mean".into(), per_seed);
         }
+        // The paper's mean is over its full class list: beside a mean over other classes
+        // (a subset, or a synthetic dataset in the same layout) it would be a false match.
+        let same_classes = super::published_classes(&kind).map(|list| {
+            let mut ours: Vec<&str> = classes.keys().map(String::as_str).filter(|c| *c != "mean").collect();
+            let mut theirs = list.to_vec();
+            ours.sort_unstable();
+            theirs.sort_unstable();
+            ours == theirs
+        });
         let mut rows: Vec<Row> = classes
             .into_iter()
             .map(|(class, vals)| {
                 let (i, is) = mean_std(&vals.iter().map(|v| v.0).collect::<Vec<_>>());
                 let (p, ps) = mean_std(&vals.iter().map(|v| v.1).collect::<Vec<_>>());
-                let look = |metric: &str| paper.get(&(kind.clone(), class.clone(), setting.clone(), metric.to_string())).copied();
+                let comparable = class != "mean" || same_classes == Some(true);
+                let look = |metric: &str| {
+                    paper.get(&(kind.clone(), class.clone(), setting.clone(), metric.to_string())).copied().filter(|_| comparable)
+                };
                 Row { variant: variant.clone(), class: class.clone(), runs: vals.len(), i_auroc: i, i_std: is, p_auroc: p, p_std: ps, paper_i: look("I"), paper_p: look("P") }
             })
             .collect();
@@ -122,45 +134,109 @@ fn pm(m: f64, s: f64, n: usize) -> String {
     }
 }
 
-/// Writes `<dataset>.md` and `<dataset>.csv` per dataset into `out`; returns the files.
+/// The Markdown table of one dataset (also what `ras report` prints).
+pub fn markdown(sweep: &str, dataset: &str, rows: &[Row]) -> String {
+    let mut md = format!(
+        "# {sweep}: {dataset}\n\nI-AUROC / P-AUROC in percent (last epoch); mean ± std over seeds when several; paper = RAS in the paper's Tables 1-3.\n\n| variant | class | runs | I-AUROC | paper I | Δ I | P-AUROC | paper P | Δ P |\n|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.variant,
+            r.class,
+            r.runs,
+            pm(r.i_auroc, r.i_std, r.runs),
+            opt(r.paper_i),
+            delta(r.i_auroc, r.paper_i),
+            pm(r.p_auroc, r.p_std, r.runs),
+            opt(r.paper_p),
+            delta(r.p_auroc, r.paper_p)
+        );
+    }
+    md
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut csv = String::from("variant,class,runs,i_auroc,i_std,paper_i,delta_i,p_auroc,p_std,paper_p,delta_p\n");
+    for r in rows {
+        let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+        csv += &format!(
+            "\"{}\",{},{},{:.4},{:.4},{},{},{:.4},{:.4},{},{}\n",
+            r.variant.replace('"', "\"\""),
+            r.class,
+            r.runs,
+            r.i_auroc,
+            r.i_std,
+            num(r.paper_i),
+            num(r.paper_i.map(|p| r.i_auroc - p)),
+            r.p_auroc,
+            r.p_std,
+            num(r.paper_p),
+            num(r.paper_p.map(|p| r.p_auroc - p))
+        );
+    }
+    csv
+}
+
+/// Text made safe for LaTeX (variant labels hold `_`, `"`, `=`).
+fn tex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '_' | '%' | '&' | '#' | '$' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '"' => out += "\\texttt{\"}",
+            '\\' => out += "\\textbackslash{}",
+            '~' => out += "\\textasciitilde{}",
+            '^' => out += "\\textasciicircum{}",
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A booktabs table of one dataset, ready for `\input` in a paper.
+pub fn latex(sweep: &str, dataset: &str, rows: &[Row]) -> String {
+    let pm_tex = |m: f64, s: f64, n: usize| if n > 1 { format!("{m:.1} $\\pm$ {s:.1}") } else { format!("{m:.1}") };
+    // A negative delta in math mode (a text hyphen is too short for a minus sign).
+    let delta_tex = |ours: f64, paper: Option<f64>| {
+        let d = delta(ours, paper);
+        match d.strip_prefix('-') {
+            Some(rest) if !rest.is_empty() => format!("$-${rest}"),
+            _ => d,
+        }
+    };
+    let mut t = format!(
+        "% {sweep}: {dataset} (written by `ras report`; needs \\usepackage{{booktabs}})\n\\begin{{table}}[t]\n\\centering\n\\caption{{{}: {}. I-AUROC / P-AUROC in percent; paper = RAS in the paper; $\\Delta$ = ours $-$ paper.}}\n\\begin{{tabular}}{{llrrrrrrr}}\n\\toprule\nVariant & Class & Runs & I-AUROC & Paper & $\\Delta$ & P-AUROC & Paper & $\\Delta$ \\\\\n\\midrule\n",
+        tex_escape(sweep),
+        tex_escape(dataset)
+    );
+    for r in rows {
+        t += &format!(
+            "{} & {} & {} & {} & {} & {} & {} & {} & {} \\\\\n",
+            tex_escape(&r.variant),
+            tex_escape(&r.class),
+            r.runs,
+            pm_tex(r.i_auroc, r.i_std, r.runs),
+            opt(r.paper_i),
+            delta_tex(r.i_auroc, r.paper_i),
+            pm_tex(r.p_auroc, r.p_std, r.runs),
+            opt(r.paper_p),
+            delta_tex(r.p_auroc, r.paper_p),
+        );
+    }
+    t += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
+    t
+}
+
+/// Writes `<dataset>.md`, `.csv` and `.tex` per dataset into `out`; returns the files.
 pub fn write(tables: &BTreeMap<String, Vec<Row>>, sweep: &str, out: &Path) -> Result<Vec<PathBuf>, SweepError> {
     std::fs::create_dir_all(out).map_err(|source| SweepError::Io { path: out.into(), source })?;
     let mut files = vec![];
     for (dataset, rows) in tables {
-        let mut md = format!(
-            "# {sweep}: {dataset}\n\nI-AUROC / P-AUROC in percent (last epoch); mean ± std over seeds when several; paper = RAS in the paper's Tables 1-3.\n\n| variant | class | runs | I-AUROC | paper I | Δ I | P-AUROC | paper P | Δ P |\n|---|---|---|---|---|---|---|---|---|\n"
-        );
-        let mut csv = String::from("variant,class,runs,i_auroc,i_std,paper_i,delta_i,p_auroc,p_std,paper_p,delta_p\n");
-        for r in rows {
-            md += &format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                r.variant,
-                r.class,
-                r.runs,
-                pm(r.i_auroc, r.i_std, r.runs),
-                opt(r.paper_i),
-                delta(r.i_auroc, r.paper_i),
-                pm(r.p_auroc, r.p_std, r.runs),
-                opt(r.paper_p),
-                delta(r.p_auroc, r.paper_p)
-            );
-            let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
-            csv += &format!(
-                "\"{}\",{},{},{:.4},{:.4},{},{},{:.4},{:.4},{},{}\n",
-                r.variant.replace('"', "\"\""),
-                r.class,
-                r.runs,
-                r.i_auroc,
-                r.i_std,
-                num(r.paper_i),
-                num(r.paper_i.map(|p| r.i_auroc - p)),
-                r.p_auroc,
-                r.p_std,
-                num(r.paper_p),
-                num(r.paper_p.map(|p| r.p_auroc - p))
-            );
-        }
-        for (ext, text) in [("md", md), ("csv", csv)] {
+        for (ext, text) in [("md", markdown(sweep, dataset, rows)), ("csv", csv(rows)), ("tex", latex(sweep, dataset, rows))] {
             let p = out.join(format!("{dataset}.{ext}"));
             std::fs::write(&p, text).map_err(|source| SweepError::Io { path: p.clone(), source })?;
             files.push(p);
@@ -405,6 +481,29 @@ pub fn write_plots(data: &PlotData, sweep: &str, out: &Path) -> Result<Vec<PathB
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn latex_table_escapes_labels_and_has_one_row_per_result() {
+        let row = |variant: &str, runs: usize, paper: Option<f64>| super::Row {
+            variant: variant.into(),
+            class: "metal_nut".into(),
+            runs,
+            i_auroc: 97.25,
+            i_std: 0.5,
+            p_auroc: 95.0,
+            p_std: 0.25,
+            paper_i: paper,
+            paper_p: None,
+        };
+        let rows = vec![row("mvtec model.decoder=\"ras\" eval.test_jitter_scale=10", 2, Some(98.0)), row("mvtec", 1, None)];
+        let t = super::latex("table_5", "mvtec", &rows);
+        assert!(t.contains("\\caption{table\\_5: mvtec."), "{t}");
+        assert!(t.contains("model.decoder=\\texttt{\"}ras\\texttt{\"} eval.test\\_jitter\\_scale=10 & metal\\_nut & 2 & 97.2 $\\pm$ 0.5 & 98.0 & $-$0.8 & 95.0 $\\pm$ 0.2 & - & - \\\\"), "{t}");
+        assert!(t.contains("mvtec & metal\\_nut & 1 & 97.2 & - & - & 95.0 & - & - \\\\"), "{t}");
+        assert_eq!(t.matches(" \\\\\n").count(), 3, "header + 2 rows: {t}");
+        assert_eq!(t.matches("\\begin{").count(), t.matches("\\end{").count());
+        assert!(!t.lines().filter(|l| !l.starts_with('%')).any(|l| l.contains('_') && !l.contains("\\_")), "unescaped _: {t}");
+    }
+
     use super::*;
 
     #[test]
