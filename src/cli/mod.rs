@@ -82,7 +82,14 @@ enum Command {
         no_wait: bool,
     },
     /// A sweep's runs: state, epoch, attempts, latest mean metrics.
-    Status(SweepArgs),
+    Status {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Redraw the table every this many seconds until every run is complete or
+        /// failed (Ctrl-C stops watching; the runs go on).
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
     /// Cancel a sweep's running jobs and stop its coordinators from launching more.
     Cancel(SweepArgs),
     /// Print a sweep's runs, ranks and nodes each, estimated cost, launch order and
@@ -317,11 +324,28 @@ pub fn run() -> Result<ExitCode> {
             }
         }
         Command::Sweep { sweep, no_wait } => return sweep_cmd(&sweep, no_wait),
-        Command::Status(args) => {
-            let (manifest, store, profile) = load_sweep(&args)?;
+        Command::Status { sweep, watch } => {
+            let (manifest, store, profile) = load_sweep(&sweep)?;
             let launcher = make_launcher(&profile, &manifest, &store)?;
             let state = ras::sweep::SweepState { store: &store, manifest: &manifest };
-            print!("{}", ras::sweep::render_views(&state.views(launcher.as_ref())?));
+            loop {
+                let views = state.views(launcher.as_ref())?;
+                let table = ras::sweep::render_views(&views);
+                let Some(secs) = watch else {
+                    print!("{table}");
+                    break;
+                };
+                if !(secs > 0.0) {
+                    bail!("--watch {secs}: give a number of seconds above 0");
+                }
+                // Clear the terminal and redraw in place.
+                print!("\x1b[2J\x1b[H{}  (every {secs} s; Ctrl-C stops watching)\n{table}", manifest.name);
+                std::io::Write::flush(&mut std::io::stdout())?;
+                if views.iter().all(|v| matches!(v.phase, ras::sweep::RunPhase::Complete | ras::sweep::RunPhase::Failed)) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            }
         }
         Command::Cancel(args) => {
             let (manifest, store, profile) = load_sweep(&args)?;

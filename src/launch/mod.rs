@@ -41,6 +41,14 @@ pub struct ClusterProfile {
     /// Extra `#SBATCH` lines, verbatim.
     #[serde(default)]
     pub extra: Vec<String>,
+    /// Shell lines a job script runs before starting ras: `module load ...`, `source
+    /// venv/bin/activate`, `export NCCL_IB_HCA=...`.
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// Extra srun options, e.g. a container (`--container-image=...` with pyxis) or
+    /// `--cpu-bind=cores`.
+    #[serde(default)]
+    pub srun_args: Vec<String>,
     /// Assumed sustained TFLOP/s per rank, for `ras plan`'s time estimate.
     pub tflops_per_rank: Option<f64>,
     /// The sbatch template; default cluster/templates/run.sbatch.tmpl next to the profile.
@@ -362,6 +370,14 @@ impl Slurm {
         lines
     }
 
+    /// Template variables every job script gets: setup lines, srun options (with their
+    /// trailing space, so an empty list leaves `srun -n` as it was).
+    fn common_vars(&self) -> Vec<(&'static str, String)> {
+        let p = &self.profile;
+        let srun: String = p.srun_args.iter().map(|a| format!("{a} ")).collect();
+        vec![("setup", p.setup.join("\n")), ("srun_args", srun)]
+    }
+
     /// A template next to the run template (`cluster/templates/<file>`), rendered.
     fn render(&self, file: &str, vars: &BTreeMap<&str, String>) -> Result<String, String> {
         let run_tpl = self.profile.template.clone().unwrap_or_else(|| PathBuf::from("cluster/templates/run.sbatch.tmpl"));
@@ -409,6 +425,7 @@ impl Slurm {
             ("ras", Self::abs(&self.exe)),
         ]
         .into_iter()
+        .chain(self.common_vars())
         .collect();
         self.render("run.sbatch.tmpl", &vars)
     }
@@ -489,6 +506,7 @@ impl Launcher for Slurm {
             ("config", Self::abs(config)),
         ]
         .into_iter()
+        .chain(self.common_vars())
         .collect();
         let script = self.render("features.sbatch.tmpl", &vars)?;
         let script_path = self.log_dir.join(format!("{name}.sbatch"));
@@ -549,6 +567,62 @@ mod tests {
         std::fs::write(&p, "launcher = \"slurm\"\nnodes = 2\nnode_names = [\"n1\", \"n2\"]\ngpus_per_node = 4\n").unwrap();
         let prof = ClusterProfile::load(&p).unwrap();
         assert_eq!((prof.slots(), prof.ranks_per_node(), prof.node_name(1)), (8, 4, "n2".to_string()));
+    }
+
+    #[test]
+    fn array_script_carries_setup_srun_options_dependency_and_is_valid_bash() {
+        let dir = tempfile::tempdir().unwrap();
+        let prof = dir.path().join("p.toml");
+        let tpl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/templates/run.sbatch.tmpl");
+        std::fs::write(
+            &prof,
+            format!(
+                "launcher = \"slurm\"\nnodes = 2\ngpus_per_node = 2\nsetup = [\"module load cuda/12.8\"]\nsrun_args = [\"--container-image=img:1\"]\ntemplate = \"{}\"\n",
+                tpl.display()
+            ),
+        )
+        .unwrap();
+        let profile = ClusterProfile::load(&prof).unwrap();
+        let store = Store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
+        let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into(), store);
+        let run = |id: &str| PlannedRun {
+            id: id.into(),
+            label: id.into(),
+            variant: id.into(),
+            dataset: "d".into(),
+            config_toml: String::new(),
+            ranks: 3,
+            train_images: 0,
+            cost: 0.0,
+            feature_key: String::new(),
+        };
+        let (a, b) = (run("a-1"), run("b-2"));
+        let cfg_a = dir.path().join("a 1.toml");
+        let cfg_b = dir.path().join("b.toml");
+        let dep = JobRecord { kind: "slurm".into(), id: "17".into(), host: "h".into(), run_id: "features-x".into(), log: "l".into(), nodes: vec![] };
+        let after = [dep];
+        let subs = [
+            Submission { run: &a, config: &cfg_a, attempt: 0, nodes: &[], after: &after },
+            Submission { run: &b, config: &cfg_b, attempt: 1, nodes: &[], after: &after },
+        ];
+        let script = slurm.script(&subs).unwrap();
+        for want in [
+            "#SBATCH --array=0-1",
+            "#SBATCH --nodes=2\n#SBATCH --ntasks=3\n#SBATCH --ntasks-per-node=2",
+            "#SBATCH --dependency=afterany:17",
+            "\nmodule load cuda/12.8\n",
+            "srun --mpi=pmix --container-image=img:1 -n 3 /opt/ras --quiet worker",
+            "RUNS=(a-1 b-2)",
+            "ATTEMPTS=(0 1)",
+        ] {
+            assert!(script.contains(want), "{want:?} not in\n{script}");
+        }
+        assert!(script.contains(&format!("CONFIGS=('{}' {})", cfg_a.display(), cfg_b.display())), "{script}");
+        // The rendered script parses as bash.
+        let path = dir.path().join("job.sbatch");
+        std::fs::write(&path, &script).unwrap();
+        let st = Command::new("bash").arg("-n").arg(&path).status().unwrap();
+        assert!(st.success(), "bash -n rejects:\n{script}");
     }
 
     #[test]

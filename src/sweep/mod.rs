@@ -757,17 +757,18 @@ pub fn cancel(store: &Store, manifest: &Manifest, launcher: &mut dyn Launcher) -
 /// The status table (`ras status`, and `ras sweep` as states change).
 pub fn render_views(views: &[RunView]) -> String {
     let mut s = format!(
-        "{:<22} {:<9} {:>9} {:>8} {:>8} {:>8} {:>7}  {}\n",
-        "run", "state", "epoch", "attempts", "I-AUROC", "P-AUROC", "ETA", "label"
+        "{:<22} {:<9} {:>9} {:>5} {:>8} {:>8} {:>8} {:>7}  {}\n",
+        "run", "state", "epoch", "ranks", "attempts", "I-AUROC", "P-AUROC", "ETA", "label"
     );
     let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into());
     for v in views {
         let phase = format!("{:?}", v.phase).to_lowercase();
         s += &format!(
-            "{:<22} {:<9} {:>9} {:>8} {:>8} {:>8} {:>7}  {}\n",
+            "{:<22} {:<9} {:>9} {:>5} {:>8} {:>8} {:>8} {:>7}  {}\n",
             v.id,
             phase,
             format!("{}/{}", v.epoch, v.epochs),
+            v.ranks,
             v.attempts,
             pct(v.mean_iauroc),
             pct(v.mean_pauroc),
