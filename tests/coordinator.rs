@@ -86,6 +86,14 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
         assert_eq!(env["feature_cache"]["classes_computed"], 0, "run {id}: {env}");
     }
 
+    // Each run's log is kept in the store under its own prefix.
+    for id in run_ids(&store, "quickstart") {
+        let logs = files(&store.join(format!("runs/{id}/logs")));
+        assert_eq!(logs.len(), 1, "run {id}: {logs:?}");
+        let text = std::fs::read_to_string(store.join(format!("runs/{id}/logs/{}", logs[0]))).unwrap();
+        assert!(text.contains(&id), "run {id}'s log names it: {text}");
+    }
+
     // Resubmission: everything complete, nothing launched again.
     let out = run_ok(cwd, &["sweep", sweep, "--cluster", local]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("4 runs: 4 complete"));
@@ -284,6 +292,13 @@ fn slurm_failed_run_is_retried_then_marked_failed() {
     let st = status(&store, &ids[0]);
     assert_eq!(st["state"], "failed", "{st}");
     assert!(st["error"].as_str().unwrap_or("").contains("vanishing"), "the error names the missing folder: {st}");
+    // Both attempts' job logs were kept in the store, and they say why they failed.
+    let logs = files(&store.join(format!("runs/{}/logs", ids[0])));
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for l in &logs {
+        let text = std::fs::read_to_string(store.join(format!("runs/{}/logs/{l}", ids[0]))).unwrap();
+        assert!(text.contains("vanishing"), "{l}: {text}");
+    }
     // Once failed for good, a resubmission launches nothing more.
     let again = sweep_cmd(cwd, &args).output().unwrap();
     assert!(!again.status.success());

@@ -513,6 +513,9 @@ impl<'a> SweepState<'a> {
             }
             let complete = status.as_ref().map(|s| s.state == RunState::Complete).unwrap_or(false);
             view.phase = if complete {
+                if let Some((attempt, _)) = &last {
+                    view.job = self.job(&run.id, *attempt)?;
+                }
                 RunPhase::Complete
             } else if let Some((attempt, claim)) = last {
                 let job = self.job(&run.id, attempt)?;
@@ -592,8 +595,11 @@ pub fn coordinate(
     }
     std::fs::create_dir_all(&opts.work_dir).map_err(|source| SweepError::Io { path: opts.work_dir.clone(), source })?;
     let mut last_shown: Vec<(RunPhase, usize, usize)> = vec![];
+    let mut logs_kept = std::collections::BTreeSet::new();
     loop {
         let mut views = state.views(launcher)?;
+        // (Before a retry replaces the failed attempt's job in its view.)
+        keep_logs(store, &views, &mut logs_kept);
         let cancelled = state.cancelled()?;
         let mut busy: usize = views.iter().filter(|v| v.phase == RunPhase::Active).map(|v| v.ranks).sum();
         let slots = opts.shape.slots();
@@ -728,6 +734,32 @@ pub fn coordinate(
             return Ok(views);
         }
         std::thread::sleep(opts.poll);
+    }
+}
+
+/// Copies the log of every ended job (a failed attempt before its retry, a finished run)
+/// into the store beside the run, `runs/<id>/logs/<job id>.log`, so it outlives the
+/// scratch folder and the machine. `kept` remembers what this coordinator already checked.
+fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTreeSet<String>) {
+    for v in views {
+        let Some(job) = &v.job else { continue };
+        if v.phase == RunPhase::Active {
+            continue;
+        }
+        let key = format!("runs/{}/logs/{}.log", v.id, job.id);
+        if !kept.insert(key.clone()) {
+            continue;
+        }
+        match (store.exists(&key), std::fs::read(&job.log)) {
+            (Ok(false), Ok(bytes)) => {
+                if let Err(e) = store.put(&key, bytes) {
+                    tracing::warn!(run = v.id, "keeping log {}: {e}", job.log.display());
+                }
+            }
+            // Already kept, or the log is on a file system this machine does not see.
+            (Ok(true), _) | (_, Err(_)) => {}
+            (Err(e), _) => tracing::warn!(run = v.id, "store: {e}"),
+        }
     }
 }
 
