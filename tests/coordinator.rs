@@ -224,10 +224,31 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
     dataset_at(cwd, "out/demo-data");
     let sweep = small_sweep(cwd, "slurm2", "ranks = 2\n[grid]\n\"model.encoder_layers\" = [0, 1]\n");
     let prof = repo().join("cluster/ci-slurm.toml");
-    let out = run_ok(cwd, &["sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap()]);
+    // Submit and leave, with a report job behind the runs (afterok); then wait with a
+    // second coordinator, which adopts the jobs.
+    let (sweep_s, prof_s) = (sweep.to_str().unwrap(), prof.to_str().unwrap());
+    let out = run_ok(cwd, &["sweep", sweep_s, "--cluster", prof_s, "--no-wait", "--report", "rep"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("report job"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run_ok(cwd, &["sweep", sweep_s, "--cluster", prof_s]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 runs: 2 complete"), "{}", String::from_utf8_lossy(&out.stdout));
     let store = cwd.join("out/demo-store");
     assert_launched_once(&store, "slurm2");
+    // The report job ran after both runs, and its table holds their final metrics.
+    let report = json(&store.join("sweeps/slurm2/report.json"));
+    let report_job = report["id"].as_str().unwrap().to_string();
+    let sc = finished_job(&report_job);
+    let log = std::fs::read_to_string(report["log"].as_str().unwrap()).unwrap_or_default();
+    assert!(sc.contains("JobState=COMPLETED"), "{sc}\nlog:\n{log}");
+    let script = std::fs::read_to_string(cwd.join(format!(".ras-sweeps/slurm2/logs/report-slurm2.sbatch"))).unwrap();
+    assert!(script.contains("#SBATCH --dependency=afterok:") && script.contains("--kill-on-invalid-dep=yes"), "{script}");
+    let csv = std::fs::read_to_string(cwd.join("rep/demo.csv")).unwrap_or_else(|e| panic!("rep/demo.csv: {e}\n{sc}"));
+    for run in manifest(&store, "slurm2")["runs"].as_array().unwrap() {
+        let fm = json(&store.join(format!("runs/{}/final_metrics.json", run["id"].as_str().unwrap())));
+        let prefix = format!("\"{}\",mean,1,", run["variant"].as_str().unwrap().replace('"', "\"\""));
+        let line = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{csv}"));
+        let i: f64 = line[prefix.len()..].split(',').next().unwrap().parse().unwrap();
+        assert!((i - 100.0 * fm["metrics"]["mean"]["image_auroc"].as_f64().unwrap()).abs() < 1e-3, "{line}");
+    }
     // The two alike runs went out as one job array: tasks <array>_0 and <array>_1.
     let mut array_ids = vec![];
     for id in run_ids(&store, "slurm2") {

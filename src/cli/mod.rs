@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use ras::config::RunConfig;
 use ras::progress::Progress;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Train and evaluate RAS (Reconstruction as Sequence) unsupervised anomaly detection.
@@ -80,6 +80,11 @@ enum Command {
         /// Submit what can be submitted once and return.
         #[arg(long)]
         no_wait: bool,
+        /// Write the sweep's report (as `ras report --out DIR`) once every run is
+        /// complete. With --no-wait on Slurm, a report job does it, after every run's job
+        /// has succeeded (--dependency=afterok).
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// A sweep's runs: state, epoch, attempts, latest mean metrics.
     Status {
@@ -323,7 +328,7 @@ pub fn run() -> Result<ExitCode> {
                 }
             }
         }
-        Command::Sweep { sweep, no_wait } => return sweep_cmd(&sweep, no_wait),
+        Command::Sweep { sweep, no_wait, report } => return sweep_cmd(&sweep, no_wait, report.as_deref()),
         Command::Status { sweep, watch } => {
             let (manifest, store, profile) = load_sweep(&sweep)?;
             let launcher = make_launcher(&profile, &manifest, &store)?;
@@ -363,22 +368,7 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Report { sweep, out } => {
             let (manifest, store, _) = load_sweep(&sweep)?;
-            let tables = ras::sweep::report::collect(&store, &manifest)?;
-            if tables.is_empty() {
-                bail!("sweep {}: no complete run yet in {} (ras status {})", manifest.name, store.url(), sweep.sweep.display());
-            }
-            for (dataset, rows) in &tables {
-                println!("{}", ras::sweep::report::markdown(&manifest.name, dataset, rows));
-            }
-            let plots = ras::sweep::report::collect_plots(&store, &manifest)?;
-            for (dataset, series) in &plots.noise {
-                println!("{}", ras::sweep::report::noise_markdown(&manifest.name, dataset, series));
-            }
-            let mut files = ras::sweep::report::write(&tables, &manifest.name, &out)?;
-            files.extend(ras::sweep::report::write_plots(&plots, &manifest.name, &out)?);
-            for f in files {
-                println!("wrote {}", f.display());
-            }
+            write_report(&sweep, &manifest, &store, &out)?;
         }
         Command::Bench(BenchCommand::TrainStep(args)) => {
             print!("{}", ras::bench::train_step(&bench_options(args))?);
@@ -541,7 +531,62 @@ fn make_launcher(
     })
 }
 
-fn sweep_cmd(args: &SweepArgs, no_wait: bool) -> Result<ExitCode> {
+/// `ras report`: prints each dataset's table, writes tables and plots into `out`.
+fn write_report(args: &SweepArgs, manifest: &ras::sweep::Manifest, store: &ras::store::Store, out: &Path) -> Result<()> {
+    let tables = ras::sweep::report::collect(store, manifest)?;
+    if tables.is_empty() {
+        bail!("sweep {}: no complete run yet in {} (ras status {})", manifest.name, store.url(), args.sweep.display());
+    }
+    for (dataset, rows) in &tables {
+        println!("{}", ras::sweep::report::markdown(&manifest.name, dataset, rows));
+    }
+    let plots = ras::sweep::report::collect_plots(store, manifest)?;
+    for (dataset, series) in &plots.noise {
+        println!("{}", ras::sweep::report::noise_markdown(&manifest.name, dataset, series));
+    }
+    let mut files = ras::sweep::report::write(&tables, &manifest.name, out)?;
+    files.extend(ras::sweep::report::write_plots(&plots, &manifest.name, out)?);
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+/// With --no-wait on a cluster that queues jobs: a report job after every run's job
+/// (afterok), recorded in `sweeps/<name>/report.json`. Returns false when it is not needed
+/// (no run is active: the caller writes the report itself if all are complete).
+fn submit_report_job(
+    args: &SweepArgs,
+    manifest: &ras::sweep::Manifest,
+    store: &ras::store::Store,
+    launcher: &mut dyn ras::launch::Launcher,
+    views: &[ras::sweep::RunView],
+    out: &Path,
+) -> Result<bool> {
+    let after: Vec<ras::launch::JobRecord> =
+        views.iter().filter(|v| v.phase == ras::sweep::RunPhase::Active).filter_map(|v| v.job.clone()).collect();
+    if after.is_empty() {
+        return Ok(false);
+    }
+    let abs = |p: &Path| std::fs::canonicalize(p).map(|p| p.display().to_string()).with_context(|| format!("{}", p.display()));
+    // The same manifest as this coordinator's: same sweep file, profile, store and --set.
+    let mut cmd = vec!["report".to_string(), abs(&args.sweep)?, "--cluster".into(), abs(&args.cluster)?];
+    if let Some(url) = &args.store {
+        cmd.extend(["--store".to_string(), url.clone()]);
+    }
+    for o in &args.overrides {
+        cmd.extend(["--set".to_string(), o.clone()]);
+    }
+    cmd.extend(["--out".to_string(), std::path::absolute(out)?.display().to_string()]);
+    let job = launcher
+        .submit_task(&format!("report-{}", manifest.name), &cmd, &after, ras::launch::Dependency::AfterOk)
+        .map_err(|e| anyhow::anyhow!("submitting the report job: {e}"))?;
+    store.put_json(&format!("sweeps/{}/report.json", manifest.name), &job)?;
+    println!("report job {} writes {} once all {} active runs succeeded", job.id, out.display(), after.len());
+    Ok(true)
+}
+
+fn sweep_cmd(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitCode> {
     let (manifest, store, profile) = load_sweep(args)?;
     let mut launcher = make_launcher(&profile, &manifest, &store)?;
     let opts = ras::sweep::CoordinateOptions {
@@ -555,6 +600,16 @@ fn sweep_cmd(args: &SweepArgs, no_wait: bool) -> Result<ExitCode> {
     let views = ras::sweep::coordinate(&store, &manifest, launcher.as_mut(), &opts, &mut |v| {
         println!("{}", ras::sweep::render_views(v));
     })?;
+    let all_complete = views.iter().all(|v| v.phase == ras::sweep::RunPhase::Complete);
+    if let Some(out) = report {
+        if no_wait && launcher.queues_jobs() && submit_report_job(args, &manifest, &store, launcher.as_mut(), &views, out)? {
+            // The report job writes it.
+        } else if all_complete {
+            write_report(args, &manifest, &store, out)?;
+        } else if no_wait {
+            println!("report: not all runs are complete yet; `ras sweep` (without --no-wait) or `ras report` writes it later");
+        }
+    }
     let open = views.iter().filter(|v| !matches!(v.phase, ras::sweep::RunPhase::Complete | ras::sweep::RunPhase::Failed)).count();
     if open > 0 && !no_wait {
         // Only a cancellation stops the loop with runs still open.

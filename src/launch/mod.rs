@@ -148,6 +148,15 @@ pub enum JobState {
     Ended,
 }
 
+/// How a job waits for the jobs it comes after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    /// Once they ended, however (a feature-cache job only saves work).
+    AfterAny,
+    /// Only if they all succeeded; else Slurm cancels the job (a report of every run).
+    AfterOk,
+}
+
 /// One job to start: an attempt of a run, where, and after what.
 pub struct Submission<'a> {
     pub run: &'a PlannedRun,
@@ -169,9 +178,10 @@ pub trait Launcher {
     fn submit_alike(&mut self, jobs: &[Submission]) -> Result<Vec<JobRecord>, String> {
         jobs.iter().map(|j| self.submit(j)).collect()
     }
-    /// Starts the job that fills the feature cache of `config`'s dataset and backbone
-    /// (`ras features CONFIG`); `name` is unique per sweep and cache.
-    fn submit_features(&mut self, name: &str, config: &Path) -> Result<JobRecord, String>;
+    /// Starts one `ras ARGS` process as a job of its own: the feature cache of a dataset
+    /// (`features CONFIG`) or a sweep's report. `name` is unique per sweep and task.
+    /// `after`: as in `Submission` (Slurm: `--dependency=<kind>:<ids>`).
+    fn submit_task(&mut self, name: &str, args: &[String], after: &[JobRecord], kind: Dependency) -> Result<JobRecord, String>;
     /// Whether the cluster queues jobs itself (Slurm): a job submitted with `after` waits
     /// for those jobs by itself, and jobs beyond the free slots wait their turn. If not,
     /// the coordinator waits before submitting.
@@ -283,8 +293,12 @@ impl Launcher for Local {
         self.spawn(&job.run.id, &format!("{}.{}.log", job.run.id, job.attempt), &args)
     }
 
-    fn submit_features(&mut self, name: &str, config: &Path) -> Result<JobRecord, String> {
-        self.spawn(name, &format!("{name}.log"), &["features".as_ref(), config.as_os_str()])
+    fn submit_task(&mut self, name: &str, args: &[String], after: &[JobRecord], _kind: Dependency) -> Result<JobRecord, String> {
+        if !after.is_empty() {
+            return Err(format!("{name}: local jobs cannot wait for other jobs; the coordinator starts it when they ended"));
+        }
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        self.spawn(name, &format!("{name}.log"), &args)
     }
 
     fn poll(&self, job: &JobRecord) -> Result<JobState, String> {
@@ -494,21 +508,34 @@ impl Launcher for Slurm {
         Ok(out)
     }
 
-    fn submit_features(&mut self, name: &str, config: &Path) -> Result<JobRecord, String> {
+    fn submit_task(&mut self, name: &str, args: &[String], after: &[JobRecord], kind: Dependency) -> Result<JobRecord, String> {
         std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
+        let mut options = self.common_options();
+        if !after.is_empty() {
+            let ids: Vec<&str> = after.iter().map(|j| j.id.as_str()).collect();
+            match kind {
+                Dependency::AfterAny => options.push(format!("#SBATCH --dependency=afterany:{}", ids.join(":"))),
+                Dependency::AfterOk => {
+                    options.push(format!("#SBATCH --dependency=afterok:{}", ids.join(":")));
+                    // A failed run makes the dependency unsatisfiable: end the job rather
+                    // than leave it pending for ever.
+                    options.push("#SBATCH --kill-on-invalid-dep=yes".into());
+                }
+            }
+        }
         let vars: BTreeMap<&str, String> = [
             ("job_name", format!("ras-{name}")),
             ("cpus_per_task", self.profile.cpus_per_gpu.to_string()),
-            ("options", self.common_options().join("\n")),
+            ("options", options.join("\n")),
             ("log", format!("{}/{name}-%j.log", Self::abs(&self.log_dir))),
             ("workdir", Self::abs(&self.work_dir)),
             ("ras", Self::abs(&self.exe)),
-            ("config", Self::abs(config)),
+            ("args", args.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" ")),
         ]
         .into_iter()
         .chain(self.common_vars())
         .collect();
-        let script = self.render("features.sbatch.tmpl", &vars)?;
+        let script = self.render("task.sbatch.tmpl", &vars)?;
         let script_path = self.log_dir.join(format!("{name}.sbatch"));
         std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
         let id = self.sbatch(&script_path)?;

@@ -631,7 +631,9 @@ pub fn coordinate(
                     let name = SweepState::feature_name(&run.feature_key);
                     let cfg_path = opts.work_dir.join(format!("{name}.toml"));
                     std::fs::write(&cfg_path, &run.config_toml).map_err(|source| SweepError::Io { path: cfg_path.clone(), source })?;
-                    let job = launcher.submit_features(&name, &cfg_path).map_err(SweepError::Launch)?;
+                    let abs = std::fs::canonicalize(&cfg_path).unwrap_or(cfg_path.clone());
+                    let args = ["features".to_string(), abs.display().to_string()];
+                    let job = launcher.submit_task(&name, &args, &[], crate::launch::Dependency::AfterAny).map_err(SweepError::Launch)?;
                     state.record_features(&run.feature_key, &job)?;
                     tracing::info!(cache = name, job = job.id, "feature-cache job launched");
                     st = FeatureState::Running(job);

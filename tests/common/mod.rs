@@ -119,13 +119,15 @@ pub fn small_sweep(dir: &Path, name: &str, extra: &str) -> PathBuf {
     p
 }
 
-/// `scontrol show job` once the job has left RUNNING/COMPLETING (at most 60 s): a run
-/// records "complete" in the store before srun and the batch script have exited.
+/// `scontrol show job` once the job has left PENDING/RUNNING/COMPLETING (at most 60 s): a
+/// run records "complete" in the store before srun and the batch script have exited, and
+/// a job behind a dependency starts only after that.
 pub fn finished_job(job_id: &str) -> String {
     let show = || String::from_utf8_lossy(&Command::new("scontrol").args(["show", "job", job_id]).output().unwrap().stdout).to_string();
     let t = Instant::now();
     let mut sc = show();
-    while (sc.contains("JobState=RUNNING") || sc.contains("JobState=COMPLETING")) && t.elapsed() < Duration::from_secs(60) {
+    let busy = |sc: &str| ["PENDING", "RUNNING", "COMPLETING"].iter().any(|s| sc.contains(&format!("JobState={s} ")));
+    while busy(&sc) && t.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(250));
         sc = show();
     }
