@@ -170,7 +170,9 @@ impl Ras {
                     to_map(&out.output)
                 })
                 .collect(),
-            Decoder::Uniad { decoder, output_proj } => vec![to_map(&output_proj.forward(&decoder.forward(&latent, &pos)))],
+            Decoder::Uniad { decoder, output_proj } => {
+                vec![to_map(&output_proj.forward(&decoder.forward(&latent, &pos, self.mask.as_ref())))]
+            }
         }
     }
 }

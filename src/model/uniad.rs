@@ -4,6 +4,12 @@
 //!   tgt = LN2(tgt + MHA(tgt + pos, out + pos, out))          out = previous layer's output
 //!   tgt = LN3(tgt + FFN(tgt))
 //! and a final LayerNorm `transformer.decoder.norm`.
+//!
+//! Masks: UniAD's own config (`neighbor_mask.mask: [True, True, True]`, for the encoder and
+//! both decoder attentions) masks the decoder too, so the baseline takes the encoder's
+//! neighbour mask in both of its attentions whenever `model.neighbor_mask` is on. This is
+//! what UniAD trains; without it a learned query can copy its own token through the
+//! attention, the "identical shortcut" UniAD's mask exists to block.
 
 use super::layers::{layer_norm, FeedForward, MultiheadAttention};
 use crate::config::ModelConfig;
@@ -47,15 +53,16 @@ impl UniadDecoder {
         Self { layers, norm: layer_norm(p / "norm", c) }
     }
 
-    /// memory: encoder output (B, N, C); returns (B, N, C).
-    pub fn forward(&self, memory: &Tensor, pos: &Tensor) -> Tensor {
+    /// memory: encoder output (B, N, C); returns (B, N, C). `mask`: the neighbour mask
+    /// (UniAD's mask_dec1 and mask_dec2 are the encoder's), or None.
+    pub fn forward(&self, memory: &Tensor, pos: &Tensor, mask: Option<&Tensor>) -> Tensor {
         let b = memory.size()[0];
         let mem_k = memory + pos;
         let mut out = memory.shallow_clone();
         for l in &self.layers {
             let q = l.learned_embed.unsqueeze(0).expand([b, -1, -1], false);
-            let t = l.norm1.forward(&(&q + l.self_attn.forward(&(&q + pos), &mem_k, memory, None)));
-            let t = l.norm2.forward(&(&t + l.multihead_attn.forward(&(&t + pos), &(&out + pos), &out, None)));
+            let t = l.norm1.forward(&(&q + l.self_attn.forward(&(&q + pos), &mem_k, memory, mask)));
+            let t = l.norm2.forward(&(&t + l.multihead_attn.forward(&(&t + pos), &(&out + pos), &out, mask)));
             out = l.norm3.forward(&(&t + l.ffn.forward(&t)));
         }
         self.norm.forward(&out)

@@ -22,7 +22,8 @@ What the reference is, module by module (nothing here is re-derived from our Rus
   ``PositionEmbeddingLearned`` is UniAD's (column half first). The RASFormer step is
   spec section 4 (../shared/spec/ras-model.md), the UniAD-style baseline decoder is UniAD's
   ``TransformerDecoderLayer.forward_post`` with a learned query per layer and a final
-  LayerNorm (without UniAD's decoder masks, as src/model/uniad.rs builds it).
+  LayerNorm, with UniAD's decoder masks (mask_dec1 = mask_dec2 = the encoder's
+  neighbour mask, as UniAD's config ``mask: [True, True, True]``).
 * Anomaly map / image score: spec section 6, with ``F.interpolate(..., align_corners=True)``
   and ``F.avg_pool2d(16, 1)``.
 * Metrics: ``sklearn.metrics.roc_auc_score`` / ``average_precision_score``; AUPRO as the
@@ -209,7 +210,9 @@ class RASFormerLayer(nn.Module):
 
 
 class UniadDecoderLayer(nn.Module):
-    """UniAD's TransformerDecoderLayer.forward_post (learned query per layer), no masks."""
+    """UniAD's TransformerDecoderLayer.forward_post (learned query per layer):
+    tgt_mask (mask_dec1) on the attention to memory, memory_mask (mask_dec2) on the
+    attention to the previous layer's output."""
 
     def __init__(self, tokens, d_model, nhead, dim_feedforward):
         super().__init__()
@@ -222,12 +225,12 @@ class UniadDecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
 
-    def forward(self, out, memory, pos, impl):
+    def forward(self, out, memory, pos, impl, tgt_mask=None, memory_mask=None):
         _, batch_size, _ = memory.shape
         tgt = torch.cat([self.learned_embed.weight.unsqueeze(1)] * batch_size, dim=1)
-        tgt2 = attention(self.self_attn, with_pos_embed(tgt, pos), with_pos_embed(memory, pos), memory, impl=impl)
+        tgt2 = attention(self.self_attn, with_pos_embed(tgt, pos), with_pos_embed(memory, pos), memory, attn_mask=tgt_mask, impl=impl)
         tgt = self.norm1(tgt + tgt2)
-        tgt2 = attention(self.multihead_attn, with_pos_embed(tgt, pos), with_pos_embed(out, pos), out, impl=impl)
+        tgt2 = attention(self.multihead_attn, with_pos_embed(tgt, pos), with_pos_embed(out, pos), out, attn_mask=memory_mask, impl=impl)
         tgt = self.norm2(tgt + tgt2)
         tgt2 = self.linear2(F.relu(self.linear1(tgt)))
         return self.norm3(tgt + tgt2)
@@ -288,7 +291,7 @@ class RAS(nn.Module):
         if self.a["decoder"] == "uniad":
             out = x
             for layer in dec.layers:
-                out = layer(out, x, pos, self.impl)
+                out = layer(out, x, pos, self.impl, tgt_mask=self.mask_enc, memory_mask=self.mask_enc)
             return [to_map(self.output_proj(dec.norm(out)))]
         outs = []
         latent = x
