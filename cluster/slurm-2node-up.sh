@@ -10,14 +10,10 @@ set -euo pipefail
 D=${SLURM2_DIR:-${TMPDIR:-/tmp}/ras-slurm2}; G=${FAKE_GPUS_PER_NODE:-1}; AUTH=${SLURM_AUTH:-munge}
 CP=${CTLD_PORT:-16817}; PB=${NODE_PORT_BASE:-17000}; NODES="n1 n2"
 H=$(hostname -s); E=$D/etc; export SLURM_CONF=$E/slurm.conf
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null && grep -qx "$2" "/proc/$(cat "$1")/comm"; }
+. "$(dirname "$(readlink -f "$0")")/slurm-lib.sh"
 t0=$(date +%s.%N)
 
-PKGS="slurmctld slurmd slurm-client munge"
-if ! dpkg -s $PKGS >/dev/null 2>&1; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PKGS >/dev/null 2>&1
-fi
+install_missing slurmctld slurmd slurm-client munge
 if [ "${SLURM_CLEAN:-0}" = 1 ] && ! alive "$D/run/slurmctld.pid" slurmctld; then rm -rf "$D/state"; fi
 mkdir -p "$D"/{state/ctld,run,log,fakegpu,etc}
 for n in $NODES; do mkdir -p "$D/state/$n" "$D/tmp/$n"; done
@@ -82,16 +78,7 @@ fi
 for f in slurm.conf gres.conf plugstack.conf; do mv $E/$f.new $E/$f; done
 
 # --- munge (as the munge user; shared with any other slurm on the host) ----------------------------
-if [ "$AUTH" = munge ]; then
-  [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
-    chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
-  install -d -o munge -g munge -m 755 /run/munge
-  if ! alive /run/munge/munged.pid munged; then
-    runuser -u munge -- /usr/sbin/munged
-    cp /run/munge/munged.pid "$D/run/munged.started-by-us"
-  fi
-  munge -n | unmunge >/dev/null
-fi
+if [ "$AUTH" = munge ]; then start_munge "$D"; fi
 
 # --- daemons (they daemonize and write their own pid files) -----------------------------------------
 alive "$D/run/slurmctld.pid" slurmctld || slurmctld

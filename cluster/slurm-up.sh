@@ -6,15 +6,12 @@
 set -euo pipefail
 D=${SLURM_DIR:-${TMPDIR:-/tmp}/ras-slurm}; FAKE_GPUS=${FAKE_GPUS:-2}; AUTH=${SLURM_AUTH:-munge}; DBD=${WITH_DBD:-0}
 H=$(hostname -s); E=/etc/slurm
-alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null && grep -qx "$2" "/proc/$(cat "$1")/comm"; }
+. "$(dirname "$(readlink -f "$0")")/slurm-lib.sh"
 waitfor() { for _ in $(seq 1 150); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timeout: $1" >&2; return 1; }
 
 # 1. install (only what is missing); postinst "policy-rc.d denied execution" is expected and harmless
 PKGS="slurmctld slurmd slurm-client munge"; [ "$DBD" = 1 ] && PKGS="$PKGS slurmdbd mariadb-server"
-if ! dpkg -s $PKGS >/dev/null 2>&1; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PKGS >/dev/null 2>&1
-fi
+install_missing $PKGS
 if [ "${SLURM_CLEAN:-0}" = 1 ] && ! alive "$D/run/slurmctld.pid" slurmctld; then rm -rf "$D/state" "$D/mysql"; fi
 mkdir -p "$D"/{state/ctld,state/d,run,log,fakegpu}
 
@@ -83,16 +80,7 @@ fi
 for f in slurm.conf gres.conf slurmdbd.conf; do mv $E/$f.new $E/$f; done
 
 # 3. munge, as the munge user (key normally created by the package postinst)
-if [ "$AUTH" = munge ]; then
-  [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
-    chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
-  install -d -o munge -g munge -m 755 /run/munge
-  if ! alive /run/munge/munged.pid munged; then
-    runuser -u munge -- /usr/sbin/munged
-    cp /run/munge/munged.pid "$D/run/munged.started-by-us"
-  fi
-  munge -n | unmunge >/dev/null
-fi
+if [ "$AUTH" = munge ]; then start_munge "$D"; fi
 
 # 4. optional accounting: mariadb (datadir under $D, socket only, root via unix_socket auth) + slurmdbd
 if [ "$DBD" = 1 ]; then

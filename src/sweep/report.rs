@@ -118,6 +118,36 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
     Ok(out)
 }
 
+/// One table row's cells: variant, class, runs, then ours, paper, delta for I and P.
+/// `tex`: LaTeX-escaped labels, `$\pm$`, and a negative delta in math mode (a text
+/// hyphen is too short for a minus sign).
+fn row_cells(r: &Row, tex: bool) -> [String; 9] {
+    let text = |s: &str| if tex { tex_escape(s) } else { s.to_string() };
+    let pm_cell = |m: f64, s: f64| match (r.runs > 1, tex) {
+        (false, _) => format!("{m:.1}"),
+        (true, false) => format!("{m:.1} ± {s:.1}"),
+        (true, true) => format!("{m:.1} $\\pm$ {s:.1}"),
+    };
+    let delta_cell = |ours: f64, paper: Option<f64>| {
+        let d = delta(ours, paper);
+        match d.strip_prefix('-') {
+            Some(rest) if tex && !rest.is_empty() => format!("$-${rest}"),
+            _ => d,
+        }
+    };
+    [
+        text(&r.variant),
+        text(&r.class),
+        r.runs.to_string(),
+        pm_cell(r.i_auroc, r.i_std),
+        opt(r.paper_i),
+        delta_cell(r.i_auroc, r.paper_i),
+        pm_cell(r.p_auroc, r.p_std),
+        opt(r.paper_p),
+        delta_cell(r.p_auroc, r.paper_p),
+    ]
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into())
 }
@@ -126,32 +156,13 @@ fn delta(ours: f64, paper: Option<f64>) -> String {
     paper.map(|p| format!("{:+.1}", ours - p)).unwrap_or_else(|| "-".into())
 }
 
-fn pm(m: f64, s: f64, n: usize) -> String {
-    if n > 1 {
-        format!("{m:.1} ± {s:.1}")
-    } else {
-        format!("{m:.1}")
-    }
-}
-
 /// The Markdown table of one dataset (also what `ras report` prints).
 pub fn markdown(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     let mut md = format!(
         "# {sweep}: {dataset}\n\nI-AUROC / P-AUROC in percent (last epoch); mean ± std over seeds when several; paper = RAS in the paper's Tables 1-3.\n\n| variant | class | runs | I-AUROC | paper I | Δ I | P-AUROC | paper P | Δ P |\n|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in rows {
-        md += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.variant,
-            r.class,
-            r.runs,
-            pm(r.i_auroc, r.i_std, r.runs),
-            opt(r.paper_i),
-            delta(r.i_auroc, r.paper_i),
-            pm(r.p_auroc, r.p_std, r.runs),
-            opt(r.paper_p),
-            delta(r.p_auroc, r.paper_p)
-        );
+        md += &format!("| {} |\n", row_cells(r, false).join(" | "));
     }
     md
 }
@@ -199,33 +210,13 @@ fn tex_escape(s: &str) -> String {
 
 /// A booktabs table of one dataset, ready for `\input` in a paper.
 pub fn latex(sweep: &str, dataset: &str, rows: &[Row]) -> String {
-    let pm_tex = |m: f64, s: f64, n: usize| if n > 1 { format!("{m:.1} $\\pm$ {s:.1}") } else { format!("{m:.1}") };
-    // A negative delta in math mode (a text hyphen is too short for a minus sign).
-    let delta_tex = |ours: f64, paper: Option<f64>| {
-        let d = delta(ours, paper);
-        match d.strip_prefix('-') {
-            Some(rest) if !rest.is_empty() => format!("$-${rest}"),
-            _ => d,
-        }
-    };
     let mut t = format!(
         "% {sweep}: {dataset} (written by `ras report`; needs \\usepackage{{booktabs}})\n\\begin{{table}}[t]\n\\centering\n\\caption{{{}: {}. I-AUROC / P-AUROC in percent; paper = RAS in the paper; $\\Delta$ = ours $-$ paper.}}\n\\begin{{tabular}}{{llrrrrrrr}}\n\\toprule\nVariant & Class & Runs & I-AUROC & Paper & $\\Delta$ & P-AUROC & Paper & $\\Delta$ \\\\\n\\midrule\n",
         tex_escape(sweep),
         tex_escape(dataset)
     );
     for r in rows {
-        t += &format!(
-            "{} & {} & {} & {} & {} & {} & {} & {} & {} \\\\\n",
-            tex_escape(&r.variant),
-            tex_escape(&r.class),
-            r.runs,
-            pm_tex(r.i_auroc, r.i_std, r.runs),
-            opt(r.paper_i),
-            delta_tex(r.i_auroc, r.paper_i),
-            pm_tex(r.p_auroc, r.p_std, r.runs),
-            opt(r.paper_p),
-            delta_tex(r.p_auroc, r.paper_p),
-        );
+        t += &format!("{} \\\\\n", row_cells(r, true).join(" & "));
     }
     t += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
     t
