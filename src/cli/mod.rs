@@ -74,6 +74,14 @@ enum Command {
     /// Run a sweep (jobs/*.toml) on a cluster profile: submit every run, wait, retry
     /// failed runs up to max_retries, print a table as states change. Safe to start
     /// twice or again after a kill: state lives in the store (sweeps/<name>/).
+    #[command(after_help = "Examples:\n  \
+        ras sweep jobs/quickstart.toml                        # tiny runs on this machine (make demo's data)\n  \
+        ras sweep jobs/table5.toml --cluster cluster/my.toml  # Slurm: sbatch, job arrays, requeue on USR1\n  \
+        ras sweep jobs/table5.toml --cluster cluster/my.toml --no-wait --report reports/t5\n  \
+        ras sweep jobs/table1-2.toml --set train.epochs=100 --store s3://bucket/ras\n\n\
+        Start it again at any time (after a crash or a cancel): finished runs are skipped,\n\
+        running ones adopted, unfinished ones resume from their checkpoints. A run that failed\n\
+        1 + max_retries times stays failed; raise max_retries in the sweep file to try again.")]
     Sweep {
         #[command(flatten)]
         sweep: SweepArgs,
@@ -99,6 +107,11 @@ enum Command {
     Cancel(SweepArgs),
     /// Print a sweep's runs, ranks and nodes each, estimated cost, launch order and
     /// makespan, without submitting anything.
+    #[command(after_help = "Examples:\n  \
+        ras plan jobs/table3.toml --cluster cluster/example-gpu.toml\n  \
+        ras plan jobs/quickstart.toml --cluster cluster/ci-slurm-2node.toml --json\n\n\
+        Nodes are named when the profile lists node_names (runs are then pinned there);\n\
+        otherwise node0, node1, ... show the packing and Slurm picks the nodes.")]
     Plan {
         #[command(flatten)]
         sweep: SweepArgs,
