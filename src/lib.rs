@@ -33,6 +33,11 @@ pub mod store;
 pub mod sweep;
 pub mod train;
 
+/// This machine's host name (empty if unknown).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
 /// What a run records about the software and machine that produced it.
 pub fn environment(
     device: tch::Device,
@@ -47,7 +52,7 @@ pub fn environment(
         "device": format!("{device:?}"),
         "cuda_available": tch::Cuda::is_available(),
         "torch_threads": tch::get_num_threads(),
-        "hostname": std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+        "hostname": hostname(),
         "backbone": backbone,
         "backbone_warning": (!backbone.pretrained).then_some("random-init backbone: metrics are not comparable to the paper"),
         "feature_cache": cache,

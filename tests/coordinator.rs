@@ -82,7 +82,7 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
     let fjobs = files(&store.join("sweeps/quickstart/features"));
     assert_eq!(fjobs.iter().filter(|f| f.ends_with(".json")).count(), 1, "one feature-cache job: {fjobs:?}");
     for id in run_ids(&store, "quickstart") {
-        let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/env.json"))).unwrap()).unwrap();
+        let env: serde_json::Value = json(&store.join(format!("runs/{id}/env.json")));
         assert_eq!(env["feature_cache"]["classes_computed"], 0, "run {id}: {env}");
     }
 
@@ -111,7 +111,7 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
         let id = run["id"].as_str().unwrap();
         let variant = run["variant"].as_str().unwrap();
         let fm: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/final_metrics.json"))).unwrap()).unwrap();
+            json(&store.join(format!("runs/{id}/final_metrics.json")));
         let mut classes: Vec<(String, serde_json::Value)> =
             fm["metrics"]["classes"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         classes.push(("mean".into(), fm["metrics"]["mean"].clone()));
@@ -164,7 +164,7 @@ fn two_coordinators_racing_never_launch_a_run_twice() {
             .iter()
             .map(|id| {
                 let fm: serde_json::Value =
-                    serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/final_metrics.json"))).unwrap()).unwrap();
+                    json(&store.join(format!("runs/{id}/final_metrics.json")));
                 100.0 * fm["metrics"]["mean"]["image_auroc"].as_f64().unwrap()
             })
             .collect();
@@ -252,7 +252,7 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
     // The two alike runs went out as one job array: tasks <array>_0 and <array>_1.
     let mut array_ids = vec![];
     for id in run_ids(&store, "slurm2") {
-        let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/env.json"))).unwrap()).unwrap();
+        let env: serde_json::Value = json(&store.join(format!("runs/{id}/env.json")));
         assert_eq!(env["world"]["world_size"], 2, "{id} ran on 2 ranks: {env}");
         let slurm = files(&store.join(format!("runs/{id}/slurm")));
         assert_eq!(slurm.len(), 2, "script + record: {slurm:?}");
@@ -261,7 +261,7 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
         assert!(script.contains("#SBATCH --signal=USR1@60") && script.contains("#SBATCH --requeue"), "{script}");
         assert!(script.contains("srun --mpi=pmix -n 2 ") && script.contains("scontrol requeue"), "{script}");
         let record: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{}", script_name.replace(".sbatch", ".json")))).unwrap()).unwrap();
+            json(&store.join(format!("runs/{id}/slurm/{}", script_name.replace(".sbatch", ".json"))));
         let job_id = record["id"].as_str().unwrap();
         let sc = finished_job(job_id);
         assert!(sc.contains("JobState=COMPLETED") && sc.contains("NumTasks=2"), "{sc}");

@@ -171,7 +171,7 @@ pub fn shard(order: &[usize], world: WorldInfo) -> Vec<usize> {
 /// it was given.
 pub fn placement_of_this_rank(world: WorldInfo) -> serde_json::Value {
     let var = |k: &str| std::env::var(k).ok();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+    let host = crate::hostname();
     serde_json::json!({
         "rank": world.rank,
         "local_rank": world.local_rank,

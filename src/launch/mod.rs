@@ -230,7 +230,7 @@ pub fn cancel_any(job: &JobRecord) -> Result<(), String> {
 /// A local process is alive if /proc has it, it is not a zombie, and its command line
 /// names the run (so a recycled pid is not mistaken for the job).
 fn poll_pid(job: &JobRecord) -> JobState {
-    if job.host != crate::sweep::hostname() {
+    if job.host != crate::hostname() {
         return JobState::Active; // cannot see another machine's processes; assume alive
     }
     let proc = PathBuf::from(format!("/proc/{}", job.id));
@@ -282,7 +282,7 @@ impl Local {
             .map_err(|e| format!("starting {}: {e}", self.exe.display()))?;
         let id = child.id().to_string();
         self.children.insert(id.clone(), child);
-        Ok(JobRecord { kind: "local".into(), id, host: crate::sweep::hostname(), run_id: name.to_string(), log, nodes: vec![] })
+        Ok(JobRecord { kind: "local".into(), id, host: crate::hostname(), run_id: name.to_string(), log, nodes: vec![] })
     }
 }
 
@@ -417,12 +417,9 @@ impl Slurm {
         if !first.nodes.is_empty() {
             lines.push(format!("#SBATCH --nodelist={}", first.nodes.join(",")));
         }
-        if !first.after.is_empty() {
-            // afterany, not afterok: the cache job only saves work (a run computes what
-            // is missing itself), so its failure must not strand the runs behind it.
-            let ids: Vec<&str> = first.after.iter().map(|j| j.id.as_str()).collect();
-            lines.push(format!("#SBATCH --dependency=afterany:{}", ids.join(":")));
-        }
+        // afterany, not afterok: the cache job only saves work (a run computes what is
+        // missing itself), so its failure must not strand the runs behind it.
+        lines.extend(Self::dependency_lines(first.after, Dependency::AfterAny));
         let list = |f: &dyn Fn(&Submission) -> String| jobs.iter().map(|j| shell_word(&f(j))).collect::<Vec<_>>().join(" ");
         let vars: BTreeMap<&str, String> = [
             ("job_name", format!("ras-{}", first.run.id)),
@@ -452,6 +449,38 @@ impl Slurm {
         }
     }
 
+    /// The log file Slurm writes for a `--output` pattern: `%j` the job id, `%A`/`%a` the
+    /// array's job id and the task index.
+    fn log_file(&self, pattern: &str, id: &str, task: Option<usize>) -> PathBuf {
+        let name = match task {
+            Some(i) => pattern.replace("%A", id).replace("%a", &i.to_string()),
+            None => pattern.replace("%j", id),
+        };
+        PathBuf::from(Self::abs(&self.log_dir)).join(name)
+    }
+
+    /// `#SBATCH` lines making a job wait for `after` (none when it is empty).
+    fn dependency_lines(after: &[JobRecord], kind: Dependency) -> Vec<String> {
+        if after.is_empty() {
+            return vec![];
+        }
+        let ids: Vec<&str> = after.iter().map(|j| j.id.as_str()).collect();
+        match kind {
+            Dependency::AfterAny => vec![format!("#SBATCH --dependency=afterany:{}", ids.join(":"))],
+            // A failed job makes the dependency unsatisfiable: end the waiting job rather
+            // than leave it pending for ever.
+            Dependency::AfterOk => vec![format!("#SBATCH --dependency=afterok:{}", ids.join(":")), "#SBATCH --kill-on-invalid-dep=yes".into()],
+        }
+    }
+
+    /// Writes `script` as `log_dir/<file>` (kept beside the logs) and submits it.
+    fn submit_script(&self, file: &str, script: &str) -> Result<String, String> {
+        std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
+        let script_path = self.log_dir.join(file);
+        std::fs::write(&script_path, script).map_err(|e| format!("{}: {e}", script_path.display()))?;
+        self.sbatch(&script_path)
+    }
+
     /// `sbatch --parsable SCRIPT` -> job id.
     fn sbatch(&self, script_path: &Path) -> Result<String, String> {
         let out = Command::new("sbatch")
@@ -477,24 +506,19 @@ impl Launcher for Slurm {
 
     fn submit_alike(&mut self, jobs: &[Submission]) -> Result<Vec<JobRecord>, String> {
         let first = jobs.first().ok_or("no run to submit")?;
-        std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
         let script = self.script(jobs)?;
-        let script_path = self.log_dir.join(format!("{}.{}{}.sbatch", first.run.id, first.attempt, if jobs.len() > 1 { "-array" } else { "" }));
-        std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
-        let id = self.sbatch(&script_path)?;
-        let dir = std::fs::canonicalize(&self.log_dir).unwrap_or_else(|_| self.log_dir.clone());
+        let array = jobs.len() > 1;
+        let id = self.submit_script(&format!("{}.{}{}.sbatch", first.run.id, first.attempt, if array { "-array" } else { "" }), &script)?;
+        let pattern = Self::log_pattern(jobs);
         let mut out = vec![];
         for (i, job) in jobs.iter().enumerate() {
             // An array task is its own job for scontrol, scancel and requeue: "<array>_<i>".
-            let (job_id, log) = if jobs.len() > 1 {
-                (format!("{id}_{i}"), dir.join(format!("{}.{}-array-{id}_{i}.log", first.run.id, first.attempt)))
-            } else {
-                (id.clone(), dir.join(format!("{}.{}-{id}.log", job.run.id, job.attempt)))
-            };
+            let (job_id, log) =
+                if array { (format!("{id}_{i}"), self.log_file(&pattern, &id, Some(i))) } else { (id.clone(), self.log_file(&pattern, &id, None)) };
             let record = JobRecord {
                 kind: "slurm".into(),
                 id: job_id.clone(),
-                host: crate::sweep::hostname(),
+                host: crate::hostname(),
                 run_id: job.run.id.clone(),
                 log,
                 nodes: job.nodes.to_vec(),
@@ -509,25 +533,14 @@ impl Launcher for Slurm {
     }
 
     fn submit_task(&mut self, name: &str, args: &[String], after: &[JobRecord], kind: Dependency) -> Result<JobRecord, String> {
-        std::fs::create_dir_all(&self.log_dir).map_err(|e| format!("{}: {e}", self.log_dir.display()))?;
         let mut options = self.common_options();
-        if !after.is_empty() {
-            let ids: Vec<&str> = after.iter().map(|j| j.id.as_str()).collect();
-            match kind {
-                Dependency::AfterAny => options.push(format!("#SBATCH --dependency=afterany:{}", ids.join(":"))),
-                Dependency::AfterOk => {
-                    options.push(format!("#SBATCH --dependency=afterok:{}", ids.join(":")));
-                    // A failed run makes the dependency unsatisfiable: end the job rather
-                    // than leave it pending for ever.
-                    options.push("#SBATCH --kill-on-invalid-dep=yes".into());
-                }
-            }
-        }
+        options.extend(Self::dependency_lines(after, kind));
+        let pattern = format!("{name}-%j.log");
         let vars: BTreeMap<&str, String> = [
             ("job_name", format!("ras-{name}")),
             ("cpus_per_task", self.profile.cpus_per_gpu.to_string()),
             ("options", options.join("\n")),
-            ("log", format!("{}/{name}-%j.log", Self::abs(&self.log_dir))),
+            ("log", format!("{}/{pattern}", Self::abs(&self.log_dir))),
             ("workdir", Self::abs(&self.work_dir)),
             ("ras", Self::abs(&self.exe)),
             ("args", args.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" ")),
@@ -536,11 +549,9 @@ impl Launcher for Slurm {
         .chain(self.common_vars())
         .collect();
         let script = self.render("task.sbatch.tmpl", &vars)?;
-        let script_path = self.log_dir.join(format!("{name}.sbatch"));
-        std::fs::write(&script_path, &script).map_err(|e| format!("{}: {e}", script_path.display()))?;
-        let id = self.sbatch(&script_path)?;
-        let dir = std::fs::canonicalize(&self.log_dir).unwrap_or_else(|_| self.log_dir.clone());
-        Ok(JobRecord { kind: "slurm".into(), id: id.clone(), host: crate::sweep::hostname(), run_id: name.into(), log: dir.join(format!("{name}-{id}.log")), nodes: vec![] })
+        let id = self.submit_script(&format!("{name}.sbatch"), &script)?;
+        let log = self.log_file(&pattern, &id, None);
+        Ok(JobRecord { kind: "slurm".into(), id, host: crate::hostname(), run_id: name.into(), log, nodes: vec![] })
     }
 
     fn queues_jobs(&self) -> bool {

@@ -365,9 +365,7 @@ pub struct Claim {
     pub unix: u64,
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
-}
+use crate::hostname;
 
 /// The sweep's state in the store.
 pub struct SweepState<'a> {
@@ -420,8 +418,14 @@ impl<'a> SweepState<'a> {
 
     /// Claims attempt `attempt` of a run; false if someone else already did.
     pub fn claim(&self, id: &str, attempt: usize) -> Result<bool, SweepError> {
+        self.claim_key(&format!("{}/claims/{id}.{attempt}", self.prefix()))
+    }
+
+    /// Creates `key` with this process's claim unless it exists (conditional put): true
+    /// for the one caller that created it.
+    fn claim_key(&self, key: &str) -> Result<bool, SweepError> {
         let c = Claim { host: hostname(), pid: std::process::id(), unix: now() };
-        match self.store.put_new(&format!("{}/claims/{id}.{attempt}", self.prefix()), serde_json::to_vec(&c).expect("json")) {
+        match self.store.put_new(key, serde_json::to_vec(&c).expect("json")) {
             Ok(()) => Ok(true),
             Err(StoreError::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -466,13 +470,7 @@ impl<'a> SweepState<'a> {
     }
 
     fn claim_features(&self, key: &str) -> Result<bool, SweepError> {
-        let c = Claim { host: hostname(), pid: std::process::id(), unix: now() };
-        let k = format!("{}/features/{}.claim", self.prefix(), Self::feature_name(key));
-        match self.store.put_new(&k, serde_json::to_vec(&c).expect("json")) {
-            Ok(()) => Ok(true),
-            Err(StoreError::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        self.claim_key(&format!("{}/features/{}.claim", self.prefix(), Self::feature_name(key)))
     }
 
     fn record_features(&self, key: &str, job: &JobRecord) -> Result<(), SweepError> {

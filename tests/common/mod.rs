@@ -135,8 +135,7 @@ pub fn finished_job(job_id: &str) -> String {
 }
 
 pub fn manifest(store: &Path, sweep: &str) -> serde_json::Value {
-    let p = store.join(format!("sweeps/{sweep}/manifest.json"));
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    json(&store.join(format!("sweeps/{sweep}/manifest.json")))
 }
 
 pub fn run_ids(store: &Path, sweep: &str) -> Vec<String> {
@@ -144,8 +143,7 @@ pub fn run_ids(store: &Path, sweep: &str) -> Vec<String> {
 }
 
 pub fn status(store: &Path, id: &str) -> serde_json::Value {
-    let p = store.join(format!("runs/{id}/status.json"));
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    json(&store.join(format!("runs/{id}/status.json")))
 }
 
 /// A JSON file, parsed (panics naming the file).
