@@ -1,8 +1,11 @@
 //! ras: train and evaluate RAS (Reconstruction as Sequence) unsupervised anomaly
 //! detection, from one laptop to a Slurm cluster.
 //!
-//! Architecture, one folder per concern:
-//! - `config`   the run configuration (TOML, presets in configs/, validated)
+//! Architecture, one folder per concern (lower lines never import higher ones' callers):
+//! - `config`   what users write: run configs, sweep files, cluster profiles, `--set`;
+//!              typed values (dataset kind, backbone arch, device, launcher, setting)
+//! - `rng`      seeds: init, epoch order, jitter noise as functions of (seed, epoch, sample)
+//! - `exit`     the exit codes of `ras` (ok, failed, cancelled, requeue 75)
 //! - `data`     dataset layouts, image/mask decoding, the synthetic dataset generator
 //! - `backbone` the frozen EfficientNet + neck that produces f_org
 //! - `features` the feature cache in the store (computed once, reused by every run)
@@ -13,8 +16,9 @@
 //! - `run`      one run end to end, and its layout in the store
 //! - `store`    every byte that outlives a process (object_store)
 //! - `bench`    throughput measurements
-//! - `sweep`    sweeps: expansion, plan, coordinator state in the store, reports
-//! - `launch`   launchers (local processes, Slurm) behind one trait
+//! - `launch`   launchers (local processes, Slurm) behind one trait, mpirun, external commands
+//! - `sweep`    sweeps: expansion, plan, store state, coordinator, status table
+//! - `report`   a sweep's tables and plots beside the paper's numbers
 //!
 //! The `ras` binary (src/main.rs + src/cli/) is a thin layer over this library.
 
@@ -24,10 +28,12 @@ pub mod config;
 pub mod data;
 pub mod dist;
 pub mod eval;
+pub mod exit;
 pub mod features;
 pub mod launch;
 pub mod model;
 pub mod progress;
+pub mod rng;
 pub mod run;
 pub mod store;
 pub mod sweep;
@@ -36,6 +42,11 @@ pub mod train;
 /// This machine's host name (empty if unknown).
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// What a run records about the software and machine that produced it.

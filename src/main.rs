@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     match cli::run() {
-        Ok(code) => code,
+        Ok(status) => status.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            ras::exit::ExitStatus::Failed.into()
         }
     }
 }

@@ -33,7 +33,7 @@ fn truncate(path: &Path) {
 
 fn cfg(root: &Path, kind: &str, classes: &[&str]) -> DatasetConfig {
     DatasetConfig {
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         root: root.to_path_buf(),
         classes: classes.iter().map(|c| c.to_string()).collect(),
         train_meta: None,

@@ -122,7 +122,7 @@ fn backbone_parity(arch: &str, outblocks: &[usize]) {
     write(&dir.path().join("inputs.safetensors"), &[("images", &images)]);
     write_args(dir.path(), serde_json::json!({"arch": arch, "outblocks": outblocks}));
     // ours: the weights go through backbone.weights, as in a run
-    let cfg = BackboneConfig { arch: arch.into(), weights: Some(weights), ..Default::default() };
+    let cfg = BackboneConfig { arch: arch.parse().unwrap(), weights: Some(weights), ..Default::default() };
     let ex = FeatureExtractor::new(&cfg, Device::Cpu).unwrap();
     assert_eq!(ex.identity.outblocks, outblocks);
     let ours = ex.extract(&images);
@@ -328,6 +328,6 @@ fn converted_public_checkpoint_loads_into_our_model() {
     let eff_st = dir.path().join("efficientnet-b0.safetensors");
     run_python("tests/reference/ras_ref.py", &["make-effnet", dir.path().to_str().unwrap()]);
     run_python("tools/convert_weights.py", &[eff.to_str().unwrap(), eff_st.to_str().unwrap()]);
-    let cfg = BackboneConfig { arch: "efficientnet-b0".into(), weights: Some(eff_st), ..Default::default() };
+    let cfg = BackboneConfig { arch: "efficientnet-b0".parse().unwrap(), weights: Some(eff_st), ..Default::default() };
     FeatureExtractor::new(&cfg, Device::Cpu).expect("converted efficientnet weights load");
 }

@@ -5,6 +5,7 @@
 //! computed from the package's reference image size (380 for B4) whatever the actual
 //! input size, exactly as `EfficientNet.from_pretrained` builds it. Always in eval mode.
 
+use crate::config::BackboneArch;
 use tch::{nn, Tensor};
 
 /// Base block arguments (efficientnet_pytorch `blocks_args`): repeats, kernel, stride,
@@ -31,16 +32,21 @@ pub struct EfficientNetSpec {
 }
 
 impl EfficientNetSpec {
+    /// The variant named like efficientnet_pytorch ("efficientnet-b4"); None if unknown.
     pub fn from_arch(arch: &str) -> Option<Self> {
-        let (width, depth, reference_size, name) = match arch {
-            "efficientnet-b0" => (1.0, 1.0, 224, "efficientnet-b0"),
-            "efficientnet-b1" => (1.0, 1.1, 240, "efficientnet-b1"),
-            "efficientnet-b2" => (1.1, 1.2, 260, "efficientnet-b2"),
-            "efficientnet-b3" => (1.2, 1.4, 300, "efficientnet-b3"),
-            "efficientnet-b4" => (1.4, 1.8, 380, "efficientnet-b4"),
-            _ => return None,
+        arch.parse::<BackboneArch>().ok().map(Self::of)
+    }
+
+    /// efficientnet_pytorch's compound-scaling coefficients of a variant.
+    pub fn of(arch: BackboneArch) -> Self {
+        let (width, depth, reference_size) = match arch {
+            BackboneArch::B0 => (1.0, 1.0, 224),
+            BackboneArch::B1 => (1.0, 1.1, 240),
+            BackboneArch::B2 => (1.1, 1.2, 260),
+            BackboneArch::B3 => (1.2, 1.4, 300),
+            BackboneArch::B4 => (1.4, 1.8, 380),
         };
-        Some(Self { name, width, depth, reference_size })
+        Self { name: arch.as_str(), width, depth, reference_size }
     }
 
     /// efficientnet_pytorch `round_filters` (divisor 8).

@@ -6,16 +6,14 @@ pub mod efficientnet;
 
 pub use efficientnet::{EfficientNet, EfficientNetSpec};
 
-use crate::config::BackboneConfig;
+use crate::config::{BackboneArch, BackboneConfig};
 use std::path::PathBuf;
 use tch::{nn, Device, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneError {
-    #[error("unknown backbone arch {0:?} (efficientnet-b0 .. efficientnet-b4)")]
-    Arch(String),
     #[error("backbone.outblocks {blocks:?}: {arch} has blocks 0..{count}")]
-    Blocks { blocks: Vec<usize>, arch: String, count: usize },
+    Blocks { blocks: Vec<usize>, arch: BackboneArch, count: usize },
     #[error("cannot read backbone weights {path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error("backbone weights {path} do not match {arch}:\n{differences}")]
@@ -26,7 +24,7 @@ pub enum BackboneError {
 /// run's stored environment).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct BackboneIdentity {
-    pub arch: String,
+    pub arch: BackboneArch,
     pub outblocks: Vec<usize>,
     pub image_size: i64,
     pub channels: i64,
@@ -40,11 +38,11 @@ impl BackboneIdentity {
     /// The identity of the features `cfg` produces, without building the network
     /// (hashes the weights file, if any): enough to look the feature cache up.
     pub fn resolve(cfg: &BackboneConfig) -> Result<Self, BackboneError> {
-        let spec = EfficientNetSpec::from_arch(&cfg.arch).ok_or_else(|| BackboneError::Arch(cfg.arch.clone()))?;
+        let spec = EfficientNetSpec::of(cfg.arch);
         let (blocks, _) = spec.blocks();
         let outblocks = if cfg.outblocks.is_empty() { spec.default_outblocks() } else { cfg.outblocks.clone() };
         if outblocks.is_empty() || outblocks.iter().any(|&b| b >= blocks.len()) || outblocks.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(BackboneError::Blocks { blocks: outblocks, arch: cfg.arch.clone(), count: blocks.len() });
+            return Err(BackboneError::Blocks { blocks: outblocks, arch: cfg.arch, count: blocks.len() });
         }
         let (weights, pretrained) = match &cfg.weights {
             Some(path) => {
@@ -54,7 +52,7 @@ impl BackboneIdentity {
             None => (format!("random-init-seed-{}", cfg.init_seed), false),
         };
         Ok(Self {
-            arch: cfg.arch.clone(),
+            arch: cfg.arch,
             channels: outblocks.iter().map(|&i| blocks[i].output).sum(),
             outblocks,
             image_size: cfg.image_size,
@@ -82,9 +80,9 @@ pub struct FeatureExtractor {
 impl FeatureExtractor {
     pub fn new(cfg: &BackboneConfig, device: Device) -> Result<Self, BackboneError> {
         let identity = BackboneIdentity::resolve(cfg)?;
-        let spec = EfficientNetSpec::from_arch(&cfg.arch).ok_or_else(|| BackboneError::Arch(cfg.arch.clone()))?;
+        let spec = EfficientNetSpec::of(cfg.arch);
         let mut vs = nn::VarStore::new(device);
-        let net = crate::train::with_torch_seed(cfg.init_seed, || EfficientNet::new(&vs.root(), spec));
+        let net = crate::rng::with_torch_seed(cfg.init_seed, || EfficientNet::new(&vs.root(), spec));
         vs.freeze();
         match &cfg.weights {
             Some(path) => {

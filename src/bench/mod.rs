@@ -1,5 +1,7 @@
 //! Throughput measurements (`ras bench train-step`): measured, printed, never asserted.
 
+pub mod coordinator;
+
 use crate::backbone::FeatureExtractor;
 use crate::config::{BackboneConfig, ModelConfig, TrainConfig};
 use crate::data::{imageio, synth};
@@ -23,7 +25,7 @@ pub struct TrainStepOptions {
     pub steps: usize,
     /// Images in the cached-vs-uncached epoch comparison.
     pub epoch_images: usize,
-    pub arch: String,
+    pub arch: crate::config::BackboneArch,
     pub threads: Option<i32>,
     /// Also time the PyTorch reference training step (tests/reference/ras_ref.py in
     /// .venv-ref) on the same shapes, steps and thread count, in two attention variants.
@@ -104,7 +106,7 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     let spec = synth::SynthSpec { classes: 1, train_per_class: o.epoch_images, test_good_per_class: 1, test_defect_per_kind: 1, image_size: 224, seed: 7 };
     synth::generate(&dir, &spec, &mut |_, _| {})?;
     let index = crate::data::scan_mvtec(&dir, &[])?;
-    let bcfg = BackboneConfig { arch: o.arch.clone(), ..Default::default() };
+    let bcfg = BackboneConfig { arch: o.arch, ..Default::default() };
     let ex = FeatureExtractor::new(&bcfg, device)?;
     let c = ex.identity.channels;
     let g = ex.identity.grid;

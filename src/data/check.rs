@@ -4,6 +4,7 @@
 //! uses, counts images per class and split, and compares the totals to the published
 //! sizes, so a half-downloaded or wrongly unpacked dataset shows before training on it.
 
+use crate::config::DatasetKind;
 use super::{images_in, imageio, scan_all, DataError};
 use crate::config::DatasetConfig;
 use crate::progress::Progress;
@@ -126,7 +127,7 @@ pub const PUBLISHED: [Published; 4] = [
 /// What `ras data check` found.
 #[derive(Debug, Clone)]
 pub struct CheckReport {
-    pub kind: String,
+    pub kind: crate::config::DatasetKind,
     pub root: PathBuf,
     pub classes: Vec<ClassCounts>,
     /// Sorted by file, then kind.
@@ -173,12 +174,12 @@ impl CheckReport {
             None => {
                 let expected: Vec<String> = PUBLISHED
                     .iter()
-                    .filter(|p| match self.kind.as_str() {
-                        "mvtec" => p.dataset == "MVTec-AD" || p.dataset == "MPDD",
-                        "mpdd" => p.dataset == "MPDD",
-                        "visa" => p.dataset == "VisA",
-                        "btad" => p.dataset == "BTAD",
-                        _ => true,
+                    .filter(|p| match self.kind {
+                        DatasetKind::Mvtec => p.dataset == "MVTec-AD" || p.dataset == "MPDD",
+                        DatasetKind::Mpdd => p.dataset == "MPDD",
+                        DatasetKind::Visa => p.dataset == "VisA",
+                        DatasetKind::Btad => p.dataset == "BTAD",
+                        DatasetKind::Jsonl => true,
                     })
                     .map(|p| format!("{} {} / {}", p.dataset, p.train, p.test))
                     .collect();
@@ -288,5 +289,5 @@ pub fn check(cfg: &DatasetConfig, progress: &Progress) -> Result<CheckReport, Da
         }
     }
     problems.sort_by(|a, b| (a.file(), a.code()).cmp(&(b.file(), b.code())));
-    Ok(CheckReport { kind: cfg.kind.clone(), root: cfg.root.clone(), classes: counts, problems, files_decoded: files.len() })
+    Ok(CheckReport { kind: cfg.kind, root: cfg.root.clone(), classes: counts, problems, files_decoded: files.len() })
 }

@@ -19,11 +19,8 @@ pub mod visa;
 pub use check::Problem;
 pub use mvtec::scan_mvtec;
 
-use crate::config::DatasetConfig;
+use crate::config::{DatasetConfig, DatasetKind};
 use std::path::{Path, PathBuf};
-
-/// Values accepted by `dataset.kind`: "mvtec" and "mpdd" share the MVTec-AD layout.
-pub const KINDS: [&str; 5] = ["mvtec", "mpdd", "visa", "btad", "jsonl"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -43,8 +40,6 @@ pub enum DataError {
     Decode { path: PathBuf, message: String },
     #[error("mask {mask} is {mask_w}x{mask_h} but its image {image} is {image_w}x{image_h}")]
     MaskSize { mask: PathBuf, mask_w: u32, mask_h: u32, image: PathBuf, image_w: u32, image_h: u32 },
-    #[error("dataset.kind {0:?} is not one of mvtec, mpdd, visa, btad, jsonl")]
-    UnknownKind(String),
     #[error("{path} is missing: {fix}")]
     MissingMeta { path: PathBuf, fix: String },
     #[error("{path} line {line}: {message}")]
@@ -70,12 +65,12 @@ pub fn scan_all(cfg: &DatasetConfig) -> Result<Scan, DataError> {
     if !cfg.root.is_dir() {
         return Err(DataError::MissingRoot(cfg.root.clone()));
     }
-    match cfg.kind.as_str() {
-        "mvtec" | "mpdd" => mvtec::scan_layout(&cfg.root, &cfg.classes),
-        "visa" => visa::scan_layout(&cfg.root, &cfg.classes),
-        "btad" => btad::scan_layout(&cfg.root, &cfg.classes),
-        "jsonl" => jsonl::scan_layout(&cfg.root, &cfg.classes, cfg.train_meta.as_deref(), cfg.test_meta.as_deref()),
-        other => Err(DataError::UnknownKind(other.to_string())),
+    // MPDD shares MVTec-AD's layout.
+    match cfg.kind {
+        DatasetKind::Mvtec | DatasetKind::Mpdd => mvtec::scan_layout(&cfg.root, &cfg.classes),
+        DatasetKind::Visa => visa::scan_layout(&cfg.root, &cfg.classes),
+        DatasetKind::Btad => btad::scan_layout(&cfg.root, &cfg.classes),
+        DatasetKind::Jsonl => jsonl::scan_layout(&cfg.root, &cfg.classes, cfg.train_meta.as_deref(), cfg.test_meta.as_deref()),
     }
 }
 

@@ -17,7 +17,7 @@ fn find_mask(class_dir: &Path, defect: &str, image: &Path) -> Option<PathBuf> {
 /// Kept for callers that know their data is in this layout (the synthetic set, benches).
 pub fn scan_mvtec(root: &Path, classes: &[String]) -> Result<DatasetIndex, DataError> {
     super::scan(&DatasetConfig {
-        kind: "mvtec".into(),
+        kind: crate::config::DatasetKind::Mvtec,
         root: root.to_path_buf(),
         classes: classes.to_vec(),
         train_meta: None,

@@ -10,6 +10,7 @@ pub mod mpi_backend;
 #[cfg(feature = "nccl")]
 pub mod nccl_backend;
 
+use crate::config::DeviceSpec;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum DistError {
     Mpi(String),
     #[error("NCCL: {0}")]
     Nccl(String),
+    #[error("{0}")]
+    Device(String),
 }
 
 /// This process's place in the job.
@@ -68,18 +71,33 @@ impl WorldInfo {
         Ok(Self::SINGLE)
     }
 
-    /// The device for this rank: with `requested` = "auto" or "cuda", CUDA device
-    /// `local_rank` modulo the visible devices (CUDA_VISIBLE_DEVICES is honoured by the
-    /// driver), else CPU.
-    pub fn device(&self, requested: &str) -> Device {
-        match requested {
-            "cpu" => Device::Cpu,
-            _ if tch::Cuda::is_available() => {
-                let n = tch::Cuda::device_count().max(1) as usize;
-                Device::Cuda(self.local_rank % n)
+    /// The device this rank computes on. With several ranks, "auto" and "cuda" mean the
+    /// rank's own GPU: CUDA device `local_rank` modulo the visible devices
+    /// (CUDA_VISIBLE_DEVICES is honoured by the driver), else the CPU. Alone, "auto" is
+    /// CUDA 0 when present; "cuda" / "cuda:N" insist on a GPU and say so when none is there.
+    pub fn device(&self, requested: DeviceSpec) -> Result<Device, DistError> {
+        let count = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+        Ok(match requested {
+            DeviceSpec::Cpu => Device::Cpu,
+            DeviceSpec::Auto | DeviceSpec::Cuda(None) if self.world_size > 1 => {
+                if count > 0 {
+                    Device::Cuda(self.local_rank % count)
+                } else {
+                    Device::Cpu
+                }
             }
-            _ => Device::Cpu,
-        }
+            DeviceSpec::Auto => Device::cuda_if_available(),
+            DeviceSpec::Cuda(n) => {
+                let n = n.unwrap_or(0);
+                if count == 0 {
+                    return Err(DistError::Device(format!("train.device = \"{requested}\" but CUDA is not available on this machine")));
+                }
+                if n >= count {
+                    return Err(DistError::Device(format!("train.device = \"{requested}\" but only {count} CUDA devices are visible")));
+                }
+                Device::Cuda(n)
+            }
+        })
     }
 }
 

@@ -5,7 +5,7 @@ pub mod metrics;
 pub mod pictures;
 
 use crate::model::{add_jitter, anomaly_map, image_scores, Ras};
-use crate::train::{jitter_noise, STREAM_TEST_JITTER};
+use crate::rng::{jitter_noise, STREAM_TEST_JITTER};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};

@@ -23,7 +23,7 @@
 //! to an uninterrupted one. SIGTERM / SIGUSR1 (Slurm's warning) finish the current step,
 //! checkpoint, and exit with `EXIT_REQUEUE`.
 
-use crate::config::{RunConfig, Setting};
+use crate::config::{DeviceSpec, RunConfig, Setting};
 use crate::data::{imageio, scan, DatasetIndex};
 use crate::dist::{self, Collective, WorldInfo};
 use std::sync::atomic::AtomicBool;
@@ -40,7 +40,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Stable id of a run: its name and a hash of its resolved config.
 pub fn run_id(cfg: &RunConfig) -> String {
-    format!("{}-{}", cfg.name, &sha256_hex(cfg.to_toml().as_bytes())[..8])
+    cfg.run_id()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,7 +55,7 @@ pub enum RunState {
 
 /// Exit code of a worker that checkpointed and stopped on SIGTERM/SIGUSR1: the launcher
 /// requeues it (EX_TEMPFAIL).
-pub const EXIT_REQUEUE: u8 = 75;
+pub const EXIT_REQUEUE: u8 = crate::exit::ExitStatus::Requeue.code();
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunStatus {
@@ -107,30 +107,16 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-pub fn resolve_device(spec: &str) -> Result<Device> {
-    Ok(match spec {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" | "cuda:0" if !tch::Cuda::is_available() => bail!("train.device = {spec:?} but CUDA is not available on this machine"),
-        "cuda" => Device::Cuda(0),
-        s => {
-            let n: usize = s.trim_start_matches("cuda:").parse().with_context(|| format!("train.device {s:?}"))?;
-            if n >= tch::Cuda::device_count() as usize {
-                bail!("train.device = {s:?} but only {} CUDA devices are visible", tch::Cuda::device_count());
-            }
-            Device::Cuda(n)
-        }
-    })
+/// The device of a single-process command (features, eval) for `train.device`.
+pub fn resolve_device(spec: DeviceSpec) -> Result<Device> {
+    Ok(WorldInfo::SINGLE.device(spec)?)
 }
 
 /// Trains and evaluates one run (resuming it if the store holds a partial one); on any
 /// error the run is marked failed with the rank and the error.
 pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let world = WorldInfo::from_env()?;
-    let device = match cfg.train.device.as_str() {
-        "auto" | "cuda" if world.world_size > 1 => world.device(&cfg.train.device),
-        spec => resolve_device(spec)?,
-    };
+    let device = world.device(cfg.train.device)?;
     let coll = dist::connect(world, device)?;
     let store = Store::open(&cfg.store)?;
     let id = run_id(cfg);
@@ -146,9 +132,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
             }
         }
     } else if root {
-        for key in store.list(&prefix)? {
-            store.delete(&key)?;
-        }
+        discard(&store, &id)?;
     }
     // With --force, no rank may start before rank 0 has cleared the old run.
     coll.barrier()?;
@@ -178,6 +162,14 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
             Err(e)
         }
     }
+}
+
+/// Deletes everything the store holds for run `id` (`--force`).
+pub fn discard(store: &Store, id: &str) -> Result<()> {
+    for key in store.list(&format!("runs/{id}"))? {
+        store.delete(&key)?;
+    }
+    Ok(())
 }
 
 /// Marks a run failed with `reason` unless a rank already recorded an outcome
@@ -559,7 +551,7 @@ pub fn reevaluate(store: &Store, run: &str, scales: &[f64], progress: &Progress)
     let prefix = format!("runs/{run}");
     let text = store.get(&format!("{prefix}/config.toml"))?.with_context(|| format!("no run {run} in {}", store.url()))?;
     let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, std::path::Path::new(&format!("{prefix}/config.toml")))?;
-    let device = resolve_device(&cfg.train.device)?;
+    let device = resolve_device(cfg.train.device)?;
     let index = scan(&cfg.dataset)?;
     let (features, _) = load_or_compute(store, &cfg.backbone, device, &index, progress)?;
     let masks = load_masks(&index, cfg.backbone.image_size)?;

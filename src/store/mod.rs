@@ -45,6 +45,58 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Store calls made by this process, by kind (`ras bench coordinator` prints them per
+/// poll cycle). A `list` counts once however many pages the backend returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestCounts {
+    pub get: u64,
+    pub put: u64,
+    pub head: u64,
+    pub list: u64,
+    pub delete: u64,
+}
+
+impl RequestCounts {
+    pub fn total(&self) -> u64 {
+        self.get + self.put + self.head + self.list + self.delete
+    }
+
+    /// What was made between `earlier` and `self`.
+    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
+        RequestCounts {
+            get: self.get - earlier.get,
+            put: self.put - earlier.put,
+            head: self.head - earlier.head,
+            list: self.list - earlier.list,
+            delete: self.delete - earlier.delete,
+        }
+    }
+}
+
+mod counters {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    pub static GET: AtomicU64 = AtomicU64::new(0);
+    pub static PUT: AtomicU64 = AtomicU64::new(0);
+    pub static HEAD: AtomicU64 = AtomicU64::new(0);
+    pub static LIST: AtomicU64 = AtomicU64::new(0);
+    pub static DELETE: AtomicU64 = AtomicU64::new(0);
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Store calls made so far by this process.
+pub fn request_counts() -> RequestCounts {
+    use std::sync::atomic::Ordering::Relaxed;
+    RequestCounts {
+        get: counters::GET.load(Relaxed),
+        put: counters::PUT.load(Relaxed),
+        head: counters::HEAD.load(Relaxed),
+        list: counters::LIST.load(Relaxed),
+        delete: counters::DELETE.load(Relaxed),
+    }
+}
+
 /// Hex sha256 of a byte slice.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -112,6 +164,7 @@ impl Store {
 
     /// Writes (or replaces) one object atomically.
     pub fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
+        counters::bump(&counters::PUT);
         let path = self.path(key);
         self.rt
             .block_on(self.inner.put(&path, PutPayload::from(bytes.into())))
@@ -121,6 +174,7 @@ impl Store {
 
     /// Writes an object only if it does not exist yet (conditional create).
     pub fn put_new(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
+        counters::bump(&counters::PUT);
         let path = self.path(key);
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
         match self.rt.block_on(self.inner.put_opts(&path, PutPayload::from(bytes.into()), opts)) {
@@ -134,6 +188,7 @@ impl Store {
 
     /// Reads one object; `None` if it does not exist.
     pub fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        counters::bump(&counters::GET);
         let path = self.path(key);
         let res = self.rt.block_on(async {
             match self.inner.get(&path).await {
@@ -146,6 +201,7 @@ impl Store {
     }
 
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        counters::bump(&counters::HEAD);
         let path = self.path(key);
         match self.rt.block_on(self.inner.head(&path)) {
             Ok(_) => Ok(true),
@@ -156,6 +212,7 @@ impl Store {
 
     /// Keys (relative to the store root) of every object under `prefix`, sorted.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        counters::bump(&counters::LIST);
         let path = self.path(prefix);
         let metas: Vec<_> = self
             .rt
@@ -174,6 +231,7 @@ impl Store {
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        counters::bump(&counters::DELETE);
         let path = self.path(key);
         match self.rt.block_on(self.inner.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -5,37 +5,8 @@
 //! width. It ranks runs (longest first) and sizes the makespan; it does not promise
 //! wall-clock times beyond the profile's assumed throughput.
 
-use super::PlannedRun;
-use crate::config::{DecoderKind, RunConfig};
-
-/// What the planner packs runs onto: `nodes` nodes of `ranks_per_node` rank slots each
-/// (GPUs, or CPU cores / cpus_per_gpu).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClusterShape {
-    pub nodes: usize,
-    pub ranks_per_node: usize,
-}
-
-impl Default for ClusterShape {
-    fn default() -> Self {
-        Self { nodes: 1, ranks_per_node: 1 }
-    }
-}
-
-impl ClusterShape {
-    pub fn slots(&self) -> usize {
-        self.nodes.max(1) * self.ranks_per_node.max(1)
-    }
-
-    /// (nodes, ranks per node) of a run of `ranks` ranks: as few nodes as hold it (ranks
-    /// on one node talk through shared memory, across nodes through the network), the
-    /// ranks spread evenly over them. A run wider than the cluster gets every node.
-    pub fn layout(&self, ranks: usize) -> (usize, usize) {
-        let ranks = ranks.max(1);
-        let nodes = ranks.div_ceil(self.ranks_per_node.max(1)).clamp(1, self.nodes.max(1));
-        (nodes, ranks.div_ceil(nodes))
-    }
-}
+use super::{Manifest, PlannedRun};
+use crate::config::{ClusterProfile, ClusterShape, DecoderKind, RunConfig};
 
 /// Chooses `count` nodes with at least `per_node` free slots each (`free[i]` for node i):
 /// the fullest nodes that still fit first (best fit, which keeps whole nodes free for
@@ -75,8 +46,8 @@ fn train_images(cfg: &RunConfig) -> usize {
     match crate::data::scan(&cfg.dataset) {
         Ok(index) => index.classes.iter().map(|(_, s)| s.train.len()).sum(),
         Err(_) => {
-            let total = super::published_train_images(&cfg.dataset.kind);
-            match (cfg.dataset.classes.len(), super::published_classes(&cfg.dataset.kind)) {
+            let total = cfg.dataset.kind.published_train_images();
+            match (cfg.dataset.classes.len(), cfg.dataset.kind.published_classes()) {
                 (0, _) => total,
                 (k, Some(all)) => (total * k).div_ceil(all.len()),
                 (_, None) => total,
@@ -107,7 +78,7 @@ pub(super) fn planned(cfg: RunConfig, label: String, variant: String, dataset: S
         b.weights.as_ref().map(|w| w.display().to_string()).unwrap_or_else(|| format!("init{}", b.init_seed)),
     );
     PlannedRun {
-        id: crate::run::run_id(&cfg),
+        id: cfg.run_id(),
         label,
         variant,
         dataset,
@@ -173,6 +144,81 @@ pub fn schedule(runs: &[PlannedRun], shape: ClusterShape) -> (Vec<Slot>, f64) {
     }
     let total = out.iter().map(|s| s.end).fold(0.0, f64::max);
     (out, total)
+}
+
+/// Node names of a plan slot: the profile's names, or node0.. when it names none.
+fn slot_nodes(slot: &Slot, profile: &ClusterProfile) -> Vec<String> {
+    slot.nodes.iter().map(|&i| profile.node_name(i)).collect()
+}
+
+/// Hours of `gflops` of work on one rank sustaining the profile's TFLOP/s.
+fn hours(profile: &ClusterProfile, gflops: f64) -> f64 {
+    gflops / (profile.tflops() * 1e3) / 3600.0
+}
+
+/// `ras plan --json`: one object per run, in launch order.
+pub fn plan_json(manifest: &Manifest, profile: &ClusterProfile) -> serde_json::Value {
+    let (slots, total) = schedule(&manifest.runs, profile.shape());
+    let runs: Vec<serde_json::Value> = manifest
+        .runs
+        .iter()
+        .zip(&slots)
+        .map(|(r, s)| {
+            serde_json::json!({
+                "id": r.id, "label": r.label, "ranks": r.ranks, "nodes": slot_nodes(s, profile),
+                "ranks_per_node": s.ranks_per_node, "train_images": r.train_images, "pflop": r.cost / 1e6,
+                "start_h": hours(profile, s.start), "end_h": hours(profile, s.end),
+            })
+        })
+        .collect();
+    serde_json::json!({"sweep": manifest.name, "pinned": !profile.node_names.is_empty(), "makespan_h": hours(profile, total), "runs": runs})
+}
+
+/// `ras plan`: the table of runs, ranks, nodes, cost and start/end hours.
+pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> String {
+    let (slots, total) = schedule(&manifest.runs, profile.shape());
+    let mut s = format!(
+        "sweep {}: {} runs on {} nodes x {} ranks ({}, {} TFLOP/s per rank assumed), max_retries {}\n",
+        manifest.name,
+        manifest.runs.len(),
+        profile.nodes,
+        profile.ranks_per_node(),
+        profile.launcher,
+        profile.tflops(),
+        manifest.max_retries
+    );
+    if let Some(n) = &manifest.note {
+        s += &format!("note: {}\n", n.trim());
+    }
+    s += &format!("{:>3} {:<30} {:>5} {:<14} {:>8} {:>12} {:>8} {:>8}  {}\n", "#", "run", "ranks", "nodes", "images", "PFLOP", "start h", "end h", "label");
+    let mut keys = std::collections::BTreeSet::new();
+    for (i, (r, slot)) in manifest.runs.iter().zip(&slots).enumerate() {
+        let filler = if keys.insert(r.feature_key.clone()) { " (fills feature cache)" } else { "" };
+        s += &format!(
+            "{:>3} {:<30} {:>5} {:<14} {:>8} {:>12.3} {:>8.2} {:>8.2}  {}{}\n",
+            i + 1,
+            r.id,
+            r.ranks,
+            slot_nodes(slot, profile).join(","),
+            r.train_images,
+            r.cost / 1e6,
+            hours(profile, slot.start),
+            hours(profile, slot.end),
+            r.label,
+            filler
+        );
+    }
+    let cost: f64 = manifest.runs.iter().map(|r| r.cost).sum();
+    s += &format!(
+        "total {:.3} PFLOP = {:.2} rank-hours; makespan {:.2} h (greedy, longest first)\n",
+        cost / 1e6,
+        hours(profile, cost),
+        hours(profile, total)
+    );
+    if profile.node_names.is_empty() {
+        s += "nodes: where the plan puts runs; Slurm chooses the actual nodes (name them in the profile's node_names to pin runs)\n";
+    }
+    s
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         let setting = if cfg.train.setting == crate::config::Setting::Unified { "unified" } else { "separate" };
         let entry = groups
             .entry((run.dataset.clone(), variant))
-            .or_insert_with(|| (cfg.dataset.kind.clone(), setting.to_string(), BTreeMap::new()));
+            .or_insert_with(|| (cfg.dataset.kind.to_string(), setting.to_string(), BTreeMap::new()));
         for (class, m) in &fm.metrics.classes {
             entry.2.entry(class.clone()).or_default().push((100.0 * m.image_auroc, 100.0 * m.pixel_auroc));
         }
@@ -92,7 +92,7 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         }
         // The paper's mean is over its full class list: beside a mean over other classes
         // (a subset, or a synthetic dataset in the same layout) it would be a false match.
-        let same_classes = super::published_classes(&kind).map(|list| {
+        let same_classes = kind.parse::<crate::config::DatasetKind>().ok().and_then(|k| k.published_classes()).map(|list| {
             let mut ours: Vec<&str> = classes.keys().map(String::as_str).filter(|c| *c != "mean").collect();
             let mut theirs = list.to_vec();
             ours.sort_unstable();

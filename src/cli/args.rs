@@ -1,0 +1,281 @@
+//! The command line's clap structs: what `ras --help` teaches. Nothing here runs.
+
+use clap::{Args, Parser, Subcommand};
+use ras::config::{BackboneArch, DatasetKind};
+use std::path::PathBuf;
+
+/// Train and evaluate RAS (Reconstruction as Sequence) unsupervised anomaly detection.
+///
+/// Quick start: `ras data synth --out data/synth` makes a small dataset, then
+/// `ras train configs/demo.toml` computes its features, trains, evaluates and prints the
+/// per-class table. Everything a run produces is kept in the object store named by the
+/// config's `store` (a local folder by default). Logs: RUST_LOG=debug.
+#[derive(Parser, Debug)]
+#[command(name = "ras", version, about, long_about)]
+pub struct Cli {
+    /// Hide progress bars (they are hidden anyway when stderr is not a terminal).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Make or inspect datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Compute (or reuse) the cached backbone features of a run's dataset.
+    Features(ConfigArgs),
+    /// Train one run and evaluate it; prints its per-class table (image AUROC, pixel
+    /// AUROC, AUPRO, F1-max). A run already complete in the store is not trained again.
+    ///
+    /// A run found incomplete in the store (killed, preempted) resumes from its newest
+    /// valid checkpoint. SIGTERM or SIGUSR1 checkpoint after the current step and exit
+    /// with code 75 ("requeue me"). With --ranks N it starts N data-parallel ranks with
+    /// mpirun; under mpirun or srun it is one of the ranks (rank from the environment).
+    Train {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Start from scratch, discarding whatever the store holds for this run.
+        #[arg(long)]
+        force: bool,
+        /// Data-parallel ranks to start on this machine with mpirun (1 = this process).
+        #[arg(long, default_value_t = 1)]
+        ranks: usize,
+    },
+    /// One rank of a data-parallel run: what mpirun and srun start (same as `train`
+    /// without --ranks; rank, local rank and world size come from the environment).
+    #[command(hide = true)]
+    Worker {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Evaluate a finished run again from its last checkpoint, e.g. with test-time
+    /// jitter (paper Table 6), without retraining; or just print its stored metrics.
+    Eval {
+        /// Run id (as printed by `ras train`, the folder name under runs/).
+        run: String,
+        /// Store URL holding the run.
+        #[arg(long, default_value = "file://./ras-store")]
+        store: String,
+        /// Test-time jitter scales, e.g. 0,10,20,30,40,50 (Table 6); re-evaluates from the
+        /// last checkpoint when given.
+        #[arg(long, value_delimiter = ',')]
+        test_jitter: Vec<f64>,
+    },
+    /// Measure throughput (samples/s) on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Run a sweep (jobs/*.toml) on a cluster profile: submit every run, wait, retry
+    /// failed runs up to max_retries, print a table as states change. Safe to start
+    /// twice or again after a kill: state lives in the store (sweeps/<name>/).
+    #[command(after_help = "Examples:\n  \
+        ras sweep jobs/quickstart.toml                        # tiny runs on this machine (make demo's data)\n  \
+        ras sweep jobs/table5.toml --cluster cluster/my.toml  # Slurm: sbatch, job arrays, requeue on USR1\n  \
+        ras sweep jobs/table5.toml --cluster cluster/my.toml --no-wait --report reports/t5\n  \
+        ras sweep jobs/table1-2.toml --set train.epochs=100 --store s3://bucket/ras\n\n\
+        Start it again at any time (after a crash or a cancel): finished runs are skipped,\n\
+        running ones adopted, unfinished ones resume from their checkpoints. A run that failed\n\
+        1 + max_retries times stays failed; raise max_retries in the sweep file to try again.")]
+    Sweep {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Submit what can be submitted once and return.
+        #[arg(long)]
+        no_wait: bool,
+        /// Write the sweep's report (as `ras report --out DIR`) once every run is
+        /// complete. With --no-wait on Slurm, a report job does it, after every run's job
+        /// has succeeded (--dependency=afterok).
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+    },
+    /// A sweep's runs: state, epoch, attempts, latest mean metrics.
+    Status {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Redraw the table every this many seconds until every run is complete or
+        /// failed (Ctrl-C stops watching; the runs go on).
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
+    /// Cancel a sweep's running jobs and stop its coordinators from launching more.
+    Cancel(SweepArgs),
+    /// Print a sweep's runs, ranks and nodes each, estimated cost, launch order and
+    /// makespan, without submitting anything.
+    #[command(after_help = "Examples:\n  \
+        ras plan jobs/table3.toml --cluster cluster/example-gpu.toml\n  \
+        ras plan jobs/quickstart.toml --cluster cluster/ci-slurm-2node.toml --json\n\n\
+        Nodes are named when the profile lists node_names (runs are then pinned there);\n\
+        otherwise node0, node1, ... show the packing and Slurm picks the nodes.")]
+    Plan {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Print the plan as JSON (one object per run, in launch order).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-dataset Markdown and CSV tables of a sweep's final metrics beside the paper's.
+    ///
+    /// Also PNG plots where the sweep has their data: a T_e x T_d heat map of mean AUROC
+    /// (runs varying model.encoder_layers and model.decoder_layers) and AUROC against
+    /// test-time noise with its table (eval.noise_scales or ras eval --test-jitter).
+    Report {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        /// Output folder.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Sweep file (jobs/*.toml).
+    pub sweep: PathBuf,
+    /// Cluster profile (cluster/*.toml).
+    #[arg(long, default_value = "cluster/local.toml")]
+    pub cluster: PathBuf,
+    /// Store URL for every run and the sweep's state (default: the configs' own).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Override a config key in every run of the sweep.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Run configuration (TOML); see configs/ for presets.
+    pub config: PathBuf,
+    /// Override a config key, e.g. --set train.epochs=10 --set model.encoder_layers=0.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Write a synthetic dataset in the MVTec-AD layout (textures and objects, several
+    /// defect kinds, masks matching the changed pixels).
+    Synth {
+        /// Output folder (created).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        classes: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Training (normal) images per class.
+        #[arg(long, default_value_t = 24)]
+        train: usize,
+        /// Normal test images per class.
+        #[arg(long, default_value_t = 8)]
+        test_good: usize,
+        /// Test images per class and defect kind.
+        #[arg(long, default_value_t = 3)]
+        test_defect: usize,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 224)]
+        image_size: u32,
+    },
+    /// Validate a dataset before training: counts per class and split, anomalous images
+    /// without masks, masks without images, files that do not decode in full, mask/image
+    /// size mismatches, metadata rows naming missing files. Exits non-zero on any problem.
+    Check {
+        /// Dataset root folder.
+        root: PathBuf,
+        /// Layout: mvtec, mpdd, visa, btad or jsonl.
+        #[arg(long, default_value = "mvtec")]
+        kind: DatasetKind,
+        /// Only these classes (comma-separated); default all.
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<String>,
+        /// kind jsonl: training metadata (relative to ROOT).
+        #[arg(long)]
+        train_meta: Option<PathBuf>,
+        /// kind jsonl: test metadata (relative to ROOT).
+        #[arg(long)]
+        test_meta: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// RAS training steps per second at given shapes (default: the paper's, batch 64,
+    /// 272x14x14, T_e=2, T_d=4), and the speed-up of an epoch on cached features over an
+    /// epoch that decodes images and runs the backbone.
+    TrainStep(TrainStepArgs),
+    /// Data-parallel scaling on this machine: samples/s of 1, 2, 4 ... CPU ranks (mpirun),
+    /// the all-reduce share of step time, and the bytes all-reduced per step.
+    Ranks {
+        /// Rank counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        ranks: Vec<usize>,
+        #[command(flatten)]
+        shapes: TrainStepArgs,
+    },
+    /// One rank of `ras bench ranks` (started by mpirun).
+    #[command(hide = true)]
+    DpWorker(TrainStepArgs),
+    /// The coordinator's cost per poll cycle at scale: a synthetic sweep of N one-rank
+    /// runs is submitted to the profile's Slurm, then K poll cycles are measured (scheduler
+    /// calls, store requests, wall time). Use a Slurm whose partition is DOWN so that every
+    /// job stays pending: `make bench-coordinator` sets that up on the test Slurm. The jobs
+    /// are cancelled at the end.
+    #[command(after_help = "Example:\n  ras bench coordinator --runs 2000 --cycles 5 --cluster cluster/ci-slurm.toml")]
+    Coordinator {
+        /// Runs in the synthetic sweep.
+        #[arg(long, default_value_t = 2000)]
+        runs: usize,
+        /// Poll cycles to measure (the first one submits everything).
+        #[arg(long, default_value_t = 5)]
+        cycles: usize,
+        /// A Slurm cluster profile.
+        #[arg(long, default_value = "cluster/ci-slurm.toml")]
+        cluster: PathBuf,
+        /// Store URL for the sweep's state (default: a fresh temporary folder).
+        #[arg(long)]
+        store: Option<String>,
+        /// Print the cycles as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TrainStepArgs {
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// C_org: feature channels (272 for EfficientNet-B4).
+    #[arg(long, default_value_t = 272)]
+    pub channels: i64,
+    /// Token grid side (14 at 224 px).
+    #[arg(long, default_value_t = 14)]
+    pub grid: i64,
+    #[arg(long, default_value_t = 2)]
+    pub encoder_layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub decoder_layers: usize,
+    #[arg(long, default_value_t = 256)]
+    pub hidden_dim: i64,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Images in the cached-vs-uncached epoch comparison.
+    #[arg(long, default_value_t = 64)]
+    pub epoch_images: usize,
+    /// Backbone of the uncached epoch.
+    #[arg(long, default_value = "efficientnet-b4")]
+    pub arch: BackboneArch,
+    /// torch intra-op threads (default: torch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Also time the PyTorch reference step side by side (default: on when .venv-ref,
+    /// made by `make setup-python`, exists).
+    #[arg(long, conflicts_with = "no_pytorch")]
+    pub pytorch: bool,
+    /// Do not time the PyTorch reference.
+    #[arg(long)]
+    pub no_pytorch: bool,
+}
+

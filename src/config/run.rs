@@ -1,0 +1,459 @@
+//! The run configuration: one TOML file per run, resolved (presets + `--set` overrides)
+//! and stored with every run. Every struct denies unknown keys so a typo is an error
+//! naming the key.
+
+use super::kinds::{BackboneArch, DatasetKind, DeviceSpec, Setting};
+use super::ConfigError;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Everything one run needs. `[dataset]`, `[backbone]`, `[model]`, `[train]`, `[eval]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Human name, the first part of the run id.
+    pub name: String,
+    /// Seed for model init, data order and jitter noise.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Object-store URL where runs and the feature cache live (file:// path, s3://, gs://, az://).
+    #[serde(default = "default_store")]
+    pub store: String,
+    pub dataset: DatasetConfig,
+    #[serde(default)]
+    pub backbone: BackboneConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+/// When checkpoints are written and how many are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Every K epochs (and at the end, and on SIGTERM/SIGUSR1); default = train.eval_every.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<usize>,
+    /// Keep the newest N checkpoints plus the best-scoring one.
+    pub keep_last: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self { every: None, keep_last: 2 }
+    }
+}
+
+fn default_seed() -> u64 {
+    333
+}
+fn default_store() -> String {
+    "file://./ras-store".into()
+}
+
+/// Which dataset, where, and which classes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Layout: "mvtec" (also the synthetic set), "mpdd", "visa" (raw layout +
+    /// split_csv/1cls.csv), "btad", or "jsonl" (the public code's metadata files).
+    #[serde(default = "default_kind")]
+    pub kind: DatasetKind,
+    /// Dataset root folder (for "jsonl": the folder the metadata paths are relative to).
+    pub root: PathBuf,
+    /// Classes to use; empty = every class found.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// kind = "jsonl" only: JSON-lines metadata of the training split; relative paths are
+    /// resolved against `root`. Not serialised when absent, so other configs keep their run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_meta: Option<PathBuf>,
+    /// kind = "jsonl" only: metadata of the test split, like `train_meta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_meta: Option<PathBuf>,
+}
+
+fn default_kind() -> DatasetKind {
+    DatasetKind::Mvtec
+}
+
+/// Frozen feature extractor and neck.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// "efficientnet-b4" (the paper) or a smaller "efficientnet-b0" .. "efficientnet-b3".
+    pub arch: BackboneArch,
+    /// safetensors file in the efficientnet_pytorch state_dict layout; none = seeded random init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    /// 0-indexed MBConv blocks whose outputs are the features (B4: 1, 5, 9, 21 = 272 channels).
+    /// Empty = the arch's default (strides 2, 4, 8, 16).
+    #[serde(default)]
+    pub outblocks: Vec<usize>,
+    /// Side of the square network input in pixels; the token grid is image_size / 16.
+    pub image_size: i64,
+    /// Seed of the random init used when no weights are given.
+    pub init_seed: u64,
+    /// Images per backbone forward pass when filling the feature cache.
+    pub batch_size: usize,
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        Self { arch: BackboneArch::B4, weights: None, outblocks: vec![], image_size: 224, init_seed: 0, batch_size: 16 }
+    }
+}
+
+/// Reconstruction model variants (paper Table 4 ablations and the Table 6 baseline).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderKind {
+    /// RASFormer steps: gate + cross-attention + update projection (the paper's model).
+    Ras,
+    /// Gate only: l* = (W_u l + b + a * l) / 2, no attention block.
+    GateOnly,
+    /// Transformer only: no gate, the block attends to l_{t-1} directly.
+    TransformerOnly,
+    /// UniAD-style baseline: plain post-LN transformer decoder layers with learned queries.
+    Uniad,
+}
+
+/// The RAS reconstruction model (spec sections 3-5). Defaults are the paper's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub decoder: DecoderKind,
+    /// C: width of the transformer.
+    pub hidden_dim: i64,
+    /// T_e (0 allowed).
+    pub encoder_layers: usize,
+    /// T_d (at least 1).
+    pub decoder_layers: usize,
+    pub heads: i64,
+    pub ffn_dim: i64,
+    /// Mask the 7x7 neighbourhood in the encoder's self-attention.
+    pub neighbor_mask: bool,
+    pub neighbor_size: [i64; 2],
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            decoder: DecoderKind::Ras,
+            hidden_dim: 256,
+            encoder_layers: 2,
+            decoder_layers: 4,
+            heads: 8,
+            ffn_dim: 1024,
+            neighbor_mask: true,
+            neighbor_size: [7, 7],
+        }
+    }
+}
+
+/// Optimisation recipe (spec section 7). Defaults are the paper's MVTec-AD settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub setting: Setting,
+    pub epochs: usize,
+    /// Global batch size.
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    /// Global gradient-norm clip.
+    pub clip_max_norm: f64,
+    /// StepLR: multiply the rate by `lr_gamma` every `lr_step_epochs` epochs.
+    pub lr_step_epochs: usize,
+    pub lr_gamma: f64,
+    /// Feature-jitter scale s and probability p (spec section 2).
+    pub jitter_scale: f64,
+    pub jitter_prob: f64,
+    /// Evaluate on the test set every K epochs (and always after the last one).
+    pub eval_every: usize,
+    /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    pub device: DeviceSpec,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            setting: Setting::Unified,
+            epochs: 500,
+            batch_size: 64,
+            lr: 7e-4,
+            weight_decay: 1e-4,
+            betas: [0.9, 0.999],
+            clip_max_norm: 0.1,
+            lr_step_epochs: 800,
+            lr_gamma: 0.1,
+            jitter_scale: 25.0,
+            jitter_prob: 1.0,
+            eval_every: 10,
+            device: DeviceSpec::Auto,
+        }
+    }
+}
+
+/// Evaluation options.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Jitter applied to test features (paper Table 6); 0 = off.
+    pub test_jitter_scale: f64,
+    /// AUPRO integrates the PRO curve up to this false-positive rate.
+    pub aupro_fpr_limit: f64,
+    /// Write per-image scores and 224x224 maps to the store.
+    pub save_predictions: bool,
+    pub batch_size: usize,
+    /// Anomaly-map pictures (image | ground truth | heat map) written per class: the
+    /// first N anomalous test images and the first normal one.
+    pub pictures: usize,
+    /// Extra test-time jitter scales (paper Table 6): after training and its final
+    /// evaluation, the run evaluates its final model again at each scale, without
+    /// retraining, into `evals/test_jitter_<scale>.json` (as `ras eval --test-jitter`).
+    /// Not serialised when empty, so configs without it keep their run id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub noise_scales: Vec<f64>,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self { test_jitter_scale: 0.0, aupro_fpr_limit: 0.3, save_predictions: true, batch_size: 32, pictures: 3, noise_scales: vec![] }
+    }
+}
+
+impl RunConfig {
+    /// Reads, parses and validates a config file. Relative dataset and weights paths are
+    /// resolved against the current directory (where the user runs `ras`).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Reads a config file and applies `key.path=value` overrides (see
+    /// [`super::overrides`]), then validates. Unknown keys are errors either way.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        super::overrides::apply(&mut table, overrides)
+            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        Self::from_toml(&toml::to_string(&table).expect("table serialises"), path)
+    }
+
+    /// Parses and validates TOML text; `path` only names the source in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: RunConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks every value that parses but makes no sense, naming its key.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| {
+            Err(ConfigError::Invalid { path: path.to_path_buf(), key, message })
+        };
+        let t = &self.train;
+        let m = &self.model;
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return bad("name", format!("{:?} must be non-empty ASCII letters, digits, '-', '_' or '.'", self.name));
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return bad("train.lr", format!("{} must be a positive number", t.lr));
+        }
+        if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+            return bad("train.weight_decay", format!("{} must be >= 0", t.weight_decay));
+        }
+        if t.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            return bad("train.betas", format!("{:?} must both lie in [0, 1)", t.betas));
+        }
+        if !(t.clip_max_norm > 0.0) {
+            return bad("train.clip_max_norm", format!("{} must be > 0", t.clip_max_norm));
+        }
+        if t.epochs == 0 {
+            return bad("train.epochs", "must be at least 1".into());
+        }
+        if t.batch_size == 0 {
+            return bad("train.batch_size", "must be at least 1".into());
+        }
+        if t.eval_every == 0 {
+            return bad("train.eval_every", "must be at least 1".into());
+        }
+        if t.lr_step_epochs == 0 || !(t.lr_gamma > 0.0) {
+            return bad("train.lr_step_epochs", "lr_step_epochs must be >= 1 and lr_gamma > 0".into());
+        }
+        if !(t.jitter_scale >= 0.0) || !(0.0..=1.0).contains(&t.jitter_prob) {
+            return bad("train.jitter_scale", "jitter_scale must be >= 0 and jitter_prob in [0, 1]".into());
+        }
+        if m.decoder_layers == 0 {
+            return bad("model.decoder_layers", "T_d must be at least 1".into());
+        }
+        if m.hidden_dim <= 0 || m.heads <= 0 || m.hidden_dim % m.heads != 0 {
+            return bad("model.heads", format!("hidden_dim {} must be a positive multiple of heads {}", m.hidden_dim, m.heads));
+        }
+        if m.hidden_dim % 2 != 0 {
+            return bad("model.hidden_dim", "must be even (half row, half column position embedding)".into());
+        }
+        if m.ffn_dim <= 0 {
+            return bad("model.ffn_dim", "must be positive".into());
+        }
+        if m.neighbor_size.iter().any(|&s| s <= 0 || s % 2 == 0) {
+            return bad("model.neighbor_size", format!("{:?} must be positive odd sizes", m.neighbor_size));
+        }
+        let b = &self.backbone;
+        if b.image_size < 32 || b.image_size % 16 != 0 {
+            return bad("backbone.image_size", format!("{} must be a multiple of 16, at least 32", b.image_size));
+        }
+        if b.batch_size == 0 {
+            return bad("backbone.batch_size", "must be at least 1".into());
+        }
+        if self.checkpoint.every == Some(0) || self.checkpoint.keep_last == 0 {
+            return bad("checkpoint.every", "checkpoint.every and checkpoint.keep_last must be at least 1".into());
+        }
+        let e = &self.eval;
+        if !(e.test_jitter_scale >= 0.0) {
+            return bad("eval.test_jitter_scale", "must be >= 0".into());
+        }
+        if !(e.aupro_fpr_limit > 0.0 && e.aupro_fpr_limit <= 1.0) {
+            return bad("eval.aupro_fpr_limit", "must be in (0, 1]".into());
+        }
+        if e.batch_size == 0 {
+            return bad("eval.batch_size", "must be at least 1".into());
+        }
+        if let Some(s) = e.noise_scales.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+            return bad("eval.noise_scales", format!("{s} must be a finite number >= 0"));
+        }
+        let grid = b.image_size / 16;
+        if m.neighbor_mask && grid <= m.neighbor_size[0] && grid <= m.neighbor_size[1] {
+            return bad("model.neighbor_size", format!(
+                "{:?} masks every token of the {grid}x{grid} grid; use a larger backbone.image_size or set model.neighbor_mask = false",
+                m.neighbor_size
+            ));
+        }
+        let d = &self.dataset;
+        for (key, value) in [("dataset.train_meta", &d.train_meta), ("dataset.test_meta", &d.test_meta)] {
+            match (d.kind == DatasetKind::Jsonl, value) {
+                (true, None) => {
+                    return bad(key, "kind = \"jsonl\" needs it: a JSON-lines metadata file (relative to dataset.root)".into())
+                }
+                (false, Some(_)) => return bad(key, format!("only used with kind = \"jsonl\", not \"{}\"; remove it", d.kind)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved config as TOML text, as stored with the run.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Stable id of the run this config describes: its name and a hash of the resolved
+    /// config (the store prefix `runs/<id>/`).
+    pub fn run_id(&self) -> String {
+        let hash = hex::encode(Sha256::digest(self.to_toml().as_bytes()));
+        format!("{}-{}", self.name, &hash[..8])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "name = \"t\"\n[dataset]\nroot = \"/data\"\n";
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let c = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap();
+        assert_eq!(c.seed, 333);
+        assert_eq!(c.train.lr, 7e-4);
+        assert_eq!(c.train.batch_size, 64);
+        assert_eq!((c.model.encoder_layers, c.model.decoder_layers), (2, 4));
+        assert_eq!(c.backbone.arch, BackboneArch::B4);
+        assert_eq!(c.train.jitter_scale, 25.0);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MIN}[train]\nlearning_rate = 0.1\n");
+        let err = RunConfig::from_toml(&text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("learning_rate") && err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn negative_lr_is_named() {
+        let text = format!("{MIN}[train]\nlr = -0.001\n");
+        let err = RunConfig::from_toml(&text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("train.lr"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_unknown_ones_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, MIN).unwrap();
+        let c = RunConfig::load(&p, &["train.lr=0.01".into(), "model.encoder_layers=0".into(), "name=abc".into()]).unwrap();
+        assert_eq!((c.train.lr, c.model.encoder_layers, c.name.as_str()), (0.01, 0, "abc"));
+        let err = RunConfig::load(&p, &["train.nope=1".into()]).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn dataset_kinds_and_jsonl_keys() {
+        for kind in DatasetKind::ALL.iter().filter(|k| **k != DatasetKind::Jsonl) {
+            let text = MIN.replace("[dataset]\n", &format!("[dataset]\nkind = \"{kind}\"\n"));
+            RunConfig::from_toml(&text, Path::new("x.toml")).unwrap();
+        }
+        let with = |extra: &str| RunConfig::from_toml(&format!("{MIN}{extra}"), Path::new("x.toml"));
+        let err = with("kind = \"folder\"\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.kind") && err.contains("folder") && err.contains("visa"), "{err}");
+        let err = with("kind = \"jsonl\"\ntrain_meta = \"train.jsonl\"\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.test_meta"), "{err}");
+        let err = with("kind = \"jsonl\"\ntest_meta = \"test.jsonl\"\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.train_meta"), "{err}");
+        let err = with("kind = \"visa\"\ntrain_meta = \"train.jsonl\"\n").unwrap_err().to_string();
+        assert!(err.contains("dataset.train_meta") && err.contains("visa"), "{err}");
+        let c = with("kind = \"jsonl\"\ntrain_meta = \"a.jsonl\"\ntest_meta = \"b.jsonl\"\n").unwrap();
+        assert_eq!(c.dataset.test_meta.as_deref(), Some(Path::new("b.jsonl")));
+        // Absent optional keys are not written: existing configs keep their run id.
+        let plain = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap().to_toml();
+        assert!(!plain.contains("train_meta") && !plain.contains("test_meta"), "{plain}");
+    }
+
+    #[test]
+    fn noise_scales_are_checked_and_absent_by_default() {
+        let with = |eval: &str| RunConfig::from_toml(&format!("{MIN}[eval]\n{eval}\n"), Path::new("x.toml"));
+        let c = with("noise_scales = [10.0, 20.0]").unwrap();
+        assert_eq!(c.eval.noise_scales, vec![10.0, 20.0]);
+        let err = with("noise_scales = [10.0, -5.0]").unwrap_err().to_string();
+        assert!(err.contains("eval.noise_scales") && err.contains("-5"), "{err}");
+        let err = with("noise_scales = [\"ten\"]").unwrap_err().to_string();
+        assert!(err.contains("noise_scales"), "{err}");
+        let err = with("noise_scale = [10.0]").unwrap_err().to_string();
+        assert!(err.contains("noise_scale") && err.contains("x.toml"), "{err}");
+        // Empty (the default) is not written: existing runs keep their id.
+        let plain = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap();
+        assert!(!plain.to_toml().contains("noise_scales"), "{}", plain.to_toml());
+        assert_ne!(plain.run_id(), c.run_id(), "the scales are part of the run");
+        let back = RunConfig::from_toml(&c.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn round_trip_through_toml() {
+        let c = RunConfig::from_toml(MIN, Path::new("x.toml")).unwrap();
+        let back = RunConfig::from_toml(&c.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(c, back);
+    }
+}

@@ -1,0 +1,37 @@
+//! Exit codes of the `ras` binary, one list for the binary, the launchers and the job
+//! templates (`{{ exit_requeue }}` in cluster/templates/run.sbatch.tmpl).
+
+/// How a `ras` process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Ok,
+    /// Something failed; the error was printed (and recorded in the run's status).
+    Failed,
+    /// A sweep stopped by `ras cancel` with runs still open (their checkpoints stay).
+    Cancelled,
+    /// A run checkpointed on SIGTERM/SIGUSR1 and stopped: start it again to resume
+    /// (EX_TEMPFAIL; the sbatch template requeues the job on it).
+    Requeue,
+}
+
+impl ExitStatus {
+    pub const fn code(self) -> u8 {
+        match self {
+            ExitStatus::Ok => 0,
+            ExitStatus::Failed => 1,
+            ExitStatus::Cancelled => 3,
+            ExitStatus::Requeue => 75,
+        }
+    }
+
+    /// The status a process exit code stands for (None: a code ras does not use).
+    pub fn from_code(code: i32) -> Option<Self> {
+        [ExitStatus::Ok, ExitStatus::Failed, ExitStatus::Cancelled, ExitStatus::Requeue].into_iter().find(|s| s.code() as i32 == code)
+    }
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(s: ExitStatus) -> Self {
+        std::process::ExitCode::from(s.code())
+    }
+}

@@ -1,0 +1,335 @@
+//! The coordinator: drives a sweep to completion. Each cycle it refreshes the views
+//! ([`Tracker`]: one LIST, one scheduler call, a GET per run that changed), launches
+//! feature-cache jobs and pending runs (claim first, so two coordinators never launch the
+//! same attempt), and sleeps: `poll_min` after a change, doubling up to `poll_max` while
+//! nothing changes.
+
+use super::plan::place;
+use super::state::{FeatureState, SweepState, Tracker};
+use super::status::{RunPhase, RunView};
+use super::{Manifest, SweepError};
+use crate::config::ClusterShape;
+use crate::launch::{Dependency, JobCommand, JobRecord, JobSpec, Launcher};
+use crate::store::{RequestCounts, Store};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Options of `coordinate`.
+pub struct CoordinateOptions {
+    /// Submit what can be submitted once and return.
+    pub no_wait: bool,
+    /// The cluster's nodes and rank slots per node.
+    pub shape: ClusterShape,
+    /// Node names: given, every run is placed on named nodes (`plan::place`, the rule
+    /// `ras plan` simulates) and the launcher pins it there; empty, the cluster places.
+    pub node_names: Vec<String>,
+    /// Poll interval after a change, and the most it backs off to while nothing changes.
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    /// Most tasks in one job array; more alike runs go out as several arrays.
+    pub max_array_size: usize,
+    /// Folder for the resolved config files the jobs read (shared with the nodes).
+    pub work_dir: PathBuf,
+    /// Stop after this many cycles (benchmarks); None: until done.
+    pub max_cycles: Option<usize>,
+}
+
+/// What one cycle cost: `ras bench coordinator` prints these.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CycleStats {
+    pub cycle: usize,
+    pub wall_s: f64,
+    /// External scheduler commands (squeue, sbatch, scancel, ...) run this cycle.
+    pub scheduler_calls: u64,
+    pub store: RequestCounts,
+    /// Runs whose phase, epoch or attempts changed.
+    pub runs_changed: usize,
+    /// Jobs submitted this cycle.
+    pub submitted: usize,
+    /// The sleep after this cycle.
+    pub next_poll_s: f64,
+}
+
+/// Drives a sweep: launches pending runs and retries, waits, and returns the final views.
+/// `on_change` is called with the views whenever a run's phase, epoch or attempts changed;
+/// `on_cycle` after every cycle with what it cost.
+pub fn coordinate(
+    store: &Store,
+    manifest: &Manifest,
+    launcher: &mut dyn Launcher,
+    opts: &CoordinateOptions,
+    on_change: &mut dyn FnMut(&[RunView]),
+    on_cycle: &mut dyn FnMut(&CycleStats),
+) -> Result<Vec<RunView>, SweepError> {
+    let mut tracker = Tracker::new(store, manifest);
+    tracker.state.publish_manifest()?;
+    if !opts.no_wait && tracker.state.cancelled()? {
+        tracing::info!(sweep = manifest.name, "resuming a cancelled sweep");
+        tracker.state.clear_cancelled()?;
+    }
+    std::fs::create_dir_all(&opts.work_dir).map_err(|source| SweepError::Io { path: opts.work_dir.clone(), source })?;
+    let mut last_shown: Vec<(RunPhase, usize, usize, bool)> = vec![];
+    let mut logs_kept = std::collections::BTreeSet::new();
+    let mut interval = opts.poll_min;
+    let mut cycle = 0;
+    loop {
+        cycle += 1;
+        let (t0, calls0, store0) = (Instant::now(), scheduler_calls(), crate::store::request_counts());
+        let mut views = tracker.refresh(launcher)?;
+        // (Before a retry replaces the failed attempt's job in its view.)
+        keep_logs(store, &views, &mut logs_kept);
+        let cancelled = tracker.cancelled;
+        // While the scheduler cannot be reached, submitting would fail or duplicate.
+        let unreachable = views.iter().any(|v| v.unknown.is_some());
+        let submitted = if cancelled || unreachable { 0 } else { launch_pending(&mut tracker, &mut views, launcher, opts)? };
+        let shown: Vec<_> = views.iter().map(|v| (v.phase.clone(), v.epoch, v.attempts, v.unknown.is_some())).collect();
+        let changed = if last_shown.len() == shown.len() { shown.iter().zip(&last_shown).filter(|(a, b)| a != b).count() } else { shown.len() };
+        if changed > 0 {
+            on_change(&views);
+            last_shown = shown;
+            interval = opts.poll_min;
+        } else {
+            interval = (interval * 2).min(opts.poll_max);
+        }
+        on_cycle(&CycleStats {
+            cycle,
+            wall_s: t0.elapsed().as_secs_f64(),
+            scheduler_calls: scheduler_calls() - calls0,
+            store: crate::store::request_counts().since(&store0),
+            runs_changed: changed,
+            submitted,
+            next_poll_s: interval.as_secs_f64(),
+        });
+        let done = views.iter().all(|v| v.is_settled());
+        let stop = cancelled && views.iter().all(|v| v.phase != RunPhase::Active);
+        if opts.no_wait || done || stop || opts.max_cycles.is_some_and(|m| cycle >= m) {
+            return Ok(views);
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// External commands run so far by this process (the launchers' scheduler calls).
+fn scheduler_calls() -> u64 {
+    crate::launch::command::calls().values().sum()
+}
+
+/// Launches what can be launched now: feature-cache jobs first, then pending runs and
+/// retries within the free slots (or all at once where the cluster queues jobs), alike
+/// runs together (one job array on Slurm). Returns how many jobs were submitted.
+fn launch_pending(tracker: &mut Tracker, views: &mut [RunView], launcher: &mut dyn Launcher, opts: &CoordinateOptions) -> Result<usize, SweepError> {
+    let manifest = tracker.state.manifest;
+    let queues = launcher.queues_jobs();
+    let mut submitted = 0;
+    let mut busy: usize = views.iter().filter(|v| v.phase == RunPhase::Active).map(|v| v.ranks).sum();
+    let slots = opts.shape.slots();
+    let per_node = opts.shape.ranks_per_node.max(1);
+    // Slots in use per named node, from the job records of active runs.
+    let mut used = vec![0usize; opts.node_names.len()];
+    for (run, view) in manifest.runs.iter().zip(views.iter()) {
+        if let (RunPhase::Active, Some(job)) = (&view.phase, &view.job) {
+            let (_, m) = opts.shape.layout(run.ranks);
+            for n in &job.nodes {
+                if let Some(i) = opts.node_names.iter().position(|x| x == n) {
+                    used[i] += m.min(per_node);
+                }
+            }
+        }
+    }
+    // Feature caches: one job per dataset + backbone fills each, before the runs that
+    // read it, so the backbone runs once per image however many runs share it.
+    let mut features: BTreeMap<String, FeatureState> = BTreeMap::new();
+    for (run, view) in manifest.runs.iter().zip(views.iter()) {
+        if !matches!(view.phase, RunPhase::Pending | RunPhase::Retry) || features.contains_key(&run.feature_key) {
+            continue;
+        }
+        let mut st = tracker.feature_state(&run.feature_key);
+        // (Slurm queues it; locally it needs a free slot like any run.)
+        let room = queues || busy < slots;
+        if matches!(st, FeatureState::Unclaimed) && room && tracker.state.claim_features(&run.feature_key)? {
+            let name = SweepState::feature_name(&run.feature_key);
+            let cfg_path = write_config(&opts.work_dir, &name, &run.config_toml)?;
+            let spec = JobSpec {
+                name: name.clone(),
+                command: JobCommand::Task { args: vec!["features".to_string(), cfg_path.display().to_string()] },
+                nodes: vec![],
+                after: vec![],
+                dependency: Dependency::AfterAny,
+            };
+            let job = launcher.submit(std::slice::from_ref(&spec)).map_err(|e| SweepError::Launch(e.to_string()))?.remove(0);
+            tracker.state.record_features(&run.feature_key, &job)?;
+            tracing::info!(cache = name, job = job.id, "feature-cache job launched");
+            submitted += 1;
+            st = FeatureState::Running(job);
+        }
+        // Locally the cache job holds a slot. On Slurm the runs submitted behind it take
+        // their slots only once it has ended, so it is not counted twice.
+        if matches!(st, FeatureState::Running(_)) && !queues {
+            busy += 1;
+        }
+        features.insert(run.feature_key.clone(), st);
+    }
+    // Claimed this pass: (run index, spec).
+    let mut claimed: Vec<(usize, JobSpec)> = vec![];
+    // A cluster that queues jobs gets every run at once (in plan order) unless the
+    // coordinator places runs on named nodes itself, which needs free nodes.
+    let cap_slots = !queues || !opts.node_names.is_empty();
+    for (idx, (run, view)) in manifest.runs.iter().zip(views.iter()).enumerate() {
+        if !matches!(view.phase, RunPhase::Pending | RunPhase::Retry) {
+            continue;
+        }
+        // After its feature-cache job: submitted now with a dependency where the cluster
+        // queues jobs (Slurm), else once the job has ended.
+        let after: Vec<JobRecord> = match features.get(&run.feature_key) {
+            Some(FeatureState::Running(job)) if queues => vec![job.clone()],
+            Some(FeatureState::Ready) | None => vec![],
+            Some(_) => continue,
+        };
+        // A run wider than the whole cluster still runs, alone.
+        if cap_slots && busy > 0 && busy + run.ranks > slots {
+            continue;
+        }
+        let (count, m) = opts.shape.layout(run.ranks);
+        let m = m.min(per_node);
+        let placement = if opts.node_names.is_empty() {
+            vec![]
+        } else {
+            let free: Vec<usize> = used.iter().map(|u| per_node.saturating_sub(*u)).collect();
+            match place(&free, count, m) {
+                Some(p) => p,
+                None => continue, // its nodes are busy: a later pass places it
+            }
+        };
+        let attempt = view.attempts;
+        if !tracker.state.claim(&run.id, attempt)? {
+            continue; // another coordinator launches it
+        }
+        for &i in &placement {
+            used[i] += m;
+        }
+        let config = write_config(&opts.work_dir, &run.id, &run.config_toml)?;
+        claimed.push((
+            idx,
+            JobSpec {
+                name: run.id.clone(),
+                command: JobCommand::Run { config, attempt, ranks: run.ranks },
+                nodes: placement.iter().map(|&i| opts.node_names[i].clone()).collect(),
+                after,
+                dependency: Dependency::AfterAny,
+            },
+        ));
+        busy += run.ranks;
+    }
+    // Alike runs (same ranks, nodes and dependencies) go out together: one job array on
+    // Slurm, at most max_array_size tasks each. Groups keep plan order.
+    let mut groups: Vec<Vec<usize>> = vec![];
+    for (k, (_, spec)) in claimed.iter().enumerate() {
+        let alike = |g: &Vec<usize>| {
+            let s0 = &claimed[g[0]].1;
+            g.len() < opts.max_array_size.max(1) && s0.ranks() == spec.ranks() && s0.nodes == spec.nodes && s0.after == spec.after
+        };
+        match groups.iter_mut().find(|g| alike(g)) {
+            Some(g) => g.push(k),
+            None => groups.push(vec![k]),
+        }
+    }
+    for g in groups {
+        let specs: Vec<JobSpec> = g.iter().map(|&k| claimed[k].1.clone()).collect();
+        let jobs = launcher.submit(&specs).map_err(|e| SweepError::Launch(e.to_string()))?;
+        for (&k, job) in g.iter().zip(jobs) {
+            let (idx, spec) = &claimed[k];
+            let JobCommand::Run { attempt, .. } = spec.command else { continue };
+            let id = &manifest.runs[*idx].id;
+            tracker.state.record_job(id, attempt, &job)?;
+            tracker.state.record_launch(id, attempt, &job)?;
+            tracker.note_job(id, attempt, &job);
+            tracing::info!(run = id, attempt, job = job.id, nodes = spec.nodes.join(","), "launched");
+            let view = &mut views[*idx];
+            view.phase = RunPhase::Active;
+            view.attempts = attempt + 1;
+            view.job = Some(job);
+            submitted += 1;
+        }
+    }
+    Ok(submitted)
+}
+
+/// Writes a job's resolved config where its job reads it; returns the absolute path.
+fn write_config(dir: &std::path::Path, name: &str, toml: &str) -> Result<PathBuf, SweepError> {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml).map_err(|source| SweepError::Io { path: path.clone(), source })?;
+    Ok(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
+/// Copies the log of every ended job (a failed attempt before its retry, a finished run)
+/// into the store beside the run, `runs/<id>/logs/<job id>.log`, so it outlives the
+/// scratch folder and the machine. `kept` remembers what this coordinator already checked.
+fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTreeSet<String>) {
+    for v in views {
+        let Some(job) = &v.job else { continue };
+        if v.phase == RunPhase::Active {
+            continue;
+        }
+        let key = format!("runs/{}/logs/{}.log", v.id, job.id);
+        if !kept.insert(key.clone()) {
+            continue;
+        }
+        match (store.exists(&key), std::fs::read(&job.log)) {
+            (Ok(false), Ok(bytes)) => {
+                if let Err(e) = store.put(&key, bytes) {
+                    tracing::warn!(run = v.id, "keeping log {}: {e}", job.log.display());
+                }
+            }
+            // Already kept, or the log is on a file system this machine does not see.
+            (Ok(true), _) | (_, Err(_)) => {}
+            (Err(e), _) => tracing::warn!(run = v.id, "store: {e}"),
+        }
+    }
+}
+
+/// Cancels every live job of a sweep (one scheduler call) and stops its coordinators
+/// from launching more. Returns how many jobs were cancelled.
+pub fn cancel(store: &Store, manifest: &Manifest, launcher: &mut dyn Launcher) -> Result<usize, SweepError> {
+    let mut tracker = Tracker::new(store, manifest);
+    tracker.state.set_cancelled()?;
+    let views = tracker.refresh(launcher)?;
+    let mut jobs: Vec<JobRecord> = tracker
+        .features
+        .values()
+        .filter_map(|f| match f {
+            FeatureState::Running(j) => Some(j.clone()),
+            _ => None,
+        })
+        .collect();
+    jobs.extend(views.iter().filter(|v| v.phase == RunPhase::Active).filter_map(|v| v.job.clone()));
+    let refs: Vec<&JobRecord> = jobs.iter().collect();
+    launcher.cancel(&refs).map_err(|e| SweepError::Launch(e.to_string()))?;
+    Ok(jobs.len())
+}
+
+/// A report job behind every active run's job (Slurm afterok: it runs only if all of them
+/// succeed), recorded in `sweeps/<name>/report.json`. `report_args` is the `ras` command
+/// line that writes the report. None when no run is active (nothing to wait for).
+pub fn submit_report_job(
+    store: &Store,
+    manifest: &Manifest,
+    launcher: &mut dyn Launcher,
+    views: &[RunView],
+    report_args: Vec<String>,
+) -> Result<Option<JobRecord>, SweepError> {
+    let after: Vec<JobRecord> = views.iter().filter(|v| v.phase == RunPhase::Active).filter_map(|v| v.job.clone()).collect();
+    if after.is_empty() {
+        return Ok(None);
+    }
+    let spec = JobSpec {
+        name: format!("report-{}", manifest.name),
+        command: JobCommand::Task { args: report_args },
+        nodes: vec![],
+        after,
+        dependency: Dependency::AfterOk,
+    };
+    let job = launcher.submit(std::slice::from_ref(&spec)).map_err(|e| SweepError::Launch(e.to_string()))?.remove(0);
+    store.put_json(&format!("sweeps/{}/report.json", manifest.name), &job)?;
+    Ok(Some(job))
+}

@@ -1,0 +1,413 @@
+//! The sweep's state in the store (`sweeps/<name>/`, layout in `sweep/mod.rs`), and the
+//! [`Tracker`] that turns it plus the scheduler's answers into one [`RunView`] per run.
+//!
+//! The tracker reads only what can have changed since its last pass, so that a poll
+//! cycle costs one LIST of the sweep's prefix, one scheduler call, and one GET per run
+//! that is actually running or has just ended:
+//! - run configs are parsed once (the manifest does not change under a coordinator);
+//! - job records and claims are written once per attempt: each is read once, when the
+//!   listing first shows it;
+//! - a run's status is read on the first pass, then only while its job runs (not while
+//!   it waits in the queue) and once when it ends; complete and failed runs are settled
+//!   and never read again.
+
+use super::status::{RunPhase, RunView};
+use super::{Manifest, SweepError};
+use crate::launch::{JobRecord, JobState, Launcher};
+use crate::run::{FinalMetrics, RunState, RunStatus};
+use crate::store::{Store, StoreError};
+use crate::{hostname, unix_now};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A claim older than this without a job record belongs to a coordinator that died
+/// between claiming and launching: that attempt is over.
+pub const CLAIM_GRACE_S: u64 = 60;
+
+/// Who claimed an attempt (or a feature-cache job), and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claim {
+    pub host: String,
+    pub pid: u32,
+    pub unix: u64,
+}
+
+/// The sweep's keys in the store and the writes a coordinator makes there.
+pub struct SweepState<'a> {
+    pub store: &'a Store,
+    pub manifest: &'a Manifest,
+}
+
+impl<'a> SweepState<'a> {
+    pub fn prefix(&self) -> String {
+        format!("sweeps/{}", self.manifest.name)
+    }
+
+    /// Writes the manifest (again if the sweep file changed since).
+    pub fn publish_manifest(&self) -> Result<(), SweepError> {
+        let key = format!("{}/manifest.json", self.prefix());
+        let cur: Option<Manifest> = self.store.get_json(&key)?;
+        if cur.as_ref() != Some(self.manifest) {
+            self.store.put_json(&key, self.manifest)?;
+        }
+        Ok(())
+    }
+
+    fn cancelled_key(&self) -> String {
+        format!("{}/cancelled", self.prefix())
+    }
+
+    pub fn cancelled(&self) -> Result<bool, SweepError> {
+        Ok(self.store.exists(&self.cancelled_key())?)
+    }
+
+    pub fn clear_cancelled(&self) -> Result<(), SweepError> {
+        Ok(self.store.delete(&self.cancelled_key())?)
+    }
+
+    pub fn set_cancelled(&self) -> Result<(), SweepError> {
+        Ok(self.store.put(&self.cancelled_key(), format!("{}\n", unix_now()))?)
+    }
+
+    fn claim_key_of(&self, id: &str, attempt: usize) -> String {
+        format!("{}/claims/{id}.{attempt}", self.prefix())
+    }
+
+    fn job_key(&self, id: &str, attempt: usize) -> String {
+        format!("{}/jobs/{id}.{attempt}.json", self.prefix())
+    }
+
+    /// Claims attempt `attempt` of a run; false if someone else already did.
+    pub fn claim(&self, id: &str, attempt: usize) -> Result<bool, SweepError> {
+        self.claim_key(&self.claim_key_of(id, attempt))
+    }
+
+    /// Creates `key` with this process's claim unless it exists (conditional put): true
+    /// for the one caller that created it.
+    fn claim_key(&self, key: &str) -> Result<bool, SweepError> {
+        let c = Claim { host: hostname(), pid: std::process::id(), unix: unix_now() };
+        match self.store.put_new(key, serde_json::to_vec(&c).expect("json")) {
+            Ok(()) => Ok(true),
+            Err(StoreError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn record_job(&self, id: &str, attempt: usize, job: &JobRecord) -> Result<(), SweepError> {
+        Ok(self.store.put_json(&self.job_key(id, attempt), job)?)
+    }
+
+    /// Appends to the launch audit (a distinct key per submitting process).
+    pub fn record_launch(&self, id: &str, attempt: usize, job: &JobRecord) -> Result<(), SweepError> {
+        let key = format!("{}/launches/{id}.{attempt}.{}.{}", self.prefix(), hostname(), std::process::id());
+        Ok(self.store.put_json(&key, job)?)
+    }
+
+    /// Short name of a feature-cache key (store keys and job names).
+    pub fn feature_name(key: &str) -> String {
+        format!("features-{}", &crate::store::sha256_hex(key.as_bytes())[..12])
+    }
+
+    pub fn claim_features(&self, key: &str) -> Result<bool, SweepError> {
+        self.claim_key(&format!("{}/features/{}.claim", self.prefix(), Self::feature_name(key)))
+    }
+
+    pub fn record_features(&self, key: &str, job: &JobRecord) -> Result<(), SweepError> {
+        Ok(self.store.put_json(&format!("{}/features/{}.json", self.prefix(), Self::feature_name(key)), job)?)
+    }
+
+    /// Submissions so far (the audit's entries).
+    pub fn launch_count(&self) -> Result<usize, SweepError> {
+        Ok(self.store.list(&format!("{}/launches/", self.prefix()))?.len())
+    }
+}
+
+/// Where the feature cache of one dataset + backbone stands.
+#[derive(Debug, Clone)]
+pub enum FeatureState {
+    Unclaimed,
+    /// Claimed, job not recorded yet (another coordinator is submitting it).
+    Claimed,
+    Running(JobRecord),
+    /// Its job ended (the cache is filled, or the runs fill what is missing).
+    Ready,
+}
+
+/// What one LIST of `sweeps/<name>/` shows.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Claimed attempts per run id.
+    claims: BTreeMap<String, BTreeSet<usize>>,
+    /// (run id, attempt) with a job record.
+    jobs: BTreeSet<(String, usize)>,
+    /// Feature-cache names with a claim / with a job record.
+    feature_claims: BTreeSet<String>,
+    feature_jobs: BTreeSet<String>,
+    cancelled: bool,
+}
+
+impl Listing {
+    fn parse(prefix: &str, keys: &[String]) -> Self {
+        let mut l = Listing::default();
+        let p = format!("{prefix}/");
+        for key in keys {
+            let Some(rest) = key.strip_prefix(&p) else { continue };
+            if rest == "cancelled" {
+                l.cancelled = true;
+            } else if let Some(k) = rest.strip_prefix("claims/") {
+                if let Some((id, a)) = k.rsplit_once('.').and_then(|(id, a)| Some((id, a.parse::<usize>().ok()?))) {
+                    l.claims.entry(id.to_string()).or_default().insert(a);
+                }
+            } else if let Some(k) = rest.strip_prefix("jobs/").and_then(|k| k.strip_suffix(".json")) {
+                if let Some((id, a)) = k.rsplit_once('.').and_then(|(id, a)| Some((id, a.parse::<usize>().ok()?))) {
+                    l.jobs.insert((id.to_string(), a));
+                }
+            } else if let Some(k) = rest.strip_prefix("features/") {
+                if let Some(n) = k.strip_suffix(".claim") {
+                    l.feature_claims.insert(n.to_string());
+                } else if let Some(n) = k.strip_suffix(".json") {
+                    l.feature_jobs.insert(n.to_string());
+                }
+            }
+        }
+        l
+    }
+}
+
+/// What the tracker remembers of one run between passes.
+#[derive(Default)]
+struct Tracked {
+    status: Option<RunStatus>,
+    /// Job state of the latest attempt at the last pass (None: no job yet).
+    last_state: Option<(usize, JobState)>,
+    /// Complete, or failed for good: this view is final.
+    settled: Option<RunView>,
+}
+
+/// Views of a sweep's runs, kept up to date pass after pass (see the module doc).
+pub struct Tracker<'a> {
+    pub state: SweepState<'a>,
+    epochs: Vec<usize>,
+    runs: Vec<Tracked>,
+    claims: BTreeMap<String, Claim>,
+    jobs: BTreeMap<String, JobRecord>,
+    first: bool,
+    /// Feature-cache states of the last pass, by cache name.
+    pub features: BTreeMap<String, FeatureState>,
+    /// Whether `ras cancel` flagged the sweep (at the last pass).
+    pub cancelled: bool,
+}
+
+impl<'a> Tracker<'a> {
+    pub fn new(store: &'a Store, manifest: &'a Manifest) -> Self {
+        // Parsed once: the manifest's configs do not change under a coordinator.
+        let epochs = manifest.runs.iter().map(|r| r.config().train.epochs).collect();
+        Self {
+            state: SweepState { store, manifest },
+            epochs,
+            runs: manifest.runs.iter().map(|_| Tracked::default()).collect(),
+            claims: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            first: true,
+            features: BTreeMap::new(),
+            cancelled: false,
+        }
+    }
+
+    /// A claim's record, read once.
+    fn claim_record(&mut self, key: &str) -> Result<Claim, SweepError> {
+        if let Some(c) = self.claims.get(key) {
+            return Ok(c.clone());
+        }
+        let c = self.state.store.get_json::<Claim>(key)?.unwrap_or(Claim { host: String::new(), pid: 0, unix: 0 });
+        self.claims.insert(key.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// A job record, read once.
+    fn job_record(&mut self, key: &str) -> Result<Option<JobRecord>, SweepError> {
+        if let Some(j) = self.jobs.get(key) {
+            return Ok(Some(j.clone()));
+        }
+        let j: Option<JobRecord> = self.state.store.get_json(key)?;
+        if let Some(j) = &j {
+            self.jobs.insert(key.to_string(), j.clone());
+        }
+        Ok(j)
+    }
+
+    /// Remembers a job this coordinator just recorded (saves reading it back).
+    pub fn note_job(&mut self, id: &str, attempt: usize, job: &JobRecord) {
+        self.jobs.insert(self.state.job_key(id, attempt), job.clone());
+    }
+
+    /// One pass: list the sweep's prefix, ask the scheduler about every live job at once,
+    /// read the status of runs that can have changed, and return a view of every run (in
+    /// manifest order).
+    pub fn refresh(&mut self, launcher: &mut dyn Launcher) -> Result<Vec<RunView>, SweepError> {
+        let prefix = self.state.prefix();
+        let listing = Listing::parse(&prefix, &self.state.store.list(&format!("{prefix}/"))?);
+        self.cancelled = listing.cancelled;
+        let manifest = self.state.manifest;
+        // The latest attempt's job of every run not settled, and the feature-cache jobs.
+        let mut latest: Vec<Option<(usize, Option<JobRecord>)>> = vec![None; manifest.runs.len()];
+        for (i, run) in manifest.runs.iter().enumerate() {
+            if self.runs[i].settled.is_some() {
+                continue;
+            }
+            if let Some(&a) = listing.claims.get(&run.id).and_then(|s| s.last()) {
+                let job = if listing.jobs.contains(&(run.id.clone(), a)) { self.job_record(&self.state.job_key(&run.id, a))? } else { None };
+                latest[i] = Some((a, job));
+            }
+        }
+        let mut feature_records: Vec<(String, JobRecord)> = vec![];
+        for name in &listing.feature_jobs {
+            let key = format!("{prefix}/features/{name}.json");
+            if let Some(j) = self.job_record(&key)? {
+                feature_records.push((name.clone(), j));
+            }
+        }
+        // One scheduler call for all of them.
+        let mut polled: Vec<&JobRecord> = latest.iter().filter_map(|l| l.as_ref().and_then(|(_, j)| j.as_ref())).collect();
+        polled.extend(feature_records.iter().map(|(_, j)| j));
+        let states = if polled.is_empty() { vec![] } else { launcher.poll(&polled).map_err(|e| SweepError::Launch(e.to_string()))? };
+        let mut states = states.into_iter();
+        let run_states: Vec<Option<JobState>> =
+            latest.iter().map(|l| l.as_ref().and_then(|(_, j)| j.as_ref()).map(|_| states.next().expect("a state per job"))).collect();
+        self.features.clear();
+        for ((name, job), st) in feature_records.into_iter().zip(states) {
+            let fs = if st.is_alive() { FeatureState::Running(job) } else { FeatureState::Ready };
+            self.features.insert(name, fs);
+        }
+        for name in listing.feature_claims.difference(&listing.feature_jobs) {
+            let c = self.claim_record(&format!("{prefix}/features/{name}.claim"))?;
+            // Claimed by a coordinator that died before submitting: the runs fill the
+            // cache themselves (each computes only what is missing).
+            let fs = if unix_now().saturating_sub(c.unix) >= CLAIM_GRACE_S { FeatureState::Ready } else { FeatureState::Claimed };
+            self.features.insert(name.clone(), fs);
+        }
+
+        let mut out = Vec::with_capacity(manifest.runs.len());
+        for (i, run) in manifest.runs.iter().enumerate() {
+            if let Some(v) = &self.runs[i].settled {
+                out.push(v.clone());
+                continue;
+            }
+            let attempts = listing.claims.get(&run.id).map(|s| s.len()).unwrap_or(0);
+            let job_state = run_states[i].clone();
+            let attempt = latest[i].as_ref().map(|(a, _)| *a);
+            // Read the status when it can have changed: first pass, job running (not
+            // queued) or unknown, or the job ended since the last pass.
+            let prev = self.runs[i].last_state.clone();
+            let ended_now = matches!(job_state, Some(JobState::Ended)) && prev.as_ref().map(|(a, s)| Some(*a) != attempt || *s != JobState::Ended).unwrap_or(true);
+            let read = self.first
+                || ended_now
+                || matches!(job_state, Some(JobState::Active) | Some(JobState::Unknown(_)))
+                || (attempt.is_some() && job_state.is_none() && prev.is_none());
+            if read {
+                self.runs[i].status = self.state.store.get_json(&format!("runs/{}/status.json", run.id))?;
+            }
+            if let (Some(a), Some(s)) = (attempt, &job_state) {
+                self.runs[i].last_state = Some((a, s.clone()));
+            }
+            let status = self.runs[i].status.clone();
+            let mut view = RunView {
+                id: run.id.clone(),
+                label: run.label.clone(),
+                phase: RunPhase::Pending,
+                attempts,
+                epoch: status.as_ref().map(|s| s.epoch).unwrap_or(0),
+                epochs: self.epochs[i],
+                ranks: run.ranks,
+                job: latest[i].as_ref().and_then(|(_, j)| j.clone()),
+                error: status.as_ref().and_then(|s| s.error.clone()),
+                mean_iauroc: None,
+                mean_pauroc: None,
+                eta_s: None,
+                unknown: None,
+            };
+            let complete = status.as_ref().map(|s| s.state == RunState::Complete).unwrap_or(false);
+            view.phase = if complete {
+                if let Some(fm) = self.state.store.get_json::<FinalMetrics>(&format!("runs/{}/final_metrics.json", run.id))? {
+                    view.mean_iauroc = Some(fm.metrics.mean.image_auroc);
+                    view.mean_pauroc = Some(fm.metrics.mean.pixel_auroc);
+                }
+                RunPhase::Complete
+            } else if let Some(a) = attempt {
+                let alive = match &job_state {
+                    None => {
+                        let c = self.claim_record(&self.state.claim_key_of(&run.id, a))?;
+                        unix_now().saturating_sub(c.unix) < CLAIM_GRACE_S
+                    }
+                    Some(JobState::Unknown(why)) => {
+                        view.unknown = Some(why.clone());
+                        true
+                    }
+                    Some(s) => s.is_alive(),
+                };
+                if let (true, Some(st)) = (alive, &status) {
+                    let c = self.claim_record(&self.state.claim_key_of(&run.id, a))?;
+                    if st.epoch > 0 && st.epoch < view.epochs && st.updated_unix > c.unix {
+                        let per_epoch = (st.updated_unix - c.unix) as f64 / st.epoch as f64;
+                        view.eta_s = Some((per_epoch * (view.epochs - st.epoch) as f64) as u64);
+                    }
+                }
+                if alive {
+                    RunPhase::Active
+                } else if attempts > manifest.max_retries && status.as_ref().map(|s| s.state != RunState::Preempted).unwrap_or(true) {
+                    // (A preempted run checkpointed: resuming it is progress, not a retry.)
+                    if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
+                        // The job died without recording why (killed from outside).
+                        let reason = format!("job ended without recording an outcome after {attempts} attempts");
+                        crate::run::mark_failed_unless_recorded(&run.config(), &reason).map_err(|e| SweepError::Launch(e.to_string()))?;
+                        view.error.get_or_insert(reason);
+                    }
+                    RunPhase::Failed
+                } else {
+                    RunPhase::Retry
+                }
+            } else {
+                RunPhase::Pending
+            };
+            if view.is_settled() {
+                self.runs[i].settled = Some(view.clone());
+            }
+            out.push(view);
+        }
+        self.first = false;
+        Ok(out)
+    }
+
+    /// The feature-cache state of a feature key (a run's `feature_key`).
+    pub fn feature_state(&self, key: &str) -> FeatureState {
+        self.features.get(&SweepState::feature_name(key)).cloned().unwrap_or(FeatureState::Unclaimed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_sorts_keys_into_claims_jobs_features() {
+        let keys: Vec<String> = [
+            "sweeps/s/manifest.json",
+            "sweeps/s/claims/run-a-1234.0",
+            "sweeps/s/claims/run-a-1234.1",
+            "sweeps/s/jobs/run-a-1234.0.json",
+            "sweeps/s/launches/run-a-1234.0.host.12",
+            "sweeps/s/features/features-abc.claim",
+            "sweeps/s/features/features-abc.json",
+            "sweeps/s/features/features-def.claim",
+            "sweeps/s/cancelled",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let l = Listing::parse("sweeps/s", &keys);
+        assert_eq!(l.claims["run-a-1234"].iter().copied().collect::<Vec<_>>(), vec![0, 1]);
+        assert!(l.jobs.contains(&("run-a-1234".to_string(), 0)) && l.jobs.len() == 1);
+        assert_eq!(l.feature_claims.len(), 2);
+        assert!(l.feature_jobs.contains("features-abc") && l.cancelled);
+    }
+}

@@ -1,0 +1,87 @@
+//! Where each run of a sweep stands, and the table `ras status` and `ras sweep` print.
+
+use crate::launch::JobRecord;
+use serde::Serialize;
+
+/// Where a run stands in the sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunPhase {
+    /// Never launched.
+    Pending,
+    /// An attempt is claimed and its job is queued or running.
+    Active,
+    /// The last attempt ended without completing; attempt `n` may be launched.
+    Retry,
+    Complete,
+    /// Ended without completing after 1 + max_retries attempts (preemptions, which
+    /// checkpoint first, do not use up attempts).
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub label: String,
+    pub phase: RunPhase,
+    /// Attempts claimed so far.
+    pub attempts: usize,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub ranks: usize,
+    pub job: Option<JobRecord>,
+    pub error: Option<String>,
+    pub mean_iauroc: Option<f64>,
+    pub mean_pauroc: Option<f64>,
+    /// Seconds to go, from this attempt's pace so far (active runs past epoch 0 only).
+    pub eta_s: Option<u64>,
+    /// Set while the scheduler cannot say whether the job lives (controller down): the
+    /// run counts as active, so nothing launches it twice.
+    pub unknown: Option<String>,
+}
+
+impl RunView {
+    /// Complete or failed for good: nothing will change it any more.
+    pub fn is_settled(&self) -> bool {
+        matches!(self.phase, RunPhase::Complete | RunPhase::Failed)
+    }
+}
+
+/// The status table (`ras status`, and `ras sweep` as states change).
+pub fn render_views(views: &[RunView]) -> String {
+    let mut s = format!(
+        "{:<22} {:<9} {:>9} {:>5} {:>8} {:>8} {:>8} {:>7}  {}\n",
+        "run", "state", "epoch", "ranks", "attempts", "I-AUROC", "P-AUROC", "ETA", "label"
+    );
+    let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into());
+    for v in views {
+        let phase = if v.unknown.is_some() { "unknown".to_string() } else { format!("{:?}", v.phase).to_lowercase() };
+        s += &format!(
+            "{:<22} {:<9} {:>9} {:>5} {:>8} {:>8} {:>8} {:>7}  {}\n",
+            v.id,
+            phase,
+            format!("{}/{}", v.epoch, v.epochs),
+            v.ranks,
+            v.attempts,
+            pct(v.mean_iauroc),
+            pct(v.mean_pauroc),
+            v.eta_s.map(|e| format!("{}m{:02}s", e / 60, e % 60)).unwrap_or_else(|| "-".into()),
+            v.label
+        );
+    }
+    let count = |p: RunPhase| views.iter().filter(|v| v.phase == p).count();
+    s += &format!(
+        "{} runs: {} complete, {} active, {} pending, {} to retry, {} failed\n",
+        views.len(),
+        count(RunPhase::Complete),
+        count(RunPhase::Active),
+        count(RunPhase::Pending),
+        count(RunPhase::Retry),
+        count(RunPhase::Failed)
+    );
+    if let Some(why) = views.iter().find_map(|v| v.unknown.as_ref()) {
+        let n = views.iter().filter(|v| v.unknown.is_some()).count();
+        s += &format!("{n} runs in state unknown ({why}): treated as running, polled again with backoff\n");
+    }
+    s
+}
