@@ -464,9 +464,7 @@ fn launch_mpirun(cfg: &RunConfig, config: &ConfigArgs, force: bool, ranks: usize
     if force {
         // --force must act once, before the ranks start, not in every rank.
         let store = ras::store::Store::open(&cfg.store)?;
-        for key in store.list(&format!("runs/{}", ras::run::run_id(cfg)))? {
-            store.delete(&key)?;
-        }
+        ras::run::discard(&store, &ras::run::RunPaths::of(cfg))?;
     }
     cmd.arg("worker").arg(&config.config);
     for o in &config.overrides {
