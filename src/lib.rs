@@ -49,23 +49,3 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// What a run records about the software and machine that produced it.
-pub fn environment(
-    device: tch::Device,
-    backbone: &backbone::BackboneIdentity,
-    cache: &features::CacheStats,
-) -> serde_json::Value {
-    serde_json::json!({
-        "ras_version": env!("CARGO_PKG_VERSION"),
-        "git_commit": env!("RAS_GIT_COMMIT"),
-        "tch_version": "0.24.0",
-        "libtorch_version": env!("RAS_LIBTORCH_VERSION"),
-        "device": format!("{device:?}"),
-        "cuda_available": tch::Cuda::is_available(),
-        "torch_threads": tch::get_num_threads(),
-        "hostname": hostname(),
-        "backbone": backbone,
-        "backbone_warning": (!backbone.pretrained).then_some("random-init backbone: metrics are not comparable to the paper"),
-        "feature_cache": cache,
-    })
-}

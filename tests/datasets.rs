@@ -389,7 +389,7 @@ fn class_filter_and_unknown_class() {
 #[test]
 fn published_counts_are_recognised() {
     let report = |train: usize, normal: usize, anomalous: usize| CheckReport {
-        kind: "mvtec".into(),
+        kind: ras::config::DatasetKind::Mvtec,
         root: PathBuf::from("/data/mpdd"),
         classes: vec![
             ClassCounts { class: "a".into(), train: train - 8, test_normal: normal - 1, test_anomalous: anomalous, masks: anomalous },

@@ -79,7 +79,7 @@ pub fn run() -> Result<ExitStatus> {
             let store = ras::store::Store::open(&store)?;
             if test_jitter.is_empty() {
                 let fm: ras::run::FinalMetrics = store
-                    .get_json(&format!("runs/{run}/final_metrics.json"))?
+                    .get_json(&ras::run::RunPaths::new(run.as_str()).final_metrics())?
                     .with_context(|| format!("run {run} has no final metrics in {} (not complete?)", store.url()))?;
                 print_outcome(&run, store.url(), &fm);
             } else {
@@ -182,7 +182,7 @@ fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitSta
     let id = cfg.run_id();
     if force {
         // --force must act once, before the ranks start, not in every rank.
-        ras::run::discard(&store, &id)?;
+        ras::run::discard(&store, &ras::run::RunPaths::new(id.as_str()))?;
     }
     let mut args = vec!["worker".to_string(), config.config.display().to_string()];
     for o in &config.overrides {
@@ -192,7 +192,7 @@ fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitSta
     let done = ras::launch::mpirun::run(ranks, &exe, &args).context("starting mpirun (install OpenMPI: scripts/setup.sh)")?;
     match ExitStatus::from_code(done.code) {
         Some(ExitStatus::Ok) => {
-            if let Some(fm) = store.get_json::<ras::run::FinalMetrics>(&format!("runs/{id}/final_metrics.json"))? {
+            if let Some(fm) = store.get_json::<ras::run::FinalMetrics>(&ras::run::RunPaths::new(id.as_str()).final_metrics())? {
                 print_outcome(&id, &cfg.store, &fm);
             }
             Ok(ExitStatus::Ok)

@@ -164,9 +164,9 @@ impl Slurm {
                 nodes: job.nodes.clone(),
             };
             // Kept with the run: the script that ran, its job id and log path.
-            let prefix = format!("runs/{}/slurm", job.name);
-            self.store.put(&format!("{prefix}/{job_id}.sbatch"), script.clone())?;
-            self.store.put_json(&format!("{prefix}/{job_id}.json"), &record)?;
+            let paths = crate::run::RunPaths::new(job.name.as_str());
+            self.store.put(&paths.slurm_script(&job_id), script.clone())?;
+            self.store.put_json(&paths.slurm_record(&job_id), &record)?;
             out.push(record);
         }
         Ok(out)

@@ -271,7 +271,7 @@ fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTre
         if v.phase == RunPhase::Active {
             continue;
         }
-        let key = format!("runs/{}/logs/{}.log", v.id, job.id);
+        let key = crate::run::RunPaths::new(v.id.as_str()).logs(&job.id);
         if !kept.insert(key.clone()) {
             continue;
         }

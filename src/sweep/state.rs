@@ -14,7 +14,7 @@
 use super::status::{RunPhase, RunView};
 use super::{Manifest, SweepError};
 use crate::launch::{JobRecord, JobState, Launcher};
-use crate::run::{FinalMetrics, RunState, RunStatus};
+use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};
 use crate::store::{Store, StoreError};
 use crate::{hostname, unix_now};
 use serde::{Deserialize, Serialize};
@@ -305,7 +305,7 @@ impl<'a> Tracker<'a> {
                 || matches!(job_state, Some(JobState::Active) | Some(JobState::Unknown(_)))
                 || (attempt.is_some() && job_state.is_none() && prev.is_none());
             if read {
-                self.runs[i].status = self.state.store.get_json(&format!("runs/{}/status.json", run.id))?;
+                self.runs[i].status = self.state.store.get_json(&RunPaths::new(run.id.as_str()).status())?;
             }
             if let (Some(a), Some(s)) = (attempt, &job_state) {
                 self.runs[i].last_state = Some((a, s.clone()));
@@ -328,7 +328,7 @@ impl<'a> Tracker<'a> {
             };
             let complete = status.as_ref().map(|s| s.state == RunState::Complete).unwrap_or(false);
             view.phase = if complete {
-                if let Some(fm) = self.state.store.get_json::<FinalMetrics>(&format!("runs/{}/final_metrics.json", run.id))? {
+                if let Some(fm) = self.state.store.get_json::<FinalMetrics>(&RunPaths::new(run.id.as_str()).final_metrics())? {
                     view.mean_iauroc = Some(fm.metrics.mean.image_auroc);
                     view.mean_pauroc = Some(fm.metrics.mean.pixel_auroc);
                 }

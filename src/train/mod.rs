@@ -11,6 +11,18 @@ use crate::rng::{epoch_order, jitter_noise, mix_seed, with_torch_seed, STREAM_IN
 use tch::nn;
 use tch::{Device, Tensor};
 
+/// Why a saved training state (a checkpoint's tensors) does not fit a `Trainer`: the
+/// tensors are named and shaped by the model config, so these mean "another config".
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StateError {
+    #[error("missing {0}")]
+    Missing(String),
+    #[error("{key}: shape {found:?}, expected {expected:?}")]
+    Shape { key: String, found: Vec<i64>, expected: Vec<i64> },
+    #[error("unexpected {0}")]
+    Unexpected(String),
+}
+
 /// A model with its parameters and optimiser.
 pub struct Trainer {
     pub vs: nn::VarStore,
@@ -180,16 +192,16 @@ impl Trainer {
     }
 
     /// Restores what `state_tensors` produced; every tensor must be present with its shape.
-    pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>) -> Result<(), String> {
+    pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>) -> Result<(), StateError> {
         let mut map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
-        let mut take = |key: String, like: &Tensor| -> Result<Tensor, String> {
-            let t = map.remove(&key).ok_or_else(|| format!("missing {key}"))?;
+        let mut take = |key: String, like: &Tensor| -> Result<Tensor, StateError> {
+            let t = map.remove(&key).ok_or_else(|| StateError::Missing(key.clone()))?;
             if t.size() != like.size() {
-                return Err(format!("{key}: shape {:?}, expected {:?}", t.size(), like.size()));
+                return Err(StateError::Shape { key, found: t.size(), expected: like.size() });
             }
             Ok(t)
         };
-        tch::no_grad(|| -> Result<(), String> {
+        tch::no_grad(|| -> Result<(), StateError> {
             for (i, n) in self.names.clone().iter().enumerate() {
                 let p = take(format!("model.{n}"), &self.params[i])?;
                 self.params[i].copy_(&p);
@@ -200,11 +212,38 @@ impl Trainer {
             }
             Ok(())
         })?;
-        let step = map.remove("optim.step").ok_or("missing optim.step")?;
+        let step = map.remove("optim.step").ok_or_else(|| StateError::Missing("optim.step".into()))?;
         self.opt.step = step.int64_value(&[0]);
         if let Some(extra) = map.keys().next() {
-            return Err(format!("unexpected {extra}"));
+            return Err(StateError::Unexpected(extra.clone()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_state_names_what_does_not_fit() {
+        let model = ModelConfig { hidden_dim: 16, encoder_layers: 1, decoder_layers: 1, heads: 2, ffn_dim: 32, neighbor_mask: false, ..Default::default() };
+        let mut t = Trainer::new(&model, &TrainConfig::default(), 0, 8, 4, Device::Cpu).unwrap();
+        let state = |t: &Trainer| t.state_tensors().into_iter().map(|(n, x)| (n, x.copy())).collect::<Vec<_>>();
+        assert_eq!(t.load_state(state(&t)), Ok(()));
+
+        let without_step: Vec<_> = state(&t).into_iter().filter(|(n, _)| n != "optim.step").collect();
+        assert_eq!(t.load_state(without_step).unwrap_err().to_string(), "missing optim.step");
+
+        let mut extra = state(&t);
+        extra.push(("model.surplus".into(), Tensor::zeros([1], (Kind::Float, Device::Cpu))));
+        assert_eq!(t.load_state(extra), Err(StateError::Unexpected("model.surplus".into())));
+
+        let mut reshaped = state(&t);
+        let (name, x) = reshaped.iter_mut().find(|(n, _)| n.starts_with("model.")).unwrap();
+        let (name, expected) = (name.clone(), x.size());
+        *x = Tensor::zeros([3, 5], (Kind::Float, Device::Cpu));
+        let err = t.load_state(reshaped).unwrap_err();
+        assert_eq!(err.to_string(), format!("{name}: shape [3, 5], expected {expected:?}"));
     }
 }

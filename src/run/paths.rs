@@ -1,0 +1,194 @@
+//! Where a run keeps things in the store. This is the one place that describes the layout,
+//! and [`RunPaths`] is the one place that spells its keys: everything a run (and the
+//! launchers, the sweep coordinator, `ras eval`) reads or writes lives under
+//! `runs/<run id>/`:
+//!
+//! ```text
+//! config.toml            resolved config (what produced everything below)
+//! env.json               versions, git commit, device, backbone identity, cache counts
+//! status.json            running | complete | failed | preempted (+ error, epoch)
+//! train_log.jsonl        one line per epoch and model: loss, lr
+//! metrics.jsonl          one line per evaluation: per-class and mean metrics
+//! final_metrics.json     last-epoch metrics (+ best-on-test as a labelled extra)
+//! predictions/<class>.safetensors + .json   image scores, 224x224 maps, keys, labels
+//! pictures/<class>/<sample key, '/' -> '_'>.png
+//!                        image | ground truth | anomaly map panels (eval.pictures)
+//! evals/test_jitter_<s>.json  final model at test-time noise s (eval.noise_scales, ras eval)
+//! checkpoints/<model>/epoch_NNNN[_step_SSSSS].{safetensors,json}
+//!                        weights + AdamW state, then the record (epoch, step, sha256);
+//!                        <model> is "unified" or the class name (separate setting)
+//! logs/<job id>.log      the log of every ended job of the run (kept by the sweep
+//!                        coordinator, so it outlives the scratch folder)
+//! slurm/<job id>.sbatch + .json  the script a Slurm job ran, and its job record
+//! ```
+//! `status.json` says "complete" only after everything else is written.
+//!
+//! Why one type: the keys are read by other processes (launchers, the coordinator,
+//! reports) and by later versions of `ras`, so they are a file format. Spelling them in
+//! one place keeps writers and readers from drifting apart; the unit tests below pin
+//! every key to its literal string.
+
+use crate::config::RunConfig;
+
+/// The store keys of one run (see the module doc for the layout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPaths {
+    id: String,
+}
+
+impl RunPaths {
+    /// The keys of the run with this id (as `run_id` makes it).
+    pub fn new(id: impl Into<String>) -> Self {
+        Self { id: id.into() }
+    }
+
+    /// The keys of the run this config defines.
+    pub fn of(cfg: &RunConfig) -> Self {
+        Self::new(super::run_id(cfg))
+    }
+
+    /// The run whose `prefix()` this is (`runs/<id>`, a trailing '/' allowed).
+    pub fn from_prefix(prefix: &str) -> Option<Self> {
+        let id = prefix.strip_prefix("runs/")?.trim_end_matches('/');
+        (!id.is_empty() && !id.contains('/')).then(|| Self::new(id))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `runs/<id>`: every key of the run starts with it.
+    pub fn prefix(&self) -> String {
+        format!("runs/{}", self.id)
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("runs/{}/{rest}", self.id)
+    }
+
+    pub fn config(&self) -> String {
+        self.key("config.toml")
+    }
+
+    pub fn env(&self) -> String {
+        self.key("env.json")
+    }
+
+    pub fn status(&self) -> String {
+        self.key("status.json")
+    }
+
+    pub fn train_log(&self) -> String {
+        self.key("train_log.jsonl")
+    }
+
+    pub fn metrics_log(&self) -> String {
+        self.key("metrics.jsonl")
+    }
+
+    pub fn final_metrics(&self) -> String {
+        self.key("final_metrics.json")
+    }
+
+    /// Scores, maps, labels and masks of one class's test set.
+    pub fn predictions(&self, class: &str) -> String {
+        self.key(&format!("predictions/{class}.safetensors"))
+    }
+
+    /// The test samples (keys, paths, labels) in the order of `predictions(class)`.
+    pub fn predictions_samples(&self, class: &str) -> String {
+        self.key(&format!("predictions/{class}.json"))
+    }
+
+    /// Folder of the test-time noise evaluations.
+    pub fn evals(&self) -> String {
+        self.key("evals")
+    }
+
+    /// The final model evaluated at test-time noise `scale` (f64 `Display`: 20.0 -> "20").
+    pub fn eval_noise(&self, scale: f64) -> String {
+        self.key(&format!("evals/test_jitter_{scale}.json"))
+    }
+
+    /// Folder of every checkpoint of one model ("unified" or a class name).
+    pub fn checkpoints(&self, model: &str) -> String {
+        self.key(&format!("checkpoints/{model}"))
+    }
+
+    /// A checkpoint's key without extension: `.safetensors` (weights + AdamW state) and
+    /// `.json` (its record). At an epoch boundary (`step` 0) without the step part.
+    pub fn checkpoint_base(&self, model: &str, epoch: usize, step: usize) -> String {
+        let dir = self.checkpoints(model);
+        if step == 0 {
+            format!("{dir}/epoch_{epoch:04}")
+        } else {
+            format!("{dir}/epoch_{epoch:04}_step_{step:05}")
+        }
+    }
+
+    /// One panel picture; `stem` is the sample key with '/' replaced by '_'.
+    pub fn pictures(&self, class: &str, stem: &str) -> String {
+        self.key(&format!("pictures/{class}/{stem}.png"))
+    }
+
+    /// A job's log, kept with the run once the job ended.
+    pub fn logs(&self, job_id: &str) -> String {
+        self.key(&format!("logs/{job_id}.log"))
+    }
+
+    /// The batch script a Slurm job of this run ran.
+    pub fn slurm_script(&self, job_id: &str) -> String {
+        self.key(&format!("slurm/{job_id}.sbatch"))
+    }
+
+    /// The job record (id, host, log path, nodes) of a Slurm job of this run.
+    pub fn slurm_record(&self, job_id: &str) -> String {
+        self.key(&format!("slurm/{job_id}.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_todays_literal() {
+        let p = RunPaths::new("demo-1a2b3c4d");
+        assert_eq!(p.id(), "demo-1a2b3c4d");
+        assert_eq!(p.prefix(), "runs/demo-1a2b3c4d");
+        assert_eq!(p.config(), "runs/demo-1a2b3c4d/config.toml");
+        assert_eq!(p.env(), "runs/demo-1a2b3c4d/env.json");
+        assert_eq!(p.status(), "runs/demo-1a2b3c4d/status.json");
+        assert_eq!(p.train_log(), "runs/demo-1a2b3c4d/train_log.jsonl");
+        assert_eq!(p.metrics_log(), "runs/demo-1a2b3c4d/metrics.jsonl");
+        assert_eq!(p.final_metrics(), "runs/demo-1a2b3c4d/final_metrics.json");
+        assert_eq!(p.predictions("bottle"), "runs/demo-1a2b3c4d/predictions/bottle.safetensors");
+        assert_eq!(p.predictions_samples("bottle"), "runs/demo-1a2b3c4d/predictions/bottle.json");
+        assert_eq!(p.evals(), "runs/demo-1a2b3c4d/evals");
+        assert_eq!(p.eval_noise(20.0), "runs/demo-1a2b3c4d/evals/test_jitter_20.json");
+        assert_eq!(p.eval_noise(12.5), "runs/demo-1a2b3c4d/evals/test_jitter_12.5.json");
+        assert_eq!(p.eval_noise(0.0), "runs/demo-1a2b3c4d/evals/test_jitter_0.json");
+        assert_eq!(p.checkpoints("unified"), "runs/demo-1a2b3c4d/checkpoints/unified");
+        assert_eq!(p.checkpoint_base("unified", 3, 0), "runs/demo-1a2b3c4d/checkpoints/unified/epoch_0003");
+        assert_eq!(p.checkpoint_base("unified", 3, 12), "runs/demo-1a2b3c4d/checkpoints/unified/epoch_0003_step_00012");
+        assert_eq!(
+            format!("{}.safetensors", p.checkpoint_base("unified", 3, 12)),
+            "runs/demo-1a2b3c4d/checkpoints/unified/epoch_0003_step_00012.safetensors"
+        );
+        assert_eq!(p.checkpoint_base("bottle", 12345, 0), "runs/demo-1a2b3c4d/checkpoints/bottle/epoch_12345");
+        assert_eq!(p.pictures("bottle", "test_broken_000"), "runs/demo-1a2b3c4d/pictures/bottle/test_broken_000.png");
+        assert_eq!(p.logs("4711"), "runs/demo-1a2b3c4d/logs/4711.log");
+        assert_eq!(p.logs("4711_3"), "runs/demo-1a2b3c4d/logs/4711_3.log");
+        assert_eq!(p.slurm_script("4711_3"), "runs/demo-1a2b3c4d/slurm/4711_3.sbatch");
+        assert_eq!(p.slurm_record("4711_3"), "runs/demo-1a2b3c4d/slurm/4711_3.json");
+    }
+
+    #[test]
+    fn a_prefix_names_its_run() {
+        assert_eq!(RunPaths::from_prefix("runs/demo-1a2b3c4d"), Some(RunPaths::new("demo-1a2b3c4d")));
+        assert_eq!(RunPaths::from_prefix("runs/demo-1a2b3c4d/"), Some(RunPaths::new("demo-1a2b3c4d")));
+        assert_eq!(RunPaths::from_prefix("runs/"), None);
+        assert_eq!(RunPaths::from_prefix("sweeps/x"), None);
+        assert_eq!(RunPaths::from_prefix("runs/a/checkpoints"), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! What a run records about itself in the store, beside its model: its status (read by
+//! launchers and the sweep coordinator to decide what to do next), its logs, its final
+//! metrics and the environment that produced them. Kept apart from the training loop
+//! because other processes write some of it too (`mark_failed_unless_recorded`, the
+//! `--force` clean-up in the mpirun launcher), and they must agree on the formats.
+
+use super::paths::RunPaths;
+use super::run_id;
+use crate::backbone::BackboneIdentity;
+use crate::config::{RunConfig, Setting};
+use crate::eval::{ClassMetrics, MetricsTable};
+use crate::features::CacheStats;
+use crate::store::{Store, StoreError};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Complete,
+    Failed,
+    /// Stopped by SIGTERM/SIGUSR1 after a checkpoint: requeue it and it resumes.
+    Preempted,
+}
+
+/// Exit code of a worker that checkpointed and stopped on SIGTERM/SIGUSR1: the launcher
+/// requeues it (EX_TEMPFAIL).
+pub const EXIT_REQUEUE: u8 = crate::exit::ExitStatus::Requeue.code();
+
+/// What `status.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunStatus {
+    pub state: RunState,
+    pub run_id: String,
+    pub epoch: usize,
+    pub updated_unix: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `final_metrics.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinalMetrics {
+    pub epoch: usize,
+    pub setting: Setting,
+    pub metrics: MetricsTable,
+    /// The public code's selection (best (mean I-AUROC + mean P-AUROC)/2 on the test
+    /// set): optimistic, reported only as a labelled extra.
+    pub best_on_test_extra: Option<(usize, MetricsTable)>,
+    pub backbone_pretrained: bool,
+    pub feature_cache: CacheStats,
+}
+
+/// The epoch whose metrics have the best (mean I-AUROC + mean P-AUROC) (the earliest
+/// among equals), as `FinalMetrics::best_on_test_extra` reports it.
+pub(crate) fn best_on_test(by_epoch: &BTreeMap<usize, BTreeMap<String, ClassMetrics>>) -> Option<(usize, MetricsTable)> {
+    by_epoch.iter().map(|(e, m)| (*e, MetricsTable::new(m.clone()))).max_by(|a, b| {
+        let key = |t: &MetricsTable| t.mean.image_auroc + t.mean.pixel_auroc;
+        key(&a.1).total_cmp(&key(&b.1)).then(b.0.cmp(&a.0))
+    })
+}
+
+
+/// Writes `status.json` for one rank: rank 0 writes every state, the other ranks only
+/// "failed" (the error of whichever rank failed must reach the store).
+pub(crate) struct StatusWriter<'a> {
+    store: &'a Store,
+    paths: &'a RunPaths,
+    root: bool,
+}
+
+impl<'a> StatusWriter<'a> {
+    pub fn new(store: &'a Store, paths: &'a RunPaths, root: bool) -> Self {
+        Self { store, paths, root }
+    }
+
+    pub fn write(&self, state: RunState, epoch: usize, error: Option<String>) -> Result<(), StoreError> {
+        if !self.root && state != RunState::Failed {
+            return Ok(());
+        }
+        let status = RunStatus { state, run_id: self.paths.id().to_string(), epoch, updated_unix: crate::unix_now(), error };
+        self.store.put_json(&self.paths.status(), &status)
+    }
+}
+
+/// The final metrics of a run the store holds as complete; None when it is not complete
+/// (or its final metrics are missing).
+pub(crate) fn completed(store: &Store, paths: &RunPaths) -> Result<Option<FinalMetrics>, StoreError> {
+    match store.get_json::<RunStatus>(&paths.status())? {
+        Some(st) if st.state == RunState::Complete => store.get_json::<FinalMetrics>(&paths.final_metrics()),
+        _ => Ok(None),
+    }
+}
+
+/// Marks a run failed with `reason` unless a rank already recorded an outcome
+/// (complete, failed, preempted): used by launchers when the job dies from outside.
+pub fn mark_failed_unless_recorded(cfg: &RunConfig, reason: &str) -> Result<()> {
+    let store = Store::open(&cfg.store)?;
+    let id = run_id(cfg);
+    let key = RunPaths::new(id.as_str()).status();
+    let current = store.get_json::<RunStatus>(&key)?;
+    if let Some(st) = &current {
+        if st.state != RunState::Running {
+            return Ok(());
+        }
+    }
+    let epoch = current.map(|s| s.epoch).unwrap_or(0);
+    store.put_json(&key, &RunStatus { state: RunState::Failed, run_id: id, epoch, updated_unix: crate::unix_now(), error: Some(reason.to_string()) })?;
+    Ok(())
+}
+
+/// Deletes everything a run has in the store (`--force`: run again from scratch). Must
+/// happen once, before any rank starts.
+pub fn discard(store: &Store, paths: &RunPaths) -> Result<(), StoreError> {
+    for key in store.list(&paths.prefix())? {
+        store.delete(&key)?;
+    }
+    Ok(())
+}
+
+/// What a run records about the software and machine that produced it.
+pub fn environment(device: tch::Device, backbone: &BackboneIdentity, cache: &CacheStats) -> serde_json::Value {
+    serde_json::json!({
+        "ras_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": env!("RAS_GIT_COMMIT"),
+        "tch_version": "0.24.0",
+        "libtorch_version": env!("RAS_LIBTORCH_VERSION"),
+        "device": format!("{device:?}"),
+        "cuda_available": tch::Cuda::is_available(),
+        "torch_threads": tch::get_num_threads(),
+        "hostname": crate::hostname(),
+        "backbone": backbone,
+        "backbone_warning": (!backbone.pretrained).then_some("random-init backbone: metrics are not comparable to the paper"),
+        "feature_cache": cache,
+    })
+}
+
+/// A run's logs while it trains: the metrics of every class per eval epoch (filled model
+/// by model), and the `train_log.jsonl` lines. Both files are rewritten whole, so a
+/// resumed run first reads them back (`load`) and drops what its checkpoint does not cover.
+#[derive(Default)]
+pub(crate) struct RunLogs {
+    pub by_epoch: BTreeMap<usize, BTreeMap<String, ClassMetrics>>,
+    pub train_log: Vec<serde_json::Value>,
+}
+
+impl RunLogs {
+    /// The logs a previous attempt of the run stored (empty where none).
+    pub fn load(store: &Store, paths: &RunPaths) -> Result<Self> {
+        let mut logs = Self::default();
+        if let Some(text) = store.get(&paths.metrics_log())? {
+            for line in std::str::from_utf8(&text)?.lines() {
+                let v: serde_json::Value = serde_json::from_str(line)?;
+                let e = v["epoch"].as_u64().context("metrics.jsonl line without epoch")? as usize;
+                let t: MetricsTable = serde_json::from_value(v["metrics"].clone())?;
+                logs.by_epoch.insert(e, t.classes);
+            }
+        }
+        if let Some(text) = store.get(&paths.train_log())? {
+            logs.train_log = std::str::from_utf8(&text)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+        }
+        Ok(logs)
+    }
+
+    /// Drops `model`'s training lines after `epoch` (the epoch it resumes from).
+    pub fn keep_train_until(&mut self, model: &str, epoch: usize) {
+        self.train_log.retain(|v| v["model"] != model || v["epoch"].as_u64().unwrap_or(0) as usize <= epoch);
+    }
+
+    pub fn push_train(&mut self, model: &str, epoch: usize, loss: f64, lr: f64) {
+        self.train_log.push(serde_json::json!({"model": model, "epoch": epoch, "loss": loss, "lr": lr}));
+    }
+
+    pub fn write_train_log(&self, store: &Store, paths: &RunPaths) -> Result<(), StoreError> {
+        store.put(&paths.train_log(), self.train_log.iter().map(|v| format!("{v}\n")).collect::<String>())
+    }
+
+    pub fn write_metrics_log(&self, store: &Store, paths: &RunPaths) -> Result<(), StoreError> {
+        let mut text = String::new();
+        for (epoch, classes) in &self.by_epoch {
+            text += &serde_json::json!({"epoch": epoch, "metrics": MetricsTable::new(classes.clone())}).to_string();
+            text.push('\n');
+        }
+        store.put(&paths.metrics_log(), text)
+    }
+}
