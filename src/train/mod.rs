@@ -224,6 +224,7 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn load_state_names_what_does_not_fit() {
