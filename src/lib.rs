@@ -13,7 +13,8 @@
 //! - `run`      one run end to end, and its layout in the store
 //! - `store`    every byte that outlives a process (object_store)
 //! - `bench`    throughput measurements
-//! - `sweep`    sweeps: expansion, plan, coordinator state in the store, reports
+//! - `sweep`    sweeps: expansion, plan, coordinator state in the store
+//! - `report`   a sweep's results beside the paper's: tables (Markdown, CSV, LaTeX), plots
 //! - `launch`   launchers (local processes, Slurm) behind one trait
 //!
 //! The `ras` binary (src/main.rs + src/cli/) is a thin layer over this library.
@@ -28,6 +29,7 @@ pub mod features;
 pub mod launch;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod store;
 pub mod sweep;

@@ -24,7 +24,6 @@
 //! state of a sweep is a pure function of the store plus the launcher's view of the jobs.
 
 pub mod plan;
-pub mod report;
 
 use crate::config::{ConfigError, RunConfig, Setting};
 use crate::launch::{JobRecord, JobState, Launcher, Submission};
@@ -152,7 +151,7 @@ pub struct ExpandOptions {
 /// Published class lists, used to expand `separate` when the data is not on this
 /// machine (planning on a laptop for a cluster). Run ids do not depend on where the
 /// list came from: each run names its class explicitly.
-fn published_classes(kind: &str) -> Option<&'static [&'static str]> {
+pub fn published_classes(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "mvtec" => &[
             "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw", "tile",
