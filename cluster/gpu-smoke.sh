@@ -15,28 +15,7 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in
 build)
   W="$HOME/.cache/ras-torch-cuda-2.11.0"
-  if [ ! -f "$W/.complete" ]; then
-    tmp=$(mktemp -d)
-    python3 -m pip download --no-deps -q -d "$tmp" torch==2.11.0
-    rm -rf "$W"; mkdir -p "$W/lib"
-    python3 - "$tmp" "$W" <<'PY'
-import glob, os, shutil, sys, zipfile
-tmp, dst = sys.argv[1:3]
-for whl in glob.glob(os.path.join(tmp, "torch-*.whl")):
-    with zipfile.ZipFile(whl) as z:
-        for n in z.namelist():
-            if n.startswith("torch/include/") and not n.endswith("/"):
-                out = os.path.join(dst, n[len("torch/"):])
-            elif n.startswith("torch/lib/") and ".so" in n:
-                out = os.path.join(dst, "lib", os.path.basename(n))
-            else:
-                continue
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            with z.open(n) as s, open(out, "wb") as d:
-                shutil.copyfileobj(s, d)
-PY
-    touch "$W/.complete"; rm -rf "$tmp"
-  fi
+  LIBTORCH_DIR="$W" bash scripts/install-libtorch.sh cuda
   # Without --no-as-needed the linker drops libtorch_cuda.so and CUDA silently stays off;
   # the CUDA libraries it needs exist only on the GPU machine: allow them unresolved here.
   LIBTORCH="$W" LIBTORCH_BYPASS_VERSION_CHECK=1 CARGO_TARGET_DIR=target-gpu \

@@ -33,40 +33,13 @@ NODELINES=""; i=0
 for n in $NODES; do i=$((i+1))
   NODELINES+="NodeName=$n NodeHostname=$H NodeAddr=127.0.0.1 Port=$((PB+i)) CPUs=1 RealMemory=$MEM $GRES_NODE State=UNKNOWN"$'\n'
 done
-cat > $E/slurm.conf.new <<EOF
-ClusterName=ci2
-SlurmctldHost=$H(127.0.0.1)
-SlurmctldPort=$CP
-SlurmUser=root
-AuthType=auth/$AUTH
-CredType=cred/$AUTH
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/linux
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/filetxt
-JobCompLoc=$D/log/jobcomp.txt
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=512
-ReturnToService=2
-MinJobAge=3600
-StateSaveLocation=$D/state/ctld
-SlurmdSpoolDir=$D/state/%n
-SlurmctldPidFile=$D/run/slurmctld.pid
-SlurmdPidFile=$D/run/slurmd-%n.pid
-SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd-%n.log
-# per-node TmpFS: mpi/pmix creates <TmpFS>/spmix_appdir_<uid>_<job>.<step> on every node; with the
+# per-node TmpFS (the comment goes into slurm.conf too)
+EXTRA="# per-node TmpFS: mpi/pmix creates <TmpFS>/spmix_appdir_<uid>_<job>.<step> on every node; with the
 # default /tmp both slurmstepds of a step collide (EEXIST) and the step fails to launch
 TmpFS=$D/tmp/%n
-PlugStackConfig=$E/plugstack.conf
-$GRES_TYPES
-${NODELINES}PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-EOF
+PlugStackConfig=$E/plugstack.conf"
+slurm_conf cluster=ci2 dir="$D" host="$H" auth="$AUTH" port="$CP" per_node=1 extra="$EXTRA" \
+  gres_types="$GRES_TYPES" nodes="$NODELINES" > $E/slurm.conf.new
 : > $E/plugstack.conf.new
 changed=0
 for f in slurm.conf gres.conf plugstack.conf; do cmp -s $E/$f.new $E/$f || changed=1; done

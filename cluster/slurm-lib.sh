@@ -53,3 +53,66 @@ cancel_jobs() {
     for _ in $(seq 1 50); do [ -z "$(squeue -h -t R,CG 2>/dev/null)" ] && break; sleep 0.2; done
   fi
 }
+
+# slurm_conf KEY=VALUE...: prints the slurm.conf of a Slurm whose daemons all run on this
+# host (controller on 127.0.0.1), with its state, pid and log files under DIR. What the
+# single-node (slurm-up.sh) and two-node (slurm-2node-up.sh) set-ups differ in are keys;
+# LINES values are zero or more lines (a trailing newline is optional):
+#   cluster=NAME          ClusterName                                   (required)
+#   dir=DIR               DIR/state, DIR/run, DIR/log                   (required)
+#   host=HOST             SlurmctldHost, `hostname -s`                  (required)
+#   nodes=LINES           the NodeName lines                            (required)
+#   auth=munge|none       AuthType and CredType                         (munge)
+#   port=PORT             SlurmctldPort                                 (Slurm's default)
+#   mpi=PLUGIN            MpiDefault                                    (none)
+#   accounting=LINES      AccountingStorage*  (accounting_storage/none)
+#   scheduling=LINES      after SchedulerParameters, e.g. DependencyParameters=...
+#   per_node=0|1          1: one slurmd per node (-N NAME): spool, pid and log file per %n
+#   extra=LINES           before GresTypes (TmpFS, PlugStackConfig, ...)
+#   gres_types=LINE       GresTypes=gpu, or empty (an empty line)
+#   partition=OPTIONS     appended to the partition line (OverSubscribe=FORCE:4)
+slurm_conf() {
+  local cluster="" dir="" host="" nodes="" auth=munge port="" mpi=none scheduling="" per_node=0 extra=""
+  local accounting="AccountingStorageType=accounting_storage/none" gres_types="" partition="" kv v
+  for kv in "$@"; do
+    case "${kv%%=*}" in
+      cluster|dir|host|nodes|auth|port|mpi|accounting|scheduling|per_node|extra|gres_types|partition)
+        printf -v "${kv%%=*}" '%s' "${kv#*=}" ;;
+      *) echo "slurm_conf: unknown argument: $kv" >&2; return 2 ;;
+    esac
+  done
+  for v in cluster dir host nodes; do [ -n "${!v}" ] || { echo "slurm_conf: $v= is required" >&2; return 2; }; done
+  # Optional lines: each LINES value ends in exactly one newline (or is empty), so that
+  # the text below reads as the file.
+  for v in nodes accounting scheduling extra; do [ -z "${!v}" ] || printf -v "$v" '%s\n' "${!v%$'\n'}"; done
+  [ -z "$port" ] || port="SlurmctldPort=$port"$'\n'
+  local spool=d files=""; [ "$per_node" = 1 ] && { spool=%n; files=-%n; }
+  cat <<EOF
+ClusterName=$cluster
+SlurmctldHost=$host(127.0.0.1)
+${port}SlurmUser=root
+AuthType=auth/$auth
+CredType=cred/$auth
+MpiDefault=$mpi
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/linux
+${accounting}JobCompType=jobcomp/filetxt
+JobCompLoc=$dir/log/jobcomp.txt
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0
+${scheduling}SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=512
+ReturnToService=2
+MinJobAge=3600
+StateSaveLocation=$dir/state/ctld
+SlurmdSpoolDir=$dir/state/$spool
+SlurmctldPidFile=$dir/run/slurmctld.pid
+SlurmdPidFile=$dir/run/slurmd$files.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd$files.log
+${extra}$gres_types
+${nodes}PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP${partition:+ $partition}
+EOF
+}

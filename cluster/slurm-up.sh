@@ -28,37 +28,10 @@ ACCT="AccountingStorageType=accounting_storage/none"
 [ "$DBD" = 1 ] && ACCT="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=${GRES_TYPES:+gres/gpu}"
-cat > $E/slurm.conf.new <<EOF
-ClusterName=ci
-SlurmctldHost=$H(127.0.0.1)
-SlurmUser=root
-AuthType=auth/$AUTH
-CredType=cred/$AUTH
-MpiDefault=pmix
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/linux
-$ACCT
-JobCompType=jobcomp/filetxt
-JobCompLoc=$D/log/jobcomp.txt
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-DependencyParameters=kill_invalid_depend
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=512
-ReturnToService=2
-MinJobAge=3600
-StateSaveLocation=$D/state/ctld
-SlurmdSpoolDir=$D/state/d
-SlurmctldPidFile=$D/run/slurmctld.pid
-SlurmdPidFile=$D/run/slurmd.pid
-SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd.log
-$GRES_TYPES
-NodeName=$H NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$MEM $GRES_NODE State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
-EOF
+slurm_conf cluster=ci dir="$D" host="$H" auth="$AUTH" mpi=pmix accounting="$ACCT" \
+  scheduling=DependencyParameters=kill_invalid_depend gres_types="$GRES_TYPES" \
+  nodes="NodeName=$H NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$MEM $GRES_NODE State=UNKNOWN" \
+  partition=OverSubscribe=FORCE:4 > $E/slurm.conf.new
 cat > $E/slurmdbd.conf.new <<EOF
 DbdHost=localhost
 DbdAddr=127.0.0.1

@@ -18,7 +18,7 @@
 //! - `bench`    throughput measurements
 //! - `launch`   launchers (local processes, Slurm) behind one trait, mpirun, external commands
 //! - `sweep`    sweeps: expansion, plan, store state, coordinator, status table
-//! - `report`   a sweep's tables and plots beside the paper's numbers
+//! - `report`   a sweep's results beside the paper's: tables (Markdown, CSV, LaTeX), plots
 //!
 //! The `ras` binary (src/main.rs + src/cli/) is a thin layer over this library.
 
@@ -33,6 +33,7 @@ pub mod features;
 pub mod launch;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod store;

@@ -146,20 +146,14 @@ pub fn report(args: &SweepArgs, out: &Path) -> Result<()> {
 
 /// `ras report`: prints each dataset's table, writes tables and plots into `out`.
 fn write_report(args: &SweepArgs, manifest: &Manifest, store: &Store, out: &Path) -> Result<()> {
-    let tables = ras::sweep::report::collect(store, manifest)?;
-    if tables.is_empty() {
-        bail!("sweep {}: no complete run yet in {} (ras status {})", manifest.name, store.url(), args.sweep.display());
+    let report = match ras::report::write_sweep_report(store, manifest, out) {
+        Err(e @ ras::report::ReportError::NoCompleteRun { .. }) => bail!("{e} (ras status {})", args.sweep.display()),
+        r => r?,
+    };
+    for md in &report.markdown {
+        println!("{md}");
     }
-    for (dataset, rows) in &tables {
-        println!("{}", ras::sweep::report::markdown(&manifest.name, dataset, rows));
-    }
-    let plots = ras::sweep::report::collect_plots(store, manifest)?;
-    for (dataset, series) in &plots.noise {
-        println!("{}", ras::sweep::report::noise_markdown(&manifest.name, dataset, series));
-    }
-    let mut files = ras::sweep::report::write(&tables, &manifest.name, out)?;
-    files.extend(ras::sweep::report::write_plots(&plots, &manifest.name, out)?);
-    for f in files {
+    for f in &report.files {
         println!("wrote {}", f.display());
     }
     Ok(())

@@ -31,7 +31,6 @@
 pub mod coordinator;
 pub mod expand;
 pub mod plan;
-pub mod report;
 pub mod state;
 pub mod status;
 

@@ -1,0 +1,116 @@
+//! `ras report`: the final metrics of every complete run of a sweep, per dataset, per
+//! class, beside the paper's numbers (`tables`: Markdown, CSV, LaTeX), and plots (PNG, see
+//! `plot`) where the sweep has the data for them (`figures`): a T_e x T_d heat map of mean
+//! I-AUROC and P-AUROC (Table 5's sweep) and AUROC against test-time noise, with its
+//! table (`noise`, Table 6: `eval.noise_scales`, `ras eval --test-jitter`, or runs that
+//! differ in `eval.test_jitter_scale`).
+//!
+//! It reads the store only (a sweep's manifest, the runs' records): the sweep module knows
+//! nothing of it.
+
+mod csv;
+pub mod figures;
+pub mod noise;
+pub mod plot;
+pub mod tables;
+
+pub use figures::{collect_plots, write_plots, LayerGrid, PlotData};
+pub use noise::{noise_markdown, NoisePoint, NoiseSeries};
+pub use tables::{collect, latex, markdown, paper_numbers, write, Row, PAPER_TABLES};
+
+use crate::run::FinalMetrics;
+use crate::store::{Store, StoreError};
+use crate::sweep::{Manifest, PlannedRun};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// No run of the sweep has final metrics yet: there is nothing to report.
+    #[error("sweep {sweep}: no complete run yet in {store}")]
+    NoCompleteRun { sweep: String, store: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("CSV: {0}")]
+    Csv(#[from] ::csv::Error),
+}
+
+/// What [`write_sweep_report`] made.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOutput {
+    /// The tables to show, in order: each dataset's results, then each noise table.
+    pub markdown: Vec<String>,
+    /// Every file written, in order.
+    pub files: Vec<PathBuf>,
+}
+
+/// The whole report of a sweep: collects the tables and plots of its complete runs and
+/// writes them into `out` (`<dataset>.{md,csv,tex}`, plus the plots and noise tables of
+/// [`write_plots`]). Fails with [`ReportError::NoCompleteRun`] before writing anything
+/// when no run is complete.
+pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Result<ReportOutput, ReportError> {
+    let tables = collect(store, manifest)?;
+    if tables.is_empty() {
+        return Err(ReportError::NoCompleteRun { sweep: manifest.name.clone(), store: store.url().to_string() });
+    }
+    let plots = collect_plots(store, manifest)?;
+    let mut markdown: Vec<String> = tables.iter().map(|(dataset, rows)| tables::markdown(&manifest.name, dataset, rows)).collect();
+    markdown.extend(plots.noise.iter().map(|(dataset, series)| noise_markdown(&manifest.name, dataset, series)));
+    let mut files = write(&tables, &manifest.name, out)?;
+    files.extend(write_plots(&plots, &manifest.name, out)?);
+    Ok(ReportOutput { markdown, files })
+}
+
+/// Complete runs (those with final metrics), in manifest order.
+fn complete_runs<'a>(store: &Store, manifest: &'a Manifest) -> Result<Vec<(&'a PlannedRun, FinalMetrics)>, ReportError> {
+    let mut out = vec![];
+    for run in &manifest.runs {
+        if let Some(fm) = store.get_json::<FinalMetrics>(&crate::run::RunPaths::new(run.id.as_str()).final_metrics())? {
+            out.push((run, fm));
+        }
+    }
+    Ok(out)
+}
+
+/// The variant label without its `key=value` parts for the given keys (and without the
+/// class of separate runs): what stays the same along a plot's axis.
+fn variant_without(variant: &str, keys: &[&str]) -> String {
+    variant
+        .split(' ')
+        .filter(|p| !p.starts_with("class=") && !keys.iter().any(|k| p.strip_prefix(k).is_some_and(|r| r.starts_with('='))))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Mean I-AUROC and P-AUROC of a list of (I, P) pairs.
+fn mean_pair(v: &[(f64, f64)]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    (v.iter().map(|x| x.0).sum::<f64>() / n, v.iter().map(|x| x.1).sum::<f64>() / n)
+}
+
+fn create_dir(dir: &Path) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })
+}
+
+/// Writes `dir/name`; returns its path.
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, ReportError> {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).map_err(|source| ReportError::Io { path: p.clone(), source })?;
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn variants_lose_only_the_named_keys() {
+        let v = "mvtec model.decoder_layers=2 model.encoder_layers=1 separate class=bottle";
+        assert_eq!(super::variant_without(v, &["model.encoder_layers", "model.decoder_layers"]), "mvtec separate");
+        assert_eq!(
+            super::variant_without("mvtec eval.test_jitter_scale=10.0 model.decoder=\"ras\"", &["eval.test_jitter_scale"]),
+            "mvtec model.decoder=\"ras\""
+        );
+        // A key that is a prefix of another is not confused with it.
+        assert_eq!(super::variant_without("d model.encoder_layers_x=1", &["model.encoder_layers"]), "d model.encoder_layers_x=1");
+    }
+}
