@@ -7,7 +7,7 @@ CARGO ?= cargo
 RAS := target/release/ras
 DEMO_DATA := out/demo-data
 
-.PHONY: setup setup-python build demo test bench clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: setup setup-python build demo test bench bench-coordinator clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -37,6 +37,14 @@ test: build setup-python
 
 bench: build
 	$(RAS) bench train-step
+
+# The coordinator's cost per poll cycle at 2000 runs, on the local test Slurm with its
+# partition DOWN so that every job stays pending; the partition is set UP again after.
+bench-coordinator: build
+	bash cluster/slurm-up.sh
+	scontrol update PartitionName=debug State=DOWN
+	$(RAS) bench coordinator --runs 2000 --cycles 6 --cluster cluster/ci-slurm.toml; rc=$$?; \
+	  scontrol update PartitionName=debug State=UP; exit $$rc
 
 clean-demo:
 	rm -rf out/demo-data out/demo-store

@@ -292,7 +292,7 @@ fn slurm_failed_run_is_retried_then_marked_failed() {
         cwd,
         "slow-slurm",
         &format!(
-            "launcher = \"slurm\"\npartition = \"debug\"\nmem_per_gpu = \"1500M\"\nextra = [\"#SBATCH --begin=now+3\"]\ntemplate = \"{}\"\n",
+            "launcher = \"slurm\"\npartition = \"debug\"\nmem_per_gpu = \"1500M\"\nextra = [\"#SBATCH --begin=now+3\"]\npoll_max_s = 2\ntemplate = \"{}\"\n",
             repo().join("cluster/templates/run.sbatch.tmpl").display()
         ),
     );
@@ -439,4 +439,98 @@ fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
     let log = std::fs::read_to_string(store.join(format!("runs/{id}/train_log.jsonl"))).unwrap();
     assert_eq!(log.lines().count(), 60, "resumed from the checkpoint");
     assert_eq!(files(&store.join("sweeps/requeue/launches")).len(), 1, "the coordinator did not launch it again");
+}
+
+/// Stops or starts the test Slurm's controller (slurmd and its jobs keep running).
+fn slurmctld(up: bool) {
+    let dir = std::env::var("TMPDIR").map(|t| format!("{t}/ras-slurm")).unwrap_or_else(|_| "/tmp/ras-slurm".into());
+    let script = if up {
+        "slurmctld; for _ in $(seq 1 100); do squeue -h >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1".to_string()
+    } else {
+        format!(". {}; stop {dir}/run/slurmctld.pid slurmctld", repo().join("cluster/slurm-lib.sh").display())
+    };
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "slurmctld up={up}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An unreachable controller is not an ended job. slurmctld is stopped for 30 s while a
+/// run's job runs (slurmd keeps running it): the coordinator shows the run as unknown and
+/// launches nothing; with the controller back, the run completes, launched once.
+#[test]
+fn slurm_controller_outage_is_unknown_not_ended() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    slurm_up();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "outage", "ranks = 1\n");
+    let prof = repo().join("cluster/ci-slurm.toml");
+    let log = cwd.join("coordinator.out");
+    let mut coord = sweep_cmd(cwd, &["sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap(), "--set", "train.epochs=400", "--set", "train.eval_every=400"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run itself is training (its status says running).
+    let store = cwd.join("out/demo-store");
+    let t = Instant::now();
+    let running = || statuses(&store).iter().any(|s| s.contains("\"running\""));
+    while !running() {
+        assert!(t.elapsed() < Duration::from_secs(180), "the run never started: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    slurmctld(false);
+    std::thread::sleep(Duration::from_secs(30));
+    let during = std::fs::read_to_string(&log).unwrap();
+    let launches_during = files(&store.join("sweeps/outage/launches")).len();
+    slurmctld(true);
+    let out = coord.wait_with_output().unwrap();
+    let stdout = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(during.contains("unknown") && during.contains("Slurm unreachable"), "the table said unknown while slurmctld was down:\n{during}");
+    assert_eq!(launches_during, 1, "nothing launched while the controller was down");
+    assert!(stdout.contains("1 runs: 1 complete"), "{stdout}");
+    assert_launched_once(&store, "outage");
+    // A job step that ended while the controller was away stays COMPLETING for about a
+    // minute after it is back (measured: 50-60 s); the next test needs the node idle.
+    let t = Instant::now();
+    let idle = || String::from_utf8_lossy(&Command::new("sinfo").args(["-h", "-o", "%T"]).output().unwrap().stdout).trim() == "idle";
+    while !idle() {
+        assert!(t.elapsed() < Duration::from_secs(300), "the node never became idle after the outage");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The coordinator's cost per poll cycle does not grow with the runs that did not change:
+/// 300 runs queued behind a DOWN partition cost, per steady cycle, one scheduler call
+/// (squeue for every job) and one store request (the LIST of the sweep's prefix). Counts,
+/// not times (`ras bench coordinator` prints the times).
+#[test]
+fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    slurm_up();
+    struct PartitionUp;
+    impl Drop for PartitionUp {
+        fn drop(&mut self) {
+            let _ = Command::new("scancel").args(["--state=PENDING", "--partition=debug"]).status();
+            let _ = Command::new("scontrol").args(["update", "PartitionName=debug", "State=UP"]).status();
+        }
+    }
+    let _up = PartitionUp;
+    let st = Command::new("scontrol").args(["update", "PartitionName=debug", "State=DOWN"]).status().unwrap();
+    assert!(st.success());
+    let dir = tempfile::tempdir().unwrap();
+    let prof = repo().join("cluster/ci-slurm.toml");
+    let out = run_ok(dir.path(), &["bench", "coordinator", "--runs", "300", "--cycles", "4", "--json", "--cluster", prof.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cycles: Vec<serde_json::Value> = stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(cycles.len(), 4, "{stdout}");
+    // The first cycle submits the feature-cache job and 300 runs (as job arrays).
+    assert_eq!(cycles[0]["submitted"], 301, "{stdout}");
+    assert!(cycles[0]["scheduler_calls"].as_u64().unwrap() <= 4, "sbatch for the cache job and one array: {stdout}");
+    for c in &cycles[1..] {
+        assert_eq!(c["submitted"], 0, "{c}");
+        assert_eq!(c["scheduler_calls"], 1, "one squeue for all jobs: {c}");
+        assert_eq!((c["store"]["list"].as_u64(), c["store"]["get"].as_u64(), c["store"]["put"].as_u64()), (Some(1), Some(0), Some(0)), "one LIST: {c}");
+    }
 }

@@ -122,11 +122,10 @@ pub fn run() -> Result<ExitStatus> {
                 args.extend([k.to_string(), v]);
             }
             for k in ranks {
-                let out = ras::launch::mpirun::command(k, &exe, &args).output().context("starting mpirun (install OpenMPI: scripts/setup.sh)")?;
-                if !out.status.success() {
-                    bail!("{k} ranks failed: {}", String::from_utf8_lossy(&out.stderr));
-                }
-                print!("{}", String::from_utf8_lossy(&out.stdout));
+                let mut cmd = ras::launch::mpirun::command(k, &exe, &args);
+                let out = ras::launch::command::run_command(&mut cmd, ras::launch::command::Retry::Never, " (install OpenMPI: scripts/setup.sh)")
+                    .with_context(|| format!("{k} ranks failed"))?;
+                print!("{}", out.stdout);
             }
         }
         Command::Bench(BenchCommand::Coordinator { runs, cycles, cluster, store, json }) => {

@@ -165,43 +165,8 @@ pub fn bench_coordinator(runs: usize, cycles: usize, cluster: &Path, store: Opti
     if profile.launcher != LauncherKind::Slurm {
         bail!("{}: ras bench coordinator needs a Slurm profile (a local one would start {runs} real runs)", cluster.display());
     }
-    let tmp = tempdir_for_bench()?;
-    let store_url = store.unwrap_or_else(|| format!("file://{}", tmp.join("store").display()));
-    let manifest = ras::bench::coordinator::synthetic_sweep(runs, &store_url, &tmp)?;
-    let store = Store::open(&manifest.store)?;
-    let exe = std::env::current_exe()?;
-    let mut launcher = ras::launch::for_profile(&profile, exe, tmp.join("logs"), std::env::current_dir()?, &store);
-    let mut opts = coordinate_options(&profile, &manifest, false);
-    opts.work_dir = tmp.join("configs");
-    opts.max_cycles = Some(cycles.max(1));
-    // Measure cycles back to back: the sleep between them is not part of a cycle's cost.
-    opts.poll_min = std::time::Duration::from_millis(100);
-    opts.poll_max = opts.poll_min;
-    println!("ras bench coordinator: {runs} runs on {} (store {})", cluster.display(), store.url());
-    if !json {
-        println!("{:>5} {:>9} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}", "cycle", "wall s", "scheduler", "get", "put", "head", "list", "delete", "changed", "submitted");
-    }
-    let mut cycles_seen = vec![];
-    let views = ras::sweep::coordinate(&store, &manifest, launcher.as_mut(), &opts, &mut |_| {}, &mut |c| {
-        if json {
-            println!("{}", serde_json::to_string(c).expect("json"));
-        } else {
-            let s = &c.store;
-            println!(
-                "{:>5} {:>9.3} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}",
-                c.cycle, c.wall_s, c.scheduler_calls, s.get, s.put, s.head, s.list, s.delete, c.runs_changed, c.submitted
-            );
-        }
-        cycles_seen.push(c.clone());
-    })?;
-    let live = views.iter().filter(|v| v.phase == RunPhase::Active).count();
-    let n = ras::sweep::cancel(&store, &manifest, launcher.as_mut())?;
-    eprintln!("{live} of {runs} runs were queued or running; cancelled {n} jobs");
+    let opts = ras::bench::coordinator::Options { runs, cycles, store, json };
+    let summary = ras::bench::coordinator::run(&profile, &opts, &mut std::io::stdout())?;
+    eprintln!("{summary}");
     Ok(())
-}
-
-fn tempdir_for_bench() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("ras-bench-coordinator-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

@@ -140,7 +140,7 @@ impl Setting {
     /// itself. Checkpoints live under `checkpoints/<model>/`.
     pub fn model_name<'a>(&self, class: &'a str) -> &'a str {
         match self {
-            Setting::Unified => "unified",
+            Setting::Unified => Setting::Unified.as_str(),
             Setting::Separate => class,
         }
     }

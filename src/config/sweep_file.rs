@@ -1,6 +1,6 @@
 //! Sweep files (`jobs/*.toml`) as people write them: a base config (or one per dataset),
 //! settings, grid axes, explicit override sets and common overrides. Expanding one into
-//! runs is `crate::sweep::expand`'s job; this file only reads and checks the file.
+//! runs is the sweep module's job (`expand`); this file only reads and checks the file.
 
 use super::kinds::Setting;
 use serde::Deserialize;

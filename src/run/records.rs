@@ -96,7 +96,7 @@ pub(crate) fn completed(store: &Store, paths: &RunPaths) -> Result<Option<FinalM
 
 /// Marks a run failed with `reason` unless a rank already recorded an outcome
 /// (complete, failed, preempted): used by launchers when the job dies from outside.
-pub fn mark_failed_unless_recorded(cfg: &RunConfig, reason: &str) -> Result<()> {
+pub fn mark_failed_unless_recorded(cfg: &RunConfig, reason: &str) -> Result<(), StoreError> {
     let store = Store::open(&cfg.store)?;
     let id = run_id(cfg);
     let key = RunPaths::new(id.as_str()).status();

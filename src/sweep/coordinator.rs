@@ -157,8 +157,9 @@ fn launch_pending(tracker: &mut Tracker, views: &mut [RunView], launcher: &mut d
                 after: vec![],
                 dependency: Dependency::AfterAny,
             };
-            let job = launcher.submit(std::slice::from_ref(&spec)).map_err(|e| SweepError::Launch(e.to_string()))?.remove(0);
+            let job = launcher.submit(std::slice::from_ref(&spec))?.remove(0);
             tracker.state.record_features(&run.feature_key, &job)?;
+            tracker.note_feature_job(&run.feature_key, &job);
             tracing::info!(cache = name, job = job.id, "feature-cache job launched");
             submitted += 1;
             st = FeatureState::Running(job);
@@ -236,7 +237,7 @@ fn launch_pending(tracker: &mut Tracker, views: &mut [RunView], launcher: &mut d
     }
     for g in groups {
         let specs: Vec<JobSpec> = g.iter().map(|&k| claimed[k].1.clone()).collect();
-        let jobs = launcher.submit(&specs).map_err(|e| SweepError::Launch(e.to_string()))?;
+        let jobs = launcher.submit(&specs)?;
         for (&k, job) in g.iter().zip(jobs) {
             let (idx, spec) = &claimed[k];
             let JobCommand::Run { attempt, .. } = spec.command else { continue };
@@ -304,7 +305,7 @@ pub fn cancel(store: &Store, manifest: &Manifest, launcher: &mut dyn Launcher) -
         .collect();
     jobs.extend(views.iter().filter(|v| v.phase == RunPhase::Active).filter_map(|v| v.job.clone()));
     let refs: Vec<&JobRecord> = jobs.iter().collect();
-    launcher.cancel(&refs).map_err(|e| SweepError::Launch(e.to_string()))?;
+    launcher.cancel(&refs)?;
     Ok(jobs.len())
 }
 
@@ -329,7 +330,7 @@ pub fn submit_report_job(
         after,
         dependency: Dependency::AfterOk,
     };
-    let job = launcher.submit(std::slice::from_ref(&spec)).map_err(|e| SweepError::Launch(e.to_string()))?.remove(0);
+    let job = launcher.submit(std::slice::from_ref(&spec))?.remove(0);
     store.put_json(&format!("sweeps/{}/report.json", manifest.name), &job)?;
     Ok(Some(job))
 }

@@ -54,7 +54,7 @@ pub enum SweepError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("launcher: {0}")]
-    Launch(String),
+    Launch(#[from] crate::launch::LaunchError),
     #[error("cannot write {path}: {source}")]
     Io { path: PathBuf, #[source] source: std::io::Error },
 }

@@ -241,6 +241,12 @@ impl<'a> Tracker<'a> {
         self.jobs.insert(self.state.job_key(id, attempt), job.clone());
     }
 
+    /// Remembers a feature-cache job this coordinator just recorded.
+    pub fn note_feature_job(&mut self, key: &str, job: &JobRecord) {
+        let name = SweepState::feature_name(key);
+        self.jobs.insert(format!("{}/features/{name}.json", self.state.prefix()), job.clone());
+    }
+
     /// One pass: list the sweep's prefix, ask the scheduler about every live job at once,
     /// read the status of runs that can have changed, and return a view of every run (in
     /// manifest order).
@@ -270,7 +276,7 @@ impl<'a> Tracker<'a> {
         // One scheduler call for all of them.
         let mut polled: Vec<&JobRecord> = latest.iter().filter_map(|l| l.as_ref().and_then(|(_, j)| j.as_ref())).collect();
         polled.extend(feature_records.iter().map(|(_, j)| j));
-        let states = if polled.is_empty() { vec![] } else { launcher.poll(&polled).map_err(|e| SweepError::Launch(e.to_string()))? };
+        let states = if polled.is_empty() { vec![] } else { launcher.poll(&polled)? };
         let mut states = states.into_iter();
         let run_states: Vec<Option<JobState>> =
             latest.iter().map(|l| l.as_ref().and_then(|(_, j)| j.as_ref()).map(|_| states.next().expect("a state per job"))).collect();
@@ -359,7 +365,7 @@ impl<'a> Tracker<'a> {
                     if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
                         // The job died without recording why (killed from outside).
                         let reason = format!("job ended without recording an outcome after {attempts} attempts");
-                        crate::run::mark_failed_unless_recorded(&run.config(), &reason).map_err(|e| SweepError::Launch(e.to_string()))?;
+                        crate::run::mark_failed_unless_recorded(&run.config(), &reason)?;
                         view.error.get_or_insert(reason);
                     }
                     RunPhase::Failed
