@@ -100,7 +100,9 @@ impl Drop for Local {
 /// names the run (so a recycled pid is not mistaken for the job).
 pub(crate) fn poll_pid(job: &JobRecord) -> JobState {
     if job.host != crate::hostname() {
-        return JobState::Unknown(format!("process {} runs on {}, not on this machine", job.id, job.host));
+        // Another machine's processes cannot be seen from here: assume alive, as a job
+        // that may run must not be launched twice.
+        return JobState::Active;
     }
     let proc = PathBuf::from(format!("/proc/{}", job.id));
     let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
