@@ -217,11 +217,12 @@ pub enum BenchCommand {
     /// One rank of `ras bench ranks` (started by mpirun).
     #[command(hide = true)]
     DpWorker(TrainStepArgs),
-    /// The coordinator's cost per poll cycle at scale: a synthetic sweep of N one-rank
-    /// runs is submitted to the profile's Slurm, then K poll cycles are measured (scheduler
-    /// calls, store requests, wall time). Use a Slurm whose partition is DOWN so that every
-    /// job stays pending: `make bench-coordinator` sets that up on the test Slurm. The jobs
-    /// are cancelled at the end.
+    /// The coordinator's cost per poll cycle: scheduler calls, store requests, wall time.
+    ///
+    /// A synthetic sweep of N one-rank runs is submitted to the profile's Slurm, then K
+    /// poll cycles are measured. Use a Slurm whose partition is DOWN so that every job
+    /// stays pending: `make bench-coordinator` sets that up on the test Slurm. The jobs are
+    /// cancelled at the end.
     #[command(after_help = "Example:\n  ras bench coordinator --runs 2000 --cycles 5 --cluster cluster/ci-slurm.toml")]
     Coordinator {
         /// Runs in the synthetic sweep.
