@@ -47,17 +47,40 @@ fn parameter_names_follow_the_public_module_tree() {
         "transformer.encoder.layers.0.linear1.weight",
         "transformer.encoder.layers.0.norm2.bias",
         "transformer.decoder.forward_layers.0.adaptive_gate.weight",
-        "transformer.decoder.forward_layers.3.learned_embed.weight",
-        "transformer.decoder.forward_layers.3.multihead_attn.in_proj_bias",
+        "transformer.decoder.embed_layers.3.weight",
+        "transformer.decoder.forward_layers.3.output_transBlock.attn.in_proj_bias",
         "transformer.decoder.forward_layers.2.update_proj.weight",
-        "transformer.decoder.forward_layers.2.norm_out.weight",
+        "transformer.decoder.forward_layers.2.output_norm.weight",
         "transformer.decoder.forward_layers.3.output_proj.weight",
     ] {
         assert!(vars.contains_key(name), "missing {name}; have {:?}", vars.keys().collect::<Vec<_>>());
     }
     assert!(!vars.contains_key("transformer.decoder.forward_layers.0.adaptive_gate.bias"), "W_g has no bias");
     assert_eq!(vars["transformer.decoder.forward_layers.0.adaptive_gate.weight"].size(), vec![32, 64]);
-    assert_eq!(vars["transformer.decoder.forward_layers.0.learned_embed.weight"].size(), vec![64, 32]);
+    assert_eq!(vars["transformer.decoder.embed_layers.0.weight"].size(), vec![64, 32]);
+}
+
+/// Every name of the public code's state dict (the table in tests/reference/ras-state-dict.md,
+/// a copy of ../shared/spec/ras-state-dict.md written from the public module tree) is in the
+/// paper-size model with its shape, and the model has nothing else: a public checkpoint loads
+/// with no renaming, and ours loads into the public code with strict=True.
+#[test]
+fn every_public_state_dict_name_and_shape_and_nothing_else() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/ras-state-dict.md")).unwrap();
+    let mut want = std::collections::BTreeMap::new();
+    for line in spec.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let name = cells[1].trim_matches('`').to_string();
+        let shape: Vec<i64> = cells[2].trim_matches(|c| c == '(' || c == ')').split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+        want.insert(name, shape);
+    }
+    assert_eq!(want.len(), 108, "the spec's table lists 108 tensors");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _m = Ras::new(&vs.root(), &ModelConfig::default(), 272, (14, 14));
+    let have: std::collections::BTreeMap<String, Vec<i64>> = vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
+    let missing: Vec<_> = want.iter().filter(|(n, s)| have.get(*n) != Some(s)).collect();
+    let extra: Vec<_> = have.keys().filter(|n| !want.contains_key(*n)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing or misshapen: {missing:?}\nnot in the public code: {extra:?}");
 }
 
 #[test]
@@ -91,14 +114,14 @@ fn neighbor_mask_matches_its_definition() {
 fn gate_and_fusion_formulas_by_hand() {
     let cfg = ModelConfig { decoder: DecoderKind::GateOnly, hidden_dim: 2, heads: 1, ffn_dim: 2, ..Default::default() };
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let step = RasStep::new(vs.root() / "s", &cfg, 1, 3);
+    let step = RasStep::new(&(vs.root() / "s"), 0, &cfg, 1, 3);
     let set = |vs: &mut nn::VarStore, name: &str, v: &[f32], shape: &[i64]| {
         tch::no_grad(|| vs.variables_.lock().unwrap().named_variables.get_mut(name).unwrap().copy_(&Tensor::from_slice(v).view(shape)));
     };
-    set(&mut vs, "s.learned_embed.weight", &[0.5, -0.5], &[1, 2]);
-    set(&mut vs, "s.adaptive_gate.weight", &[1., 0., 0., 0., 0., 0., 0., 1.], &[2, 4]);
-    set(&mut vs, "s.update_proj.weight", &[2., 0., 0., 1.], &[2, 2]);
-    set(&mut vs, "s.update_proj.bias", &[1., 0.], &[2]);
+    set(&mut vs, "s.embed_layers.0.weight", &[0.5, -0.5], &[1, 2]);
+    set(&mut vs, "s.forward_layers.0.adaptive_gate.weight", &[1., 0., 0., 0., 0., 0., 0., 1.], &[2, 4]);
+    set(&mut vs, "s.forward_layers.0.update_proj.weight", &[2., 0., 0., 1.], &[2, 2]);
+    set(&mut vs, "s.forward_layers.0.update_proj.bias", &[1., 0.], &[2]);
     let l = Tensor::from_slice(&[1f32, 3.]).view([1, 1, 2]);
     let pos = Tensor::zeros([1, 2], (Kind::Float, Device::Cpu));
     let out = step.forward(&l, &pos);

@@ -303,6 +303,16 @@ fn converted_public_checkpoint_loads_into_our_model() {
     let dir = tempfile::tempdir().unwrap();
     let (vs, _) = random_model(&cfg, 5);
     std::fs::write(dir.path().join("weights.safetensors"), model_weights(&vs).unwrap()).unwrap();
+    // The checkpoint is made from the reference model, whose names come from the public
+    // state dict's table (strict load of our weights into it first), not from our names.
+    write_args(
+        dir.path(),
+        serde_json::json!({
+            "decoder": "ras", "encoder_layers": 1, "decoder_layers": 2, "neighbor_mask": cfg.neighbor_mask,
+            "neighbor_size": cfg.neighbor_size, "hidden_dim": cfg.hidden_dim, "heads": cfg.heads,
+            "ffn_dim": cfg.ffn_dim, "in_channels": 272, "grid": 14, "image_size": 224,
+        }),
+    );
     let ckpt = dir.path().join("ckpt_best.pth.tar");
     let conv = dir.path().join("converted.safetensors");
     run_python(

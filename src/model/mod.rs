@@ -1,5 +1,6 @@
 //! Reconstruction models: RAS (with its ablations) and the UniAD-style baseline.
 pub mod layers;
+pub mod legacy;
 pub mod ras;
 pub mod uniad;
 

@@ -1,11 +1,15 @@
 //! RAS: Reconstruction as Sequence (spec sections 3-5).
 //!
-//! Parameter paths mirror the public code's module tree:
+//! Parameter paths mirror the public code's module tree (models/reconstructions/ras.py;
+//! the table is ../shared/spec/ras-state-dict.md, copied to tests/reference/), so its
+//! checkpoints load with no renaming:
 //! `input_proj`, `pos_embed.{row,col}_embed`, `transformer.encoder.layers.{i}.*`,
-//! `transformer.decoder.forward_layers.{t}.{learned_embed, adaptive_gate, multihead_attn,
-//! linear1, linear2, norm1, norm2, update_proj, norm_out, output_proj}` and, for the
-//! UniAD-style baseline, `transformer.decoder.layers.{i}.*`, `transformer.decoder.norm`,
-//! `output_proj`.
+//! `transformer.decoder.embed_layers.{t}` (the step's context embedding c_t),
+//! `transformer.decoder.forward_layers.{t}.{adaptive_gate, output_transBlock.{attn, linear1,
+//! linear2, norm1, norm2}, update_proj, output_norm, output_proj}` and, for the UniAD-style
+//! baseline, `transformer.decoder.layers.{i}.*`, `transformer.decoder.norm`, `output_proj`.
+//! Checkpoints written with the names ras used before are renamed when loaded
+//! (`super::legacy`).
 
 use super::layers::{layer_norm, linear, neighbor_mask, EncoderLayer, FeedForward, MultiheadAttention, PositionEmbedding};
 use super::uniad::UniadDecoder;
@@ -16,20 +20,22 @@ use tch::Tensor;
 /// One RASFormer step t (spec section 4), with the Table 4 ablations as switches.
 #[derive(Debug)]
 pub struct RasStep {
-    /// c_t: the step's context embedding, (N, C), N(0, 1) init.
-    learned_embed: Tensor,
+    /// c_t: the step's context embedding, (N, C), N(0, 1) init
+    /// (`transformer.decoder.embed_layers.{t}.weight`).
+    context: Tensor,
     /// W_g: Linear(2C -> C, no bias) over [c_t ; l_{t-1}]. Absent in "transformer only".
     adaptive_gate: Option<nn::Linear>,
     /// Cross-attention block (query c_t, memory l_a). Absent in "gate only".
     block: Option<CrossBlock>,
     update_proj: nn::Linear,
-    norm_out: nn::LayerNorm,
+    output_norm: nn::LayerNorm,
     output_proj: nn::Linear,
 }
 
+/// The step's transformer block (`output_transBlock`).
 #[derive(Debug)]
 struct CrossBlock {
-    multihead_attn: MultiheadAttention,
+    attn: MultiheadAttention,
     ffn: FeedForward,
     norm1: nn::LayerNorm,
     norm2: nn::LayerNorm,
@@ -46,22 +52,28 @@ pub struct StepOutput {
 }
 
 impl RasStep {
-    pub fn new(p: nn::Path, cfg: &ModelConfig, tokens: i64, out_channels: i64) -> Self {
+    /// Step `t` of the decoder at path `dec` (`transformer.decoder`): its layers under
+    /// `dec.forward_layers.{t}`, its context embedding at `dec.embed_layers.{t}`, as in
+    /// the public code. (Variables are created in the same order as before the public
+    /// names, so a seed gives the same initial weights.)
+    pub fn new(dec: &nn::Path, t: usize, cfg: &ModelConfig, tokens: i64, out_channels: i64) -> Self {
         let c = cfg.hidden_dim;
-        let learned_embed = (&p / "learned_embed").var("weight", &[tokens, c], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        let p = dec / "forward_layers" / t;
+        let context = (dec / "embed_layers" / t).var("weight", &[tokens, c], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
         let adaptive_gate = (cfg.decoder != DecoderKind::TransformerOnly).then(|| linear(&p / "adaptive_gate", 2 * c, c, false));
+        let blk = &p / "output_transBlock";
         let block = (cfg.decoder != DecoderKind::GateOnly).then(|| CrossBlock {
-            multihead_attn: MultiheadAttention::new(&p / "multihead_attn", c, cfg.heads),
-            ffn: FeedForward::new(&p, c, cfg.ffn_dim),
-            norm1: layer_norm(&p / "norm1", c),
-            norm2: layer_norm(&p / "norm2", c),
+            attn: MultiheadAttention::new(&blk / "attn", c, cfg.heads),
+            ffn: FeedForward::new(&blk, c, cfg.ffn_dim),
+            norm1: layer_norm(&blk / "norm1", c),
+            norm2: layer_norm(&blk / "norm2", c),
         });
         Self {
-            learned_embed,
+            context,
             adaptive_gate,
             block,
             update_proj: linear(&p / "update_proj", c, c, true),
-            norm_out: layer_norm(&p / "norm_out", c),
+            output_norm: layer_norm(&p / "output_norm", c),
             output_proj: linear(&p / "output_proj", c, out_channels, true),
         }
     }
@@ -69,7 +81,7 @@ impl RasStep {
     /// latent l_{t-1}: (B, N, C); pos: (N, C).
     pub fn forward(&self, latent: &Tensor, pos: &Tensor) -> StepOutput {
         let b = latent.size()[0];
-        let ctx = self.learned_embed.unsqueeze(0).expand([b, -1, -1], false);
+        let ctx = self.context.unsqueeze(0).expand([b, -1, -1], false);
         // a = sigmoid(W_g [c ; l]); l_a = a * l.  Transformer-only: l_a = l.
         let gate = self.adaptive_gate.as_ref().map(|g| g.forward(&Tensor::cat(&[&ctx, latent], -1)).sigmoid());
         let gated = match &gate {
@@ -79,14 +91,14 @@ impl RasStep {
         // l_T = Block(query c, memory l_a).  Gate-only: l_T = l_a (no attention, no FFN).
         let transformed = match &self.block {
             Some(blk) => {
-                let attn = blk.multihead_attn.forward(&(&ctx + pos), &(&gated + pos), &gated, None);
+                let attn = blk.attn.forward(&(&ctx + pos), &(&gated + pos), &gated, None);
                 let y = blk.norm1.forward(&(&ctx + attn));
                 blk.norm2.forward(&(&y + blk.ffn.forward(&y)))
             }
             None => gated.shallow_clone(),
         };
         let fused = (self.update_proj.forward(latent) + transformed) / 2.0;
-        let latent = self.norm_out.forward(&fused);
+        let latent = self.output_norm.forward(&fused);
         let output = self.output_proj.forward(&latent);
         StepOutput { gate, gated, fused, latent, output }
     }
@@ -129,7 +141,7 @@ impl Ras {
                 output_proj: linear(p / "output_proj", c, in_channels, true),
             },
             _ => Decoder::Ras(
-                (0..cfg.decoder_layers).map(|i| RasStep::new(&dec / "forward_layers" / i, cfg, tokens, in_channels)).collect(),
+                (0..cfg.decoder_layers).map(|t| RasStep::new(&dec, t, cfg, tokens, in_channels)).collect(),
             ),
         };
         let mask = cfg.neighbor_mask.then(|| neighbor_mask(grid, cfg.neighbor_size).to_device(p.device()));

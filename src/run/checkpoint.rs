@@ -162,7 +162,8 @@ pub fn model_weights(vs: &tch::nn::VarStore) -> Result<Vec<u8>> {
 
 /// Copies weights (as written by `model_weights`) into `vs`, refusing any mismatch.
 pub fn load_model_weights(vs: &mut tch::nn::VarStore, bytes: &[u8]) -> Result<()> {
-    let file: BTreeMap<String, Tensor> = tensors::decode(bytes)?.into_iter().collect();
+    // (Files written with the names used before the public module tree load too.)
+    let file: BTreeMap<String, Tensor> = crate::model::legacy::upgrade_all(tensors::decode(bytes)?).into_iter().collect();
     tensors::copy_matching(&mut vs.variables(), &file)
         .map_err(|diffs| anyhow::anyhow!("checkpoint does not match the model:\n  {}", diffs.join("\n  ")))?;
     Ok(())

@@ -192,8 +192,10 @@ impl Trainer {
     }
 
     /// Restores what `state_tensors` produced; every tensor must be present with its shape.
+    /// Checkpoints with the names ras used before the public module tree load too
+    /// (`model::legacy`).
     pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>) -> Result<(), StateError> {
-        let mut map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+        let mut map: std::collections::HashMap<String, Tensor> = crate::model::legacy::upgrade_all(tensors).into_iter().collect();
         let mut take = |key: String, like: &Tensor| -> Result<Tensor, StateError> {
             let t = map.remove(&key).ok_or_else(|| StateError::Missing(key.clone()))?;
             if t.size() != like.size() {
@@ -246,5 +248,33 @@ mod tests {
         *x = Tensor::zeros([3, 5], (Kind::Float, Device::Cpu));
         let err = t.load_state(reshaped).unwrap_err();
         assert_eq!(err.to_string(), format!("{name}: shape [3, 5], expected {expected:?}"));
+    }
+
+    /// A checkpoint written with the names used before the public module tree (spelled out
+    /// here by hand, not by `legacy`) restores every tensor of today's model.
+    #[test]
+    fn checkpoint_with_pre_public_names_loads() {
+        let model = ModelConfig { hidden_dim: 16, encoder_layers: 1, decoder_layers: 2, heads: 2, ffn_dim: 32, neighbor_mask: false, ..Default::default() };
+        let t0 = Trainer::new(&model, &TrainConfig::default(), 1, 8, 4, Device::Cpu).unwrap();
+        let old_name = |n: &str| {
+            let mut n = n.to_string();
+            for t in 0..2 {
+                let f = format!("transformer.decoder.forward_layers.{t}.");
+                n = n.replace(&format!("transformer.decoder.embed_layers.{t}."), &format!("{f}learned_embed."));
+                n = n.replace(&format!("{f}output_transBlock.attn."), &format!("{f}multihead_attn."));
+                n = n.replace(&format!("{f}output_transBlock."), &f);
+                n = n.replace(&format!("{f}output_norm."), &format!("{f}norm_out."));
+            }
+            n
+        };
+        let old: Vec<(String, Tensor)> = t0.state_tensors().into_iter().map(|(n, x)| (old_name(&n), x.copy())).collect();
+        assert!(old.iter().any(|(n, _)| n.contains("forward_layers.1.learned_embed.weight")));
+        assert!(old.iter().any(|(n, _)| n.contains("forward_layers.0.multihead_attn.in_proj_weight")));
+        let mut t1 = Trainer::new(&model, &TrainConfig::default(), 2, 8, 4, Device::Cpu).unwrap();
+        t1.load_state(old).unwrap();
+        for ((n0, a), (n1, b)) in t0.state_tensors().iter().zip(t1.state_tensors().iter()) {
+            assert_eq!(n0, n1);
+            assert!(a.equal(b), "{n0} restored");
+        }
     }
 }

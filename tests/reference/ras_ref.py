@@ -31,8 +31,11 @@ What the reference is, module by module (nothing here is re-derived from our Rus
   ``scipy.ndimage.label`` with structure ``np.ones((3, 3))``, curve up to FPR 0.3,
   normalised by 0.3 (kept in float64 here).
 
-Module names equal the Rust parameter names, so one safetensors file moves between the
-two with ``load_state_dict(strict=True)``.
+Module names follow the public code's module tree as the spec's table lists it
+(tests/reference/ras-state-dict.md: ``forward_layers[t].output_transBlock.attn``,
+``forward_layers[t].output_norm``, ``transformer.decoder.embed_layers[t]``), written from
+that table and not from the Rust code; ras's safetensors file moves in with
+``load_state_dict(strict=True)``, so a naming error on either side fails the parity tests.
 
 Usage: ras_ref.py <mode> <dir>   (mode: backbone | ras | metrics | bench | make-checkpoint |
        make-effnet; the last two write torch.save'd files for the weights-import test)
@@ -171,41 +174,54 @@ class TransformerEncoderLayer(nn.Module):
         return self.norm2(src + src2)
 
 
-class RASFormerLayer(nn.Module):
-    """One RASFormer step (spec section 4). kind: ras | gate_only | transformer_only."""
+class TransBlock(nn.Module):
+    """A step's transformer block, `forward_layers[t].output_transBlock` in the public code:
+    cross-attention (`attn`) from the context to the gated latent, then the FFN, post-norm."""
 
-    def __init__(self, tokens, d_model, nhead, dim_feedforward, out_channels, kind):
+    def __init__(self, d_model, nhead, dim_feedforward):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward(self, ctx, gated, pos, impl):
+        y = attention(self.attn, with_pos_embed(ctx, pos), with_pos_embed(gated, pos), gated, impl=impl)
+        y = self.norm1(ctx + y)
+        return self.norm2(y + self.linear2(F.relu(self.linear1(y))))
+
+
+class RASFormerLayer(nn.Module):
+    """One RASFormer step (spec section 4), `forward_layers[t]` in the public code, named as
+    in tests/reference/ras-state-dict.md (the public state dict). Its context embedding c_t
+    lives beside it, in the decoder's `embed_layers[t]`. kind: ras | gate_only | transformer_only."""
+
+    def __init__(self, d_model, nhead, dim_feedforward, out_channels, kind):
         super().__init__()
         self.kind = kind
-        self.learned_embed = nn.Embedding(tokens, d_model)
         if kind != "transformer_only":
             self.adaptive_gate = nn.Linear(2 * d_model, d_model, bias=False)
         if kind != "gate_only":
-            self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
-            self.linear1 = nn.Linear(d_model, dim_feedforward)
-            self.linear2 = nn.Linear(dim_feedforward, d_model)
-            self.norm1 = nn.LayerNorm(d_model)
-            self.norm2 = nn.LayerNorm(d_model)
+            self.output_transBlock = TransBlock(d_model, nhead, dim_feedforward)
         self.update_proj = nn.Linear(d_model, d_model)
-        self.norm_out = nn.LayerNorm(d_model)
         self.output_proj = nn.Linear(d_model, out_channels)
+        self.output_norm = nn.LayerNorm(d_model)
 
-    def forward(self, latent, pos, impl):
+    def forward(self, embed, latent, pos, impl):
         _, batch_size, _ = latent.shape
-        ctx = torch.cat([self.learned_embed.weight.unsqueeze(1)] * batch_size, dim=1)  # N x B x C
+        ctx = torch.cat([embed.weight.unsqueeze(1)] * batch_size, dim=1)  # N x B x C
         if self.kind != "transformer_only":
             gate = torch.sigmoid(self.adaptive_gate(torch.cat([ctx, latent], dim=-1)))
             gated = gate * latent
         else:
             gated = latent
         if self.kind != "gate_only":
-            y = attention(self.multihead_attn, with_pos_embed(ctx, pos), with_pos_embed(gated, pos), gated, impl=impl)
-            y = self.norm1(ctx + y)
-            transformed = self.norm2(y + self.linear2(F.relu(self.linear1(y))))
+            transformed = self.output_transBlock(ctx, gated, pos, impl)
         else:
             transformed = gated
         fused = (self.update_proj(latent) + transformed) / 2
-        latent = self.norm_out(fused)
+        latent = self.output_norm(fused)
         return latent, self.output_proj(latent)
 
 
@@ -252,8 +268,9 @@ class Decoder(nn.Module):
             self.norm = nn.LayerNorm(c)
         else:
             self.forward_layers = nn.ModuleList(
-                [RASFormerLayer(tokens, c, heads, ffn, a["in_channels"], a["decoder"]) for _ in range(a["decoder_layers"])]
+                [RASFormerLayer(c, heads, ffn, a["in_channels"], a["decoder"]) for _ in range(a["decoder_layers"])]
             )
+            self.embed_layers = nn.ModuleList([nn.Embedding(tokens, c) for _ in range(a["decoder_layers"])])
 
 
 class Transformer(nn.Module):
@@ -295,8 +312,8 @@ class RAS(nn.Module):
             return [to_map(self.output_proj(dec.norm(out)))]
         outs = []
         latent = x
-        for step in dec.forward_layers:
-            latent, o = step(latent, pos, self.impl)
+        for step, embed in zip(dec.forward_layers, dec.embed_layers):
+            latent, o = step(embed, latent, pos, self.impl)
             outs.append(to_map(o))
         return outs
 
@@ -454,8 +471,12 @@ def mode_bench(d, a):
 
 def mode_make_checkpoint(d, a):
     """A checkpoint laid out as the public code saves it (torch.save of a dict whose
-    'state_dict' has DDP 'module.' + 'reconstruction.' prefixes and backbone tensors)."""
-    sd = {f"module.reconstruction.{k}": v for k, v in load_file(os.path.join(d, "weights.safetensors")).items()}
+    'state_dict' has DDP 'module.' + 'reconstruction.' prefixes and backbone tensors). Its
+    names are the reference model's (the public state dict's table), into which ras's
+    weights must first load with strict=True."""
+    model = RAS(a)
+    model.load_state_dict(load_file(os.path.join(d, "weights.safetensors")), strict=True)
+    sd = {f"module.reconstruction.{k}": v for k, v in model.state_dict().items()}
     sd["module.backbone._conv_stem.weight"] = torch.randn(48, 3, 3, 3)
     sd["module.reconstruction.some_unknown.weight"] = torch.randn(3)
     torch.save({"epoch": 3, "arch": "ras", "state_dict": sd, "best_metric": 0.5}, os.path.join(d, "ckpt_best.pth.tar"))
