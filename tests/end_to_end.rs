@@ -101,6 +101,7 @@ fn training_beats_the_untrained_model_and_the_cache_is_reused() {
     for class in after.classes.keys() {
         let pics = store.list(&format!("{p}/pictures/{class}")).unwrap();
         assert_eq!(pics.len(), 4, "3 anomalous + 1 normal: {pics:?}");
+        assert!(pics.iter().all(|p| p.ends_with(".png") && !p.ends_with(".png.png")), "{pics:?}");
         let png = store.get(&pics[0]).unwrap().unwrap();
         let img = image::load_from_memory(&png).unwrap();
         assert_eq!((img.width(), img.height()), (3 * 224, 224));
@@ -162,4 +163,46 @@ fn separate_setting_trains_one_model_per_class() {
     assert!(store.list(&format!("{}/checkpoints/unified", out.prefix)).unwrap().is_empty());
     let log = String::from_utf8(store.get(&format!("{}/train_log.jsonl", out.prefix)).unwrap().unwrap().to_vec()).unwrap();
     assert_eq!(log.lines().count(), 4, "2 epochs x 2 models: {log}");
+}
+
+/// A run killed after its final checkpoint but before "complete" recomputes its final
+/// predictions on restart; the metrics it reports and stores must be those of the new
+/// predictions, not the earlier attempt's metrics.jsonl (here made visibly wrong).
+#[test]
+fn resumed_at_the_final_epoch_reports_metrics_of_its_new_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = synth_dataset(dir.path(), 2, 91, 128, 4);
+    let cfg_path = small_config(dir.path(), &root, "stale", "");
+    let cfg = RunConfig::load(&cfg_path, &["train.epochs=2".into(), "train.eval_every=1".into(), "backbone.image_size=128".into()]).unwrap();
+    let out = execute(&cfg, &RunOptions::new(Progress::hidden(), false)).unwrap();
+    let first = out.final_metrics.unwrap().metrics;
+    let store = Store::open(&cfg.store).unwrap();
+    let p = &out.prefix;
+    // As if killed after the last checkpoint: status back to running, and a metrics.jsonl
+    // whose last evaluation says something else.
+    let mut st: serde_json::Value = store.get_json(&format!("{p}/status.json")).unwrap().unwrap();
+    st["state"] = "running".into();
+    store.put_json(&format!("{p}/status.json"), &st).unwrap();
+    let log = String::from_utf8(store.get(&format!("{p}/metrics.jsonl")).unwrap().unwrap().to_vec()).unwrap();
+    let stale: String = log
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["epoch"] == 2 {
+                for (_, m) in v["metrics"]["classes"].as_object_mut().unwrap() {
+                    m["image_auroc"] = 0.123.into();
+                }
+            }
+            format!("{v}\n")
+        })
+        .collect();
+    store.put(&format!("{p}/metrics.jsonl"), stale).unwrap();
+    let again = execute(&cfg, &RunOptions::new(Progress::hidden(), false)).unwrap().final_metrics.unwrap().metrics;
+    assert!(again.classes.values().all(|m| m.image_auroc != 0.123), "stale metrics reported: {}", again.render());
+    assert_eq!(again, first, "the same checkpoint gives the same predictions and metrics");
+    let stored: MetricsTable = {
+        let fm: serde_json::Value = store.get_json(&format!("{p}/final_metrics.json")).unwrap().unwrap();
+        serde_json::from_value(fm["metrics"].clone()).unwrap()
+    };
+    assert_eq!(stored, first);
 }

@@ -311,13 +311,11 @@ fn train_model(run: &Run, data: &Prepared, model: &str, members: &[usize], logs:
         }
     }
     // A model that had already finished before a restart: recompute its final
-    // predictions. The condition is the same on every rank (collective calls inside).
+    // predictions, and its last-epoch metrics from them, never the earlier attempt's
+    // (the predictions stored and the metrics reported must agree). The condition is the
+    // same on every rank (collective calls inside).
     if resumed_finished {
-        for &i in members {
-            if let Some(pred) = predict_sharded(&trainer, &data.features[i].1.test, cfg, run.coll, run.device)? {
-                final_preds.insert(data.features[i].0.clone(), pred);
-            }
-        }
+        evaluate_epoch(run, data, &trainer, members, epochs, logs, final_preds)?;
     }
     bar.finish_and_clear();
     Ok(Trained::Done)
@@ -417,7 +415,8 @@ fn write_pictures(run: &Run, class: &str, samples: &[Sample], p: &Predictions, m
     let normal = samples.iter().enumerate().filter(|(_, s)| !s.label).take(1);
     for (j, s) in anomalous.chain(normal) {
         let png = crate::eval::pictures::panel_png(&s.path, &masks.get(j as i64), &p.maps.get(j as i64), vmax)?;
-        let stem = s.key.replace('/', "_");
+        // `test/crack/000.png` -> `test_crack_000` (the picture adds its own `.png`).
+        let stem = std::path::Path::new(&s.key).with_extension("").to_string_lossy().replace('/', "_");
         run.store.put(&run.paths.pictures(class, &stem), png)?;
     }
     Ok(())
