@@ -466,7 +466,7 @@ fn slurm_controller_outage_is_unknown_not_ended() {
     let sweep = small_sweep(cwd, "outage", "ranks = 1\n");
     let prof = repo().join("cluster/ci-slurm.toml");
     let log = cwd.join("coordinator.out");
-    let mut coord = sweep_cmd(cwd, &["sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap(), "--set", "train.epochs=400", "--set", "train.eval_every=400"])
+    let coord = sweep_cmd(cwd, &["sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap(), "--set", "train.epochs=400", "--set", "train.eval_every=400"])
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::piped())
         .spawn()
