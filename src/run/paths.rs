@@ -11,7 +11,7 @@
 //! metrics.jsonl          one line per evaluation: per-class and mean metrics
 //! final_metrics.json     last-epoch metrics (+ best-on-test as a labelled extra)
 //! predictions/<class>.safetensors + .json   image scores, 224x224 maps, keys, labels
-//! pictures/<class>/<sample key, '/' -> '_'>.png
+//! pictures/<class>/<sample key without its extension, '/' -> '_'>.png
 //!                        image | ground truth | anomaly map panels (eval.pictures)
 //! evals/test_jitter_<s>.json  final model at test-time noise s (eval.noise_scales, ras eval)
 //! checkpoints/<model>/epoch_NNNN[_step_SSSSS].{safetensors,json}
@@ -126,7 +126,7 @@ impl RunPaths {
         }
     }
 
-    /// One panel picture; `stem` is the sample key with '/' replaced by '_'.
+    /// One panel picture; `stem` is the sample key without its extension, '/' -> '_'.
     pub fn pictures(&self, class: &str, stem: &str) -> String {
         self.key(&format!("pictures/{class}/{stem}.png"))
     }
