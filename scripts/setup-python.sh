@@ -5,7 +5,7 @@
 #               importing it on CPU needs (the two CUDA runtime wheels libtorch_cpu.so
 #               links against, and torch's pure-python dependencies: not the GBs of CUDA
 #               wheels), efficientnet-pytorch==0.7.1 (--no-deps: its only dependency is
-#               torch), safetensors, numpy, scikit-learn, scipy.
+#               torch), safetensors, numpy, scikit-learn, scipy, pillow (the resize reference).
 # A finished environment is marked by .venv-ref/.complete (written last, holding the pin
 # list): a second run with the same pins returns at once.
 set -euo pipefail
@@ -14,7 +14,7 @@ VENV="${VENV:-.venv-ref}"
 PY="${PYTHON:-python3}"
 
 NODEPS="torch==2.11.0 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85 efficientnet-pytorch==0.7.1"
-DEPS="filelock typing-extensions sympy networkx jinja2 fsspec setuptools safetensors numpy scikit-learn scipy"
+DEPS="filelock typing-extensions sympy networkx jinja2 fsspec setuptools safetensors numpy scikit-learn scipy pillow"
 PINS="$NODEPS | $DEPS"
 
 if [ -f "$VENV/.complete" ] && [ "$(cat "$VENV/.complete")" = "$PINS" ]; then

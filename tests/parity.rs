@@ -341,3 +341,49 @@ fn converted_public_checkpoint_loads_into_our_model() {
     let cfg = BackboneConfig { arch: "efficientnet-b0".parse().unwrap(), weights: Some(eff_st), ..Default::default() };
     FeatureExtractor::new(&cfg, Device::Cpu).expect("converted efficientnet weights load");
 }
+
+// ----------------------------------------------------------------------------- pre-processing
+
+/// Images are resized as PIL's BILINEAR (antialiased) and masks as PIL's NEAREST, which is
+/// what the public pipeline (torchvision Resize on PIL images) does: compared with Pillow
+/// itself on the odd sizes, images to within one grey level, masks exactly.
+#[test]
+fn resizes_equal_pillows_bilinear_and_nearest() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sharp, high-frequency content, where an unfiltered bilinear and PIL's differ most.
+    let sizes = [(1024u32, 1024u32), (128, 128), (700, 900)];
+    for (i, &(w, h)) in sizes.iter().enumerate() {
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            let v = ((x * 37 + y * 11) ^ (x * y)) % 256;
+            image::Rgb([v as u8, ((x * 3) % 256) as u8, (((x / 5 + y / 7) % 2) * 255) as u8])
+        });
+        img.save(dir.path().join(format!("img-{i}.png"))).unwrap();
+        let mask = image::GrayImage::from_fn(w, h, |x, y| {
+            let (dx, dy) = (x as i64 - w as i64 / 3, y as i64 - h as i64 / 2);
+            image::Luma([if dx * dx + dy * dy < (w as i64 / 5).pow(2) || (x / 3 + y / 3) % 17 == 0 { 255 } else { 0 }])
+        });
+        mask.save(dir.path().join(format!("mask-{i}.png"))).unwrap();
+    }
+    run_python("tests/reference/resize_ref.py", &[dir.path().to_str().unwrap(), "224"]);
+    let unfiltered_worst = std::cell::Cell::new(0u8);
+    for (i, &(w, h)) in sizes.iter().enumerate() {
+        let img = image::open(dir.path().join(format!("img-{i}.png"))).unwrap().to_rgb8();
+        let ours = ras::data::resize::bilinear(img.as_raw(), w as usize, h as usize, 3, 224, 224);
+        let pil = std::fs::read(dir.path().join(format!("img-{i}.bilinear.bin"))).unwrap();
+        assert_eq!(ours.len(), pil.len());
+        let worst = ours.iter().zip(&pil).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        assert!(worst <= 1, "{w}x{h} -> 224: differs from Pillow by {worst} grey levels");
+        // The check can see a wrong filter: torch's unfiltered bilinear is far off here.
+        if w > 224 {
+            let t = tch::Tensor::from_data_size(img.as_raw(), &[1, h as i64, w as i64, 3], Kind::Uint8).permute([0, 3, 1, 2]).to_kind(Kind::Float);
+            let u = t.upsample_bilinear2d([224, 224], false, None, None).round().clamp(0, 255).to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous();
+            let u = Vec::<u8>::try_from(u.view(-1)).unwrap();
+            unfiltered_worst.set(unfiltered_worst.get().max(u.iter().zip(&pil).map(|(a, b)| a.abs_diff(*b)).max().unwrap()));
+        }
+        let m = image::open(dir.path().join(format!("mask-{i}.png"))).unwrap().to_luma8();
+        let ours = ras::data::resize::nearest(m.as_raw(), w as usize, h as usize, 224, 224);
+        let pil = std::fs::read(dir.path().join(format!("mask-{i}.nearest.bin"))).unwrap();
+        assert!(ours == pil, "{w}x{h} mask -> 224: {} of {} pixels differ from Pillow", ours.iter().zip(&pil).filter(|(a, b)| a != b).count(), pil.len());
+    }
+    assert!(unfiltered_worst.get() > 20, "an unfiltered bilinear should be far from Pillow here: {}", unfiltered_worst.get());
+}

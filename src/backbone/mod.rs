@@ -32,6 +32,9 @@ pub struct BackboneIdentity {
     /// sha256 of the weights file, or "random-init-seed-N" when none was given.
     pub weights: String,
     pub pretrained: bool,
+    /// How images were resized before the backbone (`data::imageio::PREPROCESS`).
+    #[serde(default)]
+    pub preprocess: String,
 }
 
 impl BackboneIdentity {
@@ -59,6 +62,7 @@ impl BackboneIdentity {
             grid: cfg.image_size / 16,
             weights,
             pretrained,
+            preprocess: crate::data::imageio::PREPROCESS.to_string(),
         })
     }
 

@@ -4,6 +4,10 @@ use super::DataError;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
+/// How images and masks are brought to the network's size (part of the feature cache's
+/// key: a change here must not reuse features computed the old way).
+pub const PREPROCESS: &str = "pil-bilinear-antialias+pil-nearest-masks";
+
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
@@ -42,19 +46,14 @@ pub fn check_mask_dims(mask: &Path, image: &Path, image_dims: (u32, u32)) -> Res
     Ok(())
 }
 
-/// RGB image -> (3, size, size) float, resized bilinearly, ImageNet-normalised.
+/// RGB image -> (3, size, size) float, resized as the public pipeline does (PIL's
+/// antialiased BILINEAR on the 8-bit image, `super::resize`), ImageNet-normalised.
 pub fn load_image(path: &Path, size: i64) -> Result<Tensor, DataError> {
     let rgb = open(path)?.to_rgb8();
-    let (w, h) = rgb.dimensions();
-    let t = Tensor::from_data_size(rgb.as_raw(), &[h as i64, w as i64, 3], Kind::Uint8)
-        .permute([2, 0, 1])
-        .to_kind(Kind::Float)
-        / 255.0;
-    let t = if (h as i64, w as i64) != (size, size) {
-        t.unsqueeze(0).upsample_bilinear2d([size, size], false, None, None).squeeze_dim(0)
-    } else {
-        t
-    };
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let s = size as usize;
+    let pixels = if (w, h) != (s, s) { super::resize::bilinear(rgb.as_raw(), w, h, 3, s, s) } else { rgb.into_raw() };
+    let t = Tensor::from_data_size(&pixels, &[size, size, 3], Kind::Uint8).permute([2, 0, 1]).to_kind(Kind::Float) / 255.0;
     let mean = Tensor::from_slice(&MEAN).view([3, 1, 1]);
     let std = Tensor::from_slice(&STD).view([3, 1, 1]);
     Ok((t - mean) / std)
@@ -70,10 +69,11 @@ pub fn load_mask(mask: Option<&Path>, image: &Path, label: bool, size: i64) -> R
         (true, Some(m)) => {
             check_mask_dims(m, image, dimensions(image)?)?;
             let g = open(m)?.to_luma8();
-            let (w, h) = g.dimensions();
-            let t = Tensor::from_data_size(g.as_raw(), &[1, 1, h as i64, w as i64], Kind::Uint8).to_kind(Kind::Float);
-            let t = t.upsample_nearest2d([size, size], None, None);
-            Ok(t.gt(0.0).view([size, size]))
+            let (w, h) = (g.width() as usize, g.height() as usize);
+            let s = size as usize;
+            // PIL's NEAREST, as the public pipeline resizes masks.
+            let pixels = if (w, h) != (s, s) { super::resize::nearest(g.as_raw(), w, h, s, s) } else { g.into_raw() };
+            Ok(Tensor::from_data_size(&pixels, &[size, size], Kind::Uint8).gt(0))
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod check;
 pub mod imageio;
 pub mod jsonl;
 pub mod mvtec;
+pub mod resize;
 pub mod synth;
 pub mod visa;
 
