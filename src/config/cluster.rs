@@ -174,3 +174,20 @@ impl ClusterShape {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_node_names_must_list_every_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("two.toml");
+        std::fs::write(&p, "launcher = \"slurm\"\nnodes = 2\nnode_names = [\"n1\"]\n").unwrap();
+        let err = ClusterProfile::load(&p).unwrap_err().to_string();
+        assert!(err.contains("two.toml") && err.contains("node_names lists 1 nodes but nodes = 2"), "{err}");
+        std::fs::write(&p, "launcher = \"slurm\"\nnodes = 2\nnode_names = [\"n1\", \"n2\"]\ngpus_per_node = 4\n").unwrap();
+        let prof = ClusterProfile::load(&p).unwrap();
+        assert_eq!((prof.slots(), prof.ranks_per_node(), prof.node_name(1)), (8, 4, "n2".to_string()));
+    }
+}
