@@ -31,14 +31,10 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
     let exe = std::env::current_exe()?;
     let mut launcher = crate::launch::for_profile(profile, exe, tmp.join("logs"), std::env::current_dir()?, &store);
     let copts = CoordinateOptions {
-        no_wait: false,
-        shape: profile.shape(),
-        node_names: profile.node_names.clone(),
         poll_min: Duration::from_millis(100),
         poll_max: Duration::from_millis(100),
-        max_array_size: profile.max_array_size,
-        work_dir: tmp.join("configs"),
         max_cycles: Some(opts.cycles.max(1)),
+        ..CoordinateOptions::for_profile(profile, tmp.join("configs"), false)
     };
     writeln!(out, "ras bench coordinator: {} runs (store {})", opts.runs, store.url())?;
     if !opts.json {

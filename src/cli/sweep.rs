@@ -29,24 +29,10 @@ fn launcher(profile: &ClusterProfile, manifest: &Manifest, store: &Store) -> Res
     Ok(ras::launch::for_profile(profile, exe, work_dir(manifest).join("logs"), std::env::current_dir()?, store))
 }
 
-fn coordinate_options(profile: &ClusterProfile, manifest: &Manifest, no_wait: bool) -> ras::sweep::CoordinateOptions {
-    let (poll_min, poll_max) = profile.poll_bounds();
-    ras::sweep::CoordinateOptions {
-        no_wait,
-        shape: profile.shape(),
-        node_names: profile.node_names.clone(),
-        poll_min,
-        poll_max,
-        max_array_size: profile.max_array_size,
-        work_dir: work_dir(manifest).join("configs"),
-        max_cycles: None,
-    }
-}
-
 pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitStatus> {
     let (manifest, store, profile) = load_sweep(args)?;
     let mut launcher = launcher(&profile, &manifest, &store)?;
-    let opts = coordinate_options(&profile, &manifest, no_wait);
+    let opts = ras::sweep::CoordinateOptions::for_profile(&profile, work_dir(&manifest).join("configs"), no_wait);
     println!("sweep {}: {} runs, store {}, {} slots ({})", manifest.name, manifest.runs.len(), store.url(), profile.slots(), profile.launcher);
     let views = ras::sweep::coordinate(&store, &manifest, launcher.as_mut(), &opts, &mut |v| println!("{}", ras::sweep::render_views(v)), &mut |_| {})?;
     let all_complete = views.iter().all(|v| v.phase == RunPhase::Complete);

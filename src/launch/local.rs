@@ -3,7 +3,7 @@
 //! this only starts, watches and stops processes).
 
 use super::command::{run_command, Retry};
-use super::{cancel_foreign, poll_by_kind, JobCommand, JobRecord, JobSpec, JobState, LaunchError, Launcher};
+use super::{cancel_records, poll_records, JobCommand, JobRecord, JobSpec, JobState, LaunchError, Launcher};
 use crate::config::LauncherKind;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -74,17 +74,11 @@ impl Launcher for Local {
 
     fn poll(&mut self, jobs: &[&JobRecord]) -> Result<Vec<JobState>, LaunchError> {
         self.reap();
-        poll_by_kind(LauncherKind::Local, jobs, &mut |mine| Ok(mine.iter().map(|j| poll_pid(j)).collect()))
+        Ok(poll_records(jobs))
     }
 
     fn cancel(&mut self, jobs: &[&JobRecord]) -> Result<(), LaunchError> {
-        for job in jobs {
-            match job.kind {
-                LauncherKind::Local => terminate(job)?,
-                _ => cancel_foreign(job)?,
-            }
-        }
-        Ok(())
+        cancel_records(jobs)
     }
 }
 

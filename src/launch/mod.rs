@@ -114,6 +114,14 @@ impl JobSpec {
             JobCommand::Task { .. } => 1,
         }
     }
+
+    /// The run's attempt (0 for a task).
+    pub fn attempt(&self) -> usize {
+        match &self.command {
+            JobCommand::Run { attempt, .. } => *attempt,
+            JobCommand::Task { .. } => 0,
+        }
+    }
 }
 
 /// The seam between the coordinator and a cluster.
@@ -126,7 +134,7 @@ pub trait Launcher {
     fn submit(&mut self, jobs: &[JobSpec]) -> Result<Vec<JobRecord>, LaunchError>;
 
     /// The state of every job, in order, asking the scheduler once for all of them.
-    /// Records of another launcher's kind are answered by that kind's code.
+    /// Records of either kind are answered (`poll_records`).
     fn poll(&mut self, jobs: &[&JobRecord]) -> Result<Vec<JobState>, LaunchError>;
 
     /// Stops jobs: a run checkpoints and exits 75 ("requeue me"), as on preemption.
@@ -155,34 +163,28 @@ pub fn for_profile(
     }
 }
 
-/// Polls a mixed list: the records of `own`'s kind through it (one scheduler call),
-/// the others through a stateless launcher of their kind.
-pub(crate) fn poll_by_kind(
-    own: LauncherKind,
-    jobs: &[&JobRecord],
-    mine: &mut dyn FnMut(&[&JobRecord]) -> Result<Vec<JobState>, LaunchError>,
-) -> Result<Vec<JobState>, LaunchError> {
-    let (same, other): (Vec<usize>, Vec<usize>) = (0..jobs.len()).partition(|&i| jobs[i].kind == own);
-    let mut out = vec![JobState::Ended; jobs.len()];
-    let mine_states = if same.is_empty() { vec![] } else { mine(&same.iter().map(|&i| jobs[i]).collect::<Vec<_>>())? };
-    for (i, s) in same.into_iter().zip(mine_states) {
-        out[i] = s;
-    }
-    for i in other {
-        out[i] = match jobs[i].kind {
-            LauncherKind::Local => local::poll_pid(jobs[i]),
-            LauncherKind::Slurm => slurm::squeue_states(&[jobs[i]]).remove(0),
-        };
-    }
-    Ok(out)
+/// The state of every record, whichever launcher started it (a sweep started on one
+/// profile can be watched from another): local records from /proc, all Slurm records in
+/// one squeue call. Polling needs no launcher state, so both launchers' `poll` is this.
+pub(crate) fn poll_records(jobs: &[&JobRecord]) -> Vec<JobState> {
+    let slurm: Vec<&JobRecord> = jobs.iter().copied().filter(|j| j.kind == LauncherKind::Slurm).collect();
+    let mut slurm_states = slurm::squeue_states(&slurm).into_iter();
+    jobs.iter()
+        .map(|j| match j.kind {
+            LauncherKind::Local => local::poll_pid(j),
+            LauncherKind::Slurm => slurm_states.next().expect("a state per Slurm record"),
+        })
+        .collect()
 }
 
-/// Cancels records of another kind than the launcher's own.
-pub(crate) fn cancel_foreign(job: &JobRecord) -> Result<(), LaunchError> {
-    match job.kind {
-        LauncherKind::Local => local::terminate(job),
-        LauncherKind::Slurm => slurm::scancel(&[job]),
+/// Stops every record, whichever launcher started it: local jobs by signal, all Slurm
+/// jobs in one scancel call.
+pub(crate) fn cancel_records(jobs: &[&JobRecord]) -> Result<(), LaunchError> {
+    let (slurm, local): (Vec<&JobRecord>, Vec<&JobRecord>) = jobs.iter().partition(|j| j.kind == LauncherKind::Slurm);
+    for j in local {
+        local::terminate(j)?;
     }
+    slurm::scancel(&slurm)
 }
 
 /// A bash word: quoted unless it is plainly safe.

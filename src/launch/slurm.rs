@@ -5,7 +5,7 @@
 
 use super::command::{run_command, Retry, SLURM_UNREACHABLE};
 use super::template::render_template;
-use super::{poll_by_kind, shell_word, Dependency, JobCommand, JobRecord, JobSpec, JobState, LaunchError, Launcher};
+use super::{shell_word, Dependency, JobCommand, JobRecord, JobSpec, JobState, LaunchError, Launcher};
 use crate::config::{ClusterProfile, LauncherKind};
 use crate::exit::ExitStatus;
 use crate::store::Store;
@@ -83,15 +83,15 @@ impl Slurm {
         let (node_count, per_node) = self.profile.shape().layout(n);
         let mut vars = self.common_vars(&first.after, first.dependency);
         let list = |f: &dyn Fn(&JobSpec) -> String| jobs.iter().map(|j| shell_word(&f(j))).collect::<Vec<_>>().join(" ");
-        let run_field = |j: &JobSpec, config: bool| match &j.command {
-            JobCommand::Run { config: c, attempt, .. } => if config { abs(c) } else { attempt.to_string() },
+        let config = |j: &JobSpec| match &j.command {
+            JobCommand::Run { config, .. } => abs(config),
             JobCommand::Task { .. } => String::new(),
         };
         vars.extend([
             ("job_name", Value::from(format!("ras-{}", first.name))),
             ("run_ids", Value::from(list(&|j| j.name.clone()))),
-            ("attempts", Value::from(list(&|j| run_field(j, false)))),
-            ("configs", Value::from(list(&|j| run_field(j, true)))),
+            ("attempts", Value::from(list(&|j| j.attempt().to_string()))),
+            ("configs", Value::from(list(&config))),
             ("nodes", Value::from(node_count)),
             ("ntasks", Value::from(n)),
             ("ntasks_per_node", Value::from(per_node)),
@@ -142,10 +142,7 @@ impl Slurm {
 
     fn submit_runs(&mut self, jobs: &[JobSpec]) -> Result<Vec<JobRecord>, LaunchError> {
         let first = &jobs[0];
-        let attempt = match &first.command {
-            JobCommand::Run { attempt, .. } => *attempt,
-            JobCommand::Task { .. } => 0,
-        };
+        let attempt = first.attempt();
         let script = self.script(jobs)?;
         let array = jobs.len() > 1;
         let id = self.submit_script(&format!("{}.{attempt}{}.sbatch", first.name, if array { "-array" } else { "" }), &script)?;
@@ -199,15 +196,11 @@ impl Launcher for Slurm {
     }
 
     fn poll(&mut self, jobs: &[&JobRecord]) -> Result<Vec<JobState>, LaunchError> {
-        poll_by_kind(LauncherKind::Slurm, jobs, &mut |mine| Ok(squeue_states(mine)))
+        Ok(super::poll_records(jobs))
     }
 
     fn cancel(&mut self, jobs: &[&JobRecord]) -> Result<(), LaunchError> {
-        let (mine, other): (Vec<&JobRecord>, Vec<&JobRecord>) = jobs.iter().partition(|j| j.kind == LauncherKind::Slurm);
-        for j in other {
-            super::cancel_foreign(j)?;
-        }
-        scancel(&mine)
+        super::cancel_records(jobs)
     }
 
     fn queues_jobs(&self) -> bool {
@@ -221,13 +214,9 @@ fn abs(q: &Path) -> String {
 
 /// The log file name (sbatch pattern): per run and attempt, or per array task.
 fn log_pattern(jobs: &[JobSpec]) -> String {
-    let attempt = |j: &JobSpec| match &j.command {
-        JobCommand::Run { attempt, .. } => *attempt,
-        JobCommand::Task { .. } => 0,
-    };
     match jobs {
-        [one] => format!("{}.{}-%j.log", one.name, attempt(one)),
-        _ => format!("{}.{}-array-%A_%a.log", jobs[0].name, attempt(&jobs[0])),
+        [one] => format!("{}.{}-%j.log", one.name, one.attempt()),
+        _ => format!("{}.{}-array-%A_%a.log", jobs[0].name, jobs[0].attempt()),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::checkpoint::Checkpointer;
 use super::paths::RunPaths;
-use super::{model_name, resolve_device};
+use super::resolve_device;
 use crate::config::RunConfig;
 use crate::data::{imageio, scan, DatasetIndex};
 use crate::dist::{self, Collective};
@@ -100,7 +100,7 @@ pub(super) fn evaluate_with_noise(
     let mut tables: Vec<BTreeMap<String, ClassMetrics>> = scales.iter().map(|_| BTreeMap::new()).collect();
     let mut loaded: Option<(String, Trainer)> = None;
     for (i, (class, feats)) in features.iter().enumerate() {
-        let model = model_name(cfg.train.setting, class);
+        let model = cfg.train.setting.model_name(class).to_string();
         if loaded.as_ref().map(|(m, _)| m != &model).unwrap_or(true) {
             let mut t = Trainer::new(&cfg.model, &cfg.train, cfg.seed, channels, grid, device)?;
             let (rec, bytes) = checkpoints.latest(&model)?;

@@ -81,17 +81,12 @@ pub fn resolve_device(spec: DeviceSpec) -> Result<Device> {
     Ok(WorldInfo::SINGLE.device(spec)?)
 }
 
-/// The model that scores `class`: one for every class together ("unified"), or one per
-/// class named after it ("separate"). Checkpoint folders and log lines use this name.
-fn model_name(setting: Setting, class: &str) -> String {
-    setting.model_name(class).to_string()
-}
-
-/// The models to train, in class order, each with the indices of its classes.
+/// The models to train, in class order, each with the indices of its classes
+/// (`Setting::model_name`: "unified", or one model per class named after it).
 fn model_groups(setting: Setting, features: &[(String, ClassFeatures)]) -> Vec<(String, Vec<usize>)> {
     let mut groups: Vec<(String, Vec<usize>)> = vec![];
     for (i, (class, _)) in features.iter().enumerate() {
-        let name = model_name(setting, class);
+        let name = setting.model_name(class).to_string();
         match groups.iter_mut().find(|(g, _)| *g == name) {
             Some((_, members)) => members.push(i),
             None => groups.push((name, vec![i])),

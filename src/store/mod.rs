@@ -57,10 +57,6 @@ pub struct RequestCounts {
 }
 
 impl RequestCounts {
-    pub fn total(&self) -> u64 {
-        self.get + self.put + self.head + self.list + self.delete
-    }
-
     /// What was made between `earlier` and `self`.
     pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
         RequestCounts {

@@ -35,6 +35,24 @@ pub struct CoordinateOptions {
     pub max_cycles: Option<usize>,
 }
 
+impl CoordinateOptions {
+    /// A profile's shape, node names, poll bounds and array cap; jobs read their
+    /// configs from `work_dir`.
+    pub fn for_profile(profile: &crate::config::ClusterProfile, work_dir: PathBuf, no_wait: bool) -> Self {
+        let (poll_min, poll_max) = profile.poll_bounds();
+        Self {
+            no_wait,
+            shape: profile.shape(),
+            node_names: profile.node_names.clone(),
+            poll_min,
+            poll_max,
+            max_array_size: profile.max_array_size,
+            work_dir,
+            max_cycles: None,
+        }
+    }
+}
+
 /// What one cycle cost: `ras bench coordinator` prints these.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CycleStats {

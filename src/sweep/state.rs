@@ -108,12 +108,18 @@ impl<'a> SweepState<'a> {
         format!("features-{}", &crate::store::sha256_hex(key.as_bytes())[..12])
     }
 
+    /// `features/<name>.claim` (who submits the cache job) or `features/<name>.json` (its
+    /// job record) of the cache named `name` (`feature_name`).
+    fn feature_object(&self, name: &str, ext: &str) -> String {
+        format!("{}/features/{name}.{ext}", self.prefix())
+    }
+
     pub fn claim_features(&self, key: &str) -> Result<bool, SweepError> {
-        self.claim_key(&format!("{}/features/{}.claim", self.prefix(), Self::feature_name(key)))
+        self.claim_key(&self.feature_object(&Self::feature_name(key), "claim"))
     }
 
     pub fn record_features(&self, key: &str, job: &JobRecord) -> Result<(), SweepError> {
-        Ok(self.store.put_json(&format!("{}/features/{}.json", self.prefix(), Self::feature_name(key)), job)?)
+        Ok(self.store.put_json(&self.feature_object(&Self::feature_name(key), "json"), job)?)
     }
 
     /// Submissions so far (the audit's entries).
@@ -146,6 +152,12 @@ struct Listing {
     cancelled: bool,
 }
 
+/// `<run id>.<attempt>`, the name of a claim and of a job record, split.
+fn run_attempt(name: &str) -> Option<(&str, usize)> {
+    let (id, attempt) = name.rsplit_once('.')?;
+    Some((id, attempt.parse().ok()?))
+}
+
 impl Listing {
     fn parse(prefix: &str, keys: &[String]) -> Self {
         let mut l = Listing::default();
@@ -154,14 +166,10 @@ impl Listing {
             let Some(rest) = key.strip_prefix(&p) else { continue };
             if rest == "cancelled" {
                 l.cancelled = true;
-            } else if let Some(k) = rest.strip_prefix("claims/") {
-                if let Some((id, a)) = k.rsplit_once('.').and_then(|(id, a)| Some((id, a.parse::<usize>().ok()?))) {
-                    l.claims.entry(id.to_string()).or_default().insert(a);
-                }
-            } else if let Some(k) = rest.strip_prefix("jobs/").and_then(|k| k.strip_suffix(".json")) {
-                if let Some((id, a)) = k.rsplit_once('.').and_then(|(id, a)| Some((id, a.parse::<usize>().ok()?))) {
-                    l.jobs.insert((id.to_string(), a));
-                }
+            } else if let Some((id, a)) = rest.strip_prefix("claims/").and_then(run_attempt) {
+                l.claims.entry(id.to_string()).or_default().insert(a);
+            } else if let Some((id, a)) = rest.strip_prefix("jobs/").and_then(|k| k.strip_suffix(".json")).and_then(run_attempt) {
+                l.jobs.insert((id.to_string(), a));
             } else if let Some(k) = rest.strip_prefix("features/") {
                 if let Some(n) = k.strip_suffix(".claim") {
                     l.feature_claims.insert(n.to_string());
@@ -244,7 +252,7 @@ impl<'a> Tracker<'a> {
     /// Remembers a feature-cache job this coordinator just recorded.
     pub fn note_feature_job(&mut self, key: &str, job: &JobRecord) {
         let name = SweepState::feature_name(key);
-        self.jobs.insert(format!("{}/features/{name}.json", self.state.prefix()), job.clone());
+        self.jobs.insert(self.state.feature_object(&name, "json"), job.clone());
     }
 
     /// One pass: list the sweep's prefix, ask the scheduler about every live job at once,
@@ -268,7 +276,7 @@ impl<'a> Tracker<'a> {
         }
         let mut feature_records: Vec<(String, JobRecord)> = vec![];
         for name in &listing.feature_jobs {
-            let key = format!("{prefix}/features/{name}.json");
+            let key = self.state.feature_object(name, "json");
             if let Some(j) = self.job_record(&key)? {
                 feature_records.push((name.clone(), j));
             }
@@ -286,7 +294,7 @@ impl<'a> Tracker<'a> {
             self.features.insert(name, fs);
         }
         for name in listing.feature_claims.difference(&listing.feature_jobs) {
-            let c = self.claim_record(&format!("{prefix}/features/{name}.claim"))?;
+            let c = self.claim_record(&self.state.feature_object(name, "claim"))?;
             // Claimed by a coordinator that died before submitting: the runs fill the
             // cache themselves (each computes only what is missing).
             let fs = if unix_now().saturating_sub(c.unix) >= CLAIM_GRACE_S { FeatureState::Ready } else { FeatureState::Claimed };
