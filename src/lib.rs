@@ -14,6 +14,7 @@
 //! - `dist`     ranks, collectives (single, MPI, NCCL), data sharding
 //! - `eval`     anomaly maps, image scores, metrics
 //! - `run`      one run end to end, and its layout in the store
+//! - `interop`  the public PyTorch code's checkpoints in (`ras import`) and out (`ras export`)
 //! - `store`    every byte that outlives a process (object_store)
 //! - `bench`    throughput measurements
 //! - `launch`   launchers (local processes, Slurm) behind one trait, mpirun, external commands
@@ -30,6 +31,7 @@ pub mod dist;
 pub mod eval;
 pub mod exit;
 pub mod features;
+pub mod interop;
 pub mod launch;
 pub mod model;
 pub mod progress;

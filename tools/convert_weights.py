@@ -20,7 +20,10 @@ SRC is either
 
 Every source name that could not be mapped is listed on stderr ("not mapped: ..."), as are
 BatchNorm's num_batches_tracked counters (dropped: ras never reads them); --strict makes
-any unmapped name an error (exit 1). Tensors are written as contiguous float32.
+any unmapped name an error (exit 1). With --part model, the backbone's and the neck's
+tensors of a whole public checkpoint ('module.backbone.*') are listed as "not imported: ..."
+and are not errors (ras reads the backbone from its own backbone.weights file). Tensors are
+written as contiguous float32. `ras import` runs this script (a copy compiled into ras).
 """
 import argparse
 import re
@@ -82,7 +85,7 @@ def convert(sd, part):
     if part == "auto":
         has_rec = any(n.startswith("reconstruction.") for n in names.values())
         part = "backbone" if not has_rec and any(BACKBONE_NAMES.match(n) for n in names.values()) else "model"
-    out, unmapped, dropped = {}, [], []
+    out, unmapped, dropped, other_part = {}, [], [], []
     for k, n in names.items():
         v = sd[k]
         if not torch.is_tensor(v):
@@ -92,6 +95,9 @@ def convert(sd, part):
             dropped.append(k)
             continue
         if part == "model":
+            if n.startswith("backbone.") or n.startswith("neck."):
+                other_part.append(k)
+                continue
             target = strip(n, "reconstruction.")
             if target is None and MODEL_NAMES.match(n):
                 target = n  # a bare model state_dict
@@ -107,7 +113,7 @@ def convert(sd, part):
         if target in out:
             raise SystemExit(f"two source tensors map to {target}")
         out[target] = v.detach().to(torch.float32).contiguous()
-    return part, out, unmapped, dropped
+    return part, out, unmapped, dropped, other_part
 
 
 def main(argv=None):
@@ -117,11 +123,13 @@ def main(argv=None):
     ap.add_argument("--part", choices=("auto", "backbone", "model"), default="auto")
     ap.add_argument("--strict", action="store_true", help="fail if any source name is not mapped")
     a = ap.parse_args(argv)
-    part, out, unmapped, dropped = convert(load(a.src), a.part)
+    part, out, unmapped, dropped, other_part = convert(load(a.src), a.part)
     if not out:
         raise SystemExit(f"{a.src}: no tensor maps to the {part} part")
     for k in unmapped:
         print(f"not mapped: {k}", file=sys.stderr)
+    for k in other_part:
+        print(f"not imported: {k} (not part of the reconstruction model)", file=sys.stderr)
     if dropped:
         print(f"dropped {len(dropped)} num_batches_tracked counters", file=sys.stderr)
     save_file(out, a.dst, metadata={"source": a.src, "part": part})

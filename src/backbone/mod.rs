@@ -105,6 +105,14 @@ impl FeatureExtractor {
         Ok(Self { net, outblocks: identity.outblocks.clone(), _vs: vs, identity, device })
     }
 
+    /// The network's weights and BatchNorm statistics by efficientnet_pytorch's names
+    /// (`_conv_stem.weight`, `_blocks.0._bn1.running_mean`, ...), sorted: what the run used.
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self._vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// f_org (B, C_org, grid, grid) for normalised images (B, 3, S, S) on any device.
     pub fn extract(&self, images: &Tensor) -> Tensor {
         let g = self.identity.grid;

@@ -51,8 +51,9 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Evaluate a finished run again from its last checkpoint, e.g. with test-time
-    /// jitter (paper Table 6), without retraining; or just print its stored metrics.
+    /// Evaluate a run: print its stored final metrics; evaluate it when it has none yet
+    /// (a run made by `ras import`); or evaluate it again from its last checkpoint with
+    /// test-time jitter (paper Table 6), without retraining.
     Eval {
         /// Run id (as printed by `ras train`, the folder name under runs/).
         run: String,
@@ -63,6 +64,63 @@ pub enum Command {
         /// last checkpoint when given.
         #[arg(long, value_delimiter = ',')]
         test_jitter: Vec<f64>,
+    },
+    /// Make a run from a checkpoint of the public RAS (or UniAD) code, to evaluate it with
+    /// `ras eval RUN` like any run.
+    ///
+    /// CKPT is the public code's `ckpt_best.pth.tar` (a torch.save pickle: read with the
+    /// Python of --python, which needs torch and safetensors) or a safetensors file with the
+    /// same names (`module.reconstruction.*`, read natively). The run's config is CONFIG with
+    /// its name suffixed `-import-<sha256 of CKPT>`; the run records the source file and its
+    /// sha256 (import.json). Its backbone comes from CONFIG's [backbone] (the checkpoint's
+    /// backbone tensors are not imported): point backbone.weights at the EfficientNet weights.
+    #[command(after_help = "Example (paper Table 1 from the authors' MVTec-AD checkpoint):\n  \
+        ras import ckpt_best.pth.tar --config configs/mvtec-public.toml --set dataset.root=/data/mvtec\n  \
+        ras eval <the run id it prints>")]
+    Import {
+        /// The checkpoint file.
+        checkpoint: PathBuf,
+        /// Run configuration (TOML) whose model and backbone the checkpoint was trained with.
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config key, e.g. --set dataset.root=/data/mvtec.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Store URL for the run (default: the config's).
+        #[arg(long)]
+        store: Option<String>,
+        /// Python with torch and safetensors, to read pickled checkpoints (default:
+        /// $RAS_PYTHON, else .venv-ref/bin/python when present, else python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
+    /// Write a run's model for the PyTorch code: a .pth.tar in the public checkpoint layout
+    /// (torch.load and load_state_dict(strict=True) in the public model), or safetensors.
+    ///
+    /// Both hold the public state dict's names: `module.reconstruction.*` (the model) and
+    /// `module.backbone.*` (the EfficientNet the run used; --no-backbone leaves it out). No
+    /// optimizer state. The weights are the run's newest valid checkpoint; the epoch is printed.
+    #[command(after_help = "Examples:\n  \
+        ras export demo-1a2b3c4d                          # -> demo-1a2b3c4d.pth.tar\n  \
+        ras export demo-1a2b3c4d --format safetensors --out model.safetensors\n  \
+        ras export sep-5e6f7a8b --model bottle --store s3://bucket/ras")]
+    Export {
+        /// Run id (the folder name under runs/).
+        run: String,
+        /// Store URL holding the run.
+        #[arg(long, default_value = "file://./ras-store")]
+        store: String,
+        #[arg(long, value_enum, default_value_t = ExportFormatArg::Public)]
+        format: ExportFormatArg,
+        /// Output file (default: <run id>.pth.tar or <run id>.safetensors here).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The class whose model to export, for runs of the separate setting.
+        #[arg(long)]
+        model: Option<String>,
+        /// Leave the backbone's weights out.
+        #[arg(long)]
+        no_backbone: bool,
     },
     /// Measure throughput (samples/s) on this machine.
     #[command(subcommand)]
@@ -127,6 +185,14 @@ pub enum Command {
         #[arg(long, default_value = "reports")]
         out: PathBuf,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ExportFormatArg {
+    /// torch.save of {"epoch", "arch", "state_dict", "best_metric"}, as the public code's checkpoints.
+    Public,
+    /// The same state dict as safetensors.
+    Safetensors,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ mod args;
 mod sweep;
 
 use anyhow::{bail, Context, Result};
-use args::{BenchCommand, Cli, Command, ConfigArgs, DataCommand, TrainStepArgs};
+use args::{BenchCommand, Cli, Command, ConfigArgs, DataCommand, ExportFormatArg, TrainStepArgs};
 use clap::Parser;
 use ras::config::RunConfig;
 use ras::exit::ExitStatus;
@@ -78,9 +78,10 @@ pub fn run() -> Result<ExitStatus> {
         Command::Eval { run, store, test_jitter } => {
             let store = ras::store::Store::open(&store)?;
             if test_jitter.is_empty() {
-                let fm: ras::run::FinalMetrics = store
-                    .get_json(&ras::run::RunPaths::new(run.as_str()).final_metrics())?
-                    .with_context(|| format!("run {run} has no final metrics in {} (not complete?)", store.url()))?;
+                let fm = match store.get_json::<ras::run::FinalMetrics>(&ras::run::RunPaths::new(run.as_str()).final_metrics())? {
+                    Some(fm) => fm,
+                    None => ras::run::evaluate_trained(&store, &run, progress)?,
+                };
                 print_outcome(&run, store.url(), &fm);
             } else {
                 if let Some(bad) = test_jitter.iter().find(|s| !(**s >= 0.0)) {
@@ -90,6 +91,57 @@ pub fn run() -> Result<ExitStatus> {
                     println!("run {run}, test-time jitter scale {scale}:");
                     print!("{}", table.render());
                 }
+            }
+        }
+        Command::Import { checkpoint, config, overrides, store, python } => {
+            let mut cfg = RunConfig::load(&config, &overrides)?;
+            if let Some(url) = store {
+                cfg.store = url;
+            }
+            let store = ras::store::Store::open(&cfg.store)?;
+            let opts = ras::interop::import::ImportOptions { python };
+            let done = ras::interop::import::import_checkpoint(&store, &cfg, &config, &checkpoint, &opts)
+                .with_context(|| format!("cannot import {}", checkpoint.display()))?;
+            let p = &done.provenance;
+            if done.already_present {
+                println!("already imported (sha256 {}): run {}", p.sha256, done.run_id);
+            } else {
+                println!("imported {} ({}, sha256 {}): {} model tensors", checkpoint.display(), p.format, p.sha256, p.tensors);
+                if !p.not_imported.is_empty() {
+                    println!("not imported: {} tensors outside the reconstruction model (backbone, counters)", p.not_imported.len());
+                }
+                println!("run {} in {}/runs/{}", done.run_id, store.url(), done.run_id);
+            }
+            println!("evaluate it: ras eval {} --store {}", done.run_id, store.url());
+        }
+        Command::Export { run, store, format, out, model, no_backbone } => {
+            let store = ras::store::Store::open(&store)?;
+            let format = match format {
+                ExportFormatArg::Public => ras::interop::export::ExportFormat::Public,
+                ExportFormatArg::Safetensors => ras::interop::export::ExportFormat::Safetensors,
+            };
+            let opts = ras::interop::export::ExportOptions { format, model, backbone: !no_backbone };
+            let done = ras::interop::export::export_run(&store, &run, &opts).with_context(|| format!("cannot export run {run}"))?;
+            let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("{run}.{}", format.extension())));
+            // Write then publish: a reader never sees half a file under the final name.
+            let partial = out.with_file_name(format!(".{}.partial", out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+            std::fs::write(&partial, &done.bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+            std::fs::rename(&partial, &out).with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {} ({} bytes): model {} at epoch {} of {}, {} model + {} backbone tensors",
+                out.display(),
+                done.bytes.len(),
+                done.model,
+                done.epoch,
+                done.epochs,
+                done.model_tensors,
+                done.backbone_tensors
+            );
+            if done.epoch < done.epochs {
+                println!("NOTE: the run is not finished: this is its epoch-{} checkpoint", done.epoch);
+            }
+            if done.backbone_random_init {
+                println!("NOTE: the backbone is a seeded random init (the run had no backbone.weights)");
             }
         }
         Command::Sweep { sweep, no_wait, report } => return sweep::sweep(&sweep, no_wait, report.as_deref()),

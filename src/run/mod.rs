@@ -139,6 +139,40 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     }
 }
 
+/// Evaluates a run whose models are trained to the last epoch but which has no final
+/// metrics yet (a run `ras import` made, or one stopped between its last checkpoint and
+/// its evaluation), exactly as the run itself would have: `execute` resumes every model at
+/// its last epoch, so it only predicts, computes the metrics and writes the final outputs.
+/// A run still short of its last epoch is an error that says how to finish it.
+pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<FinalMetrics> {
+    let paths = RunPaths::new(run);
+    let text = store.get(&paths.config())?.with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
+    let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, std::path::Path::new(&paths.config()))?;
+    if cfg.run_id() != run {
+        bail!("{} resolves to run id {}, not {run}: it was written by another version of ras; evaluate it with that version", paths.config(), cfg.run_id());
+    }
+    if cfg.store != store.url() {
+        bail!("run {run} keeps its outputs in the store its config names ({}): run `ras eval {run} --store {}`", cfg.store, cfg.store);
+    }
+    let models: Vec<String> = match cfg.train.setting {
+        Setting::Unified => vec![cfg.train.setting.model_name("").to_string()],
+        Setting::Separate => scan(&cfg.dataset)?.classes.iter().map(|(c, _)| c.clone()).collect(),
+    };
+    let checkpoints = Checkpointer::new(store, &paths);
+    for model in &models {
+        let epoch = checkpoints.latest_valid(model)?.map(|(r, _)| r.epoch).unwrap_or(0);
+        if epoch < cfg.train.epochs {
+            bail!(
+                "run {run} is not trained to its last epoch (model {model}: epoch {epoch} of {}): finish it with                  `ras train` on its config ({}) first",
+                cfg.train.epochs,
+                paths.config()
+            );
+        }
+    }
+    let out = execute(&cfg, &RunOptions::new(progress, false))?;
+    out.final_metrics.with_context(|| format!("run {run} stopped before its final metrics"))
+}
+
 /// How `execute_inner` ended (errors aside). `Complete(None)`: a rank other than 0.
 enum Finished {
     Complete(Option<FinalMetrics>),

@@ -6,6 +6,8 @@
 //! ```text
 //! config.toml            resolved config (what produced everything below)
 //! env.json               versions, git commit, device, backbone identity, cache counts
+//! import.json            where an imported run's weights came from (`ras import`): source
+//!                        file, its sha256, what was not imported
 //! status.json            running | complete | failed | preempted (+ error, epoch)
 //! train_log.jsonl        one line per epoch and model: loss, lr
 //! metrics.jsonl          one line per evaluation: per-class and mean metrics
@@ -72,6 +74,11 @@ impl RunPaths {
 
     pub fn env(&self) -> String {
         self.key("env.json")
+    }
+
+    /// Provenance of a run made by `ras import` from a checkpoint of the public code.
+    pub fn import_record(&self) -> String {
+        self.key("import.json")
     }
 
     pub fn status(&self) -> String {
@@ -159,6 +166,7 @@ mod tests {
         assert_eq!(p.config(), "runs/demo-1a2b3c4d/config.toml");
         assert_eq!(p.env(), "runs/demo-1a2b3c4d/env.json");
         assert_eq!(p.status(), "runs/demo-1a2b3c4d/status.json");
+        assert_eq!(p.import_record(), "runs/demo-1a2b3c4d/import.json");
         assert_eq!(p.train_log(), "runs/demo-1a2b3c4d/train_log.jsonl");
         assert_eq!(p.metrics_log(), "runs/demo-1a2b3c4d/metrics.jsonl");
         assert_eq!(p.final_metrics(), "runs/demo-1a2b3c4d/final_metrics.json");

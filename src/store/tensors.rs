@@ -23,6 +23,14 @@ fn dtype(name: &str, kind: Kind) -> Result<(Dtype, usize), TensorCodecError> {
 
 /// Serialises named tensors (any device) into one safetensors buffer, bit-exact.
 pub fn encode<S: AsRef<str>>(tensors: &[(S, &Tensor)]) -> Result<Vec<u8>, TensorCodecError> {
+    encode_with_metadata(tensors, None)
+}
+
+/// `encode`, with string metadata in the file's header (`__metadata__`).
+pub fn encode_with_metadata<S: AsRef<str>>(
+    tensors: &[(S, &Tensor)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>, TensorCodecError> {
     let mut raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let name = name.as_ref();
@@ -39,7 +47,7 @@ pub fn encode<S: AsRef<str>>(tensors: &[(S, &Tensor)]) -> Result<Vec<u8>, Tensor
             TensorView::new(*dt, shape.clone(), bytes).map(|v| (n.clone(), v)).map_err(|e| TensorCodecError::Format(e.to_string()))
         })
         .collect::<Result<_, _>>()?;
-    safetensors::serialize(views, None).map_err(|e| TensorCodecError::Format(e.to_string()))
+    safetensors::serialize(views, metadata).map_err(|e| TensorCodecError::Format(e.to_string()))
 }
 
 /// Parses a safetensors buffer into named CPU tensors, in file order.

@@ -38,7 +38,8 @@ that table and not from the Rust code; ras's safetensors file moves in with
 ``load_state_dict(strict=True)``, so a naming error on either side fails the parity tests.
 
 Usage: ras_ref.py <mode> <dir>   (mode: backbone | ras | metrics | bench | make-checkpoint |
-       make-effnet; the last two write torch.save'd files for the weights-import test)
+       make-effnet | make-public | check-export; the last four write or read torch.save'd
+       files for the import/export tests, tests/parity.rs and tests/interop.rs)
 Reads <dir>/args.json and <dir>/*.safetensors, writes <dir>/out.safetensors (bench: prints
 one JSON line).
 """
@@ -489,8 +490,87 @@ def mode_make_effnet(d, a):
     torch.save(EfficientNet.from_name("efficientnet-b0").state_dict(), os.path.join(d, "efficientnet-b0.pth"))
 
 
+def mode_make_public(d, a):
+    """A checkpoint as the public code writes it, from a model the reference builds itself
+    (torch's own init, seeded, then perturbed: nothing comes from ras): torch.save of
+    {"epoch", "arch", "state_dict", "best_metric", "optimizer"} with the DDP-wrapped
+    ModelHelper's names (module.backbone.* = efficientnet_pytorch's, module.reconstruction.*
+    = this model's). Also the model's reconstruction of seeded random features."""
+    from collections import OrderedDict
+
+    from efficientnet_pytorch import EfficientNet
+
+    torch.manual_seed(a["seed"])
+    model = RAS(a)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    backbone = EfficientNet.from_name(a["backbone"])
+    sd = OrderedDict()
+    for k, v in backbone.state_dict().items():
+        sd[f"module.backbone.{k}"] = v
+    for k, v in model.state_dict().items():
+        sd[f"module.reconstruction.{k}"] = v
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    model(torch.randn(2, a["in_channels"], a["grid"], a["grid"])).square().mean().backward()
+    opt.step()
+    # the weights after the optimizer step are the checkpoint's
+    for k, v in model.state_dict().items():
+        sd[f"module.reconstruction.{k}"] = v.clone()
+    ckpt = {"epoch": 7, "arch": [{"name": "reconstruction", "type": "models.reconstructions.RAS"}],
+            "state_dict": sd, "best_metric": 0.875, "optimizer": opt.state_dict()}
+    torch.save(ckpt, os.path.join(d, "ckpt_best.pth.tar"))
+    model.eval()
+    f_org = torch.randn(3, a["in_channels"], a["grid"], a["grid"]).relu()
+    with torch.no_grad():
+        maps = anomaly_map(model(f_org), f_org, a["image_size"])
+    save_file({"features": f_org.contiguous(), "maps": maps.contiguous(), "scores": image_scores(maps).contiguous()},
+              os.path.join(d, "public.safetensors"))
+
+
+def mode_check_export(d, a):
+    """Loads what `ras export` wrote the way a PyTorch user would: the .pth.tar with
+    torch.load(weights_only=True) and load_state_dict(strict=True) into this reference
+    model (names from the public table) and into efficientnet_pytorch's EfficientNet; the
+    .safetensors must hold the same names and values. Writes the reconstruction's maps of
+    the features in inputs.safetensors. Exits non-zero, saying why, on any difference."""
+    from efficientnet_pytorch import EfficientNet
+    from safetensors.torch import load_file as load_st
+
+    ck = torch.load(os.path.join(d, "export.pth.tar"), map_location="cpu", weights_only=True)
+    for key in ("epoch", "arch", "state_dict"):
+        if key not in ck:
+            raise SystemExit(f"export.pth.tar has no {key!r}: {sorted(ck)}")
+    sd = ck["state_dict"]
+    rec = {k[len("module.reconstruction."):]: v for k, v in sd.items() if k.startswith("module.reconstruction.")}
+    bb = {k[len("module.backbone."):]: v for k, v in sd.items() if k.startswith("module.backbone.")}
+    other = [k for k in sd if not k.startswith(("module.reconstruction.", "module.backbone."))]
+    if other:
+        raise SystemExit(f"names outside module.reconstruction./module.backbone.: {other[:5]}")
+    model = RAS(a)
+    model.load_state_dict(rec, strict=True)
+    EfficientNet.from_name(a["backbone"]).load_state_dict(bb, strict=True)
+    st = load_st(os.path.join(d, "export.safetensors"))
+    if set(st) != set(sd):
+        raise SystemExit(f"safetensors and pth.tar names differ: {sorted(set(st) ^ set(sd))[:5]}")
+    for k, v in sd.items():
+        if not torch.equal(st[k], v):
+            raise SystemExit(f"{k} differs between the .safetensors and the .pth.tar")
+    if "original" in a:
+        orig = torch.load(os.path.join(d, a["original"]), map_location="cpu", weights_only=True)["state_dict"]
+        for k, v in orig.items():
+            if k.startswith("module.reconstruction.") and not torch.equal(sd[k], v):
+                raise SystemExit(f"{k} changed on the way public checkpoint -> ras import -> ras export")
+    model.eval()
+    f_org = load_file(os.path.join(d, "inputs.safetensors"))["features"]
+    with torch.no_grad():
+        maps = anomaly_map(model(f_org), f_org, a["image_size"])
+    save_file({"maps": maps.contiguous(), "epoch": torch.tensor([float(ck["epoch"])])}, os.path.join(d, "out.safetensors"))
+
+
 MODES = {"backbone": mode_backbone, "ras": mode_ras, "metrics": mode_metrics, "bench": mode_bench,
-         "make-checkpoint": mode_make_checkpoint, "make-effnet": mode_make_effnet}
+         "make-checkpoint": mode_make_checkpoint, "make-effnet": mode_make_effnet,
+         "make-public": mode_make_public, "check-export": mode_check_export}
 
 
 def main():

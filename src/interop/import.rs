@@ -1,0 +1,224 @@
+//! `ras import CKPT --config CONFIG`: a checkpoint of the public code becomes a run in the
+//! store, which `ras eval RUN` then evaluates like any run (features, predictions, metrics,
+//! `final_metrics.json`).
+//!
+//! The run is the config with its name suffixed `-import-<first 8 hex of the file's
+//! sha256>`, so it never shares an id (and a store prefix) with a run trained from the same
+//! config, and importing the same file again finds the run already there. What it holds:
+//! `config.toml`, `import.json` (provenance: the source file, its sha256, what was not
+//! imported) and one checkpoint at the config's last epoch (`train.epochs`) whose AdamW
+//! moments are zero and step count 0 (the public code's optimizer state is not imported:
+//! it only matters for resuming training, and an imported run is for evaluation).
+//!
+//! Reading: a safetensors file natively; a `torch.save` pickle (`.pth`, `.pth.tar`)
+//! through tools/convert_weights.py, which is compiled into this binary and run with a
+//! Python that has torch (`--python`, else `$RAS_PYTHON`, else `.venv-ref/bin/python`
+//! when present, else `python3`). Pickles are read with `weights_only=True`.
+
+use super::{classify, PublicName};
+use crate::backbone::BackboneIdentity;
+use crate::config::{RunConfig, Setting};
+use crate::run::{Checkpointer, RunPaths};
+use crate::store::{sha256_hex, tensors, Store};
+use crate::train::Trainer;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// The converter, carried inside the binary so that `ras import` works outside a checkout.
+const CONVERTER: &str = include_str!("../../tools/convert_weights.py");
+
+#[derive(Debug, Default, Clone)]
+pub struct ImportOptions {
+    /// The Python (with torch and safetensors) that reads pickled checkpoints.
+    pub python: Option<PathBuf>,
+}
+
+/// What `import.json` records about where an imported run's weights came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    /// The file as given, made absolute.
+    pub source: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// "safetensors" or "torch.save" (read through tools/convert_weights.py).
+    pub format: String,
+    /// Model tensors imported.
+    pub tensors: usize,
+    /// Source names that are not part of the reconstruction model (the backbone's, which
+    /// ras takes from `backbone.weights`, and BatchNorm counters), for the record.
+    pub not_imported: Vec<String>,
+    /// The config file the run's config was made from.
+    pub config: String,
+    pub imported_unix: u64,
+    pub ras_version: String,
+}
+
+/// What `import_checkpoint` made (or found).
+pub struct Imported {
+    pub run_id: String,
+    pub config: RunConfig,
+    pub provenance: Provenance,
+    /// The same file was imported into this store before: nothing was written.
+    pub already_present: bool,
+}
+
+/// The run an import of a file with this sha256 makes from `cfg` (into `store`).
+pub fn imported_config(cfg: &RunConfig, store: &Store, sha256: &str) -> RunConfig {
+    let mut cfg = cfg.clone();
+    cfg.name = format!("{}-import-{}", cfg.name, &sha256[..8]);
+    cfg.store = store.url().to_string();
+    cfg
+}
+
+/// Imports the public checkpoint `src` as a run of `cfg` (see the module doc).
+pub fn import_checkpoint(store: &Store, cfg: &RunConfig, config_path: &Path, src: &Path, opts: &ImportOptions) -> Result<Imported> {
+    if cfg.train.setting != Setting::Unified {
+        bail!(
+            "{}: train.setting = \"separate\" trains one model per class, and a checkpoint holds one model: \
+             import it with a unified config (train.setting = \"unified\", as the public code trains)",
+            config_path.display()
+        );
+    }
+    let bytes = std::fs::read(src).with_context(|| format!("cannot read checkpoint {}", src.display()))?;
+    let sha256 = sha256_hex(&bytes);
+    let cfg = imported_config(cfg, store, &sha256);
+    let paths = RunPaths::of(&cfg);
+    let model = cfg.train.setting.model_name("").to_string();
+    let checkpoints = Checkpointer::new(store, &paths);
+    if let Some(prev) = store.get_json::<Provenance>(&paths.import_record())? {
+        if prev.sha256 == sha256 && checkpoints.latest_valid(&model)?.is_some_and(|(r, _)| r.epoch == cfg.train.epochs) {
+            return Ok(Imported { run_id: paths.id().to_string(), config: cfg, provenance: prev, already_present: true });
+        }
+    }
+
+    let (named, format, mut not_imported) = if is_safetensors(&bytes) {
+        let (model, skipped) = model_tensors(tensors::decode(&bytes).with_context(|| format!("{}: not a valid safetensors file", src.display()))?);
+        (model, "safetensors", skipped)
+    } else {
+        let (model, skipped) = convert_pickle(src, opts)?;
+        (model, "torch.save", skipped)
+    };
+    not_imported.sort();
+    let named: BTreeMap<String, Tensor> = crate::model::legacy::upgrade_all(named).into_iter().collect();
+    if named.is_empty() {
+        bail!("{}: holds no tensor of a reconstruction model (names under module.reconstruction.)", src.display());
+    }
+
+    let identity = BackboneIdentity::resolve(&cfg.backbone).with_context(|| format!("{}: [backbone]", config_path.display()))?;
+    if let Some(w) = named.get("input_proj.weight") {
+        let found = w.size()[1];
+        if found != identity.channels {
+            bail!(
+                "{}: the checkpoint's model reads {found} feature channels, the config's backbone gives {} \
+                 (backbone.arch = {}, backbone.outblocks = {:?}): use the backbone the checkpoint was trained with",
+                src.display(),
+                identity.channels,
+                cfg.backbone.arch,
+                identity.outblocks
+            );
+        }
+    }
+    let trainer = Trainer::new(&cfg.model, &cfg.train, cfg.seed, identity.channels, identity.grid, Device::Cpu)?;
+    tensors::copy_matching(&mut trainer.vs.variables(), &named).map_err(|diffs| {
+        anyhow::anyhow!(
+            "{} does not fit the model of {} (check model.decoder, model.encoder_layers, model.decoder_layers, \
+             model.hidden_dim, model.ffn_dim and backbone.image_size):\n  {}",
+            src.display(),
+            config_path.display(),
+            diffs.join("\n  ")
+        )
+    })?;
+
+    let provenance = Provenance {
+        source: std::path::absolute(src).unwrap_or_else(|_| src.to_path_buf()).display().to_string(),
+        sha256,
+        bytes: bytes.len() as u64,
+        format: format.to_string(),
+        tensors: named.len(),
+        not_imported,
+        config: config_path.display().to_string(),
+        imported_unix: crate::unix_now(),
+        ras_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    // Config and provenance first, the checkpoint (weights, then its record) last: a run
+    // cut short here has no valid checkpoint, and importing again completes it.
+    store.put(&paths.config(), cfg.to_toml())?;
+    store.put_json(&paths.import_record(), &provenance)?;
+    checkpoints.save(&model, cfg.train.epochs, 0, None, &trainer)?;
+    Ok(Imported { run_id: paths.id().to_string(), config: cfg, provenance, already_present: false })
+}
+
+/// safetensors: an 8-byte little-endian header length, then a JSON header. (A
+/// `torch.save` file starts with "PK" (zip) or 0x80 (a legacy pickle).)
+fn is_safetensors(bytes: &[u8]) -> bool {
+    bytes.len() > 9 && bytes[8] == b'{' && u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) < bytes.len() as u64
+}
+
+/// The reconstruction model's tensors (by their names in the model) and the names of
+/// everything else, from a public state dict.
+fn model_tensors(all: Vec<(String, Tensor)>) -> (Vec<(String, Tensor)>, Vec<String>) {
+    let (mut model, mut skipped) = (vec![], vec![]);
+    for (name, t) in all {
+        match classify(&name) {
+            PublicName::Model(n) if !n.ends_with("num_batches_tracked") => model.push((n.to_string(), t)),
+            _ => skipped.push(name),
+        }
+    }
+    (model, skipped)
+}
+
+/// Where a pickled checkpoint is read: `--python`, `$RAS_PYTHON`, `.venv-ref/bin/python`
+/// (`make setup-python`) when present, else `python3`.
+fn python(opts: &ImportOptions) -> PathBuf {
+    if let Some(p) = &opts.python {
+        return p.clone();
+    }
+    if let Some(p) = std::env::var_os("RAS_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(".venv-ref/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// Runs the converter on a pickled checkpoint; the model tensors and the source names it
+/// did not import.
+fn convert_pickle(src: &Path, opts: &ImportOptions) -> Result<(Vec<(String, Tensor)>, Vec<String>)> {
+    let dir = tempfile::tempdir().context("creating a temporary folder")?;
+    let script = dir.path().join("convert_weights.py");
+    let out = dir.path().join("model.safetensors");
+    std::fs::write(&script, CONVERTER)?;
+    let py = python(opts);
+    let run = std::process::Command::new(&py)
+        .arg(&script)
+        .arg(src)
+        .arg(&out)
+        .args(["--part", "model", "--strict"])
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot start {} to read the pickled checkpoint {}: pass --python PATH (a Python with torch and \
+                 safetensors; `make setup-python` makes .venv-ref/bin/python), or convert it yourself with \
+                 tools/convert_weights.py and import the .safetensors",
+                py.display(),
+                src.display()
+            )
+        })?;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    if !run.status.success() {
+        let hint = if stderr.contains("No module named") {
+            format!("\n{} lacks torch or safetensors: pass --python PATH to one that has them (`make setup-python` makes .venv-ref)", py.display())
+        } else {
+            String::new()
+        };
+        bail!("reading {} with {} failed:\n{}{hint}", src.display(), py.display(), stderr.trim_end());
+    }
+    let skipped = stderr.lines().filter_map(|l| l.strip_prefix("not imported: ")).map(|s| s.split(' ').next().unwrap_or(s).to_string()).collect();
+    let bytes = std::fs::read(&out).with_context(|| format!("the converter wrote no {}", out.display()))?;
+    Ok((tensors::decode(&bytes)?, skipped))
+}
