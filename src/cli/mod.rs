@@ -78,11 +78,17 @@ pub fn run() -> Result<ExitStatus> {
         Command::Eval { run, store, test_jitter } => {
             let store = ras::store::Store::open(&store)?;
             if test_jitter.is_empty() {
-                let fm = match store.get_json::<ras::run::FinalMetrics>(&ras::run::RunPaths::new(run.as_str()).final_metrics())? {
+                let paths = ras::run::RunPaths::new(run.as_str());
+                let fm = match store.get_json::<ras::run::FinalMetrics>(&paths.final_metrics())? {
                     Some(fm) => fm,
                     None => ras::run::evaluate_trained(&store, &run, progress)?,
                 };
                 print_outcome(&run, store.url(), &fm);
+                if let Some(text) = store.get(&paths.config())? {
+                    if let Ok(cfg) = RunConfig::from_toml(&String::from_utf8_lossy(&text), std::path::Path::new(&paths.config())) {
+                        println!("training recipe: {}", cfg.recipe());
+                    }
+                }
             } else {
                 if let Some(bad) = test_jitter.iter().find(|s| !(**s >= 0.0)) {
                     bail!("--test-jitter {bad} must be >= 0");
@@ -220,6 +226,7 @@ fn train(config: &ConfigArgs, force: bool, progress: Progress) -> Result<ExitSta
     }
     if let Some(fm) = &out.final_metrics {
         print_outcome(&out.run_id, &cfg.store, fm);
+        println!("training recipe: {}", cfg.recipe());
     }
     Ok(ExitStatus::Ok)
 }

@@ -86,6 +86,16 @@ impl DatasetKind {
         })
     }
 
+    /// The learning rate the paper gives for this dataset (batch 64), where it gives one.
+    pub fn paper_lr(&self) -> Option<f64> {
+        match self {
+            DatasetKind::Mvtec | DatasetKind::Mpdd => Some(7e-4),
+            DatasetKind::Visa => Some(1e-3),
+            DatasetKind::Btad => Some(9e-4),
+            DatasetKind::Jsonl => None,
+        }
+    }
+
     /// The published training-set size (all classes), for planning when the data is absent.
     pub fn published_train_images(&self) -> usize {
         match self {

@@ -359,6 +359,24 @@ impl RunConfig {
         toml::to_string_pretty(self).expect("config serialises")
     }
 
+    /// Which published training recipe this config follows, in words: the paper's text
+    /// (its learning rate for the dataset, batch 64), the public code's own MVTec-AD config
+    /// (lr 5e-4, 8 per GPU x 8 GPUs, seed 133: configs/mvtec-public.toml), or neither.
+    /// `ras train`/`ras eval` and `ras report` print it, so numbers are compared with the
+    /// source they reproduce.
+    pub fn recipe(&self) -> String {
+        let (lr, batch) = (self.train.lr, self.train.batch_size);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+        if self.dataset.kind == DatasetKind::Mvtec && close(lr, 5e-4) && batch == 64 {
+            let seed = if self.seed == 133 { ", seed 133" } else { "" };
+            return format!("public code's MVTec-AD config (lr 5e-4, batch 8 x 8{seed})");
+        }
+        match self.dataset.kind.paper_lr() {
+            Some(p) if close(lr, p) && batch == 64 => format!("paper (lr {lr:e}, batch 64)"),
+            _ => format!("custom (lr {lr:e}, batch {batch})"),
+        }
+    }
+
     /// Stable id of the run this config describes: its name and a hash of the resolved
     /// config (the store prefix `runs/<id>/`).
     pub fn run_id(&self) -> String {
@@ -382,6 +400,18 @@ mod tests {
         assert_eq!((c.model.encoder_layers, c.model.decoder_layers), (2, 4));
         assert_eq!(c.backbone.arch, BackboneArch::B4);
         assert_eq!(c.train.jitter_scale, 25.0);
+    }
+
+    #[test]
+    fn recipe_names_the_paper_or_the_public_code() {
+        let p = std::env::temp_dir().join(format!("ras-recipe-{}.toml", std::process::id()));
+        std::fs::write(&p, MIN).unwrap();
+        let load = |sets: &[&str]| RunConfig::load(&p, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap().recipe();
+        assert_eq!(load(&["train.lr=7e-4", "train.batch_size=64"]), "paper (lr 7e-4, batch 64)");
+        assert_eq!(load(&["train.lr=5e-4", "train.batch_size=64", "seed=133"]), "public code's MVTec-AD config (lr 5e-4, batch 8 x 8, seed 133)");
+        assert_eq!(load(&["train.lr=1e-3", "train.batch_size=16"]), "custom (lr 1e-3, batch 16)");
+        assert_eq!(load(&["dataset.kind=visa", "train.lr=1e-3", "train.batch_size=64"]), "paper (lr 1e-3, batch 64)");
+        std::fs::remove_file(&p).ok();
     }
 
     #[test]

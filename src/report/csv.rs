@@ -72,7 +72,7 @@ mod tests {
     use crate::report::noise::NoisePoint;
 
     fn row(variant: &str, class: &str, paper: Option<f64>) -> Row {
-        Row { variant: variant.into(), class: class.into(), runs: 2, i_auroc: 97.25, i_std: 0.5, p_auroc: 95.0, p_std: 0.25, paper_i: paper, paper_p: None }
+        Row { variant: variant.into(), class: class.into(), runs: 2, i_auroc: 97.25, i_std: 0.5, p_auroc: 95.0, p_std: 0.25, paper_i: paper, paper_p: None, recipe: String::new() }
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct Row {
     pub p_std: f64,
     pub paper_i: Option<f64>,
     pub paper_p: Option<f64>,
+    /// The training recipe of the variant's runs (`RunConfig::recipe`; several joined by
+    /// "; " if its runs differ).
+    pub recipe: String,
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -58,10 +61,12 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
     let paper = paper_numbers();
     // (dataset, variant without class) -> class -> [(I, P)], plus (kind, setting)
     let mut groups: BTreeMap<(String, String), (String, String, BTreeMap<String, Vec<(f64, f64)>>)> = BTreeMap::new();
+    let mut recipes: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
     for (run, fm) in complete_runs(store, manifest)? {
         let cfg = run.config();
         let variant = run.variant.split(' ').filter(|p| !p.starts_with("class=")).collect::<Vec<_>>().join(" ");
         let setting = cfg.train.setting.as_str();
+        recipes.entry((run.dataset.clone(), variant.clone())).or_default().insert(cfg.recipe());
         let entry = groups
             .entry((run.dataset.clone(), variant))
             .or_insert_with(|| (cfg.dataset.kind.to_string(), setting.to_string(), BTreeMap::new()));
@@ -74,6 +79,7 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
     }
     let mut out: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for ((dataset, variant), (kind, setting, classes)) in groups {
+        let recipe = recipes.remove(&(dataset.clone(), variant.clone())).unwrap_or_default().into_iter().collect::<Vec<_>>().join("; ");
         let mut classes = classes;
         // Separate runs: one class each; their mean is the mean over classes.
         if !classes.contains_key("mean") && classes.len() > 1 {
@@ -104,7 +110,7 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
                 let look = |metric: &str| {
                     paper.get(&(kind.clone(), class.clone(), setting.clone(), metric.to_string())).copied().filter(|_| comparable)
                 };
-                Row { variant: variant.clone(), class: class.clone(), runs: vals.len(), i_auroc: i, i_std: is, p_auroc: p, p_std: ps, paper_i: look("I"), paper_p: look("P") }
+                Row { variant: variant.clone(), class: class.clone(), runs: vals.len(), i_auroc: i, i_std: is, p_auroc: p, p_std: ps, paper_i: look("I"), paper_p: look("P"), recipe: recipe.clone() }
             })
             .collect();
         // "mean" last.
@@ -160,6 +166,10 @@ pub fn markdown(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     for r in rows {
         md += &format!("| {} |\n", row_cells(r, false).join(" | "));
     }
+    // Which recipe each variant trained with (paper's text or the public code's config).
+    let mut seen = std::collections::BTreeSet::new();
+    let lines: Vec<String> = rows.iter().filter(|r| seen.insert(r.variant.clone())).map(|r| format!("- {}: {}", if r.variant.is_empty() { "(all runs)" } else { &r.variant }, r.recipe)).collect();
+    md += &format!("\nTraining recipe:\n{}\n", lines.join("\n"));
     md
 }
 
@@ -222,6 +232,7 @@ mod tests {
             p_std: 0.25,
             paper_i: paper,
             paper_p: None,
+            recipe: "paper (lr 7e-4, batch 64)".into(),
         };
         let rows = vec![row("mvtec model.decoder=\"ras\" eval.test_jitter_scale=10", 2, Some(98.0)), row("mvtec", 1, None)];
         let t = super::latex("table_5", "mvtec", &rows);
