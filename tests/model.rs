@@ -83,6 +83,72 @@ fn every_public_state_dict_name_and_shape_and_nothing_else() {
     assert!(missing.is_empty() && extra.is_empty(), "missing or misshapen: {missing:?}\nnot in the public code: {extra:?}");
 }
 
+/// The UniAD baseline's state dict is UniAD's (zhiyuanyou/UniAD,
+/// models/reconstructions/uniad.py, read for this test): `UniAD` holds `pos_embed`
+/// (`PositionEmbeddingLearned`: `row_embed`, `col_embed`, hidden/2 wide), `transformer`,
+/// `input_proj`, `output_proj`; `Transformer` holds `encoder.layers[i]`
+/// (`TransformerEncoderLayer`: `self_attn`, `linear1`, `linear2`, `norm1`, `norm2`; no
+/// encoder norm when post-LN) and `decoder.layers[i]` (`TransformerDecoderLayer`:
+/// `learned_embed` = Embedding(H*W, hidden), `self_attn`, `multihead_attn`, `linear1`,
+/// `linear2`, `norm1`, `norm2`, `norm3`) plus `decoder.norm`. The names below are written
+/// from that tree (UniAD's MVTec config: 4 + 4 layers, hidden 256, FFN 1024, 272 channels,
+/// 14 x 14), not from our code.
+#[test]
+fn uniad_baseline_names_and_shapes_are_uniads() {
+    let (h, f, c, t) = (256i64, 1024i64, 272i64, 196i64);
+    let mut want: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
+    let mut add = |n: String, s: &[i64]| {
+        want.insert(n, s.to_vec());
+    };
+    let attn = |p: &str| -> Vec<(String, Vec<i64>)> {
+        vec![
+            (format!("{p}.in_proj_weight"), vec![3 * h, h]),
+            (format!("{p}.in_proj_bias"), vec![3 * h]),
+            (format!("{p}.out_proj.weight"), vec![h, h]),
+            (format!("{p}.out_proj.bias"), vec![h]),
+        ]
+    };
+    let ffn_norms = |p: &str, norms: usize| -> Vec<(String, Vec<i64>)> {
+        let mut v = vec![
+            (format!("{p}.linear1.weight"), vec![f, h]),
+            (format!("{p}.linear1.bias"), vec![f]),
+            (format!("{p}.linear2.weight"), vec![h, f]),
+            (format!("{p}.linear2.bias"), vec![h]),
+        ];
+        for k in 1..=norms {
+            v.push((format!("{p}.norm{k}.weight"), vec![h]));
+            v.push((format!("{p}.norm{k}.bias"), vec![h]));
+        }
+        v
+    };
+    add("pos_embed.row_embed.weight".into(), &[14, h / 2]);
+    add("pos_embed.col_embed.weight".into(), &[14, h / 2]);
+    add("input_proj.weight".into(), &[h, c]);
+    add("input_proj.bias".into(), &[h]);
+    add("output_proj.weight".into(), &[c, h]);
+    add("output_proj.bias".into(), &[c]);
+    for i in 0..4 {
+        let p = format!("transformer.encoder.layers.{i}");
+        for (n, s) in attn(&format!("{p}.self_attn")).into_iter().chain(ffn_norms(&p, 2)) {
+            add(n, &s);
+        }
+        let p = format!("transformer.decoder.layers.{i}");
+        add(format!("{p}.learned_embed.weight"), &[t, h]);
+        for (n, s) in attn(&format!("{p}.self_attn")).into_iter().chain(attn(&format!("{p}.multihead_attn"))).chain(ffn_norms(&p, 3)) {
+            add(n, &s);
+        }
+    }
+    add("transformer.decoder.norm.weight".into(), &[h]);
+    add("transformer.decoder.norm.bias".into(), &[h]);
+    let cfg = ModelConfig { decoder: DecoderKind::Uniad, encoder_layers: 4, decoder_layers: 4, ..Default::default() };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _m = Ras::new(&vs.root(), &cfg, c, (14, 14));
+    let have: std::collections::BTreeMap<String, Vec<i64>> = vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
+    let missing: Vec<_> = want.iter().filter(|(n, s)| have.get(*n) != Some(s)).collect();
+    let extra: Vec<_> = have.keys().filter(|n| !want.contains_key(*n)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing or misshapen: {missing:?}\nnot in UniAD: {extra:?}");
+}
+
 #[test]
 fn neighbor_mask_matches_its_definition() {
     let (h, w) = (14i64, 14i64);
