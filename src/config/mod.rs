@@ -16,7 +16,7 @@ pub mod sweep_file;
 pub use cluster::{ClusterProfile, ClusterShape, ProfileError};
 pub use kinds::{BackboneArch, DatasetKind, DeviceSpec, LauncherKind, Setting};
 pub use run::{BackboneConfig, CheckpointConfig, DatasetConfig, DecoderKind, EvalConfig, ModelConfig, RunConfig, TrainConfig};
-pub use sweep_file::{OneOrMany, SweepFile, SweepFileError};
+pub use sweep_file::{OneOrMany, PaperLayout, PaperMatch, SweepFile, SweepFileError};
 
 use std::path::PathBuf;
 
