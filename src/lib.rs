@@ -5,7 +5,7 @@
 //! - `config`   what users write: run configs, sweep files, cluster profiles, `--set`;
 //!              typed values (dataset kind, backbone arch, device, launcher, setting)
 //! - `rng`      seeds: init, epoch order, jitter noise as functions of (seed, epoch, sample)
-//! - `exit`     the exit codes of `ras` (ok, failed, cancelled, requeue 75)
+//! - `exit`     the exit codes of `ras` (ok, failed, partial 2, cancelled, requeue 75)
 //! - `data`     dataset layouts, image/mask decoding, the synthetic dataset generator
 //! - `backbone` the frozen EfficientNet + neck that produces f_org
 //! - `features` the feature cache in the store (computed once, reused by every run)
@@ -14,6 +14,7 @@
 //! - `dist`     ranks, collectives (single, MPI, NCCL), data sharding
 //! - `eval`     anomaly maps, image scores, metrics
 //! - `run`      one run end to end, and its layout in the store
+//! - `predict`  a finished run's final model on new images: scores, maps, pictures
 //! - `store`    every byte that outlives a process (object_store)
 //! - `bench`    throughput measurements
 //! - `launch`   launchers (local processes, Slurm) behind one trait, mpirun, external commands
@@ -32,6 +33,7 @@ pub mod exit;
 pub mod features;
 pub mod launch;
 pub mod model;
+pub mod predict;
 pub mod progress;
 pub mod report;
 pub mod rng;
