@@ -121,6 +121,50 @@ pub enum Command {
         /// Leave the backbone's weights out.
         #[arg(long)]
         no_backbone: bool,
+    /// Score new images with a finished run's final model: per image a score, an anomaly
+    /// map and a verdict at the class's image F1-max threshold from the run's evaluation.
+    ///
+    /// Images are scored exactly as the run's evaluation scores its test set (same
+    /// pre-processing, backbone, model and test-time jitter), so a test image gets the score
+    /// the run stored for it. Folders are searched recursively, in sorted order, for .png,
+    /// .jpg, .jpeg and .bmp files (and .tif, which this build cannot decode: reported as
+    /// skipped). The class of an image is --class, or else the last folder in its path
+    /// named like one of the run's classes; in the unified setting an image without a class
+    /// still gets a score (but no threshold), in the separate setting (one model per class)
+    /// it is skipped.
+    ///
+    /// Writes into --out: predictions.csv (path, class, score, threshold, anomalous),
+    /// maps.safetensors (maps N x S x S and scores N, f32, in CSV row order) and png/ (one
+    /// picture per image: the image | its heat map, with the score and verdict).
+    #[command(after_help = "Examples:\n  \
+        ras predict demo-1a2b3c4d data/synth/grain/test          # a class's folder: class from the path\n  \
+        ras predict demo-1a2b3c4d shots/*.png --class grain --out out/shots\n  \
+        ras predict demo-1a2b3c4d inbox/ --store s3://bucket/ras --batch 64\n\n\
+        Exit codes: 0 every image scored; 2 some inputs were skipped (files that are missing or\n\
+        do not decode, listed on stderr; the outputs cover the rest); 1 an error, or no image\n\
+        could be scored.")]
+    Predict {
+        /// Run id (as printed by `ras train`, the folder name under runs/). The run must be
+        /// finished: its final model is the checkpoint of its last epoch.
+        run: String,
+        /// Image files and folders (searched recursively).
+        #[arg(required = true, value_name = "IMAGES")]
+        images: Vec<PathBuf>,
+        /// Store URL holding the run.
+        #[arg(long, default_value = "file://./ras-store")]
+        store: String,
+        /// Output folder (created) [default: predictions/<RUN>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The class of every image (one of the run's classes); default: from each path.
+        #[arg(long, value_name = "NAME")]
+        class: Option<String>,
+        /// Images per backbone and model pass [default: the run's eval.batch_size].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        batch: Option<u64>,
+        /// Where to compute: auto, cpu, cuda or cuda:N [default: the run's train.device].
+        #[arg(long)]
+        device: Option<ras::config::DeviceSpec>,
     },
     /// Measure throughput (samples/s) on this machine.
     #[command(subcommand)]

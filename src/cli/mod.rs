@@ -148,6 +148,29 @@ pub fn run() -> Result<ExitStatus> {
             }
             if done.backbone_random_init {
                 println!("NOTE: the backbone is a seeded random init (the run had no backbone.weights)");
+        Command::Predict { run, images, store, out, class, batch, device } => {
+            let store = ras::store::Store::open(&store)?;
+            let out = out.unwrap_or_else(|| ras::predict::PredictOptions::default_out(&run));
+            let opts = ras::predict::PredictOptions { out, class, batch: batch.map(|b| b as usize), device };
+            let summary = ras::predict::predict_images(&store, &run, &images, &opts, &progress)?;
+            for w in &summary.warnings {
+                eprintln!("warning: {w}");
+            }
+            for s in &summary.skipped {
+                eprintln!("skipped {}: {}", s.path.display(), s.reason);
+            }
+            let unlabelled = if summary.unlabelled > 0 { format!(", {} without a threshold", summary.unlabelled) } else { String::new() };
+            println!(
+                "{} images scored with run {}: {} anomalous{unlabelled}; outputs in {} (predictions.csv, maps.safetensors, png/)",
+                summary.images,
+                summary.run,
+                summary.anomalous,
+                summary.out.display()
+            );
+            if !summary.skipped.is_empty() {
+                let n = summary.skipped.len();
+                println!("{n} input{} skipped (listed on stderr)", if n == 1 { "" } else { "s" });
+                return Ok(ExitStatus::Partial);
             }
         }
         Command::Sweep { sweep, no_wait, report } => return sweep::sweep(&sweep, no_wait, report.as_deref()),
