@@ -121,6 +121,7 @@ pub enum Command {
         /// Leave the backbone's weights out.
         #[arg(long)]
         no_backbone: bool,
+    },
     /// Score new images with a finished run's final model: per image a score, an anomaly
     /// map and a verdict at the class's image F1-max threshold from the run's evaluation.
     ///

@@ -148,6 +148,8 @@ pub fn run() -> Result<ExitStatus> {
             }
             if done.backbone_random_init {
                 println!("NOTE: the backbone is a seeded random init (the run had no backbone.weights)");
+            }
+        }
         Command::Predict { run, images, store, out, class, batch, device } => {
             let store = ras::store::Store::open(&store)?;
             let out = out.unwrap_or_else(|| ras::predict::PredictOptions::default_out(&run));
