@@ -218,11 +218,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per-dataset Markdown and CSV tables of a sweep's final metrics beside the paper's.
+    /// A sweep's results beside the paper's, in the paper's layout, and as long tables.
     ///
-    /// Also PNG plots where the sweep has their data: a T_e x T_d heat map of mean AUROC
-    /// (runs varying model.encoder_layers and model.decoder_layers) and AUROC against
-    /// test-time noise with its table (eval.noise_scales or ras eval --test-jitter).
+    /// Each variant is compared only with the paper row its sweep file names (`[paper]`:
+    /// which table, and row/method templates over the run's config, e.g. Table 4's
+    /// `row = "{model.decoder}"`); a variant without one shows "-". Writes
+    /// <sweep>-paper.md/.tex (per class, rows, T_e x T_d grid or noise columns; each cell
+    /// "ours ± std (paper, difference)"; AUPRO, AP, F1-max), <dataset>.md/.csv/.tex (one row
+    /// per variant and class), and plots where the sweep has their data (T_e x T_d heat
+    /// maps, AUROC against test-time noise). Every file starts with what makes its numbers
+    /// not comparable to the paper (random-init backbone, other classes, fewer epochs).
     Report {
         #[command(flatten)]
         sweep: SweepArgs,
