@@ -272,6 +272,19 @@ fn train_model(run: &Run, data: &Prepared, model: &str, members: &[usize], logs:
     let resumed_finished = epoch == epochs;
     logs.keep_train_until(model, epoch);
     trainer.sync_from_root(run.coll)?;
+    // Resumed at an eval epoch whose metrics are not in the log (they were the torn tail
+    // RunLogs::load dropped): evaluate the checkpoint again, as the run did at the time,
+    // so metrics.jsonl covers every eval epoch. Rank 0 alone holds the logs, so it
+    // decides for every rank (evaluation is collective).
+    if epoch > 0 && step == 0 && epoch < epochs && run.is_eval(epoch) {
+        let have = |i: &usize| logs.by_epoch.get(&epoch).is_some_and(|m| m.contains_key(&data.features[*i].0));
+        let mut missing = [u8::from(root && !members.iter().all(have))];
+        run.coll.broadcast_bytes(&mut missing, 0)?;
+        if missing[0] == 1 {
+            tracing::warn!(model, epoch, "metrics of the checkpoint's epoch missing from the log; evaluating it again");
+            evaluate_epoch(run, data, &trainer, members, epoch, logs, final_preds)?;
+        }
+    }
     let bar = run.opts.progress.bar((n * epochs) as u64, &format!("train {model}"));
     bar.set_position((n * epoch) as u64);
     while epoch < epochs {
