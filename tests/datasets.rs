@@ -418,6 +418,37 @@ fn jsonl_paths_outside_the_root_are_refused() {
     assert!(out.contains("[outside-root]") && out.contains("test.jsonl line 2") && out.contains("test.jsonl line 3"), "{out}");
 }
 
+/// A class folder with neither train/ nor test/ (a class unpacked one level too deep) is
+/// an error naming it, in every per-class layout, instead of a class silently left out;
+/// unless dataset.classes leaves it out. Hidden folders and plain files are ignored, and
+/// a class with test/ but no train/ is a class without training images.
+#[test]
+fn class_folders_without_train_or_test_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mvtec");
+    mvtec_tree(&root);
+    std::fs::create_dir_all(root.join(".cache/x")).unwrap();
+    std::fs::write(root.join("license.txt"), "cc").unwrap();
+    image_file(&root.join("screw/screw/train/good/000.png"), S, S);
+    for kind in ["mvtec", "mpdd", "btad"] {
+        let err = scan(&cfg(&root, kind, &[])).unwrap_err().to_string();
+        assert!(err.contains("mvtec/screw has neither train/ nor test/") && err.contains("dataset.classes"), "{kind}: {err}");
+    }
+    let (ok, out) = check_cli(&root, &[]);
+    assert!(!ok && out.contains("mvtec/screw"), "{out}");
+    // Restricted to other classes: the stray folder does not matter.
+    assert_eq!(scan(&cfg(&root, "mvtec", &["bottle", "cable"])).unwrap().class_names(), ["bottle", "cable"]);
+    let err = scan(&cfg(&root, "mvtec", &["screw"])).unwrap_err().to_string();
+    assert!(err.contains("mvtec/screw has neither"), "{err}");
+    // Test images but no train/: a class without training images, not a missing class.
+    std::fs::remove_dir_all(root.join("screw")).unwrap();
+    image_file(&root.join("screw/test/good/000.png"), S, S);
+    let err = scan(&cfg(&root, "mvtec", &[])).unwrap_err().to_string();
+    assert!(err.contains("\"screw\" has no training images"), "{err}");
+    std::fs::remove_dir_all(root.join("screw")).unwrap();
+    assert_eq!(scan(&cfg(&root, "mvtec", &[])).unwrap().class_names(), ["bottle", "cable"]);
+}
+
 #[test]
 fn class_filter_and_unknown_class() {
     let dir = tempfile::tempdir().unwrap();

@@ -41,7 +41,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Data-parallel ranks to start on this machine with mpirun (1 = this process).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         ranks: usize,
     },
     /// One rank of a data-parallel run: what mpirun and srun start (same as `train`

@@ -76,7 +76,7 @@ pub fn run() -> Result<ExitStatus> {
         Command::Train { config, force, .. } => return train(&config, force, progress),
         Command::Worker { config } => return train(&config, false, Progress::hidden()),
         Command::Eval { run, store, test_jitter } => {
-            let store = ras::store::Store::open(&store)?;
+            let store = ras::store::Store::open_existing(&store)?;
             if test_jitter.is_empty() {
                 let fm: ras::run::FinalMetrics = store
                     .get_json(&ras::run::RunPaths::new(run.as_str()).final_metrics())?
