@@ -257,3 +257,66 @@ fn a_torn_log_tail_is_dropped_and_the_run_resumes() {
     assert_eq!(tl.last().unwrap()["epoch"], 2, "{tl:?}");
     assert!(std::fs::read_to_string(&status).unwrap().contains("\"complete\""));
 }
+
+/// `ras eval --test-jitter` evaluates exactly the checkpoint it names (the final one by
+/// default, or --checkpoint latest|best|EPOCH), refuses a corrupt or missing one instead
+/// of falling back to an older one, and never writes over an earlier result.
+#[test]
+fn eval_uses_exactly_the_chosen_checkpoint_and_keeps_earlier_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = synth_dataset(dir.path(), 1, 95, 128, 4);
+    let cfg_path = small_config(dir.path(), &root, "evalck", "");
+    let sets = ["train.epochs=2", "train.eval_every=1", "backbone.image_size=128"];
+    let mut args = vec!["train", cfg_path.to_str().unwrap()];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let out = ras(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = RunConfig::load(&cfg_path, &sets.map(String::from)).unwrap().run_id();
+    let run = dir.path().join("store/runs").join(&id);
+    let url = format!("file://{}", dir.path().join("store").display());
+    let eval = |extra: &[&str]| {
+        let mut a = vec!["eval", id.as_str(), "--store", url.as_str(), "--test-jitter", "0"];
+        a.extend_from_slice(extra);
+        ras(&a, dir.path())
+    };
+    let evals = || files(&run.join("evals"));
+    let read = |name: &str| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(run.join("evals").join(name)).unwrap()).unwrap();
+
+    let o = eval(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("final checkpoint (unified epoch 2)"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(evals(), ["test_jitter_0.json"]);
+    assert_eq!(read("test_jitter_0.json")["models"]["unified"]["epoch"], 2);
+    let first = std::fs::read(run.join("evals/test_jitter_0.json")).unwrap();
+
+    // Again, and of epoch 1: new objects beside the first, which stays as it was.
+    assert!(eval(&[]).status.success());
+    let o = eval(&["--checkpoint", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(evals(), ["test_jitter_0.epoch_1.1.json", "test_jitter_0.final.1.json", "test_jitter_0.json"]);
+    assert_eq!(read("test_jitter_0.epoch_1.1.json")["models"]["unified"]["epoch"], 1);
+    assert_eq!(read("test_jitter_0.final.1.json")["mean"], read("test_jitter_0.json")["mean"]);
+
+    // A corrupt final (= latest) checkpoint is an error, not an evaluation of epoch 1.
+    let weights = run.join("checkpoints/unified/epoch_0002.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&weights, bytes).unwrap();
+    for extra in [&[][..], &["--checkpoint", "latest"][..], &["--checkpoint", "2"][..]] {
+        let o = eval(extra);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{extra:?} must fail: {stderr}");
+        assert!(stderr.contains("corrupt") && stderr.contains("epoch_0002.safetensors"), "{extra:?}: {stderr}");
+    }
+    let o = eval(&["--checkpoint", "7"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("no epoch_7 checkpoint") && stderr.contains("epochs kept: 1, 2"), "{stderr}");
+    assert_eq!(evals().len(), 3, "failed evaluations write nothing");
+    assert_eq!(std::fs::read(run.join("evals/test_jitter_0.json")).unwrap(), first, "the earlier result is never overwritten");
+    // --checkpoint without --test-jitter is refused rather than ignored.
+    let o = ras(&["eval", id.as_str(), "--store", url.as_str(), "--checkpoint", "1"], dir.path());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--test-jitter"));
+}

@@ -60,9 +60,14 @@ pub enum Command {
         #[arg(long, default_value = "file://./ras-store")]
         store: String,
         /// Test-time jitter scales, e.g. 0,10,20,30,40,50 (Table 6); re-evaluates from the
-        /// last checkpoint when given.
+        /// final checkpoint (or --checkpoint) when given, each result a new object under evals/.
         #[arg(long, value_delimiter = ',')]
         test_jitter: Vec<f64>,
+        /// The checkpoint --test-jitter evaluates: final (the default: the model the run's
+        /// metrics describe), latest, best, or an epoch number. Exactly that one: a
+        /// missing or corrupt checkpoint is an error, never replaced by another.
+        #[arg(long)]
+        checkpoint: Option<ras::run::CheckpointChoice>,
     },
     /// Measure throughput (samples/s) on this machine.
     #[command(subcommand)]

@@ -20,8 +20,8 @@ pub mod evaluate;
 pub mod paths;
 pub mod records;
 
-pub use checkpoint::{latest_checkpoint, load_model_weights, model_weights, CheckpointPolicy, CheckpointRecord, Checkpointer};
-pub use evaluate::reevaluate;
+pub use checkpoint::{latest_checkpoint, CheckpointChoice, load_model_weights, model_weights, CheckpointPolicy, CheckpointRecord, Checkpointer};
+pub use evaluate::{reevaluate, EvaluatedCheckpoint, Reevaluation};
 pub use paths::RunPaths;
 pub use records::{discard, environment, mark_failed_unless_recorded, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE};
 
@@ -399,8 +399,10 @@ fn write_final_outputs(run: &Run, data: Prepared, logs: &RunLogs, final_preds: &
     // Table 6 without retraining: the final model (its last checkpoint) again at each
     // extra test-time noise scale.
     if !cfg.eval.noise_scales.is_empty() {
-        for (scale, table) in evaluate_with_noise(run.store, run.paths, cfg, &data.index, &data.features, &data.masks, run.device, &cfg.eval.noise_scales)? {
-            tracing::info!(scale, i_auroc = table.mean.image_auroc, p_auroc = table.mean.pixel_auroc, "test-time noise evaluation");
+        let (features, masks) = (&data.features, &data.masks);
+        for r in evaluate_with_noise(run.store, run.paths, cfg, &data.index, features, masks, run.device, &cfg.eval.noise_scales, CheckpointChoice::Final)? {
+            let mean = &r.table.mean;
+            tracing::info!(scale = r.scale, i_auroc = mean.image_auroc, p_auroc = mean.pixel_auroc, key = r.key, "test-time noise evaluation");
         }
     }
     Ok(fm)
