@@ -27,7 +27,7 @@ pub fn apply<'i>(table: &mut DeTable<'i>, overrides: &'i [String], file_len: usi
     for (i, o) in overrides.iter().enumerate() {
         let span = span_of(file_len, i);
         let (key, raw) = o.split_once('=').ok_or_else(|| (i, "must look like key.path=value".to_string()))?;
-        let value = match DeValue::parse(raw) {
+        let value = match DeValue::parse(raw.trim()) {
             Ok(v) => relabel(v.into_inner(), &span),
             Err(_) => Spanned::new(span.clone(), DeValue::String(DeString::Borrowed(raw))),
         };
@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn values_parse_as_toml_else_string() {
-        let over: Vec<String> = vec!["a.b=3".into(), "a.c=hello".into(), "d=[1, 2]".into()];
+        let over: Vec<String> = vec!["a.b= 3".into(), "a.c=hello".into(), "d=[1, 2]".into()];
         let mut t = DeTable::new();
         apply(&mut t, &over, 10).unwrap();
         let a = t.get("a").unwrap().get_ref().as_table().unwrap();

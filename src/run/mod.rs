@@ -20,7 +20,7 @@ pub mod evaluate;
 pub mod paths;
 pub mod records;
 
-pub use checkpoint::{latest_checkpoint, CheckpointChoice, load_model_weights, model_weights, CheckpointPolicy, CheckpointRecord, Checkpointer};
+pub use checkpoint::{latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord, Checkpointer};
 pub use evaluate::{reevaluate, EvaluatedCheckpoint, Reevaluation};
 pub use paths::RunPaths;
 pub use records::{discard, environment, mark_failed_unless_recorded, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE};
