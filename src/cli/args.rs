@@ -41,7 +41,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Data-parallel ranks to start on this machine with mpirun (1 = this process).
-        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         ranks: usize,
     },
     /// One rank of a data-parallel run: what mpirun and srun start (same as `train`
@@ -285,3 +285,11 @@ pub struct TrainStepArgs {
     pub no_pytorch: bool,
 }
 
+/// `--ranks`: 0 used to run one rank silently.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (1 = this process)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
