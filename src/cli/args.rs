@@ -41,7 +41,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Data-parallel ranks to start on this machine with mpirun (1 = this process).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         ranks: usize,
     },
     /// One rank of a data-parallel run: what mpirun and srun start (same as `train`
@@ -61,9 +61,14 @@ pub enum Command {
         #[arg(long, default_value = "file://./ras-store")]
         store: String,
         /// Test-time jitter scales, e.g. 0,10,20,30,40,50 (Table 6); re-evaluates from the
-        /// last checkpoint when given.
+        /// final checkpoint (or --checkpoint) when given, each result a new object under evals/.
         #[arg(long, value_delimiter = ',')]
         test_jitter: Vec<f64>,
+        /// The checkpoint --test-jitter evaluates: final (the default: the model the run's
+        /// metrics describe), latest, best, or an epoch number. Exactly that one: a
+        /// missing or corrupt checkpoint is an error, never replaced by another.
+        #[arg(long)]
+        checkpoint: Option<ras::run::CheckpointChoice>,
     },
     /// Make a run from a checkpoint of the public RAS (or UniAD) code, to evaluate it with
     /// `ras eval RUN` like any run.
@@ -396,3 +401,11 @@ pub struct TrainStepArgs {
     pub no_pytorch: bool,
 }
 
+/// `--ranks`: 0 used to run one rank silently.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (1 = this process)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}

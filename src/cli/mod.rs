@@ -75,9 +75,12 @@ pub fn run() -> Result<ExitStatus> {
         Command::Train { config, force, ranks } if ranks > 1 => return train_ranks(&config, force, ranks),
         Command::Train { config, force, .. } => return train(&config, force, progress),
         Command::Worker { config } => return train(&config, false, Progress::hidden()),
-        Command::Eval { run, store, test_jitter } => {
-            let store = ras::store::Store::open(&store)?;
+        Command::Eval { run, store, test_jitter, checkpoint } => {
+            let store = ras::store::Store::open_existing(&store)?;
             if test_jitter.is_empty() {
+                if let Some(c) = checkpoint {
+                    bail!("--checkpoint {c} chooses the model that --test-jitter re-evaluates; give --test-jitter too");
+                }
                 let paths = ras::run::RunPaths::new(run.as_str());
                 let fm = match store.get_json::<ras::run::FinalMetrics>(&paths.final_metrics())? {
                     Some(fm) => fm,
@@ -93,9 +96,10 @@ pub fn run() -> Result<ExitStatus> {
                 if let Some(bad) = test_jitter.iter().find(|s| !(**s >= 0.0)) {
                     bail!("--test-jitter {bad} must be >= 0");
                 }
-                for (scale, table) in ras::run::reevaluate(&store, &run, &test_jitter, &progress)? {
-                    println!("run {run}, test-time jitter scale {scale}:");
-                    print!("{}", table.render());
+                for r in ras::run::reevaluate(&store, &run, &test_jitter, checkpoint.unwrap_or_default(), &progress)? {
+                    let used: Vec<String> = r.models.iter().map(|(m, c)| format!("{m} epoch {}", c.epoch)).collect();
+                    println!("run {run}, test-time jitter scale {}, {} checkpoint ({}) -> {}:", r.scale, r.checkpoint, used.join(", "), r.key);
+                    print!("{}", r.table.render());
                 }
             }
         }
