@@ -268,8 +268,13 @@ fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitSta
     let store = ras::store::Store::open(&cfg.store)?;
     let id = cfg.run_id();
     if force {
-        // --force must act once, before the ranks start, not in every rank.
-        ras::run::discard(&store, &ras::run::RunPaths::new(id.as_str()))?;
+        // --force must act once, before the ranks start, not in every rank; never on a
+        // run another process is training (its lease is live).
+        let paths = ras::run::RunPaths::new(id.as_str());
+        if let Some(l) = ras::run::lease::live_holder(&store, &paths)? {
+            bail!("run {id} is being trained by another process ({}): --force does not override a live lease", l.holder());
+        }
+        ras::run::discard(&store, &paths)?;
     }
     let mut args = vec!["worker".to_string(), config.config.display().to_string()];
     for o in &config.overrides {

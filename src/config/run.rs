@@ -278,6 +278,12 @@ impl RunConfig {
     }
 
     fn check(&self) -> Result<(), (&'static str, String)> {
+        const MAX_EPOCHS: usize = 100_000;
+        const MAX_BATCH: usize = 4096;
+        const MAX_LAYERS: usize = 64;
+        const MAX_WIDTH: i64 = 8192;
+        // 1024 px = 64 x 64 tokens: attention maps 16x the paper's 224 px per layer and head.
+        const MAX_IMAGE_SIZE: i64 = 1024;
         let bad = |key: &'static str, message: String| Err((key, message));
         let t = &self.train;
         let m = &self.model;
@@ -296,11 +302,13 @@ impl RunConfig {
         if !(t.clip_max_norm > 0.0) {
             return bad("train.clip_max_norm", format!("{} must be > 0", t.clip_max_norm));
         }
-        if t.epochs == 0 {
-            return bad("train.epochs", "must be at least 1".into());
+        // Upper bounds: values past them are typos or would exhaust memory inside libtorch
+        // (a panic far from the key); each names the key here instead.
+        if !(1..=MAX_EPOCHS).contains(&t.epochs) {
+            return bad("train.epochs", format!("{} must be in 1..={MAX_EPOCHS} (the paper: 500)", t.epochs));
         }
-        if t.batch_size == 0 {
-            return bad("train.batch_size", "must be at least 1".into());
+        if !(1..=MAX_BATCH).contains(&t.batch_size) {
+            return bad("train.batch_size", format!("{} must be in 1..={MAX_BATCH} (the paper: 64)", t.batch_size));
         }
         if t.eval_every == 0 {
             return bad("train.eval_every", "must be at least 1".into());
@@ -311,8 +319,14 @@ impl RunConfig {
         if !(t.jitter_scale >= 0.0) || !(0.0..=1.0).contains(&t.jitter_prob) {
             return bad("train.jitter_scale", "jitter_scale must be >= 0 and jitter_prob in [0, 1]".into());
         }
-        if m.decoder_layers == 0 {
-            return bad("model.decoder_layers", "T_d must be at least 1".into());
+        if !(1..=MAX_LAYERS).contains(&m.decoder_layers) {
+            return bad("model.decoder_layers", format!("T_d = {} must be in 1..={MAX_LAYERS} (the paper: 4)", m.decoder_layers));
+        }
+        if m.encoder_layers > MAX_LAYERS {
+            return bad("model.encoder_layers", format!("T_e = {} must be at most {MAX_LAYERS} (the paper: 2)", m.encoder_layers));
+        }
+        if m.hidden_dim > MAX_WIDTH || m.ffn_dim > 4 * MAX_WIDTH {
+            return bad("model.hidden_dim", format!("hidden_dim {} / ffn_dim {} must be at most {MAX_WIDTH} / {} (the paper: 256 / 1024)", m.hidden_dim, m.ffn_dim, 4 * MAX_WIDTH));
         }
         if m.hidden_dim <= 0 || m.heads <= 0 || m.hidden_dim % m.heads != 0 {
             return bad("model.heads", format!("hidden_dim {} must be a positive multiple of heads {}", m.hidden_dim, m.heads));
@@ -327,11 +341,14 @@ impl RunConfig {
             return bad("model.neighbor_size", format!("{:?} must be positive odd sizes", m.neighbor_size));
         }
         let b = &self.backbone;
-        if b.image_size < 32 || b.image_size % 16 != 0 {
-            return bad("backbone.image_size", format!("{} must be a multiple of 16, at least 32", b.image_size));
+        if b.image_size < 32 || b.image_size > MAX_IMAGE_SIZE || b.image_size % 16 != 0 {
+            return bad(
+                "backbone.image_size",
+                format!("{} must be a multiple of 16 in 32..={MAX_IMAGE_SIZE} (the paper: 224; memory grows with its 4th power)", b.image_size),
+            );
         }
-        if b.batch_size == 0 {
-            return bad("backbone.batch_size", "must be at least 1".into());
+        if !(1..=MAX_BATCH).contains(&b.batch_size) {
+            return bad("backbone.batch_size", format!("{} must be in 1..={MAX_BATCH}", b.batch_size));
         }
         if self.checkpoint.every == Some(0) || self.checkpoint.keep_last == 0 {
             return bad("checkpoint.every", "checkpoint.every and checkpoint.keep_last must be at least 1".into());
@@ -343,8 +360,8 @@ impl RunConfig {
         if !(e.aupro_fpr_limit > 0.0 && e.aupro_fpr_limit <= 1.0) {
             return bad("eval.aupro_fpr_limit", "must be in (0, 1]".into());
         }
-        if e.batch_size == 0 {
-            return bad("eval.batch_size", "must be at least 1".into());
+        if !(1..=MAX_BATCH).contains(&e.batch_size) {
+            return bad("eval.batch_size", format!("{} must be in 1..={MAX_BATCH}", e.batch_size));
         }
         if let Some(s) = e.noise_scales.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
             return bad("eval.noise_scales", format!("{s} must be a finite number >= 0"));

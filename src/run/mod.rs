@@ -17,6 +17,7 @@
 
 pub mod checkpoint;
 pub mod evaluate;
+pub mod lease;
 pub mod paths;
 pub mod records;
 
@@ -109,7 +110,21 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
             tracing::info!(run = paths.id(), "run already complete in {}; not training again (use --force)", store.url());
             return Ok(RunOutcome::new(&paths, Some(fm), false));
         }
-    } else if root {
+    }
+    // One writer per run: rank 0 takes the run's lease before anything is written, --force
+    // included (it must not clear a run another process is training). A refusal writes
+    // nothing: the run belongs to its holder.
+    let lease = match root.then(|| lease::Lease::acquire(&store, &paths)).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            if world.world_size > 1 {
+                eprintln!("error: {e}");
+                coll.abort(1);
+            }
+            return Err(e.into());
+        }
+    };
+    if opts.force && root {
         discard(&store, &paths)?;
     }
     // With --force, no rank may start before rank 0 has cleared the old run.
@@ -117,8 +132,11 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let status = StatusWriter::new(&store, &paths, root);
     status.write(RunState::Running, 0, None)?;
     let checkpoints = Checkpointer::new(&store, &paths);
-    let run = Run { cfg, opts, store: &store, paths: &paths, status: &status, coll: coll.as_ref(), device, root, checkpoints, policy: CheckpointPolicy::new(cfg) };
-    match execute_inner(&run) {
+    let run = Run { cfg, opts, store: &store, paths: &paths, status: &status, coll: coll.as_ref(), device, root, checkpoints, policy: CheckpointPolicy::new(cfg), lease: lease.as_ref() };
+    // A panic (libtorch raises its errors, an allocation failure among them, as panics
+    // through tch) ends the run like any error: recorded as failed, with its message.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_inner(&run))).unwrap_or_else(|payload| Err(panic_error(cfg, payload)));
+    match result {
         Ok(Finished::Complete(Some(fm))) => {
             status.write(RunState::Complete, fm.epoch, None)?;
             Ok(RunOutcome::new(&paths, Some(fm), false))
@@ -173,6 +191,27 @@ pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<
     out.final_metrics.with_context(|| format!("run {run} stopped before its final metrics"))
 }
 
+/// A panic's message as an error; an allocation failure names the config keys that
+/// size memory.
+fn panic_error(cfg: &RunConfig, payload: Box<dyn std::any::Any + Send>) -> anyhow::Error {
+    let full = payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
+    // libtorch's messages carry a C++ stack trace ("\nframe #0: ..."): keep the first lines.
+    let msg = full.split("\\nframe #").next().unwrap_or(&full).split("\nframe #").next().unwrap_or(&full).trim().to_string();
+    let lower = msg.to_lowercase();
+    if lower.contains("alloc") || lower.contains("out of memory") {
+        anyhow::anyhow!(
+            "out of memory: {msg}\n(memory grows with backbone.image_size = {} (4th power), train.batch_size = {}, eval.batch_size = {}, \
+             backbone.batch_size = {}: lower one of them)",
+            cfg.backbone.image_size,
+            cfg.train.batch_size,
+            cfg.eval.batch_size,
+            cfg.backbone.batch_size
+        )
+    } else {
+        anyhow::anyhow!("panicked: {msg}")
+    }
+}
+
 /// How `execute_inner` ended (errors aside). `Complete(None)`: a rank other than 0.
 enum Finished {
     Complete(Option<FinalMetrics>),
@@ -198,6 +237,8 @@ struct Run<'a> {
     root: bool,
     checkpoints: Checkpointer<'a>,
     policy: CheckpointPolicy,
+    /// Rank 0's lease on the run; checked before each checkpoint and the final outputs.
+    lease: Option<&'a lease::Lease>,
 }
 
 impl Run<'_> {
@@ -207,8 +248,14 @@ impl Run<'_> {
         done % self.cfg.train.eval_every == 0 || done == self.cfg.train.epochs
     }
 
+    /// An error when another process took the run over (this one was thought dead).
+    fn check_lease(&self) -> Result<()> {
+        self.lease.map_or(Ok(()), |l| l.check())
+    }
+
     /// Saves a checkpoint, then deletes what the policy does not keep (rank 0 only).
     fn save_checkpoint(&self, model: &str, epoch: usize, step: usize, score: Option<f64>, trainer: &Trainer) -> Result<()> {
+        self.check_lease()?;
         self.checkpoints.save(model, epoch, step, score, trainer)?;
         self.checkpoints.prune(model, &self.policy)
     }
@@ -239,6 +286,7 @@ fn execute_inner(run: &Run) -> Result<Finished> {
     if !run.root {
         return Ok(Finished::Complete(None));
     }
+    run.check_lease()?;
     Ok(Finished::Complete(Some(write_final_outputs(run, data, &logs, &final_preds)?)))
 }
 

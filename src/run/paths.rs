@@ -8,6 +8,8 @@
 //! env.json               versions, git commit, device, backbone identity, cache counts
 //! import.json            where an imported run's weights came from (`ras import`): source
 //!                        file, its sha256, what was not imported
+//! lease.json             who is training the run now (host, pid, job) and until when: one
+//!                        writer per run (`lease`); absent when nobody is
 //! status.json            running | complete | failed | preempted (+ error, epoch)
 //! train_log.jsonl        one line per epoch and model: loss, lr
 //! metrics.jsonl          one line per evaluation: per-class and mean metrics
@@ -79,6 +81,11 @@ impl RunPaths {
     /// Provenance of a run made by `ras import` from a checkpoint of the public code.
     pub fn import_record(&self) -> String {
         self.key("import.json")
+    }
+
+    /// The run's lease (`run::lease`): who may write the run now.
+    pub fn lease(&self) -> String {
+        self.key("lease.json")
     }
 
     pub fn status(&self) -> String {
@@ -173,6 +180,7 @@ mod tests {
         assert_eq!(p.env(), "runs/demo-1a2b3c4d/env.json");
         assert_eq!(p.status(), "runs/demo-1a2b3c4d/status.json");
         assert_eq!(p.import_record(), "runs/demo-1a2b3c4d/import.json");
+        assert_eq!(p.lease(), "runs/demo-1a2b3c4d/lease.json");
         assert_eq!(p.train_log(), "runs/demo-1a2b3c4d/train_log.jsonl");
         assert_eq!(p.metrics_log(), "runs/demo-1a2b3c4d/metrics.jsonl");
         assert_eq!(p.final_metrics(), "runs/demo-1a2b3c4d/final_metrics.json");

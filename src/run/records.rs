@@ -114,7 +114,9 @@ pub fn mark_failed_unless_recorded(cfg: &RunConfig, reason: &str) -> Result<(), 
 /// Deletes everything a run has in the store (`--force`: run again from scratch). Must
 /// happen once, before any rank starts.
 pub fn discard(store: &Store, paths: &RunPaths) -> Result<(), StoreError> {
-    for key in store.list(&paths.prefix())? {
+    // The lease stays: it is the caller's (`--force` takes it before discarding).
+    let lease = paths.lease();
+    for key in store.list(&paths.prefix())?.into_iter().filter(|k| !k.starts_with(&lease)) {
         store.delete(&key)?;
     }
     Ok(())

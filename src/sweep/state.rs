@@ -359,6 +359,11 @@ impl<'a> Tracker<'a> {
                     }
                     Some(s) => s.is_alive(),
                 };
+                // The scheduler says the job ended, but the run is not complete: if its lease
+                // is live, a process still trains it (a job the scheduler lost track of, or
+                // a run started by hand): running, whatever the scheduler says. Read only for
+                // runs that look ended, so the poll cycle's cost does not grow.
+                let alive = alive || crate::run::lease::live_holder(self.state.store, &RunPaths::new(run.id.as_str()))?.is_some();
                 if let (true, Some(st)) = (alive, &status) {
                     let c = self.claim_record(&self.state.claim_key_of(&run.id, a))?;
                     if st.epoch > 0 && st.epoch < view.epochs && st.updated_unix > c.unix {

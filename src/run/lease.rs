@@ -1,0 +1,282 @@
+//! One writer per run: a lease object in the run's prefix (`runs/<id>/lease.json`).
+//!
+//! A trainer takes the lease before it writes anything, with a create-if-absent put (the
+//! store's conditional write: an atomic link on a local folder, `If-None-Match: *` on S3),
+//! and renews it from a heartbeat thread every quarter of its time to live. A second
+//! trainer of a live run, or `--force` on it, is refused with the holder (host, pid, job)
+//! and when its lease expires. A holder that is gone can be replaced:
+//! - after expiry (a crashed node: nobody renews it);
+//! - at once when the holder ran on this host and its process no longer exists (kill -9
+//!   and run again), or when it is this very Slurm job (a requeued job keeps its id).
+//!
+//! Replacing is itself exclusive: the taker first creates `lease.json.takeover.<old
+//! token>` with a create-if-absent put, so of two processes replacing the same dead
+//! holder exactly one wins. A holder that finds another token in the lease when renewing
+//! has lost it ([`Lease::lost`]); the run then stops before its next write.
+//!
+//! The sweep coordinator reads leases too: a run whose lease is live is running, whatever
+//! the scheduler says ([`live_holder`]).
+
+use super::paths::RunPaths;
+use crate::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default time to live of a lease (`RAS_LEASE_TTL_S` overrides it): long enough that a
+/// store hiccup does not expire a live run's lease, short enough that a crashed node's
+/// run is taken over within minutes.
+pub const DEFAULT_TTL_S: u64 = 300;
+
+/// What `lease.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseRecord {
+    /// Random; identifies this holder (a takeover replaces it).
+    pub token: String,
+    pub host: String,
+    pub pid: u32,
+    /// The Slurm job (`<job>` or `<array job>_<task>`), when under Slurm.
+    pub job_id: Option<String>,
+    pub acquired_unix: u64,
+    pub expires_unix: u64,
+}
+
+impl LeaseRecord {
+    /// Whether the holder may still be alive: not expired, and not a process of this host
+    /// that no longer exists.
+    pub fn is_live(&self, now: u64) -> bool {
+        now < self.expires_unix && !(self.host == crate::hostname() && !pid_alive(self.pid))
+    }
+
+    /// Who holds it, for messages: `host node7, pid 4242, job 1234_5`.
+    pub fn holder(&self) -> String {
+        let job = self.job_id.as_ref().map(|j| format!(", job {j}")).unwrap_or_default();
+        format!("host {}, pid {}{job}", self.host, self.pid)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(
+        "run {run} is being trained by another process ({holder}); its lease expires in {expires_in_s} s unless renewed. \
+         Wait for it, or stop it (scancel / kill) and run again; --force does not override a live lease"
+    )]
+    Held { run: String, holder: String, expires_in_s: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// This process's Slurm job, if any (arrays as `<array job>_<task>`, as `squeue` names them).
+fn this_job() -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+        (Some(a), Some(t)) => Some(format!("{a}_{t}")),
+        _ => var("SLURM_JOB_ID"),
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // /proc/<pid> exists for every live process (and zombies, which hold no lease work).
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The lease's time to live: `RAS_LEASE_TTL_S`, else `DEFAULT_TTL_S`.
+pub fn ttl() -> Duration {
+    let s = std::env::var("RAS_LEASE_TTL_S").ok().and_then(|v| v.parse::<u64>().ok()).filter(|&s| s >= 2).unwrap_or(DEFAULT_TTL_S);
+    Duration::from_secs(s)
+}
+
+/// The run's lease when it is live (see [`LeaseRecord::is_live`]).
+pub fn live_holder(store: &Store, paths: &RunPaths) -> Result<Option<LeaseRecord>, StoreError> {
+    let now = crate::unix_now();
+    Ok(store.get_json::<LeaseRecord>(&paths.lease())?.filter(|l| l.is_live(now)))
+}
+
+/// A held lease: renewed in the background until released or dropped.
+pub struct Lease {
+    store: Store,
+    key: String,
+    token: String,
+    stop: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
+    heartbeat: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Lease {
+    /// Takes the run's lease (see the module doc), or says who holds it.
+    pub fn acquire(store: &Store, paths: &RunPaths) -> Result<Lease, LeaseError> {
+        Self::acquire_with_ttl(store, paths, ttl())
+    }
+
+    pub fn acquire_with_ttl(store: &Store, paths: &RunPaths, ttl: Duration) -> Result<Lease, LeaseError> {
+        let key = paths.lease();
+        let now = crate::unix_now();
+        let mine = LeaseRecord {
+            token: format!("{:032x}", rand::random::<u128>()),
+            host: crate::hostname(),
+            pid: std::process::id(),
+            job_id: this_job(),
+            acquired_unix: now,
+            expires_unix: now + ttl.as_secs(),
+        };
+        let body = serde_json::to_vec_pretty(&mine).expect("serialisable");
+        for _ in 0..3 {
+            match store.put_new(&key, body.clone()) {
+                Ok(()) => return Ok(Self::start(store, key, mine.token, ttl)),
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let Some(old) = store.get_json::<LeaseRecord>(&key)? else { continue }; // released meanwhile
+            let replaceable = !old.is_live(crate::unix_now()) || (old.job_id.is_some() && old.job_id == mine.job_id);
+            if !replaceable {
+                return Err(LeaseError::Held { run: paths.id().into(), holder: old.holder(), expires_in_s: old.expires_unix.saturating_sub(crate::unix_now()) });
+            }
+            // Exactly one taker per dead holder: the one that creates the takeover marker.
+            let marker = format!("{key}.takeover.{}", old.token);
+            match store.put_new(&marker, mine.token.clone()) {
+                Ok(()) => {
+                    store.put(&key, body.clone())?;
+                    tracing::warn!(run = paths.id(), "took over the lease of a holder that is gone ({})", old.holder());
+                    let _ = store.delete(&marker);
+                    return Ok(Self::start(store, key, mine.token, ttl));
+                }
+                Err(StoreError::AlreadyExists { .. }) => {
+                    return Err(LeaseError::Held { run: paths.id().into(), holder: "another process taking it over".into(), expires_in_s: ttl.as_secs() });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(LeaseError::Held { run: paths.id().into(), holder: "processes racing for it".into(), expires_in_s: ttl.as_secs() })
+    }
+
+    fn start(store: &Store, key: String, token: String, ttl: Duration) -> Lease {
+        let stop = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let (stop, lost, key, token, url) = (stop.clone(), lost.clone(), key.clone(), token.clone(), store.url().to_string());
+            std::thread::spawn(move || renew(&url, &key, &token, ttl, &stop, &lost))
+        };
+        Lease { store: store.clone(), key, token, stop, lost, heartbeat: Some(heartbeat) }
+    }
+
+    /// Another process took the lease over (this one was thought dead): stop writing.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// An error when the lease was lost, to stop before the next write.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.lost() {
+            anyhow::bail!("lost the run's lease ({}): another process took the run over; stopping without writing", self.key);
+        }
+        Ok(())
+    }
+}
+
+/// The heartbeat: every ttl/4 (checking for stop every 200 ms), rewrite the lease with a
+/// new expiry if it is still ours; mark it lost if it is not. Store errors are retried
+/// at the next beat (the lease outlives 3 missed beats).
+fn renew(url: &str, key: &str, token: &str, ttl: Duration, stop: &AtomicBool, lost: &AtomicBool) {
+    // Its own store handle: the heartbeat must not wait on the training thread's I/O.
+    let Ok(store) = Store::open(url) else { return };
+    let beat = ttl / 4;
+    let mut last = std::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200).min(beat));
+        if last.elapsed() < beat {
+            continue;
+        }
+        last = std::time::Instant::now();
+        match store.get_json::<LeaseRecord>(key) {
+            Ok(Some(mut rec)) if rec.token == token => {
+                rec.expires_unix = crate::unix_now() + ttl.as_secs();
+                if let Err(e) = store.put_json(key, &rec) {
+                    tracing::warn!("renewing the run's lease failed (retrying at the next beat): {e}");
+                }
+            }
+            Ok(_) => {
+                tracing::error!(key, "the run's lease was taken over by another process");
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => tracing::warn!("reading the run's lease failed (retrying at the next beat): {e}"),
+        }
+    }
+}
+
+impl Drop for Lease {
+    /// Stops the heartbeat and deletes the lease if it is still this holder's.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
+        if let Ok(Some(rec)) = self.store.get_json::<LeaseRecord>(&self.key) {
+            if rec.token == self.token {
+                let _ = self.store.delete(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&format!("file://{}", dir.path().display())).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn a_live_lease_is_exclusive_and_released_on_drop() {
+        let (_d, s) = store();
+        let paths = RunPaths::new("r-1");
+        let a = Lease::acquire(&s, &paths).unwrap();
+        // The same process again (another trainer in this pid) is refused: the holder is alive.
+        match Lease::acquire(&s, &paths) {
+            Err(LeaseError::Held { holder, .. }) => assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}"),
+            other => panic!("expected Held, got {:?}", other.map(|_| ())),
+        }
+        assert!(live_holder(&s, &paths).unwrap().is_some());
+        drop(a);
+        assert!(s.get(&paths.lease()).unwrap().is_none(), "released");
+        let _b = Lease::acquire(&s, &paths).unwrap();
+    }
+
+    #[test]
+    fn dead_or_expired_holders_are_replaced_and_the_replaced_holder_learns_it() {
+        let (_d, s) = store();
+        let paths = RunPaths::new("r-2");
+        let write = |host: &str, pid: u32, expires: u64| {
+            let rec = LeaseRecord { token: format!("{host}{pid}"), host: host.into(), pid, job_id: None, acquired_unix: 0, expires_unix: expires };
+            s.put_json(&paths.lease(), &rec).unwrap();
+        };
+        let far = crate::unix_now() + 3600;
+        // Another host, not expired: refused, named.
+        write("elsewhere", 1, far);
+        let err = Lease::acquire(&s, &paths).err().expect("refused").to_string();
+        assert!(err.contains("host elsewhere, pid 1"), "{err}");
+        // Another host, expired: replaced.
+        write("elsewhere", 1, 10);
+        drop(Lease::acquire(&s, &paths).unwrap());
+        // This host, a pid that does not exist: replaced at once.
+        write(&crate::hostname(), u32::MAX - 1, far);
+        let lease = Lease::acquire(&s, &paths).unwrap();
+        assert!(!lease.lost());
+        // A takeover behind its back: the heartbeat notices within a beat.
+        let paths3 = RunPaths::new("r-3");
+        let held = Lease::acquire_with_ttl(&s, &paths3, Duration::from_secs(2)).unwrap();
+        let rec = LeaseRecord { token: "thief".into(), host: "x".into(), pid: 1, job_id: None, acquired_unix: 0, expires_unix: far };
+        s.put_json(&paths3.lease(), &rec).unwrap();
+        let t = std::time::Instant::now();
+        while !held.lost() && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(held.lost() && held.check().is_err());
+        drop(held);
+        assert_eq!(s.get_json::<LeaseRecord>(&paths3.lease()).unwrap().unwrap().token, "thief", "a lost lease is not deleted");
+    }
+}
