@@ -269,7 +269,7 @@ fn resolve_value_path(sweep: &Path, key: &str, v: &toml::Value) -> toml::Value {
         if let Some(dir) = sweep.parent().filter(|_| p.is_relative()) {
             let there = dir.join(p);
             if !dir.as_os_str().is_empty() && there.exists() {
-                let abs = std::path::absolute(&there).unwrap_or(there);
+                let abs = std::fs::canonicalize(&there).unwrap_or(there);
                 return toml::Value::String(abs.display().to_string());
             }
         }
