@@ -21,6 +21,7 @@
 //! - `launch`   launchers (local processes, Slurm) behind one trait, mpirun, external commands
 //! - `sweep`    sweeps: expansion, plan, store state, coordinator, status table
 //! - `report`   a sweep's results beside the paper's: tables (Markdown, CSV, LaTeX), plots
+//! - `runs`     the store as a workspace: list runs, compare them, find a run or sweep by name
 //!
 //! The `ras` binary (src/main.rs + src/cli/) is a thin layer over this library.
 
@@ -40,6 +41,7 @@ pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod runs;
 pub mod store;
 pub mod sweep;
 pub mod train;

@@ -199,16 +199,22 @@ pub enum Command {
         report: Option<PathBuf>,
     },
     /// A sweep's runs: state, epoch, attempts, latest mean metrics.
+    #[command(after_help = "Examples:\n  \
+        ras status jobs/quickstart.toml\n  \
+        ras status quickstart --store s3://bucket/ras     # by name, from the store alone")]
     Status {
         #[command(flatten)]
-        sweep: SweepArgs,
+        sweep: SweepRefArgs,
         /// Redraw the table every this many seconds until every run is complete or
         /// failed (Ctrl-C stops watching; the runs go on).
         #[arg(long, value_name = "SECONDS")]
         watch: Option<f64>,
     },
     /// Cancel a sweep's running jobs and stop its coordinators from launching more.
-    Cancel(SweepArgs),
+    ///
+    /// Needs no cluster profile: each job's record in the store says which launcher
+    /// started it (a local process is signalled, a Slurm job scancel'ed).
+    Cancel(SweepRefArgs),
     /// Print a sweep's runs, ranks and nodes each, estimated cost, launch order and
     /// makespan, without submitting anything.
     #[command(after_help = "Examples:\n  \
@@ -222,6 +228,11 @@ pub enum Command {
         /// Print the plan as JSON (one object per run, in launch order).
         #[arg(long)]
         json: bool,
+        /// Plan without the data (from a laptop, for a cluster): a dataset that cannot be
+        /// read here is planned from its published sizes, and the plan says so. By
+        /// default every run's dataset root, classes and splits are checked.
+        #[arg(long)]
+        no_data_check: bool,
     },
     /// A sweep's results beside the paper's, in the paper's layout, and as long tables.
     ///
@@ -235,10 +246,44 @@ pub enum Command {
     /// not comparable to the paper (random-init backbone, other classes, fewer epochs).
     Report {
         #[command(flatten)]
-        sweep: SweepArgs,
+        sweep: SweepRefArgs,
         /// Output folder.
         #[arg(long, default_value = "reports")]
         out: PathBuf,
+    },
+    /// Every run in a store, one line each: id, state, epoch, key config values (dataset,
+    /// decoder, T_e, T_d, setting, seed, epochs), mean I-AUROC / P-AUROC when complete, and
+    /// rank-hours when the run has cost records.
+    #[command(after_help = "Examples:\n  \
+        ras runs --store file://./out/demo-store\n  \
+        ras runs --filter model.decoder=gate_only --filter state=complete\n  \
+        ras runs --filter T_e=1 --json")]
+    Runs {
+        /// Store URL.
+        #[arg(long, default_value = "file://./ras-store")]
+        store: String,
+        /// Only runs whose resolved config has KEY=VALUE (model.decoder=ras; short names
+        /// decoder, T_e, T_d, setting, epochs), or state=complete|running|failed|preempted.
+        /// Repeat: all must match.
+        #[arg(long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// One JSON array of runs.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs side by side: the config keys whose values differ, then mean and per-class
+    /// final metrics (I-AUROC, P-AUROC, AUPRO).
+    #[command(after_help = "Example:\n  ras compare demo-1a2b3c4d demo-5e6f7a8b --store file://./out/demo-store")]
+    Compare {
+        /// Run ids (two or more).
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<String>,
+        /// Store URL holding the runs.
+        #[arg(long, default_value = "file://./ras-store")]
+        store: String,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -261,6 +306,25 @@ pub struct SweepArgs {
     #[arg(long)]
     pub store: Option<String>,
     /// Override a config key in every run of the sweep.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// A sweep for `status`, `report` and `cancel`: a sweep file, or a sweep's name in a store.
+#[derive(Args, Debug)]
+pub struct SweepRefArgs {
+    /// Sweep file (jobs/*.toml), or the name of a sweep in --store (its saved manifest
+    /// is read: no sweep file, base configs or cluster profile needed).
+    pub sweep: PathBuf,
+    /// Cluster profile, only used to expand a sweep file (ranks per run) [default:
+    /// cluster/local.toml when it exists here]; never needed for a sweep named by its store.
+    #[arg(long)]
+    pub cluster: Option<PathBuf>,
+    /// Store URL of the sweep's state (default: the sweep file's configs' own, or
+    /// file://./ras-store for a sweep named by its name).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Override a config key in every run of the sweep (sweep files only).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 }

@@ -76,7 +76,8 @@ pub fn run() -> Result<ExitStatus> {
         Command::Train { config, force, .. } => return train(&config, force, progress),
         Command::Worker { config } => return train(&config, false, Progress::hidden()),
         Command::Eval { run, store, test_jitter, checkpoint } => {
-            let store = ras::store::Store::open_existing(&store)?;
+            // An unknown run (or store) is an error that creates nothing.
+            let store = ras::runs::open_run(&store, &run)?;
             if test_jitter.is_empty() {
                 if let Some(c) = checkpoint {
                     bail!("--checkpoint {c} chooses the model that --test-jitter re-evaluates; give --test-jitter too");
@@ -182,8 +183,27 @@ pub fn run() -> Result<ExitStatus> {
         Command::Sweep { sweep, no_wait, report } => return sweep::sweep(&sweep, no_wait, report.as_deref()),
         Command::Status { sweep, watch } => sweep::status(&sweep, watch)?,
         Command::Cancel(args) => sweep::cancel(&args)?,
-        Command::Plan { sweep, json } => sweep::plan(&sweep, json)?,
+        Command::Plan { sweep, json, no_data_check } => sweep::plan(&sweep, json, !no_data_check)?,
         Command::Report { sweep, out } => sweep::report(&sweep, &out)?,
+        Command::Runs { store, filter, json } => {
+            let filters = filter.iter().map(|f| f.parse()).collect::<Result<Vec<ras::runs::Filter>, _>>()?;
+            let store = ras::runs::open_existing(&store)?;
+            let runs = ras::runs::list_runs(&store, &filters)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                print!("{}", ras::runs::render_runs(&runs, store.url()));
+            }
+        }
+        Command::Compare { runs, store, json } => {
+            let store = ras::runs::open_existing(&store)?;
+            let c = ras::runs::compare(&store, &runs)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{}", ras::runs::render_compare(&c));
+            }
+        }
         Command::Bench(BenchCommand::TrainStep(args)) => print!("{}", ras::bench::train_step(&bench_options(args))?),
         Command::Bench(BenchCommand::DpWorker(args)) => {
             if let Some(line) = ras::bench::data_parallel_worker(&bench_options(args))? {

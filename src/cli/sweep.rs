@@ -1,7 +1,7 @@
 //! `ras sweep`, `status`, `cancel`, `plan`, `report` and `bench coordinator`: load the
 //! sweep, its profile and store, call the library, print.
 
-use super::args::SweepArgs;
+use super::args::{SweepArgs, SweepRefArgs};
 use anyhow::{bail, Context, Result};
 use ras::config::{ClusterProfile, LauncherKind};
 use ras::exit::ExitStatus;
@@ -10,14 +10,64 @@ use ras::store::Store;
 use ras::sweep::{Manifest, RunPhase};
 use std::path::{Path, PathBuf};
 
-/// The sweep, its store and profile. `read_only` commands (status, report) open a store
-/// that must exist: a mistyped store URL is an error, not a new empty folder.
-fn load_sweep(args: &SweepArgs, read_only: bool) -> Result<(Manifest, Store, ClusterProfile)> {
+/// Expands a sweep file for `ras sweep` and `ras plan`. `check`: refuse a run whose
+/// dataset does not hold what it names (missing root, unknown class, empty split);
+/// `skip_checked`: not for runs this sweep already launched (a resumed sweep retries them,
+/// and their jobs say what is wrong). Unchecked: returns the issues, to be shown.
+fn load_sweep(args: &SweepArgs, check: bool, skip_launched: bool) -> Result<(Manifest, Store, ClusterProfile, Vec<ras::sweep::DataIssue>)> {
     let profile = ClusterProfile::load(&args.cluster)?;
-    let opts = ras::sweep::ExpandOptions { store: args.store.clone(), overrides: args.overrides.clone(), max_ranks: profile.slots() };
-    let manifest = ras::sweep::expand(&args.sweep, &opts)?;
-    let store = if read_only { Store::open_existing(&manifest.store)? } else { Store::open(&manifest.store)? };
-    Ok((manifest, store, profile))
+    let opts = ras::sweep::ExpandOptions { store: args.store.clone(), overrides: args.overrides.clone(), max_ranks: profile.slots(), check_data: check };
+    let (manifest, mut issues) = ras::sweep::expand_checked(&args.sweep, &opts)?;
+    let store = Store::open(&manifest.store)?;
+    if check {
+        if skip_launched && !issues.is_empty() {
+            let claims = store.list(&format!("sweeps/{}/claims/", manifest.name))?;
+            issues.retain(|i| !claims.iter().any(|c| c.rsplit('/').next().and_then(|n| n.rsplit_once('.')).map(|(id, _)| id) == Some(i.run_id.as_str())));
+        }
+        if let Some(i) = issues.into_iter().next() {
+            return Err(i.into_error(&args.sweep).into());
+        }
+        return Ok((manifest, store, profile, vec![]));
+    }
+    Ok((manifest, store, profile, issues))
+}
+
+/// The sweep `ras status`, `report` and `cancel` name: a sweep file (expanded as `ras
+/// sweep` does, without checking data; the profile, if any, only sizes ranks), or else a
+/// sweep's name, whose manifest is read from the store.
+fn find_sweep(args: &SweepRefArgs) -> Result<(Manifest, Store)> {
+    if args.sweep.is_file() {
+        let cluster = args.cluster.clone().or_else(|| Some(PathBuf::from("cluster/local.toml")).filter(|p| p.is_file()));
+        let max_ranks = match &cluster {
+            Some(c) => ClusterProfile::load(c)?.slots(),
+            None => 1,
+        };
+        let opts = ras::sweep::ExpandOptions { store: args.store.clone(), overrides: args.overrides.clone(), max_ranks, check_data: false };
+        let manifest = ras::sweep::expand(&args.sweep, &opts)?;
+        // Reading a sweep must not create its store: a mistyped URL is an error.
+        let store = Store::open_existing(&manifest.store)?;
+        if cluster.is_none() {
+            // No profile to size ranks with: what the coordinator saved, if it ran.
+            if let Ok(saved) = ras::runs::saved_sweep(&store, &manifest.name) {
+                return Ok((saved, store));
+            }
+        }
+        return Ok((manifest, store));
+    }
+    let name = args.sweep.to_string_lossy().to_string();
+    if name.ends_with(".toml") || name.contains('/') {
+        bail!("no sweep file {name}");
+    }
+    if !args.overrides.is_empty() {
+        bail!("--set applies to sweep files; sweep {name} is read from its store as it ran");
+    }
+    let url = args.store.clone().unwrap_or_else(|| "file://./ras-store".into());
+    let store = match ras::runs::open_existing(&url) {
+        Err(ras::runs::RunsError::NoStore { .. }) => bail!("no sweep {name} in {url} (no store there; give --store URL)"),
+        r => r?,
+    };
+    let manifest = ras::runs::saved_sweep(&store, &name)?;
+    Ok((manifest, store))
 }
 
 /// Local folder for the resolved configs and logs the jobs use (under the current one,
@@ -32,7 +82,7 @@ fn launcher(profile: &ClusterProfile, manifest: &Manifest, store: &Store) -> Res
 }
 
 pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitStatus> {
-    let (manifest, store, profile) = load_sweep(args, false)?;
+    let (manifest, store, profile, _) = load_sweep(args, true, true)?;
     let mut launcher = launcher(&profile, &manifest, &store)?;
     let opts = ras::sweep::CoordinateOptions::for_profile(&profile, work_dir(&manifest).join("configs"), no_wait);
     println!("sweep {}: {} runs, store {}, {} slots ({})", manifest.name, manifest.runs.len(), store.url(), profile.slots(), profile.launcher);
@@ -43,7 +93,7 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
         if queued && submit_report_job(args, &manifest, &store, launcher.as_mut(), &views, out)? {
             // The report job writes it.
         } else if all_complete {
-            write_report(args, &manifest, &store, out)?;
+            write_report(&args.sweep, &manifest, &store, out)?;
         } else if no_wait {
             println!("report: not all runs are complete yet; `ras sweep` (without --no-wait) or `ras report` writes it later");
         }
@@ -85,12 +135,13 @@ fn submit_report_job(args: &SweepArgs, manifest: &Manifest, store: &Store, launc
     Ok(true)
 }
 
-pub fn status(args: &SweepArgs, watch: Option<f64>) -> Result<()> {
-    let (manifest, store, profile) = load_sweep(args, true)?;
-    let mut launcher = launcher(&profile, &manifest, &store)?;
+pub fn status(args: &SweepRefArgs, watch: Option<f64>) -> Result<()> {
+    let (manifest, store) = find_sweep(args)?;
+    // Jobs are polled from their records (each names its launcher): no profile needed.
+    let mut launcher = ras::launch::Records;
     let mut tracker = ras::sweep::Tracker::new(&store, &manifest);
     loop {
-        let views = tracker.refresh(launcher.as_mut())?;
+        let views = tracker.refresh(&mut launcher)?;
         let table = ras::sweep::render_views(&views);
         let Some(secs) = watch else {
             print!("{table}");
@@ -109,33 +160,50 @@ pub fn status(args: &SweepArgs, watch: Option<f64>) -> Result<()> {
     }
 }
 
-pub fn cancel(args: &SweepArgs) -> Result<()> {
-    let (manifest, store, profile) = load_sweep(args, false)?;
-    let mut launcher = launcher(&profile, &manifest, &store)?;
-    let n = ras::sweep::cancel(&store, &manifest, launcher.as_mut())?;
+pub fn cancel(args: &SweepRefArgs) -> Result<()> {
+    let (manifest, store) = find_sweep(args)?;
+    let n = ras::sweep::cancel(&store, &manifest, &mut ras::launch::Records)?;
     println!("sweep {}: cancelled {n} active jobs; coordinators launch nothing more", manifest.name);
     Ok(())
 }
 
-pub fn plan(args: &SweepArgs, json: bool) -> Result<()> {
-    let (manifest, _store, profile) = load_sweep(args, false)?;
+pub fn plan(args: &SweepArgs, json: bool, check_data: bool) -> Result<()> {
+    let (manifest, _store, profile, unchecked) = load_sweep(args, check_data, false)?;
+    let note = (!unchecked.is_empty()).then(|| {
+        let mut s = format!(
+            "--no-data-check: {} runs planned from their dataset's published sizes (data not readable here):\n",
+            unchecked.len()
+        );
+        for i in &unchecked {
+            s += &format!("  run `{}`: {}: {}\n", i.label, i.key, i.message);
+        }
+        s
+    });
     if json {
         println!("{}", serde_json::to_string_pretty(&ras::sweep::plan::plan_json(&manifest, &profile))?);
+        if let Some(n) = note {
+            eprint!("{n}");
+        }
     } else {
         print!("{}", ras::sweep::plan::render_plan(&manifest, &profile));
+        if let Some(n) = note {
+            print!("{n}");
+        } else if !check_data {
+            println!("--no-data-check: every run's data was readable here; sizes are counted from it");
+        }
     }
     Ok(())
 }
 
-pub fn report(args: &SweepArgs, out: &Path) -> Result<()> {
-    let (manifest, store, _) = load_sweep(args, true)?;
-    write_report(args, &manifest, &store, out)
+pub fn report(args: &SweepRefArgs, out: &Path) -> Result<()> {
+    let (manifest, store) = find_sweep(args)?;
+    write_report(&args.sweep, &manifest, &store, out)
 }
 
 /// `ras report`: prints each dataset's table, writes tables and plots into `out`.
-fn write_report(args: &SweepArgs, manifest: &Manifest, store: &Store, out: &Path) -> Result<()> {
+fn write_report(sweep: &Path, manifest: &Manifest, store: &Store, out: &Path) -> Result<()> {
     let report = match ras::report::write_sweep_report(store, manifest, out) {
-        Err(e @ ras::report::ReportError::NoCompleteRun { .. }) => bail!("{e} (ras status {})", args.sweep.display()),
+        Err(e @ ras::report::ReportError::NoCompleteRun { .. }) => bail!("{e} (ras status {})", sweep.display()),
         r => r?,
     };
     for md in &report.markdown {

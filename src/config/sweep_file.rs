@@ -230,13 +230,39 @@ impl SweepFile {
     }
 }
 
-/// Where a config path of a sweep file points: absolute; relative to the current folder
-/// if it exists there; else relative to the repository (the sweep file's folder's parent).
+/// Where a config path of a sweep file (`base`, an entry of `datasets`) points, the first
+/// that exists of: the path itself when absolute; relative to the sweep file's own folder;
+/// relative to the repository (the sweep file's folder's parent, so that `jobs/x.toml`
+/// naming `configs/y.toml` works from any current folder); relative to the current folder
+/// (as before sweep files resolved against their own folder). None existing: relative to
+/// the sweep file's folder, so that the error names where it was looked for.
 pub fn resolve_config_path(sweep_path: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() || p.exists() {
+    if p.is_absolute() {
         return p.to_path_buf();
     }
-    let repo = sweep_path.parent().and_then(|d| d.parent()).unwrap_or(Path::new("."));
-    repo.join(p)
+    let dir = sweep_path.parent().unwrap_or(Path::new(""));
+    let own = dir.join(p);
+    let repo = dir.parent().map(|r| r.join(p));
+    [Some(own.clone()), repo, Some(p.to_path_buf())].into_iter().flatten().find(|c| c.exists()).unwrap_or(own)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_paths_resolve_against_the_sweep_folder_then_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("jobs/configs")).unwrap();
+        std::fs::create_dir_all(d.join("configs")).unwrap();
+        std::fs::write(d.join("jobs/configs/own.toml"), "").unwrap();
+        std::fs::write(d.join("configs/repo.toml"), "").unwrap();
+        std::fs::write(d.join("configs/own.toml"), "").unwrap();
+        let sweep = d.join("jobs/s.toml");
+        assert_eq!(resolve_config_path(&sweep, Path::new("configs/own.toml")), d.join("jobs/configs/own.toml"), "own folder first");
+        assert_eq!(resolve_config_path(&sweep, Path::new("configs/repo.toml")), d.join("configs/repo.toml"), "then the repository");
+        assert_eq!(resolve_config_path(&sweep, Path::new("configs/none.toml")), d.join("jobs/configs/none.toml"));
+        assert_eq!(resolve_config_path(&sweep, Path::new("/abs/x.toml")), PathBuf::from("/abs/x.toml"));
+    }
+}

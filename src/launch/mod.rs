@@ -163,6 +163,30 @@ pub fn for_profile(
     }
 }
 
+/// A launcher that starts nothing: it polls and cancels jobs from their records alone
+/// (each [`JobRecord`] names the launcher kind that started it: a local pid or a Slurm
+/// job id, asked with squeue and stopped with scancel). `ras status`, `ras report` and
+/// `ras cancel` of a sweep named by its store use it, with no cluster profile.
+pub struct Records;
+
+impl Launcher for Records {
+    fn kind(&self) -> LauncherKind {
+        LauncherKind::Local
+    }
+
+    fn submit(&mut self, _jobs: &[JobSpec]) -> Result<Vec<JobRecord>, LaunchError> {
+        Err(LaunchError::Invalid("this command watches a sweep's jobs and starts none (use `ras sweep SWEEP_FILE`)".into()))
+    }
+
+    fn poll(&mut self, jobs: &[&JobRecord]) -> Result<Vec<JobState>, LaunchError> {
+        Ok(poll_records(jobs))
+    }
+
+    fn cancel(&mut self, jobs: &[&JobRecord]) -> Result<(), LaunchError> {
+        cancel_records(jobs)
+    }
+}
+
 /// The state of every record, whichever launcher started it (a sweep started on one
 /// profile can be watched from another): local records from /proc, all Slurm records in
 /// one squeue call. Polling needs no launcher state, so both launchers' `poll` is this.

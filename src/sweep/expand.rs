@@ -52,6 +52,12 @@ pub struct Manifest {
 /// Options of an expansion that come from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct ExpandOptions {
+    /// Refuse a sweep whose datasets do not hold what its runs name (the first
+    /// [`DataIssue`] becomes [`SweepError::Data`]). Off (the library's default), a dataset
+    /// that cannot be read is planned from its published sizes, silently: `ras plan` and
+    /// `ras sweep` turn it on (`ras plan --no-data-check` does not) and use
+    /// [`expand_checked`] to see every issue.
+    pub check_data: bool,
     /// `--store URL`: every run and the sweep state go there.
     pub store: Option<String>,
     /// `--set k=v` on the command line, applied after the sweep's own.
@@ -60,9 +66,100 @@ pub struct ExpandOptions {
     pub max_ranks: usize,
 }
 
-/// Expands a sweep file into its runs, validating every resolved config.
+/// What is wrong with the data one run names: a missing root, an unknown class, a class
+/// with an empty train or test split. `key` is the config key to fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataIssue {
+    pub run_id: String,
+    pub label: String,
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl DataIssue {
+    pub fn into_error(self, sweep: &Path) -> SweepError {
+        SweepError::Data { sweep: sweep.to_path_buf(), label: self.label, key: self.key, message: self.message }
+    }
+}
+
+/// The scans of one expansion: each dataset (root, layout, metadata files) is scanned
+/// once, whatever number of runs read it; each run's classes are then checked against
+/// that one scan. A run's class list is not part of the key: the scan lists every class.
+#[derive(Default)]
+pub struct DataScans {
+    scans: BTreeMap<(String, PathBuf, Option<PathBuf>, Option<PathBuf>), Result<std::sync::Arc<crate::data::Scan>, String>>,
+    /// How many times a dataset was actually scanned (tests count them).
+    pub scanned: usize,
+}
+
+impl DataScans {
+    fn scan(&mut self, d: &crate::config::DatasetConfig) -> Result<std::sync::Arc<crate::data::Scan>, String> {
+        let key = (d.kind.to_string(), d.root.clone(), d.train_meta.clone(), d.test_meta.clone());
+        if let Some(r) = self.scans.get(&key) {
+            return r.clone();
+        }
+        self.scanned += 1;
+        let all = crate::config::DatasetConfig { classes: vec![], ..d.clone() };
+        let r = crate::data::scan_all(&all).map(std::sync::Arc::new).map_err(|e| e.to_string());
+        self.scans.insert(key, r.clone());
+        r
+    }
+
+    /// The classes a config trains on, as its dataset holds them (every class found when
+    /// it names none); Err: the key to fix and what is wrong.
+    pub fn classes(&mut self, d: &crate::config::DatasetConfig) -> Result<Vec<String>, (&'static str, String)> {
+        let scan = self.scan(d).map_err(|e| ("dataset.root", e))?;
+        let found = scan.index.class_names();
+        if d.classes.is_empty() {
+            return Ok(found);
+        }
+        for c in &d.classes {
+            if !found.contains(c) {
+                return Err((
+                    "dataset.classes",
+                    format!("class {c:?} is not in {} (classes there: {})", d.root.display(), found.join(", ")),
+                ));
+            }
+        }
+        Ok(d.classes.clone())
+    }
+
+    /// Checks a config's dataset: the root exists and reads in its layout, every class it
+    /// names exists, and none of its classes has an empty train or test split. Ok: the
+    /// number of training images of its classes.
+    pub fn check(&mut self, d: &crate::config::DatasetConfig) -> Result<usize, (&'static str, String)> {
+        let classes = self.classes(d)?;
+        let scan = self.scan(d).map_err(|e| ("dataset.root", e))?;
+        let key = if d.classes.is_empty() { "dataset.root" } else { "dataset.classes" };
+        for p in &scan.problems {
+            if let crate::data::Problem::EmptySplit { class, .. } = p {
+                if classes.contains(class) {
+                    return Err((key, p.to_string()));
+                }
+            }
+        }
+        Ok(scan.index.classes.iter().filter(|(c, _)| classes.contains(c)).map(|(_, s)| s.train.len()).sum())
+    }
+}
+
+/// Expands a sweep file into its runs, validating every resolved config; with
+/// `opts.check_data`, the first [`DataIssue`] is an error.
 pub fn expand(path: &Path, opts: &ExpandOptions) -> Result<Manifest, SweepError> {
+    let (manifest, issues) = expand_checked(path, opts)?;
+    match issues.into_iter().next() {
+        Some(i) if opts.check_data => Err(i.into_error(path)),
+        _ => Ok(manifest),
+    }
+}
+
+/// Expands a sweep file and checks every run's data (one scan per dataset, see
+/// [`DataScans`]), returning the runs and every issue found, whatever `opts.check_data`
+/// says. A run whose dataset cannot be read is planned from the published sizes of its
+/// dataset kind.
+pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Vec<DataIssue>), SweepError> {
     let (file, name) = SweepFile::load(path)?;
+    let mut data = DataScans::default();
+    let mut issues: Vec<DataIssue> = vec![];
     let bases: Vec<PathBuf> = match &file.base {
         Some(b) => vec![b.clone()],
         None => file.datasets.clone(),
@@ -88,10 +185,10 @@ pub fn expand(path: &Path, opts: &ExpandOptions) -> Result<Manifest, SweepError>
         for setting in &settings {
             for run in &explicit {
                 for point in &points {
-                    let mut over: Vec<String> = file.set.iter().map(|(k, v)| kv(k, v)).collect();
+                    let mut over: Vec<String> = file.set.iter().map(|(k, v)| kv(k, &resolve_value_path(path, k, v))).collect();
                     let mut label_parts: Vec<String> = vec![];
                     for (k, v) in run.iter().chain(point.iter().map(|(k, v)| (k, v))) {
-                        over.push(kv(k, v));
+                        over.push(kv(k, &resolve_value_path(path, k, v)));
                         label_parts.push(kv(k, v));
                     }
                     if let Some(s) = setting {
@@ -106,7 +203,13 @@ pub fn expand(path: &Path, opts: &ExpandOptions) -> Result<Manifest, SweepError>
                         .map_err(|source| SweepError::Config { sweep: name.clone(), label: label0.clone(), source })?;
                     let mut expanded: Vec<(RunConfig, String)> = vec![];
                     if cfg.train.setting == Setting::Separate {
-                        let classes = discover_classes(&cfg).map_err(|message| SweepError::Invalid { path: path.into(), message })?;
+                        let classes = match data.classes(&cfg.dataset) {
+                            Ok(c) => c,
+                            Err((key, message)) => {
+                                issues.push(DataIssue { run_id: cfg.run_id(), label: label0.clone(), key, message: message.clone() });
+                                discover_classes(&cfg, &message).map_err(|message| SweepError::Invalid { path: path.into(), message })?
+                            }
+                        };
                         for class in classes {
                             let mut o = over.clone();
                             o.push(format!("dataset.classes=[{}]", toml::Value::String(class.clone())));
@@ -122,7 +225,16 @@ pub fn expand(path: &Path, opts: &ExpandOptions) -> Result<Manifest, SweepError>
                     for (c, label) in expanded {
                         store.get_or_insert_with(|| c.store.clone());
                         let variant = label.split(' ').filter(|p| !p.starts_with("seed=")).collect::<Vec<_>>().join(" ");
-                        runs.push(plan::planned(c, label, variant, stem.clone(), file.ranks, opts.max_ranks));
+                        let images = match data.check(&c.dataset) {
+                            Ok(n) => n,
+                            Err((key, message)) => {
+                                if !issues.iter().any(|i| i.run_id == c.run_id()) {
+                                    issues.push(DataIssue { run_id: c.run_id(), label: label.clone(), key, message });
+                                }
+                                plan::published_train_images(&c)
+                            }
+                        };
+                        runs.push(plan::planned(c, label, variant, stem.clone(), file.ranks, opts.max_ranks, images));
                     }
                 }
             }
@@ -139,25 +251,103 @@ pub fn expand(path: &Path, opts: &ExpandOptions) -> Result<Manifest, SweepError>
         }
     }
     let runs = plan::order(runs);
-    Ok(Manifest { name, store: store.unwrap_or_default(), max_retries: file.max_retries, note: file.note, paper: file.paper, runs })
+    issues.retain(|i| runs.iter().any(|r| r.id == i.run_id));
+    issues.dedup_by(|a, b| a.run_id == b.run_id);
+    let manifest = Manifest { name, store: store.unwrap_or_default(), max_retries: file.max_retries, note: file.note, paper: file.paper, runs };
+    Ok((manifest, issues))
 }
 
-fn discover_classes(cfg: &RunConfig) -> Result<Vec<String>, String> {
+/// Config keys whose values are file paths a sweep file may set (`[set]`, grid axes,
+/// `[[runs]]`). A relative one that exists next to the sweep file is made absolute (the
+/// jobs run in the current folder); any other is left as written, relative to the
+/// current folder where the jobs run, as a `--set` on the command line is.
+const PATH_KEYS: [&str; 2] = ["dataset.root", "backbone.weights"];
+
+fn resolve_value_path(sweep: &Path, key: &str, v: &toml::Value) -> toml::Value {
+    if let (true, toml::Value::String(s)) = (PATH_KEYS.contains(&key), v) {
+        let p = Path::new(s);
+        if let Some(dir) = sweep.parent().filter(|_| p.is_relative()) {
+            let there = dir.join(p);
+            if !dir.as_os_str().is_empty() && there.exists() {
+                let abs = std::fs::canonicalize(&there).unwrap_or(there);
+                return toml::Value::String(abs.display().to_string());
+            }
+        }
+    }
+    v.clone()
+}
+
+/// The classes of a `separate` expansion whose dataset cannot be read here (`e` says why):
+/// the ones the config names, else the dataset kind's published list.
+fn discover_classes(cfg: &RunConfig, e: &str) -> Result<Vec<String>, String> {
     if !cfg.dataset.classes.is_empty() {
         return Ok(cfg.dataset.classes.clone());
     }
-    match crate::data::scan(&cfg.dataset) {
-        Ok(index) => Ok(index.class_names()),
-        Err(e) => match cfg.dataset.kind.published_classes() {
-            Some(list) => {
-                tracing::warn!("dataset {} not readable here ({e}); expanding `separate` with the published class list", cfg.dataset.root.display());
-                Ok(list.iter().map(|s| s.to_string()).collect())
-            }
-            None => Err(format!(
-                "setting separate needs the class list: cannot scan {} ({e}); set \"dataset.classes\" in the sweep's [set]",
-                cfg.dataset.root.display()
-            )),
-        },
+    match cfg.dataset.kind.published_classes() {
+        Some(list) => {
+            tracing::warn!("dataset {} not readable here ({e}); expanding `separate` with the published class list", cfg.dataset.root.display());
+            Ok(list.iter().map(|s| s.to_string()).collect())
+        }
+        None => Err(format!(
+            "setting separate needs the class list: cannot scan {} ({e}); set \"dataset.classes\" in the sweep's [set]",
+            cfg.dataset.root.display()
+        )),
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DatasetConfig, DatasetKind};
+
+    fn synth(root: &Path) {
+        let spec = crate::data::synth::SynthSpec { classes: 2, train_per_class: 2, test_good_per_class: 1, test_defect_per_kind: 1, image_size: 32, seed: 1 };
+        crate::data::synth::generate(root, &spec, &mut |_, _| {}).unwrap();
+    }
+
+    #[test]
+    fn each_dataset_is_scanned_once_and_its_classes_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        synth(&root);
+        let found = crate::data::scan_all(&DatasetConfig { kind: DatasetKind::Mvtec, root: root.clone(), classes: vec![], train_meta: None, test_meta: None }).unwrap().index.class_names();
+        let cfg = |classes: Vec<String>| DatasetConfig { kind: DatasetKind::Mvtec, root: root.clone(), classes, train_meta: None, test_meta: None };
+        let mut scans = DataScans::default();
+        assert_eq!(scans.check(&cfg(vec![])).unwrap(), 4);
+        assert_eq!(scans.check(&cfg(vec![found[0].clone()])).unwrap(), 2);
+        let (key, msg) = scans.check(&cfg(vec!["botle".into()])).unwrap_err();
+        assert_eq!(key, "dataset.classes");
+        assert!(msg.contains("\"botle\"") && msg.contains(&found.join(", ")), "{msg}");
+        assert_eq!(scans.scanned, 1, "one scan for every run on the same dataset");
+        let (key, msg) = scans.check(&DatasetConfig { root: dir.path().join("nope"), ..cfg(vec![]) }).unwrap_err();
+        assert!(key == "dataset.root" && msg.contains("nope"), "{msg}");
+        // A class whose test split is empty.
+        std::fs::remove_dir_all(root.join(&found[1]).join("test")).unwrap();
+        let mut scans = DataScans::default();
+        let (key, msg) = scans.check(&cfg(vec![found[1].clone()])).unwrap_err();
+        assert!(key == "dataset.classes" && msg.contains("no test images"), "{msg}");
+        assert_eq!(scans.check(&cfg(vec![found[0].clone()])).unwrap(), 2, "the other class is fine");
+    }
+
+    #[test]
+    fn a_typo_is_an_issue_naming_run_and_key_and_paths_resolve_next_to_the_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("exp");
+        synth(&d.join("data"));
+        std::fs::write(d.join("base.toml"), "name = \"b\"\n[dataset]\nroot = \"/nowhere\"\n").unwrap();
+        let sweep = d.join("s.toml");
+        let first = &crate::data::synth::class_names(2)[0];
+        std::fs::write(&sweep, format!("base = \"base.toml\"\n[set]\n\"dataset.root\" = \"data\"\n[grid]\n\"dataset.classes\" = [[\"{first}\"], [\"nope\"]]\n")).unwrap();
+        let opts = ExpandOptions { max_ranks: 1, ..Default::default() };
+        let (m, issues) = expand_checked(&sweep, &opts).unwrap();
+        assert_eq!(m.runs.len(), 2);
+        let root = m.runs[0].config().dataset.root;
+        assert!(root.is_absolute() && root.ends_with("exp/data"), "{}", root.display());
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(issues[0].key == "dataset.classes" && issues[0].label.contains("nope") && issues[0].message.contains(first.as_str()), "{issues:?}");
+        let err = expand(&sweep, &ExpandOptions { check_data: true, ..opts.clone() }).unwrap_err().to_string();
+        assert!(err.contains("s.toml") && err.contains("dataset.classes") && err.contains("nope"), "{err}");
+        assert!(expand(&sweep, &opts).is_ok(), "unchecked, the library plans it anyway");
+    }
+}

@@ -35,7 +35,7 @@ pub mod state;
 pub mod status;
 
 pub use coordinator::{cancel, coordinate, submit_report_job, CoordinateOptions, CycleStats};
-pub use expand::{expand, ExpandOptions, Manifest, PlannedRun};
+pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions, Manifest, PlannedRun};
 pub use state::{SweepState, Tracker};
 pub use status::{render_views, RunPhase, RunView};
 
@@ -49,6 +49,9 @@ pub enum SweepError {
     File(#[from] SweepFileError),
     #[error("sweep file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// A run's data does not hold what its config names (checked before submitting).
+    #[error("sweep file {sweep}, run `{label}`: {key}: {message}")]
+    Data { sweep: PathBuf, label: String, key: &'static str, message: String },
     #[error("sweep {sweep}, run {label}: {source}")]
     Config { sweep: String, label: String, #[source] source: ConfigError },
     #[error(transparent)]

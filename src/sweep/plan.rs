@@ -42,17 +42,15 @@ pub fn flops_per_image(cfg: &RunConfig) -> f64 {
     3.0 * (enc + m.decoder_layers as f64 * step + io)
 }
 
-fn train_images(cfg: &RunConfig) -> usize {
-    match crate::data::scan(&cfg.dataset) {
-        Ok(index) => index.classes.iter().map(|(_, s)| s.train.len()).sum(),
-        Err(_) => {
-            let total = cfg.dataset.kind.published_train_images();
-            match (cfg.dataset.classes.len(), cfg.dataset.kind.published_classes()) {
-                (0, _) => total,
-                (k, Some(all)) => (total * k).div_ceil(all.len()),
-                (_, None) => total,
-            }
-        }
+/// Training images of a run whose dataset cannot be read here: the dataset kind's
+/// published count, pro rata for a subset of its classes. (Where the data can be read,
+/// expansion counts them from its one scan of the dataset: `expand::DataScans`.)
+pub fn published_train_images(cfg: &RunConfig) -> usize {
+    let total = cfg.dataset.kind.published_train_images();
+    match (cfg.dataset.classes.len(), cfg.dataset.kind.published_classes()) {
+        (0, _) => total,
+        (k, Some(all)) => (total * k).div_ceil(all.len()),
+        (_, None) => total,
     }
 }
 
@@ -64,8 +62,7 @@ pub fn choose_ranks(train_images: usize, batch: usize, max_ranks: usize) -> usiz
     by_size.min(by_batch).min(max_ranks.max(1))
 }
 
-pub(super) fn planned(cfg: RunConfig, label: String, variant: String, dataset: String, ranks: Option<usize>, max_ranks: usize) -> PlannedRun {
-    let images = train_images(&cfg);
+pub(super) fn planned(cfg: RunConfig, label: String, variant: String, dataset: String, ranks: Option<usize>, max_ranks: usize, images: usize) -> PlannedRun {
     let ranks = ranks.unwrap_or_else(|| choose_ranks(images, cfg.train.batch_size, max_ranks));
     let cost = images as f64 * cfg.train.epochs as f64 * flops_per_image(&cfg) / 1e9;
     let b = &cfg.backbone;

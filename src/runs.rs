@@ -1,0 +1,429 @@
+//! The store as the place a researcher works from: every run it holds (`ras runs`), two or
+//! more runs side by side (`ras compare`), and the look-ups of a run or a sweep by its id
+//! or name that must not create anything when they find nothing (`ras eval RUN`,
+//! `ras status NAME --store URL`).
+//!
+//! Cost of a listing: ONE LIST of `runs/` (which tells which records each run has), then
+//! at most `3 + MAX_ATTEMPT_RECORDS` GETs per run: its config, its status, its final
+//! metrics (only when complete and not filtered out) and its cost records
+//! (`runs/<id>/attempts/*.json`, objects with a `rank_hours` field). Nothing is read for
+//! a record the listing does not show.
+
+use crate::config::sweep_file::alpha;
+use crate::eval::MetricsTable;
+use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};
+use crate::store::{Store, StoreError};
+use crate::sweep::Manifest;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most cost records read per run (a run has one per attempt).
+pub const MAX_ATTEMPT_RECORDS: usize = 64;
+
+/// Config keys `ras runs` shows, with their column titles.
+pub const KEY_COLUMNS: [(&str, &str); 7] = [
+    ("dataset.kind", "dataset"),
+    ("model.decoder", "decoder"),
+    ("model.encoder_layers", "T_e"),
+    ("model.decoder_layers", "T_d"),
+    ("train.setting", "setting"),
+    ("seed", "seed"),
+    ("train.epochs", "epochs"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error("no store at {url} (no such folder)")]
+    NoStore { url: String },
+    #[error("no run {run} in {url}")]
+    NoRun { run: String, url: String },
+    #[error("no sweep {name} in {url}; sweeps there: {available}")]
+    NoSweep { name: String, url: String, available: String },
+    #[error("--filter {0}")]
+    Filter(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The folder of a local store URL (`file://PATH` or a plain path); None for a remote one.
+fn local_folder(url: &str) -> Option<std::path::PathBuf> {
+    match url.strip_prefix("file://") {
+        Some(rest) => Some(rest.into()),
+        None if !url.contains("://") => Some(url.into()),
+        None => None,
+    }
+}
+
+/// Opens a store that must exist already: a local folder that is not there is an error,
+/// and is not created (as `Store::open` would).
+pub fn open_existing(url: &str) -> Result<Store, RunsError> {
+    if let Some(dir) = local_folder(url) {
+        if !dir.is_dir() {
+            return Err(RunsError::NoStore { url: url.to_string() });
+        }
+    }
+    Ok(Store::open(url)?)
+}
+
+/// Opens the store holding run `run`: "no run RUN in STORE" when the store or the run is
+/// not there, and nothing created either way.
+pub fn open_run(url: &str, run: &str) -> Result<Store, RunsError> {
+    let no_run = || RunsError::NoRun { run: run.to_string(), url: url.to_string() };
+    let store = match open_existing(url) {
+        Err(RunsError::NoStore { .. }) => return Err(no_run()),
+        r => r?,
+    };
+    let paths = RunPaths::new(run);
+    if run.is_empty() || run.contains('/') || !(store.exists(&paths.config())? || store.exists(&paths.status())?) {
+        return Err(RunsError::NoRun { run: run.to_string(), url: store.url().to_string() });
+    }
+    Ok(store)
+}
+
+/// The manifest a sweep's coordinator saved (`sweeps/<name>/manifest.json`): the runs it
+/// launched, with no sweep file, base configs or cluster profile needed. Unknown: the
+/// error lists the sweeps the store holds.
+pub fn saved_sweep(store: &Store, name: &str) -> Result<Manifest, RunsError> {
+    if !name.is_empty() && !name.contains('/') {
+        if let Some(m) = store.get_json::<Manifest>(&format!("sweeps/{name}/manifest.json"))? {
+            return Ok(m);
+        }
+    }
+    let names: BTreeSet<String> = store
+        .list("sweeps/")?
+        .iter()
+        .filter_map(|k| k.strip_prefix("sweeps/")?.strip_suffix("/manifest.json").map(String::from))
+        .filter(|n| !n.contains('/'))
+        .collect();
+    let available = if names.is_empty() { "none".to_string() } else { names.into_iter().collect::<Vec<_>>().join(", ") };
+    Err(RunsError::NoSweep { name: name.to_string(), url: store.url().to_string(), available })
+}
+
+/// A config value as the tables print it and `--filter` matches it: strings without
+/// quotes, whole floats without ".0", arrays and tables as TOML.
+fn text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Float(f) => alpha(*f),
+        other => other.to_string(),
+    }
+}
+
+/// Every leaf of a config as `dotted.key -> value` (arrays are leaves).
+pub fn flatten(v: &toml::Value) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            leaf => {
+                out.insert(prefix.to_string(), text(leaf));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", v, &mut out);
+    out
+}
+
+/// `--filter KEY=VALUE`: a resolved config key (`model.decoder=ras`; short names
+/// `decoder`, `T_e`, `T_d`, `setting`, `epochs` for the shown columns), or `state`, `id`.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub key: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for Filter {
+    type Err = RunsError;
+    fn from_str(s: &str) -> Result<Self, RunsError> {
+        let (k, v) = s.split_once('=').ok_or_else(|| RunsError::Filter(format!("{s:?}: give KEY=VALUE (a config key such as model.decoder=ras, or state=complete)")))?;
+        let key = match k.trim() {
+            "decoder" => "model.decoder",
+            "T_e" | "te" => "model.encoder_layers",
+            "T_d" | "td" => "model.decoder_layers",
+            "setting" => "train.setting",
+            "epochs" => "train.epochs",
+            "kind" => "dataset.kind",
+            other => other,
+        };
+        Ok(Filter { key: key.to_string(), value: v.trim().trim_matches('"').to_string() })
+    }
+}
+
+/// One run of the store, as `ras runs` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub name: Option<String>,
+    /// running, complete, failed, preempted; "unknown" without a status record.
+    pub state: String,
+    pub epoch: Option<usize>,
+    /// The shown config values (`KEY_COLUMNS`), by dotted key.
+    pub values: BTreeMap<String, String>,
+    pub mean_image_auroc: Option<f64>,
+    pub mean_pixel_auroc: Option<f64>,
+    /// Sum of the run's cost records; None without any.
+    pub rank_hours: Option<f64>,
+}
+
+fn state_name(s: &Option<RunStatus>) -> String {
+    match s.as_ref().map(|s| &s.state) {
+        Some(RunState::Running) => "running",
+        Some(RunState::Complete) => "complete",
+        Some(RunState::Failed) => "failed",
+        Some(RunState::Preempted) => "preempted",
+        None => "unknown",
+    }
+    .to_string()
+}
+
+/// What one LIST of `runs/` shows of each run.
+#[derive(Default)]
+struct Listed {
+    config: bool,
+    status: bool,
+    final_metrics: bool,
+    attempts: Vec<String>,
+}
+
+/// Every run under `runs/` that passes every filter, by id (see the module doc for what
+/// it reads). A filter key that is no config key of any run is an error (a typo would
+/// otherwise match nothing, silently).
+pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, RunsError> {
+    let mut runs: BTreeMap<String, Listed> = BTreeMap::new();
+    for key in store.list("runs/")? {
+        let Some((id, rest)) = key.strip_prefix("runs/").and_then(|k| k.split_once('/')) else { continue };
+        let l = runs.entry(id.to_string()).or_default();
+        match rest {
+            "config.toml" => l.config = true,
+            "status.json" => l.status = true,
+            "final_metrics.json" => l.final_metrics = true,
+            r if r.starts_with("attempts/") && r.ends_with(".json") => l.attempts.push(key.clone()),
+            _ => {}
+        }
+    }
+    let mut out = vec![];
+    let mut known_keys: BTreeSet<String> = ["state", "id", "name"].iter().map(|s| s.to_string()).collect();
+    'runs: for (id, l) in runs {
+        let paths = RunPaths::new(id.as_str());
+        let config: Option<BTreeMap<String, String>> = match l.config {
+            true => store.get(&paths.config())?.and_then(|b| toml::from_str::<toml::Value>(&String::from_utf8_lossy(&b)).ok()).map(|v| flatten(&v)),
+            false => None,
+        };
+        if let Some(c) = &config {
+            known_keys.extend(c.keys().cloned());
+        }
+        let status: Option<RunStatus> = if l.status { store.get_json(&paths.status())? } else { None };
+        let state = state_name(&status);
+        for f in filters {
+            let have = match f.key.as_str() {
+                "state" => Some(state.clone()),
+                "id" => Some(id.clone()),
+                k => config.as_ref().and_then(|c| c.get(k).cloned()),
+            };
+            if have.as_deref() != Some(f.value.as_str()) {
+                continue 'runs;
+            }
+        }
+        let mut summary = RunSummary {
+            id: id.clone(),
+            name: config.as_ref().and_then(|c| c.get("name").cloned()),
+            state,
+            epoch: status.as_ref().map(|s| s.epoch),
+            values: KEY_COLUMNS.iter().filter_map(|(k, _)| Some((k.to_string(), config.as_ref()?.get(*k)?.clone()))).collect(),
+            mean_image_auroc: None,
+            mean_pixel_auroc: None,
+            rank_hours: None,
+        };
+        if l.final_metrics && summary.state == "complete" {
+            if let Some(fm) = store.get_json::<FinalMetrics>(&paths.final_metrics())? {
+                summary.mean_image_auroc = Some(fm.metrics.mean.image_auroc);
+                summary.mean_pixel_auroc = Some(fm.metrics.mean.pixel_auroc);
+            }
+        }
+        for key in l.attempts.iter().take(MAX_ATTEMPT_RECORDS) {
+            if let Some(rec) = store.get_json::<serde_json::Value>(key).ok().flatten() {
+                if let Some(h) = rec.get("rank_hours").and_then(|h| h.as_f64()) {
+                    *summary.rank_hours.get_or_insert(0.0) += h;
+                }
+            }
+        }
+        out.push(summary);
+    }
+    if let Some(f) = filters.iter().find(|f| !known_keys.contains(&f.key)) {
+        if known_keys.len() > 3 {
+            return Err(RunsError::Filter(format!("{}={}: no run has the config key {:?} (keys look like model.decoder, train.epochs)", f.key, f.value, f.key)));
+        }
+    }
+    Ok(out)
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into())
+}
+
+/// `ras runs`: one line per run.
+pub fn render_runs(runs: &[RunSummary], store: &str) -> String {
+    let mut s = format!("{:<28} {:<9} {:>9}", "run", "state", "epoch");
+    for (_, title) in KEY_COLUMNS {
+        s += &format!(" {title:>8}");
+    }
+    s += &format!(" {:>8} {:>8} {:>8}\n", "I-AUROC", "P-AUROC", "rank-h");
+    for r in runs {
+        let epoch = match (r.epoch, r.values.get("train.epochs")) {
+            (Some(e), Some(n)) => format!("{e}/{n}"),
+            (Some(e), None) => e.to_string(),
+            _ => "-".into(),
+        };
+        s += &format!("{:<28} {:<9} {:>9}", r.id, r.state, epoch);
+        for (k, _) in KEY_COLUMNS {
+            s += &format!(" {:>8}", r.values.get(k).map(String::as_str).unwrap_or("-"));
+        }
+        let h = r.rank_hours.map(|h| format!("{h:.3}")).unwrap_or_else(|| "-".into());
+        s += &format!(" {:>8} {:>8} {:>8}\n", pct(r.mean_image_auroc), pct(r.mean_pixel_auroc), h);
+    }
+    s += &format!("{} runs in {store}\n", runs.len());
+    s
+}
+
+/// Runs side by side: the config keys whose values differ, and their final metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub runs: Vec<ComparedRun>,
+    /// Config key -> each run's value ("-" where a run has no such key).
+    pub differences: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComparedRun {
+    pub id: String,
+    pub state: String,
+    /// Final metrics (complete runs only).
+    pub metrics: Option<MetricsTable>,
+}
+
+/// Reads each run's config, status and final metrics (3 GETs a run); a run without a
+/// config in the store is "no run RUN in STORE".
+pub fn compare(store: &Store, ids: &[String]) -> Result<Comparison, RunsError> {
+    let mut configs = vec![];
+    let mut runs = vec![];
+    for id in ids {
+        let paths = RunPaths::new(id.as_str());
+        let cfg = store
+            .get(&paths.config())?
+            .and_then(|b| toml::from_str::<toml::Value>(&String::from_utf8_lossy(&b)).ok())
+            .ok_or_else(|| RunsError::NoRun { run: id.clone(), url: store.url().to_string() })?;
+        configs.push(flatten(&cfg));
+        let status: Option<RunStatus> = store.get_json(&paths.status())?;
+        let state = state_name(&status);
+        let metrics = if state == "complete" { store.get_json::<FinalMetrics>(&paths.final_metrics())?.map(|f| f.metrics) } else { None };
+        runs.push(ComparedRun { id: id.clone(), state, metrics });
+    }
+    let keys: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
+    let mut differences = BTreeMap::new();
+    for k in keys {
+        let vals: Vec<String> = configs.iter().map(|c| c.get(k).cloned().unwrap_or_else(|| "-".into())).collect();
+        if vals.iter().any(|v| v != &vals[0]) {
+            differences.insert(k.clone(), vals);
+        }
+    }
+    Ok(Comparison { runs, differences })
+}
+
+/// A Markdown table (`| a | b |`), columns padded.
+fn table(header: &[String], rows: &[Vec<String>]) -> String {
+    let n = header.len();
+    let width: Vec<usize> = (0..n).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(1).max(3)).collect();
+    let line = |cells: &[String]| format!("| {} |\n", cells.iter().zip(&width).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | "));
+    let mut s = line(header);
+    s += &format!("|{}|\n", width.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+    for r in rows {
+        s += &line(r);
+    }
+    s
+}
+
+/// `ras compare`: the runs ([1], [2], ...), the differing config keys, then mean and
+/// per-class I-AUROC, P-AUROC and AUPRO side by side.
+pub fn render_compare(c: &Comparison) -> String {
+    let mut s = String::new();
+    for (i, r) in c.runs.iter().enumerate() {
+        s += &format!("[{}] {} ({})\n", i + 1, r.id, r.state);
+    }
+    let tags: Vec<String> = (1..=c.runs.len()).map(|i| format!("[{i}]")).collect();
+    s += "\nconfig differences:\n";
+    if c.differences.is_empty() {
+        s += "(none: the same resolved config)\n";
+    } else {
+        let header: Vec<String> = std::iter::once("key".to_string()).chain(tags.iter().cloned()).collect();
+        let rows: Vec<Vec<String>> = c.differences.iter().map(|(k, v)| std::iter::once(k.clone()).chain(v.iter().cloned()).collect()).collect();
+        s += &table(&header, &rows);
+    }
+    let classes: BTreeSet<&String> = c.runs.iter().filter_map(|r| r.metrics.as_ref()).flat_map(|m| m.classes.keys()).collect();
+    s += "\nfinal metrics (%):\n";
+    let metrics: [(&str, fn(&crate::eval::ClassMetrics) -> f64); 3] =
+        [("I-AUROC", |m| m.image_auroc), ("P-AUROC", |m| m.pixel_auroc), ("AUPRO", |m| m.aupro)];
+    let mut header = vec!["class".to_string()];
+    for (name, _) in &metrics {
+        header.extend(tags.iter().map(|t| format!("{name} {t}")));
+    }
+    let mut rows = vec![];
+    for class in std::iter::once(None).chain(classes.into_iter().map(Some)) {
+        let mut row = vec![class.cloned().unwrap_or_else(|| "mean".into())];
+        for (_, f) in &metrics {
+            for r in &c.runs {
+                let m = r.metrics.as_ref().and_then(|t| match class {
+                    None => Some(&t.mean),
+                    Some(cl) => t.classes.get(cl),
+                });
+                row.push(pct(m.map(f)));
+            }
+        }
+        rows.push(row);
+    }
+    s += &table(&header, &rows);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_with_short_names() {
+        let f: Filter = "T_e=1".parse().unwrap();
+        assert_eq!((f.key.as_str(), f.value.as_str()), ("model.encoder_layers", "1"));
+        let f: Filter = "model.decoder=\"ras\"".parse().unwrap();
+        assert_eq!((f.key.as_str(), f.value.as_str()), ("model.decoder", "ras"));
+        assert!("nokey".parse::<Filter>().is_err());
+    }
+
+    #[test]
+    fn flatten_gives_dotted_leaves() {
+        let v: toml::Value = toml::from_str("name = \"a\"\n[model]\ndecoder = \"ras\"\nneighbor_size = [7, 7]\n[train]\nlr = 0.001\nepochs = 2\n").unwrap();
+        let f = flatten(&v);
+        assert_eq!(f["model.decoder"], "ras");
+        assert_eq!(f["model.neighbor_size"], "[7, 7]");
+        assert_eq!(f["train.epochs"], "2");
+        assert_eq!(f["name"], "a");
+    }
+
+    #[test]
+    fn missing_local_store_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("nope").display());
+        let err = open_run(&url, "x-1234").unwrap_err().to_string();
+        assert_eq!(err, format!("no run x-1234 in {url}"));
+        assert!(!dir.path().join("nope").exists());
+        let store = Store::open(&format!("file://{}", dir.path().join("s").display())).unwrap();
+        let err = open_run(store.url(), "x-1234").unwrap_err().to_string();
+        assert_eq!(err, format!("no run x-1234 in {}", store.url()));
+        assert!(!dir.path().join("s/runs").exists());
+        let err = saved_sweep(&store, "t").unwrap_err().to_string();
+        assert!(err.contains("no sweep t in") && err.ends_with("sweeps there: none"), "{err}");
+    }
+}
