@@ -113,10 +113,13 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     let mut trainer = Trainer::new(&model, &train, 0, c, g, device)?;
     let samples = &index.classes[0].1.train;
     let mut cached = vec![];
+    let mut feature_secs = 0.0;
     let uncached = time(|| {
         for chunk in samples.chunks(o.batch) {
+            let t = Instant::now();
             let imgs: Vec<Tensor> = chunk.iter().map(|s| imageio::load_image(&s.path, 224).expect("synthetic image")).collect();
             let f = ex.extract(&Tensor::stack(&imgs, 0));
+            feature_secs += t.elapsed().as_secs_f64();
             let ids: Vec<usize> = (0..chunk.len()).collect();
             trainer.step(&f, &ids, 0, &SingleProcess, false).expect("single process");
             cached.push(f);
@@ -125,6 +128,11 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     let all = Tensor::cat(&cached, 0);
     let cached_secs = time(|| {
         trainer.epoch(&all, 1, 0, &SingleProcess, &AtomicBool::new(false), &mut |_| {}).expect("single process");
+    });
+    // 3. One evaluation pass over the same features (forward and anomaly maps; the
+    //    metrics, which a run computes on top, are not timed).
+    let eval_secs = time(|| {
+        crate::eval::predict(&trainer.model, &all, g * 16, o.batch, 0.0, 0, device);
     });
     let _ = std::fs::remove_dir_all(&dir);
     writeln!(
@@ -139,6 +147,11 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
         cached_secs,
         uncached / cached_secs
     )?;
+    let n = samples.len() as f64;
+    writeln!(out, "for `ras plan`, paste into the cluster profile of this device (measured at the shapes above: T_e={} T_d={} C={}, {}):", o.encoder_layers, o.decoder_layers, o.hidden_dim, o.arch)?;
+    writeln!(out, "train_images_per_s_per_rank = {sps:.1}")?;
+    writeln!(out, "feature_images_per_s = {:.1}", n / feature_secs)?;
+    writeln!(out, "eval_images_per_s = {:.1}", n / eval_secs)?;
     Ok(out)
 }
 

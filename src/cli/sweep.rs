@@ -30,7 +30,9 @@ fn launcher(profile: &ClusterProfile, manifest: &Manifest, store: &Store) -> Res
 }
 
 pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitStatus> {
-    let (manifest, store, profile) = load_sweep(args)?;
+    let (mut manifest, store, profile) = load_sweep(args)?;
+    // The plan's estimates go into the stored manifest: the report's "planned".
+    ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let mut launcher = launcher(&profile, &manifest, &store)?;
     let opts = ras::sweep::CoordinateOptions::for_profile(&profile, work_dir(&manifest).join("configs"), no_wait);
     println!("sweep {}: {} runs, store {}, {} slots ({})", manifest.name, manifest.runs.len(), store.url(), profile.slots(), profile.launcher);
@@ -116,7 +118,8 @@ pub fn cancel(args: &SweepArgs) -> Result<()> {
 }
 
 pub fn plan(args: &SweepArgs, json: bool) -> Result<()> {
-    let (manifest, _store, profile) = load_sweep(args)?;
+    let (mut manifest, store, profile) = load_sweep(args)?;
+    ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&ras::sweep::plan::plan_json(&manifest, &profile))?);
     } else {

@@ -23,11 +23,18 @@ pub struct PlannedRun {
     pub config_toml: String,
     pub ranks: usize,
     pub train_images: usize,
+    /// Test images (the evaluation's work); 0 in manifests older than cost estimates.
+    #[serde(default)]
+    pub test_images: usize,
     /// Relative training cost (train images x epochs x GFLOPs per image).
     pub cost: f64,
     /// Feature-cache key proxy (dataset root + backbone identity): the cache is per class,
     /// so the first run on a dataset fills it for every later one.
     pub feature_key: String,
+    /// The plan's cost estimate (`ras plan`, and `ras sweep` before it launches): kept in
+    /// the stored manifest so the report sets it against the measured cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<super::estimate::Estimate>,
 }
 
 impl PlannedRun {
