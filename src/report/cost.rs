@@ -134,7 +134,14 @@ fn markdown(sweep: &str, rows: &[CostRow]) -> String {
         );
     }
     let t = &total[0].2;
-    let _ = writeln!(s, "\nTotal: {:.4} rank-hours ({:.4} GPU-hours) over {} attempts of {} runs.", t.rank_hours, t.gpu_hours, t.attempts, rows.len());
+    let _ = writeln!(
+        s,
+        "\nTotal: {:.4} rank-hours ({:.4} GPU-hours) over {} jobs of {} runs. Attempts count every job of a run: its attempts, and the feature-cache job a sweep ran with its config.",
+        t.rank_hours,
+        t.gpu_hours,
+        t.attempts,
+        rows.len()
+    );
     s
 }
 

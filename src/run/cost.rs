@@ -64,6 +64,17 @@ impl Phases {
     }
 }
 
+/// What the attempt was: a run's own job, or the feature-cache job a sweep launches
+/// before the runs of one dataset + backbone (its record goes with the run whose config
+/// it was launched with, so that a sweep's records sum to everything it cost).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Job {
+    #[default]
+    Run,
+    FeatureCache,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -77,6 +88,8 @@ pub enum Outcome {
 pub struct AttemptCost {
     pub started_unix: u64,
     pub ended_unix: u64,
+    #[serde(default)]
+    pub job: Job,
     pub outcome: Outcome,
     pub host: String,
     pub pid: u32,
@@ -178,6 +191,7 @@ impl PhaseTimer {
         AttemptCost {
             started_unix: self.started_unix,
             ended_unix: crate::unix_now(),
+            job: Job::Run,
             outcome,
             host: crate::hostname(),
             pid: std::process::id(),

@@ -191,6 +191,31 @@ pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<
     out.final_metrics.with_context(|| format!("run {run} stopped before its final metrics"))
 }
 
+/// `ras features`: fills the feature cache of `cfg`'s dataset + backbone (the sweep's
+/// feature-cache job), and records what that cost as an attempt of `cfg`'s run, so a
+/// sweep's cost records include its feature extraction.
+pub fn fill_feature_cache(cfg: &RunConfig, progress: &Progress) -> Result<(Vec<(String, ClassFeatures)>, CacheStats)> {
+    let timer = PhaseTimer::new();
+    let store = Store::open(&cfg.store)?;
+    let device = resolve_device(cfg.train.device)?;
+    let result = timer.time(Phase::Features, || -> Result<_> {
+        let index = scan(&cfg.dataset)?;
+        index.check_headers()?;
+        let (feats, stats) = load_or_compute(&store, &cfg.backbone, device, &index, progress)?;
+        let scanned = index.classes.iter().map(|(_, s)| s.train.len() + s.test.len()).sum::<usize>();
+        timer.set_features(stats.images_computed as u64, scanned as u64);
+        Ok((feats, stats))
+    });
+    let outcome = if result.is_ok() { Outcome::Complete } else { Outcome::Failed };
+    let mut rec = timer.finish(outcome, device, 1, cost::shape_key(cfg, cost::device_kind(device)));
+    rec.job = cost::Job::FeatureCache;
+    // Also when the cache was full already: the scan and the load are cost too.
+    if let Err(e) = cost::write_attempt(&store, &RunPaths::of(cfg), &rec) {
+        tracing::warn!("cost record of the feature-cache job not written: {e}");
+    }
+    result
+}
+
 /// How `execute_inner` ended (errors aside). `Complete(None)`: a rank other than 0.
 enum Finished {
     Complete(Option<FinalMetrics>),

@@ -13,7 +13,7 @@
 use super::plan::flops_per_image;
 use super::{Manifest, PlannedRun, SweepError};
 use crate::config::{BackboneArch, ClusterProfile, RunConfig};
-use crate::run::cost::{planned_device_kind, shape_key, AttemptCost, Outcome};
+use crate::run::cost::{planned_device_kind, shape_key, AttemptCost, Job, Outcome};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -129,23 +129,25 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
 
 impl Throughput {
     /// From the records of one shape; failed attempts do not count (they may have died
-    /// anywhere), nor do records without training.
+    /// anywhere). None without a training record: the train rate is what "measured" means.
     pub fn of(records: &[&AttemptCost]) -> Option<Self> {
-        let ok: Vec<&&AttemptCost> = records.iter().filter(|r| r.outcome != Outcome::Failed && r.images_trained > 0).collect();
-        if ok.is_empty() {
+        let ok: Vec<&&AttemptCost> = records.iter().filter(|r| r.outcome != Outcome::Failed).collect();
+        let trained = ok.iter().filter(|r| r.images_trained > 0).count();
+        if trained == 0 {
             return None;
         }
         let sum = |f: &dyn Fn(&AttemptCost) -> f64, keep: &dyn Fn(&AttemptCost) -> bool| ok.iter().filter(|r| keep(r)).map(|r| f(r)).sum::<f64>();
         let all = |_: &AttemptCost| true;
         let computed = |r: &AttemptCost| r.features_computed > 0;
         let loaded = |r: &AttemptCost| r.features_computed == 0;
+        let runs = |r: &AttemptCost| r.job == Job::Run;
         Some(Self {
-            attempts: ok.len(),
+            attempts: trained,
             train_images_per_rank_s: ratio(sum(&|r| r.images_trained as f64, &all), sum(&|r| r.phases.train_s * r.ranks as f64, &all)),
             feature_images_per_s: ratio(sum(&|r| r.features_computed as f64, &computed), sum(&|r| r.phases.features_s, &computed)),
             feature_load_s_per_image: ratio(sum(&|r| r.phases.features_s, &loaded), sum(&|r| r.feature_images as f64, &loaded)),
             eval_s_per_image: ratio(sum(&|r| r.phases.eval_s, &all), sum(&|r| r.eval_images as f64, &all)),
-            other_s: sum(&|r| r.phases.other_s, &all) / ok.len() as f64,
+            other_s: sum(&|r| r.phases.other_s, &runs) / trained as f64,
         })
     }
 }
@@ -233,6 +235,7 @@ mod tests {
         AttemptCost {
             started_unix: 1,
             ended_unix: 2,
+            job: if trained > 0 { Job::Run } else { Job::FeatureCache },
             outcome,
             host: "h".into(),
             pid: 1,
@@ -271,15 +274,17 @@ mod tests {
         let a = record("s", Outcome::Complete, 2, p(15.0, 100.0, 10.0, 5.0), 4000, 150, 100);
         let b = record("s", Outcome::Preempted, 1, p(3.0, 100.0, 0.0, 1.0), 1000, 0, 0);
         let bad = record("s", Outcome::Failed, 1, p(1.0, 1000.0, 0.0, 0.0), 1, 0, 0);
-        let t = Throughput::of(&[&a, &b, &bad]).unwrap();
-        assert_eq!(t.attempts, 2);
+        let cache_job = record("s", Outcome::Complete, 1, p(15.0, 0.0, 0.0, 0.0), 0, 150, 0);
+        let t = Throughput::of(&[&a, &b, &bad, &cache_job]).unwrap();
+        assert_eq!(t.attempts, 2, "training attempts");
         // (4000 + 1000) images / (100 s x 2 ranks + 100 s x 1 rank).
         assert!((t.train_images_per_rank_s.unwrap() - 5000.0 / 300.0).abs() < 1e-9);
+        // 300 images computed in 30 s (the run's and the cache job's).
         assert_eq!(t.feature_images_per_s, Some(10.0));
         assert_eq!(t.feature_load_s_per_image, Some(3.0 / 150.0));
         assert_eq!(t.eval_s_per_image, Some(0.1));
         assert_eq!(t.other_s, 3.0);
-        assert_eq!(Throughput::of(&[&bad]), None, "failed attempts alone measure nothing");
+        assert_eq!(Throughput::of(&[&bad, &cache_job]), None, "no successful training: nothing measured");
     }
 
     #[test]
