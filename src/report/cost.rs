@@ -124,11 +124,11 @@ fn markdown(sweep: &str, rows: &[CostRow]) -> String {
     for (k, n, c, planned) in by_variant.iter().chain(&by_table).chain(&total) {
         let _ = writeln!(
             s,
-            "| {k} | {n} | {} | {:.1} | {:.4} | {:.4} | {} | {} |",
+            "| {k} | {n} | {} | {:.1} | {:.4} | {} | {} | {} |",
             c.attempts,
             c.wall_s,
             c.rank_hours,
-            c.gpu_hours,
+            if c.gpu_hours > 0.0 { format!("{:.4}", c.gpu_hours) } else { "-".into() },
             planned.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into()),
             ratio(c.rank_hours, *planned)
         );
@@ -182,4 +182,27 @@ fn csv(rows: &[CostRow]) -> Result<Vec<u8>, ReportError> {
     last[11] = planned_total.map(|p| p.to_string()).unwrap_or_default();
     w.write_record(last)?;
     w.into_inner().map_err(|e| ReportError::Csv(e.into_error().into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::estimate::Source;
+
+    fn row(table: &str, variant: &str, rank_hours: f64, planned: Option<f64>) -> CostRow {
+        let cost = CostSummary { attempts: 1, wall_s: rank_hours * 3600.0, rank_hours, ..Default::default() };
+        let planned = planned.map(|p| Estimate { source: Source::Bench, features_s: 0.0, train_s: 0.0, eval_s: 0.0, other_s: 0.0, wall_s: 0.0, rank_hours: p });
+        CostRow { id: format!("{variant}-{rank_hours}"), table: table.into(), variant: variant.into(), cost, planned }
+    }
+
+    #[test]
+    fn groups_sum_runs_and_a_missing_plan_blanks_the_planned_sum() {
+        let rows = [row("t5", "Te=1", 1.0, Some(2.0)), row("t5", "Te=1", 0.5, Some(1.0)), row("t6", "ras", 0.25, None)];
+        let g = groups(&rows, |r| r.variant.clone());
+        assert_eq!(g.iter().map(|g| (g.0.as_str(), g.1, g.2.rank_hours, g.3)).collect::<Vec<_>>(), vec![("Te=1", 2, 1.5, Some(3.0)), ("ras", 1, 0.25, None)]);
+        let md = markdown("s", &rows);
+        assert!(md.contains("| **total** |  | 3 | 3 | 6300.0 | 1.7500 | - | - | - |") && md.contains("| t5 | Te=1 | 2 |"), "{md}");
+        let csv = String::from_utf8(csv(&rows).unwrap()).unwrap();
+        assert!(csv.lines().last().unwrap().starts_with("total,,,3,0,0,0,0,6300,1.75,0,,"), "{csv}");
+    }
 }

@@ -117,16 +117,10 @@ pub struct Slot {
 }
 
 /// Greedy list scheduling in manifest order onto the cluster's nodes: each run starts
-/// as soon as enough nodes have enough free slots, on the nodes `place` picks. Returns
-/// one `Slot` per run and the makespan, in cost units (GFLOP per rank).
-pub fn schedule(runs: &[PlannedRun], shape: ClusterShape) -> (Vec<Slot>, f64) {
-    // Data parallelism: near-linear speed-up assumed (all-reduce cost ignored).
-    let durations: Vec<f64> = runs.iter().map(|r| r.cost / r.ranks.max(1) as f64).collect();
-    schedule_durations(runs, &durations, shape)
-}
-
-/// `schedule` with each run's duration given (`durations[i]` for `runs[i]`, any unit).
-pub fn schedule_durations(runs: &[PlannedRun], durations: &[f64], shape: ClusterShape) -> (Vec<Slot>, f64) {
+/// as soon as enough nodes have enough free slots, on the nodes `place` picks, and takes
+/// `durations[i]` (the estimate's wall seconds). Returns one `Slot` per run and the
+/// makespan, in the durations' unit.
+pub fn schedule(runs: &[PlannedRun], durations: &[f64], shape: ClusterShape) -> (Vec<Slot>, f64) {
     let per = shape.ranks_per_node.max(1);
     // free_at[node][slot]: when that rank slot is next free.
     let mut free_at = vec![vec![0.0f64; per]; shape.nodes.max(1)];
@@ -182,7 +176,7 @@ pub fn estimates(manifest: &Manifest, profile: &ClusterProfile) -> Vec<Estimate>
 fn scheduled(manifest: &Manifest, profile: &ClusterProfile) -> (Vec<Estimate>, Vec<Slot>, f64) {
     let est = estimates(manifest, profile);
     let durations: Vec<f64> = est.iter().map(|e| e.wall_s).collect();
-    let (slots, total) = schedule_durations(&manifest.runs, &durations, profile.shape());
+    let (slots, total) = schedule(&manifest.runs, &durations, profile.shape());
     (est, slots, total)
 }
 
@@ -338,20 +332,26 @@ mod tests {
         }
     }
 
+    /// `schedule` with durations of cost / ranks (perfect scaling).
+    fn schedule_costs(runs: &[PlannedRun], shape: ClusterShape) -> (Vec<Slot>, f64) {
+        let durations: Vec<f64> = runs.iter().map(|r| r.cost / r.ranks as f64).collect();
+        schedule(runs, &durations, shape)
+    }
+
     #[test]
     fn schedule_packs_runs_on_nodes() {
         let two = ClusterShape { nodes: 2, ranks_per_node: 1 };
         // Two 1-rank runs side by side, then a 2-rank run across both nodes.
-        let (slots, total) = schedule(&[run("a", 1, 10.0), run("b", 1, 6.0), run("c", 2, 8.0)], two);
+        let (slots, total) = schedule_costs(&[run("a", 1, 10.0), run("b", 1, 6.0), run("c", 2, 8.0)], two);
         assert_eq!((slots[0].start, slots[0].nodes.clone()), (0.0, vec![0]));
         assert_eq!((slots[1].start, slots[1].nodes.clone()), (0.0, vec![1]));
         assert_eq!((slots[2].start, slots[2].end, slots[2].nodes.clone()), (10.0, 14.0, vec![0, 1]));
         assert_eq!(total, 14.0);
         // One node of 4 slots: a 2-rank and two 1-rank runs all start at once.
-        let (slots, _) = schedule(&[run("a", 2, 10.0), run("b", 1, 6.0), run("c", 1, 2.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
+        let (slots, _) = schedule_costs(&[run("a", 2, 10.0), run("b", 1, 6.0), run("c", 1, 2.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
         assert!(slots.iter().all(|s| s.start == 0.0), "{slots:?}");
         // A run that fits only after an earlier one ends waits for it.
-        let (slots, _) = schedule(&[run("a", 2, 10.0), run("b", 3, 9.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
+        let (slots, _) = schedule_costs(&[run("a", 2, 10.0), run("b", 3, 9.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
         assert_eq!(slots[1].start, 5.0);
     }
 }

@@ -431,6 +431,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_republished_manifest_keeps_the_first_plan() {
+        use crate::sweep::estimate::{Estimate, Source};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let est = |wall_s: f64, source: Source| Some(Estimate { source, features_s: 0.0, train_s: wall_s, eval_s: 0.0, other_s: 0.0, wall_s, rank_hours: wall_s / 3600.0 });
+        let run = |id: &str, estimate| super::super::PlannedRun {
+            id: id.into(),
+            label: id.into(),
+            variant: id.into(),
+            dataset: "d".into(),
+            config_toml: String::new(),
+            ranks: 1,
+            train_images: 1,
+            test_images: 1,
+            cost: 1.0,
+            feature_key: String::new(),
+            estimate,
+        };
+        let manifest = |runs| Manifest { name: "s".into(), store: String::new(), max_retries: 0, note: None, runs };
+        let first = manifest(vec![run("a", est(10.0, Source::Flops { tflops: 1.0 }))]);
+        SweepState { store: &store, manifest: &first }.publish_manifest().unwrap();
+        // Planned again after "a" ran (now from its measurements), with a new run "b".
+        let again = manifest(vec![run("a", est(99.0, Source::Measured { attempts: 1 })), run("b", est(5.0, Source::Bench))]);
+        let state = SweepState { store: &store, manifest: &again };
+        state.publish_manifest().unwrap();
+        let stored: Manifest = store.get_json(&state.manifest_key()).unwrap().unwrap();
+        assert_eq!(stored.runs[0].estimate, first.runs[0].estimate, "a's plan is the one made before it ran");
+        assert_eq!(stored.runs[1].estimate, again.runs[1].estimate, "b is new: its plan is today's");
+    }
+
+    #[test]
     fn listing_sorts_keys_into_claims_jobs_features() {
         let keys: Vec<String> = [
             "sweeps/s/manifest.json",
