@@ -7,6 +7,9 @@ pub enum ExitStatus {
     Ok,
     /// Something failed; the error was printed (and recorded in the run's status).
     Failed,
+    /// Done, but some inputs were skipped (`ras predict`: images that do not decode or do
+    /// not exist); the outputs cover the rest and the skipped ones were listed on stderr.
+    Partial,
     /// A sweep stopped by `ras cancel` with runs still open (their checkpoints stay).
     Cancelled,
     /// A run checkpointed on SIGTERM/SIGUSR1 and stopped: start it again to resume
@@ -19,6 +22,7 @@ impl ExitStatus {
         match self {
             ExitStatus::Ok => 0,
             ExitStatus::Failed => 1,
+            ExitStatus::Partial => 2,
             ExitStatus::Cancelled => 3,
             ExitStatus::Requeue => 75,
         }
@@ -26,7 +30,7 @@ impl ExitStatus {
 
     /// The status a process exit code stands for (None: a code ras does not use).
     pub fn from_code(code: i32) -> Option<Self> {
-        [ExitStatus::Ok, ExitStatus::Failed, ExitStatus::Cancelled, ExitStatus::Requeue].into_iter().find(|s| s.code() as i32 == code)
+        [ExitStatus::Ok, ExitStatus::Failed, ExitStatus::Partial, ExitStatus::Cancelled, ExitStatus::Requeue].into_iter().find(|s| s.code() as i32 == code)
     }
 }
 

@@ -5,7 +5,7 @@
 //! - `config`   what users write: run configs, sweep files, cluster profiles, `--set`;
 //!              typed values (dataset kind, backbone arch, device, launcher, setting)
 //! - `rng`      seeds: init, epoch order, jitter noise as functions of (seed, epoch, sample)
-//! - `exit`     the exit codes of `ras` (ok, failed, cancelled, requeue 75)
+//! - `exit`     the exit codes of `ras` (ok, failed, partial 2, cancelled, requeue 75)
 //! - `data`     dataset layouts, image/mask decoding, the synthetic dataset generator
 //! - `backbone` the frozen EfficientNet + neck that produces f_org
 //! - `features` the feature cache in the store (computed once, reused by every run)
@@ -15,6 +15,7 @@
 //! - `eval`     anomaly maps, image scores, metrics
 //! - `run`      one run end to end, and its layout in the store
 //! - `interop`  the public PyTorch code's checkpoints in (`ras import`) and out (`ras export`)
+//! - `predict`  a finished run's final model on new images: scores, maps, pictures
 //! - `store`    every byte that outlives a process (object_store)
 //! - `bench`    throughput measurements
 //! - `launch`   launchers (local processes, Slurm) behind one trait, mpirun, external commands
@@ -34,6 +35,7 @@ pub mod features;
 pub mod interop;
 pub mod launch;
 pub mod model;
+pub mod predict;
 pub mod progress;
 pub mod report;
 pub mod rng;

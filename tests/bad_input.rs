@@ -81,3 +81,39 @@ fn negative_learning_rate() {
     assert!(stderr.contains("train.lr") && stderr.contains("-0.001") && stderr.contains("neglr.toml"), "{stderr}");
     assert!(!dir.path().join("store/runs").exists());
 }
+
+#[test]
+fn zero_ranks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path(), dir.path(), "zeroranks", "");
+    let out = ras(&["train", cfg.to_str().unwrap(), "--ranks", "0"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--ranks") && stderr.contains('0'), "{stderr}");
+    assert!(!dir.path().join("store").exists(), "nothing may run: {stderr}");
+}
+
+/// Reading commands do not create the store they read: `ras eval` of a run in a store
+/// that does not exist names the URL and leaves no ./ras-store behind.
+#[test]
+fn eval_of_a_missing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ras(&["eval", "nosuchrun-12345678"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no store at file://./ras-store"), "{stderr}");
+    assert!(!dir.path().join("ras-store").exists(), "eval created ./ras-store");
+    let out = ras(&["eval", "nosuchrun-12345678", "--store", "file://./other", "--test-jitter", "0"], dir.path());
+    assert!(!out.status.success() && !dir.path().join("other").exists(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `file://tmp/x` is a URL whose host is "tmp"; it used to mean ./tmp/x silently.
+#[test]
+fn file_url_with_a_host_part_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path(), dir.path(), "hosturl", "");
+    let out = ras(&["train", cfg.to_str().unwrap(), "--set", "store=\"file://tmp/x\""], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("file:///tmp/x") && stderr.contains("file://./tmp/x"), "{stderr}");
+    assert!(!dir.path().join("tmp").exists());
+    let out = ras(&["eval", "r-1", "--store", "file://tmp/x"], dir.path());
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("file:///tmp/x"));
+}

@@ -370,6 +370,85 @@ fn jsonl_metadata_relative_to_root() {
     assert!(!ok && out.contains("dataset.train_meta"), "{out}");
 }
 
+/// Metadata naming files outside dataset.root (`..`, absolute paths; images and masks)
+/// is refused at scan, naming the metadata file, line and path, and `ras data check`
+/// lists each as a problem, even though the files exist and decode.
+#[test]
+fn jsonl_paths_outside_the_root_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    let line = |f: &str, label: u8, mask: Option<&str>| {
+        let m = mask.map(|m| format!(", \"maskname\": \"{m}\"")).unwrap_or_default();
+        format!("{{\"filename\": \"{f}\", \"label\": {label}{m}, \"clsname\": \"wood\"}}")
+    };
+    for f in ["wood/train/good/0.png", "wood/test/good/0.png", "wood/test/crack/0.png"] {
+        image_file(&root.join(f), S, S);
+    }
+    mask_file(&root.join("wood/gt/0_mask.png"), S, S, 255, (0, 0, 3, 3));
+    // Real, readable files just outside the root.
+    image_file(&dir.path().join("secret.png"), S, S);
+    mask_file(&dir.path().join("secret_mask.png"), S, S, 255, (0, 0, 3, 3));
+    let abs = dir.path().join("secret.png").display().to_string();
+    let train = [line("wood/train/good/0.png", 0, None), line("../secret.png", 0, None)];
+    let test = [
+        line("wood/test/good/0.png", 0, None),
+        line(&abs, 0, None),
+        line("wood/test/crack/0.png", 1, Some("wood/../../secret_mask.png")),
+        line("wood/test/crack/0.png", 1, Some("wood/gt/0_mask.png")),
+    ];
+    std::fs::create_dir_all(root.join("meta")).unwrap();
+    std::fs::write(root.join("meta/train.jsonl"), train.join("\n")).unwrap();
+    std::fs::write(root.join("meta/test.jsonl"), test.join("\n")).unwrap();
+    let mut c = cfg(&root, "jsonl", &[]);
+    c.train_meta = Some("meta/train.jsonl".into());
+    c.test_meta = Some("meta/test.jsonl".into());
+    let err = scan(&c).unwrap_err().to_string();
+    assert!(err.contains("../secret.png") && err.contains("train.jsonl line 2") && err.contains("outside dataset.root"), "{err}");
+    assert!(err.contains("2 more problems"), "{err}");
+    let report = check(&c, &Progress::hidden()).unwrap();
+    let mut found = problems(&report, &root);
+    found.sort();
+    assert_eq!(
+        found,
+        owned(&[("outside-root", "../secret.png"), ("outside-root", &abs), ("outside-root", "wood/../../secret_mask.png")])
+    );
+    let meta = ["--kind", "jsonl", "--train-meta", "meta/train.jsonl", "--test-meta", "meta/test.jsonl"];
+    let (ok, out) = check_cli(&root, &meta);
+    assert!(!ok && !out.contains("no problems found"), "{out}");
+    assert!(out.contains("[outside-root]") && out.contains("test.jsonl line 2") && out.contains("test.jsonl line 3"), "{out}");
+}
+
+/// A class folder with neither train/ nor test/ (a class unpacked one level too deep) is
+/// an error naming it, in every per-class layout, instead of a class silently left out;
+/// unless dataset.classes leaves it out. Hidden folders and plain files are ignored, and
+/// a class with test/ but no train/ is a class without training images.
+#[test]
+fn class_folders_without_train_or_test_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mvtec");
+    mvtec_tree(&root);
+    std::fs::create_dir_all(root.join(".cache/x")).unwrap();
+    std::fs::write(root.join("license.txt"), "cc").unwrap();
+    image_file(&root.join("screw/screw/train/good/000.png"), S, S);
+    for kind in ["mvtec", "mpdd", "btad"] {
+        let err = scan(&cfg(&root, kind, &[])).unwrap_err().to_string();
+        assert!(err.contains("mvtec/screw has neither train/ nor test/") && err.contains("dataset.classes"), "{kind}: {err}");
+    }
+    let (ok, out) = check_cli(&root, &[]);
+    assert!(!ok && out.contains("mvtec/screw"), "{out}");
+    // Restricted to other classes: the stray folder does not matter.
+    assert_eq!(scan(&cfg(&root, "mvtec", &["bottle", "cable"])).unwrap().class_names(), ["bottle", "cable"]);
+    let err = scan(&cfg(&root, "mvtec", &["screw"])).unwrap_err().to_string();
+    assert!(err.contains("mvtec/screw has neither"), "{err}");
+    // Test images but no train/: a class without training images, not a missing class.
+    std::fs::remove_dir_all(root.join("screw")).unwrap();
+    image_file(&root.join("screw/test/good/000.png"), S, S);
+    let err = scan(&cfg(&root, "mvtec", &[])).unwrap_err().to_string();
+    assert!(err.contains("\"screw\" has no training images"), "{err}");
+    std::fs::remove_dir_all(root.join("screw")).unwrap();
+    assert_eq!(scan(&cfg(&root, "mvtec", &[])).unwrap().class_names(), ["bottle", "cable"]);
+}
+
 #[test]
 fn class_filter_and_unknown_class() {
     let dir = tempfile::tempdir().unwrap();

@@ -206,3 +206,117 @@ fn resumed_at_the_final_epoch_reports_metrics_of_its_new_predictions() {
     };
     assert_eq!(stored, first);
 }
+
+/// A metrics.jsonl and a train_log.jsonl torn mid-line (a writer that died, a full disk,
+/// a partial copy) no longer stop every resume: `ras train` of the same config drops the
+/// torn lines with a warning naming the key, resumes from its checkpoint, evaluates the
+/// checkpoint's epoch again (its metrics were in the lost line) and rewrites both logs.
+#[test]
+fn a_torn_log_tail_is_dropped_and_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = synth_dataset(dir.path(), 2, 93, 128, 4);
+    let cfg_path = small_config(dir.path(), &root, "torn", "");
+    let sets = ["train.epochs=2", "train.eval_every=1", "backbone.image_size=128"];
+    let mut args = vec!["train", cfg_path.to_str().unwrap()];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let out = ras(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg = RunConfig::load(&cfg_path, &sets.map(String::from)).unwrap();
+    let run = dir.path().join("store/runs").join(cfg.run_id());
+    let metrics = run.join("metrics.jsonl");
+    let before = std::fs::read_to_string(&metrics).unwrap();
+    let lines: Vec<&str> = before.lines().collect();
+    assert_eq!(lines.len(), 2, "{before}");
+    // As if killed during epoch 2 while the logs were being copied: status running, the
+    // epoch-2 checkpoint gone, metrics.jsonl cut in the middle of its first line (epoch
+    // 1's, the checkpoint's), train_log.jsonl cut in the middle of its second.
+    std::fs::write(&metrics, &lines[0][..lines[0].len() / 2]).unwrap();
+    let train_log = run.join("train_log.jsonl");
+    let tl = std::fs::read_to_string(&train_log).unwrap();
+    let cut = tl.find('\n').unwrap() + 10;
+    std::fs::write(&train_log, &tl[..cut]).unwrap();
+    for ext in ["json", "safetensors"] {
+        std::fs::remove_file(run.join(format!("checkpoints/unified/epoch_0002.{ext}"))).unwrap();
+    }
+    let status = run.join("status.json");
+    let mut st: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&status).unwrap()).unwrap();
+    st["state"] = "running".into();
+    std::fs::write(&status, st.to_string()).unwrap();
+
+    let out = ras(&args, dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "resume must succeed: {stderr}");
+    assert!(stderr.contains("metrics.jsonl") && stderr.contains("torn"), "the warning names the key: {stderr}");
+    let after = std::fs::read_to_string(&metrics).unwrap();
+    let epochs: Vec<u64> = after.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, vec![1, 2], "{after}");
+    assert_eq!(after.lines().next(), Some(lines[0]), "epoch 1 evaluated again from its checkpoint gives the same metrics");
+    let tl: Vec<serde_json::Value> = std::fs::read_to_string(&train_log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(tl.last().unwrap()["epoch"], 2, "{tl:?}");
+    assert!(std::fs::read_to_string(&status).unwrap().contains("\"complete\""));
+}
+
+/// `ras eval --test-jitter` evaluates exactly the checkpoint it names (the final one by
+/// default, or --checkpoint latest|best|EPOCH), refuses a corrupt or missing one instead
+/// of falling back to an older one, and never writes over an earlier result.
+#[test]
+fn eval_uses_exactly_the_chosen_checkpoint_and_keeps_earlier_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = synth_dataset(dir.path(), 1, 95, 128, 4);
+    let cfg_path = small_config(dir.path(), &root, "evalck", "");
+    let sets = ["train.epochs=2", "train.eval_every=1", "backbone.image_size=128"];
+    let mut args = vec!["train", cfg_path.to_str().unwrap()];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let out = ras(&args, dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = RunConfig::load(&cfg_path, &sets.map(String::from)).unwrap().run_id();
+    let run = dir.path().join("store/runs").join(&id);
+    let url = format!("file://{}", dir.path().join("store").display());
+    let eval = |extra: &[&str]| {
+        let mut a = vec!["eval", id.as_str(), "--store", url.as_str(), "--test-jitter", "0"];
+        a.extend_from_slice(extra);
+        ras(&a, dir.path())
+    };
+    let evals = || files(&run.join("evals"));
+    let read = |name: &str| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(run.join("evals").join(name)).unwrap()).unwrap();
+
+    let o = eval(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("final checkpoint (unified epoch 2)"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(evals(), ["test_jitter_0.json"]);
+    assert_eq!(read("test_jitter_0.json")["models"]["unified"]["epoch"], 2);
+    let first = std::fs::read(run.join("evals/test_jitter_0.json")).unwrap();
+
+    // Again, and of epoch 1: new objects beside the first, which stays as it was.
+    assert!(eval(&[]).status.success());
+    let o = eval(&["--checkpoint", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(evals(), ["test_jitter_0.epoch_1.1.json", "test_jitter_0.final.1.json", "test_jitter_0.json"]);
+    assert_eq!(read("test_jitter_0.epoch_1.1.json")["models"]["unified"]["epoch"], 1);
+    assert_eq!(read("test_jitter_0.final.1.json")["mean"], read("test_jitter_0.json")["mean"]);
+
+    // A corrupt final (= latest) checkpoint is an error, not an evaluation of epoch 1.
+    let weights = run.join("checkpoints/unified/epoch_0002.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&weights, bytes).unwrap();
+    for extra in [&[][..], &["--checkpoint", "latest"][..], &["--checkpoint", "2"][..]] {
+        let o = eval(extra);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{extra:?} must fail: {stderr}");
+        assert!(stderr.contains("corrupt") && stderr.contains("epoch_0002.safetensors"), "{extra:?}: {stderr}");
+    }
+    let o = eval(&["--checkpoint", "7"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("no epoch_7 checkpoint") && stderr.contains("epochs kept: 1, 2"), "{stderr}");
+    assert_eq!(evals().len(), 3, "failed evaluations write nothing");
+    assert_eq!(std::fs::read(run.join("evals/test_jitter_0.json")).unwrap(), first, "the earlier result is never overwritten");
+    // --checkpoint without --test-jitter is refused rather than ignored.
+    let o = ras(&["eval", id.as_str(), "--store", url.as_str(), "--checkpoint", "1"], dir.path());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--test-jitter"));
+}

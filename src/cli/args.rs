@@ -41,7 +41,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Data-parallel ranks to start on this machine with mpirun (1 = this process).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         ranks: usize,
     },
     /// One rank of a data-parallel run: what mpirun and srun start (same as `train`
@@ -61,9 +61,14 @@ pub enum Command {
         #[arg(long, default_value = "file://./ras-store")]
         store: String,
         /// Test-time jitter scales, e.g. 0,10,20,30,40,50 (Table 6); re-evaluates from the
-        /// last checkpoint when given.
+        /// final checkpoint (or --checkpoint) when given, each result a new object under evals/.
         #[arg(long, value_delimiter = ',')]
         test_jitter: Vec<f64>,
+        /// The checkpoint --test-jitter evaluates: final (the default: the model the run's
+        /// metrics describe), latest, best, or an epoch number. Exactly that one: a
+        /// missing or corrupt checkpoint is an error, never replaced by another.
+        #[arg(long)]
+        checkpoint: Option<ras::run::CheckpointChoice>,
     },
     /// Make a run from a checkpoint of the public RAS (or UniAD) code, to evaluate it with
     /// `ras eval RUN` like any run.
@@ -122,6 +127,51 @@ pub enum Command {
         #[arg(long)]
         no_backbone: bool,
     },
+    /// Score new images with a finished run's final model: per image a score, an anomaly
+    /// map and a verdict at the class's image F1-max threshold from the run's evaluation.
+    ///
+    /// Images are scored exactly as the run's evaluation scores its test set (same
+    /// pre-processing, backbone, model and test-time jitter), so a test image gets the score
+    /// the run stored for it. Folders are searched recursively, in sorted order, for .png,
+    /// .jpg, .jpeg and .bmp files (and .tif, which this build cannot decode: reported as
+    /// skipped). The class of an image is --class, or else the last folder in its path
+    /// named like one of the run's classes; in the unified setting an image without a class
+    /// still gets a score (but no threshold), in the separate setting (one model per class)
+    /// it is skipped.
+    ///
+    /// Writes into --out: predictions.csv (path, class, score, threshold, anomalous),
+    /// maps.safetensors (maps N x S x S and scores N, f32, in CSV row order) and png/ (one
+    /// picture per image: the image | its heat map, with the score and verdict).
+    #[command(after_help = "Examples:\n  \
+        ras predict demo-1a2b3c4d data/synth/grain/test          # a class's folder: class from the path\n  \
+        ras predict demo-1a2b3c4d shots/*.png --class grain --out out/shots\n  \
+        ras predict demo-1a2b3c4d inbox/ --store s3://bucket/ras --batch 64\n\n\
+        Exit codes: 0 every image scored; 2 some inputs were skipped (files that are missing or\n\
+        do not decode, listed on stderr; the outputs cover the rest); 1 an error, or no image\n\
+        could be scored.")]
+    Predict {
+        /// Run id (as printed by `ras train`, the folder name under runs/). The run must be
+        /// finished: its final model is the checkpoint of its last epoch.
+        run: String,
+        /// Image files and folders (searched recursively).
+        #[arg(required = true, value_name = "IMAGES")]
+        images: Vec<PathBuf>,
+        /// Store URL holding the run.
+        #[arg(long, default_value = "file://./ras-store")]
+        store: String,
+        /// Output folder (created) [default: predictions/<RUN>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The class of every image (one of the run's classes); default: from each path.
+        #[arg(long, value_name = "NAME")]
+        class: Option<String>,
+        /// Images per backbone and model pass [default: the run's eval.batch_size].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        batch: Option<u64>,
+        /// Where to compute: auto, cpu, cuda or cuda:N [default: the run's train.device].
+        #[arg(long)]
+        device: Option<ras::config::DeviceSpec>,
+    },
     /// Measure throughput (samples/s) on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -173,11 +223,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per-dataset Markdown and CSV tables of a sweep's final metrics beside the paper's.
+    /// A sweep's results beside the paper's, in the paper's layout, and as long tables.
     ///
-    /// Also PNG plots where the sweep has their data: a T_e x T_d heat map of mean AUROC
-    /// (runs varying model.encoder_layers and model.decoder_layers) and AUROC against
-    /// test-time noise with its table (eval.noise_scales or ras eval --test-jitter).
+    /// Each variant is compared only with the paper row its sweep file names (`[paper]`:
+    /// which table, and row/method templates over the run's config, e.g. Table 4's
+    /// `row = "{model.decoder}"`); a variant without one shows "-". Writes
+    /// <sweep>-paper.md/.tex (per class, rows, T_e x T_d grid or noise columns; each cell
+    /// "ours ± std (paper, difference)"; AUPRO, AP, F1-max), <dataset>.md/.csv/.tex (one row
+    /// per variant and class), and plots where the sweep has their data (T_e x T_d heat
+    /// maps, AUROC against test-time noise). Every file starts with what makes its numbers
+    /// not comparable to the paper (random-init backbone, other classes, fewer epochs).
     Report {
         #[command(flatten)]
         sweep: SweepArgs,
@@ -346,3 +401,11 @@ pub struct TrainStepArgs {
     pub no_pytorch: bool,
 }
 
+/// `--ranks`: 0 used to run one rank silently.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (1 = this process)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}

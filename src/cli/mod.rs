@@ -72,9 +72,12 @@ pub fn run() -> Result<ExitStatus> {
         Command::Train { config, force, ranks } if ranks > 1 => return train_ranks(&config, force, ranks),
         Command::Train { config, force, .. } => return train(&config, force, progress),
         Command::Worker { config } => return train(&config, false, Progress::hidden()),
-        Command::Eval { run, store, test_jitter } => {
-            let store = ras::store::Store::open(&store)?;
+        Command::Eval { run, store, test_jitter, checkpoint } => {
+            let store = ras::store::Store::open_existing(&store)?;
             if test_jitter.is_empty() {
+                if let Some(c) = checkpoint {
+                    bail!("--checkpoint {c} chooses the model that --test-jitter re-evaluates; give --test-jitter too");
+                }
                 let paths = ras::run::RunPaths::new(run.as_str());
                 let fm = match store.get_json::<ras::run::FinalMetrics>(&paths.final_metrics())? {
                     Some(fm) => fm,
@@ -90,9 +93,10 @@ pub fn run() -> Result<ExitStatus> {
                 if let Some(bad) = test_jitter.iter().find(|s| !(**s >= 0.0)) {
                     bail!("--test-jitter {bad} must be >= 0");
                 }
-                for (scale, table) in ras::run::reevaluate(&store, &run, &test_jitter, &progress)? {
-                    println!("run {run}, test-time jitter scale {scale}:");
-                    print!("{}", table.render());
+                for r in ras::run::reevaluate(&store, &run, &test_jitter, checkpoint.unwrap_or_default(), &progress)? {
+                    let used: Vec<String> = r.models.iter().map(|(m, c)| format!("{m} epoch {}", c.epoch)).collect();
+                    println!("run {run}, test-time jitter scale {}, {} checkpoint ({}) -> {}:", r.scale, r.checkpoint, used.join(", "), r.key);
+                    print!("{}", r.table.render());
                 }
             }
         }
@@ -145,6 +149,31 @@ pub fn run() -> Result<ExitStatus> {
             }
             if done.backbone_random_init {
                 println!("NOTE: the backbone is a seeded random init (the run had no backbone.weights)");
+            }
+        }
+        Command::Predict { run, images, store, out, class, batch, device } => {
+            let store = ras::store::Store::open(&store)?;
+            let out = out.unwrap_or_else(|| ras::predict::PredictOptions::default_out(&run));
+            let opts = ras::predict::PredictOptions { out, class, batch: batch.map(|b| b as usize), device };
+            let summary = ras::predict::predict_images(&store, &run, &images, &opts, &progress)?;
+            for w in &summary.warnings {
+                eprintln!("warning: {w}");
+            }
+            for s in &summary.skipped {
+                eprintln!("skipped {}: {}", s.path.display(), s.reason);
+            }
+            let unlabelled = if summary.unlabelled > 0 { format!(", {} without a threshold", summary.unlabelled) } else { String::new() };
+            println!(
+                "{} images scored with run {}: {} anomalous{unlabelled}; outputs in {} (predictions.csv, maps.safetensors, png/)",
+                summary.images,
+                summary.run,
+                summary.anomalous,
+                summary.out.display()
+            );
+            if !summary.skipped.is_empty() {
+                let n = summary.skipped.len();
+                println!("{n} input{} skipped (listed on stderr)", if n == 1 { "" } else { "s" });
+                return Ok(ExitStatus::Partial);
             }
         }
         Command::Sweep { sweep, no_wait, report } => return sweep::sweep(&sweep, no_wait, report.as_deref()),

@@ -10,11 +10,13 @@ use ras::store::Store;
 use ras::sweep::{Manifest, RunPhase};
 use std::path::{Path, PathBuf};
 
-fn load_sweep(args: &SweepArgs) -> Result<(Manifest, Store, ClusterProfile)> {
+/// The sweep, its store and profile. `read_only` commands (status, report) open a store
+/// that must exist: a mistyped store URL is an error, not a new empty folder.
+fn load_sweep(args: &SweepArgs, read_only: bool) -> Result<(Manifest, Store, ClusterProfile)> {
     let profile = ClusterProfile::load(&args.cluster)?;
     let opts = ras::sweep::ExpandOptions { store: args.store.clone(), overrides: args.overrides.clone(), max_ranks: profile.slots() };
     let manifest = ras::sweep::expand(&args.sweep, &opts)?;
-    let store = Store::open(&manifest.store)?;
+    let store = if read_only { Store::open_existing(&manifest.store)? } else { Store::open(&manifest.store)? };
     Ok((manifest, store, profile))
 }
 
@@ -30,7 +32,7 @@ fn launcher(profile: &ClusterProfile, manifest: &Manifest, store: &Store) -> Res
 }
 
 pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitStatus> {
-    let (mut manifest, store, profile) = load_sweep(args)?;
+    let (mut manifest, store, profile) = load_sweep(args, false)?;
     // The plan's estimates go into the stored manifest: the report's "planned".
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let mut launcher = launcher(&profile, &manifest, &store)?;
@@ -86,7 +88,7 @@ fn submit_report_job(args: &SweepArgs, manifest: &Manifest, store: &Store, launc
 }
 
 pub fn status(args: &SweepArgs, watch: Option<f64>) -> Result<()> {
-    let (manifest, store, profile) = load_sweep(args)?;
+    let (manifest, store, profile) = load_sweep(args, true)?;
     let mut launcher = launcher(&profile, &manifest, &store)?;
     let mut tracker = ras::sweep::Tracker::new(&store, &manifest);
     loop {
@@ -110,7 +112,7 @@ pub fn status(args: &SweepArgs, watch: Option<f64>) -> Result<()> {
 }
 
 pub fn cancel(args: &SweepArgs) -> Result<()> {
-    let (manifest, store, profile) = load_sweep(args)?;
+    let (manifest, store, profile) = load_sweep(args, false)?;
     let mut launcher = launcher(&profile, &manifest, &store)?;
     let n = ras::sweep::cancel(&store, &manifest, launcher.as_mut())?;
     println!("sweep {}: cancelled {n} active jobs; coordinators launch nothing more", manifest.name);
@@ -118,7 +120,7 @@ pub fn cancel(args: &SweepArgs) -> Result<()> {
 }
 
 pub fn plan(args: &SweepArgs, json: bool) -> Result<()> {
-    let (mut manifest, store, profile) = load_sweep(args)?;
+    let (mut manifest, store, profile) = load_sweep(args, false)?;
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&ras::sweep::plan::plan_json(&manifest, &profile))?);
@@ -129,7 +131,7 @@ pub fn plan(args: &SweepArgs, json: bool) -> Result<()> {
 }
 
 pub fn report(args: &SweepArgs, out: &Path) -> Result<()> {
-    let (manifest, store, _) = load_sweep(args)?;
+    let (manifest, store, _) = load_sweep(args, true)?;
     write_report(args, &manifest, &store, out)
 }
 

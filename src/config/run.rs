@@ -234,9 +234,7 @@ impl RunConfig {
     /// Reads, parses and validates a config file. Relative dataset and weights paths are
     /// resolved against the current directory (where the user runs `ras`).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Self::from_toml(&text, path)
+        Self::load(path, &[])
     }
 
     /// Reads a config file and applies `key.path=value` overrides (see
@@ -244,26 +242,43 @@ impl RunConfig {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
-        super::overrides::apply(&mut table, overrides)
-            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
-        Self::from_toml(&toml::to_string(&table).expect("table serialises"), path)
+        Self::parse(&text, path, overrides)
     }
 
     /// Parses and validates TOML text; `path` only names the source in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: RunConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
-        cfg.validate(path)?;
+        Self::parse(text, path, &[])
+    }
+
+    /// The one way in. The overrides are applied to the spanned document parsed from
+    /// the user's own text (never to a re-serialised copy), so every error can point at
+    /// the file's line and column as written, or at the `--set` argument that caused it.
+    fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let src = Source { text, path, overrides };
+        let mut doc = toml::de::DeTable::parse(text).map_err(|e| src.error(&e))?;
+        super::overrides::apply(doc.get_mut(), overrides, text.len()).map_err(|(i, message)| ConfigError::Override {
+            path: path.to_path_buf(),
+            arg: overrides[i].clone(),
+            message,
+        })?;
+        let located = doc.get_ref().clone();
+        let cfg = RunConfig::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| src.error(&e))?;
+        cfg.check().map_err(|(key, message)| ConfigError::Invalid { key, origin: src.origin(&located, key), message })?;
         Ok(cfg)
     }
 
-    /// Checks every value that parses but makes no sense, naming its key.
+    /// Checks every value that parses but makes no sense, naming its key; `path` is
+    /// where the config came from (no line is known here: [`RunConfig::load`] adds it).
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |key: &'static str, message: String| {
-            Err(ConfigError::Invalid { path: path.to_path_buf(), key, message })
-        };
+        self.check().map_err(|(key, message)| ConfigError::Invalid {
+            key,
+            origin: super::Origin::Default { path: path.to_path_buf() },
+            message,
+        })
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let bad = |key: &'static str, message: String| Err((key, message));
         let t = &self.train;
         let m = &self.model;
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -385,6 +400,57 @@ impl RunConfig {
     }
 }
 
+/// The text a config was parsed from, to turn spans into places a user can find.
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+    overrides: &'a [String],
+}
+
+impl Source<'_> {
+    /// A toml error as a [`ConfigError`] at the file's line and column, or blaming the
+    /// `--set` argument whose (virtual) span it carries.
+    fn error(&self, e: &toml::de::Error) -> ConfigError {
+        let path = self.path.to_path_buf();
+        let message = e.message().trim_end().to_string();
+        let Some(span) = e.span() else { return ConfigError::Parse { path, message } };
+        if let Some(i) = super::overrides::blame(self.text.len(), &span) {
+            if let Some(arg) = self.overrides.get(i) {
+                return ConfigError::Override { path, arg: arg.clone(), message };
+            }
+        }
+        let (line, column, text) = self.locate(span.start);
+        ConfigError::At { path, line, column, text, message }
+    }
+
+    /// 1-based line and column (in characters) of byte `at`, and that line's text.
+    fn locate(&self, at: usize) -> (usize, usize, String) {
+        let at = at.min(self.text.len());
+        let start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = self.text[at..].find('\n').map_or(self.text.len(), |i| at + i);
+        let line = self.text[..start].matches('\n').count() + 1;
+        let column = self.text[start..at].chars().count() + 1;
+        (line, column, self.text[start..end].trim_end_matches('\r').to_string())
+    }
+
+    /// Where the value of `key` ("train.lr") was set: a file line, a `--set`, or nowhere.
+    fn origin(&self, doc: &toml::de::DeTable<'_>, key: &str) -> super::Origin {
+        let path = self.path.to_path_buf();
+        let (mut table, mut found) = (Some(doc), None);
+        for part in key.split('.') {
+            let value = table.and_then(|t| t.get(part));
+            found = value.map(|v| v.span());
+            table = value.and_then(|v| v.get_ref().as_table());
+        }
+        let Some(span) = found else { return super::Origin::Default { path } };
+        if let Some(arg) = super::overrides::blame(self.text.len(), &span).and_then(|i| self.overrides.get(i)) {
+            return super::Origin::Set { path, arg: arg.clone() };
+        }
+        let (line, _, text) = self.locate(span.start);
+        super::Origin::File { path, line, text }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +544,64 @@ mod tests {
         assert_ne!(plain.run_id(), c.run_id(), "the scales are part of the run");
         let back = RunConfig::from_toml(&c.to_toml(), Path::new("y.toml")).unwrap();
         assert_eq!(back, c);
+    }
+
+    /// A config written as a user would: comments, blank lines, `1e-3` (which a
+    /// re-serialised copy would print as `0.001` on another line).
+    fn user_file(dir: &Path, train: &str) -> PathBuf {
+        let p = dir.join("mine.toml");
+        let text = format!("# my run\nname = \"t\"\n\n[dataset]\nroot = \"/data\"  # the data\n\n# training\n[train]\nepochs = 3\n{train}\n");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn file_errors_cite_the_users_line_and_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = user_file(dir.path(), "learning_rate = 1e-3");
+        let err = RunConfig::load(&p, &[]).unwrap_err().to_string();
+        let at = format!("{}:10:1", p.display());
+        assert!(err.contains(&at) && err.contains("learning_rate = 1e-3") && err.contains("unknown field"), "{err}");
+        assert!(!err.contains("0.001"), "quotes a re-serialised copy: {err}");
+
+        let p = user_file(dir.path(), "lr = \"fast\"");
+        let err = RunConfig::load(&p, &[]).unwrap_err().to_string();
+        let at = format!("{}:10:6", p.display());
+        assert!(err.contains(&at) && err.contains("lr = \"fast\"") && err.contains("invalid type"), "{err}");
+
+        let p = user_file(dir.path(), "lr = [");
+        let err = RunConfig::load(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains(&format!("{}:10:", p.display())) && err.contains("lr = ["), "{err}");
+    }
+
+    #[test]
+    fn set_errors_name_the_set_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = user_file(dir.path(), "lr = 1e-3");
+        for arg in ["train.lr=fast", "train.nope=1", "train.betas=[0.9, \"x\"]", "name.x=1", "model={ heads = \"many\" }"] {
+            let err = RunConfig::load(&p, &[arg.to_string()]).unwrap_err().to_string();
+            assert!(err.contains(&format!("`--set {arg}`")), "{arg}: {err}");
+            assert!(!err.contains(&format!("{}:", p.display())), "{arg} blames a file line: {err}");
+        }
+        // The file's own errors still point at the file when overrides are present.
+        let p = user_file(dir.path(), "lr = \"fast\"");
+        let err = RunConfig::load(&p, &["train.epochs=2".into()]).unwrap_err().to_string();
+        assert!(err.contains(&format!("{}:10:6", p.display())), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_key_and_where_they_were_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = user_file(dir.path(), "lr = -1e-3");
+        let err = RunConfig::load(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains("`train.lr`") && err.contains(&format!("{}:10", p.display())) && err.contains("lr = -1e-3"), "{err}");
+        let p = user_file(dir.path(), "lr = 1e-3");
+        let err = RunConfig::load(&p, &["train.lr=-2".into()]).unwrap_err().to_string();
+        assert!(err.contains("`train.lr`") && err.contains("`--set train.lr=-2`"), "{err}");
+        assert!(!err.contains(&format!("{}:", p.display())), "{err}");
+        // Invalid because of another key, itself left at its default: the file is named.
+        let err = RunConfig::load(&p, &["model.hidden_dim=100".into()]).unwrap_err().to_string();
+        assert!(err.contains("`model.heads`") && err.contains("mine.toml") && err.contains("default"), "{err}");
     }
 
     #[test]

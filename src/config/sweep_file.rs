@@ -3,7 +3,8 @@
 //! runs is the sweep module's job (`expand`); this file only reads and checks the file.
 
 use super::kinds::Setting;
-use serde::Deserialize;
+use super::run::RunConfig;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,130 @@ pub struct SweepFile {
     pub runs: Vec<BTreeMap<String, toml::Value>>,
     /// Free text shown by `ras plan` (e.g. how to re-evaluate without retraining).
     pub note: Option<String>,
+    /// Which rows of the paper's tables the sweep's variants reproduce (`ras report`).
+    pub paper: Option<PaperMatch>,
+}
+
+/// `[paper]` of a sweep file: which row of which paper table each variant reproduces,
+/// spelled out, so that `ras report` never guesses a match from a class name. The row and
+/// method are templates over a run's resolved config (`{model.decoder}`,
+/// `{model.encoder_layers}`), plus `{class}` (each class, and "mean"), `{alpha}` (a
+/// test-time noise scale) and `{dataset}` (the dataset kind); the dataset and setting
+/// columns of configs/paper-tables.csv are the run's own `dataset.kind` and `train.setting`.
+///
+/// ```toml
+/// [paper]
+/// tables = ["table4"]
+/// row = "{model.decoder}"
+/// [paper.rename."model.decoder"]
+/// ras = "gate_and_transformer"
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PaperMatch {
+    /// Paper tables (`table1` .. `table6`, as configs/paper-tables.csv names them); a metric
+    /// is looked up in each in turn (Table 1 holds image AUROC, Table 2 pixel AUROC).
+    pub tables: Vec<String>,
+    /// The row key (the csv's `class` column). Without `{class}` only the mean over classes
+    /// is compared. Default `{class}`.
+    #[serde(default = "class_template")]
+    pub row: String,
+    /// The method column (`RAS`, `UniAD`). Default `RAS`.
+    #[serde(default = "ras_method")]
+    pub method: String,
+    /// Config values renamed in templates: `[paper.rename."model.decoder"] ras = "..."`.
+    #[serde(default)]
+    pub rename: BTreeMap<String, BTreeMap<String, String>>,
+    /// The report's layout: `classes` (a row per class, Tables 1-2), `rows` (a row per
+    /// variant, Tables 3-4), `grid` (Table 5), `noise` (a column per noise scale, Table 6).
+    /// Default: by the first table.
+    pub layout: Option<PaperLayout>,
+    /// For `layout = "grid"`: the config keys of the grid's rows and columns (default
+    /// `model.encoder_layers`, `model.decoder_layers`).
+    pub grid: Option<[String; 2]>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PaperLayout {
+    Classes,
+    Rows,
+    Grid,
+    Noise,
+}
+
+/// A number as the paper writes it: whole numbers without ".0" (`alpha=30`).
+pub fn alpha(a: f64) -> String {
+    if a.fract() == 0.0 && a.abs() < 1e15 {
+        format!("{}", a as i64)
+    } else {
+        format!("{a}")
+    }
+}
+
+fn class_template() -> String {
+    "{class}".into()
+}
+
+fn ras_method() -> String {
+    "RAS".into()
+}
+
+impl PaperMatch {
+    pub fn layout(&self) -> PaperLayout {
+        self.layout.unwrap_or(match self.tables.first().map(String::as_str) {
+            Some("table3" | "table4") => PaperLayout::Rows,
+            Some("table5") => PaperLayout::Grid,
+            Some("table6") => PaperLayout::Noise,
+            _ => PaperLayout::Classes,
+        })
+    }
+
+    /// `template` with every `{key}` replaced: `class`, `alpha`, `dataset`, or a dotted key
+    /// of the resolved config (renamed through `rename`). An unknown key, or `{alpha}`
+    /// without a noise scale, is an error naming it.
+    pub fn render(&self, template: &str, cfg: &RunConfig, class: &str, scale: Option<f64>) -> Result<String, String> {
+        let value = toml::Value::try_from(cfg).map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find('{') {
+            out += &rest[..start];
+            let end = rest[start..].find('}').ok_or_else(|| format!("[paper] template {template:?}: unclosed '{{'"))? + start;
+            let key = &rest[start + 1..end];
+            let text = match key {
+                "class" => class.to_string(),
+                "dataset" => cfg.dataset.kind.to_string(),
+                "alpha" => alpha(scale.ok_or_else(|| format!("[paper] template {template:?}: {{alpha}} outside a noise table"))?),
+                _ => {
+                    let mut v = &value;
+                    for part in key.split('.') {
+                        v = v.get(part).ok_or_else(|| format!("[paper] template {template:?}: no config key {key:?}"))?;
+                    }
+                    match v {
+                        toml::Value::String(s) => s.clone(),
+                        toml::Value::Float(f) => alpha(*f),
+                        other => other.to_string(),
+                    }
+                }
+            };
+            out += self.rename.get(key).and_then(|r| r.get(&text)).unwrap_or(&text);
+            rest = &rest[end + 1..];
+        }
+        out += rest;
+        Ok(out)
+    }
+
+    /// Renders the row and method templates for `cfg` (a mean cell, noise 0): the check
+    /// `ras plan` and `ras sweep` make before anything runs.
+    pub fn check(&self, cfg: &RunConfig) -> Result<(), String> {
+        self.render(&self.row, cfg, "mean", Some(0.0))?;
+        self.render(&self.method, cfg, "mean", Some(0.0))?;
+        Ok(())
+    }
+
+    pub fn grid_keys(&self) -> [String; 2] {
+        self.grid.clone().unwrap_or_else(|| ["model.encoder_layers".into(), "model.decoder_layers".into()])
+    }
 }
 
 fn default_retries() -> usize {
@@ -86,6 +211,15 @@ impl SweepFile {
         }
         if file.ranks == Some(0) {
             return Err(SweepFileError::Invalid { path: path.into(), message: "ranks must be at least 1".into() });
+        }
+        if let Some(paper) = &file.paper {
+            const TABLES: [&str; 6] = ["table1", "table2", "table3", "table4", "table5", "table6"];
+            if paper.tables.is_empty() || paper.tables.iter().any(|t| !TABLES.contains(&t.as_str())) {
+                return Err(SweepFileError::Invalid {
+                    path: path.into(),
+                    message: format!("[paper] tables = {:?}: give one or more of {TABLES:?}", paper.tables),
+                });
+            }
         }
         for (k, v) in &file.grid {
             if v.is_empty() {

@@ -21,6 +21,10 @@ pub enum Problem {
     EmptySplit { class: String, split: &'static str, dir: PathBuf },
     /// A metadata row (VisA csv, JSON lines) names a file that does not exist.
     ListedMissing { path: PathBuf, listed_in: String },
+    /// A metadata row names a file outside `dataset.root` (an absolute path, or `..`
+    /// climbing out of the root): refused, so a metadata file cannot make a run read
+    /// (and store features of) files its dataset does not hold. `path` as written.
+    OutsideRoot { path: PathBuf, root: PathBuf, listed_in: String },
     /// The metadata puts an anomalous image in the training split (unsupervised training
     /// must see normal images only).
     AnomalousInTrain { path: PathBuf, listed_in: String },
@@ -42,6 +46,7 @@ impl Problem {
             Problem::EmptySplit { .. } => "empty-split",
             Problem::ListedMissing { .. } => "missing-file",
             Problem::AnomalousInTrain { .. } => "anomalous-train",
+            Problem::OutsideRoot { .. } => "outside-root",
             Problem::MissingMask { .. } => "no-mask",
             Problem::OrphanMask { .. } => "orphan-mask",
             Problem::Unreadable { .. } => "unreadable",
@@ -53,7 +58,10 @@ impl Problem {
     pub fn file(&self) -> &Path {
         match self {
             Problem::EmptySplit { dir, .. } => dir,
-            Problem::ListedMissing { path, .. } | Problem::AnomalousInTrain { path, .. } | Problem::Unreadable { path, .. } => path,
+            Problem::ListedMissing { path, .. }
+            | Problem::AnomalousInTrain { path, .. }
+            | Problem::OutsideRoot { path, .. }
+            | Problem::Unreadable { path, .. } => path,
             Problem::MissingMask { image } => image,
             Problem::OrphanMask { mask } | Problem::SizeMismatch { mask, .. } => mask,
         }
@@ -62,7 +70,10 @@ impl Problem {
     /// Whether [`super::scan`] refuses the dataset for it. Undecodable files and size
     /// mismatches are found when the data is loaded; anomalies without masks are legal.
     pub fn blocks_training(&self) -> bool {
-        matches!(self, Problem::EmptySplit { .. } | Problem::ListedMissing { .. } | Problem::AnomalousInTrain { .. })
+        matches!(
+            self,
+            Problem::EmptySplit { .. } | Problem::ListedMissing { .. } | Problem::AnomalousInTrain { .. } | Problem::OutsideRoot { .. }
+        )
     }
 }
 
@@ -79,6 +90,12 @@ impl std::fmt::Display for Problem {
             Problem::AnomalousInTrain { path, listed_in } => {
                 write!(f, "{} is anomalous but {listed_in} puts it in the training split", path.display())
             }
+            Problem::OutsideRoot { path, root, listed_in } => write!(
+                f,
+                "{} is outside dataset.root {} but {listed_in} lists it (metadata paths must be relative to the root and stay inside it)",
+                path.display(),
+                root.display()
+            ),
             Problem::MissingMask { image } => {
                 write!(f, "{} is anomalous but has no mask (it would count as all-anomalous)", image.display())
             }

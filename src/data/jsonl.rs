@@ -30,6 +30,27 @@ fn resolve(root: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// Whether `p` (a path from a metadata row) leaves the root it is relative to: an
+/// absolute path, or a `..` that climbs above the root at any point (`a/../../x`).
+/// Lexical on purpose: the files need not exist for the check (`ras data check` reports
+/// both problems), and a symlink inside the root is the dataset owner's choice.
+fn escapes_root(p: &Path) -> bool {
+    use std::path::Component;
+    let mut depth = 0usize;
+    for c in p.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => return true,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return true,
+            },
+            Component::Normal(_) => depth += 1,
+        }
+    }
+    false
+}
+
 /// Reads one metadata file: (line number, row) in file order.
 fn read_meta(path: &Path, key: &str) -> Result<Vec<(usize, Row)>, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::MissingMeta {
@@ -82,8 +103,18 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String], train_meta: Option<&P
             let Some(s) = per_class.get_mut(r.clsname.as_str()) else { continue };
             let listed_in = format!("{} line {line}", meta.display());
             let anomalous = r.label == 1;
+            let mask_name = r.maskname.as_deref().filter(|m| anomalous && !m.is_empty());
+            let outside: Vec<&str> = std::iter::once(r.filename.as_str()).chain(mask_name).filter(|p| escapes_root(Path::new(p))).collect();
+            if !outside.is_empty() {
+                problems.extend(outside.into_iter().map(|p| Problem::OutsideRoot {
+                    path: PathBuf::from(p),
+                    root: root.to_path_buf(),
+                    listed_in: listed_in.clone(),
+                }));
+                continue;
+            }
             let path = root.join(&r.filename);
-            let mask = r.maskname.as_deref().filter(|m| anomalous && !m.is_empty()).map(|m| root.join(m));
+            let mask = mask_name.map(|m| root.join(m));
             if let Some(parent) = mask.as_ref().and_then(|m| m.parent()) {
                 mask_dirs.insert(parent.to_path_buf());
             }
@@ -117,4 +148,20 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String], train_meta: Option<&P
         out.push((class, s));
     }
     Ok(Scan { index: DatasetIndex { root: root.to_path_buf(), classes: out }, problems, mask_dirs: mask_dirs.into_iter().collect() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escapes_root;
+    use std::path::Path;
+
+    #[test]
+    fn paths_that_leave_the_root() {
+        for p in ["../x.png", "/etc/passwd", "a/../../x.png", "./../x.png", "a/b/../../../x.png"] {
+            assert!(escapes_root(Path::new(p)), "{p}");
+        }
+        for p in ["x.png", "a/b/x.png", "a/../x.png", "./a/x.png", "a/b/../../x.png"] {
+            assert!(!escapes_root(Path::new(p)), "{p}");
+        }
+    }
 }

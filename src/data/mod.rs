@@ -29,6 +29,8 @@ pub enum DataError {
     MissingRoot(PathBuf),
     #[error("dataset folder {root} has no class folders with a train/ subfolder")]
     NoClasses { root: PathBuf },
+    #[error("{dir} has neither train/ nor test/, so it is not a class folder; move the class's train/ and test/ into it, remove the folder, or list the classes to use in dataset.classes")]
+    NotAClass { dir: PathBuf },
     #[error("class {class:?} is not in {root} (found: {found})")]
     UnknownClass { class: String, root: PathBuf, found: String },
     #[error("class {class:?} has no training images in {dir}")]
@@ -128,13 +130,25 @@ pub(crate) fn images_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(read_dir_sorted(dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect())
 }
 
-/// Sub-folders of `dir` that contain a `marker` sub-folder (class folders), sorted by name.
-pub(crate) fn class_dirs(root: &Path, marker: &str) -> Result<Vec<String>, DataError> {
-    Ok(read_dir_sorted(root)?
-        .into_iter()
-        .filter(|p| p.join(marker).is_dir())
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
-        .collect())
+/// Class folders of a per-class layout, sorted by name: the sub-folders of `root` with a
+/// train/ or a test/ folder. A sub-folder with neither is an error naming it (a class
+/// unpacked one level too deep, say: skipping it would train on fewer classes than the
+/// user thinks), unless `wanted` (`dataset.classes`) is given and does not name it.
+/// Hidden entries (`.git`, `.DS_Store`) and plain files (a licence, a readme) are ignored.
+pub(crate) fn class_dirs(root: &Path, wanted: &[String]) -> Result<Vec<String>, DataError> {
+    let mut found = vec![];
+    for p in read_dir_sorted(root)? {
+        let Some(name) = p.file_name().map(|n| n.to_string_lossy().to_string()) else { continue };
+        if name.starts_with('.') || !p.is_dir() {
+            continue;
+        }
+        if p.join("train").is_dir() || p.join("test").is_dir() {
+            found.push(name);
+        } else if wanted.is_empty() || wanted.contains(&name) {
+            return Err(DataError::NotAClass { dir: p });
+        }
+    }
+    Ok(found)
 }
 
 /// The sample's stable name: its path relative to the dataset root, with `/`.

@@ -43,7 +43,7 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String]) -> Result<Scan, DataE
 
 /// Lists a [`FolderLayout`] under `root` (which must exist).
 pub(crate) fn scan_folders(root: &Path, classes: &[String], layout: &FolderLayout) -> Result<Scan, DataError> {
-    let found = class_dirs(root, "train")?;
+    let found = class_dirs(root, classes)?;
     if found.is_empty() {
         return Err(DataError::NoClasses { root: root.to_path_buf() });
     }

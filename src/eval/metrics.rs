@@ -57,6 +57,11 @@ pub struct RankingMetrics {
     pub average_precision: f64,
     /// Best F1 score over all distinct thresholds.
     pub f1_max: f64,
+    /// The threshold that achieves `f1_max` (a sample is anomalous when `score >= t`);
+    /// the highest one when several tie, so fewer normal samples are flagged. Kept so
+    /// that a deployed model can say "anomalous" at the operating point the metric
+    /// reports (`ras predict`).
+    pub f1_threshold: f64,
 }
 
 /// Pixel-level metrics of a set of anomaly maps: the ranking metrics of all pixels pooled
@@ -95,7 +100,7 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> Result<f64, MetricE
 }
 
 /// The best F1 score `2PR/(P+R)` over all distinct thresholds `t`, where a sample is
-/// predicted anomalous when `score >= t`.
+/// predicted anomalous when `score >= t`. [`RankingMetrics::f1_threshold`] is that `t`.
 pub fn f1_max(scores: &[f32], labels: &[bool]) -> Result<f64, MetricError> {
     ranking_metrics(scores, labels).map(|m| m.f1_max)
 }
@@ -133,7 +138,7 @@ pub fn ranking_metrics(scores: &[f32], labels: &[bool]) -> Result<RankingMetrics
                 fp += 1;
             }
         }
-        acc.push(tp, fp);
+        acc.push(tp, fp, group[0].0);
     }
     Ok(acc.finish())
 }
@@ -257,7 +262,7 @@ pub fn pixel_metrics(
                 overlap_sum.add(1.0 / f64::from(size));
             }
         }
-        ranking.push(tp, fp);
+        ranking.push(tp, fp, group[0].0);
         let fpr = fp as f64 / n_neg as f64;
         // Clipped at 1 as the MVTec code does; only rounding can push it above.
         let pro = (overlap_sum.value() / n_regions as f64).min(1.0);
@@ -369,7 +374,7 @@ impl CompensatedSum {
 }
 
 /// Consumes the cumulative (TP, FP) counts at each distinct threshold, highest threshold
-/// first, and accumulates AUROC, AP and F1-max.
+/// first, and accumulates AUROC, AP and F1-max (with the threshold that reaches it).
 struct RankingAccumulator {
     n_pos: u64,
     n_neg: u64,
@@ -380,6 +385,7 @@ struct RankingAccumulator {
     auc_twice: u128,
     ap: CompensatedSum,
     best_f1: f64,
+    best_threshold: f32,
 }
 
 impl RankingAccumulator {
@@ -392,10 +398,12 @@ impl RankingAccumulator {
             auc_twice: 0,
             ap: CompensatedSum::default(),
             best_f1: 0.0,
+            best_threshold: f32::INFINITY,
         }
     }
 
-    fn push(&mut self, tp: u64, fp: u64) {
+    /// `threshold`: the score of this tie group (everything `>=` it counted in tp, fp).
+    fn push(&mut self, tp: u64, fp: u64, threshold: f32) {
         let d_fp = u128::from(fp - self.prev_fp);
         self.auc_twice += d_fp * u128::from(tp + self.prev_tp);
         let d_tp = tp - self.prev_tp;
@@ -406,8 +414,11 @@ impl RankingAccumulator {
         }
         // 2PR/(P+R) = 2TP / (TP + FP + #anomalous); defined (0) even when TP = 0.
         let f1 = 2.0 * tp as f64 / (tp + fp + self.n_pos) as f64;
+        // Strictly greater: thresholds come highest first, so among equal F1 the highest
+        // threshold is kept.
         if f1 > self.best_f1 {
             self.best_f1 = f1;
+            self.best_threshold = threshold;
         }
         self.prev_tp = tp;
         self.prev_fp = fp;
@@ -419,6 +430,7 @@ impl RankingAccumulator {
             auroc: self.auc_twice as f64 / denominator,
             average_precision: self.ap.value(),
             f1_max: self.best_f1,
+            f1_threshold: f64::from(self.best_threshold),
         }
     }
 }
@@ -604,6 +616,49 @@ mod tests {
     fn perfect_ranking_scores_one() {
         let m = ranking_metrics(&[-1.0, 5.0, 4.0, -3.0], &bools(&[0, 1, 1, 0])).unwrap();
         check_ranking(m, 1.0, 1.0, 1.0);
+    }
+
+    #[test]
+    fn f1_threshold_is_the_score_that_reaches_f1_max() {
+        // sklearn's example again: F1 at thresholds 0.8, 0.4, 0.35, 0.1 is 2/3, 1/2, 4/5,
+        // 2/3, so the best is at 0.35 (the f32 score itself, widened exactly).
+        let m = ranking_metrics(&[0.1, 0.4, 0.35, 0.8], &bools(&[0, 0, 1, 1])).unwrap();
+        assert_eq!(m.f1_threshold, f64::from(0.35f32));
+        // Equal F1 (2/3 at 0.9 and at 0.5): the highest threshold, fewer false alarms.
+        let m = ranking_metrics(&[0.9, 0.5, 0.5, 0.5, 0.1], &bools(&[1, 1, 0, 0, 0])).unwrap();
+        assert_eq!(m.f1_threshold, f64::from(0.9f32));
+        // Backwards: only the lowest threshold catches the anomaly (F1 0, 0, 1/2).
+        let m = ranking_metrics(&[0.9, 0.8, 0.1], &bools(&[0, 0, 1])).unwrap();
+        assert_eq!(m.f1_threshold, f64::from(0.1f32));
+        // Perfect separation: the lowest anomalous score; `score >= t` then classifies
+        // every sample right.
+        let (scores, labels) = ([-1.0, 5.0, 4.0, -3.0], bools(&[0, 1, 1, 0]));
+        let m = ranking_metrics(&scores, &labels).unwrap();
+        assert_eq!(m.f1_threshold, 4.0);
+        for (s, l) in scores.iter().zip(&labels) {
+            assert_eq!(f64::from(*s) >= m.f1_threshold, *l);
+        }
+    }
+
+    #[test]
+    fn f1_threshold_matches_brute_force_on_random_cases() {
+        // Naive: for every distinct score t, F1 of "score >= t"; the threshold reported is
+        // the highest t reaching the maximum.
+        for seed in 1..=20 {
+            // From 2 score levels (many ties) to 32 (few).
+            let (scores, labels) = ranking_case(seed, 60, 2 + seed % 7 * 5, 30);
+            let Ok(m) = ranking_metrics(&scores, &labels) else { continue };
+            let n_pos = labels.iter().filter(|&&l| l).count() as f64;
+            let f1_at = |t: f32| {
+                let tp = scores.iter().zip(&labels).filter(|(s, l)| **s >= t && **l).count() as f64;
+                let fp = scores.iter().zip(&labels).filter(|(s, l)| **s >= t && !**l).count() as f64;
+                2.0 * tp / (tp + fp + n_pos)
+            };
+            let best = scores.iter().map(|&t| f1_at(t)).fold(0.0, f64::max);
+            let highest = scores.iter().copied().filter(|&t| f1_at(t) == best).fold(f32::MIN, f32::max);
+            assert_eq!(m.f1_threshold, f64::from(highest), "seed {seed}");
+            close(f1_at(highest), m.f1_max, EXACT);
+        }
     }
 
     #[test]

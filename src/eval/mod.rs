@@ -21,6 +21,14 @@ pub struct Predictions {
 /// Runs the model over test features (M, C, H, W), batch by batch, optionally with
 /// test-time jitter (paper Table 6; seeded per test sample).
 pub fn predict(model: &Ras, features: &Tensor, image_size: i64, batch: usize, jitter_scale: f64, seed: u64, device: Device) -> Predictions {
+    predict_from(model, features, 0, image_size, batch, jitter_scale, seed, device)
+}
+
+/// [`predict`] for rows `first..first + M` of a longer sequence: the jitter noise of row
+/// `j` is seeded by `first + j`, so predicting a class's images a few at a time
+/// (`ras predict`) draws the same noise as predicting them all at once.
+#[allow(clippy::too_many_arguments)]
+pub fn predict_from(model: &Ras, features: &Tensor, first: usize, image_size: i64, batch: usize, jitter_scale: f64, seed: u64, device: Device) -> Predictions {
     let m = features.size()[0] as usize;
     let mut scores = vec![];
     let mut maps = vec![];
@@ -29,7 +37,7 @@ pub fn predict(model: &Ras, features: &Tensor, image_size: i64, batch: usize, ji
             let len = batch.min(m - start);
             let org = features.narrow(0, start as i64, len as i64).to_device(device);
             let input = if jitter_scale > 0.0 {
-                let ids: Vec<usize> = (start..start + len).collect();
+                let ids: Vec<usize> = (first + start..first + start + len).collect();
                 let noise = jitter_noise(&ids, &org.size()[1..], seed, STREAM_TEST_JITTER, 0, 1.0).to_device(device);
                 add_jitter(&org, &noise, jitter_scale)
             } else {
@@ -54,6 +62,12 @@ pub struct ClassMetrics {
     pub pixel_f1_max: f64,
     pub image_ap: f64,
     pub pixel_ap: f64,
+    /// The image-score threshold that achieves `image_f1_max` (anomalous when
+    /// `score >= threshold`): the operating point `ras predict` labels images with. None
+    /// in metrics written before it was recorded (and in a table's mean, where an
+    /// average of per-class thresholds would mean nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_threshold: Option<f64>,
 }
 
 fn to_f32(t: &Tensor) -> Vec<f32> {
@@ -82,6 +96,7 @@ pub fn class_metrics(pred: &Predictions, labels: &[bool], masks: &Tensor, fpr_li
         pixel_f1_max: m.pixel.ranking.f1_max,
         image_ap: m.image.average_precision,
         pixel_ap: m.pixel.ranking.average_precision,
+        image_threshold: Some(m.image.f1_threshold),
     })
 }
 
@@ -104,6 +119,7 @@ impl MetricsTable {
             pixel_f1_max: avg(|m| m.pixel_f1_max),
             image_ap: avg(|m| m.image_ap),
             pixel_ap: avg(|m| m.pixel_ap),
+            image_threshold: None,
         };
         Self { classes, mean }
     }
@@ -130,5 +146,22 @@ impl MetricsTable {
         }
         s += &row("mean", &self.mean);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_without_a_threshold_still_load() {
+        // final_metrics.json written before image_threshold existed.
+        let old = r#"{"image_auroc":0.9,"pixel_auroc":0.8,"aupro":0.7,"image_f1_max":0.6,"pixel_f1_max":0.5,"image_ap":0.4,"pixel_ap":0.3}"#;
+        let m: ClassMetrics = serde_json::from_str(old).unwrap();
+        assert_eq!(m.image_threshold, None);
+        assert_eq!(serde_json::to_string(&m).unwrap(), old, "None is not written: old readers see the same fields");
+        let with = ClassMetrics { image_threshold: Some(8.78557014465332), ..m };
+        let back: ClassMetrics = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with, "the threshold round-trips exactly");
     }
 }

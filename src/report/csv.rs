@@ -35,7 +35,10 @@ fn text(header: &[&str], records: impl IntoIterator<Item = (String, Vec<String>)
 pub(super) fn rows(rows: &[Row]) -> Result<Vec<u8>, ReportError> {
     let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
     text(
-        &["variant", "class", "runs", "i_auroc", "i_std", "paper_i", "delta_i", "p_auroc", "p_std", "paper_p", "delta_p"],
+        &[
+            "variant", "class", "runs", "i_auroc", "i_std", "paper_i", "delta_i", "p_auroc", "p_std", "paper_p", "delta_p", "aupro", "aupro_std",
+            "i_ap", "i_ap_std", "p_ap", "p_ap_std", "i_f1max", "i_f1max_std", "p_f1max", "p_f1max_std", "paper_row",
+        ],
         rows.iter().map(|r| {
             let rest = vec![
                 r.class.clone(),
@@ -49,6 +52,12 @@ pub(super) fn rows(rows: &[Row]) -> Result<Vec<u8>, ReportError> {
                 num(r.paper_p),
                 num(r.paper_p.map(|p| r.p_auroc - p)),
             ];
+            let mut rest = rest;
+            for (m, sd) in r.extra {
+                rest.push(format!("{m:.4}"));
+                rest.push(format!("{sd:.4}"));
+            }
+            rest.push(r.paper_row.as_ref().map(|p| p.label()).unwrap_or_default());
             (r.variant.clone(), rest)
         }),
     )
@@ -72,7 +81,7 @@ mod tests {
     use crate::report::noise::NoisePoint;
 
     fn row(variant: &str, class: &str, paper: Option<f64>) -> Row {
-        Row { variant: variant.into(), class: class.into(), runs: 2, i_auroc: 97.25, i_std: 0.5, p_auroc: 95.0, p_std: 0.25, paper_i: paper, paper_p: None, recipe: String::new() }
+        Row { variant: variant.into(), class: class.into(), runs: 2, i_auroc: 97.25, i_std: 0.5, p_auroc: 95.0, p_std: 0.25, paper_i: paper, paper_p: None, recipe: String::new(), paper_row: None, extra: [(1.0, 0.5); 5], config: None }
     }
 
     #[test]
@@ -80,9 +89,9 @@ mod tests {
         let csv = rows(&[row("demo model.decoder=\"ras\"", "mean", Some(98.0)), row("demo", "a,b", None)]).unwrap();
         assert_eq!(
             String::from_utf8(csv).unwrap(),
-            "variant,class,runs,i_auroc,i_std,paper_i,delta_i,p_auroc,p_std,paper_p,delta_p\n\
-             \"demo model.decoder=\"\"ras\"\"\",mean,2,97.2500,0.5000,98.0000,-0.7500,95.0000,0.2500,,\n\
-             \"demo\",\"a,b\",2,97.2500,0.5000,,,95.0000,0.2500,,\n"
+            "variant,class,runs,i_auroc,i_std,paper_i,delta_i,p_auroc,p_std,paper_p,delta_p,aupro,aupro_std,i_ap,i_ap_std,p_ap,p_ap_std,i_f1max,i_f1max_std,p_f1max,p_f1max_std,paper_row\n\
+             \"demo model.decoder=\"\"ras\"\"\",mean,2,97.2500,0.5000,98.0000,-0.7500,95.0000,0.2500,,,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,\n\
+             \"demo\",\"a,b\",2,97.2500,0.5000,,,95.0000,0.2500,,,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,\n"
         );
     }
 

@@ -83,7 +83,7 @@ fn slug(dataset: &str, variant: &str) -> String {
 ///
 /// Per dataset: `<dataset>[-<variant>]-heatmap-{i,p}-auroc.png` (T_e x T_d) and
 /// `<dataset>-noise.{md,csv}`, `<dataset>-noise-{i,p}-auroc.png`.
-pub fn write_plots(data: &PlotData, sweep: &str, out: &Path) -> Result<Vec<PathBuf>, ReportError> {
+pub fn write_plots(data: &PlotData, sweep: &str, out: &Path, caveats: &[String]) -> Result<Vec<PathBuf>, ReportError> {
     super::create_dir(out)?;
     let mut files = vec![];
     for (dataset, grids) in &data.grids {
@@ -103,8 +103,11 @@ pub fn write_plots(data: &PlotData, sweep: &str, out: &Path) -> Result<Vec<PathB
         }
     }
     for (dataset, series) in &data.noise {
-        files.push(write_file(out, &format!("{dataset}-noise.md"), noise::noise_markdown(sweep, dataset, series).as_bytes())?);
-        files.push(write_file(out, &format!("{dataset}-noise.csv"), &csv::noise(series)?)?);
+        let md = super::layout::caveat_block(caveats, "> ") + &noise::noise_markdown(sweep, dataset, series);
+        files.push(write_file(out, &format!("{dataset}-noise.md"), md.as_bytes())?);
+        let mut text = super::layout::caveat_block(caveats, "# ").into_bytes();
+        text.extend(csv::noise(series)?);
+        files.push(write_file(out, &format!("{dataset}-noise.csv"), &text)?);
         for (metric, pick) in METRICS {
             let c = plot::Curves {
                 title: format!("{sweep}: {dataset}, mean {metric} vs test noise"),

@@ -10,6 +10,8 @@
 
 pub mod cost;
 mod csv;
+pub mod layout;
+pub mod paper;
 pub mod figures;
 pub mod noise;
 pub mod plot;
@@ -17,7 +19,8 @@ pub mod tables;
 
 pub use figures::{collect_plots, write_plots, LayerGrid, PlotData};
 pub use noise::{noise_markdown, NoisePoint, NoiseSeries};
-pub use tables::{collect, latex, markdown, paper_numbers, write, Row, PAPER_TABLES};
+pub use paper::{PaperRow, PaperTables, PAPER_TABLES};
+pub use tables::{collect, latex, markdown, write, Row};
 
 use crate::run::FinalMetrics;
 use crate::store::{Store, StoreError};
@@ -35,6 +38,9 @@ pub enum ReportError {
     Io { path: PathBuf, #[source] source: std::io::Error },
     #[error("CSV: {0}")]
     Csv(#[from] ::csv::Error),
+    /// The sweep's `[paper]` templates do not fit its runs.
+    #[error("{0}")]
+    Paper(String),
 }
 
 /// What [`write_sweep_report`] made.
@@ -55,11 +61,28 @@ pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Res
     if tables.is_empty() {
         return Err(ReportError::NoCompleteRun { sweep: manifest.name.clone(), store: store.url().to_string() });
     }
+    let runs = complete_runs(store, manifest)?;
+    let caveats = layout::caveats(manifest, &runs);
     let plots = collect_plots(store, manifest)?;
-    let mut markdown: Vec<String> = tables.iter().map(|(dataset, rows)| tables::markdown(&manifest.name, dataset, rows)).collect();
+    let grids = layout::paper_layout(manifest.paper.as_ref(), &tables, &layout::noise_with_configs(&plots.noise, &runs))?;
+    let mut seen = std::collections::BTreeSet::new();
+    let recipes: Vec<String> = tables
+        .values()
+        .flatten()
+        .filter(|r| seen.insert(r.variant.clone()))
+        .map(|r| format!("{}: {}", if r.variant.is_empty() { "(all runs)" } else { &r.variant }, r.recipe))
+        .collect();
+    let main = layout::markdown(&manifest.name, &caveats, &grids, &recipes);
+    create_dir(out)?;
+    let mut files = vec![
+        write_file(out, &format!("{}-paper.md", manifest.name), main.as_bytes())?,
+        write_file(out, &format!("{}-paper.tex", manifest.name), layout::latex(&manifest.name, &caveats, &grids).as_bytes())?,
+    ];
+    let mut markdown = vec![main];
+    markdown.extend(tables.iter().map(|(dataset, rows)| tables::markdown(&manifest.name, dataset, rows)));
     markdown.extend(plots.noise.iter().map(|(dataset, series)| noise_markdown(&manifest.name, dataset, series)));
-    let mut files = write(&tables, &manifest.name, out)?;
-    files.extend(write_plots(&plots, &manifest.name, out)?);
+    files.extend(write(&tables, &manifest.name, out, &caveats)?);
+    files.extend(write_plots(&plots, &manifest.name, out, &caveats)?);
     if let Some((md, written)) = cost::write_cost(store, manifest, out)? {
         markdown.push(md);
         files.extend(written);

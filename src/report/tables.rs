@@ -1,37 +1,20 @@
 //! The result tables of a sweep: per dataset, per variant and class, the final metrics
 //! of its complete runs (mean ± std over seeds) beside the paper's numbers
 //! (configs/paper-tables.csv, a copy kept in the repo and compiled in, so a report never
-//! depends on files outside the project), as Markdown, CSV and LaTeX.
+//! depends on files outside the project), as Markdown, CSV and LaTeX: the long form, one
+//! row per variant and class (`<dataset>.{md,csv,tex}`); `layout` puts the same rows in
+//! the paper's own layout.
 
-use super::{complete_runs, ReportError};
+use super::paper::{paper_row, PaperRow, PaperTables};
+use super::{complete_runs, variant_without, ReportError};
+use crate::config::RunConfig;
+use crate::eval::ClassMetrics;
 use crate::store::Store;
 use crate::sweep::Manifest;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The paper's numbers: table,dataset,class,method,setting,metric,value.
-pub const PAPER_TABLES: &str = include_str!("../../configs/paper-tables.csv");
-
-/// (dataset, class, setting, metric "I"|"P") -> value in percent, RAS rows of Tables 1-3 only.
-pub fn paper_numbers() -> BTreeMap<(String, String, String, String), f64> {
-    let mut reader = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .comment(Some(b'#'))
-        .flexible(true)
-        .from_reader(PAPER_TABLES.as_bytes());
-    let mut out = BTreeMap::new();
-    for f in reader.records().filter_map(Result::ok) {
-        if f.len() != 7 || &f[3] != "RAS" || !matches!(&f[0], "table1" | "table2" | "table3") {
-            continue;
-        }
-        if let Ok(v) = f[6].parse::<f64>() {
-            out.entry((f[1].to_string(), f[2].to_string(), f[4].to_string(), f[5].to_string())).or_insert(v);
-        }
-    }
-    out
-}
-
-/// One row of a report table.
+/// One row of a report table: a variant's class (or "mean") over its runs (seeds).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
     pub variant: String,
@@ -46,7 +29,17 @@ pub struct Row {
     /// The training recipe of the variant's runs (`RunConfig::recipe`; several joined by
     /// "; " if its runs differ).
     pub recipe: String,
+    /// The paper row this row is compared with (the sweep's `[paper]`), if any.
+    pub paper_row: Option<PaperRow>,
+    /// AUPRO, image AP, pixel AP, image F1-max, pixel F1-max: (mean, std) in percent.
+    pub extra: [(f64, f64); 5],
+    /// A config of the variant (the seed aside, its runs share it): for grid layouts.
+    #[serde(skip)]
+    pub config: Option<RunConfig>,
 }
+
+/// Names of `Row::extra`, in order.
+pub const EXTRA_METRICS: [&str; 5] = ["AUPRO", "I-AP", "P-AP", "I-F1max", "P-F1max"];
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -55,64 +48,72 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// Rows per dataset (base config stem), in percent. Runs that differ only by seed are
-/// one variant: mean ± sample std over them.
+/// The seven metrics of a class in percent: I-AUROC, P-AUROC, then `EXTRA_METRICS`.
+fn percent(m: &ClassMetrics) -> [f64; 7] {
+    [m.image_auroc, m.pixel_auroc, m.aupro, m.image_ap, m.pixel_ap, m.image_f1_max, m.pixel_f1_max].map(|x| 100.0 * x)
+}
+
+/// Per dataset (base config stem), the rows of every variant: one per class and a mean,
+/// each compared with the paper row the sweep's `[paper]` names for it (none without).
 pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Vec<Row>>, ReportError> {
-    let paper = paper_numbers();
-    // (dataset, variant without class) -> class -> [(I, P)], plus (kind, setting)
-    let mut groups: BTreeMap<(String, String), (String, String, BTreeMap<String, Vec<(f64, f64)>>)> = BTreeMap::new();
-    let mut recipes: BTreeMap<(String, String), std::collections::BTreeSet<String>> = BTreeMap::new();
+    let paper = PaperTables::load();
+    // (dataset, variant without class) -> class -> per run [7 metrics], plus a config and recipes
+    type Group = (RunConfig, BTreeSet<String>, BTreeMap<String, Vec<[f64; 7]>>);
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     for (run, fm) in complete_runs(store, manifest)? {
         let cfg = run.config();
-        let variant = run.variant.split(' ').filter(|p| !p.starts_with("class=")).collect::<Vec<_>>().join(" ");
-        let setting = cfg.train.setting.as_str();
-        recipes.entry((run.dataset.clone(), variant.clone())).or_default().insert(cfg.recipe());
-        let entry = groups
-            .entry((run.dataset.clone(), variant))
-            .or_insert_with(|| (cfg.dataset.kind.to_string(), setting.to_string(), BTreeMap::new()));
+        let variant = variant_without(&run.variant, &[]);
+        let recipe = cfg.recipe();
+        let entry = groups.entry((run.dataset.clone(), variant)).or_insert_with(|| (cfg, BTreeSet::new(), BTreeMap::new()));
+        entry.1.insert(recipe);
         for (class, m) in &fm.metrics.classes {
-            entry.2.entry(class.clone()).or_default().push((100.0 * m.image_auroc, 100.0 * m.pixel_auroc));
+            entry.2.entry(class.clone()).or_default().push(percent(m));
         }
         if fm.metrics.classes.len() > 1 {
-            entry.2.entry("mean".into()).or_default().push((100.0 * fm.metrics.mean.image_auroc, 100.0 * fm.metrics.mean.pixel_auroc));
+            entry.2.entry("mean".into()).or_default().push(percent(&fm.metrics.mean));
         }
     }
     let mut out: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-    for ((dataset, variant), (kind, setting, classes)) in groups {
-        let recipe = recipes.remove(&(dataset.clone(), variant.clone())).unwrap_or_default().into_iter().collect::<Vec<_>>().join("; ");
-        let mut classes = classes;
-        // Separate runs: one class each; their mean is the mean over classes.
+    for ((dataset, variant), (cfg, recipes, mut classes)) in groups {
+        // Separate runs: one class each; their mean is the mean over classes, per seed.
         if !classes.contains_key("mean") && classes.len() > 1 {
             let n = classes.values().map(|v| v.len()).min().unwrap_or(0);
-            let per_seed: Vec<(f64, f64)> = (0..n)
-                .map(|k| {
-                    let c = classes.len() as f64;
-                    (classes.values().map(|v| v[k].0).sum::<f64>() / c, classes.values().map(|v| v[k].1).sum::<f64>() / c)
-                })
-                .collect();
+            let c = classes.len() as f64;
+            let per_seed: Vec<[f64; 7]> =
+                (0..n).map(|k| std::array::from_fn(|j| classes.values().map(|v| v[k][j]).sum::<f64>() / c)).collect();
             classes.insert("mean".into(), per_seed);
         }
-        // The paper's mean is over its full class list: beside a mean over other classes
-        // (a subset, or a synthetic dataset in the same layout) it would be a false match.
-        let same_classes = kind.parse::<crate::config::DatasetKind>().ok().and_then(|k| k.published_classes()).map(|list| {
-            let mut ours: Vec<&str> = classes.keys().map(String::as_str).filter(|c| *c != "mean").collect();
-            let mut theirs = list.to_vec();
-            ours.sort_unstable();
-            theirs.sort_unstable();
-            ours == theirs
-        });
-        let mut rows: Vec<Row> = classes
-            .into_iter()
-            .map(|(class, vals)| {
-                let (i, is) = mean_std(&vals.iter().map(|v| v.0).collect::<Vec<_>>());
-                let (p, ps) = mean_std(&vals.iter().map(|v| v.1).collect::<Vec<_>>());
-                let comparable = class != "mean" || same_classes == Some(true);
-                let look = |metric: &str| {
-                    paper.get(&(kind.clone(), class.clone(), setting.clone(), metric.to_string())).copied().filter(|_| comparable)
-                };
-                Row { variant: variant.clone(), class: class.clone(), runs: vals.len(), i_auroc: i, i_std: is, p_auroc: p, p_std: ps, paper_i: look("I"), paper_p: look("P"), recipe: recipe.clone() }
-            })
-            .collect();
+        // A single-class variant: its class is also its mean (what Tables 3-6 compare).
+        if classes.len() == 1 {
+            let only = classes.values().next().cloned().unwrap_or_default();
+            classes.insert("mean".into(), only);
+        }
+        let recipe = recipes.into_iter().collect::<Vec<_>>().join("; ");
+        let mut rows = vec![];
+        for (class, vals) in classes {
+            let stat = |j: usize| mean_std(&vals.iter().map(|v| v[j]).collect::<Vec<_>>());
+            // The final metrics are at the run's own test-time noise (alpha for Table 6).
+            let paper_row = match &manifest.paper {
+                Some(m) => paper_row(m, &cfg, &class, Some(cfg.eval.test_jitter_scale)).map_err(ReportError::Paper)?,
+                None => None,
+            };
+            let ((i, is), (p, ps)) = (stat(0), stat(1));
+            rows.push(Row {
+                variant: variant.clone(),
+                class: class.clone(),
+                runs: vals.len(),
+                i_auroc: i,
+                i_std: is,
+                p_auroc: p,
+                p_std: ps,
+                paper_i: paper_row.as_ref().and_then(|r| r.value(&paper, "I")),
+                paper_p: paper_row.as_ref().and_then(|r| r.value(&paper, "P")),
+                recipe: recipe.clone(),
+                paper_row,
+                extra: std::array::from_fn(|k| stat(k + 2)),
+                config: Some(cfg.clone()),
+            });
+        }
         // "mean" last.
         rows.sort_by_key(|r| (r.class == "mean", r.class.clone()));
         out.entry(dataset).or_default().extend(rows);
@@ -161,7 +162,7 @@ fn delta(ours: f64, paper: Option<f64>) -> String {
 /// The Markdown table of one dataset (also what `ras report` prints).
 pub fn markdown(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     let mut md = format!(
-        "# {sweep}: {dataset}\n\nI-AUROC / P-AUROC in percent (last epoch); mean ± std over seeds when several; paper = RAS in the paper's Tables 1-3.\n\n| variant | class | runs | I-AUROC | paper I | Δ I | P-AUROC | paper P | Δ P |\n|---|---|---|---|---|---|---|---|---|\n"
+        "# {sweep}: {dataset}\n\nI-AUROC / P-AUROC in percent (last epoch); mean ± std over seeds when several; paper = the paper row the sweep's [paper] names for the variant (`-`: none).\n\n| variant | class | runs | I-AUROC | paper I | Δ I | P-AUROC | paper P | Δ P |\n|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in rows {
         md += &format!("| {} |\n", row_cells(r, false).join(" | "));
@@ -174,7 +175,7 @@ pub fn markdown(sweep: &str, dataset: &str, rows: &[Row]) -> String {
 }
 
 /// Text made safe for LaTeX (variant labels hold `_`, `"`, `=`).
-fn tex_escape(s: &str) -> String {
+pub(super) fn tex_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
         match c {
@@ -195,7 +196,7 @@ fn tex_escape(s: &str) -> String {
 /// A booktabs table of one dataset, ready for `\input` in a paper.
 pub fn latex(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     let mut t = format!(
-        "% {sweep}: {dataset} (written by `ras report`; needs \\usepackage{{booktabs}})\n\\begin{{table}}[t]\n\\centering\n\\caption{{{}: {}. I-AUROC / P-AUROC in percent; paper = RAS in the paper; $\\Delta$ = ours $-$ paper.}}\n\\begin{{tabular}}{{llrrrrrrr}}\n\\toprule\nVariant & Class & Runs & I-AUROC & Paper & $\\Delta$ & P-AUROC & Paper & $\\Delta$ \\\\\n\\midrule\n",
+        "% {sweep}: {dataset} (written by `ras report`; needs \\usepackage{{booktabs}})\n\\begin{{table}}[t]\n\\centering\n\\caption{{{}: {}. I-AUROC / P-AUROC in percent; paper = the row the sweep's [paper] names; $\\Delta$ = ours $-$ paper.}}\n\\begin{{tabular}}{{llrrrrrrr}}\n\\toprule\nVariant & Class & Runs & I-AUROC & Paper & $\\Delta$ & P-AUROC & Paper & $\\Delta$ \\\\\n\\midrule\n",
         tex_escape(sweep),
         tex_escape(dataset)
     );
@@ -206,12 +207,18 @@ pub fn latex(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     t
 }
 
-/// Writes `<dataset>.md`, `.csv` and `.tex` per dataset into `out`; returns the files.
-pub fn write(tables: &BTreeMap<String, Vec<Row>>, sweep: &str, out: &Path) -> Result<Vec<PathBuf>, ReportError> {
+/// Writes `<dataset>.md`, `.csv` and `.tex` per dataset into `out`, each starting with the
+/// report's caveats (as Markdown quotes, `# ` and `% ` comment lines); returns the files.
+pub fn write(tables: &BTreeMap<String, Vec<Row>>, sweep: &str, out: &Path, caveats: &[String]) -> Result<Vec<PathBuf>, ReportError> {
+    use super::layout::caveat_block;
     super::create_dir(out)?;
     let mut files = vec![];
     for (dataset, rows) in tables {
-        for (ext, bytes) in [("md", markdown(sweep, dataset, rows).into_bytes()), ("csv", super::csv::rows(rows)?), ("tex", latex(sweep, dataset, rows).into_bytes())] {
+        let md = caveat_block(caveats, "> ") + &markdown(sweep, dataset, rows);
+        let mut csv = caveat_block(caveats, "# ").into_bytes();
+        csv.extend(super::csv::rows(rows)?);
+        let tex = caveat_block(caveats, "% ") + &latex(sweep, dataset, rows);
+        for (ext, bytes) in [("md", md.into_bytes()), ("csv", csv), ("tex", tex.into_bytes())] {
             files.push(super::write_file(out, &format!("{dataset}.{ext}"), &bytes)?);
         }
     }
@@ -233,6 +240,9 @@ mod tests {
             paper_i: paper,
             paper_p: None,
             recipe: "paper (lr 7e-4, batch 64)".into(),
+            paper_row: None,
+            extra: [(0.0, 0.0); 5],
+            config: None,
         };
         let rows = vec![row("mvtec model.decoder=\"ras\" eval.test_jitter_scale=10", 2, Some(98.0)), row("mvtec", 1, None)];
         let t = super::latex("table_5", "mvtec", &rows);
@@ -244,14 +254,4 @@ mod tests {
         assert!(!t.lines().filter(|l| !l.starts_with('%')).any(|l| l.contains('_') && !l.contains("\\_")), "unescaped _: {t}");
     }
 
-    #[test]
-    fn paper_numbers_are_the_ras_rows_of_tables_1_to_3() {
-        let paper = super::paper_numbers();
-        assert_eq!(paper.len(), 70, "{paper:?}");
-        let get = |d: &str, c: &str, s: &str, m: &str| paper.get(&(d.into(), c.into(), s.into(), m.into())).copied();
-        assert_eq!(get("mvtec", "bottle", "unified", "I"), Some(100.0));
-        assert_eq!(get("mvtec", "cable", "unified", "I"), Some(99.2));
-        // Table 5's classes hold a quoted comma ("Te=0,Td=1"): read as one field, still not a Table 1-3 row.
-        assert!(paper.keys().all(|k| !k.1.starts_with("Te=")), "{paper:?}");
-    }
 }

@@ -144,6 +144,79 @@ impl<'a> Checkpointer<'a> {
     }
 }
 
+/// Which checkpoint `ras eval` evaluates (`--checkpoint`): the run's final one (the
+/// default: what its final metrics describe), the newest, the best-scoring, or the one
+/// after a given epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckpointChoice {
+    #[default]
+    Final,
+    Latest,
+    Best,
+    Epoch(usize),
+}
+
+impl std::str::FromStr for CheckpointChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "final" => Ok(Self::Final),
+            "latest" => Ok(Self::Latest),
+            "best" => Ok(Self::Best),
+            _ => s.parse().map(Self::Epoch).map_err(|_| format!("{s:?} is not a checkpoint: use final, latest, best or an epoch number")),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointChoice {
+    /// As it appears in eval keys: `final`, `latest`, `best`, `epoch_<E>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Final => write!(f, "final"),
+            Self::Latest => write!(f, "latest"),
+            Self::Best => write!(f, "best"),
+            Self::Epoch(e) => write!(f, "epoch_{e}"),
+        }
+    }
+}
+
+impl Checkpointer<'_> {
+    /// Exactly the checkpoint `choice` names for `model` (`epochs`: the run's last epoch,
+    /// for `Final`), with its verified bytes. Unlike [`Checkpointer::latest_valid`] (which
+    /// a resuming run uses, where any valid checkpoint will do) a missing or corrupt one is
+    /// an error, never a silent fall back to another: an evaluation must be of the model
+    /// it says it is of.
+    pub fn select(&self, model: &str, choice: CheckpointChoice, epochs: usize) -> Result<(CheckpointRecord, bytes::Bytes)> {
+        let recs = self.records(model)?;
+        let at = |epoch: usize| recs.iter().find(|r| r.epoch == epoch && r.step == 0);
+        let rec = match choice {
+            CheckpointChoice::Final => at(epochs),
+            CheckpointChoice::Latest => recs.last(),
+            // Among equal scores the newest, as retention keeps it.
+            CheckpointChoice::Best => recs
+                .iter()
+                .filter(|r| r.score.is_some())
+                .max_by(|a, b| a.score.partial_cmp(&b.score).unwrap_or(std::cmp::Ordering::Equal)),
+            CheckpointChoice::Epoch(e) => at(e),
+        };
+        let folder = format!("{}/{}", self.store.url(), self.paths.checkpoints(model));
+        let Some(rec) = rec else {
+            let have: Vec<String> =
+                recs.iter().map(|r| if r.step == 0 { r.epoch.to_string() } else { format!("{} (+{} steps)", r.epoch, r.step) }).collect();
+            anyhow::bail!(
+                "model {model} has no {choice} checkpoint under {folder} (epochs kept: {}); choose one with --checkpoint latest|best|EPOCH",
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            );
+        };
+        let bytes = self
+            .store
+            .get_verified(&rec.weights, &rec.sha256)
+            .with_context(|| format!("{choice} checkpoint of model {model} (epoch {}) is corrupt; choose another with --checkpoint EPOCH", rec.epoch))?
+            .with_context(|| format!("{choice} checkpoint of model {model}: its record names {} but that object is missing", rec.weights))?;
+        Ok((rec.clone(), bytes))
+    }
+}
+
 /// The newest valid checkpoint of `model` in the run whose keys start with `prefix`
 /// (`runs/<run id>`, as `RunOutcome::prefix` holds it); see `Checkpointer::latest`.
 pub fn latest_checkpoint(store: &Store, prefix: &str, model: &str) -> Result<(CheckpointRecord, bytes::Bytes)> {

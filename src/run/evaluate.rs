@@ -3,7 +3,7 @@
 //! (paper Table 6) without retraining, by the run itself (`eval.noise_scales`) or by
 //! `ras eval` (`reevaluate`). Metrics need the ground-truth masks, loaded once per run.
 
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{CheckpointChoice, Checkpointer};
 use super::paths::RunPaths;
 use super::resolve_device;
 use crate::config::RunConfig;
@@ -12,7 +12,7 @@ use crate::dist::{self, Collective};
 use crate::eval::{class_metrics, predict, ClassMetrics, MetricsTable, Predictions};
 use crate::features::{load_or_compute, ClassFeatures};
 use crate::progress::Progress;
-use crate::store::{tensors, Store};
+use crate::store::{tensors, Store, StoreError};
 use crate::train::Trainer;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -67,10 +67,36 @@ pub(super) fn load_masks(index: &DatasetIndex, size: i64) -> Result<Vec<Tensor>>
         .collect()
 }
 
-/// Evaluates a finished run again from its last checkpoint(s) with each test-time jitter
-/// scale (paper Table 6), without retraining; features, masks and models are loaded
-/// once. Each result is stored as `evals/test_jitter_<scale>.json`.
-pub fn reevaluate(store: &Store, run: &str, scales: &[f64], progress: &Progress) -> Result<Vec<(f64, MetricsTable)>> {
+/// One test-time noise evaluation as stored: the metrics (the fields of a
+/// [`MetricsTable`], so readers of the table read it as before) and exactly which
+/// checkpoint of each model produced them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Reevaluation {
+    pub scale: f64,
+    /// The checkpoint asked for: `final`, `latest`, `best` or `epoch_<E>`.
+    pub checkpoint: String,
+    /// Model ("unified" or a class) -> the checkpoint evaluated.
+    pub models: BTreeMap<String, EvaluatedCheckpoint>,
+    #[serde(flatten)]
+    pub table: MetricsTable,
+    /// The store key it was written to (not stored: it is the object's own name).
+    #[serde(skip)]
+    pub key: String,
+}
+
+/// The checkpoint a [`Reevaluation`] used.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct EvaluatedCheckpoint {
+    pub epoch: usize,
+    pub step: usize,
+    pub sha256: String,
+}
+
+/// Evaluates a run again from the checkpoint(s) `choice` names (the final ones unless
+/// asked otherwise) with each test-time jitter scale (paper Table 6), without
+/// retraining; features, masks and models are loaded once. A missing or corrupt chosen
+/// checkpoint is an error. Each result is a new object (see [`store_new`]).
+pub fn reevaluate(store: &Store, run: &str, scales: &[f64], choice: CheckpointChoice, progress: &Progress) -> Result<Vec<Reevaluation>> {
     let paths = RunPaths::new(run);
     let text = store.get(&paths.config())?.with_context(|| format!("no run {run} in {}", store.url()))?;
     let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, std::path::Path::new(&paths.config()))?;
@@ -78,7 +104,7 @@ pub fn reevaluate(store: &Store, run: &str, scales: &[f64], progress: &Progress)
     let index = scan(&cfg.dataset)?;
     let (features, _) = load_or_compute(store, &cfg.backbone, device, &index, progress)?;
     let masks = load_masks(&index, cfg.backbone.image_size)?;
-    evaluate_with_noise(store, &paths, &cfg, &index, &features, &masks, device, scales)
+    evaluate_with_noise(store, &paths, &cfg, &index, &features, &masks, device, scales, choice)
 }
 
 /// The body of `reevaluate` once features and masks are loaded: also what a run calls
@@ -93,18 +119,21 @@ pub(super) fn evaluate_with_noise(
     masks: &[Tensor],
     device: Device,
     scales: &[f64],
-) -> Result<Vec<(f64, MetricsTable)>> {
+    choice: CheckpointChoice,
+) -> Result<Vec<Reevaluation>> {
     let channels = features[0].1.train.size()[1];
     let grid = cfg.backbone.image_size / 16;
     let checkpoints = Checkpointer::new(store, paths);
     let mut tables: Vec<BTreeMap<String, ClassMetrics>> = scales.iter().map(|_| BTreeMap::new()).collect();
+    let mut models = BTreeMap::new();
     let mut loaded: Option<(String, Trainer)> = None;
     for (i, (class, feats)) in features.iter().enumerate() {
         let model = cfg.train.setting.model_name(class).to_string();
         if loaded.as_ref().map(|(m, _)| m != &model).unwrap_or(true) {
             let mut t = Trainer::new(&cfg.model, &cfg.train, cfg.seed, channels, grid, device)?;
-            let (rec, bytes) = checkpoints.latest(&model)?;
+            let (rec, bytes) = checkpoints.select(&model, choice, cfg.train.epochs)?;
             t.load_state(tensors::decode(&bytes)?).with_context(|| format!("checkpoint {}", rec.weights))?;
+            models.insert(model.clone(), EvaluatedCheckpoint { epoch: rec.epoch, step: rec.step, sha256: rec.sha256 });
             loaded = Some((model, t));
         }
         let trainer = &loaded.as_ref().expect("loaded above").1;
@@ -116,9 +145,31 @@ pub(super) fn evaluate_with_noise(
     }
     let mut out = vec![];
     for (scale, classes) in scales.iter().zip(tables) {
-        let table = MetricsTable::new(classes);
-        store.put_json(&paths.eval_noise(*scale), &table)?;
-        out.push((*scale, table));
+        let mut r = Reevaluation { scale: *scale, checkpoint: choice.to_string(), models: models.clone(), table: MetricsTable::new(classes), key: String::new() };
+        r.key = store_new(store, paths, &r, choice)?;
+        out.push(r);
     }
     Ok(out)
+}
+
+/// Writes an evaluation as a new object and returns its key; an earlier result is never
+/// replaced, whatever this one finds (each write is a conditional create). The final
+/// checkpoint's result at scale s takes `evals/test_jitter_<s>.json`, the key reports
+/// read, when it is free; any other result, and a final one when that key is taken, goes
+/// to `evals/test_jitter_<s>.<checkpoint>.<n>.json` with the first free n: a name the
+/// report's `test_jitter_<number>.json` does not match, so a curve of the final model
+/// never mixes in another checkpoint. Keeping every result (rather than refusing to
+/// write) lets `ras eval` run again, and a run killed after its noise evaluations redo
+/// them, without an error over a result that already exists.
+fn store_new(store: &Store, paths: &RunPaths, r: &Reevaluation, choice: CheckpointChoice) -> Result<String> {
+    let bytes = serde_json::to_vec_pretty(r)?;
+    let canonical = (choice == CheckpointChoice::Final).then(|| paths.eval_noise(r.scale));
+    for key in canonical.into_iter().chain((1..).map(|n| paths.eval_noise_other(r.scale, &r.checkpoint, n))) {
+        match store.put_new(&key, bytes.clone()) {
+            Ok(()) => return Ok(key),
+            Err(StoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the counter is unbounded")
 }

@@ -22,8 +22,8 @@ pub mod evaluate;
 pub mod paths;
 pub mod records;
 
-pub use checkpoint::{latest_checkpoint, load_model_weights, model_weights, CheckpointPolicy, CheckpointRecord, Checkpointer};
-pub use evaluate::reevaluate;
+pub use checkpoint::{latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord, Checkpointer};
+pub use evaluate::{reevaluate, EvaluatedCheckpoint, Reevaluation};
 pub use paths::RunPaths;
 pub use records::{discard, environment, mark_failed_unless_recorded, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE};
 
@@ -356,6 +356,19 @@ fn train_model(run: &Run, data: &Prepared, model: &str, members: &[usize], logs:
     let resumed_finished = epoch == epochs;
     logs.keep_train_until(model, epoch);
     trainer.sync_from_root(run.coll)?;
+    // Resumed at an eval epoch whose metrics are not in the log (they were the torn tail
+    // RunLogs::load dropped): evaluate the checkpoint again, as the run did at the time,
+    // so metrics.jsonl covers every eval epoch. Rank 0 alone holds the logs, so it
+    // decides for every rank (evaluation is collective).
+    if epoch > 0 && step == 0 && epoch < epochs && run.is_eval(epoch) {
+        let have = |i: &usize| logs.by_epoch.get(&epoch).is_some_and(|m| m.contains_key(&data.features[*i].0));
+        let mut missing = [u8::from(root && !members.iter().all(have))];
+        run.coll.broadcast_bytes(&mut missing, 0)?;
+        if missing[0] == 1 {
+            tracing::warn!(model, epoch, "metrics of the checkpoint's epoch missing from the log; evaluating it again");
+            evaluate_epoch(run, data, &trainer, members, epoch, logs, final_preds)?;
+        }
+    }
     let bar = run.opts.progress.bar((n * epochs) as u64, &format!("train {model}"));
     bar.set_position((n * epoch) as u64);
     while epoch < epochs {
@@ -489,8 +502,10 @@ fn write_final_outputs(run: &Run, data: Prepared, logs: &RunLogs, final_preds: &
     if !cfg.eval.noise_scales.is_empty() {
         let tested: usize = data.index.classes.iter().map(|(_, s)| s.test.len()).sum();
         run.timer.add_evaluated((tested * cfg.eval.noise_scales.len()) as u64);
-        for (scale, table) in evaluate_with_noise(run.store, run.paths, cfg, &data.index, &data.features, &data.masks, run.device, &cfg.eval.noise_scales)? {
-            tracing::info!(scale, i_auroc = table.mean.image_auroc, p_auroc = table.mean.pixel_auroc, "test-time noise evaluation");
+        let (features, masks) = (&data.features, &data.masks);
+        for r in evaluate_with_noise(run.store, run.paths, cfg, &data.index, features, masks, run.device, &cfg.eval.noise_scales, CheckpointChoice::Final)? {
+            let mean = &r.table.mean;
+            tracing::info!(scale = r.scale, i_auroc = mean.image_auroc, p_auroc = mean.pixel_auroc, key = r.key, "test-time noise evaluation");
         }
     }
     Ok(fm)

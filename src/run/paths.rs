@@ -119,6 +119,12 @@ impl RunPaths {
         self.key(&format!("evals/test_jitter_{scale}.json"))
     }
 
+    /// Another evaluation at test-time noise `scale`: of checkpoint `checkpoint` (`final`,
+    /// `best`, `epoch_<E>`, ...), the `n`-th such (`evals/test_jitter_20.best.1.json`).
+    pub fn eval_noise_other(&self, scale: f64, checkpoint: &str, n: usize) -> String {
+        self.key(&format!("evals/test_jitter_{scale}.{checkpoint}.{n}.json"))
+    }
+
     /// Folder of every checkpoint of one model ("unified" or a class name).
     pub fn checkpoints(&self, model: &str) -> String {
         self.key(&format!("checkpoints/{model}"))

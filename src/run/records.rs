@@ -147,19 +147,26 @@ pub(crate) struct RunLogs {
 }
 
 impl RunLogs {
-    /// The logs a previous attempt of the run stored (empty where none).
+    /// The logs a previous attempt of the run stored (empty where none). A torn tail (the
+    /// last line cut short by a writer that died, a full disk or a partial copy) is
+    /// dropped with a warning: the run resumes from its checkpoint, re-evaluates the
+    /// checkpoint's epoch if its metrics were in the lost line, and rewrites both files
+    /// whole at their next write. An unreadable line before the last is not a torn tail
+    /// but damage this cannot repair: an error naming the key and line.
     pub fn load(store: &Store, paths: &RunPaths) -> Result<Self> {
         let mut logs = Self::default();
-        if let Some(text) = store.get(&paths.metrics_log())? {
-            for line in std::str::from_utf8(&text)?.lines() {
-                let v: serde_json::Value = serde_json::from_str(line)?;
-                let e = v["epoch"].as_u64().context("metrics.jsonl line without epoch")? as usize;
-                let t: MetricsTable = serde_json::from_value(v["metrics"].clone())?;
+        let key = paths.metrics_log();
+        if let Some(text) = store.get(&key)? {
+            for (n, v) in read_jsonl(&text, &key)? {
+                let e = v["epoch"].as_u64().with_context(|| format!("{key} line {n}: no \"epoch\""))? as usize;
+                let t: MetricsTable =
+                    serde_json::from_value(v["metrics"].clone()).with_context(|| format!("{key} line {n}: unreadable metrics"))?;
                 logs.by_epoch.insert(e, t.classes);
             }
         }
-        if let Some(text) = store.get(&paths.train_log())? {
-            logs.train_log = std::str::from_utf8(&text)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+        let key = paths.train_log();
+        if let Some(text) = store.get(&key)? {
+            logs.train_log = read_jsonl(&text, &key)?.into_iter().map(|(_, v)| v).collect();
         }
         Ok(logs)
     }
@@ -184,5 +191,51 @@ impl RunLogs {
             text.push('\n');
         }
         store.put(&paths.metrics_log(), text)
+    }
+}
+
+/// The JSON lines of the store object `key` with their 1-based line numbers. The writers
+/// end every line with a newline, so only the last line can be torn: if it does not
+/// parse it is dropped with a warning naming the key and line. Any other unparsable line
+/// is an error naming them. (Lines are parsed as bytes: a cut can split a UTF-8 character.)
+pub(crate) fn read_jsonl(text: &[u8], key: &str) -> Result<Vec<(usize, serde_json::Value)>> {
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    let last = lines.iter().rposition(|l| !l.trim_ascii().is_empty());
+    let mut out = vec![];
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(v) => out.push((i + 1, v)),
+            Err(e) if Some(i) == last => {
+                tracing::warn!(key, line = i + 1, "dropping the torn last line ({e}); the run resumes from its checkpoint and rewrites the log");
+            }
+            Err(e) => anyhow::bail!(
+                "{key} line {}: {e}; the line is damaged in the middle of the log, not a torn tail: delete the object (or run with --force) to start the run's logs afresh",
+                i + 1
+            ),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_jsonl;
+
+    #[test]
+    fn a_torn_tail_is_dropped_a_damaged_middle_is_named() {
+        let ok = b"{\"epoch\":1}\n{\"epoch\":2}\n";
+        assert_eq!(read_jsonl(ok, "runs/x/metrics.jsonl").unwrap().len(), 2);
+        // Cut mid-line (also mid-character): the last line goes, the rest stays.
+        let torn = "{\"epoch\":1}\n{\"epoch\":2, \"name\": \"gr\u{e4}".as_bytes();
+        let torn = &torn[..torn.len() - 1];
+        let got = read_jsonl(torn, "runs/x/metrics.jsonl").unwrap();
+        assert_eq!(got.iter().map(|(n, v)| (*n, v["epoch"].as_u64())).collect::<Vec<_>>(), vec![(1, Some(1))]);
+        // Damage before the last line is an error naming the key and the line.
+        let bad = b"{\"epoch\":1}\n{\"epo\n{\"epoch\":3}\n";
+        let err = read_jsonl(bad, "runs/x/train_log.jsonl").unwrap_err().to_string();
+        assert!(err.contains("runs/x/train_log.jsonl line 2"), "{err}");
     }
 }

@@ -25,6 +25,8 @@ pub enum StoreError {
     AlreadyExists { url: String, key: String },
     #[error("store {url}: {key} is corrupt: sha256 {actual} but its record says {expected}")]
     Corrupt { url: String, key: String, expected: String, actual: String },
+    #[error("no store at {url}: folder {folder} does not exist (check the store URL: --store, or the config's `store`)")]
+    Missing { url: String, folder: String },
     #[error("store {0}: cannot start I/O runtime: {1}")]
     Runtime(String, #[source] std::io::Error),
 }
@@ -93,6 +95,23 @@ pub fn request_counts() -> RequestCounts {
     }
 }
 
+/// The folder of a `file://` URL, given what follows `file://`. A URL's host part is not
+/// a folder: `file://tmp/x` would otherwise silently mean `./tmp/x`. So the rest must be
+/// an absolute path (`file:///tmp/x`) or start with `.` (`file://./x`, `file://../x`,
+/// this tool's spelling of a relative folder).
+fn file_url_path(rest: &str) -> Result<&str, String> {
+    if rest.starts_with('/') || rest == "." || rest == ".." || rest.starts_with("./") || rest.starts_with("../") {
+        return Ok(rest);
+    }
+    if rest.is_empty() {
+        return Err("no folder after file://; use file:///abs/path or file://./relative/path".into());
+    }
+    let host = rest.split('/').next().unwrap_or(rest);
+    Err(format!(
+        "{host:?} would be the URL's host, not a folder; use file:///{rest} for an absolute path or file://./{rest} for a relative one"
+    ))
+}
+
 /// Hex sha256 of a byte slice.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -100,15 +119,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 impl Store {
     /// Opens a store from a URL: `file:///abs`, `file://./rel`, a plain path, `s3://bucket/prefix`,
-    /// `gs://...`, `az://...`. A local folder is created if missing.
+    /// `gs://...`, `az://...`. A local folder is created if missing (for commands that
+    /// write: train, sweep); readers use [`Store::open_existing`].
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, true)
+    }
+
+    /// Opens a store that must already exist, for commands that only read (eval, status,
+    /// report): a local folder that is not there is an error naming the URL, not a new
+    /// empty store (a mistyped `--store` must not leave folders behind). Remote stores
+    /// open as with [`Store::open`]; a missing object there shows as a missing object.
+    pub fn open_existing(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, false)
+    }
+
+    fn open_with(url: &str, create: bool) -> Result<Self, StoreError> {
         let bad = |message: String| StoreError::Url { url: url.to_string(), message };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| StoreError::Runtime(url.to_string(), e))?;
         let local_path = if let Some(rest) = url.strip_prefix("file://") {
-            Some(rest.to_string())
+            Some(file_url_path(rest).map_err(bad)?.to_string())
         } else if !url.contains("://") {
             Some(url.to_string())
         } else {
@@ -116,7 +148,11 @@ impl Store {
         };
         let (inner, root, display): (Arc<dyn ObjectStore>, ObjPath, String) = if let Some(p) = local_path {
             let p = std::path::Path::new(&p);
-            std::fs::create_dir_all(p).map_err(|e| bad(format!("cannot create folder {}: {e}", p.display())))?;
+            if create {
+                std::fs::create_dir_all(p).map_err(|e| bad(format!("cannot create folder {}: {e}", p.display())))?;
+            } else if !p.is_dir() {
+                return Err(StoreError::Missing { url: url.to_string(), folder: p.display().to_string() });
+            }
             let abs = std::fs::canonicalize(p).map_err(|e| bad(format!("cannot resolve {}: {e}", p.display())))?;
             let fs = object_store::local::LocalFileSystem::new_with_prefix(&abs).map_err(|e| bad(e.to_string()))?;
             (Arc::new(fs), ObjPath::default(), format!("file://{}", abs.display()))
@@ -291,6 +327,36 @@ mod tests {
         assert!(s.get_verified("blob", &good).unwrap().is_some());
         std::fs::write(dir.path().join("blob"), b"hellO").unwrap();
         assert!(matches!(s.get_verified("blob", &good), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn readers_do_not_create_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("ras-store");
+        let url = format!("file://{}", missing.display());
+        let err = Store::open_existing(&url).unwrap_err().to_string();
+        assert!(err.contains("no store at") && err.contains(&url), "{err}");
+        assert!(!missing.exists(), "a reader created {}", missing.display());
+        Store::open(&url).unwrap();
+        assert!(missing.is_dir());
+        Store::open_existing(&url).unwrap();
+    }
+
+    #[test]
+    fn file_urls_with_a_host_part_are_refused() {
+        let err = Store::open("file://tmp/x").unwrap_err().to_string();
+        assert!(err.contains("file:///tmp/x") && err.contains("file://./tmp/x"), "{err}");
+        assert!(Store::open("file://").is_err());
+        // Absolute and ./-relative file URLs keep working.
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(&format!("file://{}/abs", dir.path().display())).unwrap();
+        assert!(dir.path().join("abs").is_dir());
+        let cwd = std::env::current_dir().unwrap();
+        let rel = dir.path().strip_prefix("/").unwrap();
+        let up = cwd.components().count() - 1;
+        let url = format!("file://./{}{}/rel", "../".repeat(up), rel.display());
+        Store::open(&url).unwrap();
+        assert!(dir.path().join("rel").is_dir(), "{url}");
     }
 
     #[test]

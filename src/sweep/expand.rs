@@ -49,6 +49,9 @@ pub struct Manifest {
     pub store: String,
     pub max_retries: usize,
     pub note: Option<String>,
+    /// The sweep file's `[paper]`: which paper rows its variants reproduce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper: Option<crate::config::PaperMatch>,
     /// In launch order (feature-cache fillers first, then longest first).
     pub runs: Vec<PlannedRun>,
 }
@@ -135,8 +138,15 @@ pub fn expand(path: &Path, opts: &ExpandOptions) -> Result<Manifest, SweepError>
     // The same resolved config twice is one run.
     let mut seen = std::collections::BTreeSet::new();
     runs.retain(|r: &PlannedRun| seen.insert(r.id.clone()));
+    // The [paper] templates must name keys every run has: a typo fails here, before
+    // anything runs, not in the report after the sweep.
+    if let Some(paper) = &file.paper {
+        for r in &runs {
+            paper.check(&r.config()).map_err(|message| SweepError::Invalid { path: path.to_path_buf(), message: format!("run {}: {message}", r.label) })?;
+        }
+    }
     let runs = plan::order(runs);
-    Ok(Manifest { name, store: store.unwrap_or_default(), max_retries: file.max_retries, note: file.note, runs })
+    Ok(Manifest { name, store: store.unwrap_or_default(), max_retries: file.max_retries, note: file.note, paper: file.paper, runs })
 }
 
 fn discover_classes(cfg: &RunConfig) -> Result<Vec<String>, String> {

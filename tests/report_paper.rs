@@ -1,0 +1,159 @@
+//! `ras report` against the paper, by variant: three tiny sweeps shaped like the paper's
+//! Tables 4, 5 and 6 (same grid keys, same `[paper]` sections as jobs/table4-6.toml) over
+//! a synthetic dataset, 2 epochs each on the Local launcher. Each variant must sit next to
+//! its own paper row, never another's: gate-only next to Table 4's 97.5 / 97.3 (not the
+//! full model's 98.4 / 97.5), the T_e=1, T_d=2 cell next to Table 5's 97.8 / 97.4, UniAD's
+//! alpha=30 column next to Table 6's 95.1 / 96.5 and RAS's next to 97.6 / 97.4. And every
+//! file says at its top why these numbers are not the paper's (random-init backbone,
+//! synthetic classes, 2 epochs instead of 500).
+
+mod common;
+use common::*;
+use std::path::Path;
+
+fn ok(args: &[&str], cwd: &Path) -> String {
+    let out = ras(args, cwd);
+    assert!(
+        out.status.success(),
+        "ras {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes a sweep `name` over the shared synthetic data and store, with `body` (grid and
+/// [paper]) after the common settings; runs it and writes its report into `rep-<name>`.
+fn sweep_and_report(cwd: &Path, name: &str, body: &str) -> String {
+    let sweep = cwd.join(format!("{name}.toml"));
+    std::fs::write(
+        &sweep,
+        format!(
+            "name = \"{name}\"\nbase = \"{base}\"\nmax_retries = 0\n[set]\nstore = \"file://{store}\"\n\"dataset.root\" = \"{data}\"\n\
+             \"train.epochs\" = 2\n\"train.eval_every\" = 2\n\"model.hidden_dim\" = 32\n\"model.ffn_dim\" = 64\n\"eval.pictures\" = 0\n{body}",
+            base = repo().join("configs/demo.toml").display(),
+            store = cwd.join("store").display(),
+            data = cwd.join("data").display()
+        ),
+    )
+    .unwrap();
+    let local = repo().join("cluster/local.toml");
+    let (s, l) = (sweep.to_str().unwrap(), local.to_str().unwrap());
+    ok(&["sweep", s, "--cluster", l], cwd);
+    ok(&["report", s, "--cluster", l, "--out", &format!("rep-{name}")], cwd)
+}
+
+/// The long CSV's mean row of a variant ending in `suffix`: (paper_i, paper_p, paper_row).
+fn paper_of(csv: &str, suffix: &str) -> (String, String, String) {
+    let mut r = ::csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(csv.as_bytes());
+    let header = r.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        if rec[0].ends_with(suffix) && &rec[1] == "mean" {
+            return (rec[col("paper_i")].to_string(), rec[col("paper_p")].to_string(), rec[col("paper_row")].to_string());
+        }
+    }
+    panic!("no mean row of a variant ending in {suffix} in\n{csv}")
+}
+
+fn assert_caveats(text: &str, prefix: &str, file: &str) {
+    let top: String = text.lines().take(8).collect::<Vec<_>>().join("\n");
+    // The first lines (after at most a title line and a blank one) are the caveats.
+    assert!(
+        text.lines().take(3).any(|l| l.starts_with(&format!("{prefix}NOT COMPARABLE TO THE PAPER"))),
+        "{file} does not start with the caveats:\n{top}"
+    );
+    for what in ["random-init backbone", "classes other than the published", "(the paper: 500)"] {
+        assert!(top.contains(what), "{file}: caveat {what:?} missing at the top:\n{top}");
+    }
+}
+
+#[test]
+fn each_variant_meets_its_own_paper_row() {
+    let t = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let data = cwd.join("data");
+    ok(&["data", "synth", "--out", data.to_str().unwrap(), "--classes", "2", "--seed", "77", "--train", "8", "--test-good", "6", "--test-defect", "2", "--image-size", "64"], cwd);
+
+    // Table 4: decoder ablations.
+    sweep_and_report(
+        cwd,
+        "t4",
+        "[grid]\n\"model.decoder\" = [\"ras\", \"gate_only\"]\n[paper]\ntables = [\"table4\"]\nrow = \"{model.decoder}\"\n[paper.rename.\"model.decoder\"]\nras = \"gate_and_transformer\"\n",
+    );
+    let csv = std::fs::read_to_string(cwd.join("rep-t4/demo.csv")).unwrap();
+    assert_eq!(paper_of(&csv, "model.decoder=\"gate_only\""), ("97.5000".into(), "97.3000".into(), "table4 gate_only (RAS, mvtec unified)".into()));
+    assert_eq!(paper_of(&csv, "model.decoder=\"ras\""), ("98.4000".into(), "97.5000".into(), "table4 gate_and_transformer (RAS, mvtec unified)".into()));
+    // Class rows have no paper number: Table 4 compares means only.
+    assert!(csv.lines().filter(|l| l.contains(",mean,") == false && l.starts_with('"')).all(|l| l.contains(",,,") ), "class rows must show no paper number:\n{csv}");
+    let md = std::fs::read_to_string(cwd.join("rep-t4/t4-paper.md")).unwrap();
+    assert_caveats(&md, "> ", "t4-paper.md");
+    let gate = md.lines().find(|l| l.contains("gate_only RAS")).unwrap_or_else(|| panic!("no gate_only row:\n{md}"));
+    assert!(gate.contains("(97.5, ") && gate.contains("(97.3, "), "{gate}");
+    for f in ["demo.csv", "demo.md", "demo.tex", "t4-paper.tex"] {
+        let text = std::fs::read_to_string(cwd.join("rep-t4").join(f)).unwrap();
+        let prefix = match f.rsplit('.').next().unwrap() {
+            "csv" => "# ",
+            "tex" if f == "t4-paper.tex" => "% ",
+            "tex" => "% ",
+            _ => "> ",
+        };
+        assert_caveats(&text, prefix, f);
+    }
+
+    // Table 5: a T_e x T_d grid (here T_e = 1, T_d = 1..2).
+    sweep_and_report(
+        cwd,
+        "t5",
+        "[grid]\n\"model.encoder_layers\" = [1]\n\"model.decoder_layers\" = [1, 2]\n[paper]\ntables = [\"table5\"]\nrow = \"Te={model.encoder_layers},Td={model.decoder_layers}\"\ngrid = [\"model.encoder_layers\", \"model.decoder_layers\"]\n",
+    );
+    let csv = std::fs::read_to_string(cwd.join("rep-t5/demo.csv")).unwrap();
+    assert_eq!(paper_of(&csv, "model.decoder_layers=2 model.encoder_layers=1").0, "97.8000");
+    assert_eq!(paper_of(&csv, "model.decoder_layers=2 model.encoder_layers=1").1, "97.4000");
+    assert_eq!(paper_of(&csv, "model.decoder_layers=1 model.encoder_layers=1").0, "97.1000");
+    let md = std::fs::read_to_string(cwd.join("rep-t5/t5-paper.md")).unwrap();
+    let i_grid = md.split("I-AUROC, model.encoder_layers x model.decoder_layers").nth(1).unwrap_or_else(|| panic!("no I grid:\n{md}"));
+    let row1 = i_grid.lines().find(|l| l.starts_with("| 1 |")).unwrap_or_else(|| panic!("no T_e=1 row:\n{md}"));
+    let cells: Vec<&str> = row1.split('|').map(str::trim).collect();
+    assert!(cells[2].contains("(97.1, ") && cells[3].contains("(97.8, "), "T_d=1 then T_d=2 cells: {row1}");
+
+    // Table 6: RAS and UniAD at test-time noise 0 and 30.
+    sweep_and_report(
+        cwd,
+        "t6",
+        "\"eval.noise_scales\" = [30.0]\n[grid]\n\"model.decoder\" = [\"ras\", \"uniad\"]\n[paper]\ntables = [\"table6\"]\nrow = \"alpha={alpha}\"\nmethod = \"{model.decoder}\"\n[paper.rename.\"model.decoder\"]\nras = \"RAS\"\nuniad = \"UniAD\"\n",
+    );
+    let md = std::fs::read_to_string(cwd.join("rep-t6/t6-paper.md")).unwrap();
+    let section = |metric: &str| md.split(&format!("{metric} against test-time noise")).nth(1).unwrap_or_else(|| panic!("no {metric} noise table:\n{md}")).to_string();
+    for (metric, ras, uniad) in [("I-AUROC", ["(98.4, ", "(97.6, "], ["(96.5, ", "(95.1, "]), ("P-AUROC", ["(97.5, ", "(97.4, "], ["(96.8, ", "(96.5, "])] {
+        let s = section(metric);
+        assert!(s.contains("| method | alpha=0 | alpha=30 |"), "{s}");
+        for (method, want) in [("| RAS (", ras), ("| UniAD (", uniad)] {
+            let line = s.lines().find(|l| l.starts_with(method)).unwrap_or_else(|| panic!("no {method} row in {metric}:\n{s}"));
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            assert!(cells[2].contains(want[0]) && cells[3].contains(want[1]), "{metric} {method}: {line}");
+        }
+    }
+    eprintln!("report_paper test took {:.1} s", t.elapsed().as_secs_f64());
+}
+
+#[test]
+fn a_paper_template_naming_no_config_key_fails_at_plan_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let sweep = cwd.join("typo.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            "base = \"{}\"\n[grid]\n\"model.decoder\" = [\"ras\"]\n[paper]\ntables = [\"table4\"]\nrow = \"{{model.decodr}}\"\n",
+            repo().join("configs/demo.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = ras(&["plan", sweep.to_str().unwrap(), "--cluster", repo().join("cluster/local.toml").to_str().unwrap()], cwd);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("model.decodr") && err.contains("typo.toml"), "{err}");
+}
