@@ -449,7 +449,7 @@ mod tests {
             feature_key: String::new(),
             estimate,
         };
-        let manifest = |runs| Manifest { name: "s".into(), store: String::new(), max_retries: 0, note: None, runs };
+        let manifest = |runs| Manifest { name: "s".into(), store: String::new(), max_retries: 0, note: None, paper: None, runs };
         let first = manifest(vec![run("a", est(10.0, Source::Flops { tflops: 1.0 }))]);
         SweepState { store: &store, manifest: &first }.publish_manifest().unwrap();
         // Planned again after "a" ran (now from its measurements), with a new run "b".
