@@ -231,6 +231,7 @@ fn bench_options(args: TrainStepArgs) -> ras::bench::TrainStepOptions {
         epoch_images: args.epoch_images,
         arch: args.arch,
         threads: args.threads,
+        device: args.device,
         pytorch: if args.no_pytorch { false } else { args.pytorch || ras::bench::pytorch_reference().is_some() },
     }
 }
