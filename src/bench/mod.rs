@@ -27,6 +27,8 @@ pub struct TrainStepOptions {
     pub epoch_images: usize,
     pub arch: crate::config::BackboneArch,
     pub threads: Option<i32>,
+    /// Where `train_step` measures (the data-parallel bench is CPU-only).
+    pub device: crate::config::DeviceSpec,
     /// Also time the PyTorch reference training step (tests/reference/ras_ref.py in
     /// .venv-ref) on the same shapes, steps and thread count, in two attention variants.
     pub pytorch: bool,
@@ -67,15 +69,23 @@ fn time<F: FnMut()>(mut f: F) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// Waits for queued GPU work (CUDA runs kernels asynchronously: a timer must not stop
+/// before they are done).
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     if let Some(n) = o.threads {
         tch::set_num_threads(n);
     }
-    let device = Device::Cpu;
+    let device = crate::run::resolve_device(o.device)?;
     let mut out = String::new();
     let model = ModelConfig { encoder_layers: o.encoder_layers, decoder_layers: o.decoder_layers, hidden_dim: o.hidden_dim, ..Default::default() };
     let train = TrainConfig { batch_size: o.batch, ..Default::default() };
-    writeln!(out, "ras bench train-step: device cpu, {} torch threads", tch::get_num_threads())?;
+    writeln!(out, "ras bench train-step: device {}, {} torch threads", crate::run::cost::device_kind(device), tch::get_num_threads())?;
     // 1. Training steps on in-memory features at the given shapes.
     let mut trainer = Trainer::new(&model, &train, 0, o.channels, o.grid, device)?;
     let feats = Tensor::randn([o.batch as i64, o.channels, o.grid, o.grid], (Kind::Float, device));
@@ -92,7 +102,8 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
         "train step  batch {} features {}x{}x{} T_e={} T_d={} C={}: {:.1} samples/s ({:.3} s/step over {} steps)",
         o.batch, o.channels, o.grid, o.grid, o.encoder_layers, o.decoder_layers, o.hidden_dim, sps, secs / o.steps as f64, o.steps
     )?;
-    if o.pytorch {
+    // The PyTorch reference runs on the CPU: compared only there.
+    if o.pytorch && !device.is_cuda() {
         let (mha, sdpa, what) = pytorch_train_step(o, tch::get_num_threads())?;
         writeln!(out, "pytorch ({what}), same shapes and steps:")?;
         writeln!(out, "  (a) nn.MultiheadAttention, need_weights=True (the public code): {mha:.1} samples/s")?;
@@ -113,10 +124,14 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     let mut trainer = Trainer::new(&model, &train, 0, c, g, device)?;
     let samples = &index.classes[0].1.train;
     let mut cached = vec![];
+    let mut feature_secs = 0.0;
     let uncached = time(|| {
         for chunk in samples.chunks(o.batch) {
+            let t = Instant::now();
             let imgs: Vec<Tensor> = chunk.iter().map(|s| imageio::load_image(&s.path, 224).expect("synthetic image")).collect();
             let f = ex.extract(&Tensor::stack(&imgs, 0));
+            sync(device);
+            feature_secs += t.elapsed().as_secs_f64();
             let ids: Vec<usize> = (0..chunk.len()).collect();
             trainer.step(&f, &ids, 0, &SingleProcess, false).expect("single process");
             cached.push(f);
@@ -125,6 +140,12 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     let all = Tensor::cat(&cached, 0);
     let cached_secs = time(|| {
         trainer.epoch(&all, 1, 0, &SingleProcess, &AtomicBool::new(false), &mut |_| {}).expect("single process");
+    });
+    // 3. One evaluation pass over the same features (forward and anomaly maps; the
+    //    metrics, which a run computes on top, are not timed).
+    let eval_secs = time(|| {
+        crate::eval::predict(&trainer.model, &all, g * 16, o.batch, 0.0, 0, device);
+        sync(device);
     });
     let _ = std::fs::remove_dir_all(&dir);
     writeln!(
@@ -139,6 +160,11 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
         cached_secs,
         uncached / cached_secs
     )?;
+    let n = samples.len() as f64;
+    writeln!(out, "for `ras plan`, paste into the cluster profile of this device (measured at the shapes above: T_e={} T_d={} C={}, {}):", o.encoder_layers, o.decoder_layers, o.hidden_dim, o.arch)?;
+    writeln!(out, "train_images_per_s_per_rank = {sps:.1}")?;
+    writeln!(out, "feature_images_per_s = {:.1}", n / feature_secs)?;
+    writeln!(out, "eval_images_per_s = {:.1}", n / eval_secs)?;
     Ok(out)
 }
 

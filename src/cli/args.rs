@@ -456,6 +456,10 @@ pub struct TrainStepArgs {
     /// torch intra-op threads (default: torch's choice).
     #[arg(long)]
     pub threads: Option<i32>,
+    /// Device of `ras bench train-step` (cpu, cuda, cuda:N, auto): measure on the device
+    /// of the cluster profile whose throughput keys the bench's last lines fill.
+    #[arg(long, default_value = "cpu")]
+    pub device: ras::config::DeviceSpec,
     /// Also time the PyTorch reference step side by side (default: on when .venv-ref,
     /// made by `make setup-python`, exists).
     #[arg(long, conflicts_with = "no_pytorch")]

@@ -57,10 +57,7 @@ pub fn run() -> Result<ExitStatus> {
         Command::Features(args) => {
             let cfg = RunConfig::load(&args.config, &args.overrides)?;
             let store = ras::store::Store::open(&cfg.store)?;
-            let device = ras::run::resolve_device(cfg.train.device)?;
-            let index = ras::data::scan(&cfg.dataset)?;
-            index.check_headers()?;
-            let (feats, stats) = ras::features::load_or_compute(&store, &cfg.backbone, device, &index, &progress)?;
+            let (feats, stats) = ras::run::fill_feature_cache(&cfg, &progress)?;
             for (class, f) in &feats {
                 println!("{class:<14} train {:?} test {:?}", f.train.size(), f.test.size());
             }
@@ -254,6 +251,7 @@ fn bench_options(args: TrainStepArgs) -> ras::bench::TrainStepOptions {
         epoch_images: args.epoch_images,
         arch: args.arch,
         threads: args.threads,
+        device: args.device,
         pytorch: if args.no_pytorch { false } else { args.pytorch || ras::bench::pytorch_reference().is_some() },
     }
 }

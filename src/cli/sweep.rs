@@ -82,7 +82,9 @@ fn launcher(profile: &ClusterProfile, manifest: &Manifest, store: &Store) -> Res
 }
 
 pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitStatus> {
-    let (manifest, store, profile, _) = load_sweep(args, true, true)?;
+    let (mut manifest, store, profile, _) = load_sweep(args, true, true)?;
+    // The plan's estimates go into the stored manifest: the report's "planned".
+    ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let mut launcher = launcher(&profile, &manifest, &store)?;
     let opts = ras::sweep::CoordinateOptions::for_profile(&profile, work_dir(&manifest).join("configs"), no_wait);
     println!("sweep {}: {} runs, store {}, {} slots ({})", manifest.name, manifest.runs.len(), store.url(), profile.slots(), profile.launcher);
@@ -168,7 +170,8 @@ pub fn cancel(args: &SweepRefArgs) -> Result<()> {
 }
 
 pub fn plan(args: &SweepArgs, json: bool, check_data: bool) -> Result<()> {
-    let (manifest, _store, profile, unchecked) = load_sweep(args, check_data, false)?;
+    let (mut manifest, store, profile, unchecked) = load_sweep(args, check_data, false)?;
+    ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let note = (!unchecked.is_empty()).then(|| {
         let mut s = format!(
             "--no-data-check: {} runs planned from their dataset's published sizes (data not readable here):\n",

@@ -39,8 +39,21 @@ pub struct ClusterProfile {
     /// `--cpu-bind=cores`.
     #[serde(default)]
     pub srun_args: Vec<String>,
-    /// Assumed sustained TFLOP/s per rank, for `ras plan`'s time estimate.
+    /// Assumed sustained TFLOP/s per rank: `ras plan`'s last resort, when neither the
+    /// store's measurements nor the bench figures below are there.
     pub tflops_per_rank: Option<f64>,
+    /// Measured training images/s of one rank on this profile's device: the line
+    /// `ras bench train-step` prints, pasted here. `ras plan` uses it for shapes the
+    /// store has no finished run of (it is measured at the bench's shapes: rerun the
+    /// bench with the sweep's `--hidden-dim`, T_e, T_d for a closer figure).
+    #[serde(default)]
+    pub train_images_per_s_per_rank: Option<f64>,
+    /// Backbone feature extraction, images/s (decode included), from the same bench.
+    #[serde(default)]
+    pub feature_images_per_s: Option<f64>,
+    /// Test images/s of one evaluation pass (model forward and maps), from the same bench.
+    #[serde(default)]
+    pub eval_images_per_s: Option<f64>,
     /// The sbatch template; default cluster/templates/run.sbatch.tmpl next to the profile.
     pub template: Option<PathBuf>,
     /// Slurm node names, one per node. Given: the coordinator places each run on named
@@ -82,6 +95,13 @@ impl ClusterProfile {
         let bad_poll = |v: Option<f64>| v.is_some_and(|s| !(s.is_finite() && s > 0.0));
         if bad_poll(p.poll_min_s) || bad_poll(p.poll_max_s) {
             return Err(ProfileError::Invalid { path: path.into(), message: "poll_min_s and poll_max_s must be numbers of seconds above 0".into() });
+        }
+        let bad_rate = |v: Option<f64>| v.is_some_and(|r| !(r.is_finite() && r > 0.0));
+        if bad_rate(p.train_images_per_s_per_rank) || bad_rate(p.feature_images_per_s) || bad_rate(p.eval_images_per_s) {
+            return Err(ProfileError::Invalid {
+                path: path.into(),
+                message: "train_images_per_s_per_rank, feature_images_per_s and eval_images_per_s must be rates above 0".into(),
+            });
         }
         if p.max_array_size == 0 {
             return Err(ProfileError::Invalid { path: path.into(), message: "max_array_size must be at least 1".into() });

@@ -8,6 +8,7 @@
 //! It reads the store only (a sweep's manifest, the runs' records): the sweep module knows
 //! nothing of it.
 
+pub mod cost;
 mod csv;
 pub mod layout;
 pub mod paper;
@@ -82,6 +83,10 @@ pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Res
     markdown.extend(plots.noise.iter().map(|(dataset, series)| noise_markdown(&manifest.name, dataset, series)));
     files.extend(write(&tables, &manifest.name, out, &caveats)?);
     files.extend(write_plots(&plots, &manifest.name, out, &caveats)?);
+    if let Some((md, written)) = cost::write_cost(store, manifest, out)? {
+        markdown.push(md);
+        files.extend(written);
+    }
     Ok(ReportOutput { markdown, files })
 }
 

@@ -14,8 +14,10 @@
 //! - [`checkpoint`] saving / verifying checkpoints, and when to save and what to keep
 //! - [`records`]    status, logs, final metrics, environment: what a run says about itself
 //! - [`evaluate`]   sharded prediction, metrics, test-time noise re-evaluation
+//! - [`cost`]       what each attempt cost (phases, device, rank-hours)
 
 pub mod checkpoint;
+pub mod cost;
 pub mod evaluate;
 pub mod lease;
 pub mod paths;
@@ -35,6 +37,7 @@ use crate::features::{load_or_compute, CacheStats, ClassFeatures};
 use crate::progress::Progress;
 use crate::store::{tensors, Store};
 use crate::train::Trainer;
+use cost::{Outcome, Phase, PhaseTimer};
 use anyhow::{bail, Context, Result};
 use evaluate::{evaluate_with_noise, load_masks, predict_sharded};
 use records::{best_on_test, RunLogs, StatusWriter};
@@ -99,6 +102,7 @@ fn model_groups(setting: Setting, features: &[(String, ClassFeatures)]) -> Vec<(
 /// Trains and evaluates one run (resuming it if the store holds a partial one); on any
 /// error the run is marked failed with the rank and the error.
 pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
+    let timer = PhaseTimer::new();
     let world = WorldInfo::from_env()?;
     let device = world.device(cfg.train.device)?;
     let coll = dist::connect(world, device)?;
@@ -132,10 +136,36 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let status = StatusWriter::new(&store, &paths, root);
     status.write(RunState::Running, 0, None)?;
     let checkpoints = Checkpointer::new(&store, &paths);
-    let run = Run { cfg, opts, store: &store, paths: &paths, status: &status, coll: coll.as_ref(), device, root, checkpoints, policy: CheckpointPolicy::new(cfg), lease: lease.as_ref() };
+    let run = Run {
+        cfg,
+        opts,
+        store: &store,
+        paths: &paths,
+        status: &status,
+        coll: coll.as_ref(),
+        device,
+        root,
+        checkpoints,
+        policy: CheckpointPolicy::new(cfg),
+        lease: lease.as_ref(),
+        timer: &timer,
+    };
     // A panic (libtorch raises its errors, an allocation failure among them, as panics
     // through tch) ends the run like any error: recorded as failed, with its message.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_inner(&run))).unwrap_or_else(|payload| Err(panic_error(cfg, payload)));
+    // The attempt's cost, before "complete": a run that says complete has its record.
+    let outcome = match &result {
+        Ok(Finished::Complete(_)) => Outcome::Complete,
+        Ok(Finished::Preempted) => Outcome::Preempted,
+        Err(_) => Outcome::Failed,
+    };
+    if root {
+        let rec = timer.finish(outcome, device, world.world_size, cost::shape_key(cfg, cost::device_kind(device)));
+        // Best effort: a lost cost record must not fail (or retry) a trained run.
+        if let Err(e) = cost::write_attempt(&store, &paths, &rec) {
+            tracing::warn!("cost record of this attempt not written: {e}");
+        }
+    }
     match result {
         Ok(Finished::Complete(Some(fm))) => {
             status.write(RunState::Complete, fm.epoch, None)?;
@@ -212,6 +242,31 @@ fn panic_error(cfg: &RunConfig, payload: Box<dyn std::any::Any + Send>) -> anyho
     }
 }
 
+/// `ras features`: fills the feature cache of `cfg`'s dataset + backbone (the sweep's
+/// feature-cache job), and records what that cost as an attempt of `cfg`'s run, so a
+/// sweep's cost records include its feature extraction.
+pub fn fill_feature_cache(cfg: &RunConfig, progress: &Progress) -> Result<(Vec<(String, ClassFeatures)>, CacheStats)> {
+    let timer = PhaseTimer::new();
+    let store = Store::open(&cfg.store)?;
+    let device = resolve_device(cfg.train.device)?;
+    let result = timer.time(Phase::Features, || -> Result<_> {
+        let index = scan(&cfg.dataset)?;
+        index.check_headers()?;
+        let (feats, stats) = load_or_compute(&store, &cfg.backbone, device, &index, progress)?;
+        let scanned = index.classes.iter().map(|(_, s)| s.train.len() + s.test.len()).sum::<usize>();
+        timer.set_features(stats.images_computed as u64, scanned as u64);
+        Ok((feats, stats))
+    });
+    let outcome = if result.is_ok() { Outcome::Complete } else { Outcome::Failed };
+    let mut rec = timer.finish(outcome, device, 1, cost::shape_key(cfg, cost::device_kind(device)));
+    rec.job = cost::Job::FeatureCache;
+    // Also when the cache was full already: the scan and the load are cost too.
+    if let Err(e) = cost::write_attempt(&store, &RunPaths::of(cfg), &rec) {
+        tracing::warn!("cost record of the feature-cache job not written: {e}");
+    }
+    result
+}
+
 /// How `execute_inner` ended (errors aside). `Complete(None)`: a rank other than 0.
 enum Finished {
     Complete(Option<FinalMetrics>),
@@ -239,6 +294,8 @@ struct Run<'a> {
     policy: CheckpointPolicy,
     /// Rank 0's lease on the run; checked before each checkpoint and the final outputs.
     lease: Option<&'a lease::Lease>,
+    /// This attempt's phase times and counts (its cost record).
+    timer: &'a PhaseTimer,
 }
 
 impl Run<'_> {
@@ -287,7 +344,8 @@ fn execute_inner(run: &Run) -> Result<Finished> {
         return Ok(Finished::Complete(None));
     }
     run.check_lease()?;
-    Ok(Finished::Complete(Some(write_final_outputs(run, data, &logs, &final_preds)?)))
+    let fm = run.timer.time(Phase::Eval, || write_final_outputs(run, data, &logs, &final_preds))?;
+    Ok(Finished::Complete(Some(fm)))
 }
 
 /// Step 1: record the config, scan the dataset, fill the feature cache (rank 0; the
@@ -297,18 +355,22 @@ fn prepare(run: &Run) -> Result<Prepared> {
     if root {
         store.put(&run.paths.config(), cfg.to_toml())?;
     }
-    let index = scan(&cfg.dataset)?;
-    index.check_headers()?;
-    let quiet = Progress::hidden();
-    let mut loaded = None;
-    if root {
-        loaded = Some(load_or_compute(store, &cfg.backbone, device, &index, &run.opts.progress)?);
-    }
-    coll.barrier()?;
-    let (features, cache) = match loaded {
-        Some(l) => l,
-        None => load_or_compute(store, &cfg.backbone, device, &index, &quiet)?,
-    };
+    let (index, features, cache) = run.timer.time(Phase::Features, || -> Result<_> {
+        let index = scan(&cfg.dataset)?;
+        index.check_headers()?;
+        let mut loaded = None;
+        if root {
+            loaded = Some(load_or_compute(store, &cfg.backbone, device, &index, &run.opts.progress)?);
+        }
+        coll.barrier()?;
+        let (features, cache) = match loaded {
+            Some(l) => l,
+            None => load_or_compute(store, &cfg.backbone, device, &index, &Progress::hidden())?,
+        };
+        Ok((index, features, cache))
+    })?;
+    let scanned = index.classes.iter().map(|(_, s)| s.train.len() + s.test.len()).sum::<usize>();
+    run.timer.set_features(cache.images_computed as u64, scanned as u64);
     let identity = BackboneIdentity::resolve(&cfg.backbone)?;
     record_environment(run, &identity, &cache)?;
     let masks = if root { load_masks(&index, cfg.backbone.image_size)? } else { vec![] };
@@ -370,7 +432,9 @@ fn train_model(run: &Run, data: &Prepared, model: &str, members: &[usize], logs:
     let bar = run.opts.progress.bar((n * epochs) as u64, &format!("train {model}"));
     bar.set_position((n * epoch) as u64);
     while epoch < epochs {
-        let res = trainer.epoch(&train_feats, epoch, step, run.coll, &run.opts.stop, &mut |k| bar.inc(k as u64))?;
+        let res = run.timer.time(Phase::Train, || trainer.epoch(&train_feats, epoch, step, run.coll, &run.opts.stop, &mut |k| bar.inc(k as u64)))?;
+        // Images of the steps this call ran (a resumed or stopped epoch: pro rata).
+        run.timer.add_trained((n * res.steps_done.saturating_sub(step) / steps.max(1)) as u64);
         if res.stopped && res.steps_done < steps {
             if root {
                 run.save_checkpoint(model, epoch, res.steps_done, None, &trainer)?;
@@ -436,6 +500,21 @@ fn evaluate_epoch(
     logs: &mut RunLogs,
     final_preds: &mut BTreeMap<String, Predictions>,
 ) -> Result<Option<f64>> {
+    run.timer.time(Phase::Eval, || evaluate_members(run, data, trainer, members, done, logs, final_preds))
+}
+
+/// `evaluate_epoch`'s work (timed there as evaluation).
+fn evaluate_members(
+    run: &Run,
+    data: &Prepared,
+    trainer: &Trainer,
+    members: &[usize],
+    done: usize,
+    logs: &mut RunLogs,
+    final_preds: &mut BTreeMap<String, Predictions>,
+) -> Result<Option<f64>> {
+    let tested: usize = members.iter().map(|&i| data.index.classes[i].1.test.len()).sum();
+    run.timer.add_evaluated(tested as u64);
     for &i in members {
         let (class, ClassFeatures { test, .. }) = &data.features[i];
         let Some(pred) = predict_sharded(trainer, test, run.cfg, run.coll, run.device)? else { continue };
@@ -481,6 +560,8 @@ fn write_final_outputs(run: &Run, data: Prepared, logs: &RunLogs, final_preds: &
     // Table 6 without retraining: the final model (its last checkpoint) again at each
     // extra test-time noise scale.
     if !cfg.eval.noise_scales.is_empty() {
+        let tested: usize = data.index.classes.iter().map(|(_, s)| s.test.len()).sum();
+        run.timer.add_evaluated((tested * cfg.eval.noise_scales.len()) as u64);
         let (features, masks) = (&data.features, &data.masks);
         for r in evaluate_with_noise(run.store, run.paths, cfg, &data.index, features, masks, run.device, &cfg.eval.noise_scales, CheckpointChoice::Final)? {
             let mean = &r.table.mean;

@@ -24,6 +24,8 @@
 //! logs/<job id>.log      the log of every ended job of the run (kept by the sweep
 //!                        coordinator, so it outlives the scratch folder)
 //! slurm/<job id>.sbatch + .json  the script a Slurm job ran, and its job record
+//! attempts/<started unix>-<host>-<pid>.json  what one attempt cost: phases, device,
+//!                        ranks, rank-hours (written by rank 0 when the attempt ends)
 //! ```
 //! `status.json` says "complete" only after everything else is written.
 //!
@@ -161,6 +163,17 @@ impl RunPaths {
         self.key(&format!("slurm/{job_id}.sbatch"))
     }
 
+    /// Folder of the attempts' cost records.
+    pub fn attempts(&self) -> String {
+        self.key("attempts")
+    }
+
+    /// The cost record of the attempt started at `started_unix` by `host`'s process `pid`
+    /// (unique without coordination: one process makes one attempt).
+    pub fn attempt(&self, started_unix: u64, host: &str, pid: u32) -> String {
+        self.key(&format!("attempts/{started_unix}-{host}-{pid}.json"))
+    }
+
     /// The job record (id, host, log path, nodes) of a Slurm job of this run.
     pub fn slurm_record(&self, job_id: &str) -> String {
         self.key(&format!("slurm/{job_id}.json"))
@@ -203,6 +216,8 @@ mod tests {
         assert_eq!(p.logs("4711_3"), "runs/demo-1a2b3c4d/logs/4711_3.log");
         assert_eq!(p.slurm_script("4711_3"), "runs/demo-1a2b3c4d/slurm/4711_3.sbatch");
         assert_eq!(p.slurm_record("4711_3"), "runs/demo-1a2b3c4d/slurm/4711_3.json");
+        assert_eq!(p.attempts(), "runs/demo-1a2b3c4d/attempts");
+        assert_eq!(p.attempt(1700000000, "node7", 4242), "runs/demo-1a2b3c4d/attempts/1700000000-node7-4242.json");
     }
 
     #[test]

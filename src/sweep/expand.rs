@@ -23,11 +23,18 @@ pub struct PlannedRun {
     pub config_toml: String,
     pub ranks: usize,
     pub train_images: usize,
+    /// Test images (the evaluation's work); 0 in manifests older than cost estimates.
+    #[serde(default)]
+    pub test_images: usize,
     /// Relative training cost (train images x epochs x GFLOPs per image).
     pub cost: f64,
     /// Feature-cache key proxy (dataset root + backbone identity): the cache is per class,
     /// so the first run on a dataset fills it for every later one.
     pub feature_key: String,
+    /// The plan's cost estimate (`ras plan`, and `ras sweep` before it launches): kept in
+    /// the stored manifest so the report sets it against the measured cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<super::estimate::Estimate>,
 }
 
 impl PlannedRun {
@@ -127,7 +134,8 @@ impl DataScans {
     /// Checks a config's dataset: the root exists and reads in its layout, every class it
     /// names exists, and none of its classes has an empty train or test split. Ok: the
     /// number of training images of its classes.
-    pub fn check(&mut self, d: &crate::config::DatasetConfig) -> Result<usize, (&'static str, String)> {
+    /// The (train, test) images of the selected classes, or what is wrong (key, message).
+    pub fn check(&mut self, d: &crate::config::DatasetConfig) -> Result<(usize, usize), (&'static str, String)> {
         let classes = self.classes(d)?;
         let scan = self.scan(d).map_err(|e| ("dataset.root", e))?;
         let key = if d.classes.is_empty() { "dataset.root" } else { "dataset.classes" };
@@ -138,7 +146,7 @@ impl DataScans {
                 }
             }
         }
-        Ok(scan.index.classes.iter().filter(|(c, _)| classes.contains(c)).map(|(_, s)| s.train.len()).sum())
+        Ok(scan.index.classes.iter().filter(|(c, _)| classes.contains(c)).fold((0, 0), |(a, b), (_, s)| (a + s.train.len(), b + s.test.len())))
     }
 }
 
@@ -226,12 +234,12 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
                         store.get_or_insert_with(|| c.store.clone());
                         let variant = label.split(' ').filter(|p| !p.starts_with("seed=")).collect::<Vec<_>>().join(" ");
                         let images = match data.check(&c.dataset) {
-                            Ok(n) => n,
+                            Ok(counts) => counts,
                             Err((key, message)) => {
                                 if !issues.iter().any(|i| i.run_id == c.run_id()) {
                                     issues.push(DataIssue { run_id: c.run_id(), label: label.clone(), key, message });
                                 }
-                                plan::published_train_images(&c)
+                                plan::published_images(&c)
                             }
                         };
                         runs.push(plan::planned(c, label, variant, stem.clone(), file.ranks, opts.max_ranks, images));

@@ -25,10 +25,11 @@
 
 //!
 //! Files: `expand` (sweep file -> runs), `plan` (ranks, cost, placement, the plan table),
-//! `state` (the store records above, read incrementally by `Tracker`), `coordinator` (the
+//! `estimate` (cost from measurements), `state` (the store records above, read incrementally by `Tracker`), `coordinator` (the
 //! loop that launches and retries), `status` (views and the status table).
 
 pub mod coordinator;
+pub mod estimate;
 pub mod expand;
 pub mod plan;
 pub mod state;

@@ -1,10 +1,12 @@
 //! Planning: ranks per run, a cost model, launch order and a makespan estimate.
 //!
-//! Cost is deliberately simple and relative: train images x epochs x forward+backward
-//! FLOPs of one image through T_e encoder layers and T_d decoder steps at the configured
-//! width. It ranks runs (longest first) and sizes the makespan; it does not promise
-//! wall-clock times beyond the profile's assumed throughput.
+//! `PlannedRun::cost` is relative: train images x epochs x forward+backward FLOPs of one
+//! image through T_e encoder layers and T_d decoder steps at the configured width. It
+//! orders runs (longest first). Times and rank-hours come from `estimate`: measured
+//! throughputs where the store has them, else the profile's bench figures, else the FLOP
+//! model at an assumed TFLOP/s (the plan says which, per run).
 
+use super::estimate::{estimate, Estimate, Source, Workload};
 use super::{Manifest, PlannedRun};
 use crate::config::{ClusterProfile, ClusterShape, DecoderKind, RunConfig};
 
@@ -42,16 +44,18 @@ pub fn flops_per_image(cfg: &RunConfig) -> f64 {
     3.0 * (enc + m.decoder_layers as f64 * step + io)
 }
 
-/// Training images of a run whose dataset cannot be read here: the dataset kind's
-/// published count, pro rata for a subset of its classes. (Where the data can be read,
-/// expansion counts them from its one scan of the dataset: `expand::DataScans`.)
-pub fn published_train_images(cfg: &RunConfig) -> usize {
+/// (train, test) images of a run whose dataset cannot be read here: the dataset kind's
+/// published train count, pro rata for a subset of its classes, and half as many test
+/// images (only cost estimates use that). (Where the data can be read, expansion counts
+/// them from its one scan of the dataset: `expand::DataScans`.)
+pub fn published_images(cfg: &RunConfig) -> (usize, usize) {
     let total = cfg.dataset.kind.published_train_images();
-    match (cfg.dataset.classes.len(), cfg.dataset.kind.published_classes()) {
+    let train = match (cfg.dataset.classes.len(), cfg.dataset.kind.published_classes()) {
         (0, _) => total,
         (k, Some(all)) => (total * k).div_ceil(all.len()),
         (_, None) => total,
-    }
+    };
+    (train, train / 2)
 }
 
 /// Ranks for a run: one per 2000 training images, at least 1, never more than the
@@ -62,7 +66,7 @@ pub fn choose_ranks(train_images: usize, batch: usize, max_ranks: usize) -> usiz
     by_size.min(by_batch).min(max_ranks.max(1))
 }
 
-pub(super) fn planned(cfg: RunConfig, label: String, variant: String, dataset: String, ranks: Option<usize>, max_ranks: usize, images: usize) -> PlannedRun {
+pub(super) fn planned(cfg: RunConfig, label: String, variant: String, dataset: String, ranks: Option<usize>, max_ranks: usize, (images, test_images): (usize, usize)) -> PlannedRun {
     let ranks = ranks.unwrap_or_else(|| choose_ranks(images, cfg.train.batch_size, max_ranks));
     let cost = images as f64 * cfg.train.epochs as f64 * flops_per_image(&cfg) / 1e9;
     let b = &cfg.backbone;
@@ -82,8 +86,10 @@ pub(super) fn planned(cfg: RunConfig, label: String, variant: String, dataset: S
         config_toml: cfg.to_toml(),
         ranks,
         train_images: images,
+        test_images,
         cost,
         feature_key,
+        estimate: None,
     }
 }
 
@@ -107,14 +113,15 @@ pub struct Slot {
 }
 
 /// Greedy list scheduling in manifest order onto the cluster's nodes: each run starts
-/// as soon as enough nodes have enough free slots, on the nodes `place` picks. Returns
-/// one `Slot` per run and the makespan, in cost units (GFLOP per rank).
-pub fn schedule(runs: &[PlannedRun], shape: ClusterShape) -> (Vec<Slot>, f64) {
+/// as soon as enough nodes have enough free slots, on the nodes `place` picks, and takes
+/// `durations[i]` (the estimate's wall seconds). Returns one `Slot` per run and the
+/// makespan, in the durations' unit.
+pub fn schedule(runs: &[PlannedRun], durations: &[f64], shape: ClusterShape) -> (Vec<Slot>, f64) {
     let per = shape.ranks_per_node.max(1);
     // free_at[node][slot]: when that rank slot is next free.
     let mut free_at = vec![vec![0.0f64; per]; shape.nodes.max(1)];
     let mut out = vec![];
-    for r in runs {
+    for (r, &duration) in runs.iter().zip(durations) {
         let (count, m) = shape.layout(r.ranks);
         let m_fit = m.min(per);
         // When node i has m slots free: its m-th earliest free time.
@@ -128,8 +135,7 @@ pub fn schedule(runs: &[PlannedRun], shape: ClusterShape) -> (Vec<Slot>, f64) {
         let start = readiness[count - 1];
         let free_now: Vec<usize> = free_at.iter().map(|n| n.iter().filter(|&&t| t <= start).count()).collect();
         let nodes = place(&free_now, count, m_fit).expect("enough nodes are free at the start time");
-        // Data parallelism: near-linear speed-up assumed (all-reduce cost ignored).
-        let end = start + r.cost / r.ranks.max(1) as f64;
+        let end = start + duration;
         for &n in &nodes {
             let mut idx: Vec<usize> = (0..per).filter(|&k| free_at[n][k] <= start).collect();
             idx.truncate(m_fit);
@@ -148,72 +154,128 @@ fn slot_nodes(slot: &Slot, profile: &ClusterProfile) -> Vec<String> {
     slot.nodes.iter().map(|&i| profile.node_name(i)).collect()
 }
 
-/// Hours of `gflops` of work on one rank sustaining the profile's TFLOP/s.
-fn hours(profile: &ClusterProfile, gflops: f64) -> f64 {
-    gflops / (profile.tflops() * 1e3) / 3600.0
+/// Every run's estimate: the manifest's (`estimate::estimate_all` filled it from the
+/// store), else the profile's bench figures or the FLOP model.
+pub fn estimates(manifest: &Manifest, profile: &ClusterProfile) -> Vec<Estimate> {
+    let mut filled = std::collections::BTreeSet::new();
+    manifest
+        .runs
+        .iter()
+        .map(|r| {
+            let fills = filled.insert(r.feature_key.clone());
+            r.estimate.clone().unwrap_or_else(|| estimate(&Workload::of(r, &r.config(), profile, fills), None, profile))
+        })
+        .collect()
+}
+
+/// The plan: estimates, slots (in seconds) and the makespan.
+fn scheduled(manifest: &Manifest, profile: &ClusterProfile) -> (Vec<Estimate>, Vec<Slot>, f64) {
+    let est = estimates(manifest, profile);
+    let durations: Vec<f64> = est.iter().map(|e| e.wall_s).collect();
+    let (slots, total) = schedule(&manifest.runs, &durations, profile.shape());
+    (est, slots, total)
 }
 
 /// `ras plan --json`: one object per run, in launch order.
 pub fn plan_json(manifest: &Manifest, profile: &ClusterProfile) -> serde_json::Value {
-    let (slots, total) = schedule(&manifest.runs, profile.shape());
+    let (est, slots, total) = scheduled(manifest, profile);
     let runs: Vec<serde_json::Value> = manifest
         .runs
         .iter()
         .zip(&slots)
-        .map(|(r, s)| {
+        .zip(&est)
+        .map(|((r, s), e)| {
             serde_json::json!({
                 "id": r.id, "label": r.label, "ranks": r.ranks, "nodes": slot_nodes(s, profile),
-                "ranks_per_node": s.ranks_per_node, "train_images": r.train_images, "pflop": r.cost / 1e6,
-                "start_h": hours(profile, s.start), "end_h": hours(profile, s.end),
+                "ranks_per_node": s.ranks_per_node, "train_images": r.train_images, "test_images": r.test_images,
+                "pflop": r.cost / 1e6, "estimate": e, "source": e.source.to_string(),
+                "start_h": s.start / 3600.0, "end_h": s.end / 3600.0,
             })
         })
         .collect();
-    serde_json::json!({"sweep": manifest.name, "pinned": !profile.node_names.is_empty(), "makespan_h": hours(profile, total), "runs": runs})
+    let rank_hours: f64 = est.iter().map(|e| e.rank_hours).sum();
+    serde_json::json!({"sweep": manifest.name, "pinned": !profile.node_names.is_empty(), "rank_hours": rank_hours, "makespan_h": total / 3600.0, "runs": runs})
 }
 
-/// `ras plan`: the table of runs, ranks, nodes, cost and start/end hours.
+/// Seconds as `12s`, `3m20s` or `2h05m`.
+pub fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `ras plan`: the table of runs, ranks, nodes, estimated phases and rank-hours, start
+/// and end, and where each estimate came from.
 pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> String {
-    let (slots, total) = schedule(&manifest.runs, profile.shape());
+    let (est, slots, total) = scheduled(manifest, profile);
     let mut s = format!(
-        "sweep {}: {} runs on {} nodes x {} ranks ({}, {} TFLOP/s per rank assumed), max_retries {}\n",
+        "sweep {}: {} runs on {} nodes x {} ranks ({}), max_retries {}\n",
         manifest.name,
         manifest.runs.len(),
         profile.nodes,
         profile.ranks_per_node(),
         profile.launcher,
-        profile.tflops(),
         manifest.max_retries
     );
     if let Some(n) = &manifest.note {
         s += &format!("note: {}\n", n.trim());
     }
-    s += &format!("{:>3} {:<30} {:>5} {:<14} {:>8} {:>12} {:>8} {:>8}  {}\n", "#", "run", "ranks", "nodes", "images", "PFLOP", "start h", "end h", "label");
+    s += &format!(
+        "{:>3} {:<30} {:>5} {:<14} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}  {:<22} {}\n",
+        "#", "run", "ranks", "nodes", "images", "feat", "train", "eval", "wall", "rank-h", "start", "end", "estimate from", "label"
+    );
     let mut keys = std::collections::BTreeSet::new();
-    for (i, (r, slot)) in manifest.runs.iter().zip(&slots).enumerate() {
+    for (i, ((r, slot), e)) in manifest.runs.iter().zip(&slots).zip(&est).enumerate() {
         let filler = if keys.insert(r.feature_key.clone()) { " (fills feature cache)" } else { "" };
         s += &format!(
-            "{:>3} {:<30} {:>5} {:<14} {:>8} {:>12.3} {:>8.2} {:>8.2}  {}{}\n",
+            "{:>3} {:<30} {:>5} {:<14} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8.4} {:>7} {:>7}  {:<22} {}{}\n",
             i + 1,
             r.id,
             r.ranks,
             slot_nodes(slot, profile).join(","),
             r.train_images,
-            r.cost / 1e6,
-            hours(profile, slot.start),
-            hours(profile, slot.end),
+            fmt_secs(e.features_s),
+            fmt_secs(e.train_s),
+            fmt_secs(e.eval_s),
+            fmt_secs(e.wall_s),
+            e.rank_hours,
+            fmt_secs(slot.start),
+            fmt_secs(slot.end),
+            e.source.to_string(),
             r.label,
             filler
         );
     }
-    let cost: f64 = manifest.runs.iter().map(|r| r.cost).sum();
+    let sum = |f: fn(&Estimate) -> f64| est.iter().map(f).sum::<f64>();
     s += &format!(
-        "total {:.3} PFLOP = {:.2} rank-hours; makespan {:.2} h (greedy, longest first)\n",
-        cost / 1e6,
-        hours(profile, cost),
-        hours(profile, total)
+        "total {:.4} rank-hours (features {}, train {}, eval {} of wall); makespan {} (greedy, longest first)\n",
+        sum(|e| e.rank_hours),
+        fmt_secs(sum(|e| e.features_s)),
+        fmt_secs(sum(|e| e.train_s)),
+        fmt_secs(sum(|e| e.eval_s)),
+        fmt_secs(total)
     );
+    s += &sources_line(&est, profile);
     if profile.node_names.is_empty() {
         s += "nodes: where the plan puts runs; Slurm chooses the actual nodes (name them in the profile's node_names to pin runs)\n";
+    }
+    s
+}
+
+/// How many estimates came from each source, and what to do about assumed ones.
+fn sources_line(est: &[Estimate], profile: &ClusterProfile) -> String {
+    let measured = est.iter().filter(|e| matches!(e.source, Source::Measured { .. })).count();
+    let bench = est.iter().filter(|e| e.source == Source::Bench).count();
+    let assumed = est.len() - measured - bench;
+    let mut s = format!("estimates: {measured} from measured runs of the same shape, {bench} from the profile's bench figures, {assumed} assumed\n");
+    if assumed > 0 {
+        s += &format!(
+            "assumed: {} TFLOP/s per rank with perfect scaling; measure instead: `ras bench train-step` and paste its line into the profile\n",
+            profile.tflops()
+        );
     }
     s
 }
@@ -259,25 +321,33 @@ mod tests {
             config_toml: String::new(),
             ranks,
             train_images: 0,
+            test_images: 0,
             cost,
             feature_key: String::new(),
+            estimate: None,
         }
+    }
+
+    /// `schedule` with durations of cost / ranks (perfect scaling).
+    fn schedule_costs(runs: &[PlannedRun], shape: ClusterShape) -> (Vec<Slot>, f64) {
+        let durations: Vec<f64> = runs.iter().map(|r| r.cost / r.ranks as f64).collect();
+        schedule(runs, &durations, shape)
     }
 
     #[test]
     fn schedule_packs_runs_on_nodes() {
         let two = ClusterShape { nodes: 2, ranks_per_node: 1 };
         // Two 1-rank runs side by side, then a 2-rank run across both nodes.
-        let (slots, total) = schedule(&[run("a", 1, 10.0), run("b", 1, 6.0), run("c", 2, 8.0)], two);
+        let (slots, total) = schedule_costs(&[run("a", 1, 10.0), run("b", 1, 6.0), run("c", 2, 8.0)], two);
         assert_eq!((slots[0].start, slots[0].nodes.clone()), (0.0, vec![0]));
         assert_eq!((slots[1].start, slots[1].nodes.clone()), (0.0, vec![1]));
         assert_eq!((slots[2].start, slots[2].end, slots[2].nodes.clone()), (10.0, 14.0, vec![0, 1]));
         assert_eq!(total, 14.0);
         // One node of 4 slots: a 2-rank and two 1-rank runs all start at once.
-        let (slots, _) = schedule(&[run("a", 2, 10.0), run("b", 1, 6.0), run("c", 1, 2.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
+        let (slots, _) = schedule_costs(&[run("a", 2, 10.0), run("b", 1, 6.0), run("c", 1, 2.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
         assert!(slots.iter().all(|s| s.start == 0.0), "{slots:?}");
         // A run that fits only after an earlier one ends waits for it.
-        let (slots, _) = schedule(&[run("a", 2, 10.0), run("b", 3, 9.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
+        let (slots, _) = schedule_costs(&[run("a", 2, 10.0), run("b", 3, 9.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
         assert_eq!(slots[1].start, 5.0);
     }
 }

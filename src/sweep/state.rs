@@ -14,6 +14,7 @@
 use super::status::{RunPhase, RunView};
 use super::{Manifest, SweepError};
 use crate::launch::{JobRecord, JobState, Launcher};
+use crate::run::cost::{read_attempts, CostSummary};
 use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};
 use crate::store::{Store, StoreError};
 use crate::{hostname, unix_now};
@@ -43,12 +44,29 @@ impl<'a> SweepState<'a> {
         format!("sweeps/{}", self.manifest.name)
     }
 
-    /// Writes the manifest (again if the sweep file changed since).
+    /// `sweeps/<name>/manifest.json`.
+    pub fn manifest_key(&self) -> String {
+        format!("{}/manifest.json", self.prefix())
+    }
+
+    /// Writes the manifest (again if the sweep file changed since). A run keeps the cost
+    /// estimate stored with it first: the plan made before it ran, which the report sets
+    /// against the measured cost (a later plan would be made from its own measurements).
     pub fn publish_manifest(&self) -> Result<(), SweepError> {
-        let key = format!("{}/manifest.json", self.prefix());
+        let key = self.manifest_key();
         let cur: Option<Manifest> = self.store.get_json(&key)?;
-        if cur.as_ref() != Some(self.manifest) {
-            self.store.put_json(&key, self.manifest)?;
+        let mut new = self.manifest.clone();
+        if let Some(cur) = &cur {
+            let planned: BTreeMap<&str, &super::estimate::Estimate> =
+                cur.runs.iter().filter_map(|r| Some((r.id.as_str(), r.estimate.as_ref()?))).collect();
+            for r in &mut new.runs {
+                if let Some(e) = planned.get(r.id.as_str()) {
+                    r.estimate = Some((*e).clone());
+                }
+            }
+        }
+        if cur.as_ref() != Some(&new) {
+            self.store.put_json(&key, &new)?;
         }
         Ok(())
     }
@@ -190,6 +208,8 @@ struct Tracked {
     last_state: Option<(usize, JobState)>,
     /// Complete, or failed for good: this view is final.
     settled: Option<RunView>,
+    /// Summed cost records, read when an attempt has ended (not every pass).
+    cost: Option<CostSummary>,
 }
 
 /// Views of a sweep's runs, kept up to date pass after pass (see the module doc).
@@ -320,6 +340,13 @@ impl<'a> Tracker<'a> {
                 || (attempt.is_some() && job_state.is_none() && prev.is_none());
             if read {
                 self.runs[i].status = self.state.store.get_json(&RunPaths::new(run.id.as_str()).status())?;
+                // Cost records are written as attempts end: read them on the first pass
+                // and when a job ended since the last, never while one runs.
+                let ended = self.runs[i].status.as_ref().is_some_and(|s| s.state != RunState::Running);
+                if (self.first || ended_now) && ended {
+                    let records = read_attempts(self.state.store, &RunPaths::new(run.id.as_str()))?;
+                    self.runs[i].cost = (!records.is_empty()).then(|| CostSummary::of(&records));
+                }
             }
             if let (Some(a), Some(s)) = (attempt, &job_state) {
                 self.runs[i].last_state = Some((a, s.clone()));
@@ -339,6 +366,7 @@ impl<'a> Tracker<'a> {
                 mean_pauroc: None,
                 eta_s: None,
                 unknown: None,
+                cost: self.runs[i].cost.clone(),
             };
             let complete = status.as_ref().map(|s| s.state == RunState::Complete).unwrap_or(false);
             view.phase = if complete {
@@ -406,6 +434,37 @@ impl<'a> Tracker<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_republished_manifest_keeps_the_first_plan() {
+        use crate::sweep::estimate::{Estimate, Source};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let est = |wall_s: f64, source: Source| Some(Estimate { source, features_s: 0.0, train_s: wall_s, eval_s: 0.0, other_s: 0.0, wall_s, rank_hours: wall_s / 3600.0 });
+        let run = |id: &str, estimate| super::super::PlannedRun {
+            id: id.into(),
+            label: id.into(),
+            variant: id.into(),
+            dataset: "d".into(),
+            config_toml: String::new(),
+            ranks: 1,
+            train_images: 1,
+            test_images: 1,
+            cost: 1.0,
+            feature_key: String::new(),
+            estimate,
+        };
+        let manifest = |runs| Manifest { name: "s".into(), store: String::new(), max_retries: 0, note: None, paper: None, runs };
+        let first = manifest(vec![run("a", est(10.0, Source::Flops { tflops: 1.0 }))]);
+        SweepState { store: &store, manifest: &first }.publish_manifest().unwrap();
+        // Planned again after "a" ran (now from its measurements), with a new run "b".
+        let again = manifest(vec![run("a", est(99.0, Source::Measured { attempts: 1 })), run("b", est(5.0, Source::Bench))]);
+        let state = SweepState { store: &store, manifest: &again };
+        state.publish_manifest().unwrap();
+        let stored: Manifest = store.get_json(&state.manifest_key()).unwrap().unwrap();
+        assert_eq!(stored.runs[0].estimate, first.runs[0].estimate, "a's plan is the one made before it ran");
+        assert_eq!(stored.runs[1].estimate, again.runs[1].estimate, "b is new: its plan is today's");
+    }
 
     #[test]
     fn listing_sorts_keys_into_claims_jobs_features() {

@@ -1,6 +1,7 @@
 //! Where each run of a sweep stands, and the table `ras status` and `ras sweep` print.
 
 use crate::launch::JobRecord;
+use crate::run::cost::CostSummary;
 use serde::Serialize;
 
 /// Where a run stands in the sweep.
@@ -38,6 +39,8 @@ pub struct RunView {
     /// Set while the scheduler cannot say whether the job lives (controller down): the
     /// run counts as active, so nothing launches it twice.
     pub unknown: Option<String>,
+    /// The summed cost records of the run's ended attempts (None before the first ends).
+    pub cost: Option<CostSummary>,
 }
 
 impl RunView {
@@ -47,17 +50,25 @@ impl RunView {
     }
 }
 
+/// The total of the runs' measured cost (ended attempts only).
+fn cost_line(views: &[RunView]) -> String {
+    let mut total = CostSummary::default();
+    views.iter().filter_map(|v| v.cost.as_ref()).for_each(|c| total.add(c));
+    let gpu = if total.gpu_hours > 0.0 { format!(" ({:.4} GPU-hours)", total.gpu_hours) } else { String::new() };
+    format!("total cost: {:.4} rank-hours{gpu} over {} jobs (ended run attempts and feature-cache jobs)\n", total.rank_hours, total.attempts)
+}
+
 /// The status table (`ras status`, and `ras sweep` as states change).
 pub fn render_views(views: &[RunView]) -> String {
     let mut s = format!(
-        "{:<22} {:<9} {:>9} {:>5} {:>8} {:>8} {:>8} {:>7}  {}\n",
-        "run", "state", "epoch", "ranks", "attempts", "I-AUROC", "P-AUROC", "ETA", "label"
+        "{:<22} {:<9} {:>9} {:>5} {:>8} {:>8} {:>8} {:>7} {:>9}  {}\n",
+        "run", "state", "epoch", "ranks", "attempts", "I-AUROC", "P-AUROC", "ETA", "rank-h", "label"
     );
     let pct = |x: Option<f64>| x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into());
     for v in views {
         let phase = if v.unknown.is_some() { "unknown".to_string() } else { format!("{:?}", v.phase).to_lowercase() };
         s += &format!(
-            "{:<22} {:<9} {:>9} {:>5} {:>8} {:>8} {:>8} {:>7}  {}\n",
+            "{:<22} {:<9} {:>9} {:>5} {:>8} {:>8} {:>8} {:>7} {:>9}  {}\n",
             v.id,
             phase,
             format!("{}/{}", v.epoch, v.epochs),
@@ -66,6 +77,7 @@ pub fn render_views(views: &[RunView]) -> String {
             pct(v.mean_iauroc),
             pct(v.mean_pauroc),
             v.eta_s.map(|e| format!("{}m{:02}s", e / 60, e % 60)).unwrap_or_else(|| "-".into()),
+            v.cost.as_ref().map(|c| format!("{:.4}", c.rank_hours)).unwrap_or_else(|| "-".into()),
             v.label
         );
     }
@@ -79,6 +91,7 @@ pub fn render_views(views: &[RunView]) -> String {
         count(RunPhase::Retry),
         count(RunPhase::Failed)
     );
+    s += &cost_line(views);
     if let Some(why) = views.iter().find_map(|v| v.unknown.as_ref()) {
         let n = views.iter().filter(|v| v.unknown.is_some()).count();
         s += &format!("{n} runs in state unknown ({why}): treated as running, polled again with backoff\n");

@@ -1,0 +1,287 @@
+//! What an attempt of a run cost: wall time per phase, device, ranks, rank-hours. Rank 0
+//! writes one record per attempt (`RunPaths::attempt`) when the attempt ends (complete,
+//! preempted, or failed: best effort), so cost is measured, never assumed: `ras status`
+//! and `ras report` sum the records, and `ras plan` turns them into throughputs
+//! (`sweep::plan`) for runs of the same [`shape_key`].
+
+use super::paths::RunPaths;
+use crate::config::{DeviceSpec, RunConfig};
+use crate::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::time::Instant;
+
+/// What determines a run's speed per image (and so which measurements may predict it):
+/// model dims, T_e, T_d, decoder, image size, backbone arch, device kind ("cpu" / "cuda").
+/// Not the dataset or the epochs: the planner scales by those.
+pub fn shape_key(cfg: &RunConfig, device_kind: &str) -> String {
+    let m = &cfg.model;
+    format!(
+        "{:?} C{} F{} H{} Te{} Td{} nm{} img{} {} {device_kind}",
+        m.decoder, m.hidden_dim, m.ffn_dim, m.heads, m.encoder_layers, m.decoder_layers, m.neighbor_mask, cfg.backbone.image_size, cfg.backbone.arch
+    )
+}
+
+/// The device kind a run of `cfg` computes on where GPUs are `gpus` ("auto" follows the
+/// machine): what the planner puts into a shape key before the run exists.
+pub fn planned_device_kind(spec: DeviceSpec, gpus: bool) -> &'static str {
+    match spec {
+        DeviceSpec::Cpu => "cpu",
+        DeviceSpec::Cuda(_) => "cuda",
+        DeviceSpec::Auto if gpus => "cuda",
+        DeviceSpec::Auto => "cpu",
+    }
+}
+
+/// The kind of a device as shape keys and records spell it.
+pub fn device_kind(device: tch::Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else {
+        "cpu"
+    }
+}
+
+/// Seconds per phase of one attempt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Dataset scan + feature cache fill or load.
+    pub features_s: f64,
+    /// Training epochs (the steps, all-reduce included).
+    pub train_s: f64,
+    /// Every evaluation: per eval epoch, the final outputs, the noise evaluations.
+    pub eval_s: f64,
+    /// The rest of the wall time: checkpoints, logs, setup.
+    pub other_s: f64,
+}
+
+impl Phases {
+    pub fn add(&mut self, o: &Phases) {
+        self.features_s += o.features_s;
+        self.train_s += o.train_s;
+        self.eval_s += o.eval_s;
+        self.other_s += o.other_s;
+    }
+}
+
+/// What the attempt was: a run's own job, or the feature-cache job a sweep launches
+/// before the runs of one dataset + backbone (its record goes with the run whose config
+/// it was launched with, so that a sweep's records sum to everything it cost).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Job {
+    #[default]
+    Run,
+    FeatureCache,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Complete,
+    Preempted,
+    Failed,
+}
+
+/// `runs/<id>/attempts/<started>-<host>-<pid>.json`: one attempt's cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptCost {
+    pub started_unix: u64,
+    pub ended_unix: u64,
+    #[serde(default)]
+    pub job: Job,
+    pub outcome: Outcome,
+    pub host: String,
+    pub pid: u32,
+    /// "cpu" or "cuda".
+    pub device: String,
+    /// The GPU's name where known (tch does not report it: None so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_name: Option<String>,
+    /// World size.
+    pub ranks: usize,
+    pub wall_s: f64,
+    pub phases: Phases,
+    /// wall_s x ranks / 3600.
+    pub rank_hours: f64,
+    /// = rank_hours on CUDA (one GPU per rank), None on CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_hours: Option<f64>,
+    /// Train images x epochs done in this attempt (partial epochs pro rata).
+    pub images_trained: u64,
+    /// Images the backbone computed (feature cache misses) / scanned (train + test).
+    pub features_computed: u64,
+    pub feature_images: u64,
+    /// Test images predicted, summed over every evaluation.
+    pub eval_images: u64,
+    pub shape: String,
+}
+
+/// The counters an attempt fills while it runs.
+#[derive(Debug, Default)]
+struct Counts {
+    phases: Phases,
+    images_trained: u64,
+    features_computed: u64,
+    feature_images: u64,
+    eval_images: u64,
+}
+
+/// Which bucket a timed span goes into.
+#[derive(Debug, Clone, Copy)]
+pub enum Phase {
+    Features,
+    Train,
+    Eval,
+}
+
+/// Times the phases of one attempt (`execute` owns one and passes it to its steps: no
+/// global state). Interior mutability because the steps share the run by `&`.
+pub struct PhaseTimer {
+    started: Instant,
+    started_unix: u64,
+    counts: RefCell<Counts>,
+}
+
+impl Default for PhaseTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PhaseTimer {
+    pub fn new() -> Self {
+        Self { started: Instant::now(), started_unix: crate::unix_now(), counts: RefCell::default() }
+    }
+
+    /// Runs `f`, adding its wall time to `phase`.
+    pub fn time<T>(&self, phase: Phase, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        let s = t.elapsed().as_secs_f64();
+        let mut c = self.counts.borrow_mut();
+        match phase {
+            Phase::Features => c.phases.features_s += s,
+            Phase::Train => c.phases.train_s += s,
+            Phase::Eval => c.phases.eval_s += s,
+        }
+        out
+    }
+
+    pub fn add_trained(&self, images: u64) {
+        self.counts.borrow_mut().images_trained += images;
+    }
+
+    pub fn add_evaluated(&self, images: u64) {
+        self.counts.borrow_mut().eval_images += images;
+    }
+
+    pub fn set_features(&self, computed: u64, scanned: u64) {
+        let mut c = self.counts.borrow_mut();
+        (c.features_computed, c.feature_images) = (computed, scanned);
+    }
+
+    /// The record of the attempt ending now.
+    pub fn finish(&self, outcome: Outcome, device: tch::Device, ranks: usize, shape: String) -> AttemptCost {
+        let wall_s = self.started.elapsed().as_secs_f64();
+        let c = self.counts.borrow();
+        let mut phases = c.phases.clone();
+        phases.other_s = (wall_s - phases.features_s - phases.train_s - phases.eval_s).max(0.0);
+        let rank_hours = wall_s * ranks as f64 / 3600.0;
+        AttemptCost {
+            started_unix: self.started_unix,
+            ended_unix: crate::unix_now(),
+            job: Job::Run,
+            outcome,
+            host: crate::hostname(),
+            pid: std::process::id(),
+            device: device_kind(device).to_string(),
+            gpu_name: None,
+            ranks,
+            wall_s,
+            phases,
+            rank_hours,
+            gpu_hours: device.is_cuda().then_some(rank_hours),
+            images_trained: c.images_trained,
+            features_computed: c.features_computed,
+            feature_images: c.feature_images,
+            eval_images: c.eval_images,
+            shape,
+        }
+    }
+}
+
+/// Writes an attempt's record under its run.
+pub fn write_attempt(store: &Store, paths: &RunPaths, rec: &AttemptCost) -> Result<(), StoreError> {
+    store.put_json(&paths.attempt(rec.started_unix, &rec.host, rec.pid), rec)
+}
+
+/// Every attempt record of a run, oldest first (one LIST, one GET each). A record that
+/// does not parse (another version's) is skipped: cost is reported, never relied upon.
+pub fn read_attempts(store: &Store, paths: &RunPaths) -> Result<Vec<AttemptCost>, StoreError> {
+    let mut keys = store.list(&format!("{}/", paths.attempts()))?;
+    keys.sort();
+    let mut out = vec![];
+    for key in keys.iter().filter(|k| k.ends_with(".json")) {
+        if let Ok(Some(rec)) = store.get_json::<AttemptCost>(key) {
+            out.push(rec);
+        }
+    }
+    out.sort_by_key(|r| r.started_unix);
+    Ok(out)
+}
+
+/// The sum of a run's attempts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CostSummary {
+    pub attempts: usize,
+    pub wall_s: f64,
+    pub phases: Phases,
+    pub rank_hours: f64,
+    pub gpu_hours: f64,
+}
+
+impl CostSummary {
+    pub fn of(records: &[AttemptCost]) -> Self {
+        let mut s = Self::default();
+        for r in records {
+            s.add_attempt(r);
+        }
+        s
+    }
+
+    fn add_attempt(&mut self, r: &AttemptCost) {
+        self.attempts += 1;
+        self.wall_s += r.wall_s;
+        self.phases.add(&r.phases);
+        self.rank_hours += r.rank_hours;
+        self.gpu_hours += r.gpu_hours.unwrap_or(0.0);
+    }
+
+    pub fn add(&mut self, o: &CostSummary) {
+        self.attempts += o.attempts;
+        self.wall_s += o.wall_s;
+        self.phases.add(&o.phases);
+        self.rank_hours += o.rank_hours;
+        self.gpu_hours += o.gpu_hours;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_splits_wall_time_into_phases() {
+        let t = PhaseTimer::new();
+        t.time(Phase::Train, || std::thread::sleep(std::time::Duration::from_millis(30)));
+        t.time(Phase::Eval, || std::thread::sleep(std::time::Duration::from_millis(10)));
+        t.add_trained(16);
+        let r = t.finish(Outcome::Complete, tch::Device::Cpu, 2, "s".into());
+        let p = &r.phases;
+        assert!(p.train_s >= 0.03 && p.eval_s >= 0.01 && p.features_s == 0.0, "{p:?}");
+        assert!((p.features_s + p.train_s + p.eval_s + p.other_s - r.wall_s).abs() < 1e-9);
+        assert!((r.rank_hours - r.wall_s * 2.0 / 3600.0).abs() < 1e-12);
+        assert_eq!((r.gpu_hours, r.images_trained, r.device.as_str()), (None, 16, "cpu"));
+    }
+}
