@@ -5,7 +5,9 @@
 //! full model's 98.4 / 97.5), the T_e=1, T_d=2 cell next to Table 5's 97.8 / 97.4, UniAD's
 //! alpha=30 column next to Table 6's 95.1 / 96.5 and RAS's next to 97.6 / 97.4. And every
 //! file says at its top why these numbers are not the paper's (random-init backbone,
-//! synthetic classes, 2 epochs instead of 500).
+//! synthetic classes, 2 epochs instead of 500). The figures draw the paper beside ours:
+//! Table 5's heat map has a paper panel with 97.8 in its T_e=1, T_d=2 cell; Table 6's
+//! noise curves have the paper's alpha=30 points, in each method's colour.
 
 mod common;
 use common::*;
@@ -55,6 +57,46 @@ fn paper_of(csv: &str, suffix: &str) -> (String, String, String) {
         }
     }
     panic!("no mean row of a variant ending in {suffix} in\n{csv}")
+}
+
+/// Every `<text>` of an SVG (parsed as XML): its trimmed content and x.
+fn svg_texts(svg: &str, name: &str) -> Vec<(String, f64)> {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{name} is not XML: {e}"));
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| (n.text().unwrap_or("").trim().to_string(), n.attribute("x").and_then(|x| x.parse().ok()).unwrap_or(f64::NAN)))
+        .collect()
+}
+
+/// Data (x, y) to SVG pixels, read from a curve plot's tick labels: the y ticks are the
+/// numbers anchored at their end (left of the axis), the x ticks those centred below it.
+fn axis_map(svg: &str) -> impl Fn(f64, f64) -> (f64, f64) {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    let ticks = |anchor: &str, coord: &str| -> Vec<(f64, f64)> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text") && n.attribute("text-anchor") == Some(anchor))
+            .filter_map(|n| Some((n.text()?.trim().parse::<f64>().ok()?, n.attribute(coord)?.parse::<f64>().ok()?)))
+            .collect()
+    };
+    let line = |t: Vec<(f64, f64)>| {
+        assert!(t.len() >= 2, "too few ticks: {t:?}");
+        let (a, b) = (t[0], t[t.len() - 1]);
+        move |v: f64| a.1 + (v - a.0) / (b.0 - a.0) * (b.1 - a.1)
+    };
+    let (fx, fy) = (line(ticks("middle", "x")), line(ticks("end", "y")));
+    move |x, y| (fx(x), fy(y))
+}
+
+/// The triangle markers of an SVG: (centre x, centre y, fill).
+fn triangles(svg: &str) -> Vec<(f64, f64, String)> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("polygon"))
+        .filter_map(|n| {
+            let pts: Vec<(f64, f64)> = n.attribute("points")?.split_whitespace().filter_map(|p| p.split_once(',')).map(|(x, y)| (x.parse().unwrap(), y.parse().unwrap())).collect();
+            (pts.len() == 3).then(|| (pts.iter().map(|p| p.0).sum::<f64>() / 3.0, pts.iter().map(|p| p.1).sum::<f64>() / 3.0, n.attribute("fill").unwrap_or("").to_string()))
+        })
+        .collect()
 }
 
 fn assert_caveats(text: &str, prefix: &str, file: &str) {
@@ -118,6 +160,21 @@ fn each_variant_meets_its_own_paper_row() {
     let row1 = i_grid.lines().find(|l| l.starts_with("| 1 |")).unwrap_or_else(|| panic!("no T_e=1 row:\n{md}"));
     let cells: Vec<&str> = row1.split('|').map(str::trim).collect();
     assert!(cells[2].contains("(97.1, ") && cells[3].contains("(97.8, "), "T_d=1 then T_d=2 cells: {row1}");
+    // The heat maps: ours and the paper's grid, side by side, each cell annotated.
+    for (metric, t1d1, t1d2) in [("i-auroc", "97.1", "97.8"), ("p-auroc", "97.3", "97.4")] {
+        let name = format!("rep-t5/demo-heatmap-{metric}.svg");
+        let texts = svg_texts(&std::fs::read_to_string(cwd.join(&name)).unwrap(), &name);
+        let x_of = |label: &str| texts.iter().find(|t| t.0 == label).unwrap_or_else(|| panic!("{name}: no {label:?} in {texts:?}")).1;
+        let paper_panel = x_of("paper (table5)");
+        assert!(x_of("ours") < paper_panel, "{name}: ours first");
+        for v in [t1d1, t1d2] {
+            assert!(texts.iter().any(|t| t.0 == v && t.1 > x_of("ours") + 64.0), "{name}: paper cell {v} not in the paper panel: {texts:?}");
+        }
+        assert!(x_of(t1d1) < x_of(t1d2), "{name}: T_d=1 left of T_d=2");
+        for label in ["T_d (decoder steps)", "T_e (encoder layers)", "1", "2"] {
+            x_of(label);
+        }
+    }
 
     // Table 6: RAS and UniAD at test-time noise 0 and 30.
     sweep_and_report(
@@ -134,6 +191,23 @@ fn each_variant_meets_its_own_paper_row() {
             let line = s.lines().find(|l| l.starts_with(method)).unwrap_or_else(|| panic!("no {method} row in {metric}:\n{s}"));
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             assert!(cells[2].contains(want[0]) && cells[3].contains(want[1]), "{metric} {method}: {line}");
+        }
+    }
+    // The noise curves: a line per method, named as the paper names it, and the paper's
+    // points (triangles, dashed) in the same colour; at alpha=30 exactly where the paper's
+    // numbers fall on the y axis.
+    for (metric, ras, uniad) in [("i-auroc", 97.6, 95.1), ("p-auroc", 97.4, 96.5)] {
+        let name = format!("rep-t6/demo-noise-{metric}.svg");
+        let svg = std::fs::read_to_string(cwd.join(&name)).unwrap();
+        let texts = svg_texts(&svg, &name);
+        for label in ["RAS", "UniAD", "RAS (paper)", "UniAD (paper)", "test-time noise alpha", "0", "30"] {
+            assert!(texts.iter().any(|t| t.0 == label), "{name}: no {label:?} in {texts:?}");
+        }
+        let at = axis_map(&svg);
+        for (value, colour, who) in [(ras, "#1F77B4", "RAS"), (uniad, "#FF7F0E", "UniAD")] {
+            let (x, y) = at(30.0, value);
+            let found = triangles(&svg).into_iter().any(|(cx, cy, fill)| fill == colour && (cx - x).abs() <= 2.0 && (cy - y).abs() <= 2.0);
+            assert!(found, "{name}: no {who} paper marker at alpha=30, {value} (pixel {x:.0}, {y:.0}): {:?}", triangles(&svg));
         }
     }
     eprintln!("report_paper test took {:.1} s", t.elapsed().as_secs_f64());

@@ -1,9 +1,11 @@
 //! `ras report` plots and the noise table, from a real sweep: a synthetic dataset made by
 //! `ras data synth`, a 2 x 2 grid over T_e x T_d on the Local launcher, each run trained
 //! for 2 epochs and then evaluated again at test-time noise 20 (`eval.noise_scales`)
-//! without retraining. Checks: the heat maps decode, and the noise table's numbers are
-//! the runs' own records (scale 0 = final_metrics.json, 20 = evals/test_jitter_20.json).
-//! About a minute on 2 cores.
+//! without retraining. Checks: the figures are SVGs (parsed as XML: axis labels, tick
+//! labels, colour-bar ticks, readable legend labels, the caveat as a comment and a visible
+//! note) with PNGs at twice their size, and the noise table's numbers are the runs' own
+//! records (scale 0 = final_metrics.json, 20 = evals/test_jitter_20.json). The sweep has
+//! no [paper]: the heat maps show only ours. About a minute on 2 cores.
 
 mod common;
 use common::*;
@@ -18,6 +20,19 @@ fn ok(args: &[&str], cwd: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of every `<text>` of an SVG (parsed as XML), trimmed.
+fn svg_texts(svg: &str, name: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{name} is not XML: {e}"));
+    doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(|t| t.trim().to_string()).collect()
+}
+
+/// An SVG's width and height attributes.
+fn svg_size(svg: &str) -> (u32, u32) {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    let root = doc.root_element();
+    (root.attribute("width").unwrap().parse().unwrap(), root.attribute("height").unwrap().parse().unwrap())
 }
 
 /// Mean (I-AUROC, P-AUROC) in percent of a MetricsTable as JSON.
@@ -66,14 +81,51 @@ store = "file://{store}"
     let report = ok(&["report", &sweep, "--cluster", local, "--out", "rep"], cwd);
     eprintln!("{report}");
 
-    // Heat maps (T_e x T_d both vary) and noise curves: written, listed, and real PNGs.
+    // Heat maps (T_e x T_d both vary) and noise curves: written, listed, SVG and PNG.
     let rep = cwd.join("rep");
-    for name in ["demo-heatmap-i-auroc.png", "demo-heatmap-p-auroc.png", "demo-noise-i-auroc.png", "demo-noise-p-auroc.png", "demo-noise.md"] {
-        assert!(report.contains(&format!("wrote rep/{name}")), "{name} not listed:\n{report}");
+    for name in ["demo-heatmap-i-auroc", "demo-heatmap-p-auroc", "demo-noise-i-auroc", "demo-noise-p-auroc"] {
+        for ext in ["svg", "png"] {
+            assert!(report.contains(&format!("wrote rep/{name}.{ext}")), "{name}.{ext} not listed:\n{report}");
+        }
+        let svg = std::fs::read_to_string(rep.join(format!("{name}.svg"))).unwrap();
+        let texts = svg_texts(&svg, name);
+        // The caveats (random-init backbone, synthetic classes, 2 epochs): a comment before
+        // the figure and a visible note under its title.
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let first = doc.root().children().find(|n| n.is_comment() || n.is_element()).unwrap();
+        assert!(first.is_comment() && first.text().unwrap().contains("NOT COMPARABLE TO THE PAPER"), "{name}: no caveat comment first");
+        assert!(texts.iter().any(|t| t.starts_with("not comparable to the paper: ")), "{name}: no visible caveat: {texts:?}");
+        assert!(texts.join(" ").contains("random-init backbone"), "{name}: the note names the cause: {texts:?}");
+        // No raw config keys anywhere a reader looks.
+        assert!(texts.iter().all(|t| !t.contains("model.") && !t.contains('"')), "{name}: raw keys in {texts:?}");
+        let (w, h) = svg_size(&svg);
+        let img = image::open(rep.join(format!("{name}.png"))).unwrap_or_else(|e| panic!("{name}.png: {e}"));
+        assert_eq!((img.width(), img.height()), (2 * w, 2 * h), "{name}.png is the SVG at 2x");
     }
-    for name in ["demo-heatmap-i-auroc.png", "demo-heatmap-p-auroc.png", "demo-noise-i-auroc.png"] {
-        let img = image::open(rep.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(img.width() >= 200 && img.height() >= 100, "{name}: {}x{}", img.width(), img.height());
+    for metric in ["I-AUROC", "P-AUROC"] {
+        let name = format!("demo-heatmap-{}.svg", metric.to_lowercase());
+        let texts = svg_texts(&std::fs::read_to_string(rep.join(&name)).unwrap(), &name);
+        for label in ["T_d (decoder steps)", "T_e (encoder layers)", "ours", "0", "1", "2", &format!("{metric} (%)")] {
+            assert!(texts.iter().any(|t| t == label), "{name}: no {label:?} in {texts:?}");
+        }
+        assert!(texts.iter().any(|t| t.starts_with(metric) && t.contains("on demo")), "{name}: title names metric and dataset: {texts:?}");
+        assert!(!texts.iter().any(|t| t.starts_with("paper")), "{name}: no [paper], no paper panel: {texts:?}");
+        // Cells: one value each, as the runs' means (one decimal); the colour bar's ticks
+        // are the other numbers: 4 to 6 of them.
+        let numbers: Vec<&String> = texts.iter().filter(|t| t.parse::<f64>().is_ok()).collect();
+        let cells = numbers.iter().filter(|t| t.contains('.') && t.split('.').nth(1).unwrap().len() == 1).count();
+        assert!(cells >= 4, "{name}: 4 cell values expected: {numbers:?}");
+        let bar = numbers.len() - 4 /* tick labels 0, 1 and 1, 2 */ - 4 /* cells */;
+        assert!((4..=6).contains(&bar), "{name}: {bar} colour-bar ticks in {numbers:?}");
+    }
+    for metric in ["I-AUROC", "P-AUROC"] {
+        let name = format!("demo-noise-{}.svg", metric.to_lowercase());
+        let texts = svg_texts(&std::fs::read_to_string(rep.join(&name)).unwrap(), &name);
+        // Axes with ticks at the noise scales; a legend entry per variant, as T_e/T_d.
+        for label in ["test-time noise alpha", &format!("{metric} (%)"), "0", "20", "T_d=1 T_e=0", "T_d=2 T_e=1"] {
+            assert!(texts.iter().any(|t| t == label), "{name}: no {label:?} in {texts:?}");
+        }
+        assert!(!texts.iter().any(|t| t.ends_with("(paper)")), "{name}: no [paper], no paper points: {texts:?}");
     }
 
     // The noise table: one row per run (variant) and scale, numbers from its records.
@@ -97,6 +149,7 @@ store = "file://{store}"
         }
     }
     assert!(changed > 0, "test-time noise 20 changed no run's metrics: is the noise applied?");
-    assert_eq!(csv.lines().count(), 1 + 4 * 2, "{csv}");
+    // The header and a row per variant and scale, after the caveats (`# ` lines).
+    assert_eq!(csv.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count(), 1 + 4 * 2, "{csv}");
     eprintln!("report_plots test took {:.1} s", t.elapsed().as_secs_f64());
 }

@@ -1,5 +1,5 @@
 //! `ras report`: the final metrics of every complete run of a sweep, per dataset, per
-//! class, beside the paper's numbers (`tables`: Markdown, CSV, LaTeX), and plots (PNG, see
+//! class, beside the paper's numbers (`tables`: Markdown, CSV, LaTeX), and plots (SVG, and PNG at 2x, see
 //! `plot`) where the sweep has the data for them (`figures`): a T_e x T_d heat map of mean
 //! I-AUROC and P-AUROC (Table 5's sweep) and AUROC against test-time noise, with its
 //! table (`noise`, Table 6: `eval.noise_scales`, `ras eval --test-jitter`, or runs that
@@ -41,6 +41,8 @@ pub enum ReportError {
     /// The sweep's `[paper]` templates do not fit its runs.
     #[error("{0}")]
     Paper(String),
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
 }
 
 /// What [`write_sweep_report`] made.
