@@ -10,17 +10,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-fn ok(args: &[&str], cwd: &Path) -> String {
-    let out = ras(args, cwd);
-    assert!(
-        out.status.success(),
-        "ras {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The attempt records of one run, parsed.
 fn attempts(store: &Path, id: &str) -> Vec<serde_json::Value> {
     let dir = store.join(format!("runs/{id}/attempts"));

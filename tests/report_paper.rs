@@ -13,17 +13,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-fn ok(args: &[&str], cwd: &Path) -> String {
-    let out = ras(args, cwd);
-    assert!(
-        out.status.success(),
-        "ras {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Writes a sweep `name` over the shared synthetic data and store, with `body` (grid and
 /// [paper]) after the common settings; runs it and writes its report into `rep-<name>`.
 fn sweep_and_report(cwd: &Path, name: &str, body: &str) -> String {

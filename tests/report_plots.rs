@@ -9,18 +9,6 @@
 
 mod common;
 use common::*;
-use std::path::Path;
-
-fn ok(args: &[&str], cwd: &Path) -> String {
-    let out = ras(args, cwd);
-    assert!(
-        out.status.success(),
-        "ras {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The text of every `<text>` of an SVG (parsed as XML), trimmed.
 fn svg_texts(svg: &str, name: &str) -> Vec<String> {

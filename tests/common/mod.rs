@@ -60,6 +60,18 @@ pub fn ras(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ras")).args(args).current_dir(cwd).env("RUST_LOG", "warn").output().expect("ras runs")
 }
 
+/// `ras args` in `cwd`, which must succeed (else a panic with its output): its stdout.
+pub fn ok(args: &[&str], cwd: &Path) -> String {
+    let out = ras(args, cwd);
+    assert!(
+        out.status.success(),
+        "ras {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Every status.json under the store, as text.
 pub fn statuses(store: &Path) -> Vec<String> {
     let runs = store.join("runs");
