@@ -57,6 +57,11 @@ fn local_folder(url: &str) -> Option<std::path::PathBuf> {
 /// Opens a store that must exist already: a local folder that is not there is an error,
 /// and is not created (as `Store::open` would).
 pub fn open_existing(url: &str) -> Result<Store, RunsError> {
+    // A malformed file URL (`file://tmp/x`: a host part) is refused as such, not reported
+    // as a missing store or run.
+    if let Some(rest) = url.strip_prefix("file://") {
+        crate::store::file_url_path(rest).map_err(|message| StoreError::Url { url: url.to_string(), message })?;
+    }
     if let Some(dir) = local_folder(url) {
         if !dir.is_dir() {
             return Err(RunsError::NoStore { url: url.to_string() });
@@ -425,5 +430,12 @@ mod tests {
         assert!(!dir.path().join("s/runs").exists());
         let err = saved_sweep(&store, "t").unwrap_err().to_string();
         assert!(err.contains("no sweep t in") && err.ends_with("sweeps there: none"), "{err}");
+    }
+
+    #[test]
+    fn file_url_with_a_host_part_is_refused_by_readers() {
+        let err = open_run("file://tmp/x", "x-1234").unwrap_err().to_string();
+        assert!(err.contains("file:///tmp/x") && err.contains("file://./tmp/x"), "{err}");
+        assert!(open_existing("file://").is_err());
     }
 }

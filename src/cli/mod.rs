@@ -52,6 +52,13 @@ pub fn run() -> Result<ExitStatus> {
             let report = ras::data::check::check(&cfg, &progress)
                 .with_context(|| format!("cannot check dataset {}", cfg.root.display()))?;
             print!("{}", report.render());
+            if !report.is_ok() {
+                // The report is on stdout; the error and the files at fault go to stderr too.
+                eprintln!("error: dataset {} has {} problems:", cfg.root.display(), report.problems.len());
+                for p in &report.problems {
+                    eprintln!("  [{}] {p}", p.code());
+                }
+            }
             return Ok(if report.is_ok() { ExitStatus::Ok } else { ExitStatus::Failed });
         }
         Command::Features(args) => {

@@ -99,7 +99,7 @@ pub fn request_counts() -> RequestCounts {
 /// a folder: `file://tmp/x` would otherwise silently mean `./tmp/x`. So the rest must be
 /// an absolute path (`file:///tmp/x`) or start with `.` (`file://./x`, `file://../x`,
 /// this tool's spelling of a relative folder).
-fn file_url_path(rest: &str) -> Result<&str, String> {
+pub(crate) fn file_url_path(rest: &str) -> Result<&str, String> {
     if rest.starts_with('/') || rest == "." || rest == ".." || rest.starts_with("./") || rest.starts_with("../") {
         return Ok(rest);
     }
