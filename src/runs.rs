@@ -47,8 +47,6 @@ pub enum RunsError {
     Store(#[from] StoreError),
 }
 
-}
-
 /// Opens a store that must exist already: a local folder that is not there is an error,
 /// and is not created (as `Store::open` would).
 pub fn open_existing(url: &str) -> Result<Store, RunsError> {
