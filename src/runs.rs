@@ -408,7 +408,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().join("nope").display());
         let err = open_run(&url, "x-1234").unwrap_err().to_string();
-        assert_eq!(err, format!("no run x-1234 in {url}"));
+        assert!(err.starts_with(&format!("no run x-1234 in {url}: no store at {url}")), "{err}");
         assert!(!dir.path().join("nope").exists());
         let store = Store::open(&format!("file://{}", dir.path().join("s").display())).unwrap();
         let err = open_run(store.url(), "x-1234").unwrap_err().to_string();
