@@ -37,6 +37,8 @@ pub enum RunsError {
     NoStore { url: String },
     #[error("no run {run} in {url}")]
     NoRun { run: String, url: String },
+    #[error("no run {run} in {url}: no store at {url} (folder {folder} does not exist; check --store)")]
+    NoRunNoStore { run: String, url: String, folder: String },
     #[error("no sweep {name} in {url}; sweeps there: {available}")]
     NoSweep { name: String, url: String, available: String },
     #[error("--filter {0}")]
@@ -45,37 +47,21 @@ pub enum RunsError {
     Store(#[from] StoreError),
 }
 
-/// The folder of a local store URL (`file://PATH` or a plain path); None for a remote one.
-fn local_folder(url: &str) -> Option<std::path::PathBuf> {
-    match url.strip_prefix("file://") {
-        Some(rest) => Some(rest.into()),
-        None if !url.contains("://") => Some(url.into()),
-        None => None,
-    }
-}
-
 /// Opens a store that must exist already: a local folder that is not there is an error,
 /// and is not created (as `Store::open` would).
 pub fn open_existing(url: &str) -> Result<Store, RunsError> {
-    // A malformed file URL (`file://tmp/x`: a host part) is refused as such, not reported
-    // as a missing store or run.
-    if let Some(rest) = url.strip_prefix("file://") {
-        crate::store::file_url_path(rest).map_err(|message| StoreError::Url { url: url.to_string(), message })?;
-    }
-    if let Some(dir) = local_folder(url) {
-        if !dir.is_dir() {
-            return Err(RunsError::NoStore { url: url.to_string() });
-        }
-    }
-    Ok(Store::open(url)?)
+    // Store::open_existing also refuses `file://host/...` URLs, naming the two spellings.
+    Store::open_existing(url).map_err(|e| match e {
+        StoreError::Missing { .. } => RunsError::NoStore { url: url.to_string() },
+        e => e.into(),
+    })
 }
 
 /// Opens the store holding run `run`: "no run RUN in STORE" when the store or the run is
 /// not there, and nothing created either way.
 pub fn open_run(url: &str, run: &str) -> Result<Store, RunsError> {
-    let no_run = || RunsError::NoRun { run: run.to_string(), url: url.to_string() };
-    let store = match open_existing(url) {
-        Err(RunsError::NoStore { .. }) => return Err(no_run()),
+    let store = match Store::open_existing(url) {
+        Err(StoreError::Missing { url, folder }) => return Err(RunsError::NoRunNoStore { run: run.to_string(), url, folder }),
         r => r?,
     };
     let paths = RunPaths::new(run);
@@ -422,7 +408,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().join("nope").display());
         let err = open_run(&url, "x-1234").unwrap_err().to_string();
-        assert_eq!(err, format!("no run x-1234 in {url}"));
+        assert!(err.starts_with(&format!("no run x-1234 in {url}: no store at {url}")), "{err}");
         assert!(!dir.path().join("nope").exists());
         let store = Store::open(&format!("file://{}", dir.path().join("s").display())).unwrap();
         let err = open_run(store.url(), "x-1234").unwrap_err().to_string();
