@@ -146,10 +146,8 @@ struct Row {
 /// are not an error (see [`PredictSummary::skipped`]).
 pub fn predict_images(store: &Store, run: &str, inputs: &[PathBuf], opts: &PredictOptions, progress: &Progress) -> Result<PredictSummary> {
     let paths = RunPaths::new(run);
-    let text = store
-        .get(&paths.config())?
+    let cfg = crate::run::stored_config(store, &paths)?
         .ok_or_else(|| PredictError::UnknownRun { run: run.into(), store: store.url().into(), key: paths.config() })?;
-    let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, Path::new(&paths.config()))?;
     let batch = opts.batch.unwrap_or(cfg.eval.batch_size);
     if batch == 0 {
         return Err(PredictError::ZeroBatch.into());
@@ -427,12 +425,9 @@ fn picture_names(rows: &[Row]) -> Vec<String> {
     names.into_iter().enumerate().map(|(i, s)| if n[&s] > 1 { format!("{s}_{i}") } else { s }).collect()
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// `crate::write_file_atomically`, with the path in the error.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    crate::write_file_atomically(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Pictures, maps and the CSV (last: its presence means the rest is complete). Returns

@@ -11,24 +11,14 @@
 
 mod common;
 
-use common::{ras, small_config, synth_dataset};
+use common::{python, ras, repo, small_config, synth_dataset, text};
 use ras::config::{BackboneConfig, RunConfig};
 use ras::model::{anomaly_map, image_scores};
 use ras::store::{tensors, Store};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use tch::{Device, Tensor};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    let py = repo().join(".venv-ref/bin/python");
-    assert!(py.exists(), "the PyTorch reference environment {} is missing: run `make setup-python` first", py.display());
-    py
-}
 
 fn reference(mode: &str, dir: &Path) {
     let out = Command::new(python()).arg(repo().join("tests/reference/ras_ref.py")).args([mode, dir.to_str().unwrap()]).output().unwrap();
@@ -37,10 +27,6 @@ fn reference(mode: &str, dir: &Path) {
 
 fn read(path: &Path) -> HashMap<String, Tensor> {
     tensors::decode(&std::fs::read(path).unwrap()).unwrap().into_iter().collect()
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// max |a - b| / max |b| (float32 on CPU on both sides).

@@ -92,10 +92,8 @@ pub fn run() -> Result<ExitStatus> {
                     None => ras::run::evaluate_trained(&store, &run, progress)?,
                 };
                 print_outcome(&run, store.url(), &fm);
-                if let Some(text) = store.get(&paths.config())? {
-                    if let Ok(cfg) = RunConfig::from_toml(&String::from_utf8_lossy(&text), std::path::Path::new(&paths.config())) {
-                        println!("training recipe: {}", cfg.recipe());
-                    }
+                if let Ok(Some(cfg)) = ras::run::stored_config(&store, &paths) {
+                    println!("training recipe: {}", cfg.recipe());
                 }
             } else {
                 if let Some(bad) = test_jitter.iter().find(|s| !(**s >= 0.0)) {
@@ -138,10 +136,7 @@ pub fn run() -> Result<ExitStatus> {
             let opts = ras::interop::export::ExportOptions { format, model, backbone: !no_backbone };
             let done = ras::interop::export::export_run(&store, &run, &opts).with_context(|| format!("cannot export run {run}"))?;
             let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("{run}.{}", format.extension())));
-            // Write then publish: a reader never sees half a file under the final name.
-            let partial = out.with_file_name(format!(".{}.partial", out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-            std::fs::write(&partial, &done.bytes).with_context(|| format!("cannot write {}", partial.display()))?;
-            std::fs::rename(&partial, &out).with_context(|| format!("cannot write {}", out.display()))?;
+            ras::write_file_atomically(&out, &done.bytes).with_context(|| format!("cannot write {}", out.display()))?;
             println!(
                 "wrote {} ({} bytes): model {} at epoch {} of {}, {} model + {} backbone tensors",
                 out.display(),

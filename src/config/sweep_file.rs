@@ -114,6 +114,24 @@ pub enum PaperLayout {
     Noise,
 }
 
+/// The value of dotted `key` in a resolved config as a template shows it: strings
+/// unquoted, whole floats without ".0" (`model.decoder` -> `ras`, `eval.test_jitter_scale` -> `30`).
+pub fn config_value(cfg: &RunConfig, key: &str) -> Option<String> {
+    lookup(&toml::Value::try_from(cfg).ok()?, key)
+}
+
+fn lookup(value: &toml::Value, key: &str) -> Option<String> {
+    let mut v = value;
+    for part in key.split('.') {
+        v = v.get(part)?;
+    }
+    Some(match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Float(f) => alpha(*f),
+        other => other.to_string(),
+    })
+}
+
 /// A number as the paper writes it: whole numbers without ".0" (`alpha=30`).
 pub fn alpha(a: f64) -> String {
     if a.fract() == 0.0 && a.abs() < 1e15 {
@@ -156,17 +174,7 @@ impl PaperMatch {
                 "class" => class.to_string(),
                 "dataset" => cfg.dataset.kind.to_string(),
                 "alpha" => alpha(scale.ok_or_else(|| format!("[paper] template {template:?}: {{alpha}} outside a noise table"))?),
-                _ => {
-                    let mut v = &value;
-                    for part in key.split('.') {
-                        v = v.get(part).ok_or_else(|| format!("[paper] template {template:?}: no config key {key:?}"))?;
-                    }
-                    match v {
-                        toml::Value::String(s) => s.clone(),
-                        toml::Value::Float(f) => alpha(*f),
-                        other => other.to_string(),
-                    }
-                }
+                _ => lookup(&value, key).ok_or_else(|| format!("[paper] template {template:?}: no config key {key:?}"))?,
             };
             out += self.rename.get(key).and_then(|r| r.get(&text)).unwrap_or(&text);
             rest = &rest[end + 1..];

@@ -17,7 +17,7 @@
 use super::pth::{self, Value};
 use super::{PUBLIC_BACKBONE_PREFIX, PUBLIC_MODEL_PREFIX};
 use crate::backbone::FeatureExtractor;
-use crate::config::{RunConfig, Setting};
+use crate::config::Setting;
 use crate::run::{Checkpointer, RunPaths};
 use crate::store::{tensors, Store};
 use anyhow::{bail, Context, Result};
@@ -64,8 +64,7 @@ pub struct Exported {
 /// The export of `run`'s model (see the module doc).
 pub fn export_run(store: &Store, run: &str, opts: &ExportOptions) -> Result<Exported> {
     let paths = RunPaths::new(run);
-    let text = store.get(&paths.config())?.with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
-    let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, std::path::Path::new(&paths.config()))?;
+    let cfg = crate::run::stored_config(store, &paths)?.with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
     let model = match (cfg.train.setting, &opts.model) {
         (Setting::Unified, None) => "unified".to_string(),
         (Setting::Unified, Some(m)) if m == "unified" => m.clone(),

@@ -98,12 +98,10 @@ pub(crate) fn poll_pid(job: &JobRecord) -> JobState {
         // that may run must not be launched twice.
         return JobState::Active;
     }
-    let proc = PathBuf::from(format!("/proc/{}", job.id));
-    let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
-    let zombie = stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')).unwrap_or(true);
-    let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+    let alive = job.id.parse::<u32>().is_ok_and(crate::pid_alive);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", job.id)).unwrap_or_default();
     let names_run = String::from_utf8_lossy(&cmdline).contains(&job.run_id);
-    if !zombie && names_run {
+    if alive && names_run {
         JobState::Active
     } else {
         JobState::Ended

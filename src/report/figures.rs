@@ -4,7 +4,7 @@
 //! ([`paper_row`] of each cell or noise scale), never from a guess.
 
 use super::noise::{self, NoiseSeries, METRICS};
-use super::paper::{paper_row, render, PaperTables};
+use super::paper::{paper_row, PaperTables};
 use super::plot::{Curves, Header, HeatMaps, Panel, Series};
 use super::{complete_runs, csv, mean_pair, variant_without, write_file, ReportError};
 use crate::config::{PaperLayout, PaperMatch, RunConfig};
@@ -127,7 +127,7 @@ fn curve_infos(m: Option<&PaperMatch>, paper: &PaperTables, dataset: &str, serie
     let mut labels = vec![];
     for (s, cfg) in series {
         labels.push(match m {
-            Some(m) => render(&m.method, m, cfg, "mean", None).map_err(ReportError::Paper)?,
+            Some(m) => m.render(&m.method, cfg, "mean", None).map_err(ReportError::Paper)?,
             None => legend_label(dataset, &s.variant),
         });
     }

@@ -13,6 +13,7 @@ use super::noise::NoiseSeries;
 use super::paper::{alpha, paper_row, PaperTables};
 use super::tables::{Row, EXTRA_METRICS};
 use super::{variant_without, ReportError};
+use crate::config::sweep_file::config_value;
 use crate::config::{PaperLayout, PaperMatch, RunConfig};
 use crate::run::FinalMetrics;
 use crate::sweep::{Manifest, PlannedRun};
@@ -58,19 +59,6 @@ fn mean_row<'r>(rows: &'r [Row], variant: &str) -> Option<&'r Row> {
 fn variants(rows: &[Row]) -> Vec<String> {
     let mut seen = BTreeSet::new();
     rows.iter().filter(|r| seen.insert(r.variant.clone())).map(|r| r.variant.clone()).collect()
-}
-
-/// A config value by dotted key, as text (`2`, `ras`).
-fn config_value(cfg: &RunConfig, key: &str) -> Option<String> {
-    let mut v = toml::Value::try_from(cfg).ok()?;
-    for part in key.split('.') {
-        v = v.get(part)?.clone();
-    }
-    Some(match v {
-        toml::Value::String(s) => s,
-        toml::Value::Float(f) => alpha(f),
-        other => other.to_string(),
-    })
 }
 
 /// The paper-layout tables of a report.
@@ -169,7 +157,7 @@ pub fn paper_layout(m: Option<&PaperMatch>, tables: &BTreeMap<String, Vec<Row>>,
                     let mut body = vec![];
                     for (s, cfg) in series {
                         let method = match m {
-                            Some(m) => super::paper::render(&m.method, m, cfg, "mean", None).map_err(ReportError::Paper)?,
+                            Some(m) => m.render(&m.method, cfg, "mean", None).map_err(ReportError::Paper)?,
                             None => short(&s.variant, dataset),
                         };
                         let mut line = vec![format!("{method} ({})", short(&s.variant, dataset))];

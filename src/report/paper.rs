@@ -67,14 +67,7 @@ impl PaperRow {
 }
 
 /// A noise scale as the paper writes it (`alpha=30`).
-pub fn alpha(a: f64) -> String {
-    crate::config::sweep_file::alpha(a)
-}
-
-/// `template` rendered for one cell (see `PaperMatch::render`).
-pub fn render(template: &str, m: &PaperMatch, cfg: &RunConfig, class: &str, scale: Option<f64>) -> Result<String, String> {
-    m.render(template, cfg, class, scale)
-}
+pub use crate::config::sweep_file::alpha;
 
 /// The paper row of one report cell: `class` is a class or "mean", `scale` a test-time
 /// noise scale (noise tables). None when the row template is per class and the cell is
@@ -86,8 +79,8 @@ pub fn paper_row(m: &PaperMatch, cfg: &RunConfig, class: &str, scale: Option<f64
     Ok(Some(PaperRow {
         tables: m.tables.clone(),
         dataset: cfg.dataset.kind.to_string(),
-        row: render(&m.row, m, cfg, class, scale)?,
-        method: render(&m.method, m, cfg, class, scale)?,
+        row: m.render(&m.row, cfg, class, scale)?,
+        method: m.render(&m.method, cfg, class, scale)?,
         setting: cfg.train.setting.as_str().to_string(),
     }))
 }

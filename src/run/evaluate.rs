@@ -98,8 +98,7 @@ pub struct EvaluatedCheckpoint {
 /// checkpoint is an error. Each result is a new object (see [`store_new`]).
 pub fn reevaluate(store: &Store, run: &str, scales: &[f64], choice: CheckpointChoice, progress: &Progress) -> Result<Vec<Reevaluation>> {
     let paths = RunPaths::new(run);
-    let text = store.get(&paths.config())?.with_context(|| format!("no run {run} in {}", store.url()))?;
-    let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, std::path::Path::new(&paths.config()))?;
+    let cfg = super::records::stored_config(store, &paths)?.with_context(|| format!("no run {run} in {}", store.url()))?;
     let device = resolve_device(cfg.train.device)?;
     let index = scan(&cfg.dataset)?;
     let (features, _) = load_or_compute(store, &cfg.backbone, device, &index, progress)?;

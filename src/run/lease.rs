@@ -46,7 +46,7 @@ impl LeaseRecord {
     /// Whether the holder may still be alive: not expired, and not a process of this host
     /// that no longer exists.
     pub fn is_live(&self, now: u64) -> bool {
-        now < self.expires_unix && !(self.host == crate::hostname() && !pid_alive(self.pid))
+        now < self.expires_unix && !(self.host == crate::hostname() && !crate::pid_alive(self.pid))
     }
 
     /// Who holds it, for messages: `host node7, pid 4242, job 1234_5`.
@@ -74,11 +74,6 @@ fn this_job() -> Option<String> {
         (Some(a), Some(t)) => Some(format!("{a}_{t}")),
         _ => var("SLURM_JOB_ID"),
     }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // /proc/<pid> exists for every live process (and zombies, which hold no lease work).
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The lease's time to live: `RAS_LEASE_TTL_S`, else `DEFAULT_TTL_S`.

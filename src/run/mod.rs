@@ -26,7 +26,7 @@ pub mod records;
 pub use checkpoint::{latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord, Checkpointer};
 pub use evaluate::{reevaluate, EvaluatedCheckpoint, Reevaluation};
 pub use paths::RunPaths;
-pub use records::{discard, environment, mark_failed_unless_recorded, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE};
+pub use records::{discard, stored_config, environment, mark_failed_unless_recorded, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE};
 
 use crate::backbone::BackboneIdentity;
 use crate::config::{DeviceSpec, RunConfig, Setting};
@@ -194,8 +194,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
 /// A run still short of its last epoch is an error that says how to finish it.
 pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<FinalMetrics> {
     let paths = RunPaths::new(run);
-    let text = store.get(&paths.config())?.with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
-    let cfg = RunConfig::from_toml(std::str::from_utf8(&text)?, std::path::Path::new(&paths.config()))?;
+    let cfg = stored_config(store, &paths)?.with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
     if cfg.run_id() != run {
         bail!("{} resolves to run id {}, not {run}: it was written by another version of ras; evaluate it with that version", paths.config(), cfg.run_id());
     }

@@ -111,6 +111,14 @@ pub fn mark_failed_unless_recorded(cfg: &RunConfig, reason: &str) -> Result<(), 
     Ok(())
 }
 
+/// The resolved config a run stored (`config.toml`); None when the store has no such run.
+/// Every reader of a finished run (eval, export, predict) starts here.
+pub fn stored_config(store: &Store, paths: &RunPaths) -> Result<Option<RunConfig>> {
+    let Some(text) = store.get(&paths.config())? else { return Ok(None) };
+    let text = std::str::from_utf8(&text).with_context(|| format!("{} is not UTF-8", paths.config()))?;
+    Ok(Some(RunConfig::from_toml(text, std::path::Path::new(&paths.config()))?))
+}
+
 /// Deletes everything a run has in the store (`--force`: run again from scratch). Must
 /// happen once, before any rank starts.
 pub fn discard(store: &Store, paths: &RunPaths) -> Result<(), StoreError> {

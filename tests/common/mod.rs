@@ -72,6 +72,19 @@ pub fn ok(args: &[&str], cwd: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A command's stdout then stderr, for assertions and failure messages.
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The PyTorch reference environment's python (`make setup-python`); a test that needs it
+/// fails, saying so, when it is missing: it never skips.
+pub fn python() -> PathBuf {
+    let py = repo().join(".venv-ref/bin/python");
+    assert!(py.exists(), "the PyTorch reference environment {} is missing: run `make setup-python` first", py.display());
+    py
+}
+
 /// Every status.json under the store, as text.
 pub fn statuses(store: &Path) -> Vec<String> {
     let runs = store.join("runs");
