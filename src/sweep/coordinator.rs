@@ -119,7 +119,8 @@ pub fn coordinate(
             submitted,
             next_poll_s: interval.as_secs_f64(),
         });
-        let done = views.iter().all(|v| v.is_settled());
+        // (Final, not just settled: a complete run's process may still be writing its log.)
+        let done = views.iter().all(|v| v.is_final());
         let stop = cancelled && views.iter().all(|v| v.phase != RunPhase::Active);
         if opts.no_wait || done || stop || opts.max_cycles.is_some_and(|m| cycle >= m) {
             return Ok(views);
@@ -287,7 +288,7 @@ fn write_config(dir: &std::path::Path, name: &str, toml: &str) -> Result<PathBuf
 fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTreeSet<String>) {
     for v in views {
         let Some(job) = &v.job else { continue };
-        if v.phase == RunPhase::Active {
+        if v.phase == RunPhase::Active || !v.job_ended {
             continue;
         }
         let key = crate::run::RunPaths::new(v.id.as_str()).logs(&job.id);

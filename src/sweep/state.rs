@@ -367,6 +367,7 @@ impl<'a> Tracker<'a> {
                 eta_s: None,
                 unknown: None,
                 cost: self.runs[i].cost.clone(),
+                job_ended: !matches!(job_state, Some(JobState::Active)),
             };
             let complete = status.as_ref().map(|s| s.state == RunState::Complete).unwrap_or(false);
             view.phase = if complete {
@@ -416,7 +417,7 @@ impl<'a> Tracker<'a> {
             } else {
                 RunPhase::Pending
             };
-            if view.is_settled() {
+            if view.is_final() {
                 self.runs[i].settled = Some(view.clone());
             }
             out.push(view);

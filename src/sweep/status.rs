@@ -41,12 +41,23 @@ pub struct RunView {
     pub unknown: Option<String>,
     /// The summed cost records of the run's ended attempts (None before the first ends).
     pub cost: Option<CostSummary>,
+    /// The latest job's process has ended (or there is none, or the scheduler cannot be
+    /// asked: waiting on an outage would hold up a finished sweep). A run's status says
+    /// "complete" a moment before its process exits: until then its log is still being
+    /// written and its view is not final.
+    pub job_ended: bool,
 }
 
 impl RunView {
     /// Complete or failed for good: nothing will change it any more.
     pub fn is_settled(&self) -> bool {
         matches!(self.phase, RunPhase::Complete | RunPhase::Failed)
+    }
+
+    /// Settled, and its last job's process is gone: nothing of it will change any more,
+    /// its log included.
+    pub fn is_final(&self) -> bool {
+        self.is_settled() && self.job_ended
     }
 }
 
