@@ -35,8 +35,12 @@ setup-python: setup
 test: build setup-python
 	$(CARGO) test --release --features nccl
 
+# (a) the paper's shapes, (b) a tiny model (batch 2, hidden 32, T_e = T_d = 1) where the
+# time is per-op overhead: each beside PyTorch eager in the same command (with
+# .venv-ref present: `make setup-python`).
 bench: build
 	$(RAS) bench train-step
+	$(RAS) bench train-step --batch 2 --hidden-dim 32 --encoder-layers 1 --decoder-layers 1 --steps 300 --epoch-images 0
 
 # The coordinator's cost per poll cycle at 2000 runs, on the local test Slurm with its
 # partition DOWN so that every job stays pending; the partition is set UP again after.

@@ -44,6 +44,12 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     idx
 }
 
+/// The coin in [0, 1) that decides whether sample `i` is jittered at `epoch` (jittered
+/// when below the probability): the first draw of the sample's own seeded stream.
+pub fn jitter_coin(seed: u64, stream: u64, epoch: usize, i: usize) -> f64 {
+    ChaCha8Rng::seed_from_u64(mix_seed(&[seed, stream, epoch as u64, i as u64])).random()
+}
+
 /// Jitter noise eps ~ N(0, I) for each sample id, of one sample's `shape`, each drawn from
 /// its own seeded stream; samples whose coin (prob p) says "no jitter" get zeros.
 pub fn jitter_noise(ids: &[usize], shape: &[i64], seed: u64, stream: u64, epoch: usize, prob: f64) -> Tensor {
@@ -51,8 +57,7 @@ pub fn jitter_noise(ids: &[usize], shape: &[i64], seed: u64, stream: u64, epoch:
         .iter()
         .map(|&i| {
             let s = mix_seed(&[seed, stream, epoch as u64, i as u64]);
-            let coin: f64 = ChaCha8Rng::seed_from_u64(s).random();
-            if coin < prob {
+            if jitter_coin(seed, stream, epoch, i) < prob {
                 with_torch_seed(s, || Tensor::randn(shape, (Kind::Float, Device::Cpu)))
             } else {
                 Tensor::zeros(shape, (Kind::Float, Device::Cpu))

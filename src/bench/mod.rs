@@ -6,7 +6,7 @@ use crate::backbone::FeatureExtractor;
 use crate::config::{BackboneConfig, ModelConfig, TrainConfig};
 use crate::data::{imageio, synth};
 use crate::dist::SingleProcess;
-use crate::train::Trainer;
+use crate::train::{Precision, Trainer};
 use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use std::fmt::Write;
@@ -32,6 +32,23 @@ pub struct TrainStepOptions {
     /// Also time the PyTorch reference training step (tests/reference/ras_ref.py in
     /// .venv-ref) on the same shapes, steps and thread count, in two attention variants.
     pub pytorch: bool,
+    /// None: the device's default (tf32 on CUDA, fp32 on a CPU).
+    pub precision: Option<Precision>,
+}
+
+impl TrainStepOptions {
+    fn model(&self) -> ModelConfig {
+        ModelConfig { encoder_layers: self.encoder_layers, decoder_layers: self.decoder_layers, hidden_dim: self.hidden_dim, ..Default::default() }
+    }
+
+    fn train(&self) -> TrainConfig {
+        TrainConfig { batch_size: self.batch, precision: self.precision, ..Default::default() }
+    }
+
+    /// Training FLOPs of one sample at these shapes (the model's FLOP count).
+    fn flops_per_sample(&self) -> f64 {
+        crate::model::flops::train_flops_per_image(&self.model(), self.channels, self.grid)
+    }
 }
 
 /// The reference environment's python and script, if `make setup-python` made them.
@@ -41,8 +58,10 @@ pub fn pytorch_reference() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
 }
 
 /// Samples/s of the PyTorch reference training step: (a) nn.MultiheadAttention as the
-/// public code calls it (need_weights=True), (b) F.scaled_dot_product_attention.
-fn pytorch_train_step(o: &TrainStepOptions, threads: i32) -> Result<(f64, f64, String)> {
+/// public code calls it (need_weights=True), (b) F.scaled_dot_product_attention, (c) (a)
+/// with AdamW(foreach=True) and foreach clipping (PyTorch's multi-tensor path, its
+/// default on GPUs).
+fn pytorch_train_step(o: &TrainStepOptions, threads: i32) -> Result<(f64, f64, f64, String)> {
     let (python, script) = pytorch_reference()
         .ok_or_else(|| anyhow::anyhow!("--pytorch needs the reference environment: run `make setup-python`"))?;
     let dir = tempfile_dir()?.join("pytorch");
@@ -60,7 +79,7 @@ fn pytorch_train_step(o: &TrainStepOptions, threads: i32) -> Result<(f64, f64, S
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())?;
     let get = |k: &str| v[k].as_f64().ok_or_else(|| anyhow::anyhow!("no {k} in {text}"));
-    Ok((get("mha")?, get("sdpa")?, format!("torch {}, {} threads", v["torch"].as_str().unwrap_or("?"), v["threads"])))
+    Ok((get("mha")?, get("sdpa")?, get("mha_foreach")?, format!("torch {}, {} threads", v["torch"].as_str().unwrap_or("?"), v["threads"])))
 }
 
 fn time<F: FnMut()>(mut f: F) -> f64 {
@@ -83,32 +102,45 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     }
     let device = crate::run::resolve_device(o.device)?;
     let mut out = String::new();
-    let model = ModelConfig { encoder_layers: o.encoder_layers, decoder_layers: o.decoder_layers, hidden_dim: o.hidden_dim, ..Default::default() };
-    let train = TrainConfig { batch_size: o.batch, ..Default::default() };
-    writeln!(out, "ras bench train-step: device {}, {} torch threads", crate::run::cost::device_kind(device), tch::get_num_threads())?;
-    // 1. Training steps on in-memory features at the given shapes.
+    let (model, train) = (o.model(), o.train());
     let mut trainer = Trainer::new(&model, &train, 0, o.channels, o.grid, device)?;
-    let feats = Tensor::randn([o.batch as i64, o.channels, o.grid, o.grid], (Kind::Float, device));
-    let ids: Vec<usize> = (0..o.batch).collect();
-    trainer.step(&feats, &ids, 0, &SingleProcess, false)?; // warm-up
-    let secs = time(|| {
-        for s in 0..o.steps {
-            trainer.step(&feats, &ids, s, &SingleProcess, false).expect("single process");
-        }
-    });
-    let sps = (o.steps * o.batch) as f64 / secs;
     writeln!(
         out,
-        "train step  batch {} features {}x{}x{} T_e={} T_d={} C={}: {:.1} samples/s ({:.3} s/step over {} steps)",
-        o.batch, o.channels, o.grid, o.grid, o.encoder_layers, o.decoder_layers, o.hidden_dim, sps, secs / o.steps as f64, o.steps
+        "ras bench train-step: device {}, precision {}, {} torch threads",
+        crate::run::cost::device_kind(device),
+        trainer.precision(),
+        tch::get_num_threads()
+    )?;
+    // 1. Training steps on in-memory features at the given shapes.
+    let feats = Tensor::randn([o.batch as i64, o.channels, o.grid, o.grid], (Kind::Float, device));
+    let ids: Vec<usize> = (0..o.batch).collect();
+    let noise = device.is_cuda().then(|| trainer.epoch_noise(o.batch, &feats.size()[1..], 0, device));
+    trainer.step(&feats, &ids, 0, noise.as_ref(), &SingleProcess, false)?; // warm-up
+    sync(device);
+    let secs = time(|| {
+        for s in 0..o.steps {
+            trainer.step(&feats, &ids, s, noise.as_ref(), &SingleProcess, false).expect("single process");
+        }
+        sync(device);
+    });
+    let sps = (o.steps * o.batch) as f64 / secs;
+    let gflop = o.flops_per_sample() / 1e9;
+    writeln!(
+        out,
+        "train step  batch {} features {}x{}x{} T_e={} T_d={} C={}: {:.1} samples/s ({:.4} s/step over {} steps), {:.2} TFLOP/s achieved ({:.2} GFLOP per sample)",
+        o.batch, o.channels, o.grid, o.grid, o.encoder_layers, o.decoder_layers, o.hidden_dim, sps, secs / o.steps as f64, o.steps, sps * gflop / 1e3, gflop
     )?;
     // The PyTorch reference runs on the CPU: compared only there.
     if o.pytorch && !device.is_cuda() {
-        let (mha, sdpa, what) = pytorch_train_step(o, tch::get_num_threads())?;
+        let (mha, sdpa, foreach, what) = pytorch_train_step(o, tch::get_num_threads())?;
         writeln!(out, "pytorch ({what}), same shapes and steps:")?;
         writeln!(out, "  (a) nn.MultiheadAttention, need_weights=True (the public code): {mha:.1} samples/s")?;
         writeln!(out, "  (b) F.scaled_dot_product_attention (fused):                      {sdpa:.1} samples/s")?;
-        writeln!(out, "  ours/(a) = {:.2}x, ours/(b) = {:.2}x", sps / mha, sps / sdpa)?;
+        writeln!(out, "  (c) (a) with AdamW(foreach=True), foreach clipping:              {foreach:.1} samples/s")?;
+        writeln!(out, "  ours/(a) = {:.2}x, ours/(b) = {:.2}x, ours/(c) = {:.2}x", sps / mha, sps / sdpa, sps / foreach)?;
+    }
+    if o.epoch_images == 0 {
+        return Ok(out);
     }
 
     // 2. One epoch of `epoch_images` images: decode + backbone + train (what a run without
@@ -133,13 +165,14 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
             sync(device);
             feature_secs += t.elapsed().as_secs_f64();
             let ids: Vec<usize> = (0..chunk.len()).collect();
-            trainer.step(&f, &ids, 0, &SingleProcess, false).expect("single process");
+            trainer.step(&f, &ids, 0, None, &SingleProcess, false).expect("single process");
             cached.push(f);
         }
     });
     let all = Tensor::cat(&cached, 0);
     let cached_secs = time(|| {
         trainer.epoch(&all, 1, 0, &SingleProcess, &AtomicBool::new(false), &mut |_| {}).expect("single process");
+        sync(device);
     });
     // 3. One evaluation pass over the same features (forward and anomaly maps; the
     //    metrics, which a run computes on top, are not timed).
@@ -182,33 +215,113 @@ pub fn data_parallel_worker(o: &TrainStepOptions) -> Result<Option<String>> {
         tch::set_num_threads(n);
     }
     let world = crate::dist::WorldInfo::from_env()?;
-    let coll = crate::dist::connect(world, Device::Cpu)?;
-    let model = ModelConfig { encoder_layers: o.encoder_layers, decoder_layers: o.decoder_layers, hidden_dim: o.hidden_dim, ..Default::default() };
-    let train = TrainConfig { batch_size: o.batch, ..Default::default() };
-    let mut trainer = Trainer::new(&model, &train, 0, o.channels, o.grid, Device::Cpu)?;
+    // cuda: each rank its own GPU (by local rank), NCCL between them; cpu: MPI.
+    let device = world.device(o.device)?;
+    let coll = crate::dist::connect(world, device)?;
+    let mut trainer = Trainer::new(&o.model(), &o.train(), 0, o.channels, o.grid, device)?;
     let local = trainer.local_batch(world.world_size);
-    let feats = Tensor::randn([local as i64, o.channels, o.grid, o.grid], (Kind::Float, Device::Cpu));
+    let feats = Tensor::randn([local as i64, o.channels, o.grid, o.grid], (Kind::Float, device));
     let ids: Vec<usize> = (0..local).collect();
-    trainer.step(&feats, &ids, 0, coll.as_ref(), false)?; // warm-up
+    let noise = device.is_cuda().then(|| trainer.epoch_noise(local, &feats.size()[1..], 0, device));
+    trainer.step(&feats, &ids, 0, noise.as_ref(), coll.as_ref(), false)?; // warm-up
+    sync(device);
     coll.barrier()?;
     trainer.comm_seconds = 0.0;
     trainer.comm_bytes = 0;
     let t = Instant::now();
     for s in 0..o.steps {
-        trainer.step(&feats, &ids, s, coll.as_ref(), false)?;
+        trainer.step(&feats, &ids, s, noise.as_ref(), coll.as_ref(), false)?;
     }
+    sync(device);
     let secs = t.elapsed().as_secs_f64();
     if world.rank != 0 {
         return Ok(None);
     }
+    let sps = (o.steps * local * world.world_size) as f64 / secs;
     Ok(Some(format!(
-        "ranks {}  global batch {} ({} per rank)  {:.1} samples/s  {:.3} s/step  all-reduce {:.1}% of step time  {:.1} MB all-reduced per step per rank",
+        "ranks {}  {} ({})  global batch {} ({} per rank)  {:.1} samples/s  {:.2} TFLOP/s  {:.4} s/step  all-reduce {:.1}% of step time  {:.1} MB all-reduced per step per rank",
         world.world_size,
+        crate::run::cost::device_kind(device),
+        coll.name(),
         local * world.world_size,
         local,
-        (o.steps * local * world.world_size) as f64 / secs,
+        sps,
+        sps * o.flops_per_sample() / 1e12,
         secs / o.steps as f64,
         100.0 * trainer.comm_seconds / secs,
         trainer.comm_bytes as f64 / o.steps as f64 / 1e6
     )))
+}
+
+/// `ras bench epoch`: whole epochs on `images` cached training features resident on the
+/// device (random features at the given shapes: the cost does not depend on their
+/// values), then one evaluation of `test_images` (anomaly maps, scores and the per-class
+/// metrics on synthetic labels), as a run does them. Prints samples/s, TFLOP/s and the
+/// wall time of each part.
+pub fn epoch(o: &TrainStepOptions, images: usize, test_images: usize, epochs: usize) -> Result<String> {
+    if let Some(n) = o.threads {
+        tch::set_num_threads(n);
+    }
+    anyhow::ensure!(images > 0 && epochs > 0, "--images and --epochs must be at least 1");
+    let device = crate::run::resolve_device(o.device)?;
+    let mut trainer = Trainer::new(&o.model(), &o.train(), 0, o.channels, o.grid, device)?;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "ras bench epoch: device {}, precision {}, {images} train images x {epochs} epochs, {test_images} test images, batch {}, features {}x{}x{} (T_e={} T_d={} C={})",
+        crate::run::cost::device_kind(device),
+        trainer.precision(),
+        o.batch,
+        o.channels,
+        o.grid,
+        o.grid,
+        o.encoder_layers,
+        o.decoder_layers,
+        o.hidden_dim
+    )?;
+    let t0 = Instant::now();
+    let train = crate::rng::with_torch_seed(1, || Tensor::randn([images as i64, o.channels, o.grid, o.grid], (Kind::Float, device)));
+    let test = crate::rng::with_torch_seed(2, || Tensor::randn([test_images.max(2) as i64, o.channels, o.grid, o.grid], (Kind::Float, Device::Cpu)));
+    sync(device);
+    let setup = t0.elapsed().as_secs_f64();
+    let stop = AtomicBool::new(false);
+    let mut per_epoch = vec![];
+    for e in 0..epochs {
+        let t = Instant::now();
+        let r = trainer.epoch(&train, e, 0, &SingleProcess, &stop, &mut |_| {})?;
+        sync(device);
+        per_epoch.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(r.loss.is_finite(), "loss {} at epoch {e}", r.loss);
+    }
+    let train_secs: f64 = per_epoch.iter().sum();
+    // Epoch 0 includes one-off costs (flat buffers, kernel selection): report the rest.
+    let steady = if epochs > 1 { per_epoch[1..].iter().sum::<f64>() / (epochs - 1) as f64 } else { per_epoch[0] };
+    let sps = images as f64 / steady;
+    writeln!(
+        out,
+        "train: {epochs} epochs in {train_secs:.2} s (first {:.3} s, then {steady:.3} s each): {sps:.1} samples/s, {:.2} TFLOP/s achieved",
+        per_epoch[0],
+        sps * o.flops_per_sample() / 1e12
+    )?;
+    let t = Instant::now();
+    let preds = crate::eval::predict(&trainer.model, &test, o.grid * 16, o.batch, 0.0, 0, device);
+    sync(device);
+    let predict_secs = t.elapsed().as_secs_f64();
+    let m = test.size()[0] as usize;
+    let labels: Vec<bool> = (0..m).map(|i| i % 2 == 1).collect();
+    let side = o.grid * 16;
+    let masks = Tensor::zeros([m as i64, side, side], (Kind::Float, Device::Cpu));
+    for i in (1..m).step_by(2) {
+        let _ = masks.get(i as i64).narrow(0, 0, side / 4).narrow(1, 0, side / 4).fill_(1.0);
+    }
+    let t = Instant::now();
+    crate::eval::class_metrics(&preds, &labels, &masks, 0.3)?;
+    let metric_secs = t.elapsed().as_secs_f64();
+    writeln!(
+        out,
+        "eval: {m} images, maps and scores {predict_secs:.2} s ({:.1} images/s), metrics {metric_secs:.2} s",
+        m as f64 / predict_secs
+    )?;
+    writeln!(out, "total wall time {:.2} s (setup {setup:.2} s)", setup + train_secs + predict_secs + metric_secs)?;
+    Ok(out)
 }

@@ -390,12 +390,31 @@ pub enum BenchCommand {
     /// 272x14x14, T_e=2, T_d=4), and the speed-up of an epoch on cached features over an
     /// epoch that decodes images and runs the backbone.
     TrainStep(TrainStepArgs),
-    /// Data-parallel scaling on this machine: samples/s of 1, 2, 4 ... CPU ranks (mpirun),
-    /// the all-reduce share of step time, and the bytes all-reduced per step.
+    /// Data-parallel scaling on this machine: samples/s of 1, 2, 4 ... ranks (mpirun),
+    /// the all-reduce share of step time, and the bytes all-reduced per step. CPU ranks
+    /// all-reduce with MPI; with `--device cuda` each rank takes the GPU of its local rank
+    /// and all-reduces with NCCL (give at most as many ranks as GPUs).
     Ranks {
         /// Rank counts to measure.
         #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
         ranks: Vec<usize>,
+        #[command(flatten)]
+        shapes: TrainStepArgs,
+    },
+    /// Whole training epochs on cached features resident on the device, then one
+    /// evaluation (maps, scores, metrics), as a run does them: samples/s, achieved
+    /// TFLOP/s and wall time. The defaults are MVTec-AD's sizes (3629 train and 1725 test
+    /// images at 272x14x14) and the paper's model.
+    #[command(after_help = "Examples:\n  ras bench epoch --device cuda --epochs 20            # MVTec-AD-sized, on a GPU\n  ras bench epoch --images 64 --test-images 16 --epochs 2 --hidden-dim 64   # a quick CPU look")]
+    Epoch {
+        /// Cached training images per epoch.
+        #[arg(long, default_value_t = 3629)]
+        images: usize,
+        /// Test images evaluated after the last epoch.
+        #[arg(long, default_value_t = 1725)]
+        test_images: usize,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
         #[command(flatten)]
         shapes: TrainStepArgs,
     },
@@ -447,7 +466,7 @@ pub struct TrainStepArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// Images in the cached-vs-uncached epoch comparison.
+    /// Images in the cached-vs-uncached epoch comparison (0: skip it).
     #[arg(long, default_value_t = 64)]
     pub epoch_images: usize,
     /// Backbone of the uncached epoch.
@@ -467,6 +486,11 @@ pub struct TrainStepArgs {
     /// Do not time the PyTorch reference.
     #[arg(long)]
     pub no_pytorch: bool,
+    /// fp32, tf32 (TF32 matrix products on CUDA) or bf16 (bf16 autocast, fp32 master
+    /// weights). Default: tf32 on CUDA, fp32 on a CPU. TF32 is a process-wide switch:
+    /// compare precisions in separate runs of the command.
+    #[arg(long)]
+    pub precision: Option<ras::train::Precision>,
 }
 
 /// `--ranks`: 0 used to run one rank silently.

@@ -204,6 +204,9 @@ pub fn run() -> Result<ExitStatus> {
             }
         }
         Command::Bench(BenchCommand::TrainStep(args)) => print!("{}", ras::bench::train_step(&bench_options(args))?),
+        Command::Bench(BenchCommand::Epoch { images, test_images, epochs, shapes }) => {
+            print!("{}", ras::bench::epoch(&bench_options(shapes), images, test_images, epochs)?)
+        }
         Command::Bench(BenchCommand::DpWorker(args)) => {
             if let Some(line) = ras::bench::data_parallel_worker(&bench_options(args))? {
                 println!("{line}");
@@ -212,7 +215,7 @@ pub fn run() -> Result<ExitStatus> {
         Command::Bench(BenchCommand::Ranks { ranks, shapes }) => {
             let exe = std::env::current_exe()?;
             let threads = shapes.threads.unwrap_or(1);
-            println!("ras bench ranks: {} steps per measurement, {threads} torch thread(s) per rank, MPI all-reduce of the gradient bucket", shapes.steps);
+            println!("ras bench ranks: {} steps per measurement, {threads} torch thread(s) per rank, one all-reduce of the gradient buffer per step", shapes.steps);
             let s = &shapes;
             let mut args: Vec<String> = ["bench", "dp-worker", "--no-pytorch"].map(String::from).to_vec();
             for (k, v) in [
@@ -224,8 +227,12 @@ pub fn run() -> Result<ExitStatus> {
                 ("--hidden-dim", s.hidden_dim.to_string()),
                 ("--encoder-layers", s.encoder_layers.to_string()),
                 ("--decoder-layers", s.decoder_layers.to_string()),
+                ("--device", s.device.to_string()),
             ] {
                 args.extend([k.to_string(), v]);
+            }
+            if let Some(p) = s.precision {
+                args.extend(["--precision".to_string(), p.to_string()]);
             }
             for k in ranks {
                 let mut cmd = ras::launch::mpirun::command(k, &exe, &args);
@@ -254,6 +261,7 @@ fn bench_options(args: TrainStepArgs) -> ras::bench::TrainStepOptions {
         arch: args.arch,
         threads: args.threads,
         device: args.device,
+        precision: args.precision,
         pytorch: if args.no_pytorch { false } else { args.pytorch || ras::bench::pytorch_reference().is_some() },
     }
 }

@@ -180,6 +180,11 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     pub device: DeviceSpec,
+    /// "fp32", "tf32" (TF32 matrix products on CUDA) or "bf16" (bf16 autocast for the
+    /// model, fp32 weights, optimiser state and loss). Unset: tf32 on CUDA, fp32 on a
+    /// CPU. Not serialised when unset, so configs without it keep their run id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<crate::train::Precision>,
 }
 
 impl Default for TrainConfig {
@@ -198,6 +203,7 @@ impl Default for TrainConfig {
             jitter_prob: 1.0,
             eval_every: 10,
             device: DeviceSpec::Auto,
+            precision: None,
         }
     }
 }

@@ -1,4 +1,5 @@
 //! Reconstruction models: RAS (with its ablations) and the UniAD-style baseline.
+pub mod flops;
 pub mod layers;
 pub mod legacy;
 pub mod ras;

@@ -27,21 +27,8 @@ pub fn place(free: &[usize], count: usize, per_node: usize) -> Option<Vec<usize>
 
 /// Forward+backward FLOPs of one image (tokens = (image_size / 16)^2).
 pub fn flops_per_image(cfg: &RunConfig) -> f64 {
-    let m = &cfg.model;
-    let c = m.hidden_dim as f64;
-    let f = m.ffn_dim as f64;
-    let n = ((cfg.backbone.image_size / 16) as f64).powi(2);
-    let attn = 2.0 * (4.0 * n * c * c + 2.0 * n * n * c); // projections + scores/values
-    let ffn = 2.0 * 2.0 * n * c * f;
-    let enc = m.encoder_layers as f64 * (attn + ffn);
-    let step = match m.decoder {
-        DecoderKind::Ras => attn + 2.0 * 2.0 * n * c * c * 2.0, // cross-attention + gate + update projection
-        DecoderKind::GateOnly => 2.0 * 2.0 * n * c * c * 2.0,
-        DecoderKind::TransformerOnly => attn + 2.0 * 2.0 * n * c * c,
-        DecoderKind::Uniad => 2.0 * attn + ffn,
-    };
-    let io = 2.0 * 2.0 * n * c * 272.0;
-    3.0 * (enc + m.decoder_layers as f64 * step + io)
+    // (EfficientNet-B4's 272 channels: the planner prices runs before any feature exists.)
+    crate::model::flops::train_flops_per_image(&cfg.model, 272, cfg.backbone.image_size / 16)
 }
 
 /// (train, test) images of a run whose dataset cannot be read here: the dataset kind's

@@ -1,15 +1,22 @@
 //! Training: AdamW, global-norm clipping, StepLR, feature jitter with per-sample seeded
 //! noise (so the random stream does not depend on how samples are batched or sharded).
 
+pub mod flat;
 pub mod optim;
+pub mod precision;
 
 use crate::config::{ModelConfig, TrainConfig};
 use crate::dist::{self, Collective, DistError};
-use optim::{clip_grad_norm, AdamW};
 use crate::model::{add_jitter, Ras};
-use crate::rng::{epoch_order, jitter_noise, mix_seed, with_torch_seed, STREAM_INIT, STREAM_JITTER};
+use crate::rng::{epoch_order, jitter_coin, jitter_noise, mix_seed, with_torch_seed, STREAM_INIT, STREAM_JITTER};
+use flat::FlatState;
+use optim::{clip_grad_norm, AdamW};
+pub use precision::Precision;
 use tch::nn;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
+
+/// Slots after the gradients in the all-reduced buffer: the local loss and the stop flag.
+const EXTRA_SLOTS: i64 = 2;
 
 /// Why a saved training state (a checkpoint's tensors) does not fit a `Trainer`: the
 /// tensors are named and shaped by the model config, so these mean "another config".
@@ -28,14 +35,19 @@ pub struct Trainer {
     pub vs: nn::VarStore,
     pub model: Ras,
     pub opt: AdamW,
-    /// Trainable parameters in name order (the gradient bucket's layout).
+    /// Trainable parameters in name order (checkpoint order). After the first step they
+    /// are views into `flat` (see [`flat::FlatState`]).
     params: Vec<Tensor>,
     names: Vec<String>,
+    /// One buffer each for parameters, gradients and AdamW moments, built after the first
+    /// backward pass (which tells the parameters that receive gradients from the rest).
+    flat: Option<FlatState>,
     /// Time spent in and bytes sent to gradient all-reduces (for `ras bench ranks`).
     pub comm_seconds: f64,
     pub comm_bytes: u64,
     cfg: TrainConfig,
     seed: u64,
+    precision: Precision,
 }
 
 /// StepLR: base * gamma^(epoch / step), stepped per epoch.
@@ -73,7 +85,14 @@ impl Trainer {
         let vars = vs.variables();
         let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
         let opt = AdamW::new(&params, train_cfg.lr, train_cfg.betas, train_cfg.weight_decay);
-        Ok(Self { vs, model, opt, params, names, comm_seconds: 0.0, comm_bytes: 0, cfg: train_cfg.clone(), seed })
+        let precision = Precision::resolve(train_cfg.precision, device);
+        precision::apply(precision);
+        Ok(Self { vs, model, opt, params, names, flat: None, comm_seconds: 0.0, comm_bytes: 0, cfg: train_cfg.clone(), seed, precision })
+    }
+
+    /// The precision this trainer computes in (`train.precision`, resolved for its device).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Makes every rank start from rank 0's weights.
@@ -97,55 +116,92 @@ impl Trainer {
         n.div_ceil(world).div_ceil(self.local_batch(world))
     }
 
+    fn jitter_on(&self) -> bool {
+        self.cfg.jitter_scale > 0.0 && self.cfg.jitter_prob > 0.0
+    }
+
+    /// The whole epoch's jitter noise, drawn at once where the features are (row i is
+    /// sample i's noise; rows whose coin says "no jitter" are zero), for features resident
+    /// on a GPU: one kernel per epoch instead of one seeded draw per sample on the host.
+    /// Row i depends on (seed, epoch, i) only, so results do not depend on batching or on
+    /// the rank count; the values differ from the per-sample CPU stream.
+    pub fn epoch_noise(&self, n: usize, sample_shape: &[i64], epoch: usize, device: Device) -> Tensor {
+        let mut shape = vec![n as i64];
+        shape.extend_from_slice(sample_shape);
+        let noise = with_torch_seed(mix_seed(&[self.seed, STREAM_JITTER, epoch as u64, u64::MAX]), || Tensor::randn(shape.as_slice(), (Kind::Float, device)));
+        let keep: Vec<f32> = (0..n).map(|i| if jitter_coin(self.seed, STREAM_JITTER, epoch, i) < self.cfg.jitter_prob { 1.0 } else { 0.0 }).collect();
+        let mut keep_shape = vec![n as i64];
+        keep_shape.extend(sample_shape.iter().map(|_| 1));
+        noise * Tensor::from_slice(&keep).to_device(device).view(keep_shape.as_slice())
+    }
+
     /// One optimisation step on this rank's samples `ids` of `features` (N, C, H, W):
     /// local loss and gradients, then one all-reduce of [gradients..., loss, stop flag]
     /// averaged over ranks, clipping on the global gradient, AdamW.
-    /// Returns (mean loss over ranks, whether any rank asked to stop).
-    pub fn step(&mut self, features: &Tensor, ids: &[usize], epoch: usize, coll: &dyn Collective, stop: bool) -> Result<(f64, bool), DistError> {
+    /// Returns (mean loss over ranks as a 0-d f64 tensor on the device, whether any rank
+    /// asked to stop). Reading the loss waits for the device: callers read it per epoch.
+    /// `noise` is the epoch's noise from [`Self::epoch_noise`]; None draws it per sample.
+    pub fn step(&mut self, features: &Tensor, ids: &[usize], epoch: usize, noise: Option<&Tensor>, coll: &dyn Collective, stop: bool) -> Result<(Tensor, bool), DistError> {
         let device = self.vs.device();
-        let index = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        let clean = features.index_select(0, &index).to_device(device);
-        let input = if self.cfg.jitter_scale > 0.0 && self.cfg.jitter_prob > 0.0 {
+        let index = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(features.device());
+        let clean = features.index_select(0, &index);
+        let clean = if device.is_cuda() && !features.device().is_cuda() {
+            // Features that did not fit on the GPU: the batch goes through pinned host
+            // memory, so its copy is asynchronous (it overlaps the previous step's kernels).
+            clean.pin_memory(device).to_device_(device, Kind::Float, true, false)
+        } else {
+            clean.to_device(device)
+        };
+        let input = if !self.jitter_on() {
+            clean.shallow_clone()
+        } else if let Some(noise) = noise {
+            add_jitter(&clean, &noise.index_select(0, &index.to_device(noise.device())).to_device(device), self.cfg.jitter_scale)
+        } else {
             let shape = &clean.size()[1..];
             let noise = jitter_noise(ids, shape, self.seed, STREAM_JITTER, epoch, self.cfg.jitter_prob).to_device(device);
             add_jitter(&clean, &noise, self.cfg.jitter_scale)
-        } else {
-            clean.shallow_clone()
         };
-        for p in &self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
+        match &self.flat {
+            Some(f) => f.zero_grads(),
+            None => {
+                for p in &self.params {
+                    let mut g = p.grad();
+                    if g.defined() {
+                        let _ = g.zero_();
+                    }
+                }
             }
         }
-        let rec = self.model.forward_t(&input, true);
-        let loss = rec.mse_loss(&clean, tch::Reduction::Mean);
+        let rec = precision::with_autocast(self.precision, device, || self.model.forward_t(&input, true));
+        // The loss in fp32 whatever the forward computed in.
+        let loss = rec.to_kind(Kind::Float).mse_loss(&clean, tch::Reduction::Mean);
         loss.backward();
+        if self.flat.is_none() {
+            self.flat = Some(FlatState::build(&mut self.params, &mut self.opt, EXTRA_SLOTS));
+        }
+        let flat = self.flat.as_mut().expect("built above");
         let world = coll.world().world_size;
         let (loss_value, stop_all) = if world > 1 {
-            // Defined gradients alias the parameters' .grad() storage, so unflattening into
-            // them below writes the averaged values back in place (zeros stand in for
-            // parameters without a gradient, e.g. the unused output projections).
-            let mut grads: Vec<Tensor> = self.params.iter().map(|p| { let g = p.grad(); if g.defined() { g } else { p.zeros_like() } }).collect();
-            // One bucket: every gradient, then the local loss and this rank's stop flag.
-            let mut bucket = dist::flatten(&grads, 2, device);
-            let n = bucket.size()[0];
+            // The gradient buffer is the bucket: [gradients..., local loss, stop flag],
+            // all-reduced in place and averaged (no copy in or out).
+            let n = flat.grads.size()[0];
             tch::no_grad(|| {
-                let _ = bucket.narrow(0, n - 2, 1).fill_(loss.double_value(&[]));
-                let _ = bucket.narrow(0, n - 1, 1).fill_(if stop { 1.0 } else { 0.0 });
+                let _ = flat.grads.narrow(0, n - 2, 1).copy_(&loss.detach().reshape([1]));
+                let _ = flat.grads.narrow(0, n - 1, 1).fill_(if stop { 1.0 } else { 0.0 });
             });
             let t0 = std::time::Instant::now();
-            coll.all_reduce_sum(&mut bucket)?;
+            coll.all_reduce_sum(&mut flat.grads)?;
             self.comm_seconds += t0.elapsed().as_secs_f64();
             self.comm_bytes += 4 * n as u64;
-            let bucket = bucket / world as f64;
-            dist::unflatten_into(&bucket, &mut grads);
-            (bucket.double_value(&[n - 2]), bucket.double_value(&[n - 1]) > 0.0)
+            let _ = flat.grads.g_div_scalar_(world as f64);
+            // The stop flag must be read (every rank stops after the same step).
+            (flat.grads.get(n - 2).to_kind(Kind::Double), flat.grads.double_value(&[n - 1]) > 0.0)
         } else {
-            (loss.double_value(&[]), stop)
+            (loss.detach().to_kind(Kind::Double), stop)
         };
-        clip_grad_norm(&self.params, self.cfg.clip_max_norm);
-        self.opt.step(&mut self.params);
+        let grads = flat.trained_grads();
+        clip_grad_norm(&grads, self.cfg.clip_max_norm);
+        self.opt.step_flat(flat);
         Ok((loss_value, stop_all))
     }
 
@@ -165,18 +221,25 @@ impl Trainer {
         let n = features.size()[0] as usize;
         let local = dist::shard(&epoch_order(n, self.seed, epoch), world);
         let batch = self.local_batch(world.world_size);
-        let (mut total, mut count, mut steps_done) = (0.0, 0usize, start_step);
+        // Features resident on a GPU get the epoch's noise drawn there at once.
+        let noise = (features.device().is_cuda() && self.jitter_on()).then(|| self.epoch_noise(n, &features.size()[1..], epoch, features.device()));
+        let device = self.vs.device();
+        let (mut total, mut count, mut steps_done) = (Tensor::zeros([], (Kind::Double, device)), 0usize, start_step);
+        let mut stopped = false;
         for ids in local.chunks(batch).skip(start_step) {
-            let (loss, stop_all) = self.step(features, ids, epoch, coll, stop.load(std::sync::atomic::Ordering::SeqCst))?;
+            let (loss, stop_all) = self.step(features, ids, epoch, noise.as_ref(), coll, stop.load(std::sync::atomic::Ordering::SeqCst))?;
             total += loss;
             count += 1;
             steps_done += 1;
             on_step(ids.len() * world.world_size);
             if stop_all {
-                return Ok(EpochResult { loss: total / count as f64, steps_done, stopped: true });
+                stopped = true;
+                break;
             }
         }
-        Ok(EpochResult { loss: if count > 0 { total / count as f64 } else { 0.0 }, steps_done, stopped: false })
+        // The one wait on the device of the epoch.
+        let loss = if count > 0 { total.double_value(&[]) / count as f64 } else { 0.0 };
+        Ok(EpochResult { loss, steps_done, stopped })
     }
 
     /// Named tensors of the whole training state: parameters, AdamW moments, step count.
@@ -226,7 +289,6 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Kind;
 
     #[test]
     fn load_state_names_what_does_not_fit() {

@@ -3,6 +3,7 @@
 //! optimiser because its state (moments, step count) must go into checkpoints, and
 //! tch gives no access to it.
 
+use super::flat::FlatState;
 use tch::{Kind, Tensor};
 
 pub struct AdamW {
@@ -27,45 +28,72 @@ impl AdamW {
     /// p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
     pub fn step(&mut self, params: &mut [Tensor]) {
         self.step += 1;
-        let t = self.step as i32;
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
-        let step_size = self.lr / bc1;
+        let k = self.coefficients();
         tch::no_grad(|| {
             for ((p, m), v) in params.iter_mut().zip(self.exp_avg.iter_mut()).zip(self.exp_avg_sq.iter_mut()) {
                 let g = p.grad();
-                if !g.defined() {
-                    continue;
+                if g.defined() {
+                    k.update(p, &g, m, v);
                 }
-                let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
-                let _ = m.lerp_(&g, 1.0 - self.beta1);
-                let _ = v.g_mul_scalar_(self.beta2);
-                let _ = v.g_add_(&(&g * &g * (1.0 - self.beta2)));
-                let denom = v.sqrt() / bc2_sqrt + self.eps;
-                let _ = p.g_sub_(&(m.g_div(&denom) * step_size));
             }
         });
     }
+
+    /// [`Self::step`] on flat buffers: the same elementwise arithmetic, once over every
+    /// trained parameter (bit-identical to the per-tensor loop).
+    pub fn step_flat(&mut self, flat: &FlatState) {
+        self.step += 1;
+        let k = self.coefficients();
+        tch::no_grad(|| {
+            let (mut m, mut v) = (flat.exp_avg.shallow_clone(), flat.exp_avg_sq.shallow_clone());
+            k.update(&mut flat.trained_params(), &flat.trained_grads(), &mut m, &mut v);
+        });
+    }
+
+    fn coefficients(&self) -> Coefficients {
+        let t = self.step as i32;
+        Coefficients {
+            decay: 1.0 - self.lr * self.weight_decay,
+            one_minus_beta1: 1.0 - self.beta1,
+            beta2: self.beta2,
+            bc2_sqrt: (1.0 - self.beta2.powi(t)).sqrt(),
+            step_size: self.lr / (1.0 - self.beta1.powi(t)),
+            eps: self.eps,
+        }
+    }
 }
 
-/// torch.nn.utils.clip_grad_norm_: scale all gradients by max/(total_norm + 1e-6) when
-/// that is below 1. Returns the total norm before clipping.
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
+/// One step's scalars.
+struct Coefficients {
+    decay: f64,
+    one_minus_beta1: f64,
+    beta2: f64,
+    bc2_sqrt: f64,
+    step_size: f64,
+    eps: f64,
+}
+
+impl Coefficients {
+    fn update(&self, p: &mut Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor) {
+        let _ = p.g_mul_scalar_(self.decay);
+        let _ = m.lerp_(g, self.one_minus_beta1);
+        let _ = v.g_mul_scalar_(self.beta2);
+        let _ = v.g_add_(&(g * g * (1.0 - self.beta2)));
+        let denom = v.sqrt() / self.bc2_sqrt + self.eps;
+        let _ = p.g_sub_(&(m.g_div(&denom) * self.step_size));
+    }
+}
+
+/// torch.nn.utils.clip_grad_norm_ on a flat gradient buffer: multiply it by
+/// min(1, max/(total_norm + 1e-6)). The factor stays on the device (no wait for the
+/// device): like torch, the gradient is always multiplied, by exactly 1 when unclipped.
+/// Returns the total norm (a 0-d tensor) before clipping.
+pub fn clip_grad_norm(grads: &Tensor, max_norm: f64) -> Tensor {
     tch::no_grad(|| {
-        let norms: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).map(|g| g.norm()).collect();
-        if norms.is_empty() {
-            return 0.0;
-        }
-        let total = Tensor::stack(&norms, 0).norm().to_kind(Kind::Double).double_value(&[]);
-        let coef = max_norm / (total + 1e-6);
-        if coef < 1.0 {
-            for p in params {
-                let mut g = p.grad();
-                if g.defined() {
-                    let _ = g.g_mul_scalar_(coef);
-                }
-            }
-        }
+        let total = grads.norm();
+        let coef = (max_norm / (total.to_kind(Kind::Double) + 1e-6)).clamp_max(1.0);
+        let mut g = grads.shallow_clone();
+        let _ = g.g_mul_(&coef);
         total
     })
 }
@@ -103,12 +131,14 @@ mod tests {
 
     #[test]
     fn clipping_scales_to_the_max_norm() {
-        let p = Tensor::from_slice(&[0f32, 0.]).set_requires_grad(true);
-        let loss = (&p * Tensor::from_slice(&[3f32, 4.])).sum(Kind::Float);
-        loss.backward();
-        let total = clip_grad_norm(std::slice::from_ref(&p), 0.5);
-        assert!((total - 5.0).abs() < 1e-6);
-        let g = Vec::<f32>::try_from(p.grad()).unwrap();
-        assert!((g[0] - 0.3).abs() < 1e-6 && (g[1] - 0.4).abs() < 1e-6, "{g:?}");
+        let g = Tensor::from_slice(&[3f32, 4.]);
+        let total = clip_grad_norm(&g, 0.5);
+        assert!((total.double_value(&[]) - 5.0).abs() < 1e-6);
+        let got = Vec::<f32>::try_from(&g).unwrap();
+        assert!((got[0] - 0.3).abs() < 1e-6 && (got[1] - 0.4).abs() < 1e-6, "{got:?}");
+        // Under the limit: untouched, bit for bit.
+        let g = Tensor::from_slice(&[0.03f32, 0.04]);
+        clip_grad_norm(&g, 0.5);
+        assert_eq!(Vec::<f32>::try_from(&g).unwrap(), vec![0.03f32, 0.04]);
     }
 }
