@@ -115,11 +115,11 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     let feats = Tensor::randn([o.batch as i64, o.channels, o.grid, o.grid], (Kind::Float, device));
     let ids: Vec<usize> = (0..o.batch).collect();
     let noise = device.is_cuda().then(|| trainer.epoch_noise(o.batch, &feats.size()[1..], 0, device));
-    trainer.step(&feats, &ids, 0, noise.as_ref(), &SingleProcess, false)?; // warm-up
+    let _ = trainer.step(&feats, &ids, 0, noise.as_ref(), &SingleProcess, false)?; // warm-up
     sync(device);
     let secs = time(|| {
         for s in 0..o.steps {
-            trainer.step(&feats, &ids, s, noise.as_ref(), &SingleProcess, false).expect("single process");
+            let _ = trainer.step(&feats, &ids, s, noise.as_ref(), &SingleProcess, false).expect("single process");
         }
         sync(device);
     });
@@ -165,7 +165,7 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
             sync(device);
             feature_secs += t.elapsed().as_secs_f64();
             let ids: Vec<usize> = (0..chunk.len()).collect();
-            trainer.step(&f, &ids, 0, None, &SingleProcess, false).expect("single process");
+            let _ = trainer.step(&f, &ids, 0, None, &SingleProcess, false).expect("single process");
             cached.push(f);
         }
     });
@@ -223,14 +223,14 @@ pub fn data_parallel_worker(o: &TrainStepOptions) -> Result<Option<String>> {
     let feats = Tensor::randn([local as i64, o.channels, o.grid, o.grid], (Kind::Float, device));
     let ids: Vec<usize> = (0..local).collect();
     let noise = device.is_cuda().then(|| trainer.epoch_noise(local, &feats.size()[1..], 0, device));
-    trainer.step(&feats, &ids, 0, noise.as_ref(), coll.as_ref(), false)?; // warm-up
+    let _ = trainer.step(&feats, &ids, 0, noise.as_ref(), coll.as_ref(), false)?; // warm-up
     sync(device);
     coll.barrier()?;
     trainer.comm_seconds = 0.0;
     trainer.comm_bytes = 0;
     let t = Instant::now();
     for s in 0..o.steps {
-        trainer.step(&feats, &ids, s, noise.as_ref(), coll.as_ref(), false)?;
+        let _ = trainer.step(&feats, &ids, s, noise.as_ref(), coll.as_ref(), false)?;
     }
     sync(device);
     let secs = t.elapsed().as_secs_f64();

@@ -8,7 +8,7 @@
 
 use super::estimate::{estimate, Estimate, Source, Workload};
 use super::{Manifest, PlannedRun};
-use crate::config::{ClusterProfile, ClusterShape, DecoderKind, RunConfig};
+use crate::config::{ClusterProfile, ClusterShape, RunConfig};
 
 /// Chooses `count` nodes with at least `per_node` free slots each (`free[i]` for node i):
 /// the fullest nodes that still fit first (best fit, which keeps whole nodes free for

@@ -59,16 +59,16 @@ impl FlatState {
             for &i in &order {
                 let (n, shape) = (numel(&params[i]), params[i].size());
                 let view = |buf: &Tensor| buf.narrow(0, off, n).view(shape.as_slice());
-                let p = view(&flat.params);
+                let mut p = view(&flat.params);
                 let _ = p.copy_(&params[i]);
                 params[i].set_data(&p);
                 if has_grad[i] {
-                    let g = view(&flat.grads);
+                    let mut g = view(&flat.grads);
                     let mut grad = params[i].grad();
                     let _ = g.copy_(&grad);
                     grad.set_data(&g);
                     for (buf, moment) in [(&flat.exp_avg, &mut opt.exp_avg[i]), (&flat.exp_avg_sq, &mut opt.exp_avg_sq[i])] {
-                        let m = view(buf);
+                        let mut m = view(buf);
                         let _ = m.copy_(moment);
                         moment.set_data(&m);
                     }

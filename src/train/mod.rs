@@ -200,7 +200,7 @@ impl Trainer {
             (loss.detach().to_kind(Kind::Double), stop)
         };
         let grads = flat.trained_grads();
-        clip_grad_norm(&grads, self.cfg.clip_max_norm);
+        let _ = clip_grad_norm(&grads, self.cfg.clip_max_norm);
         self.opt.step_flat(flat);
         Ok((loss_value, stop_all))
     }
@@ -310,6 +310,104 @@ mod tests {
         *x = Tensor::zeros([3, 5], (Kind::Float, Device::Cpu));
         let err = t.load_state(reshaped).unwrap_err();
         assert_eq!(err.to_string(), format!("{name}: shape [3, 5], expected {expected:?}"));
+    }
+
+    fn tiny() -> (ModelConfig, TrainConfig) {
+        let model = ModelConfig { hidden_dim: 16, encoder_layers: 1, decoder_layers: 2, heads: 2, ffn_dim: 32, neighbor_mask: false, ..Default::default() };
+        (model, TrainConfig { batch_size: 4, lr: 1e-2, ..Default::default() })
+    }
+
+    /// The flat buffers change where the numbers live, not what they are: AdamW over the
+    /// flat buffer gives bit for bit the per-tensor loop's parameters and moments (same
+    /// gradients fed to both), and the parameters that get no gradient stay untouched.
+    #[test]
+    fn flat_adamw_is_bit_identical_to_the_per_tensor_loop() {
+        let (model, train) = tiny();
+        let feats = Tensor::randn([4, 8, 4, 4], (Kind::Float, Device::Cpu));
+        let mut flat = Trainer::new(&model, &train, 3, 8, 4, Device::Cpu).unwrap();
+        let mut loop_ = Trainer::new(&model, &train, 3, 8, 4, Device::Cpu).unwrap();
+        let before: Vec<Tensor> = loop_.params.iter().map(|p| p.copy()).collect();
+        for step in 0..3 {
+            let _ = flat.step(&feats, &[0, 1, 2, 3], step, None, &dist::SingleProcess, false).unwrap();
+            // The same gradients into the per-tensor path: the flat trainer's, after clipping.
+            for (p, q) in loop_.params.iter().zip(&flat.params) {
+                let g = q.grad();
+                if g.defined() {
+                    let mut pg = p.grad();
+                    if !pg.defined() {
+                        // Create .grad by a backward pass of a zero loss through p.
+                        (p * 0.0).sum(Kind::Float).backward();
+                        pg = p.grad();
+                    }
+                    tch::no_grad(|| pg.copy_(&g));
+                }
+            }
+            loop_.opt.step(&mut loop_.params);
+        }
+        let f = flat.flat.as_ref().expect("built by the first step");
+        assert!(f.trained < f.params.size()[0], "some parameters get no gradient (the earlier steps' output projections)");
+        for (i, name) in flat.names.iter().enumerate() {
+            assert!(flat.params[i].equal(&loop_.params[i]), "{name}: parameters differ");
+            assert!(flat.opt.exp_avg[i].equal(&loop_.opt.exp_avg[i]), "{name}: exp_avg differs");
+            assert!(flat.opt.exp_avg_sq[i].equal(&loop_.opt.exp_avg_sq[i]), "{name}: exp_avg_sq differs");
+            if !flat.params[i].grad().defined() {
+                assert!(flat.params[i].equal(&before[i]), "{name}: no gradient, yet changed");
+            }
+        }
+        // The VarStore (checkpoints) and the model see the flat buffer: its values are theirs.
+        let vars = flat.vs.variables();
+        let total: i64 = vars.values().map(|v| v.numel() as i64).sum();
+        assert_eq!(total, f.params.size()[0]);
+        let sum_vars: f64 = vars.values().map(|v| v.sum(Kind::Double).double_value(&[])).sum();
+        let sum_flat = f.params.sum(Kind::Double).double_value(&[]);
+        assert!((sum_vars - sum_flat).abs() < 1e-9 * sum_flat.abs().max(1.0), "{sum_vars} vs {sum_flat}");
+    }
+
+    /// The epoch's noise drawn at once (features on a GPU) is a function of (seed, epoch,
+    /// sample): the same draw twice, another epoch another draw, rows whose coin says no
+    /// jitter exactly zero, the rest standard normal.
+    #[test]
+    fn epoch_noise_rows_follow_the_coins() {
+        let (model, mut train) = tiny();
+        train.jitter_prob = 0.5;
+        let t = Trainer::new(&model, &train, 9, 8, 4, Device::Cpu).unwrap();
+        let a = t.epoch_noise(200, &[8, 4, 4], 3, Device::Cpu);
+        assert!(a.equal(&t.epoch_noise(200, &[8, 4, 4], 3, Device::Cpu)));
+        assert!(!a.equal(&t.epoch_noise(200, &[8, 4, 4], 4, Device::Cpu)));
+        let mut kept = 0;
+        for i in 0..200 {
+            let row_zero = a.get(i as i64).abs().max().double_value(&[]) == 0.0;
+            let coin = jitter_coin(9, STREAM_JITTER, 3, i) < 0.5;
+            assert_eq!(!row_zero, coin, "sample {i}");
+            kept += usize::from(coin);
+        }
+        assert!((70..130).contains(&kept), "{kept} of 200 jittered at p = 0.5");
+        let std = a.index_select(0, &Tensor::from_slice(&(0..200i64).filter(|&i| jitter_coin(9, STREAM_JITTER, 3, i as usize) < 0.5).collect::<Vec<_>>())).std(true).double_value(&[]);
+        assert!((std - 1.0).abs() < 0.05, "std {std}");
+    }
+
+    /// bf16 training runs (autocast on the CPU here) and lands near the fp32 run: the
+    /// products lose mantissa bits, not the gradient's direction.
+    #[test]
+    fn bf16_steps_track_fp32_steps() {
+        let (model, mut train) = tiny();
+        let feats = Tensor::randn([8, 8, 4, 4], (Kind::Float, Device::Cpu));
+        let mut losses = vec![];
+        for precision in [Precision::Fp32, Precision::Bf16] {
+            train.precision = Some(precision);
+            let mut t = Trainer::new(&model, &train, 5, 8, 4, Device::Cpu).unwrap();
+            assert_eq!(t.precision(), precision);
+            let mut l = vec![];
+            for e in 0..20 {
+                l.push(t.epoch(&feats, e, 0, &dist::SingleProcess, &std::sync::atomic::AtomicBool::new(false), &mut |_| {}).unwrap().loss);
+            }
+            losses.push(l);
+        }
+        let (fp32, bf16) = (&losses[0], &losses[1]);
+        assert!(fp32[19] < 0.8 * fp32[0], "fp32 learns: {fp32:?}");
+        assert!(bf16[19] < 0.8 * bf16[0], "bf16 learns: {bf16:?}");
+        assert!(fp32 != bf16, "bf16 must compute differently");
+        assert!((bf16[19] - fp32[19]).abs() < 0.05 * fp32[19], "final loss fp32 {} bf16 {}", fp32[19], bf16[19]);
     }
 
     /// A checkpoint written with the names used before the public module tree (spelled out

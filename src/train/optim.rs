@@ -138,7 +138,7 @@ mod tests {
         assert!((got[0] - 0.3).abs() < 1e-6 && (got[1] - 0.4).abs() < 1e-6, "{got:?}");
         // Under the limit: untouched, bit for bit.
         let g = Tensor::from_slice(&[0.03f32, 0.04]);
-        clip_grad_norm(&g, 0.5);
+        let _ = clip_grad_norm(&g, 0.5);
         assert_eq!(Vec::<f32>::try_from(&g).unwrap(), vec![0.03f32, 0.04]);
     }
 }
