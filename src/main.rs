@@ -8,7 +8,7 @@ fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ras::exit::ExitStatus::Failed.into()
+            ras::exit::ExitStatus::of_error(&err).into()
         }
     }
 }

@@ -167,6 +167,7 @@ fn state_name(s: &Option<RunStatus>) -> String {
         Some(RunState::Complete) => "complete",
         Some(RunState::Failed) => "failed",
         Some(RunState::Preempted) => "preempted",
+        Some(RunState::Infra) => "infra",
         None => "unknown",
     }
     .to_string()

@@ -7,7 +7,8 @@
 //! Most cases fail before training (config, dataset check, sweep expansion, cluster
 //! profile). Those that need a finished run (corrupt checkpoints, truncated records,
 //! export, predict) copy one tiny run made once (64-px synthetic data, 2 epochs).
-//! Not covered: a full store (no way to fill a disk here without privileges).
+//! A full store has its own test (`a_full_store_fails_cleanly`): the store on a 1 MiB
+//! tmpfs mounted for it, which needs root (mount); without it that test fails, saying so.
 //! `RAS_BAD_INPUT_CASE=substr` runs only the cases whose name contains it.
 
 mod common;
@@ -849,4 +850,54 @@ fn bad_input_catalogue() {
         }
     }
     assert!(failures.is_empty(), "{} of {ran} bad-input cases failed: {failures:?}", failures.len());
+}
+
+/// A tmpfs mounted at a folder, unmounted on drop (also when the test panics).
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The store on a 1 MiB tmpfs: the run fills it (its feature cache alone is larger). It must
+/// end non-zero with an error naming the key and the cause (no space), leave no staging
+/// file and no torn object, and not say "running".
+#[test]
+fn a_full_store_fails_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let out = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&store).output().unwrap();
+    assert!(
+        out.status.success(),
+        "this test mounts a 1 MiB tmpfs as the store, which needs root: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _mounted = Tmpfs(store.clone());
+    let root = synth_dataset(dir, 1, 11, 64, 8);
+    let cfg = small_config(dir, &root, "full", "");
+    let out = ras(&["train", cfg.to_str().unwrap(), "--set", "train.epochs=2", "--set", "train.eval_every=2"], dir);
+    let t = text(&out);
+    assert!(!out.status.success() && out.status.code() != Some(101), "a full store fails, without a panic:\n{t}");
+    assert_eq!(out.status.code(), Some(1), "a full disk is not an outage (no requeue):\n{t}");
+    assert!(t.contains("No space left on device"), "the cause is named:\n{t}");
+    assert!(t.contains("cannot write features/") || t.contains("cannot write runs/"), "the key is named:\n{t}");
+    let mut all = vec![];
+    walk(&store, &mut all);
+    for f in &all {
+        let name = f.file_name().unwrap().to_string_lossy();
+        assert!(!(name.contains('#') || name.ends_with(".tmp") || name.contains(".partial")), "half-written file left: {}\n{t}", f.display());
+        if name.ends_with(".json") {
+            let text = std::fs::read_to_string(f).unwrap();
+            assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "torn JSON object {}: {text:?}", f.display());
+        }
+    }
+    // The status: "failed" when the store still took that small write; if not even that
+    // fits, it stays as the run started it, and stderr says the write failed.
+    let status: Vec<String> = statuses(&store);
+    eprintln!("full store: statuses {status:?}\n{t}");
+    assert!(status.iter().all(|s| !s.contains("\"running\"")) || t.contains("status"), "run left running with no word about it:\n{status:?}\n{t}");
 }

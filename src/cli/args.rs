@@ -10,6 +10,14 @@ use std::path::PathBuf;
 /// `ras train configs/demo.toml` computes its features, trains, evaluates and prints the
 /// per-class table. Everything a run produces is kept in the object store named by the
 /// config's `store` (a local folder by default). Logs: RUST_LOG=debug.
+///
+/// Stores: `file:///abs/path`, `file://./relative`, or `s3://bucket/prefix`, `gs://...`,
+/// `az://...` with credentials and endpoint from the usual environment variables
+/// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT, AWS_ALLOW_HTTP, ...).
+/// A remote store that stops answering is retried for RAS_STORE_RETRY_S seconds (default
+/// 300), each request given RAS_STORE_TIMEOUT_S (default 30); past that budget the run
+/// records the outage in its status if it can and ras exits 74, and a sweep requeues the
+/// run without using up an attempt.
 #[derive(Parser, Debug)]
 #[command(name = "ras", version, about, long_about)]
 pub struct Cli {

@@ -318,6 +318,8 @@ fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitSta
             Ok(ExitStatus::Ok)
         }
         Some(ExitStatus::Requeue) => Ok(ExitStatus::Requeue),
+        // The store stayed unreachable: a rank recorded it if it could; not a failure.
+        Some(ExitStatus::Infra) => Ok(ExitStatus::Infra),
         _ => {
             let reason = format!("mpirun exited with code {}: {}", done.code, done.stderr_tail.join(" | "));
             ras::run::mark_failed_unless_recorded(&cfg, &reason)?;

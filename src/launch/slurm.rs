@@ -64,6 +64,7 @@ impl Slurm {
             ("workdir", Value::from(abs(&self.work_dir))),
             ("ras", Value::from(abs(&self.exe))),
             ("exit_requeue", Value::from(ExitStatus::Requeue.code())),
+            ("exit_infra", Value::from(ExitStatus::Infra.code())),
         ])
     }
 

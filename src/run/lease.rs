@@ -205,7 +205,12 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.heartbeat.take() {
-            let _ = h.join();
+            // With the store down, the heartbeat may be inside a store call retrying for a
+            // whole budget: leave it (it stops at its next look at `stop`, or with the
+            // process) rather than wait.
+            if !crate::store::known_down() || h.is_finished() {
+                let _ = h.join();
+            }
         }
         if let Ok(Some(rec)) = self.store.get_json::<LeaseRecord>(&self.key) {
             if rec.token == self.token {

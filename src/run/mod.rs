@@ -175,8 +175,17 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         Ok(Finished::Preempted) => Ok(RunOutcome::new(&paths, None, true)),
         Err(e) => {
             let reason = if world.world_size > 1 { format!("rank {} of {}: {e:#}", world.rank, world.world_size) } else { format!("{e:#}") };
+            // A store that stayed unreachable is the infrastructure's failure, not the
+            // run's: recorded as such (the coordinator requeues it without using up an
+            // attempt) if the store takes the write now.
+            let infra = crate::store::is_outage(&e);
+            let state = if infra { RunState::Infra } else { RunState::Failed };
             // Best effort: the original error matters more than a failed status write.
-            let _ = status.write(RunState::Failed, 0, Some(reason.clone()));
+            if let Err(w) = status.write(state, 0, Some(reason.clone())) {
+                if infra {
+                    eprintln!("warning: the run's status could not be recorded either ({w}); it still says what it said before the store stopped answering");
+                }
+            }
             if world.world_size > 1 {
                 // Take the other ranks down now instead of leaving them in a collective.
                 eprintln!("error: {reason}");

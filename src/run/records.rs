@@ -23,6 +23,21 @@ pub enum RunState {
     Failed,
     /// Stopped by SIGTERM/SIGUSR1 after a checkpoint: requeue it and it resumes.
     Preempted,
+    /// Stopped because the store stayed unreachable past its retry budget
+    /// (`RAS_STORE_RETRY_S`; the error says which key): an infrastructure failure, not the
+    /// run's. Started again it resumes from its last checkpoint; a sweep requeues it
+    /// without using up an attempt. Recorded only if the store answers again in time: a
+    /// run whose store is still down when it gives up keeps its previous status.
+    Infra,
+}
+
+impl RunState {
+    /// Whether an attempt that ended in this state counts against the sweep's
+    /// `max_retries`: a preempted run checkpointed (resuming it is progress, not a retry),
+    /// and an infrastructure failure is not the run's.
+    pub fn uses_an_attempt(&self) -> bool {
+        !matches!(self, RunState::Preempted | RunState::Infra)
+    }
 }
 
 /// Exit code of a worker that checkpointed and stopped on SIGTERM/SIGUSR1: the launcher
@@ -64,7 +79,7 @@ pub(crate) fn best_on_test(by_epoch: &BTreeMap<usize, BTreeMap<String, ClassMetr
 
 
 /// Writes `status.json` for one rank: rank 0 writes every state, the other ranks only
-/// "failed" (the error of whichever rank failed must reach the store).
+/// "failed" and "infra" (the error of whichever rank failed must reach the store).
 pub(crate) struct StatusWriter<'a> {
     store: &'a Store,
     paths: &'a RunPaths,
@@ -77,7 +92,7 @@ impl<'a> StatusWriter<'a> {
     }
 
     pub fn write(&self, state: RunState, epoch: usize, error: Option<String>) -> Result<(), StoreError> {
-        if !self.root && state != RunState::Failed {
+        if !self.root && !matches!(state, RunState::Failed | RunState::Infra) {
             return Ok(());
         }
         let status = RunStatus { state, run_id: self.paths.id().to_string(), epoch, updated_unix: crate::unix_now(), error };

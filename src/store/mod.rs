@@ -2,6 +2,14 @@
 //! (a local folder by default; s3://, gs://, az:// by URL, credentials from the
 //! usual environment variables), keys relative to its root.
 //!
+//! A remote store (s3://, gs://, az://) that does not answer (connection refused or
+//! reset, a request timing out, 5xx / 429) is retried with backoff for a budget of
+//! `RAS_STORE_RETRY_S` seconds (default [`DEFAULT_RETRY_S`]); `RAS_STORE_TIMEOUT_S` bounds
+//! one request (default 30 s: a server that hangs, e.g. stopped, is retried rather than
+//! waited on forever). Past the budget the error is [`StoreError::Unavailable`], which
+//! [`is_outage`] recognises anywhere in an error chain: the run records it as an
+//! infrastructure failure and `ras` exits 74 (`ExitStatus::Infra`).
+//!
 //! Writes are atomic: one object is one PUT (the local backend writes a temporary file
 //! and renames it). Multi-object artefacts are "write then publish": the data objects
 //! first, then a small JSON record holding their sha256, which readers verify.
@@ -14,6 +22,103 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default retry budget of a remote store, in seconds (`RAS_STORE_RETRY_S` overrides it).
+pub const DEFAULT_RETRY_S: u64 = 300;
+
+/// How long a remote store is given: the retry budget of one operation
+/// (`RAS_STORE_RETRY_S`) and, when set, the limit of one request (`RAS_STORE_TIMEOUT_S`;
+/// unset: object_store's 30 s).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Patience {
+    pub retry: Duration,
+    pub timeout: Option<Duration>,
+}
+
+impl Patience {
+    /// From the environment; a value that is not a number of seconds is an error naming it.
+    pub fn from_env() -> Result<Self, StoreError> {
+        Self::parse(std::env::var("RAS_STORE_RETRY_S").ok().as_deref(), std::env::var("RAS_STORE_TIMEOUT_S").ok().as_deref())
+    }
+
+    fn parse(retry: Option<&str>, timeout: Option<&str>) -> Result<Self, StoreError> {
+        let secs = |var: &str, v: &str, min: f64| -> Result<Duration, StoreError> {
+            match v.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && s >= min => Ok(Duration::from_secs_f64(s)),
+                _ => Err(StoreError::Setting(format!(
+                    "{var}={v:?} is not a number of seconds{} (unset it for the default)",
+                    if min > 0.0 { " above 0" } else { "" }
+                ))),
+            }
+        };
+        let retry = match retry.filter(|v| !v.trim().is_empty()) {
+            Some(v) => secs("RAS_STORE_RETRY_S", v, 0.0)?,
+            None => Duration::from_secs(DEFAULT_RETRY_S),
+        };
+        let timeout = timeout.filter(|v| !v.trim().is_empty()).map(|v| secs("RAS_STORE_TIMEOUT_S", v, 0.001)).transpose()?;
+        Ok(Self { retry, timeout })
+    }
+
+    /// object_store's retry policy: any number of retries, for `retry` at most.
+    fn retry_config(&self) -> object_store::RetryConfig {
+        object_store::RetryConfig {
+            backoff: object_store::BackoffConfig { max_backoff: Duration::from_secs(5), ..Default::default() },
+            max_retries: usize::MAX,
+            retry_timeout: self.retry,
+        }
+    }
+
+    /// The request timeout as a client option value (humantime syntax).
+    fn timeout_value(&self) -> Option<String> {
+        self.timeout.map(|t| format!("{}ms", t.as_millis().max(1)))
+    }
+}
+
+/// Why a store operation was given up: the store did not answer within the retry budget.
+/// It sits in the error chain of [`StoreError::Unavailable`] (and of every error wrapping
+/// it), where [`is_outage`] finds it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no answer from the store for {waited_s:.1} s, past the retry budget of {budget_s} s \
+     (RAS_STORE_RETRY_S: raise it to ride out longer outages; start the run again to resume it)"
+)]
+pub struct Outage {
+    pub waited_s: f64,
+    pub budget_s: f64,
+    #[source]
+    pub source: object_store::Error,
+}
+
+/// Whether `err` (anywhere in its chain) is a store that stayed unreachable past its
+/// retry budget: an infrastructure failure, not the run's.
+pub fn is_outage(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<Outage>().is_some())
+}
+
+/// Whether a backend error is the store not answering (worth retrying): a connection
+/// refused, reset or timed out, or a 5xx / 429 / 408 status. Local-folder errors never are.
+fn transient(e: &object_store::Error) -> bool {
+    let object_store::Error::Generic { .. } = e else { return false };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
+            use object_store::client::HttpErrorKind as K;
+            return matches!(h.kind(), K::Connect | K::Request | K::Timeout | K::Interrupted);
+        }
+        // object_store's RetryError is private: its status is only in its message.
+        let text = c.to_string();
+        if let Some(i) = text.find("non-2xx status code: ") {
+            let code: u16 = text[i + 21..].chars().take(3).collect::<String>().parse().unwrap_or(0);
+            return code >= 500 || code == 429 || code == 408;
+        }
+        if text.contains("Server returned error response") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,6 +134,10 @@ pub enum StoreError {
     Missing { url: String, folder: String },
     #[error("store {0}: cannot start I/O runtime: {1}")]
     Runtime(String, #[source] std::io::Error),
+    #[error("store {url}: cannot {op} {key}: {source}")]
+    Unavailable { url: String, op: &'static str, key: String, #[source] source: Outage },
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// A handle on one store root. Cheap to clone; blocking API (the training loop is
@@ -39,6 +148,62 @@ pub struct Store {
     root: ObjPath,
     url: String,
     rt: Arc<tokio::runtime::Runtime>,
+    /// Remote stores only (a local folder's errors are not outages: None).
+    remote: Option<Remote>,
+}
+
+/// What a remote store adds: its patience, and a second client with a short budget
+/// ([`QUICK`]) used while the store is known to be down, so that the writes a failing run
+/// still attempts (its status, cost record, lease) do not each wait a whole budget.
+#[derive(Clone)]
+struct Remote {
+    patience: Patience,
+    quick: Arc<dyn ObjectStore>,
+}
+
+/// The budget of store calls made after one gave up, until one succeeds again.
+const QUICK: Duration = Duration::from_secs(5);
+
+/// Set when a store call gave up (an outage), cleared by the next call that succeeds.
+static DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the last remote store call of this process gave up (the store is down).
+pub fn known_down() -> bool {
+    DOWN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A cloud backend for `url` with the retry budget `budget` and the request timeout of
+/// `p` (as a client option, so the other client options from the environment stay).
+fn remote_backend(url: &str, scheme: &str, p: &Patience, budget: Duration) -> Result<Arc<dyn ObjectStore>, String> {
+    use object_store::ClientConfigKey::Timeout;
+    let retry = Patience { retry: budget, ..*p }.retry_config();
+    Ok(match scheme {
+        "s3" => {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            let mut b = AmazonS3Builder::from_env().with_url(url).with_retry(retry);
+            if let Some(t) = p.timeout_value() {
+                b = b.with_config(AmazonS3ConfigKey::Client(Timeout), t);
+            }
+            Arc::new(b.build().map_err(|e| e.to_string())?)
+        }
+        "gs" => {
+            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry);
+            if let Some(t) = p.timeout_value() {
+                b = b.with_config(GoogleConfigKey::Client(Timeout), t);
+            }
+            Arc::new(b.build().map_err(|e| e.to_string())?)
+        }
+        "az" | "abfs" | "abfss" | "azure" => {
+            use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(url).with_retry(retry);
+            if let Some(t) = p.timeout_value() {
+                b = b.with_config(AzureConfigKey::Client(Timeout), t);
+            }
+            Arc::new(b.build().map_err(|e| e.to_string())?)
+        }
+        other => return Err(format!("unknown scheme {other:?}; use file://, s3://, gs:// or az://")),
+    })
 }
 
 impl std::fmt::Debug for Store {
@@ -146,6 +311,7 @@ impl Store {
         } else {
             None
         };
+        let mut remote = None;
         let (inner, root, display): (Arc<dyn ObjectStore>, ObjPath, String) = if let Some(p) = local_path {
             let p = std::path::Path::new(&p);
             if create {
@@ -159,27 +325,13 @@ impl Store {
         } else {
             let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
             let root = ObjPath::from_url_path(parsed.path()).map_err(|e| bad(e.to_string()))?;
-            let store: Arc<dyn ObjectStore> = match parsed.scheme() {
-                "s3" => Arc::new(
-                    object_store::aws::AmazonS3Builder::from_env().with_url(url).build().map_err(|e| bad(e.to_string()))?,
-                ),
-                "gs" => Arc::new(
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                        .with_url(url)
-                        .build()
-                        .map_err(|e| bad(e.to_string()))?,
-                ),
-                "az" | "abfs" | "abfss" | "azure" => Arc::new(
-                    object_store::azure::MicrosoftAzureBuilder::from_env()
-                        .with_url(url)
-                        .build()
-                        .map_err(|e| bad(e.to_string()))?,
-                ),
-                other => return Err(bad(format!("unknown scheme {other:?}; use file://, s3://, gs:// or az://"))),
-            };
-            (store, root, url.to_string())
+            let p = Patience::from_env()?;
+            let full = remote_backend(url, parsed.scheme(), &p, p.retry).map_err(bad)?;
+            let quick = remote_backend(url, parsed.scheme(), &p, p.retry.min(QUICK)).map_err(bad)?;
+            remote = Some(Remote { patience: p, quick });
+            (full, root, url.to_string())
         };
-        Ok(Self { inner, root, url: display, rt: Arc::new(rt) })
+        Ok(Self { inner, root, url: display, rt: Arc::new(rt), remote })
     }
 
     pub fn url(&self) -> &str {
@@ -194,62 +346,110 @@ impl Store {
         StoreError::Backend { url: self.url.clone(), op, key: key.to_string(), source }
     }
 
+    /// Runs one backend call; a remote store that does not answer is tried again (with
+    /// backoff) until the retry budget is spent, counted from the first try. object_store
+    /// retries most failures itself within the same budget; this loop catches the ones it
+    /// returns at once (a timed-out conditional create, a body cut off mid-read).
+    fn call<'s, T, F, Fut>(&'s self, op: &'static str, key: &str, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut(&'s dyn ObjectStore) -> Fut,
+        Fut: std::future::Future<Output = Result<T, object_store::Error>>,
+    {
+        use std::sync::atomic::Ordering::SeqCst;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(200);
+        // While the store is known to be down, a short budget (see `Remote`).
+        let (client, budget): (&'s dyn ObjectStore, Duration) = match &self.remote {
+            Some(r) if known_down() => (r.quick.as_ref(), r.patience.retry.min(QUICK)),
+            Some(r) => (self.inner.as_ref(), r.patience.retry),
+            None => (self.inner.as_ref(), Duration::ZERO),
+        };
+        loop {
+            let e = match self.rt.block_on(f(client)) {
+                Ok(v) => {
+                    if self.remote.is_some() {
+                        DOWN.store(false, SeqCst);
+                    }
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            let Some(p) = self.remote.as_ref().map(|r| r.patience).filter(|_| transient(&e)) else { return Err(self.backend(op, key, e)) };
+            if start.elapsed() + pause < budget {
+                tracing::warn!(store = %self.url, key, "store did not answer ({e}); retrying in {:.1} s", pause.as_secs_f64());
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            DOWN.store(true, SeqCst);
+            let outage = Outage { waited_s: start.elapsed().as_secs_f64(), budget_s: p.retry.as_secs_f64(), source: e };
+            return Err(StoreError::Unavailable { url: self.url.clone(), op, key: key.to_string(), source: outage });
+        }
+    }
+
     /// Writes (or replaces) one object atomically.
     pub fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
         counters::bump(&counters::PUT);
         let path = self.path(key);
-        self.rt
-            .block_on(self.inner.put(&path, PutPayload::from(bytes.into())))
-            .map(|_| ())
-            .map_err(|e| self.backend("write", key, e))
+        let payload = PutPayload::from(bytes.into());
+        self.call("write", key, |c| c.put(&path, payload.clone())).map(|_| ())
     }
 
-    /// Writes an object only if it does not exist yet (conditional create).
+    /// Writes an object only if it does not exist yet (conditional create). When a try
+    /// got no answer and a later one finds the object, the object is read back: holding
+    /// exactly these bytes, it is the earlier try's (it landed, its answer was lost).
     pub fn put_new(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
         counters::bump(&counters::PUT);
         let path = self.path(key);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.rt.block_on(self.inner.put_opts(&path, PutPayload::from(bytes.into()), opts)) {
+        let bytes: Bytes = bytes.into();
+        let tries = std::cell::Cell::new(0u32);
+        let res = self.call("create", key, |c| {
+            tries.set(tries.get() + 1);
+            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+            c.put_opts(&path, PutPayload::from(bytes.clone()), opts)
+        });
+        match res {
             Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {
+            Err(StoreError::Backend { source: object_store::Error::AlreadyExists { .. }, .. }) => {
+                if tries.get() > 1 && self.get(key)?.is_some_and(|b| b == bytes) {
+                    return Ok(());
+                }
                 Err(StoreError::AlreadyExists { url: self.url.clone(), key: key.to_string() })
             }
-            Err(e) => Err(self.backend("create", key, e)),
+            Err(e) => Err(e),
         }
     }
 
     /// Reads one object; `None` if it does not exist.
     pub fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         counters::bump(&counters::GET);
-        let path = self.path(key);
-        let res = self.rt.block_on(async {
-            match self.inner.get(&path).await {
+        let path = &self.path(key);
+        self.call("read", key, |c| async move {
+            match c.get(path).await {
                 Ok(r) => r.bytes().await.map(Some),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
             }
-        });
-        res.map_err(|e| self.backend("read", key, e))
+        })
     }
 
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
         counters::bump(&counters::HEAD);
-        let path = self.path(key);
-        match self.rt.block_on(self.inner.head(&path)) {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.backend("inspect", key, e)),
-        }
+        let path = &self.path(key);
+        self.call("inspect", key, |c| async move {
+            match c.head(path).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Keys (relative to the store root) of every object under `prefix`, sorted.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         counters::bump(&counters::LIST);
         let path = self.path(prefix);
-        let metas: Vec<_> = self
-            .rt
-            .block_on(self.inner.list(Some(&path)).try_collect::<Vec<_>>())
-            .map_err(|e| self.backend("list", prefix, e))?;
+        let metas: Vec<_> = self.call("list", prefix, |c| c.list(Some(&path)).try_collect::<Vec<_>>())?;
         let root = self.root.as_ref();
         let mut keys: Vec<String> = metas
             .into_iter()
@@ -264,11 +464,13 @@ impl Store {
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         counters::bump(&counters::DELETE);
-        let path = self.path(key);
-        match self.rt.block_on(self.inner.delete(&path)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.backend("delete", key, e)),
-        }
+        let path = &self.path(key);
+        self.call("delete", key, |c| async move {
+            match c.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     pub fn put_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
@@ -357,6 +559,67 @@ mod tests {
         let url = format!("file://./{}{}/rel", "../".repeat(up), rel.display());
         Store::open(&url).unwrap();
         assert!(dir.path().join("rel").is_dir(), "{url}");
+    }
+
+    #[test]
+    fn patience_defaults_and_bad_values_name_the_variable() {
+        let d = Patience::parse(None, None).unwrap();
+        assert_eq!(d, Patience { retry: Duration::from_secs(DEFAULT_RETRY_S), timeout: None });
+        let p = Patience::parse(Some("2.5"), Some("4")).unwrap();
+        assert_eq!((p.retry, p.timeout), (Duration::from_millis(2500), Some(Duration::from_secs(4))));
+        assert_eq!(p.timeout_value().as_deref(), Some("4000ms"));
+        assert_eq!(p.retry_config().retry_timeout, Duration::from_millis(2500));
+        assert_eq!(Patience::parse(Some("0"), None).unwrap().retry, Duration::ZERO);
+        let err = Patience::parse(Some("5m"), None).unwrap_err().to_string();
+        assert!(err.contains("RAS_STORE_RETRY_S=\"5m\""), "{err}");
+        let err = Patience::parse(None, Some("0")).unwrap_err().to_string();
+        assert!(err.contains("RAS_STORE_TIMEOUT_S"), "{err}");
+    }
+
+    /// A real S3 client against a port nobody listens on: every call is retried for the
+    /// budget, then fails as an outage naming the key and the knob.
+    #[test]
+    fn an_unreachable_s3_store_is_retried_for_the_budget_then_an_outage() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let p = Patience { retry: Duration::from_millis(1500), timeout: Some(Duration::from_secs(2)) };
+        let client = |budget| -> Arc<dyn ObjectStore> {
+            Arc::new(
+                object_store::aws::AmazonS3Builder::new()
+                    .with_bucket_name("b")
+                    .with_region("us-east-1")
+                    .with_access_key_id("k")
+                    .with_secret_access_key("s")
+                    .with_endpoint(format!("http://127.0.0.1:{port}"))
+                    .with_allow_http(true)
+                    .with_retry(Patience { retry: budget, ..p }.retry_config())
+                    .build()
+                    .unwrap(),
+            )
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let remote = Remote { patience: p, quick: client(p.retry.min(QUICK)) };
+        let s = Store { inner: client(p.retry), root: ObjPath::from("pre"), url: "s3://b/pre".into(), rt: Arc::new(rt), remote: Some(remote) };
+        let t = Instant::now();
+        let err = s.put("runs/r/status.json", b"{}".to_vec()).unwrap_err();
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(10), "waited {waited:?}");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        let err = anyhow::Error::new(err);
+        assert!(is_outage(&err));
+        let text = format!("{err:#}");
+        assert!(text.contains("runs/r/status.json") && text.contains("RAS_STORE_RETRY_S"), "{text}");
+        assert!(known_down());
+        // A conditional create and a read fail the same way (timeouts and refusals are
+        // retried for them too).
+        assert!(matches!(s.put_new("claims/x.0", b"1".to_vec()), Err(StoreError::Unavailable { .. })));
+        assert!(matches!(s.get("runs/r/status.json"), Err(StoreError::Unavailable { .. })));
+        // Local-folder errors are never outages.
+        let dir = tempfile::tempdir().unwrap();
+        let local = Store::open(dir.path().to_str().unwrap()).unwrap();
+        std::fs::create_dir_all(dir.path().join("d/x")).unwrap();
+        let e = local.put("d/x", b"1".to_vec()).unwrap_err();
+        assert!(!matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+        DOWN.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     #[test]

@@ -200,6 +200,16 @@ impl Listing {
     }
 }
 
+/// Whether a run whose latest attempt ended (not complete) has used up its attempts:
+/// `attempts` (1 + retries) past `max_retries`, unless the attempt ended in a state that
+/// does not use one ([`RunState::uses_an_attempt`]: preempted after a checkpoint, or
+/// stopped by a store outage), which is requeued whatever the count. An attempt that
+/// recorded nothing (no status, or still "running": killed from outside, or its store
+/// was down when it gave up) counts.
+fn out_of_attempts(attempts: usize, max_retries: usize, status: Option<&RunStatus>) -> bool {
+    attempts > max_retries && status.is_none_or(|s| s.state.uses_an_attempt())
+}
+
 /// What the tracker remembers of one run between passes.
 #[derive(Default)]
 struct Tracked {
@@ -402,8 +412,7 @@ impl<'a> Tracker<'a> {
                 }
                 if alive {
                     RunPhase::Active
-                } else if attempts > manifest.max_retries && status.as_ref().map(|s| s.state != RunState::Preempted).unwrap_or(true) {
-                    // (A preempted run checkpointed: resuming it is progress, not a retry.)
+                } else if out_of_attempts(attempts, manifest.max_retries, status.as_ref()) {
                     if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
                         // The job died without recording why (killed from outside).
                         let reason = format!("job ended without recording an outcome after {attempts} attempts");
@@ -465,6 +474,26 @@ mod tests {
         let stored: Manifest = store.get_json(&state.manifest_key()).unwrap().unwrap();
         assert_eq!(stored.runs[0].estimate, first.runs[0].estimate, "a's plan is the one made before it ran");
         assert_eq!(stored.runs[1].estimate, again.runs[1].estimate, "b is new: its plan is today's");
+    }
+
+    #[test]
+    fn preempted_and_infra_attempts_are_requeued_without_using_one() {
+        let st = |state: RunState| RunStatus { state, run_id: "r".into(), epoch: 1, updated_unix: 0, error: None };
+        // Within the retries, everything is retried.
+        for s in [RunState::Running, RunState::Failed, RunState::Preempted, RunState::Infra] {
+            assert!(!out_of_attempts(1, 2, Some(&st(s))));
+        }
+        // Past them: a failure, or an attempt that recorded nothing, ends the run...
+        assert!(out_of_attempts(3, 2, Some(&st(RunState::Failed))));
+        assert!(out_of_attempts(3, 2, Some(&st(RunState::Running))));
+        assert!(out_of_attempts(3, 2, None));
+        assert!(out_of_attempts(1, 0, Some(&st(RunState::Failed))));
+        // ...but a checkpointed preemption or a store outage is requeued whatever the count.
+        assert!(!out_of_attempts(3, 2, Some(&st(RunState::Preempted))));
+        assert!(!out_of_attempts(50, 0, Some(&st(RunState::Infra))));
+        assert!(!RunState::Infra.uses_an_attempt() && RunState::Failed.uses_an_attempt());
+        // The state as status.json spells it.
+        assert_eq!(serde_json::to_string(&RunState::Infra).unwrap(), "\"infra\"");
     }
 
     #[test]
