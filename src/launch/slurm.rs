@@ -366,4 +366,37 @@ mod tests {
         let st = Command::new("bash").arg("-n").arg(&path).status().unwrap();
         assert!(st.success(), "bash -n rejects:\n{script}");
     }
+
+    #[test]
+    fn gpus_per_node_not_per_task_and_exclusive_only_when_a_job_fills_its_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = ClusterProfile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/example-gpu.toml")).unwrap();
+        let store = Store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
+        let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into(), store);
+        let job = |ranks: usize, command: Option<JobCommand>| {
+            let spec = JobSpec {
+                name: "r".into(),
+                command: command.unwrap_or(JobCommand::Run { config: "c.toml".into(), attempt: 0, ranks }),
+                nodes: vec![],
+                after: vec![],
+                dependency: Dependency::AfterAny,
+            };
+            slurm.script(&[spec]).unwrap()
+        };
+        // A 2-GPU run is packed with others on an 8-GPU node: its 2 GPUs, shared node.
+        let two = job(2, None);
+        assert!(two.contains("#SBATCH --nodes=1\n") && two.contains("#SBATCH --gres=gpu:2\n"), "{two}");
+        assert!(!two.contains("--exclusive") && !two.contains("gpus-per-task"), "{two}");
+        // 16 ranks fill 2 nodes: 8 GPUs each, the nodes to itself.
+        let full = job(16, None);
+        assert!(full.contains("#SBATCH --nodes=2\n") && full.contains("#SBATCH --gres=gpu:8\n#SBATCH --exclusive\n"), "{full}");
+        assert!(full.contains("--quiet worker \"${CONFIGS[$i]}\""), "{full}");
+        // The example profile sets up no CUDA module (the bundle brings libtorch's CUDA).
+        assert!(!full.contains("module load"), "{full}");
+        // `ras doctor`'s job: 2 ranks spread over 2 nodes, its own command on each rank.
+        let args = vec!["doctor-node".to_string(), "--out".into(), "/shared/d x".into()];
+        let doc = job(2, Some(JobCommand::Ranks { args, ranks: 2, nodes: 2 }));
+        assert!(doc.contains("#SBATCH --nodes=2\n#SBATCH --ntasks=2\n#SBATCH --ntasks-per-node=1\n") && doc.contains("#SBATCH --gres=gpu:1\n"), "{doc}");
+        assert!(doc.contains("-n 2 /opt/ras --quiet doctor-node --out '/shared/d x'\n"), "{doc}");
+    }
 }
