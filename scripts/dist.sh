@@ -54,9 +54,10 @@ check() {
   # libtorch it was built against hidden under an empty tmpfs, for this one command only.
   local built=${LIBTORCH:-$HOME/.cache/libtorch-2.11.0-cpu}
   if [ -n "$built" ] && [ -d "$built/lib" ] && unshare -m true 2>/dev/null; then
+    local seen
     # shellcheck disable=SC2016 # $1, $2 are the inner shell's
-    if unshare -m bash -c 'mount -t tmpfs none "$1/lib" && env -u LD_LIBRARY_PATH LD_DEBUG=libs "$2" --version 2>&1' _ "$built" "$bin" \
-        | grep -q "calling init: $dir/bin/../lib/libtorch_cpu.so"; then
+    seen=$(unshare -m bash -c 'mount -t tmpfs none "$1/lib" && env -u LD_LIBRARY_PATH LD_DEBUG=libs "$2" --version 2>&1' _ "$built" "$bin" || true)
+    if grep -q "calling init: $dir/bin/../lib/libtorch_cpu.so" <<<"$seen"; then
       echo "  with $built/lib hidden: libtorch_cpu.so loads from the bundle"
     else
       echo "FAIL: with $built/lib hidden, $bin does not load libtorch from the bundle"; bad=1
