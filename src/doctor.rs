@@ -109,7 +109,9 @@ pub fn doctor_node(out: &Path, collective: CollectiveCheck, elements: usize) -> 
     run_collectives(world, collective, gpu, elements, &mut report);
     report.finished = true;
     write(&report)?;
-    let ok = report.mpi.as_ref().is_none_or(|r| r.ok) && report.nccl.as_ref().is_none_or(|r| r.ok || r.error.as_deref() == Some(NO_GPU));
+    // No GPU fails only an explicit `--collective nccl` (auto: a CPU node skips NCCL).
+    let no_gpu_ok = collective != CollectiveCheck::Nccl;
+    let ok = report.mpi.as_ref().is_none_or(|r| r.ok) && report.nccl.as_ref().is_none_or(|r| r.ok || (no_gpu_ok && r.error.as_deref() == Some(NO_GPU)));
     Ok(ok)
 }
 
