@@ -16,7 +16,6 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::Command;
 
 /// `KEY=value` of a `scontrol show job` text.
 fn field<'a>(sc: &'a str, key: &str) -> &'a str {
