@@ -7,6 +7,11 @@ CARGO ?= cargo
 RAS := target/release/ras
 DEMO_DATA := out/demo-data
 
+# dist: a relocatable bundle dist/ras-<version>/ (bin/ras + lib/, RUNPATH $ORIGIN/../lib).
+.PHONY: dist
+dist: build
+	bash scripts/dist.sh $(RAS)
+
 .PHONY: setup setup-python build demo test bench bench-coordinator clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:

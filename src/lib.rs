@@ -19,6 +19,7 @@
 //! - `store`    every byte that outlives a process (object_store)
 //! - `bench`    throughput measurements
 //! - `launch`   launchers (local processes, Slurm) behind one trait, mpirun, external commands
+//! - `doctor`   `ras doctor`: a small job through a cluster profile's launcher, per-check PASS/FAIL
 //! - `sweep`    sweeps: expansion, plan, store state, coordinator, status table
 //! - `report`   a sweep's results beside the paper's: tables (Markdown, CSV, LaTeX), plots
 //! - `runs`     the store as a workspace: list runs, compare them, find a run or sweep by name
@@ -30,6 +31,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod dist;
+pub mod doctor;
 pub mod eval;
 pub mod exit;
 pub mod features;

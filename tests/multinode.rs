@@ -16,24 +16,6 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::Command;
-
-const SLURM_CONF: &str = "/tmp/ras-slurm2/etc/slurm.conf";
-
-/// Starts the two-node Slurm (idempotent) and points this test process's Slurm commands
-/// (and the coordinators it starts, and through sbatch their jobs) at it.
-fn two_nodes_up() {
-    let out = Command::new("bash").arg(repo().join("cluster/slurm-2node-up.sh")).env("SLURM2_DIR", "/tmp/ras-slurm2").output().unwrap();
-    assert!(
-        out.status.success(),
-        "cluster/slurm-2node-up.sh failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // One test in this binary: nothing else reads the environment concurrently.
-    std::env::set_var("SLURM_CONF", SLURM_CONF);
-    std::env::set_var("OMPI_MCA_btl", "self,tcp");
-}
 
 /// `KEY=value` of a `scontrol show job` text.
 fn field<'a>(sc: &'a str, key: &str) -> &'a str {
@@ -89,7 +71,7 @@ fn plan(cwd: &Path, sweep: &Path, profile: &Path) -> Vec<(String, Vec<String>, f
 
 #[test]
 fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
-    two_nodes_up();
+    let _slurm = two_nodes_up();
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     dataset_at(cwd, "out/demo-data");

@@ -293,6 +293,66 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    // --- `ras doctor` (src/doctor.rs, src/cli/doctor.rs) ---
+    /// Check a cluster profile end to end before a sweep: submit a small job through the
+    /// profile's launcher and print one PASS/FAIL line per check.
+    ///
+    /// The job runs `ras doctor-node` on each of its ranks with the profile's template,
+    /// setup lines and srun options, as a sweep's runs would. Checks: the launcher takes
+    /// the job; every rank starts (this binary and its libraries load on the nodes);
+    /// the ranks span the nodes asked for; libtorch sees CUDA (GPU count and names) on a
+    /// profile with GPUs; an all-reduce over every rank is exact through MPI (CPU) and
+    /// through NCCL (each rank's GPU; SKIP without one). With 2 or more nodes the
+    /// default job is 2 ranks, one per node, so the collectives cross the network.
+    #[command(after_help = "Examples:\n  \
+        ras doctor --cluster cluster/local.toml                 # mpirun on this machine\n  \
+        ras doctor --cluster cluster/my-gpu.toml                # 2 ranks on 2 nodes: NCCL over the network\n  \
+        ras doctor --cluster cluster/my-gpu.toml --nodes 1 --ranks 8   # one node's 8 GPUs: NVLink peer-to-peer\n  \
+        ras doctor --cluster cluster/ci-slurm-2node.toml --cpu  # the test Slurm (fake GPUs)\n\n\
+        Exit codes: 0 every check passed (or was skipped, with the reason); 1 a check failed\n\
+        (the job's log tail and the rank files under --dir are printed/kept).")]
+    Doctor {
+        /// Cluster profile (cluster/*.toml).
+        #[arg(long, default_value = "cluster/local.toml")]
+        cluster: PathBuf,
+        /// Ranks of the check job [default: 2 across 2 nodes when the profile has 2 or
+        /// more, else 2 on one node when it has room for 2, else 1].
+        #[arg(long, value_parser = at_least_one)]
+        ranks: Option<usize>,
+        /// Nodes to spread the ranks over [default: 2 when the profile has them, else 1].
+        #[arg(long, value_parser = at_least_one)]
+        nodes: Option<usize>,
+        /// Treat the profile's GPUs as absent (a test cluster's fake GPUs): no CUDA is
+        /// then reported, not failed, and NCCL is skipped.
+        #[arg(long)]
+        cpu: bool,
+        /// Seconds to wait for the job, queue time included; then it is cancelled and the
+        /// check fails.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Folder for the job's script, log and rank files: must be on a filesystem the
+        /// compute nodes share (as a sweep's .ras-sweeps/ is).
+        #[arg(long, default_value = ".ras-doctor")]
+        dir: PathBuf,
+        /// Floats in the timed all-reduce (after the one-float check).
+        #[arg(long, default_value_t = 1 << 22)]
+        elements: usize,
+    },
+    /// One rank of `ras doctor`'s job: writes what it sees and the collectives' results
+    /// to OUT/rank-<rank>.json; exits 1 when a collective is wrong. Alone on a GPU machine:
+    /// `ras doctor-node --out DIR --collective nccl` (NCCL at one rank, no MPI needed).
+    #[command(hide = true)]
+    DoctorNode {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        collective: ras::doctor::CollectiveCheck,
+        #[arg(long, default_value_t = 1 << 22)]
+        elements: usize,
+        /// A name for the job's command line (unused otherwise).
+        #[arg(long)]
+        tag: Option<String>,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

@@ -2,6 +2,7 @@
 //! command is a few calls into the library; the library never sees these structs.
 
 mod args;
+mod doctor;
 mod sweep;
 
 use anyhow::{bail, Context, Result};
@@ -241,6 +242,11 @@ pub fn run() -> Result<ExitStatus> {
                 print!("{}", out.stdout);
             }
         }
+        Command::Doctor { cluster, ranks, nodes, cpu, timeout, dir, elements } => {
+            let opts = ras::doctor::DoctorOptions { ranks, nodes, cpu, timeout: std::time::Duration::from_secs(timeout), dir, elements };
+            return doctor::doctor(&cluster, opts);
+        }
+        Command::DoctorNode { out, collective, elements, .. } => return doctor::doctor_node(&out, collective, elements),
         Command::Bench(BenchCommand::Coordinator { runs, cycles, cluster, store, json }) => {
             sweep::bench_coordinator(runs, cycles, &cluster, store, json)?
         }

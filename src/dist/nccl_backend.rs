@@ -12,7 +12,8 @@ use cudarc::nccl::{result, sys};
 use tch::{Device, Kind, Tensor};
 
 pub struct Nccl {
-    mpi: Mpi,
+    /// None: one rank alone (`init_alone`), with no MPI to carry the unique id.
+    mpi: Option<Mpi>,
     comm: sys::ncclComm_t,
     info: WorldInfo,
     device: Device,
@@ -25,6 +26,16 @@ fn err(e: impl std::fmt::Debug) -> DistError {
 impl Nccl {
     pub fn init(mpi: Mpi, ordinal: usize) -> Result<Self, DistError> {
         let info = mpi.world();
+        Self::init_with(Some(mpi), info, ordinal)
+    }
+
+    /// One rank, without MPI: the same NCCL calls (unique id, communicator, collectives)
+    /// on one GPU. `ras doctor-node --collective nccl` on a machine with no MPI runtime.
+    pub fn init_alone(ordinal: usize) -> Result<Self, DistError> {
+        Self::init_with(None, WorldInfo::SINGLE, ordinal)
+    }
+
+    fn init_with(mpi: Option<Mpi>, info: WorldInfo, ordinal: usize) -> Result<Self, DistError> {
         // Make the rank's device current for this thread (NCCL binds the communicator
         // to the current device).
         let _ctx = cudarc::driver::CudaContext::new(ordinal).map_err(err)?;
@@ -32,7 +43,9 @@ impl Nccl {
         {
             // SAFETY: ncclUniqueId is 128 plain bytes.
             let bytes = unsafe { std::slice::from_raw_parts_mut(id.internal.as_mut_ptr() as *mut u8, 128) };
-            mpi.broadcast_bytes(bytes, 0)?;
+            if let Some(mpi) = &mpi {
+                mpi.broadcast_bytes(bytes, 0)?;
+            }
         }
         let mut comm: sys::ncclComm_t = std::ptr::null_mut();
         // SAFETY: comm is a valid out-pointer; id is identical on every rank.
@@ -83,15 +96,18 @@ impl Collective for Nccl {
         Ok((self.info.rank == 0).then_some(out))
     }
     fn broadcast_bytes(&self, bytes: &mut [u8], root: usize) -> Result<(), DistError> {
-        self.mpi.broadcast_bytes(bytes, root)
+        self.mpi.as_ref().map_or(Ok(()), |m| m.broadcast_bytes(bytes, root))
     }
     fn barrier(&self) -> Result<(), DistError> {
-        self.mpi.barrier()
+        self.mpi.as_ref().map_or(Ok(()), |m| m.barrier())
     }
     fn abort(&self, code: i32) -> ! {
         // SAFETY: the communicator is valid; abort does not wait for peers.
         let _ = unsafe { result::comm_abort(self.comm) };
-        self.mpi.abort(code)
+        match &self.mpi {
+            Some(m) => m.abort(code),
+            None => std::process::exit(code),
+        }
     }
     fn name(&self) -> &'static str {
         "nccl"

@@ -23,6 +23,13 @@ impl Local {
     /// Starts `ras --quiet ARGS` with its output in `log_dir/<log_name>`. `name` must
     /// appear in the command line: liveness checks look for it there.
     fn spawn(&mut self, name: &str, log_name: &str, args: &[std::ffi::OsString]) -> Result<JobRecord, LaunchError> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--quiet").args(args);
+        self.spawn_command(name, log_name, cmd)
+    }
+
+    /// Starts `cmd` (a `ras` or an `mpirun ... ras` command line) as `spawn` does.
+    fn spawn_command(&mut self, name: &str, log_name: &str, mut cmd: Command) -> Result<JobRecord, LaunchError> {
         std::fs::create_dir_all(&self.log_dir).map_err(|source| LaunchError::Io { path: self.log_dir.clone(), source })?;
         let log = self.log_dir.join(log_name);
         let file = std::fs::File::create(&log).map_err(|source| LaunchError::Io { path: log.clone(), source })?;
@@ -31,10 +38,10 @@ impl Local {
         // Own process group: cancel signals the run and its mpirun ranks together, and a
         // Ctrl-C (or kill) of the coordinator leaves the run going, to be adopted by the
         // next coordinator.
-        let mut cmd = Command::new(&self.exe);
-        cmd.process_group(0).arg("--quiet").args(args).stdin(Stdio::null()).stdout(file).stderr(err);
+        cmd.process_group(0).stdin(Stdio::null()).stdout(file).stderr(err);
         tracing::debug!(command = super::command::command_line(&cmd), log = %log.display(), "starting");
-        let child = cmd.spawn().map_err(|source| LaunchError::Io { path: self.exe.clone(), source })?;
+        let program = PathBuf::from(cmd.get_program());
+        let child = cmd.spawn().map_err(|source| LaunchError::Io { path: program, source })?;
         let id = child.id().to_string();
         self.children.insert(id.clone(), child);
         Ok(JobRecord { kind: LauncherKind::Local, id, host: crate::hostname(), run_id: name.to_string(), log, nodes: vec![] })
@@ -60,12 +67,28 @@ impl Launcher for Local {
                     job.name
                 )));
             }
+            if let JobCommand::Ranks { args, ranks, .. } = &job.command {
+                // One node here: several ranks are mpirun's (as `ras train --ranks N`).
+                let log_name = format!("{}.log", job.name);
+                let cmd = if *ranks > 1 {
+                    let mut all = vec!["--quiet".to_string()];
+                    all.extend(args.iter().cloned());
+                    super::mpirun::command(*ranks, &self.exe, &all)
+                } else {
+                    let mut c = Command::new(&self.exe);
+                    c.arg("--quiet").args(args);
+                    c
+                };
+                out.push(self.spawn_command(&job.name, &log_name, cmd)?);
+                continue;
+            }
             let (log_name, args): (String, Vec<std::ffi::OsString>) = match &job.command {
                 JobCommand::Run { config, attempt, ranks } => (
                     format!("{}.{attempt}.log", job.name),
                     vec!["train".into(), config.clone().into(), "--ranks".into(), ranks.to_string().into()],
                 ),
                 JobCommand::Task { args } => (format!("{}.log", job.name), args.iter().map(Into::into).collect()),
+                JobCommand::Ranks { .. } => unreachable!("started above"),
             };
             out.push(self.spawn(&job.name, &log_name, &args)?);
         }

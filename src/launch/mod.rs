@@ -90,6 +90,10 @@ pub enum JobCommand {
     Run { config: PathBuf, attempt: usize, ranks: usize },
     /// One `ras ARGS` process: a feature cache (`features CONFIG`) or a sweep's report.
     Task { args: Vec<String> },
+    /// `ras ARGS` on `ranks` ranks, placed and bound to GPUs as a run's ranks are (srun
+    /// on Slurm, mpirun here): `ras doctor`'s check job. `nodes` > 0 spreads the ranks
+    /// over that many nodes (a run would pack them onto as few as hold them).
+    Ranks { args: Vec<String>, ranks: usize, nodes: usize },
 }
 
 /// One job to start.
@@ -110,7 +114,7 @@ pub struct JobSpec {
 impl JobSpec {
     pub fn ranks(&self) -> usize {
         match &self.command {
-            JobCommand::Run { ranks, .. } => *ranks,
+            JobCommand::Run { ranks, .. } | JobCommand::Ranks { ranks, .. } => *ranks,
             JobCommand::Task { .. } => 1,
         }
     }
@@ -119,7 +123,7 @@ impl JobSpec {
     pub fn attempt(&self) -> usize {
         match &self.command {
             JobCommand::Run { attempt, .. } => *attempt,
-            JobCommand::Task { .. } => 0,
+            JobCommand::Task { .. } | JobCommand::Ranks { .. } => 0,
         }
     }
 }

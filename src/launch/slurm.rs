@@ -34,8 +34,17 @@ impl Slurm {
     }
 
     /// Variables every job script gets: the profile's options, setup lines and srun
-    /// options (with a trailing space, so an empty list leaves `srun -n` as it was).
-    fn common_vars(&self, after: &[JobRecord], dependency: Dependency) -> BTreeMap<&'static str, Value> {
+    /// options (with a trailing space, so an empty list leaves `srun -n` as it was), and
+    /// the GPUs of a job with `per_node` ranks on each of its nodes.
+    ///
+    /// GPUs: `--gres=gpu:<per_node>` on each node, no per-task binding. Every rank of the
+    /// job on a node then sees all of the job's GPUs there and picks its own by local rank
+    /// (`WorldInfo::device`); `--gpus-per-task=1` would put each rank in a device cgroup of
+    /// one GPU, and NCCL could not use peer-to-peer (NVLink) between the ranks of a node.
+    /// `--exclusive` only for a job whose ranks fill its nodes' GPUs: a smaller one shares
+    /// its node with the other runs the planner packed there (a 2-GPU run must not hold an
+    /// 8-GPU node).
+    fn common_vars(&self, after: &[JobRecord], dependency: Dependency, per_node: usize) -> BTreeMap<&'static str, Value> {
         let p = &self.profile;
         let opt = |v: &Option<String>| v.clone().map(Value::from).unwrap_or(Value::from(()));
         let ids: Vec<&str> = after.iter().map(|j| j.id.as_str()).collect();
@@ -54,7 +63,8 @@ impl Slurm {
             ("time_limit", opt(&p.time_limit)),
             ("mem_key", Value::from(if p.gpus_per_node > 0 { "mem-per-gpu" } else { "mem-per-cpu" })),
             ("mem", opt(&p.mem_per_gpu)),
-            ("gpus_per_task", Value::from(if p.gpus_per_node > 0 { 1 } else { 0 })),
+            ("gres", if p.gpus_per_node > 0 { Value::from(format!("gpu:{}", per_node.min(p.gpus_per_node))) } else { Value::from(()) }),
+            ("exclusive", Value::from(p.gpus_per_node > 0 && per_node >= p.gpus_per_node)),
             ("dependency", dep.map(Value::from).unwrap_or(Value::from(()))),
             ("kill_on_invalid_dep", Value::from(kill_invalid)),
             ("extra", Value::from(p.extra.clone())),
@@ -81,14 +91,23 @@ impl Slurm {
     pub fn script(&self, jobs: &[JobSpec]) -> Result<String, LaunchError> {
         let first = jobs.first().ok_or_else(|| LaunchError::Invalid("no run to submit".into()))?;
         let n = first.ranks();
-        let (node_count, per_node) = self.profile.shape().layout(n);
-        let mut vars = self.common_vars(&first.after, first.dependency);
+        let (node_count, per_node) = match &first.command {
+            JobCommand::Ranks { nodes, .. } if *nodes > 0 => (*nodes, n.div_ceil(*nodes)),
+            _ => self.profile.shape().layout(n),
+        };
+        let mut vars = self.common_vars(&first.after, first.dependency, per_node);
         let list = |f: &dyn Fn(&JobSpec) -> String| jobs.iter().map(|j| shell_word(&f(j))).collect::<Vec<_>>().join(" ");
         let config = |j: &JobSpec| match &j.command {
             JobCommand::Run { config, .. } => abs(config),
-            JobCommand::Task { .. } => String::new(),
+            JobCommand::Task { .. } | JobCommand::Ranks { .. } => String::new(),
+        };
+        // What each rank runs after `ras --quiet`: a run's worker, or the job's own command.
+        let command = match &first.command {
+            JobCommand::Ranks { args, .. } => args.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" "),
+            _ => "worker \"${CONFIGS[$i]}\"".to_string(),
         };
         vars.extend([
+            ("command", Value::from(command.clone())),
             ("job_name", Value::from(format!("ras-{}", first.name))),
             ("run_ids", Value::from(list(&|j| j.name.clone()))),
             ("attempts", Value::from(list(&|j| j.attempt().to_string()))),
@@ -100,12 +119,20 @@ impl Slurm {
             ("nodelist", if first.nodes.is_empty() { Value::from(()) } else { Value::from(first.nodes.join(",")) }),
             ("log", Value::from(format!("{}/{}", abs(&self.log_dir), log_pattern(jobs)))),
         ]);
-        self.render("run.sbatch.tmpl", &vars)
+        let script = self.render("run.sbatch.tmpl", &vars)?;
+        if !script.contains(&command) {
+            let path = self.profile.template.clone().unwrap_or_default();
+            return Err(LaunchError::Template {
+                path,
+                message: "the srun line must run `{{ ras }} --quiet {{ command }}` (see cluster/templates/run.sbatch.tmpl)".into(),
+            });
+        }
+        Ok(script)
     }
 
     /// The job script of a single `ras ARGS` task.
     pub fn task_script(&self, job: &JobSpec, args: &[String]) -> Result<String, LaunchError> {
-        let mut vars = self.common_vars(&job.after, job.dependency);
+        let mut vars = self.common_vars(&job.after, job.dependency, 1);
         vars.extend([
             ("job_name", Value::from(format!("ras-{}", job.name))),
             ("log", Value::from(format!("{}/{}-%j.log", abs(&self.log_dir), job.name))),
@@ -179,7 +206,7 @@ impl Launcher for Slurm {
     fn submit(&mut self, jobs: &[JobSpec]) -> Result<Vec<JobRecord>, LaunchError> {
         let Some(first) = jobs.first() else { return Ok(vec![]) };
         match &first.command {
-            JobCommand::Run { .. } => self.submit_runs(jobs),
+            JobCommand::Run { .. } | JobCommand::Ranks { .. } => self.submit_runs(jobs),
             JobCommand::Task { .. } => {
                 let mut out = vec![];
                 for job in jobs {
@@ -330,11 +357,47 @@ mod tests {
         assert!(script.contains(&format!("CONFIGS=('{}' {})", cfg_a.display(), cfg_b.display())), "{script}");
         // Options the profile does not set leave no line behind.
         assert!(!script.contains("--partition") && !script.contains("--kill-on-invalid-dep") && !script.contains("\n\n\n"), "{script}");
-        assert!(script.contains("#SBATCH --gpus-per-task=1\n") && script.contains("-eq 75 ]"), "{script}");
+        // 3 ranks on 2 nodes of 2 GPUs: 2 per node fill them, so the job has its nodes to
+        // itself; each rank sees both GPUs of its node (no per-task binding).
+        assert!(script.contains("#SBATCH --gres=gpu:2\n#SBATCH --exclusive\n") && script.contains("-eq 75 ]"), "{script}");
+        assert!(!script.contains("gpus-per-task"), "{script}");
         // The rendered script parses as bash.
         let path = dir.path().join("job.sbatch");
         std::fs::write(&path, &script).unwrap();
         let st = Command::new("bash").arg("-n").arg(&path).status().unwrap();
         assert!(st.success(), "bash -n rejects:\n{script}");
+    }
+
+    #[test]
+    fn gpus_per_node_not_per_task_and_exclusive_only_when_a_job_fills_its_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = ClusterProfile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/example-gpu.toml")).unwrap();
+        let store = Store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
+        let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into(), store);
+        let job = |ranks: usize, command: Option<JobCommand>| {
+            let spec = JobSpec {
+                name: "r".into(),
+                command: command.unwrap_or(JobCommand::Run { config: "c.toml".into(), attempt: 0, ranks }),
+                nodes: vec![],
+                after: vec![],
+                dependency: Dependency::AfterAny,
+            };
+            slurm.script(&[spec]).unwrap()
+        };
+        // A 2-GPU run is packed with others on an 8-GPU node: its 2 GPUs, shared node.
+        let two = job(2, None);
+        assert!(two.contains("#SBATCH --nodes=1\n") && two.contains("#SBATCH --gres=gpu:2\n"), "{two}");
+        assert!(!two.contains("--exclusive") && !two.contains("gpus-per-task"), "{two}");
+        // 16 ranks fill 2 nodes: 8 GPUs each, the nodes to itself.
+        let full = job(16, None);
+        assert!(full.contains("#SBATCH --nodes=2\n") && full.contains("#SBATCH --gres=gpu:8\n#SBATCH --exclusive\n"), "{full}");
+        assert!(full.contains("--quiet worker \"${CONFIGS[$i]}\""), "{full}");
+        // The example profile sets up no CUDA module (the bundle brings libtorch's CUDA).
+        assert!(!full.contains("module load"), "{full}");
+        // `ras doctor`'s job: 2 ranks spread over 2 nodes, its own command on each rank.
+        let args = vec!["doctor-node".to_string(), "--out".into(), "/shared/d x".into()];
+        let doc = job(2, Some(JobCommand::Ranks { args, ranks: 2, nodes: 2 }));
+        assert!(doc.contains("#SBATCH --nodes=2\n#SBATCH --ntasks=2\n#SBATCH --ntasks-per-node=1\n") && doc.contains("#SBATCH --gres=gpu:1\n"), "{doc}");
+        assert!(doc.contains("-n 2 /opt/ras --quiet doctor-node --out '/shared/d x'\n"), "{doc}");
     }
 }

@@ -175,3 +175,35 @@ pub fn status(store: &Path, id: &str) -> serde_json::Value {
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
+
+// --- the two-node Slurm (tests/multinode.rs, tests/doctor.rs) ---
+
+/// Held while a test uses the two-node Slurm: an exclusive lock on `<dir>.lock`, so two
+/// test binaries (cargo runs them one after another, but two checkouts may not) never
+/// restart or reconfigure it under each other.
+pub struct TwoNodes {
+    _lock: std::fs::File,
+    pub dir: PathBuf,
+}
+
+/// Starts the two-node Slurm of cluster/slurm-2node-up.sh (idempotent) in $SLURM2_DIR
+/// (default /tmp/ras-slurm2; give CTLD_PORT and NODE_PORT_BASE with another dir for a
+/// second instance) and points this test process's Slurm commands (and the coordinators
+/// it starts, and through sbatch their jobs) at it. OMPI_MCA_btl=self,tcp makes the
+/// ranks of a 2-node job talk over the network path, not shared memory (both "nodes" are
+/// this host). One test per binary: nothing else reads the environment concurrently.
+pub fn two_nodes_up() -> TwoNodes {
+    let dir = PathBuf::from(std::env::var("SLURM2_DIR").unwrap_or_else(|_| "/tmp/ras-slurm2".into()));
+    let lock = std::fs::File::create(dir.with_extension("lock")).expect("lock file");
+    lock.lock().expect("locking the two-node Slurm");
+    let out = Command::new("bash").arg(repo().join("cluster/slurm-2node-up.sh")).env("SLURM2_DIR", &dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cluster/slurm-2node-up.sh failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::env::set_var("SLURM_CONF", dir.join("etc/slurm.conf"));
+    std::env::set_var("OMPI_MCA_btl", "self,tcp");
+    TwoNodes { _lock: lock, dir }
+}
