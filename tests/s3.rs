@@ -178,8 +178,9 @@ fn quickstart_sweep_and_report_on_s3() {
     for id in &ids {
         let fm = s3.json(&format!("qs/runs/{id}/final_metrics.json"));
         let auroc = fm["metrics"]["mean"]["image_auroc"].as_f64().unwrap();
-        let shown = format!("{:.1}", auroc * 100.0);
-        assert!(csv.contains(&shown) || csv.contains(&format!("{auroc}")), "run {id}: mean I-AUROC {auroc} not in the report:\n{csv}");
+        // The CSV's mean rows carry I-AUROC in percent with 4 decimals.
+        let shown = format!(",mean,1,{:.4},", auroc * 100.0);
+        assert!(csv.lines().any(|l| l.contains(&shown)), "run {id}: mean I-AUROC {auroc} not in the report:\n{csv}");
     }
     let st = s3.ras_ok(cwd, &["status", "quickstart", "--store", store]);
     assert_eq!(String::from_utf8_lossy(&st.stdout).matches(" complete ").count(), 4, "{}", text(&st));

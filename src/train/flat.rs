@@ -21,6 +21,9 @@
 //! instead of a norm of per-tensor norms (equal up to float rounding).
 
 use super::optim::AdamW;
+
+/// Elements per alignment unit of the buffers (32 fp32 = 128 bytes).
+const ALIGN: i64 = 32;
 use tch::{Kind, Tensor};
 
 pub struct FlatState {
@@ -43,7 +46,11 @@ impl FlatState {
         let device = params.first().map(|p| p.device()).unwrap_or(tch::Device::Cpu);
         let has_grad: Vec<bool> = params.iter().map(|p| p.grad().defined()).collect();
         let order: Vec<usize> = (0..params.len()).filter(|&i| has_grad[i]).chain((0..params.len()).filter(|&i| !has_grad[i])).collect();
-        let numel = |t: &Tensor| t.numel() as i64;
+        // Each tensor starts on a 128-byte boundary, as a tensor of its own would: matrix
+        // kernels (MKL, oneDNN, cuBLAS) may take another path, and round differently, on
+        // differently aligned operands, and a resumed run does its first step before the
+        // buffers exist: its results must not depend on that. The gaps stay zero.
+        let numel = |t: &Tensor| (t.numel() as i64 + ALIGN - 1) / ALIGN * ALIGN;
         let total: i64 = params.iter().map(numel).sum();
         let trained: i64 = params.iter().zip(&has_grad).filter(|(_, g)| **g).map(|(p, _)| numel(p)).sum();
         let opts = (Kind::Float, device);
@@ -57,7 +64,7 @@ impl FlatState {
         tch::no_grad(|| {
             let mut off = 0i64;
             for &i in &order {
-                let (n, shape) = (numel(&params[i]), params[i].size());
+                let (n, shape) = (params[i].numel() as i64, params[i].size());
                 let view = |buf: &Tensor| buf.narrow(0, off, n).view(shape.as_slice());
                 let mut p = view(&flat.params);
                 let _ = p.copy_(&params[i]);
@@ -73,7 +80,7 @@ impl FlatState {
                         moment.set_data(&m);
                     }
                 }
-                off += n;
+                off += numel(&params[i]);
             }
         });
         flat
