@@ -46,7 +46,9 @@ impl FlatState {
         let device = params.first().map(|p| p.device()).unwrap_or(tch::Device::Cpu);
         let has_grad: Vec<bool> = params.iter().map(|p| p.grad().defined()).collect();
         let order: Vec<usize> = (0..params.len()).filter(|&i| has_grad[i]).chain((0..params.len()).filter(|&i| !has_grad[i])).collect();
-        // Each tensor starts on a 128-byte boundary, as a tensor of its own would: matrix
+        // Each tensor starts at a multiple of 128 bytes into a buffer that is itself aligned
+        // (64 bytes by libtorch's CPU allocator, 256 by CUDA's), so it is aligned at least
+        // as a tensor of its own would be: matrix
         // kernels (MKL, oneDNN, cuBLAS) may take another path, and round differently, on
         // differently aligned operands, and a resumed run does its first step before the
         // buffers exist: its results must not depend on that. The gaps stay zero.
