@@ -12,7 +12,7 @@ DEMO_DATA := out/demo-data
 dist: build
 	bash scripts/dist.sh $(RAS)
 
-.PHONY: setup setup-python build demo test bench bench-coordinator clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: setup setup-python setup-s3 build demo test bench bench-coordinator clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -37,7 +37,11 @@ demo: build
 setup-python: setup
 	@bash scripts/setup-python.sh
 
-test: build setup-python
+# The S3 server of tests/s3.rs (s3s-fs, cargo install: minutes, once).
+setup-s3: setup
+	@bash scripts/setup-s3.sh
+
+test: build setup-python setup-s3
 	$(CARGO) test --release --features nccl
 
 # (a) the paper's shapes, (b) a tiny model (batch 2, hidden 32, T_e = T_d = 1) where the

@@ -4,7 +4,6 @@
 #   - Debian packages: a C/C++ toolchain and pkg-config (torch-sys builds a C++ wrapper)
 #   - libtorch 2.11.0 (CPU) from the PyPI torch wheel (pytorch.org is not reachable)
 #   - .cargo/config.toml pointing cargo at it (generated: it holds an absolute path)
-#   - s3s-fs 0.14.1, a real S3 server (signatures checked) that tests/s3.rs runs against
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LIBTORCH_DIR="${LIBTORCH:-$HOME/.cache/libtorch-2.11.0-cpu}"
@@ -37,11 +36,3 @@ if [ ! -f .cargo/config.toml ] || [ "$(cat .cargo/config.toml)" != "$want" ]; th
   echo "setup: wrote .cargo/config.toml (LIBTORCH=$LIBTORCH_DIR)"
 fi
 
-# s3s-fs: the S3 server of tests/s3.rs (cargo install, a few minutes once). Skipped when
-# the right version is on PATH or in ~/.cargo/bin already.
-S3S_VERSION=0.14.1
-s3s_ok() { [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q " $S3S_VERSION"; }
-if ! s3s_ok "$(command -v s3s-fs || true)" && ! s3s_ok "$HOME/.cargo/bin/s3s-fs"; then
-  echo "setup: installing s3s-fs $S3S_VERSION (the S3 server tests/s3.rs uses; a few minutes once)"
-  cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --quiet
-fi

@@ -12,7 +12,7 @@
 //!   and is left as it was (never corrupted) when the store is still down; started again,
 //!   the run resumes and ends with the same final metrics.
 //!
-//! s3s-fs is installed by `make setup` (scripts/setup.sh); without it these tests fail,
+//! s3s-fs is installed by `make setup-s3` (scripts/setup-s3.sh, run by `make test`); without it these tests fail,
 //! saying so: they never skip.
 
 mod common;
@@ -30,7 +30,7 @@ fn s3s_fs() -> PathBuf {
     let on_path = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).find(|p| p.is_file()));
     let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/s3s-fs")).filter(|p| p.is_file());
     on_path.or(cargo_bin).unwrap_or_else(|| {
-        panic!("s3s-fs (the S3 server these tests run against) is not on PATH nor in ~/.cargo/bin: run `make setup` (scripts/setup.sh installs it)")
+        panic!("s3s-fs (the S3 server these tests run against) is not on PATH nor in ~/.cargo/bin: run `make setup-s3` (scripts/setup-s3.sh installs it)")
     })
 }
 
