@@ -9,7 +9,7 @@
 //! that never do (the output projections of decoder steps before the last): AdamW
 //! updates only the first part, as torch.optim.AdamW skips parameters whose `.grad` is
 //! None. Which parameters get gradients is known only after a backward pass, so the
-//! buffers are built after the first one.
+//! trainer builds the buffers after one on a single zero sample, before any real step.
 //!
 //! How the views stay views: a parameter's storage is replaced with `set_data` (Python's
 //! `p.data = view`), which every handle of that tensor (the VarStore's, the modules') sees.

@@ -35,13 +35,11 @@ pub struct Trainer {
     pub vs: nn::VarStore,
     pub model: Ras,
     pub opt: AdamW,
-    /// Trainable parameters in name order (checkpoint order). After the first step they
-    /// are views into `flat` (see [`flat::FlatState`]).
+    /// Trainable parameters in name order (checkpoint order), views into `flat`.
     params: Vec<Tensor>,
     names: Vec<String>,
-    /// One buffer each for parameters, gradients and AdamW moments, built after the first
-    /// backward pass (which tells the parameters that receive gradients from the rest).
-    flat: Option<FlatState>,
+    /// One buffer each for parameters, gradients and AdamW moments (see [`flat::FlatState`]).
+    flat: FlatState,
     /// Time spent in and bytes sent to gradient all-reduces (for `ras bench ranks`).
     pub comm_seconds: f64,
     pub comm_bytes: u64,
@@ -83,11 +81,19 @@ impl Trainer {
             n
         };
         let vars = vs.variables();
-        let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
-        let opt = AdamW::new(&params, train_cfg.lr, train_cfg.betas, train_cfg.weight_decay);
+        let mut params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+        let mut opt = AdamW::new(&params, train_cfg.lr, train_cfg.betas, train_cfg.weight_decay);
+        // Which parameters get gradients is what a backward pass says: one on a single
+        // zero sample (the model draws no random numbers), so that the buffers exist before
+        // the first real step. Every step, the first of a resumed run included, then computes
+        // on the same memory layout, which bit-for-bit resumption needs (matrix kernels may
+        // round differently on operands laid out differently).
+        model.forward_t(&Tensor::zeros([1, channels, grid, grid], (Kind::Float, device)), true).sum(Kind::Float).backward();
+        let flat = FlatState::build(&mut params, &mut opt, EXTRA_SLOTS);
+        flat.zero_grads();
         let precision = Precision::resolve(train_cfg.precision, device);
         precision::apply(precision);
-        Ok(Self { vs, model, opt, params, names, flat: None, comm_seconds: 0.0, comm_bytes: 0, cfg: train_cfg.clone(), seed, precision })
+        Ok(Self { vs, model, opt, params, names, flat, comm_seconds: 0.0, comm_bytes: 0, cfg: train_cfg.clone(), seed, precision })
     }
 
     /// The precision this trainer computes in (`train.precision`, resolved for its device).
@@ -161,25 +167,12 @@ impl Trainer {
             let noise = jitter_noise(ids, shape, self.seed, STREAM_JITTER, epoch, self.cfg.jitter_prob).to_device(device);
             add_jitter(&clean, &noise, self.cfg.jitter_scale)
         };
-        match &self.flat {
-            Some(f) => f.zero_grads(),
-            None => {
-                for p in &self.params {
-                    let mut g = p.grad();
-                    if g.defined() {
-                        let _ = g.zero_();
-                    }
-                }
-            }
-        }
+        self.flat.zero_grads();
         let rec = precision::with_autocast(self.precision, device, || self.model.forward_t(&input, true));
         // The loss in fp32 whatever the forward computed in.
         let loss = rec.to_kind(Kind::Float).mse_loss(&clean, tch::Reduction::Mean);
         loss.backward();
-        if self.flat.is_none() {
-            self.flat = Some(FlatState::build(&mut self.params, &mut self.opt, EXTRA_SLOTS));
-        }
-        let flat = self.flat.as_mut().expect("built above");
+        let flat = &mut self.flat;
         let world = coll.world().world_size;
         let (loss_value, stop_all) = if world > 1 {
             // The gradient buffer is the bucket: [gradients..., local loss, stop flag],
@@ -344,7 +337,7 @@ mod tests {
             }
             loop_.opt.step(&mut loop_.params);
         }
-        let f = flat.flat.as_ref().expect("built by the first step");
+        let f = &flat.flat;
         assert!(f.trained < f.params.size()[0], "some parameters get no gradient (the earlier steps' output projections)");
         for (i, name) in flat.names.iter().enumerate() {
             assert!(flat.params[i].equal(&loop_.params[i]), "{name}: parameters differ");
