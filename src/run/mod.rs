@@ -436,7 +436,9 @@ fn on_training_device(features: Tensor, device: Device) -> Tensor {
 fn train_model(run: &Run, data: &Prepared, model: &str, members: &[usize], logs: &mut RunLogs, final_preds: &mut BTreeMap<String, Predictions>) -> Result<Trained> {
     let (cfg, root, epochs) = (run.cfg, run.root, run.cfg.train.epochs);
     let train_feats = on_training_device(Tensor::cat(&members.iter().map(|&i| data.features[i].1.train.shallow_clone()).collect::<Vec<_>>(), 0), run.device);
-    let mut trainer = Trainer::new(&cfg.model, &cfg.train, cfg.seed, data.channels, cfg.backbone.image_size / 16, run.device)?;
+    // (Training time: building the trainer runs its first backward pass, which pays the
+    // process's one-off kernel set-up that the first step used to.)
+    let mut trainer = run.timer.time(Phase::Train, || Trainer::new(&cfg.model, &cfg.train, cfg.seed, data.channels, cfg.backbone.image_size / 16, run.device))?;
     let n = train_feats.size()[0] as usize;
     let steps = trainer.steps_per_epoch(n, run.coll.world().world_size);
     let (mut epoch, mut step) = resume(run, model, &mut trainer)?;
