@@ -4,6 +4,7 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    ras::threads::pin();
     match cli::run() {
         Ok(status) => status.into(),
         Err(err) => {

@@ -49,6 +49,16 @@ fn train_cmd(cfg: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// `train_cmd` on one intra-op thread, for runs compared bit for bit with another process's:
+/// a multi-threaded BLAS's run-to-run equality rests on conditions (fixed threads, no
+/// dynamic threading) that ras sets (src/threads.rs) but a loaded machine has broken
+/// before; these tests check what resumption restores, not the BLAS.
+fn repeatable_train_cmd(cfg: &Path, extra: &[&str]) -> Command {
+    let mut c = train_cmd(cfg, extra);
+    c.env("OMP_NUM_THREADS", "1");
+    c
+}
+
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
@@ -116,12 +126,12 @@ fn sigkill_then_resume_is_bit_identical_even_with_a_corrupt_checkpoint() {
     let set = ["--set", "train.epochs=12", "--set", "train.eval_every=6", "--set", "train.batch_size=4"];
     // Reference: uninterrupted.
     let reference = config(dir.path(), &root, "ref", EXTRA);
-    let out = train_cmd(&reference, &set).output().unwrap();
+    let out = repeatable_train_cmd(&reference, &set).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Interrupted: SIGKILL after the epoch-6 checkpoint, somewhere inside epochs 7-9.
     let victim = config(dir.path(), &root, "victim", EXTRA);
     let store = store_of(&victim);
-    let mut child = train_cmd(&victim, &set).spawn().unwrap();
+    let mut child = repeatable_train_cmd(&victim, &set).spawn().unwrap();
     wait_for("checkpoint epoch 6", Duration::from_secs(300), || checkpoint_exists(&store, "epoch_0006.json"));
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL
@@ -138,7 +148,7 @@ fn sigkill_then_resume_is_bit_identical_even_with_a_corrupt_checkpoint() {
     bytes[n - 10] ^= 0xFF;
     std::fs::write(&newest, bytes).unwrap();
     // Resume.
-    let out = train_cmd(&victim, &set).output().unwrap();
+    let out = repeatable_train_cmd(&victim, &set).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("sha256"), "the corrupt checkpoint is reported: {stderr}");
@@ -159,10 +169,10 @@ fn signal_case(sig: i32, sig_name: &str) {
     let root = synth_dataset(dir.path(), 2, 6, 224, 16);
     let set = ["--set", "train.epochs=9", "--set", "train.eval_every=9", "--set", "train.batch_size=4"];
     let reference = config(dir.path(), &root, "ref", EXTRA);
-    assert!(train_cmd(&reference, &set).output().unwrap().status.success());
+    assert!(repeatable_train_cmd(&reference, &set).output().unwrap().status.success());
     let victim = config(dir.path(), &root, "victim", EXTRA);
     let store = store_of(&victim);
-    let child = train_cmd(&victim, &set).spawn().unwrap();
+    let child = repeatable_train_cmd(&victim, &set).spawn().unwrap();
     wait_for("first checkpoint", Duration::from_secs(300), || checkpoint_exists(&store, "epoch_0003.json"));
     let pid = child.id() as i32;
     let rc = Command::new("kill").arg(format!("-{sig_name}")).arg(pid.to_string()).status().unwrap();
@@ -174,7 +184,7 @@ fn signal_case(sig: i32, sig_name: &str) {
     let status = std::fs::read_to_string(run_dir(&store).join("status.json")).unwrap();
     assert!(status.contains("preempted"), "{status}");
     assert!(!checkpoint_exists(&store, "epoch_0009.json"), "stopped before the end");
-    let out = train_cmd(&victim, &set).output().unwrap();
+    let out = repeatable_train_cmd(&victim, &set).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (a, b) = (final_weights(&store_of(&reference), 9), final_weights(&store, 9));
     for (name, t) in &a {

@@ -45,13 +45,18 @@ struct S3 {
     root: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Runs `ras` on one intra-op thread: for runs compared bit for bit with another
+    /// process's (a multi-threaded BLAS's run-to-run equality rests on conditions ras sets,
+    /// src/threads.rs, but that a loaded machine has broken before; these tests check what
+    /// resumption restores, not the BLAS).
+    one_thread: bool,
 }
 
 impl S3 {
     fn start(dir: &Path) -> S3 {
         let root = dir.join("s3");
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let mut s = S3 { bin: s3s_fs(), root, port: free_port(), child: None };
+        let mut s = S3 { bin: s3s_fs(), root, port: free_port(), child: None, one_thread: false };
         s.spawn();
         s
     }
@@ -135,6 +140,9 @@ impl S3 {
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("RAS_STORE_RETRY_S")
             .env_remove("RAS_STORE_TIMEOUT_S");
+        if self.one_thread {
+            c.env("OMP_NUM_THREADS", "1");
+        }
         c
     }
 
@@ -239,6 +247,7 @@ fn kill9_resume_eval_and_outages_end_with_identical_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut s3 = S3::start(d);
+    s3.one_thread = true;
     let cfg = outage_config(d);
     let cfg = cfg.to_str().unwrap();
     let args = |store: &str| train_args(cfg, store);
@@ -313,6 +322,7 @@ fn past_the_retry_budget_a_run_exits_74_and_resumes_later() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut s3 = S3::start(d);
+    s3.one_thread = true;
     let cfg = outage_config(d);
     let cfg = cfg.to_str().unwrap();
     let a = train_args(cfg, "s3://ras/down");

@@ -83,6 +83,7 @@ pub struct FeatureExtractor {
 
 impl FeatureExtractor {
     pub fn new(cfg: &BackboneConfig, device: Device) -> Result<Self, BackboneError> {
+        crate::threads::pin();
         let identity = BackboneIdentity::resolve(cfg)?;
         let spec = EfficientNetSpec::of(cfg.arch);
         let mut vs = nn::VarStore::new(device);

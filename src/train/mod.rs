@@ -72,6 +72,7 @@ impl Trainer {
         grid: i64,
         device: Device,
     ) -> Result<Self, tch::TchError> {
+        crate::threads::pin();
         let vs = nn::VarStore::new(device);
         let model = with_torch_seed(mix_seed(&[seed, STREAM_INIT]), || Ras::new(&vs.root(), model_cfg, channels, (grid, grid)));
         let names = {
