@@ -8,7 +8,7 @@
 //! run-to-run reproducibility are a fixed thread count with MKL_DYNAMIC and OMP_DYNAMIC
 //! false. Runs that must repeat bit for bit (a resumed run against an undisturbed one)
 //! need that. Without it, on this project's 2-core machines with 3 to 5 runs at once, 2
-//! of 66 identical 120-epoch runs diverged from the others within their first 10 epochs
+//! of 67 identical 120-epoch runs diverged from the others within their first 10 epochs
 //! (final metrics equal to 7 digits only), and one CI run's resumed run did. MKL's
 //! dynamic threading is the one source of timing-dependent arithmetic libtorch leaves
 //! open here; the rare event itself was not caught in the act.
