@@ -49,13 +49,10 @@ fn train_cmd(cfg: &Path, extra: &[&str]) -> Command {
     c
 }
 
-/// `train_cmd` on one intra-op thread, for runs compared bit for bit with another process's:
-/// a multi-threaded BLAS's run-to-run equality rests on conditions (fixed threads, no
-/// dynamic threading) that ras sets (src/threads.rs) but a loaded machine has broken
-/// before; these tests check what resumption restores, not the BLAS.
+/// `train_cmd` for runs compared bit for bit (see [`one_intra_op_thread`]).
 fn repeatable_train_cmd(cfg: &Path, extra: &[&str]) -> Command {
     let mut c = train_cmd(cfg, extra);
-    c.env("OMP_NUM_THREADS", "1");
+    one_intra_op_thread(&mut c);
     c
 }
 

@@ -45,10 +45,8 @@ struct S3 {
     root: PathBuf,
     port: u16,
     child: Option<Child>,
-    /// Runs `ras` on one intra-op thread: for runs compared bit for bit with another
-    /// process's (a multi-threaded BLAS's run-to-run equality rests on conditions ras sets,
-    /// src/threads.rs, but that a loaded machine has broken before; these tests check what
-    /// resumption restores, not the BLAS).
+    /// Runs `ras` on one intra-op thread, for runs compared bit for bit (see
+    /// [`one_intra_op_thread`]).
     one_thread: bool,
 }
 
@@ -141,7 +139,7 @@ impl S3 {
             .env_remove("RAS_STORE_RETRY_S")
             .env_remove("RAS_STORE_TIMEOUT_S");
         if self.one_thread {
-            c.env("OMP_NUM_THREADS", "1");
+            one_intra_op_thread(&mut c);
         }
         c
     }

@@ -86,9 +86,8 @@ impl Trainer {
         let mut opt = AdamW::new(&params, train_cfg.lr, train_cfg.betas, train_cfg.weight_decay);
         // Which parameters get gradients is what a backward pass says: one on a single
         // zero sample (the model draws no random numbers), so that the buffers exist before
-        // the first real step. Every step, the first of a resumed run included, then computes
-        // on the same memory layout, which bit-for-bit resumption needs (matrix kernels may
-        // round differently on operands laid out differently).
+        // the first real step and every step, the first of a resumed run included, takes
+        // the same path on the same layout (no "not built yet" state to carry).
         model.forward_t(&Tensor::zeros([1, channels, grid, grid], (Kind::Float, device)), true).sum(Kind::Float).backward();
         let flat = FlatState::build(&mut params, &mut opt, EXTRA_SLOTS);
         flat.zero_grads();

@@ -207,3 +207,11 @@ pub fn two_nodes_up() -> TwoNodes {
     std::env::set_var("OMPI_MCA_btl", "self,tcp");
     TwoNodes { _lock: lock, dir }
 }
+
+/// Runs `cmd` (a `ras` process) on one intra-op thread, for runs compared bit for bit with
+/// another process's. A multi-threaded BLAS repeats itself only under conditions (a fixed
+/// thread count, no dynamic threading) that ras sets (src/threads.rs) but that a loaded
+/// machine has broken before; these tests check what resumption restores, not the BLAS.
+pub fn one_intra_op_thread(cmd: &mut Command) -> &mut Command {
+    cmd.env("OMP_NUM_THREADS", "1")
+}
