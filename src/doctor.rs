@@ -111,7 +111,8 @@ pub fn doctor_node(out: &Path, collective: CollectiveCheck, elements: usize) -> 
     write(&report)?;
     // No GPU fails only an explicit `--collective nccl` (auto: a CPU node skips NCCL).
     let no_gpu_ok = collective != CollectiveCheck::Nccl;
-    let ok = report.mpi.as_ref().is_none_or(|r| r.ok) && report.nccl.as_ref().is_none_or(|r| r.ok || (no_gpu_ok && r.error.as_deref() == Some(NO_GPU)));
+    let ok = report.mpi.as_ref().is_none_or(|r| r.ok)
+        && report.nccl.as_ref().is_none_or(|r| r.ok || (no_gpu_ok && r.error.as_deref() == Some(NO_GPU)));
     Ok(ok)
 }
 
@@ -122,7 +123,11 @@ fn gpu_names(count: usize) -> Vec<String> {
     #[cfg(feature = "nccl")]
     {
         (0..count)
-            .map(|i| cudarc::driver::CudaContext::new(i).and_then(|c| c.name()).unwrap_or_else(|e| format!("cuda:{i} (name unknown: {e:?})")))
+            .map(|i| {
+                cudarc::driver::CudaContext::new(i)
+                    .and_then(|c| c.name())
+                    .unwrap_or_else(|e| format!("cuda:{i} (name unknown: {e:?})"))
+            })
             .collect()
     }
     #[cfg(not(feature = "nccl"))]
@@ -182,7 +187,13 @@ fn check_all_reduce(coll: &dyn crate::dist::Collective, device: Device, elements
 }
 
 #[allow(unused_variables)]
-fn run_collectives(world: WorldInfo, which: CollectiveCheck, gpu: Option<Device>, elements: usize, report: &mut NodeReport) {
+fn run_collectives(
+    world: WorldInfo,
+    which: CollectiveCheck,
+    gpu: Option<Device>,
+    elements: usize,
+    report: &mut NodeReport,
+) {
     if which == CollectiveCheck::None {
         return;
     }
@@ -215,7 +226,12 @@ fn run_collectives(world: WorldInfo, which: CollectiveCheck, gpu: Option<Device>
 
 #[cfg(feature = "mpi")]
 #[allow(unused_variables)]
-fn nccl_check(mpi: Option<crate::dist::mpi_backend::Mpi>, world: WorldInfo, gpu: Option<Device>, elements: usize) -> CollectiveResult {
+fn nccl_check(
+    mpi: Option<crate::dist::mpi_backend::Mpi>,
+    world: WorldInfo,
+    gpu: Option<Device>,
+    elements: usize,
+) -> CollectiveResult {
     let Some(Device::Cuda(ordinal)) = gpu else { return failed("nccl", world, NO_GPU.into()) };
     #[cfg(feature = "nccl")]
     {
@@ -298,7 +314,12 @@ pub fn job_shape(profile: &ClusterProfile, opts: &DoctorOptions) -> (usize, usiz
 }
 
 /// Submits the check job through `launcher`, waits for it, reads what the ranks wrote.
-pub fn doctor(profile: &ClusterProfile, launcher: &mut dyn Launcher, opts: &DoctorOptions, name: &str) -> anyhow::Result<DoctorOutcome> {
+pub fn doctor(
+    profile: &ClusterProfile,
+    launcher: &mut dyn Launcher,
+    opts: &DoctorOptions,
+    name: &str,
+) -> anyhow::Result<DoctorOutcome> {
     let (ranks, nodes) = job_shape(profile, opts);
     let rank_dir = opts.dir.join("ranks");
     std::fs::create_dir_all(&rank_dir)?;
@@ -324,7 +345,11 @@ pub fn doctor(profile: &ClusterProfile, launcher: &mut dyn Launcher, opts: &Doct
         dependency: Dependency::AfterAny,
     };
     let mut out = DoctorOutcome { checks: vec![], ranks: vec![], job: None, log_tail: vec![], dir: opts.dir.clone() };
-    let shape = format!("{ranks} rank{} on {nodes} node{}", if ranks == 1 { "" } else { "s" }, if nodes == 1 { "" } else { "s" });
+    let shape = format!(
+        "{ranks} rank{} on {nodes} node{}",
+        if ranks == 1 { "" } else { "s" },
+        if nodes == 1 { "" } else { "s" }
+    );
     let job = match launcher.submit(std::slice::from_ref(&spec)) {
         Ok(mut v) if !v.is_empty() => v.remove(0),
         Ok(_) => anyhow::bail!("the launcher returned no job"),
@@ -333,7 +358,11 @@ pub fn doctor(profile: &ClusterProfile, launcher: &mut dyn Launcher, opts: &Doct
             return Ok(out);
         }
     };
-    out.checks.push(Check::new("submit", "PASS", format!("{} job {} ({shape}), log {}", launcher.kind(), job.id, job.log.display())));
+    out.checks.push(Check::new(
+        "submit",
+        "PASS",
+        format!("{} job {} ({shape}), log {}", launcher.kind(), job.id, job.log.display()),
+    ));
     // Wait for the job to end; a job still queued or running at the deadline is cancelled.
     let t0 = Instant::now();
     let mut said_queued = false;
@@ -349,7 +378,11 @@ pub fn doctor(profile: &ClusterProfile, launcher: &mut dyn Launcher, opts: &Doct
         ended_once = state == JobState::Ended;
         match state {
             JobState::Queued if !said_queued => {
-                eprintln!("job {} is waiting in the queue (up to {:.0} s: --timeout)", job.id, opts.timeout.as_secs_f64());
+                eprintln!(
+                    "job {} is waiting in the queue (up to {:.0} s: --timeout)",
+                    job.id,
+                    opts.timeout.as_secs_f64()
+                );
                 said_queued = true;
             }
             _ => {}
@@ -369,7 +402,8 @@ pub fn doctor(profile: &ClusterProfile, launcher: &mut dyn Launcher, opts: &Doct
         let path = rank_dir.join(format!("rank-{r}.json"));
         let Ok(bytes) = std::fs::read(&path) else { continue };
         // A rank file that does not parse is a different ras on the node: say so.
-        let report = serde_json::from_slice(&bytes).with_context(|| format!("{} does not parse (another ras version on the node?)", path.display()))?;
+        let report = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} does not parse (another ras version on the node?)", path.display()))?;
         reports.push(report);
     }
     reports.sort_by_key(|r| r.rank);
@@ -390,7 +424,11 @@ pub fn checks_from_reports(
 ) {
     let where_ = |r: &NodeReport| format!("rank {} on {}", r.rank, r.node);
     if !ended {
-        checks.push(Check::new("finish", "FAIL", format!("the job had not ended after {:.0} s (queued or hung): cancelled", timeout.as_secs_f64())));
+        checks.push(Check::new(
+            "finish",
+            "FAIL",
+            format!("the job had not ended after {:.0} s (queued or hung): cancelled", timeout.as_secs_f64()),
+        ));
     }
     if reports.len() < ranks {
         let seen: Vec<usize> = reports.iter().map(|r| r.rank).collect();
@@ -410,19 +448,37 @@ pub fn checks_from_reports(
     } else {
         let v = &reports[0];
         let list: Vec<String> = reports.iter().map(where_).collect();
-        checks.push(Check::new("start", "PASS", format!("{ranks}/{ranks} ranks started: {} (ras {}, libtorch {})", list.join(", "), v.ras_version, v.libtorch_version)));
+        checks.push(Check::new(
+            "start",
+            "PASS",
+            format!(
+                "{ranks}/{ranks} ranks started: {} (ras {}, libtorch {})",
+                list.join(", "),
+                v.ras_version,
+                v.libtorch_version
+            ),
+        ));
     }
     let mut distinct: Vec<&str> = reports.iter().map(|r| r.node.as_str()).collect();
     distinct.sort();
     distinct.dedup();
     let status = if distinct.len() >= nodes { "PASS" } else { "FAIL" };
-    checks.push(Check::new("placement", status, format!("{} node(s) of {nodes} asked: {}", distinct.len(), distinct.join(", "))));
+    checks.push(Check::new(
+        "placement",
+        status,
+        format!("{} node(s) of {nodes} asked: {}", distinct.len(), distinct.join(", ")),
+    ));
     let cuda: Vec<String> = reports
         .iter()
         .map(|r| {
             let cvd = r.cuda_visible_devices.as_deref().unwrap_or("unset");
             if r.cuda_available {
-                format!("{}: {} GPU(s) [{}] (CUDA_VISIBLE_DEVICES={cvd})", where_(r), r.cuda_devices, r.gpu_names.join(", "))
+                format!(
+                    "{}: {} GPU(s) [{}] (CUDA_VISIBLE_DEVICES={cvd})",
+                    where_(r),
+                    r.cuda_devices,
+                    r.gpu_names.join(", ")
+                )
             } else {
                 format!("{}: no CUDA (CUDA_VISIBLE_DEVICES={cvd})", where_(r))
             }
@@ -449,7 +505,13 @@ pub fn checks_from_reports(
     }
 }
 
-fn collective_check(name: &'static str, results: &[(&NodeReport, Option<&CollectiveResult>)], ranks: usize, nodes: usize, expect_gpu: bool) -> Check {
+fn collective_check(
+    name: &'static str,
+    results: &[(&NodeReport, Option<&CollectiveResult>)],
+    ranks: usize,
+    nodes: usize,
+    expect_gpu: bool,
+) -> Check {
     if results.iter().all(|(_, c)| c.is_none()) {
         return Check::new(name, "SKIP", "not run (see the rank files)");
     }
@@ -463,7 +525,13 @@ fn collective_check(name: &'static str, results: &[(&NodeReport, Option<&Collect
             None => Some(format!("rank {}: did not finish (hung or crashed: see the log)", r.rank)),
             Some(c) if !c.ok => Some(match &c.error {
                 Some(e) => format!("rank {}: {e}", r.rank),
-                None => format!("rank {}: sum {:?} (expected {}), large all-reduce {}", r.rank, c.sum, c.expected, if c.large_ok { "exact" } else { "WRONG" }),
+                None => format!(
+                    "rank {}: sum {:?} (expected {}), large all-reduce {}",
+                    r.rank,
+                    c.sum,
+                    c.expected,
+                    if c.large_ok { "exact" } else { "WRONG" }
+                ),
             }),
             _ => None,
         })
@@ -481,7 +549,11 @@ fn collective_check(name: &'static str, results: &[(&NodeReport, Option<&Collect
     Check::new(
         name,
         "PASS",
-        format!("all-reduce over {ranks} rank(s) {across}: {} == {} on every rank; {mb:.1} MB exact in {slowest:.1} ms", c.sum.unwrap_or(f64::NAN), c.expected),
+        format!(
+            "all-reduce over {ranks} rank(s) {across}: {} == {} on every rank; {mb:.1} MB exact in {slowest:.1} ms",
+            c.sum.unwrap_or(f64::NAN),
+            c.expected
+        ),
     )
 }
 
@@ -523,7 +595,10 @@ mod tests {
     #[test]
     fn cpu_cluster_passes_mpi_and_skips_nccl() {
         let t = table(&[rank(0, "n1", true, false), rank(1, "n2", true, false)], false);
-        assert_eq!(t, vec![("start", "PASS"), ("placement", "PASS"), ("cuda", "SKIP"), ("mpi", "PASS"), ("nccl", "SKIP")]);
+        assert_eq!(
+            t,
+            vec![("start", "PASS"), ("placement", "PASS"), ("cuda", "SKIP"), ("mpi", "PASS"), ("nccl", "SKIP")]
+        );
         // The same ranks on a profile with real GPUs: no CUDA is a failure.
         let t = table(&[rank(0, "n1", true, false), rank(1, "n2", true, false)], true);
         assert_eq!(t[2], ("cuda", "FAIL"));
@@ -533,7 +608,10 @@ mod tests {
     #[test]
     fn wrong_sum_missing_rank_and_one_node_fail() {
         let t = table(&[rank(0, "n1", true, true), rank(1, "n1", false, true)], true);
-        assert_eq!(t, vec![("start", "PASS"), ("placement", "FAIL"), ("cuda", "PASS"), ("mpi", "FAIL"), ("nccl", "PASS")]);
+        assert_eq!(
+            t,
+            vec![("start", "PASS"), ("placement", "FAIL"), ("cuda", "PASS"), ("mpi", "FAIL"), ("nccl", "PASS")]
+        );
         let mut c = vec![];
         checks_from_reports(&mut c, &[rank(0, "n1", true, false)], 2, 2, false, false, Duration::from_secs(9));
         assert_eq!((c[0].name, c[0].status, c[1].name, c[1].status), ("finish", "FAIL", "start", "FAIL"));
@@ -553,7 +631,14 @@ mod tests {
             gpus_per_node: gpus,
             ..toml::from_str::<ClusterProfile>("launcher = \"slurm\"").unwrap()
         };
-        let o = DoctorOptions { ranks: None, nodes: None, cpu: false, timeout: Duration::from_secs(1), dir: ".".into(), elements: 1 };
+        let o = DoctorOptions {
+            ranks: None,
+            nodes: None,
+            cpu: false,
+            timeout: Duration::from_secs(1),
+            dir: ".".into(),
+            elements: 1,
+        };
         assert_eq!(job_shape(&p(4, 8), &o), (2, 2));
         assert_eq!(job_shape(&p(1, 8), &o), (2, 1));
         assert_eq!(job_shape(&p(1, 1), &o), (1, 1));

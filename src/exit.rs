@@ -46,8 +46,16 @@ impl ExitStatus {
 
     /// The status a process exit code stands for (None: a code ras does not use).
     pub fn from_code(code: i32) -> Option<Self> {
-        [ExitStatus::Ok, ExitStatus::Failed, ExitStatus::Partial, ExitStatus::Cancelled, ExitStatus::Requeue, ExitStatus::Infra]
-            .into_iter().find(|s| s.code() as i32 == code)
+        [
+            ExitStatus::Ok,
+            ExitStatus::Failed,
+            ExitStatus::Partial,
+            ExitStatus::Cancelled,
+            ExitStatus::Requeue,
+            ExitStatus::Infra,
+        ]
+        .into_iter()
+        .find(|s| s.code() as i32 == code)
     }
 }
 
@@ -63,7 +71,14 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_round_trip() {
-        let all = [ExitStatus::Ok, ExitStatus::Failed, ExitStatus::Partial, ExitStatus::Cancelled, ExitStatus::Requeue, ExitStatus::Infra];
+        let all = [
+            ExitStatus::Ok,
+            ExitStatus::Failed,
+            ExitStatus::Partial,
+            ExitStatus::Cancelled,
+            ExitStatus::Requeue,
+            ExitStatus::Infra,
+        ];
         for s in all {
             assert_eq!(ExitStatus::from_code(s.code() as i32), Some(s));
         }
@@ -80,7 +95,12 @@ mod tests {
             budget_s: 3.0,
             source: object_store::Error::Generic { store: "S3", source: "connection refused".into() },
         };
-        let err = crate::store::StoreError::Unavailable { url: "s3://b/p".into(), op: "write", key: "runs/x/status.json".into(), source: outage };
+        let err = crate::store::StoreError::Unavailable {
+            url: "s3://b/p".into(),
+            op: "write",
+            key: "runs/x/status.json".into(),
+            source: outage,
+        };
         let wrapped = anyhow::Error::new(err).context("saving a checkpoint").context("run from cfg.toml failed");
         assert_eq!(ExitStatus::of_error(&wrapped), ExitStatus::Infra);
         let text = format!("{wrapped:#}");

@@ -144,10 +144,19 @@ struct Row {
 /// the outputs into `opts.out` (module doc). Errors when the run is unknown or not
 /// finished, the class is unknown, or no image could be scored; unreadable images alone
 /// are not an error (see [`PredictSummary::skipped`]).
-pub fn predict_images(store: &Store, run: &str, inputs: &[PathBuf], opts: &PredictOptions, progress: &Progress) -> Result<PredictSummary> {
+pub fn predict_images(
+    store: &Store,
+    run: &str,
+    inputs: &[PathBuf],
+    opts: &PredictOptions,
+    progress: &Progress,
+) -> Result<PredictSummary> {
     let paths = RunPaths::new(run);
-    let cfg = crate::run::stored_config(store, &paths)?
-        .ok_or_else(|| PredictError::UnknownRun { run: run.into(), store: store.url().into(), key: paths.config() })?;
+    let cfg = crate::run::stored_config(store, &paths)?.ok_or_else(|| PredictError::UnknownRun {
+        run: run.into(),
+        store: store.url().into(),
+        key: paths.config(),
+    })?;
     let batch = opts.batch.unwrap_or(cfg.eval.batch_size);
     if batch == 0 {
         return Err(PredictError::ZeroBatch.into());
@@ -156,7 +165,9 @@ pub fn predict_images(store: &Store, run: &str, inputs: &[PathBuf], opts: &Predi
     let classes = run_classes(&cfg, final_metrics.as_ref());
     if let Some(c) = &opts.class {
         if !classes.contains(c) {
-            return Err(PredictError::UnknownClass { class: c.clone(), run: run.into(), valid: classes.join(", ") }.into());
+            return Err(
+                PredictError::UnknownClass { class: c.clone(), run: run.into(), valid: classes.join(", ") }.into()
+            );
         }
     }
 
@@ -172,7 +183,10 @@ pub fn predict_images(store: &Store, run: &str, inputs: &[PathBuf], opts: &Predi
         if input.class.is_none() && cfg.train.setting == Setting::Separate {
             skipped.push(Skipped {
                 path: input.path,
-                reason: format!("no class of the run ({}) in its path; the separate setting has one model per class: give --class", classes.join(", ")),
+                reason: format!(
+                    "no class of the run ({}) in its path; the separate setting has one model per class: give --class",
+                    classes.join(", ")
+                ),
             });
         } else {
             todo.push(input);
@@ -247,7 +261,16 @@ pub fn predict_images(store: &Store, run: &str, inputs: &[PathBuf], opts: &Predi
             let trainer = &models[&model_of(cfg.train.setting, class.as_deref())];
             let index = Tensor::from_slice(&members.iter().map(|&j| j as i64).collect::<Vec<_>>());
             let first = seen.entry(class).or_default();
-            let p = predict_from(&trainer.model, &feats.index_select(0, &index), *first, size, batch, cfg.eval.test_jitter_scale, cfg.seed, device);
+            let p = predict_from(
+                &trainer.model,
+                &feats.index_select(0, &index),
+                *first,
+                size,
+                batch,
+                cfg.eval.test_jitter_scale,
+                cfg.seed,
+                device,
+            );
             *first += members.len();
             let scores = Vec::<f32>::try_from(p.scores.to_kind(Kind::Float).contiguous()).expect("float scores");
             for (k, &j) in members.iter().enumerate() {
@@ -264,7 +287,15 @@ pub fn predict_images(store: &Store, run: &str, inputs: &[PathBuf], opts: &Predi
         return Err(PredictError::NothingScored { skipped }.into());
     }
     let summary = write_outputs(&opts.out, &rows, &refs, progress)?;
-    Ok(PredictSummary { run: run.into(), out: opts.out.clone(), images: rows.len(), anomalous: summary.0, unlabelled: summary.1, skipped, warnings })
+    Ok(PredictSummary {
+        run: run.into(),
+        out: opts.out.clone(),
+        images: rows.len(),
+        anomalous: summary.0,
+        unlabelled: summary.1,
+        skipped,
+        warnings,
+    })
 }
 
 /// The run's classes: those its final metrics report, else its config's list, else the
@@ -305,7 +336,10 @@ fn class_in_path(path: &Path, classes: &[String]) -> Option<String> {
 }
 
 fn has_image_extension(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())).unwrap_or(false)
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
 }
 
 /// The images named by `inputs`, in argument order, each folder's images sorted by path;
@@ -354,7 +388,12 @@ fn check_backbone(store: &Store, paths: &RunPaths, cfg: &RunConfig) -> Result<Ba
     let env: Option<serde_json::Value> = store.get_json(&paths.env())?;
     let recorded = env.and_then(|e| serde_json::from_value::<BackboneIdentity>(e["backbone"].clone()).ok());
     if let Some(rec) = recorded {
-        let changed = |what, a: &str, b: &str| PredictError::BackboneChanged { run: paths.id().into(), what, recorded: a.into(), now: b.into() };
+        let changed = |what, a: &str, b: &str| PredictError::BackboneChanged {
+            run: paths.id().into(),
+            what,
+            recorded: a.into(),
+            now: b.into(),
+        };
         if rec.weights != now.weights {
             return Err(changed("weights", &rec.weights, &now.weights).into());
         }
@@ -371,13 +410,21 @@ fn check_backbone(store: &Store, paths: &RunPaths, cfg: &RunConfig) -> Result<Ba
 /// again from the stored test predictions (the same sweep over the same scores gives the
 /// same value). The stored maps also give the colour scale, so a picture of an image
 /// looks the same whatever else was predicted with it, and like the run's own pictures.
-fn class_refs(store: &Store, paths: &RunPaths, fm: Option<&FinalMetrics>, inputs: &[Input]) -> Result<BTreeMap<String, ClassRef>> {
+fn class_refs(
+    store: &Store,
+    paths: &RunPaths,
+    fm: Option<&FinalMetrics>,
+    inputs: &[Input],
+) -> Result<BTreeMap<String, ClassRef>> {
     let mut refs = BTreeMap::new();
     for class in inputs.iter().filter_map(|i| i.class.clone()) {
         if refs.contains_key(&class) {
             continue;
         }
-        let mut r = ClassRef { threshold: fm.and_then(|f| f.metrics.classes.get(&class)).and_then(|m| m.image_threshold), vmax: None };
+        let mut r = ClassRef {
+            threshold: fm.and_then(|f| f.metrics.classes.get(&class)).and_then(|m| m.image_threshold),
+            vmax: None,
+        };
         if let Some(bytes) = store.get(&paths.predictions(&class))? {
             let t: BTreeMap<String, Tensor> = tensors::decode(&bytes)?.into_iter().collect();
             if let Some(maps) = t.get("maps") {
@@ -385,7 +432,10 @@ fn class_refs(store: &Store, paths: &RunPaths, fm: Option<&FinalMetrics>, inputs
             }
             if let (None, Some(scores), Some(labels)) = (r.threshold, t.get("scores"), t.get("labels")) {
                 let scores = Vec::<f32>::try_from(scores.to_kind(Kind::Float).contiguous())?;
-                let labels: Vec<bool> = Vec::<u8>::try_from(labels.to_kind(Kind::Uint8).contiguous())?.into_iter().map(|v| v != 0).collect();
+                let labels: Vec<bool> = Vec::<u8>::try_from(labels.to_kind(Kind::Uint8).contiguous())?
+                    .into_iter()
+                    .map(|v| v != 0)
+                    .collect();
                 r.threshold = metrics::ranking_metrics(&scores, &labels).ok().map(|m| m.f1_threshold);
             }
         }
@@ -397,7 +447,8 @@ fn class_refs(store: &Store, paths: &RunPaths, fm: Option<&FinalMetrics>, inputs
 /// Unique picture names: the file stem, or where stems repeat the path below its folder
 /// ('/' -> '_'), or where even those repeat, that and the row number.
 fn picture_names(rows: &[Row]) -> Vec<String> {
-    let stem = |r: &Row| r.input.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let stem =
+        |r: &Row| r.input.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
     let rel = |r: &Row| {
         r.input
             .rel
@@ -432,7 +483,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Pictures, maps and the CSV (last: its presence means the rest is complete). Returns
 /// (rows labelled anomalous, rows without a threshold).
-fn write_outputs(out: &Path, rows: &[Row], refs: &BTreeMap<String, ClassRef>, progress: &Progress) -> Result<(usize, usize)> {
+fn write_outputs(
+    out: &Path,
+    rows: &[Row],
+    refs: &BTreeMap<String, ClassRef>,
+    progress: &Progress,
+) -> Result<(usize, usize)> {
     let png_dir = out.join("png");
     std::fs::create_dir_all(&png_dir).with_context(|| format!("creating {}", png_dir.display()))?;
     let size = rows[0].map.size()[0];
@@ -499,7 +555,11 @@ mod tests {
     use super::*;
 
     fn row(path: &str, rel: &str) -> Row {
-        Row { input: Input { path: path.into(), rel: rel.into(), class: None }, score: 0.0, map: Tensor::zeros([1, 1], (Kind::Float, Device::Cpu)) }
+        Row {
+            input: Input { path: path.into(), rel: rel.into(), class: None },
+            score: 0.0,
+            map: Tensor::zeros([1, 1], (Kind::Float, Device::Cpu)),
+        }
     }
 
     #[test]

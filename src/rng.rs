@@ -66,4 +66,3 @@ pub fn jitter_noise(ids: &[usize], shape: &[i64], seed: u64, stream: u64, epoch:
         .collect();
     Tensor::stack(&parts, 0)
 }
-

@@ -61,7 +61,9 @@ pub fn open_existing(url: &str) -> Result<Store, RunsError> {
 /// not there, and nothing created either way.
 pub fn open_run(url: &str, run: &str) -> Result<Store, RunsError> {
     let store = match Store::open_existing(url) {
-        Err(StoreError::Missing { url, folder }) => return Err(RunsError::NoRunNoStore { run: run.to_string(), url, folder }),
+        Err(StoreError::Missing { url, folder }) => {
+            return Err(RunsError::NoRunNoStore { run: run.to_string(), url, folder })
+        }
         r => r?,
     };
     let paths = RunPaths::new(run);
@@ -86,7 +88,8 @@ pub fn saved_sweep(store: &Store, name: &str) -> Result<Manifest, RunsError> {
         .filter_map(|k| k.strip_prefix("sweeps/")?.strip_suffix("/manifest.json").map(String::from))
         .filter(|n| !n.contains('/'))
         .collect();
-    let available = if names.is_empty() { "none".to_string() } else { names.into_iter().collect::<Vec<_>>().join(", ") };
+    let available =
+        if names.is_empty() { "none".to_string() } else { names.into_iter().collect::<Vec<_>>().join(", ") };
     Err(RunsError::NoSweep { name: name.to_string(), url: store.url().to_string(), available })
 }
 
@@ -131,7 +134,11 @@ pub struct Filter {
 impl std::str::FromStr for Filter {
     type Err = RunsError;
     fn from_str(s: &str) -> Result<Self, RunsError> {
-        let (k, v) = s.split_once('=').ok_or_else(|| RunsError::Filter(format!("{s:?}: give KEY=VALUE (a config key such as model.decoder=ras, or state=complete)")))?;
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            RunsError::Filter(format!(
+                "{s:?}: give KEY=VALUE (a config key such as model.decoder=ras, or state=complete)"
+            ))
+        })?;
         let key = match k.trim() {
             "decoder" => "model.decoder",
             "T_e" | "te" => "model.encoder_layers",
@@ -203,7 +210,10 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
     'runs: for (id, l) in runs {
         let paths = RunPaths::new(id.as_str());
         let config: Option<BTreeMap<String, String>> = match l.config {
-            true => store.get(&paths.config())?.and_then(|b| toml::from_str::<toml::Value>(&String::from_utf8_lossy(&b)).ok()).map(|v| flatten(&v)),
+            true => store
+                .get(&paths.config())?
+                .and_then(|b| toml::from_str::<toml::Value>(&String::from_utf8_lossy(&b)).ok())
+                .map(|v| flatten(&v)),
             false => None,
         };
         if let Some(c) = &config {
@@ -226,7 +236,10 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
             name: config.as_ref().and_then(|c| c.get("name").cloned()),
             state,
             epoch: status.as_ref().map(|s| s.epoch),
-            values: KEY_COLUMNS.iter().filter_map(|(k, _)| Some((k.to_string(), config.as_ref()?.get(*k)?.clone()))).collect(),
+            values: KEY_COLUMNS
+                .iter()
+                .filter_map(|(k, _)| Some((k.to_string(), config.as_ref()?.get(*k)?.clone())))
+                .collect(),
             mean_image_auroc: None,
             mean_pixel_auroc: None,
             rank_hours: None,
@@ -248,7 +261,10 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
     }
     if let Some(f) = filters.iter().find(|f| !known_keys.contains(&f.key)) {
         if known_keys.len() > 3 {
-            return Err(RunsError::Filter(format!("{}={}: no run has the config key {:?} (keys look like model.decoder, train.epochs)", f.key, f.value, f.key)));
+            return Err(RunsError::Filter(format!(
+                "{}={}: no run has the config key {:?} (keys look like model.decoder, train.epochs)",
+                f.key, f.value, f.key
+            )));
         }
     }
     Ok(out)
@@ -312,7 +328,11 @@ pub fn compare(store: &Store, ids: &[String]) -> Result<Comparison, RunsError> {
         configs.push(flatten(&cfg));
         let status: Option<RunStatus> = store.get_json(&paths.status())?;
         let state = state_name(&status);
-        let metrics = if state == "complete" { store.get_json::<FinalMetrics>(&paths.final_metrics())?.map(|f| f.metrics) } else { None };
+        let metrics = if state == "complete" {
+            store.get_json::<FinalMetrics>(&paths.final_metrics())?.map(|f| f.metrics)
+        } else {
+            None
+        };
         runs.push(ComparedRun { id: id.clone(), state, metrics });
     }
     let keys: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
@@ -329,8 +349,11 @@ pub fn compare(store: &Store, ids: &[String]) -> Result<Comparison, RunsError> {
 /// A Markdown table (`| a | b |`), columns padded.
 fn table(header: &[String], rows: &[Vec<String>]) -> String {
     let n = header.len();
-    let width: Vec<usize> = (0..n).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(1).max(3)).collect();
-    let line = |cells: &[String]| format!("| {} |\n", cells.iter().zip(&width).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | "));
+    let width: Vec<usize> =
+        (0..n).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(1).max(3)).collect();
+    let line = |cells: &[String]| {
+        format!("| {} |\n", cells.iter().zip(&width).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | "))
+    };
     let mut s = line(header);
     s += &format!("|{}|\n", width.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
     for r in rows {
@@ -352,10 +375,12 @@ pub fn render_compare(c: &Comparison) -> String {
         s += "(none: the same resolved config)\n";
     } else {
         let header: Vec<String> = std::iter::once("key".to_string()).chain(tags.iter().cloned()).collect();
-        let rows: Vec<Vec<String>> = c.differences.iter().map(|(k, v)| std::iter::once(k.clone()).chain(v.iter().cloned()).collect()).collect();
+        let rows: Vec<Vec<String>> =
+            c.differences.iter().map(|(k, v)| std::iter::once(k.clone()).chain(v.iter().cloned()).collect()).collect();
         s += &table(&header, &rows);
     }
-    let classes: BTreeSet<&String> = c.runs.iter().filter_map(|r| r.metrics.as_ref()).flat_map(|m| m.classes.keys()).collect();
+    let classes: BTreeSet<&String> =
+        c.runs.iter().filter_map(|r| r.metrics.as_ref()).flat_map(|m| m.classes.keys()).collect();
     s += "\nfinal metrics (%):\n";
     let metrics: [(&str, fn(&crate::eval::ClassMetrics) -> f64); 3] =
         [("I-AUROC", |m| m.image_auroc), ("P-AUROC", |m| m.pixel_auroc), ("AUPRO", |m| m.aupro)];
@@ -396,7 +421,10 @@ mod tests {
 
     #[test]
     fn flatten_gives_dotted_leaves() {
-        let v: toml::Value = toml::from_str("name = \"a\"\n[model]\ndecoder = \"ras\"\nneighbor_size = [7, 7]\n[train]\nlr = 0.001\nepochs = 2\n").unwrap();
+        let v: toml::Value = toml::from_str(
+            "name = \"a\"\n[model]\ndecoder = \"ras\"\nneighbor_size = [7, 7]\n[train]\nlr = 0.001\nepochs = 2\n",
+        )
+        .unwrap();
         let f = flatten(&v);
         assert_eq!(f["model.decoder"], "ras");
         assert_eq!(f["model.neighbor_size"], "[7, 7]");

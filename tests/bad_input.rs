@@ -72,7 +72,8 @@ fn edited_config(dir: &Path, name: &str, from: &str, to: &str) -> Vec<String> {
 fn sweep_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     let base = small_config(dir, dir, "base", "");
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, format!("name = \"{name}\"\nbase = \"{}\"\nmax_retries = 1\n{body}\n", base.display())).unwrap();
+    std::fs::write(&path, format!("name = \"{name}\"\nbase = \"{}\"\nmax_retries = 1\n{body}\n", base.display()))
+        .unwrap();
     path
 }
 
@@ -211,8 +212,18 @@ fn cases() -> Vec<Case> {
             expect: &["train.lr", "-0.001", "neglr.toml"],
             check: no_runs,
         },
-        Case { name: "set_lr_nan", setup: |d| train_set(d, "c", &["train.lr=nan"]), expect: &["train.lr", "NaN"], check: no_runs },
-        Case { name: "set_lr_inf", setup: |d| train_set(d, "c", &["train.lr=inf"]), expect: &["train.lr", "inf"], check: no_runs },
+        Case {
+            name: "set_lr_nan",
+            setup: |d| train_set(d, "c", &["train.lr=nan"]),
+            expect: &["train.lr", "NaN"],
+            check: no_runs,
+        },
+        Case {
+            name: "set_lr_inf",
+            setup: |d| train_set(d, "c", &["train.lr=inf"]),
+            expect: &["train.lr", "inf"],
+            check: no_runs,
+        },
         Case {
             name: "set_epochs_not_a_number",
             setup: |d| train_set(d, "c", &["train.epochs=abc"]),
@@ -243,7 +254,12 @@ fn cases() -> Vec<Case> {
             expect: &["train.jitter_scale"],
             check: no_runs,
         },
-        Case { name: "zero_heads", setup: |d| train_set(d, "c", &["model.heads=0"]), expect: &["model.heads"], check: no_runs },
+        Case {
+            name: "zero_heads",
+            setup: |d| train_set(d, "c", &["model.heads=0"]),
+            expect: &["model.heads"],
+            check: no_runs,
+        },
         Case {
             name: "hidden_dim_not_a_multiple_of_heads",
             setup: |d| train_set(d, "c", &["model.hidden_dim=30"]),
@@ -601,7 +617,9 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "profile_unknown_key",
-            setup: |d| plan_profile(d, "launcher = \"local\"\nnodes = 1\ngpus_per_node = 0\ncpus_per_gpu = 1\ngpus = 8\n"),
+            setup: |d| {
+                plan_profile(d, "launcher = \"local\"\nnodes = 1\ngpus_per_node = 0\ncpus_per_gpu = 1\ngpus = 8\n")
+            },
             expect: &["cl.toml", "gpus"],
             check: no_sweep_state,
         },
@@ -659,7 +677,15 @@ fn cases() -> Vec<Case> {
                 let id = with_run(d);
                 truncate(&ckpt(d, &id), 1000);
                 let imgs = d.join("data/weave/test");
-                s(&["predict", &id, imgs.to_str().unwrap(), "--store", &store_url(d), "--out", d.join("pr").to_str().unwrap()])
+                s(&[
+                    "predict",
+                    &id,
+                    imgs.to_str().unwrap(),
+                    "--store",
+                    &store_url(d),
+                    "--out",
+                    d.join("pr").to_str().unwrap(),
+                ])
             },
             expect: &["epoch_0002.safetensors"],
             check: |d| assert!(!d.join("pr/predictions.csv").exists()),
@@ -738,7 +764,14 @@ fn cases() -> Vec<Case> {
                 let c = ckpt(d, &id);
                 let src = d.join("ours.safetensors");
                 std::fs::copy(c, &src).unwrap();
-                s(&["import", src.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--store", &url(&d.join("istore"))])
+                s(&[
+                    "import",
+                    src.to_str().unwrap(),
+                    "--config",
+                    cfg.to_str().unwrap(),
+                    "--store",
+                    &url(&d.join("istore")),
+                ])
             },
             expect: &["ours.safetensors"],
             check: |d| assert!(statuses(&d.join("istore")).is_empty()),
@@ -783,7 +816,8 @@ fn run_case(case: &Case) -> Result<(), String> {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let args = (case.setup)(dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_ras")).args(&args).current_dir(dir).env("RUST_LOG", "warn").output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ras")).args(&args).current_dir(dir).env("RUST_LOG", "warn").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ctx = || format!("ras {args:?}\nexit {:?}\nstderr:\n{stderr}", out.status.code());
     let mut problems = vec![];
@@ -889,15 +923,26 @@ fn a_full_store_fails_cleanly() {
     walk(&store, &mut all);
     for f in &all {
         let name = f.file_name().unwrap().to_string_lossy();
-        assert!(!(name.contains('#') || name.ends_with(".tmp") || name.contains(".partial")), "half-written file left: {}\n{t}", f.display());
+        assert!(
+            !(name.contains('#') || name.ends_with(".tmp") || name.contains(".partial")),
+            "half-written file left: {}\n{t}",
+            f.display()
+        );
         if name.ends_with(".json") {
             let text = std::fs::read_to_string(f).unwrap();
-            assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "torn JSON object {}: {text:?}", f.display());
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                "torn JSON object {}: {text:?}",
+                f.display()
+            );
         }
     }
     // The status: "failed" when the store still took that small write; if not even that
     // fits, it stays as the run started it, and stderr says the write failed.
     let status: Vec<String> = statuses(&store);
     eprintln!("full store: statuses {status:?}\n{t}");
-    assert!(status.iter().all(|s| !s.contains("\"running\"")) || t.contains("status"), "run left running with no word about it:\n{status:?}\n{t}");
+    assert!(
+        status.iter().all(|s| !s.contains("\"running\"")) || t.contains("status"),
+        "run left running with no word about it:\n{status:?}\n{t}"
+    );
 }

@@ -22,14 +22,6 @@ use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-
-
-
-
-
-
-
-
 /// Each run of the sweep claimed exactly once and launched exactly once.
 fn assert_launched_once(store: &Path, sweep: &str) {
     let ids = run_ids(store, sweep);
@@ -48,7 +40,6 @@ fn assert_launched_once(store: &Path, sweep: &str) {
         assert_eq!(status(store, id)["state"], "complete", "run {id}");
     }
 }
-
 
 fn profile(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));
@@ -99,7 +90,12 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("4 runs: 4 complete"));
     assert_launched_once(&store, "quickstart");
     let st = run_ok(cwd, &["status", sweep, "--cluster", local]);
-    assert_eq!(String::from_utf8_lossy(&st.stdout).matches(" complete ").count(), 4, "{}", String::from_utf8_lossy(&st.stdout));
+    assert_eq!(
+        String::from_utf8_lossy(&st.stdout).matches(" complete ").count(),
+        4,
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
 
     // The report's numbers are the runs' final metrics.
     run_ok(cwd, &["report", sweep, "--cluster", local, "--out", "rep"]);
@@ -110,14 +106,14 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
     for run in m["runs"].as_array().unwrap() {
         let id = run["id"].as_str().unwrap();
         let variant = run["variant"].as_str().unwrap();
-        let fm: serde_json::Value =
-            json(&store.join(format!("runs/{id}/final_metrics.json")));
+        let fm: serde_json::Value = json(&store.join(format!("runs/{id}/final_metrics.json")));
         let mut classes: Vec<(String, serde_json::Value)> =
             fm["metrics"]["classes"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         classes.push(("mean".into(), fm["metrics"]["mean"].clone()));
         for (class, m) in classes {
             let prefix = format!("\"{}\",{class},1,", variant.replace('"', "\"\""));
-            let line = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix} in\n{csv}"));
+            let line =
+                csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix} in\n{csv}"));
             let f: Vec<&str> = line[prefix.len()..].split(',').collect();
             let i: f64 = f[0].parse().unwrap();
             let p: f64 = f[4].parse().unwrap();
@@ -142,7 +138,12 @@ fn two_coordinators_racing_never_launch_a_run_twice() {
     let b = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     for c in [a, b] {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let store = cwd.join("out/demo-store");
     assert_eq!(run_ids(&store, "race").len(), 4);
@@ -163,8 +164,7 @@ fn two_coordinators_racing_never_launch_a_run_twice() {
         let vals: Vec<f64> = ids
             .iter()
             .map(|id| {
-                let fm: serde_json::Value =
-                    json(&store.join(format!("runs/{id}/final_metrics.json")));
+                let fm: serde_json::Value = json(&store.join(format!("runs/{id}/final_metrics.json")));
                 100.0 * fm["metrics"]["mean"]["image_auroc"].as_f64().unwrap()
             })
             .collect();
@@ -212,7 +212,12 @@ fn killed_coordinator_restarted_completes_the_sweep() {
 /// Starts the project's single-node Slurm (idempotent).
 fn slurm_up() {
     let out = Command::new("bash").arg(repo().join("cluster/slurm-up.sh")).output().unwrap();
-    assert!(out.status.success(), "cluster/slurm-up.sh failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cluster/slurm-up.sh failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -230,7 +235,11 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
     let out = run_ok(cwd, &["sweep", sweep_s, "--cluster", prof_s, "--no-wait", "--report", "rep"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("report job"), "{}", String::from_utf8_lossy(&out.stdout));
     let out = run_ok(cwd, &["sweep", sweep_s, "--cluster", prof_s]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 runs: 2 complete"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 runs: 2 complete"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let store = cwd.join("out/demo-store");
     assert_launched_once(&store, "slurm2");
     // The report job ran after both runs, and its table holds their final metrics.
@@ -240,7 +249,10 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
     let log = std::fs::read_to_string(report["log"].as_str().unwrap()).unwrap_or_default();
     assert!(sc.contains("JobState=COMPLETED"), "{sc}\nlog:\n{log}");
     let script = std::fs::read_to_string(cwd.join(format!(".ras-sweeps/slurm2/logs/report-slurm2.sbatch"))).unwrap();
-    assert!(script.contains("#SBATCH --dependency=afterok:") && script.contains("--kill-on-invalid-dep=yes"), "{script}");
+    assert!(
+        script.contains("#SBATCH --dependency=afterok:") && script.contains("--kill-on-invalid-dep=yes"),
+        "{script}"
+    );
     let csv = std::fs::read_to_string(cwd.join("rep/demo.csv")).unwrap_or_else(|e| panic!("rep/demo.csv: {e}\n{sc}"));
     for run in manifest(&store, "slurm2")["runs"].as_array().unwrap() {
         let fm = json(&store.join(format!("runs/{}/final_metrics.json", run["id"].as_str().unwrap())));
@@ -330,7 +342,9 @@ fn slurm_failed_run_is_retried_then_marked_failed() {
 fn sweep_files_expand_and_errors_name_the_key() {
     let opts = ras::sweep::ExpandOptions { max_ranks: 8, ..Default::default() };
     let jobs = repo().join("jobs");
-    for (file, runs) in [("quickstart", 4), ("table1-2", 16), ("table3", 3), ("table4", 3), ("table5", 12), ("table6", 2)] {
+    for (file, runs) in
+        [("quickstart", 4), ("table1-2", 16), ("table3", 3), ("table4", 3), ("table5", 12), ("table6", 2)]
+    {
         let m = ras::sweep::expand(&jobs.join(format!("{file}.toml")), &opts).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(m.runs.len(), runs, "{file}");
         assert_eq!(m.name, file);
@@ -345,7 +359,9 @@ fn sweep_files_expand_and_errors_name_the_key() {
     let t12 = ras::sweep::expand(&jobs.join("table1-2.toml"), &opts).unwrap();
     let separate: Vec<_> = t12.runs.iter().filter(|r| r.label.contains("class=")).collect();
     assert_eq!(separate.len(), 15, "one run per MVTec class");
-    assert!(separate.iter().all(|r| r.config().dataset.classes.len() == 1 && r.config().train.setting == ras::config::Setting::Separate));
+    assert!(separate
+        .iter()
+        .all(|r| r.config().dataset.classes.len() == 1 && r.config().train.setting == ras::config::Setting::Separate));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = small_sweep(dir.path(), "bad", "");
@@ -378,7 +394,9 @@ fn cancelled_sweep_stops_and_resumes_from_checkpoints() {
     let first = loop {
         assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
         if let Some(id) = std::fs::read_dir(store.join("runs")).ok().and_then(|rd| {
-            rd.flatten().find(|r| r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false))
+            rd.flatten().find(|r| {
+                r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false)
+            })
         }) {
             break id.file_name().to_string_lossy().into_owned();
         }
@@ -387,9 +405,19 @@ fn cancelled_sweep_stops_and_resumes_from_checkpoints() {
     let mut cancel = vec!["cancel", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
     cancel.extend(long);
     let out = run_ok(cwd, &cancel);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled 1 active jobs"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cancelled 1 active jobs"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = coord.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(status(&store, &first)["state"], "preempted");
     assert_eq!(files(&store.join("sweeps/stopme/launches")).len(), 1, "nothing launched after the cancel");
     // Again: resumes the preempted run (a second attempt, not counted as a failure) and runs the other.
@@ -399,7 +427,6 @@ fn cancelled_sweep_stops_and_resumes_from_checkpoints() {
     assert_eq!(log.lines().count(), 60, "each epoch once: resumed, not restarted");
     assert_eq!(files(&store.join("sweeps/stopme/claims")).len(), 3);
 }
-
 
 #[test]
 fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
@@ -411,8 +438,16 @@ fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
     let sweep = small_sweep(cwd, "requeue", "ranks = 1\n");
     let prof = repo().join("cluster/ci-slurm.toml");
     let args = [
-        "sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap(),
-        "--set", "train.epochs=60", "--set", "train.eval_every=30", "--set", "checkpoint.every=2",
+        "sweep",
+        sweep.to_str().unwrap(),
+        "--cluster",
+        prof.to_str().unwrap(),
+        "--set",
+        "train.epochs=60",
+        "--set",
+        "train.eval_every=30",
+        "--set",
+        "checkpoint.every=2",
     ];
     let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let store = cwd.join("out/demo-store");
@@ -420,7 +455,9 @@ fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
     let id = loop {
         assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
         if let Some(id) = std::fs::read_dir(store.join("runs")).ok().and_then(|rd| {
-            rd.flatten().find(|r| r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false))
+            rd.flatten().find(|r| {
+                r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false)
+            })
         }) {
             break id.file_name().to_string_lossy().into_owned();
         }
@@ -466,17 +503,33 @@ fn slurm_controller_outage_is_unknown_not_ended() {
     let sweep = small_sweep(cwd, "outage", "ranks = 1\n");
     let prof = repo().join("cluster/ci-slurm.toml");
     let log = cwd.join("coordinator.out");
-    let coord = sweep_cmd(cwd, &["sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap(), "--set", "train.epochs=400", "--set", "train.eval_every=400"])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coord = sweep_cmd(
+        cwd,
+        &[
+            "sweep",
+            sweep.to_str().unwrap(),
+            "--cluster",
+            prof.to_str().unwrap(),
+            "--set",
+            "train.epochs=400",
+            "--set",
+            "train.eval_every=400",
+        ],
+    )
+    .stdout(std::fs::File::create(&log).unwrap())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // Wait until the run itself is training (its status says running).
     let store = cwd.join("out/demo-store");
     let t = Instant::now();
     let running = || statuses(&store).iter().any(|s| s.contains("\"running\""));
     while !running() {
-        assert!(t.elapsed() < Duration::from_secs(180), "the run never started: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "the run never started: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     slurmctld(false);
@@ -487,14 +540,20 @@ fn slurm_controller_outage_is_unknown_not_ended() {
     let out = coord.wait_with_output().unwrap();
     let stdout = std::fs::read_to_string(&log).unwrap();
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(during.contains("unknown") && during.contains("Slurm unreachable"), "the table said unknown while slurmctld was down:\n{during}");
+    assert!(
+        during.contains("unknown") && during.contains("Slurm unreachable"),
+        "the table said unknown while slurmctld was down:\n{during}"
+    );
     assert_eq!(launches_during, 1, "nothing launched while the controller was down");
     assert!(stdout.contains("1 runs: 1 complete"), "{stdout}");
     assert_launched_once(&store, "outage");
     // A job step that ended while the controller was away stays COMPLETING for about a
     // minute after it is back (measured: 50-60 s); the next test needs the node idle.
     let t = Instant::now();
-    let idle = || String::from_utf8_lossy(&Command::new("sinfo").args(["-h", "-o", "%T"]).output().unwrap().stdout).trim() == "idle";
+    let idle = || {
+        String::from_utf8_lossy(&Command::new("sinfo").args(["-h", "-o", "%T"]).output().unwrap().stdout).trim()
+            == "idle"
+    };
     while !idle() {
         assert!(t.elapsed() < Duration::from_secs(300), "the node never became idle after the outage");
         std::thread::sleep(Duration::from_secs(1));
@@ -521,9 +580,13 @@ fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
     assert!(st.success());
     let dir = tempfile::tempdir().unwrap();
     let prof = repo().join("cluster/ci-slurm.toml");
-    let out = run_ok(dir.path(), &["bench", "coordinator", "--runs", "300", "--cycles", "4", "--json", "--cluster", prof.to_str().unwrap()]);
+    let out = run_ok(
+        dir.path(),
+        &["bench", "coordinator", "--runs", "300", "--cycles", "4", "--json", "--cluster", prof.to_str().unwrap()],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let cycles: Vec<serde_json::Value> = stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let cycles: Vec<serde_json::Value> =
+        stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(cycles.len(), 4, "{stdout}");
     // The first cycle submits the feature-cache job and 300 runs (as job arrays).
     assert_eq!(cycles[0]["submitted"], 301, "{stdout}");
@@ -531,6 +594,10 @@ fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
     for c in &cycles[1..] {
         assert_eq!(c["submitted"], 0, "{c}");
         assert_eq!(c["scheduler_calls"], 1, "one squeue for all jobs: {c}");
-        assert_eq!((c["store"]["list"].as_u64(), c["store"]["get"].as_u64(), c["store"]["put"].as_u64()), (Some(1), Some(0), Some(0)), "one LIST: {c}");
+        assert_eq!(
+            (c["store"]["list"].as_u64(), c["store"]["get"].as_u64(), c["store"]["put"].as_u64()),
+            (Some(1), Some(0), Some(0)),
+            "one LIST: {c}"
+        );
     }
 }

@@ -13,7 +13,10 @@ use std::path::Path;
 /// The attempt records of one run, parsed.
 fn attempts(store: &Path, id: &str) -> Vec<serde_json::Value> {
     let dir = store.join(format!("runs/{id}/attempts"));
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files.iter().map(|p| json(p)).collect()
 }
@@ -27,7 +30,27 @@ fn a_sweep_records_its_cost_and_the_next_plan_uses_it() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let (data, store) = (cwd.join("data"), cwd.join("store"));
-    ok(&["data", "synth", "--out", data.to_str().unwrap(), "--classes", "2", "--seed", "4242", "--train", "8", "--test-good", "6", "--test-defect", "2", "--image-size", "64"], cwd);
+    ok(
+        &[
+            "data",
+            "synth",
+            "--out",
+            data.to_str().unwrap(),
+            "--classes",
+            "2",
+            "--seed",
+            "4242",
+            "--train",
+            "8",
+            "--test-good",
+            "6",
+            "--test-defect",
+            "2",
+            "--image-size",
+            "64",
+        ],
+        cwd,
+    );
     let sweep = cwd.join("cost.toml");
     std::fs::write(
         &sweep,
@@ -71,7 +94,11 @@ store = "file://{store}"
         let (recs, cache): (Vec<_>, Vec<_>) = attempts(&store, id).into_iter().partition(|r| r["job"] == "run");
         for c in &cache {
             // The cache job computed every image, and did nothing else.
-            assert_eq!((c["job"].as_str(), c["features_computed"].as_u64()), (Some("feature_cache"), c["feature_images"].as_u64()), "{c}");
+            assert_eq!(
+                (c["job"].as_str(), c["features_computed"].as_u64()),
+                (Some("feature_cache"), c["feature_images"].as_u64()),
+                "{c}"
+            );
             assert!(f(&c["phases"], "features_s") > 0.0 && f(&c["phases"], "train_s") == 0.0, "{c}");
             assert!((f(c, "rank_hours") - f(c, "wall_s") / 3600.0).abs() < 1e-12, "{c}");
             sum_rank_hours += f(c, "rank_hours");
@@ -93,7 +120,13 @@ store = "file://{store}"
         // 16 train images x 2 epochs; the test images x 2 evaluations.
         let test = r["feature_images"].as_u64().unwrap() - 16;
         assert_eq!((r["images_trained"].as_u64(), r["eval_images"].as_u64()), (Some(32), Some(2 * test)), "{r}");
-        assert!(r["shape"].as_str().unwrap().contains(&format!("Te{}", run["label"].as_str().unwrap().rsplit('=').next().unwrap())), "{r}");
+        assert!(
+            r["shape"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("Te{}", run["label"].as_str().unwrap().rsplit('=').next().unwrap())),
+            "{r}"
+        );
         // The plan made before the sweep is kept in the stored manifest.
         assert_eq!(run["estimate"]["source"]["kind"].as_str(), Some("flops"), "{run}");
         sum_rank_hours += f(r, "rank_hours");
@@ -110,12 +143,22 @@ store = "file://{store}"
     let csv = std::fs::read_to_string(cwd.join("rep/cost-cost.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let total: Vec<&str> = csv.lines().find(|l| l.starts_with("total,")).unwrap_or_else(|| panic!("no total row:\n{csv}")).split(',').collect();
+    let total: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("total,"))
+        .unwrap_or_else(|| panic!("no total row:\n{csv}"))
+        .split(',')
+        .collect();
     let reported: f64 = total[col("rank_hours")].parse().unwrap();
     assert!((reported - sum_rank_hours).abs() < 1e-12, "report total {reported} vs records {sum_rank_hours}\n{csv}");
     assert!(total[col("planned_rank_hours")].parse::<f64>().unwrap() > 0.0, "planned total missing:\n{csv}");
     let md = std::fs::read_to_string(cwd.join("rep/cost-cost.md")).unwrap();
-    assert!(md.contains(&format!("Total: {sum_rank_hours:.4} rank-hours")) && md.contains("| **total** |") && md.contains("assumed"), "{md}");
+    assert!(
+        md.contains(&format!("Total: {sum_rank_hours:.4} rank-hours"))
+            && md.contains("| **total** |")
+            && md.contains("assumed"),
+        "{md}"
+    );
 
     // Planning the same sweep again: every estimate now comes from its measured run.
     let after = ok(&["plan", &sweep, "--cluster", local], cwd);

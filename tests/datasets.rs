@@ -20,9 +20,11 @@ fn image_file(path: &Path, w: u32, h: u32) {
 /// A mask: `value` inside the rectangle [x0, x1) x [y0, y1), 0 elsewhere.
 fn mask_file(path: &Path, w: u32, h: u32, value: u8, (x0, y0, x1, y1): (u32, u32, u32, u32)) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image::GrayImage::from_fn(w, h, |x, y| image::Luma([if x >= x0 && x < x1 && y >= y0 && y < y1 { value } else { 0 }]))
-        .save(path)
-        .unwrap();
+    image::GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([if x >= x0 && x < x1 && y >= y0 && y < y1 { value } else { 0 }])
+    })
+    .save(path)
+    .unwrap();
 }
 
 /// Keeps the first half of a file: the header stays valid, the pixel data does not.
@@ -207,7 +209,10 @@ fn visa_layout_binarises_masks_and_reports_listed_files() {
     write_csv(&root, &rows);
     let index = scan(&cfg(&root, "visa", &[])).unwrap();
     assert_eq!(index.class_names(), ["candle", "pcb1"]);
-    assert_eq!(keys(&class(&index, "pcb1").train), ["pcb1/Data/Images/Normal/000.JPG", "pcb1/Data/Images/Normal/001.JPG"]);
+    assert_eq!(
+        keys(&class(&index, "pcb1").train),
+        ["pcb1/Data/Images/Normal/000.JPG", "pcb1/Data/Images/Normal/001.JPG"]
+    );
     assert_eq!(
         test_rows(&index, "candle"),
         [
@@ -246,7 +251,12 @@ fn visa_layout_binarises_masks_and_reports_listed_files() {
     assert!(text.contains("404.JPG does not exist but") && text.contains("1cls.csv line 12"), "{text}");
     // Training refuses such a csv, naming the first problem (file and csv line) and the count.
     let err = scan(&cfg(&root, "visa", &[])).unwrap_err().to_string();
-    assert!(err.contains("candle/Data/Images/Anomaly/000.JPG") && err.contains("1cls.csv line 14") && err.contains("2 more"), "{err}");
+    assert!(
+        err.contains("candle/Data/Images/Anomaly/000.JPG")
+            && err.contains("1cls.csv line 14")
+            && err.contains("2 more"),
+        "{err}"
+    );
     let (ok, out) = check_cli(&root, &["--kind", "visa"]);
     assert!(!ok && out.contains("404.JPG") && out.contains("777.png") && out.contains("405.png"), "{out}");
 
@@ -345,7 +355,10 @@ fn jsonl_metadata_relative_to_root() {
     assert_eq!(keys(&class(&index, "wood").train), ["wood/train/good/0.png", "wood/train/good/1.png"]);
     assert_eq!(
         test_rows(&index, "wood"),
-        [("wood/test/good/0.png".into(), false, None), ("wood/test/crack/0.png".into(), true, Some("wood/gt/crack/0_mask.png".into()))]
+        [
+            ("wood/test/good/0.png".into(), false, None),
+            ("wood/test/crack/0.png".into(), true, Some("wood/gt/crack/0_mask.png".into()))
+        ]
     );
     assert_eq!(class(&index, "wood").test[1].defect, "defective");
     c.classes.clear();
@@ -403,19 +416,29 @@ fn jsonl_paths_outside_the_root_are_refused() {
     c.train_meta = Some("meta/train.jsonl".into());
     c.test_meta = Some("meta/test.jsonl".into());
     let err = scan(&c).unwrap_err().to_string();
-    assert!(err.contains("../secret.png") && err.contains("train.jsonl line 2") && err.contains("outside dataset.root"), "{err}");
+    assert!(
+        err.contains("../secret.png") && err.contains("train.jsonl line 2") && err.contains("outside dataset.root"),
+        "{err}"
+    );
     assert!(err.contains("2 more problems"), "{err}");
     let report = check(&c, &Progress::hidden()).unwrap();
     let mut found = problems(&report, &root);
     found.sort();
     assert_eq!(
         found,
-        owned(&[("outside-root", "../secret.png"), ("outside-root", &abs), ("outside-root", "wood/../../secret_mask.png")])
+        owned(&[
+            ("outside-root", "../secret.png"),
+            ("outside-root", &abs),
+            ("outside-root", "wood/../../secret_mask.png")
+        ])
     );
     let meta = ["--kind", "jsonl", "--train-meta", "meta/train.jsonl", "--test-meta", "meta/test.jsonl"];
     let (ok, out) = check_cli(&root, &meta);
     assert!(!ok && !out.contains("no problems found"), "{out}");
-    assert!(out.contains("[outside-root]") && out.contains("test.jsonl line 2") && out.contains("test.jsonl line 3"), "{out}");
+    assert!(
+        out.contains("[outside-root]") && out.contains("test.jsonl line 2") && out.contains("test.jsonl line 3"),
+        "{out}"
+    );
 }
 
 /// A class folder with neither train/ nor test/ (a class unpacked one level too deep) is
@@ -432,7 +455,10 @@ fn class_folders_without_train_or_test_are_errors() {
     image_file(&root.join("screw/screw/train/good/000.png"), S, S);
     for kind in ["mvtec", "mpdd", "btad"] {
         let err = scan(&cfg(&root, kind, &[])).unwrap_err().to_string();
-        assert!(err.contains("mvtec/screw has neither train/ nor test/") && err.contains("dataset.classes"), "{kind}: {err}");
+        assert!(
+            err.contains("mvtec/screw has neither train/ nor test/") && err.contains("dataset.classes"),
+            "{kind}: {err}"
+        );
     }
     let (ok, out) = check_cli(&root, &[]);
     assert!(!ok && out.contains("mvtec/screw"), "{out}");
@@ -472,7 +498,13 @@ fn published_counts_are_recognised() {
         kind: ras::config::DatasetKind::Mvtec,
         root: PathBuf::from("/data/mpdd"),
         classes: vec![
-            ClassCounts { class: "a".into(), train: train - 8, test_normal: normal - 1, test_anomalous: anomalous, masks: anomalous },
+            ClassCounts {
+                class: "a".into(),
+                train: train - 8,
+                test_normal: normal - 1,
+                test_anomalous: anomalous,
+                masks: anomalous,
+            },
             ClassCounts { class: "b".into(), train: 8, test_normal: 1, test_anomalous: 0, masks: 0 },
         ],
         problems: vec![],

@@ -39,7 +39,8 @@ fn final_weights(store: &Path, epochs: usize) -> BTreeMap<String, Tensor> {
 }
 
 fn final_metrics(store: &Path) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir(store).join("final_metrics.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir(store).join("final_metrics.json")).unwrap()).unwrap();
     v["metrics"].clone()
 }
 
@@ -66,7 +67,9 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 fn checkpoint_exists(store: &Path, name: &str) -> bool {
     let runs = store.join("runs");
-    std::fs::read_dir(&runs).map(|rd| rd.flatten().any(|r| r.path().join("checkpoints/unified").join(name).exists())).unwrap_or(false)
+    std::fs::read_dir(&runs)
+        .map(|rd| rd.flatten().any(|r| r.path().join("checkpoints/unified").join(name).exists()))
+        .unwrap_or(false)
 }
 
 const EXTRA: &str = "[checkpoint]\nevery = 3\nkeep_last = 2\n";
@@ -84,7 +87,8 @@ fn two_ranks_equal_one_rank_with_twice_the_batch() {
     args.extend(["--ranks", "2"]);
     let out = train_cmd(&two, &args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let env: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir(&store_of(&two)).join("env.json")).unwrap()).unwrap();
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir(&store_of(&two)).join("env.json")).unwrap()).unwrap();
     assert_eq!(env["world"]["world_size"], 2, "really ran on 2 ranks: {env}");
     assert_eq!(env["world"]["collective"], "mpi");
 
@@ -110,7 +114,8 @@ fn two_ranks_equal_one_rank_with_twice_the_batch() {
     let (ma, mb) = (final_metrics(&store_of(&one)), final_metrics(&store_of(&two)));
     for class in ma["classes"].as_object().unwrap().keys() {
         for metric in ["image_auroc", "pixel_auroc", "aupro", "image_f1_max", "pixel_f1_max"] {
-            let (x, y) = (ma["classes"][class][metric].as_f64().unwrap(), mb["classes"][class][metric].as_f64().unwrap());
+            let (x, y) =
+                (ma["classes"][class][metric].as_f64().unwrap(), mb["classes"][class][metric].as_f64().unwrap());
             assert!((x - y).abs() < 1e-4, "{class} {metric}: 1 rank {x}, 2 ranks {y}");
         }
     }
@@ -137,7 +142,11 @@ fn sigkill_then_resume_is_bit_identical_even_with_a_corrupt_checkpoint() {
     assert!(status.contains("running"), "killed run still says running: {status}");
     // Corrupt the newest checkpoint: resume must fall back to the one before it.
     let ckpts = run_dir(&store).join("checkpoints/unified");
-    let mut weights: Vec<PathBuf> = std::fs::read_dir(&ckpts).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().unwrap() == "safetensors").collect();
+    let mut weights: Vec<PathBuf> = std::fs::read_dir(&ckpts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().unwrap() == "safetensors")
+        .collect();
     weights.sort();
     let newest = weights.last().unwrap().clone();
     let mut bytes = std::fs::read(&newest).unwrap();
@@ -157,7 +166,10 @@ fn sigkill_then_resume_is_bit_identical_even_with_a_corrupt_checkpoint() {
     let metrics = |s: &Path| std::fs::read_to_string(run_dir(s).join("metrics.jsonl")).unwrap();
     assert_eq!(metrics(&store_of(&reference)), metrics(&store));
     // Retention: the newest 2 plus the best.
-    let kept = std::fs::read_dir(&ckpts).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "json").count();
+    let kept = std::fs::read_dir(&ckpts)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "json")
+        .count();
     assert!((2..=3).contains(&kept), "kept {kept} checkpoints");
 }
 
@@ -177,7 +189,12 @@ fn signal_case(sig: i32, sig_name: &str) {
     let t = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(t.elapsed() < Duration::from_secs(60), "stopping took {:?}", t.elapsed());
-    assert_eq!(out.status.code(), Some(75), "{sig}: exit code 75 = requeue; stderr {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{sig}: exit code 75 = requeue; stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status = std::fs::read_to_string(run_dir(&store).join("status.json")).unwrap();
     assert!(status.contains("preempted"), "{status}");
     assert!(!checkpoint_exists(&store, "epoch_0009.json"), "stopped before the end");
@@ -206,10 +223,13 @@ fn a_killed_rank_fails_the_run_within_bounded_time() {
     let root = synth_dataset(dir.path(), 1, 8, 224, 16);
     let cfg = config(dir.path(), &root, "die", "");
     let store = store_of(&cfg);
-    let child = train_cmd(&cfg, &["--ranks", "2", "--set", "train.epochs=500", "--set", "train.batch_size=4"]).spawn().unwrap();
+    let child =
+        train_cmd(&cfg, &["--ranks", "2", "--set", "train.epochs=500", "--set", "train.batch_size=4"]).spawn().unwrap();
     // Wait until training runs (env.json is written after the feature cache).
     wait_for("training start", Duration::from_secs(300), || {
-        std::fs::read_dir(store.join("runs")).map(|rd| rd.flatten().any(|r| r.path().join("env.json").exists())).unwrap_or(false)
+        std::fs::read_dir(store.join("runs"))
+            .map(|rd| rd.flatten().any(|r| r.path().join("env.json").exists()))
+            .unwrap_or(false)
     });
     std::thread::sleep(Duration::from_millis(500));
     // The ranks' command lines start with the ras binary (mpirun's own starts with "mpirun").

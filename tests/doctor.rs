@@ -19,7 +19,10 @@ fn doctor(cwd: &Path, args: &[&str]) -> (bool, String) {
 
 /// The line of check `name` in the table.
 fn line<'a>(table: &'a str, name: &str) -> &'a str {
-    table.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("no {name} line in\n{table}"))
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no {name} line in\n{table}"))
 }
 
 #[test]
@@ -29,7 +32,9 @@ fn doctor_passes_on_this_machine_through_the_local_launcher() {
     let profile = repo().join("cluster/local.toml");
     let (ok, out) = doctor(dir.path(), &["--cluster", profile.to_str().unwrap(), "--elements", "100000"]);
     assert!(ok, "{out}");
-    for (check, status) in [("submit", "PASS"), ("start", "PASS"), ("placement", "PASS"), ("mpi", "PASS"), ("nccl", "SKIP")] {
+    for (check, status) in
+        [("submit", "PASS"), ("start", "PASS"), ("placement", "PASS"), ("mpi", "PASS"), ("nccl", "SKIP")]
+    {
         assert!(line(&out, check).contains(status), "{check} {status}:\n{out}");
     }
     // cluster/local.toml is CPU-only (gpus_per_node = 0): no CUDA is no failure here.
@@ -49,12 +54,18 @@ fn doctor_passes_mpi_across_the_two_slurm_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let profile = repo().join("cluster/ci-slurm-2node.toml");
     // The profile's GPUs are fake (/dev/null): --cpu, as the test cluster has no CUDA.
-    let (ok, out) = doctor(dir.path(), &["--cluster", profile.to_str().unwrap(), "--cpu", "--elements", "100000", "--timeout", "120"]);
+    let (ok, out) = doctor(
+        dir.path(),
+        &["--cluster", profile.to_str().unwrap(), "--cpu", "--elements", "100000", "--timeout", "120"],
+    );
     assert!(ok, "{out}");
     assert!(line(&out, "submit").contains("slurm job"), "{out}");
     assert!(line(&out, "start").contains("2/2 ranks started: rank 0 on n1, rank 1 on n2"), "{out}");
     assert!(line(&out, "placement").contains("PASS  2 node(s) of 2 asked: n1, n2"), "{out}");
-    assert!(line(&out, "mpi").contains("PASS  all-reduce over 2 rank(s) across 2 nodes: 3 == 3 on every rank"), "{out}");
+    assert!(
+        line(&out, "mpi").contains("PASS  all-reduce over 2 rank(s) across 2 nodes: 3 == 3 on every rank"),
+        "{out}"
+    );
     assert!(line(&out, "nccl").contains("SKIP  no GPU"), "{out}");
     assert!(line(&out, "cuda").contains("SKIP"), "{out}");
 
@@ -63,7 +74,12 @@ fn doctor_passes_mpi_across_the_two_slurm_nodes() {
     let run = std::fs::read_dir(dir.path().join(".ras-doctor")).unwrap().next().unwrap().unwrap().path();
     let script_file = files(&run.join("logs")).into_iter().find(|f| f.ends_with(".sbatch")).expect("the job script");
     let script = std::fs::read_to_string(run.join("logs").join(script_file)).unwrap();
-    for want in ["#SBATCH --nodes=2\n", "#SBATCH --ntasks-per-node=1\n", "#SBATCH --gres=gpu:1\n#SBATCH --exclusive\n", "#SBATCH --nodelist=n1,n2\n"] {
+    for want in [
+        "#SBATCH --nodes=2\n",
+        "#SBATCH --ntasks-per-node=1\n",
+        "#SBATCH --gres=gpu:1\n#SBATCH --exclusive\n",
+        "#SBATCH --nodelist=n1,n2\n",
+    ] {
         assert!(script.contains(want), "{want:?} not in\n{script}");
     }
     assert!(!script.contains("gpus-per-task"), "{script}");

@@ -20,9 +20,12 @@ use tch::Device;
 fn untrained_metrics(cfg: &RunConfig) -> MetricsTable {
     let store = Store::open(&cfg.store).unwrap();
     let index = ras::data::scan_mvtec(&cfg.dataset.root, &[]).unwrap();
-    let (feats, _) = ras::features::load_or_compute(&store, &cfg.backbone, Device::Cpu, &index, &Progress::hidden()).unwrap();
+    let (feats, _) =
+        ras::features::load_or_compute(&store, &cfg.backbone, Device::Cpu, &index, &Progress::hidden()).unwrap();
     let ch = feats[0].1.train.size()[1];
-    let trainer = ras::train::Trainer::new(&cfg.model, &cfg.train, cfg.seed, ch, cfg.backbone.image_size / 16, Device::Cpu).unwrap();
+    let trainer =
+        ras::train::Trainer::new(&cfg.model, &cfg.train, cfg.seed, ch, cfg.backbone.image_size / 16, Device::Cpu)
+            .unwrap();
     let mut classes = BTreeMap::new();
     for (i, (class, f)) in feats.iter().enumerate() {
         let pred = predict(&trainer.model, &f.test, cfg.backbone.image_size, 16, 0.0, cfg.seed, Device::Cpu);
@@ -30,7 +33,9 @@ fn untrained_metrics(cfg: &RunConfig) -> MetricsTable {
         let labels: Vec<bool> = samples.iter().map(|s| s.label).collect();
         let masks: Vec<tch::Tensor> = samples
             .iter()
-            .map(|s| ras::data::imageio::load_mask(s.mask.as_deref(), &s.path, s.label, cfg.backbone.image_size).unwrap())
+            .map(|s| {
+                ras::data::imageio::load_mask(s.mask.as_deref(), &s.path, s.label, cfg.backbone.image_size).unwrap()
+            })
             .collect();
         classes.insert(class.clone(), class_metrics(&pred, &labels, &tch::Tensor::stack(&masks, 0), 0.3).unwrap());
     }
@@ -118,13 +123,29 @@ fn training_beats_the_untrained_model_and_the_cache_is_reused() {
     assert_ne!(at50.mean, after.mean, "noise at test time changes the numbers");
 
     // A second run with another seed (a new run id) reuses the cache again, through the CLI.
-    let out2 = ras(&["train", cfg_path.to_str().unwrap(), "--set", "seed=8", "--set", "train.epochs=1", "--set", "train.eval_every=1"], dir.path());
+    let out2 = ras(
+        &[
+            "train",
+            cfg_path.to_str().unwrap(),
+            "--set",
+            "seed=8",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.eval_every=1",
+        ],
+        dir.path(),
+    );
     assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("store/runs")).unwrap().collect();
     assert_eq!(runs.len(), 2);
     let fm2: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
-            runs.iter().map(|r| r.as_ref().unwrap().path()).find(|p| !p.ends_with(&out.run_id)).unwrap().join("final_metrics.json"),
+            runs.iter()
+                .map(|r| r.as_ref().unwrap().path())
+                .find(|p| !p.ends_with(&out.run_id))
+                .unwrap()
+                .join("final_metrics.json"),
         )
         .unwrap(),
     )
@@ -137,11 +158,13 @@ fn training_beats_the_untrained_model_and_the_cache_is_reused() {
     px.put_pixel(5, 5, image::Rgb([0, 0, 0]));
     px.save(&img).unwrap();
     let index = ras::data::scan_mvtec(&root, &[]).unwrap();
-    let (_, stats) = ras::features::load_or_compute(&store, &cfg.backbone, Device::Cpu, &index, &Progress::hidden()).unwrap();
+    let (_, stats) =
+        ras::features::load_or_compute(&store, &cfg.backbone, Device::Cpu, &index, &Progress::hidden()).unwrap();
     assert_eq!((stats.classes_reused, stats.classes_computed), (2, 1), "{stats:?}");
     // Same bytes, new mtime: still a hit.
     std::fs::write(&img, std::fs::read(&img).unwrap()).unwrap();
-    let (_, stats) = ras::features::load_or_compute(&store, &cfg.backbone, Device::Cpu, &index, &Progress::hidden()).unwrap();
+    let (_, stats) =
+        ras::features::load_or_compute(&store, &cfg.backbone, Device::Cpu, &index, &Progress::hidden()).unwrap();
     assert_eq!((stats.classes_reused, stats.classes_computed), (3, 0), "{stats:?}");
 }
 
@@ -151,7 +174,16 @@ fn separate_setting_trains_one_model_per_class() {
     let dir = tempfile::tempdir().unwrap();
     let root = synth_dataset(dir.path(), 2, 77, 128, 4);
     let cfg_path = small_config(dir.path(), &root, "sep", "");
-    let cfg = RunConfig::load(&cfg_path, &["train.setting=\"separate\"".into(), "train.epochs=2".into(), "train.eval_every=1".into(), "backbone.image_size=128".into()]).unwrap();
+    let cfg = RunConfig::load(
+        &cfg_path,
+        &[
+            "train.setting=\"separate\"".into(),
+            "train.epochs=2".into(),
+            "train.eval_every=1".into(),
+            "backbone.image_size=128".into(),
+        ],
+    )
+    .unwrap();
     let out = execute(&cfg, &RunOptions::new(Progress::hidden(), false)).unwrap();
     let fm = out.final_metrics.unwrap();
     assert_eq!(fm.metrics.classes.keys().cloned().collect::<Vec<_>>(), vec!["grain".to_string(), "weave".to_string()]);
@@ -161,7 +193,8 @@ fn separate_setting_trains_one_model_per_class() {
         assert_eq!((rec.model.as_str(), rec.epoch), (class, 2));
     }
     assert!(store.list(&format!("{}/checkpoints/unified", out.prefix)).unwrap().is_empty());
-    let log = String::from_utf8(store.get(&format!("{}/train_log.jsonl", out.prefix)).unwrap().unwrap().to_vec()).unwrap();
+    let log =
+        String::from_utf8(store.get(&format!("{}/train_log.jsonl", out.prefix)).unwrap().unwrap().to_vec()).unwrap();
     assert_eq!(log.lines().count(), 4, "2 epochs x 2 models: {log}");
 }
 
@@ -173,7 +206,11 @@ fn resumed_at_the_final_epoch_reports_metrics_of_its_new_predictions() {
     let dir = tempfile::tempdir().unwrap();
     let root = synth_dataset(dir.path(), 2, 91, 128, 4);
     let cfg_path = small_config(dir.path(), &root, "stale", "");
-    let cfg = RunConfig::load(&cfg_path, &["train.epochs=2".into(), "train.eval_every=1".into(), "backbone.image_size=128".into()]).unwrap();
+    let cfg = RunConfig::load(
+        &cfg_path,
+        &["train.epochs=2".into(), "train.eval_every=1".into(), "backbone.image_size=128".into()],
+    )
+    .unwrap();
     let out = execute(&cfg, &RunOptions::new(Progress::hidden(), false)).unwrap();
     let first = out.final_metrics.unwrap().metrics;
     let store = Store::open(&cfg.store).unwrap();
@@ -250,10 +287,18 @@ fn a_torn_log_tail_is_dropped_and_the_run_resumes() {
     assert!(out.status.success(), "resume must succeed: {stderr}");
     assert!(stderr.contains("metrics.jsonl") && stderr.contains("torn"), "the warning names the key: {stderr}");
     let after = std::fs::read_to_string(&metrics).unwrap();
-    let epochs: Vec<u64> = after.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].as_u64().unwrap()).collect();
+    let epochs: Vec<u64> = after
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].as_u64().unwrap())
+        .collect();
     assert_eq!(epochs, vec![1, 2], "{after}");
-    assert_eq!(after.lines().next(), Some(lines[0]), "epoch 1 evaluated again from its checkpoint gives the same metrics");
-    let tl: Vec<serde_json::Value> = std::fs::read_to_string(&train_log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        after.lines().next(),
+        Some(lines[0]),
+        "epoch 1 evaluated again from its checkpoint gives the same metrics"
+    );
+    let tl: Vec<serde_json::Value> =
+        std::fs::read_to_string(&train_log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(tl.last().unwrap()["epoch"], 2, "{tl:?}");
     assert!(std::fs::read_to_string(&status).unwrap().contains("\"complete\""));
 }
@@ -282,11 +327,18 @@ fn eval_uses_exactly_the_chosen_checkpoint_and_keeps_earlier_results() {
         ras(&a, dir.path())
     };
     let evals = || files(&run.join("evals"));
-    let read = |name: &str| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(run.join("evals").join(name)).unwrap()).unwrap();
+    let read = |name: &str| {
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(run.join("evals").join(name)).unwrap())
+            .unwrap()
+    };
 
     let o = eval(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("final checkpoint (unified epoch 2)"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("final checkpoint (unified epoch 2)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     assert_eq!(evals(), ["test_jitter_0.json"]);
     assert_eq!(read("test_jitter_0.json")["models"]["unified"]["epoch"], 2);
     let first = std::fs::read(run.join("evals/test_jitter_0.json")).unwrap();
@@ -313,9 +365,16 @@ fn eval_uses_exactly_the_chosen_checkpoint_and_keeps_earlier_results() {
     }
     let o = eval(&["--checkpoint", "7"]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && stderr.contains("no epoch_7 checkpoint") && stderr.contains("epochs kept: 1, 2"), "{stderr}");
+    assert!(
+        !o.status.success() && stderr.contains("no epoch_7 checkpoint") && stderr.contains("epochs kept: 1, 2"),
+        "{stderr}"
+    );
     assert_eq!(evals().len(), 3, "failed evaluations write nothing");
-    assert_eq!(std::fs::read(run.join("evals/test_jitter_0.json")).unwrap(), first, "the earlier result is never overwritten");
+    assert_eq!(
+        std::fs::read(run.join("evals/test_jitter_0.json")).unwrap(),
+        first,
+        "the earlier result is never overwritten"
+    );
     // --checkpoint without --test-jitter is refused rather than ignored.
     let o = ras(&["eval", id.as_str(), "--store", url.as_str(), "--checkpoint", "1"], dir.path());
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--test-jitter"));
@@ -347,6 +406,16 @@ fn bf16_training_reaches_the_fp32_metrics() {
     }
     let (fp32, bf16) = (&tables[0].mean, &tables[1].mean);
     assert_ne!(fp32, bf16, "bf16 must actually compute in bf16");
-    assert!((bf16.image_auroc - fp32.image_auroc).abs() <= 0.05, "image AUROC fp32 {:.3} bf16 {:.3}", fp32.image_auroc, bf16.image_auroc);
-    assert!((bf16.pixel_auroc - fp32.pixel_auroc).abs() <= 0.05, "pixel AUROC fp32 {:.3} bf16 {:.3}", fp32.pixel_auroc, bf16.pixel_auroc);
+    assert!(
+        (bf16.image_auroc - fp32.image_auroc).abs() <= 0.05,
+        "image AUROC fp32 {:.3} bf16 {:.3}",
+        fp32.image_auroc,
+        bf16.image_auroc
+    );
+    assert!(
+        (bf16.pixel_auroc - fp32.pixel_auroc).abs() <= 0.05,
+        "pixel AUROC fp32 {:.3} bf16 {:.3}",
+        fp32.pixel_auroc,
+        bf16.pixel_auroc
+    );
 }

@@ -21,8 +21,17 @@ use std::process::Command;
 use tch::{Device, Tensor};
 
 fn reference(mode: &str, dir: &Path) {
-    let out = Command::new(python()).arg(repo().join("tests/reference/ras_ref.py")).args([mode, dir.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "ras_ref.py {mode} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python())
+        .arg(repo().join("tests/reference/ras_ref.py"))
+        .args([mode, dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ras_ref.py {mode} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn read(path: &Path) -> HashMap<String, Tensor> {
@@ -51,7 +60,10 @@ fn public_checkpoint_imports_evaluates_and_exports_back_to_pytorch() {
     let root = synth_dataset(d, 1, 3, 224, 4);
     let cfg_path = small_config(d, &root, "pub", "");
     let cfg = RunConfig::load(&cfg_path, &[]).unwrap();
-    let channels = ras::backbone::BackboneIdentity::resolve(&BackboneConfig { arch: cfg.backbone.arch, ..cfg.backbone.clone() }).unwrap().channels;
+    let channels =
+        ras::backbone::BackboneIdentity::resolve(&BackboneConfig { arch: cfg.backbone.arch, ..cfg.backbone.clone() })
+            .unwrap()
+            .channels;
     let m = &cfg.model;
     let args = serde_json::json!({
         "seed": 11, "decoder": "ras", "encoder_layers": m.encoder_layers, "decoder_layers": m.decoder_layers,
@@ -67,24 +79,51 @@ fn public_checkpoint_imports_evaluates_and_exports_back_to_pytorch() {
     let py = python();
 
     // A config whose model does not fit is refused, naming the keys to check and the tensors.
-    let out = ras(&["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--set", "model.encoder_layers=2", "--python", py.to_str().unwrap()], d);
+    let out = ras(
+        &[
+            "import",
+            ckpt.to_str().unwrap(),
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--set",
+            "model.encoder_layers=2",
+            "--python",
+            py.to_str().unwrap(),
+        ],
+        d,
+    );
     assert!(!out.status.success(), "a mismatching config must fail:\n{}", text(&out));
     let t = text(&out);
     assert!(t.contains("model.encoder_layers") && t.contains("missing transformer.encoder.layers.1."), "{t}");
 
     // public .pth.tar -> ras import -> the same reconstruction as PyTorch's (1e-5).
-    let out = ras(&["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()], d);
+    let out = ras(
+        &["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()],
+        d,
+    );
     let t = text(&out);
     assert!(out.status.success(), "import failed:\n{t}");
-    let run = t.lines().find_map(|l| l.strip_prefix("run ")).and_then(|l| l.split_whitespace().next()).expect("run id printed").to_string();
+    let run = t
+        .lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("run id printed")
+        .to_string();
     assert!(run.starts_with("pub-import-"), "{run}");
     let store = Store::open(&store_url).unwrap();
     let prov: serde_json::Value = store.get_json(&format!("runs/{run}/import.json")).unwrap().expect("import.json");
     let sha = ras::store::sha256_hex(&std::fs::read(&ckpt).unwrap());
     assert_eq!(prov["sha256"], sha.as_str());
     assert_eq!(prov["format"], "torch.save");
-    assert!(prov["not_imported"].as_array().unwrap().iter().any(|n| n == "module.backbone._conv_stem.weight"), "{prov}");
-    let stored_cfg = RunConfig::from_toml(std::str::from_utf8(&store.get(&format!("runs/{run}/config.toml")).unwrap().unwrap()).unwrap(), Path::new("x")).unwrap();
+    assert!(
+        prov["not_imported"].as_array().unwrap().iter().any(|n| n == "module.backbone._conv_stem.weight"),
+        "{prov}"
+    );
+    let stored_cfg = RunConfig::from_toml(
+        std::str::from_utf8(&store.get(&format!("runs/{run}/config.toml")).unwrap().unwrap()).unwrap(),
+        Path::new("x"),
+    )
+    .unwrap();
     let features = &public["features"];
     let maps = our_maps(&store, &run, &stored_cfg, features);
     let e = rel_err(&maps, &public["maps"]);
@@ -92,7 +131,10 @@ fn public_checkpoint_imports_evaluates_and_exports_back_to_pytorch() {
     assert!(rel_err(&image_scores(&maps), &public["scores"]) < 1e-5);
 
     // Importing the same file again finds it.
-    let again = ras(&["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()], d);
+    let again = ras(
+        &["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()],
+        d,
+    );
     assert!(again.status.success() && text(&again).contains("already imported"), "{}", text(&again));
 
     // ras eval evaluates the imported run like any run: final metrics, status complete.
@@ -108,7 +150,8 @@ fn public_checkpoint_imports_evaluates_and_exports_back_to_pytorch() {
     // ras export (both formats) -> torch.load(weights_only=True) + strict loads in PyTorch ->
     // the same reconstruction as ours (1e-5), and the very tensors the public file held.
     for (fmt, file) in [("public", "export.pth.tar"), ("safetensors", "export.safetensors")] {
-        let out = ras(&["export", &run, "--store", &store_url, "--format", fmt, "--out", d.join(file).to_str().unwrap()], d);
+        let out =
+            ras(&["export", &run, "--store", &store_url, "--format", fmt, "--out", d.join(file).to_str().unwrap()], d);
         assert!(out.status.success(), "export {fmt} failed:\n{}", text(&out));
     }
     std::fs::write(d.join("inputs.safetensors"), tensors::encode(&[("features", features)]).unwrap()).unwrap();
@@ -128,18 +171,39 @@ fn unreadable_or_foreign_checkpoints_are_refused_and_store_nothing() {
     // Not a checkpoint at all: the converter's error comes through, nothing is stored.
     let junk = d.join("junk.pth.tar");
     std::fs::write(&junk, b"this is not a checkpoint").unwrap();
-    let out = ras(&["import", junk.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", python().to_str().unwrap()], d);
+    let out = ras(
+        &[
+            "import",
+            junk.to_str().unwrap(),
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--python",
+            python().to_str().unwrap(),
+        ],
+        d,
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("junk.pth.tar"), "{}", text(&out));
-    assert!(!d.join("store/runs").exists() || std::fs::read_dir(d.join("store/runs")).unwrap().next().is_none(), "nothing stored");
+    assert!(
+        !d.join("store/runs").exists() || std::fs::read_dir(d.join("store/runs")).unwrap().next().is_none(),
+        "nothing stored"
+    );
     // A safetensors file without a reconstruction model names what it expected.
     let other = d.join("other.safetensors");
-    std::fs::write(&other, tensors::encode(&[("module.backbone._conv_stem.weight", &Tensor::zeros([2], (tch::Kind::Float, Device::Cpu)))]).unwrap()).unwrap();
+    std::fs::write(
+        &other,
+        tensors::encode(&[("module.backbone._conv_stem.weight", &Tensor::zeros([2], (tch::Kind::Float, Device::Cpu)))])
+            .unwrap(),
+    )
+    .unwrap();
     let out = ras(&["import", other.to_str().unwrap(), "--config", cfg_path.to_str().unwrap()], d);
     assert!(!out.status.success());
     assert!(text(&out).contains("module.reconstruction."), "{}", text(&out));
     // A Python without torch is named, with the fix.
-    let out = ras(&["import", junk.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", "/nonexistent/python"], d);
+    let out = ras(
+        &["import", junk.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", "/nonexistent/python"],
+        d,
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("--python"), "{}", text(&out));
 }

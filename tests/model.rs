@@ -8,7 +8,15 @@ use ras::run::{load_model_weights, model_weights};
 use tch::{nn, Device, Kind, Tensor};
 
 fn small(te: usize, td: usize, decoder: DecoderKind) -> ModelConfig {
-    ModelConfig { decoder, hidden_dim: 32, encoder_layers: te, decoder_layers: td, heads: 4, ffn_dim: 64, ..Default::default() }
+    ModelConfig {
+        decoder,
+        hidden_dim: 32,
+        encoder_layers: te,
+        decoder_layers: td,
+        heads: 4,
+        ffn_dim: 64,
+        ..Default::default()
+    }
 }
 
 fn build(cfg: &ModelConfig, seed: i64) -> (nn::VarStore, Ras) {
@@ -66,21 +74,31 @@ fn parameter_names_follow_the_public_module_tree() {
 /// with no renaming, and ours loads into the public code with strict=True.
 #[test]
 fn every_public_state_dict_name_and_shape_and_nothing_else() {
-    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/ras-state-dict.md")).unwrap();
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/ras-state-dict.md")).unwrap();
     let mut want = std::collections::BTreeMap::new();
     for line in spec.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         let name = cells[1].trim_matches('`').to_string();
-        let shape: Vec<i64> = cells[2].trim_matches(|c| c == '(' || c == ')').split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+        let shape: Vec<i64> = cells[2]
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().unwrap())
+            .collect();
         want.insert(name, shape);
     }
     assert_eq!(want.len(), 108, "the spec's table lists 108 tensors");
     let vs = nn::VarStore::new(Device::Cpu);
     let _m = Ras::new(&vs.root(), &ModelConfig::default(), 272, (14, 14));
-    let have: std::collections::BTreeMap<String, Vec<i64>> = vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
+    let have: std::collections::BTreeMap<String, Vec<i64>> =
+        vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
     let missing: Vec<_> = want.iter().filter(|(n, s)| have.get(*n) != Some(s)).collect();
     let extra: Vec<_> = have.keys().filter(|n| !want.contains_key(*n)).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing or misshapen: {missing:?}\nnot in the public code: {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing or misshapen: {missing:?}\nnot in the public code: {extra:?}"
+    );
 }
 
 /// The UniAD baseline's state dict is UniAD's (zhiyuanyou/UniAD,
@@ -134,7 +152,11 @@ fn uniad_baseline_names_and_shapes_are_uniads() {
         }
         let p = format!("transformer.decoder.layers.{i}");
         add(format!("{p}.learned_embed.weight"), &[t, h]);
-        for (n, s) in attn(&format!("{p}.self_attn")).into_iter().chain(attn(&format!("{p}.multihead_attn"))).chain(ffn_norms(&p, 3)) {
+        for (n, s) in attn(&format!("{p}.self_attn"))
+            .into_iter()
+            .chain(attn(&format!("{p}.multihead_attn")))
+            .chain(ffn_norms(&p, 3))
+        {
             add(n, &s);
         }
     }
@@ -143,7 +165,8 @@ fn uniad_baseline_names_and_shapes_are_uniads() {
     let cfg = ModelConfig { decoder: DecoderKind::Uniad, encoder_layers: 4, decoder_layers: 4, ..Default::default() };
     let vs = nn::VarStore::new(Device::Cpu);
     let _m = Ras::new(&vs.root(), &cfg, c, (14, 14));
-    let have: std::collections::BTreeMap<String, Vec<i64>> = vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
+    let have: std::collections::BTreeMap<String, Vec<i64>> =
+        vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect();
     let missing: Vec<_> = want.iter().filter(|(n, s)| have.get(*n) != Some(s)).collect();
     let extra: Vec<_> = have.keys().filter(|n| !want.contains_key(*n)).collect();
     assert!(missing.is_empty() && extra.is_empty(), "missing or misshapen: {missing:?}\nnot in UniAD: {extra:?}");
@@ -182,7 +205,15 @@ fn gate_and_fusion_formulas_by_hand() {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let step = RasStep::new(&(vs.root() / "s"), 0, &cfg, 1, 3);
     let set = |vs: &mut nn::VarStore, name: &str, v: &[f32], shape: &[i64]| {
-        tch::no_grad(|| vs.variables_.lock().unwrap().named_variables.get_mut(name).unwrap().copy_(&Tensor::from_slice(v).view(shape)));
+        tch::no_grad(|| {
+            vs.variables_
+                .lock()
+                .unwrap()
+                .named_variables
+                .get_mut(name)
+                .unwrap()
+                .copy_(&Tensor::from_slice(v).view(shape))
+        });
     };
     set(&mut vs, "s.embed_layers.0.weight", &[0.5, -0.5], &[1, 2]);
     set(&mut vs, "s.forward_layers.0.adaptive_gate.weight", &[1., 0., 0., 0., 0., 0., 0., 1.], &[2, 4]);
@@ -239,7 +270,11 @@ fn only_the_last_output_projection_gets_gradient() {
     let vars = vs.variables();
     let grad_norm = |n: &str| {
         let g = vars[n].grad();
-        if g.defined() { g.norm().double_value(&[]) } else { 0.0 }
+        if g.defined() {
+            g.norm().double_value(&[])
+        } else {
+            0.0
+        }
     };
     for t in 0..2 {
         assert_eq!(grad_norm(&format!("transformer.decoder.forward_layers.{t}.output_proj.weight")), 0.0);

@@ -64,7 +64,12 @@ fn plan(cwd: &Path, sweep: &Path, profile: &Path) -> Vec<(String, Vec<String>, f
         .iter()
         .map(|r| {
             let nodes = r["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
-            (r["id"].as_str().unwrap().to_string(), nodes, r["start_h"].as_f64().unwrap(), r["ranks_per_node"].as_u64().unwrap() as usize)
+            (
+                r["id"].as_str().unwrap().to_string(),
+                nodes,
+                r["start_h"].as_f64().unwrap(),
+                r["ranks_per_node"].as_u64().unwrap() as usize,
+            )
         })
         .collect()
 }
@@ -99,7 +104,8 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
     }
     // The feature cache was filled once, by its own job, before both runs: they waited
     // for it (afterany) and computed nothing themselves.
-    let fjobs: Vec<String> = files(&store.join("sweeps/side/features")).into_iter().filter(|f| f.ends_with(".json")).collect();
+    let fjobs: Vec<String> =
+        files(&store.join("sweeps/side/features")).into_iter().filter(|f| f.ends_with(".json")).collect();
     assert_eq!(fjobs.len(), 1, "one feature-cache job: {fjobs:?}");
     let fjob = json(&store.join(format!("sweeps/side/features/{}", fjobs[0])))["id"].as_str().unwrap().to_string();
     assert!(finished_job(&fjob).contains("JobState=COMPLETED"), "feature-cache job {fjob}");
@@ -108,7 +114,11 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
         let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{job}.sbatch"))).unwrap();
         assert!(script.contains(&format!("#SBATCH --dependency=afterany:{fjob}")), "{script}");
         let cache = &json(&store.join(format!("runs/{id}/env.json")))["feature_cache"];
-        assert_eq!((cache["classes_computed"].as_u64(), cache["classes_reused"].as_u64()), (Some(0), Some(2)), "run {id}: {cache}");
+        assert_eq!(
+            (cache["classes_computed"].as_u64(), cache["classes_reused"].as_u64()),
+            (Some(0), Some(2)),
+            "run {id}: {cache}"
+        );
     }
     let ((s0, e0), (s1, e1)) = (spans[0], spans[1]);
     assert!(s0 < e1 && s1 < e0, "the two runs ran at the same time (side by side): {spans:?}");
@@ -119,7 +129,11 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
     let planned = plan(cwd, &wide, &profile);
     assert_eq!(planned.len(), 1);
     let (id, nodes, _, per_node) = &planned[0];
-    assert_eq!((nodes.clone(), *per_node), (vec!["n1".to_string(), "n2".to_string()], 1), "across both nodes: {planned:?}");
+    assert_eq!(
+        (nodes.clone(), *per_node),
+        (vec!["n1".to_string(), "n2".to_string()], 1),
+        "across both nodes: {planned:?}"
+    );
     run_ok(cwd, &["sweep", wide.to_str().unwrap(), "--cluster", profile.to_str().unwrap()]);
     assert_eq!(status(&store, id)["state"], "complete");
     let env = json(&store.join(format!("runs/{id}/env.json")));
@@ -127,10 +141,15 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
     assert_eq!(env["world"]["collective"], "mpi", "{env}");
     assert_eq!(&rank_nodes(&store, id), nodes, "rank 0 on n1, rank 1 on n2");
     let (job, sc) = slurm_job(&store, id);
-    assert!(sc.contains("NumNodes=2") && sc.contains("NumTasks=2") && field(&sc, "NodeList") == "n[1-2]", "job {job}: {sc}");
+    assert!(
+        sc.contains("NumNodes=2") && sc.contains("NumTasks=2") && field(&sc, "NodeList") == "n[1-2]",
+        "job {job}: {sc}"
+    );
     let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{job}.sbatch"))).unwrap();
     assert!(
-        script.contains("#SBATCH --nodes=2") && script.contains("#SBATCH --ntasks-per-node=1") && script.contains("#SBATCH --nodelist=n1,n2"),
+        script.contains("#SBATCH --nodes=2")
+            && script.contains("#SBATCH --ntasks-per-node=1")
+            && script.contains("#SBATCH --nodelist=n1,n2"),
         "{script}"
     );
     // The job ids the ranks saw are the job the coordinator recorded.

@@ -40,7 +40,8 @@ fn python() -> PathBuf {
 
 /// Runs `python <script> <args>` in the repository root; panics with its output on failure.
 fn run_python(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python()).arg(repo().join(script)).args(args).current_dir(repo()).output().expect("start python");
+    let out =
+        Command::new(python()).arg(repo().join(script)).args(args).current_dir(repo()).output().expect("start python");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
     text
@@ -169,7 +170,8 @@ fn random_model(cfg: &ModelConfig, seed: i64) -> (nn::VarStore, Ras) {
 }
 
 fn ras_parity(decoder: DecoderKind, te: usize, td: usize, mask: bool, impl_: &str) {
-    let cfg = ModelConfig { decoder, encoder_layers: te, decoder_layers: td, neighbor_mask: mask, ..Default::default() };
+    let cfg =
+        ModelConfig { decoder, encoder_layers: te, decoder_layers: td, neighbor_mask: mask, ..Default::default() };
     let what = format!("{} T_e={te} T_d={td} mask={mask} ({impl_})", kind_name(decoder));
     let dir = tempfile::tempdir().unwrap();
     let (vs, model) = random_model(&cfg, 100 + (te * 10 + td) as i64);
@@ -240,8 +242,10 @@ fn metrics_match_sklearn_and_mvtec_pro() {
     // image level: 300 samples, scores on 40 levels (many ties)
     let m = 300;
     let labels: Vec<bool> = (0..m).map(|_| rng.random::<f64>() < 0.3).collect();
-    let scores: Vec<f32> =
-        labels.iter().map(|&l| ((rng.random::<f64>() * 40.0 + if l { 8.0 } else { 0.0 }).floor() / 40.0) as f32).collect();
+    let scores: Vec<f32> = labels
+        .iter()
+        .map(|&l| ((rng.random::<f64>() * 40.0 + if l { 8.0 } else { 0.0 }).floor() / 40.0) as f32)
+        .collect();
     // pixel level: 6 maps of 48 x 40, random blobs (diagonal contacts included), one normal
     let (n, h, w) = (6usize, 48usize, 40usize);
     let mut masks = vec![vec![false; h * w]; n];
@@ -259,12 +263,17 @@ fn metrics_match_sklearn_and_mvtec_pro() {
     }
     let maps: Vec<Vec<f32>> = masks
         .iter()
-        .map(|mk| mk.iter().map(|&a| ((rng.random::<f64>() * 64.0 + if a { 20.0 } else { 0.0 }).floor() / 64.0) as f32).collect())
+        .map(|mk| {
+            mk.iter()
+                .map(|&a| ((rng.random::<f64>() * 64.0 + if a { 20.0 } else { 0.0 }).floor() / 64.0) as f32)
+                .collect()
+        })
         .collect();
     let t_scores = Tensor::from_slice(&scores);
     let t_labels = Tensor::from_slice(&labels.iter().map(|&l| l as u8).collect::<Vec<_>>());
     let t_maps = Tensor::from_slice(&maps.concat()).view([n as i64, h as i64, w as i64]);
-    let t_masks = Tensor::from_slice(&masks.concat().iter().map(|&l| l as u8).collect::<Vec<_>>()).view([n as i64, h as i64, w as i64]);
+    let t_masks = Tensor::from_slice(&masks.concat().iter().map(|&l| l as u8).collect::<Vec<_>>())
+        .view([n as i64, h as i64, w as i64]);
     write(
         &dir.path().join("inputs.safetensors"),
         &[("scores", &t_scores), ("labels", &t_labels), ("maps", &t_maps), ("masks", &t_masks)],
@@ -315,12 +324,13 @@ fn converted_public_checkpoint_loads_into_our_model() {
     );
     let ckpt = dir.path().join("ckpt_best.pth.tar");
     let conv = dir.path().join("converted.safetensors");
-    run_python(
-        "tests/reference/ras_ref.py",
-        &["make-checkpoint", dir.path().to_str().unwrap()],
+    run_python("tests/reference/ras_ref.py", &["make-checkpoint", dir.path().to_str().unwrap()]);
+    let report =
+        run_python("tools/convert_weights.py", &[ckpt.to_str().unwrap(), conv.to_str().unwrap(), "--part", "model"]);
+    assert!(
+        report.contains("module.backbone._conv_stem.weight"),
+        "the backbone tensor is listed as not mapped:\n{report}"
     );
-    let report = run_python("tools/convert_weights.py", &[ckpt.to_str().unwrap(), conv.to_str().unwrap(), "--part", "model"]);
-    assert!(report.contains("module.backbone._conv_stem.weight"), "the backbone tensor is listed as not mapped:\n{report}");
     assert!(report.contains("module.reconstruction.some_unknown.weight"), "unknown names are listed:\n{report}");
     let mut fresh = nn::VarStore::new(Device::Cpu);
     tch::manual_seed(99);
@@ -375,15 +385,33 @@ fn resizes_equal_pillows_bilinear_and_nearest() {
         assert!(worst <= 1, "{w}x{h} -> 224: differs from Pillow by {worst} grey levels");
         // The check can see a wrong filter: torch's unfiltered bilinear is far off here.
         if w > 224 {
-            let t = tch::Tensor::from_data_size(img.as_raw(), &[1, h as i64, w as i64, 3], Kind::Uint8).permute([0, 3, 1, 2]).to_kind(Kind::Float);
-            let u = t.upsample_bilinear2d([224, 224], false, None, None).round().clamp(0, 255).to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous();
+            let t = tch::Tensor::from_data_size(img.as_raw(), &[1, h as i64, w as i64, 3], Kind::Uint8)
+                .permute([0, 3, 1, 2])
+                .to_kind(Kind::Float);
+            let u = t
+                .upsample_bilinear2d([224, 224], false, None, None)
+                .round()
+                .clamp(0, 255)
+                .to_kind(Kind::Uint8)
+                .permute([0, 2, 3, 1])
+                .contiguous();
             let u = Vec::<u8>::try_from(u.view(-1)).unwrap();
-            unfiltered_worst.set(unfiltered_worst.get().max(u.iter().zip(&pil).map(|(a, b)| a.abs_diff(*b)).max().unwrap()));
+            unfiltered_worst
+                .set(unfiltered_worst.get().max(u.iter().zip(&pil).map(|(a, b)| a.abs_diff(*b)).max().unwrap()));
         }
         let m = image::open(dir.path().join(format!("mask-{i}.png"))).unwrap().to_luma8();
         let ours = ras::data::resize::nearest(m.as_raw(), w as usize, h as usize, 224, 224);
         let pil = std::fs::read(dir.path().join(format!("mask-{i}.nearest.bin"))).unwrap();
-        assert!(ours == pil, "{w}x{h} mask -> 224: {} of {} pixels differ from Pillow", ours.iter().zip(&pil).filter(|(a, b)| a != b).count(), pil.len());
+        assert!(
+            ours == pil,
+            "{w}x{h} mask -> 224: {} of {} pixels differ from Pillow",
+            ours.iter().zip(&pil).filter(|(a, b)| a != b).count(),
+            pil.len()
+        );
     }
-    assert!(unfiltered_worst.get() > 20, "an unfiltered bilinear should be far from Pillow here: {}", unfiltered_worst.get());
+    assert!(
+        unfiltered_worst.get() > 20,
+        "an unfiltered bilinear should be far from Pillow here: {}",
+        unfiltered_worst.get()
+    );
 }

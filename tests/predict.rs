@@ -23,11 +23,12 @@ fn floats(t: &tch::Tensor) -> Vec<f32> {
 fn read_csv(path: &Path) -> Vec<[String; 5]> {
     let mut r = csv::Reader::from_path(path).unwrap();
     assert_eq!(r.headers().unwrap(), vec!["path", "class", "score", "threshold", "anomalous"]);
-    r.records().map(|rec| {
-        let rec = rec.unwrap();
-        std::array::from_fn(|i| rec[i].to_string())
-    })
-    .collect()
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            std::array::from_fn(|i| rec[i].to_string())
+        })
+        .collect()
 }
 
 fn text(out: &std::process::Output) -> String {
@@ -52,17 +53,35 @@ fn predict_reproduces_the_runs_scores_and_skips_a_corrupt_file() {
 
     // What the run's evaluation stored for class grain, in test order.
     let class = "grain";
-    let samples: Vec<ras::data::Sample> = serde_json::from_str(&std::fs::read_to_string(run_dir.join(format!("predictions/{class}.json"))).unwrap()).unwrap();
+    let samples: Vec<ras::data::Sample> =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join(format!("predictions/{class}.json"))).unwrap())
+            .unwrap();
     let stored_scores = floats(&decode(&run_dir.join(format!("predictions/{class}.safetensors")))["scores"]);
-    let stored: BTreeMap<PathBuf, f32> = samples.iter().map(|s| s.path.canonicalize().unwrap()).zip(stored_scores).collect();
+    let stored: BTreeMap<PathBuf, f32> =
+        samples.iter().map(|s| s.path.canonicalize().unwrap()).zip(stored_scores).collect();
     let fm = json(&run_dir.join("final_metrics.json"));
-    let threshold = fm["metrics"]["classes"][class]["image_threshold"].as_f64().expect("new runs record the image F1-max threshold");
+    let threshold = fm["metrics"]["classes"][class]["image_threshold"]
+        .as_f64()
+        .expect("new runs record the image F1-max threshold");
 
     // The class's test folder plus a file that is not an image.
     let test_dir = root.join(class).join("test");
     std::fs::write(test_dir.join("x.png"), b"not a png at all").unwrap();
     let out_dir = dir.path().join("out");
-    let out = ras(&["predict", id, test_dir.to_str().unwrap(), "--store", &store_url, "--out", out_dir.to_str().unwrap(), "--batch", "5"], dir.path());
+    let out = ras(
+        &[
+            "predict",
+            id,
+            test_dir.to_str().unwrap(),
+            "--store",
+            &store_url,
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--batch",
+            "5",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2), "partial: one input skipped\n{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("x.png"), "the corrupt file is listed\n{}", text(&out));
 
@@ -75,7 +94,11 @@ fn predict_reproduces_the_runs_scores_and_skips_a_corrupt_file() {
         let expected = stored[&Path::new(path).canonicalize().unwrap()];
         assert!((score - expected).abs() <= 1e-5, "{path}: predicted {score}, the run stored {expected}");
         assert_eq!(thr.parse::<f64>().unwrap(), threshold, "{path}");
-        assert_eq!(anomalous, &(f64::from(score) >= threshold).to_string(), "{path}: score {score}, threshold {threshold}");
+        assert_eq!(
+            anomalous,
+            &(f64::from(score) >= threshold).to_string(),
+            "{path}: score {score}, threshold {threshold}"
+        );
         scores.push(score);
     }
     let summary = String::from_utf8_lossy(&out.stdout);
@@ -105,7 +128,10 @@ fn predict_reproduces_the_runs_scores_and_skips_a_corrupt_file() {
     std::fs::write(run_dir.join("final_metrics.json"), old.to_string()).unwrap();
     let one = samples[0].path.to_str().unwrap();
     let out2_dir = dir.path().join("out2");
-    let out2 = ras(&["predict", id, one, "--class", class, "--store", &store_url, "--out", out2_dir.to_str().unwrap()], dir.path());
+    let out2 = ras(
+        &["predict", id, one, "--class", class, "--store", &store_url, "--out", out2_dir.to_str().unwrap()],
+        dir.path(),
+    );
     assert_eq!(out2.status.code(), Some(0), "{}", text(&out2));
     let rows2 = read_csv(&out2_dir.join("predictions.csv"));
     assert_eq!(rows2.len(), 1);

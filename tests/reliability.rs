@@ -29,7 +29,14 @@ fn a_live_run_has_one_writer_and_a_dead_one_is_taken_over() {
     let sets = ["--set", "train.epochs=120", "--set", "train.eval_every=60", "--set", "checkpoint.every=10"];
     let mut args = vec!["train", cfg];
     args.extend(sets);
-    let mut first = Command::new(env!("CARGO_BIN_EXE_ras")).args(&args).current_dir(d).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_ras"))
+        .args(&args)
+        .current_dir(d)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let store = d.join("store");
     let t = Instant::now();
     let lease = loop {
@@ -68,7 +75,8 @@ fn a_live_run_has_one_writer_and_a_dead_one_is_taken_over() {
     assert!(lease.exists(), "a killed holder cannot release its lease");
     let out = ras(&args, d);
     assert!(out.status.success(), "the run is taken over after kill -9:\n{}", text(&out));
-    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir(&store).join("status.json")).unwrap()).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir(&store).join("status.json")).unwrap()).unwrap();
     assert_eq!(status["state"], "complete");
     assert!(!lease.exists(), "the lease is released at the end");
 }
@@ -88,7 +96,8 @@ fn an_allocation_failure_is_recorded_with_the_keys_that_size_memory() {
     );
     let out = Command::new("bash").args(["-c", &cmd]).current_dir(d).env("RUST_LOG", "warn").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "exit 1 (failed), not a panic's 101:\n{}", text(&out));
-    let status: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir(&d.join("store")).join("status.json")).unwrap()).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir(&d.join("store")).join("status.json")).unwrap()).unwrap();
     assert_eq!(status["state"], "failed");
     let err = status["error"].as_str().unwrap();
     assert!(err.contains("out of memory") && err.contains("backbone.image_size = 1024"), "{err}");

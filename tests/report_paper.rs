@@ -42,7 +42,11 @@ fn paper_of(csv: &str, suffix: &str) -> (String, String, String) {
     for rec in r.records() {
         let rec = rec.unwrap();
         if rec[0].ends_with(suffix) && &rec[1] == "mean" {
-            return (rec[col("paper_i")].to_string(), rec[col("paper_p")].to_string(), rec[col("paper_row")].to_string());
+            return (
+                rec[col("paper_i")].to_string(),
+                rec[col("paper_p")].to_string(),
+                rec[col("paper_row")].to_string(),
+            );
         }
     }
     panic!("no mean row of a variant ending in {suffix} in\n{csv}")
@@ -53,7 +57,12 @@ fn svg_texts(svg: &str, name: &str) -> Vec<(String, f64)> {
     let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{name} is not XML: {e}"));
     doc.descendants()
         .filter(|n| n.has_tag_name("text"))
-        .map(|n| (n.text().unwrap_or("").trim().to_string(), n.attribute("x").and_then(|x| x.parse().ok()).unwrap_or(f64::NAN)))
+        .map(|n| {
+            (
+                n.text().unwrap_or("").trim().to_string(),
+                n.attribute("x").and_then(|x| x.parse().ok()).unwrap_or(f64::NAN),
+            )
+        })
         .collect()
 }
 
@@ -82,8 +91,19 @@ fn triangles(svg: &str) -> Vec<(f64, f64, String)> {
     doc.descendants()
         .filter(|n| n.has_tag_name("polygon"))
         .filter_map(|n| {
-            let pts: Vec<(f64, f64)> = n.attribute("points")?.split_whitespace().filter_map(|p| p.split_once(',')).map(|(x, y)| (x.parse().unwrap(), y.parse().unwrap())).collect();
-            (pts.len() == 3).then(|| (pts.iter().map(|p| p.0).sum::<f64>() / 3.0, pts.iter().map(|p| p.1).sum::<f64>() / 3.0, n.attribute("fill").unwrap_or("").to_string()))
+            let pts: Vec<(f64, f64)> = n
+                .attribute("points")?
+                .split_whitespace()
+                .filter_map(|p| p.split_once(','))
+                .map(|(x, y)| (x.parse().unwrap(), y.parse().unwrap()))
+                .collect();
+            (pts.len() == 3).then(|| {
+                (
+                    pts.iter().map(|p| p.0).sum::<f64>() / 3.0,
+                    pts.iter().map(|p| p.1).sum::<f64>() / 3.0,
+                    n.attribute("fill").unwrap_or("").to_string(),
+                )
+            })
         })
         .collect()
 }
@@ -106,7 +126,27 @@ fn each_variant_meets_its_own_paper_row() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let data = cwd.join("data");
-    ok(&["data", "synth", "--out", data.to_str().unwrap(), "--classes", "2", "--seed", "77", "--train", "8", "--test-good", "6", "--test-defect", "2", "--image-size", "64"], cwd);
+    ok(
+        &[
+            "data",
+            "synth",
+            "--out",
+            data.to_str().unwrap(),
+            "--classes",
+            "2",
+            "--seed",
+            "77",
+            "--train",
+            "8",
+            "--test-good",
+            "6",
+            "--test-defect",
+            "2",
+            "--image-size",
+            "64",
+        ],
+        cwd,
+    );
 
     // Table 4: decoder ablations.
     sweep_and_report(
@@ -115,10 +155,19 @@ fn each_variant_meets_its_own_paper_row() {
         "[grid]\n\"model.decoder\" = [\"ras\", \"gate_only\"]\n[paper]\ntables = [\"table4\"]\nrow = \"{model.decoder}\"\n[paper.rename.\"model.decoder\"]\nras = \"gate_and_transformer\"\n",
     );
     let csv = std::fs::read_to_string(cwd.join("rep-t4/demo.csv")).unwrap();
-    assert_eq!(paper_of(&csv, "model.decoder=\"gate_only\""), ("97.5000".into(), "97.3000".into(), "table4 gate_only (RAS, mvtec unified)".into()));
-    assert_eq!(paper_of(&csv, "model.decoder=\"ras\""), ("98.4000".into(), "97.5000".into(), "table4 gate_and_transformer (RAS, mvtec unified)".into()));
+    assert_eq!(
+        paper_of(&csv, "model.decoder=\"gate_only\""),
+        ("97.5000".into(), "97.3000".into(), "table4 gate_only (RAS, mvtec unified)".into())
+    );
+    assert_eq!(
+        paper_of(&csv, "model.decoder=\"ras\""),
+        ("98.4000".into(), "97.5000".into(), "table4 gate_and_transformer (RAS, mvtec unified)".into())
+    );
     // Class rows have no paper number: Table 4 compares means only.
-    assert!(csv.lines().filter(|l| l.contains(",mean,") == false && l.starts_with('"')).all(|l| l.contains(",,,") ), "class rows must show no paper number:\n{csv}");
+    assert!(
+        csv.lines().filter(|l| l.contains(",mean,") == false && l.starts_with('"')).all(|l| l.contains(",,,")),
+        "class rows must show no paper number:\n{csv}"
+    );
     let md = std::fs::read_to_string(cwd.join("rep-t4/t4-paper.md")).unwrap();
     assert_caveats(&md, "> ", "t4-paper.md");
     let gate = md.lines().find(|l| l.contains("gate_only RAS")).unwrap_or_else(|| panic!("no gate_only row:\n{md}"));
@@ -145,7 +194,10 @@ fn each_variant_meets_its_own_paper_row() {
     assert_eq!(paper_of(&csv, "model.decoder_layers=2 model.encoder_layers=1").1, "97.4000");
     assert_eq!(paper_of(&csv, "model.decoder_layers=1 model.encoder_layers=1").0, "97.1000");
     let md = std::fs::read_to_string(cwd.join("rep-t5/t5-paper.md")).unwrap();
-    let i_grid = md.split("I-AUROC, model.encoder_layers x model.decoder_layers").nth(1).unwrap_or_else(|| panic!("no I grid:\n{md}"));
+    let i_grid = md
+        .split("I-AUROC, model.encoder_layers x model.decoder_layers")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no I grid:\n{md}"));
     let row1 = i_grid.lines().find(|l| l.starts_with("| 1 |")).unwrap_or_else(|| panic!("no T_e=1 row:\n{md}"));
     let cells: Vec<&str> = row1.split('|').map(str::trim).collect();
     assert!(cells[2].contains("(97.1, ") && cells[3].contains("(97.8, "), "T_d=1 then T_d=2 cells: {row1}");
@@ -153,11 +205,16 @@ fn each_variant_meets_its_own_paper_row() {
     for (metric, t1d1, t1d2) in [("i-auroc", "97.1", "97.8"), ("p-auroc", "97.3", "97.4")] {
         let name = format!("rep-t5/demo-heatmap-{metric}.svg");
         let texts = svg_texts(&std::fs::read_to_string(cwd.join(&name)).unwrap(), &name);
-        let x_of = |label: &str| texts.iter().find(|t| t.0 == label).unwrap_or_else(|| panic!("{name}: no {label:?} in {texts:?}")).1;
+        let x_of = |label: &str| {
+            texts.iter().find(|t| t.0 == label).unwrap_or_else(|| panic!("{name}: no {label:?} in {texts:?}")).1
+        };
         let paper_panel = x_of("paper (table5)");
         assert!(x_of("ours") < paper_panel, "{name}: ours first");
         for v in [t1d1, t1d2] {
-            assert!(texts.iter().any(|t| t.0 == v && t.1 > x_of("ours") + 64.0), "{name}: paper cell {v} not in the paper panel: {texts:?}");
+            assert!(
+                texts.iter().any(|t| t.0 == v && t.1 > x_of("ours") + 64.0),
+                "{name}: paper cell {v} not in the paper panel: {texts:?}"
+            );
         }
         assert!(x_of(t1d1) < x_of(t1d2), "{name}: T_d=1 left of T_d=2");
         for label in ["T_d (decoder steps)", "T_e (encoder layers)", "1", "2"] {
@@ -172,12 +229,23 @@ fn each_variant_meets_its_own_paper_row() {
         "\"eval.noise_scales\" = [30.0]\n[grid]\n\"model.decoder\" = [\"ras\", \"uniad\"]\n[paper]\ntables = [\"table6\"]\nrow = \"alpha={alpha}\"\nmethod = \"{model.decoder}\"\n[paper.rename.\"model.decoder\"]\nras = \"RAS\"\nuniad = \"UniAD\"\n",
     );
     let md = std::fs::read_to_string(cwd.join("rep-t6/t6-paper.md")).unwrap();
-    let section = |metric: &str| md.split(&format!("{metric} against test-time noise")).nth(1).unwrap_or_else(|| panic!("no {metric} noise table:\n{md}")).to_string();
-    for (metric, ras, uniad) in [("I-AUROC", ["(98.4, ", "(97.6, "], ["(96.5, ", "(95.1, "]), ("P-AUROC", ["(97.5, ", "(97.4, "], ["(96.8, ", "(96.5, "])] {
+    let section = |metric: &str| {
+        md.split(&format!("{metric} against test-time noise"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {metric} noise table:\n{md}"))
+            .to_string()
+    };
+    for (metric, ras, uniad) in [
+        ("I-AUROC", ["(98.4, ", "(97.6, "], ["(96.5, ", "(95.1, "]),
+        ("P-AUROC", ["(97.5, ", "(97.4, "], ["(96.8, ", "(96.5, "]),
+    ] {
         let s = section(metric);
         assert!(s.contains("| method | alpha=0 | alpha=30 |"), "{s}");
         for (method, want) in [("| RAS (", ras), ("| UniAD (", uniad)] {
-            let line = s.lines().find(|l| l.starts_with(method)).unwrap_or_else(|| panic!("no {method} row in {metric}:\n{s}"));
+            let line = s
+                .lines()
+                .find(|l| l.starts_with(method))
+                .unwrap_or_else(|| panic!("no {method} row in {metric}:\n{s}"));
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             assert!(cells[2].contains(want[0]) && cells[3].contains(want[1]), "{metric} {method}: {line}");
         }
@@ -195,8 +263,14 @@ fn each_variant_meets_its_own_paper_row() {
         let at = axis_map(&svg);
         for (value, colour, who) in [(ras, "#1F77B4", "RAS"), (uniad, "#FF7F0E", "UniAD")] {
             let (x, y) = at(30.0, value);
-            let found = triangles(&svg).into_iter().any(|(cx, cy, fill)| fill == colour && (cx - x).abs() <= 2.0 && (cy - y).abs() <= 2.0);
-            assert!(found, "{name}: no {who} paper marker at alpha=30, {value} (pixel {x:.0}, {y:.0}): {:?}", triangles(&svg));
+            let found = triangles(&svg)
+                .into_iter()
+                .any(|(cx, cy, fill)| fill == colour && (cx - x).abs() <= 2.0 && (cy - y).abs() <= 2.0);
+            assert!(
+                found,
+                "{name}: no {who} paper marker at alpha=30, {value} (pixel {x:.0}, {y:.0}): {:?}",
+                triangles(&svg)
+            );
         }
     }
     eprintln!("report_paper test took {:.1} s", t.elapsed().as_secs_f64());
@@ -215,7 +289,8 @@ fn a_paper_template_naming_no_config_key_fails_at_plan_time() {
         ),
     )
     .unwrap();
-    let out = ras(&["plan", sweep.to_str().unwrap(), "--cluster", repo().join("cluster/local.toml").to_str().unwrap()], cwd);
+    let out =
+        ras(&["plan", sweep.to_str().unwrap(), "--cluster", repo().join("cluster/local.toml").to_str().unwrap()], cwd);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("model.decodr") && err.contains("typo.toml"), "{err}");

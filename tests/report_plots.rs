@@ -13,7 +13,11 @@ use common::*;
 /// The text of every `<text>` of an SVG (parsed as XML), trimmed.
 fn svg_texts(svg: &str, name: &str) -> Vec<String> {
     let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{name} is not XML: {e}"));
-    doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(|t| t.trim().to_string()).collect()
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect()
 }
 
 /// An SVG's width and height attributes.
@@ -35,7 +39,27 @@ fn layer_sweep_with_noise_scales_reports_heat_maps_and_noise_table() {
     let cwd = dir.path();
     let data = cwd.join("data");
     let store = cwd.join("store");
-    ok(&["data", "synth", "--out", data.to_str().unwrap(), "--classes", "2", "--seed", "4242", "--train", "8", "--test-good", "6", "--test-defect", "2", "--image-size", "64"], cwd);
+    ok(
+        &[
+            "data",
+            "synth",
+            "--out",
+            data.to_str().unwrap(),
+            "--classes",
+            "2",
+            "--seed",
+            "4242",
+            "--train",
+            "8",
+            "--test-good",
+            "6",
+            "--test-defect",
+            "2",
+            "--image-size",
+            "64",
+        ],
+        cwd,
+    );
     let sweep = cwd.join("layers.toml");
     std::fs::write(
         &sweep,
@@ -81,8 +105,14 @@ store = "file://{store}"
         // the figure and a visible note under its title.
         let doc = roxmltree::Document::parse(&svg).unwrap();
         let first = doc.root().children().find(|n| n.is_comment() || n.is_element()).unwrap();
-        assert!(first.is_comment() && first.text().unwrap().contains("NOT COMPARABLE TO THE PAPER"), "{name}: no caveat comment first");
-        assert!(texts.iter().any(|t| t.starts_with("not comparable to the paper: ")), "{name}: no visible caveat: {texts:?}");
+        assert!(
+            first.is_comment() && first.text().unwrap().contains("NOT COMPARABLE TO THE PAPER"),
+            "{name}: no caveat comment first"
+        );
+        assert!(
+            texts.iter().any(|t| t.starts_with("not comparable to the paper: ")),
+            "{name}: no visible caveat: {texts:?}"
+        );
         assert!(texts.join(" ").contains("random-init backbone"), "{name}: the note names the cause: {texts:?}");
         // No raw config keys anywhere a reader looks.
         assert!(texts.iter().all(|t| !t.contains("model.") && !t.contains('"')), "{name}: raw keys in {texts:?}");
@@ -96,7 +126,10 @@ store = "file://{store}"
         for label in ["T_d (decoder steps)", "T_e (encoder layers)", "ours", "0", "1", "2", &format!("{metric} (%)")] {
             assert!(texts.iter().any(|t| t == label), "{name}: no {label:?} in {texts:?}");
         }
-        assert!(texts.iter().any(|t| t.starts_with(metric) && t.contains("on demo")), "{name}: title names metric and dataset: {texts:?}");
+        assert!(
+            texts.iter().any(|t| t.starts_with(metric) && t.contains("on demo")),
+            "{name}: title names metric and dataset: {texts:?}"
+        );
         assert!(!texts.iter().any(|t| t.starts_with("paper")), "{name}: no [paper], no paper panel: {texts:?}");
         // Cells: one value each, as the runs' means (one decimal); the colour bar's ticks
         // are the other numbers: 4 to 6 of them.
@@ -128,7 +161,8 @@ store = "file://{store}"
         let at20 = mean_pct(&json(&store.join(format!("runs/{id}/evals/test_jitter_20.json"))));
         for (scale, want) in [("0", at0), ("20", at20)] {
             let prefix = format!("\"{}\",{scale},1,", variant.replace('"', "\"\""));
-            let line = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix} in\n{csv}"));
+            let line =
+                csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix} in\n{csv}"));
             let f: Vec<f64> = line[prefix.len()..].split(',').map(|x| x.parse().unwrap()).collect();
             assert!((f[0] - want.0).abs() < 1e-3 && (f[1] - want.1).abs() < 1e-3, "{line} vs {want:?}");
         }

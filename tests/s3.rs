@@ -27,8 +27,10 @@ const SECRET: &str = "rastestsecret0123456789";
 
 /// The s3s-fs binary: on PATH or in ~/.cargo/bin; a clear failure otherwise.
 fn s3s_fs() -> PathBuf {
-    let on_path = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).find(|p| p.is_file()));
-    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/s3s-fs")).filter(|p| p.is_file());
+    let on_path = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).find(|p| p.is_file()));
+    let cargo_bin =
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/s3s-fs")).filter(|p| p.is_file());
     on_path.or(cargo_bin).unwrap_or_else(|| {
         panic!("s3s-fs (the S3 server these tests run against) is not on PATH nor in ~/.cargo/bin: run `make setup-s3` (scripts/setup-s3.sh installs it)")
     })
@@ -62,7 +64,16 @@ impl S3 {
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.with_extension("log")).unwrap();
         let child = Command::new(&self.bin)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--access-key", KEY, "--secret-key", SECRET])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--access-key",
+                KEY,
+                "--secret-key",
+                SECRET,
+            ])
             .arg(&self.root)
             .stdout(Stdio::null())
             .stderr(log)
@@ -173,7 +184,8 @@ fn quickstart_sweep_and_report_on_s3() {
     assert!(stdout.contains("4 runs: 4 complete"), "{stdout}");
     assert!(!cwd.join("out/demo-store").exists(), "nothing went to the configs' local store");
     let manifest = s3.json("qs/sweeps/quickstart/manifest.json");
-    let ids: Vec<String> = manifest["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        manifest["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 4);
     for id in &ids {
         assert_eq!(s3.json(&format!("qs/runs/{id}/status.json"))["state"], "complete", "{id}");
@@ -256,7 +268,13 @@ fn kill9_resume_eval_and_outages_end_with_identical_metrics() {
     let a = refs(&args("s3://ras/ref"));
     s3.ras_ok(d, &a.iter().map(String::as_str).collect::<Vec<_>>());
     eprintln!("undisturbed run on S3: {:.1} s", t.elapsed().as_secs_f64());
-    let ref_run = s3.keys("ref/runs").into_iter().find(|k| k.ends_with("/final_metrics.json")).unwrap().trim_end_matches("/final_metrics.json").to_string();
+    let ref_run = s3
+        .keys("ref/runs")
+        .into_iter()
+        .find(|k| k.ends_with("/final_metrics.json"))
+        .unwrap()
+        .trim_end_matches("/final_metrics.json")
+        .to_string();
     let reference = final_numbers(&s3, &ref_run);
 
     // kill -9 after the first checkpoint, then the same command: resumes, same numbers.
@@ -268,14 +286,24 @@ fn kill9_resume_eval_and_outages_end_with_identical_metrics() {
     child.wait().unwrap();
     assert!(s3.object(&format!("{run}/final_metrics.json")).is_none(), "killed before the end");
     let out = s3.ras_ok(d, &a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(final_numbers(&s3, &run), reference, "kill -9 and resume on S3: final metrics differ from the undisturbed run");
+    assert_eq!(
+        final_numbers(&s3, &run),
+        reference,
+        "kill -9 and resume on S3: final metrics differ from the undisturbed run"
+    );
     // ras eval RUN against S3 prints the stored table.
     let id = run.rsplit('/').next().unwrap();
     let ev = s3.ras_ok(d, &["eval", id, "--store", "s3://ras/kill"]);
     let ev = String::from_utf8_lossy(&ev.stdout);
     let mean = reference.0["mean"]["image_auroc"].as_f64().unwrap();
     assert!(ev.contains(id) && ev.contains("mean"), "{ev}");
-    assert!(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("mean")).eq(ev.lines().filter(|l| l.contains("mean"))), "train and eval print the same mean row ({mean}):\n{ev}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("mean"))
+            .eq(ev.lines().filter(|l| l.contains("mean"))),
+        "train and eval print the same mean row ({mean}):\n{ev}"
+    );
 
     // The server stopped for 30 s mid-training: connections hang, requests time out
     // (RAS_STORE_TIMEOUT_S=5) and are retried; the run finishes with the same numbers.
@@ -338,10 +366,17 @@ fn past_the_retry_budget_a_run_exits_74_and_resumes_later() {
     s3.kill();
     let gave_up = Instant::now();
     let st = child.wait().unwrap();
-    eprintln!("gave up {:.1} s after the server went away (run {:.1} s)", gave_up.elapsed().as_secs_f64(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "gave up {:.1} s after the server went away (run {:.1} s)",
+        gave_up.elapsed().as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
     let err = std::fs::read_to_string(&log).unwrap();
     assert_eq!(st.code(), Some(74), "exit 74 (infrastructure):\n{err}");
-    assert!(err.contains("RAS_STORE_RETRY_S") && err.contains(&format!("{}/", run.trim_start_matches("down/"))), "the error names the key and the knob:\n{err}");
+    assert!(
+        err.contains("RAS_STORE_RETRY_S") && err.contains(&format!("{}/", run.trim_start_matches("down/"))),
+        "the error names the key and the knob:\n{err}"
+    );
     assert!(err.contains("status could not be recorded"), "says the status was not written:\n{err}");
     assert!(gave_up.elapsed() < Duration::from_secs(60), "gave up within a few budgets: {:?}", gave_up.elapsed());
     // Honest: the store was down, so the status is what it was before (never a torn write).

@@ -59,7 +59,27 @@ fn store_commands_work_from_anywhere_and_plan_refuses_bad_data() {
     let url = format!("file://{}", store.display());
     let local = repo().join("cluster/local.toml");
     let local = local.to_str().unwrap();
-    ok(&["data", "synth", "--out", "../exp/data", "--classes", "2", "--seed", "4242", "--train", "8", "--test-good", "6", "--test-defect", "2", "--image-size", "64"], &work);
+    ok(
+        &[
+            "data",
+            "synth",
+            "--out",
+            "../exp/data",
+            "--classes",
+            "2",
+            "--seed",
+            "4242",
+            "--train",
+            "8",
+            "--test-good",
+            "6",
+            "--test-defect",
+            "2",
+            "--image-size",
+            "64",
+        ],
+        &work,
+    );
     std::fs::write(exp.join("base.toml"), BASE).unwrap();
     // Relative paths: the base config and the data next to the sweep file.
     let sweep_text = |name: &str, extra: &str| {
@@ -67,11 +87,21 @@ fn store_commands_work_from_anywhere_and_plan_refuses_bad_data() {
     };
     std::fs::write(exp.join("s.toml"), sweep_text("s", "")).unwrap();
     std::fs::write(exp.join("typo.toml"), sweep_text("typo", "\"dataset.classes\" = [\"nope\"]\n")).unwrap();
-    std::fs::write(exp.join("gone.toml"), sweep_text("gone", "").replace("\"dataset.root\" = \"data\"", "\"dataset.root\" = \"/no/such/root\"")).unwrap();
+    std::fs::write(
+        exp.join("gone.toml"),
+        sweep_text("gone", "").replace("\"dataset.root\" = \"data\"", "\"dataset.root\" = \"/no/such/root\""),
+    )
+    .unwrap();
 
     // Validation before submitting: the run and the key are named.
     let err = fails(&["plan", "../exp/typo.toml", "--cluster", local], &work);
-    assert!(err.contains("typo.toml") && err.contains("run `base model.decoder=") && err.contains("dataset.classes") && err.contains("\"nope\""), "{err}");
+    assert!(
+        err.contains("typo.toml")
+            && err.contains("run `base model.decoder=")
+            && err.contains("dataset.classes")
+            && err.contains("\"nope\""),
+        "{err}"
+    );
     let mut classes = ras::data::synth::class_names(2);
     classes.sort();
     assert!(err.contains(&classes.join(", ")), "the classes found are listed: {err}");
@@ -81,13 +111,18 @@ fn store_commands_work_from_anywhere_and_plan_refuses_bad_data() {
     let err = fails(&["plan", "../exp/gone.toml", "--cluster", local], &work);
     assert!(err.contains("dataset.root") && err.contains("/no/such/root"), "{err}");
     let plan = ok(&["plan", "../exp/gone.toml", "--cluster", local, "--no-data-check"], &work);
-    assert!(plan.contains("--no-data-check: 2 runs planned from their dataset's published sizes") && plan.contains("/no/such/root"), "{plan}");
+    assert!(
+        plan.contains("--no-data-check: 2 runs planned from their dataset's published sizes")
+            && plan.contains("/no/such/root"),
+        "{plan}"
+    );
 
     // The sweep, from a folder that is neither the repository nor the sweep file's.
     let out = ok(&["sweep", "../exp/s.toml", "--cluster", local], &work);
     assert!(out.contains("2 runs: 2 complete"), "{out}");
     let manifest = json(&store.join("sweeps/s/manifest.json"));
-    let ids: Vec<String> = manifest["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        manifest["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 2);
 
     // By name, from a folder with no cluster/ and no sweep file.
@@ -108,7 +143,11 @@ fn store_commands_work_from_anywhere_and_plan_refuses_bad_data() {
     assert!(ids.iter().all(|id| all.contains(id.as_str())) && all.contains("2 runs in"), "{all}");
     let gate = ok(&["runs", "--store", &url, "--filter", "model.decoder=gate_only"], &elsewhere);
     assert!(gate.contains("1 runs in") && gate.contains("gate_only") && gate.contains("complete"), "{gate}");
-    let runs: serde_json::Value = serde_json::from_str(&ok(&["runs", "--store", &url, "--filter", "state=complete", "--filter", "T_e=1", "--json"], &elsewhere)).unwrap();
+    let runs: serde_json::Value = serde_json::from_str(&ok(
+        &["runs", "--store", &url, "--filter", "state=complete", "--filter", "T_e=1", "--json"],
+        &elsewhere,
+    ))
+    .unwrap();
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 2);
     for r in runs {
@@ -125,7 +164,12 @@ fn store_commands_work_from_anywhere_and_plan_refuses_bad_data() {
     let decoder_line = cmp.lines().find(|l| l.starts_with("| model.decoder")).unwrap_or_else(|| panic!("{cmp}"));
     assert!(decoder_line.contains("ras") && decoder_line.contains("gate_only"), "{cmp}");
     assert!(!cmp.lines().any(|l| l.starts_with("| train.epochs")), "equal keys are not listed: {cmp}");
-    assert!(cmp.contains("| mean") && classes.iter().all(|c| cmp.contains(&format!("| {c}"))) && cmp.contains("I-AUROC [2]"), "{cmp}");
+    assert!(
+        cmp.contains("| mean")
+            && classes.iter().all(|c| cmp.contains(&format!("| {c}")))
+            && cmp.contains("I-AUROC [2]"),
+        "{cmp}"
+    );
 
     // ras eval of an unknown run: the message, and nothing created.
     let err = fails(&["eval", "nope-1234", "--store", &url], &elsewhere);

@@ -121,7 +121,16 @@ impl BatchNorm {
         }
     }
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.batch_norm(Some(&self.weight), Some(&self.bias), Some(&self.running_mean), Some(&self.running_var), false, 0.01, BN_EPS, false)
+        x.batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            false,
+            0.01,
+            BN_EPS,
+            false,
+        )
     }
 }
 
@@ -141,7 +150,8 @@ impl Conv {
         // Kaiming-normal (fan_out), the TF/timm init, keeps activations at a sane scale
         // when no pretrained weights are given; overwritten by loaded weights otherwise.
         let fan_out = (k * k * cout / groups) as f64;
-        let weight = p.var("weight", &[cout, cin / groups, k, k], nn::Init::Randn { mean: 0.0, stdev: (2.0 / fan_out).sqrt() });
+        let weight =
+            p.var("weight", &[cout, cin / groups, k, k], nn::Init::Randn { mean: 0.0, stdev: (2.0 / fan_out).sqrt() });
         let bias = bias.then(|| p.var("bias", &[cout], nn::Init::Const(0.0)));
         let (l, r) = static_same_padding(ref_size, k, stride);
         Self { weight, bias, stride, groups, pad: [l, r, l, r] }
@@ -171,11 +181,17 @@ impl MBConv {
         let expand = (a.expand != 1).then(|| {
             (Conv::new(&p / "_expand_conv", a.input, mid, 1, 1, 1, false, ref_size), BatchNorm::new(&p / "_bn0", mid))
         });
-        let depthwise =
-            (Conv::new(&p / "_depthwise_conv", mid, mid, a.kernel, a.stride, mid, false, ref_size), BatchNorm::new(&p / "_bn1", mid));
+        let depthwise = (
+            Conv::new(&p / "_depthwise_conv", mid, mid, a.kernel, a.stride, mid, false, ref_size),
+            BatchNorm::new(&p / "_bn1", mid),
+        );
         let squeezed = ((a.input as f64 * 0.25) as i64).max(1);
-        let se = (Conv::new(&p / "_se_reduce", mid, squeezed, 1, 1, 1, true, 1), Conv::new(&p / "_se_expand", squeezed, mid, 1, 1, 1, true, 1));
-        let project = (Conv::new(&p / "_project_conv", mid, a.output, 1, 1, 1, false, 1), BatchNorm::new(&p / "_bn2", a.output));
+        let se = (
+            Conv::new(&p / "_se_reduce", mid, squeezed, 1, 1, 1, true, 1),
+            Conv::new(&p / "_se_expand", squeezed, mid, 1, 1, 1, true, 1),
+        );
+        let project =
+            (Conv::new(&p / "_project_conv", mid, a.output, 1, 1, 1, false, 1), BatchNorm::new(&p / "_bn2", a.output));
         Self { expand, depthwise, se, project, skip: a.stride == 1 && a.input == a.output }
     }
     fn forward(&self, input: &Tensor) -> Tensor {
@@ -189,7 +205,11 @@ impl MBConv {
         x = s.sigmoid() * x;
         x = self.project.1.forward(&self.project.0.forward(&x));
         // drop_connect only acts in training mode; the backbone is always in eval mode.
-        if self.skip { x + input } else { x }
+        if self.skip {
+            x + input
+        } else {
+            x
+        }
     }
 }
 
@@ -209,7 +229,8 @@ impl EfficientNet {
         let (block_args, _) = spec.blocks();
         let stem_out = spec.round_filters(32);
         let mut size = spec.reference_size;
-        let stem = (Conv::new(p / "_conv_stem", 3, stem_out, 3, 2, 1, false, size), BatchNorm::new(p / "_bn0", stem_out));
+        let stem =
+            (Conv::new(p / "_conv_stem", 3, stem_out, 3, 2, 1, false, size), BatchNorm::new(p / "_bn0", stem_out));
         size = (size + 1) / 2;
         let blocks = block_args
             .iter()
@@ -248,7 +269,6 @@ impl EfficientNet {
         outblocks.iter().map(|&i| self.block_args[i].output).sum()
     }
 }
-
 
 #[cfg(test)]
 mod tests {

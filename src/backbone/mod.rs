@@ -44,12 +44,16 @@ impl BackboneIdentity {
         let spec = EfficientNetSpec::of(cfg.arch);
         let (blocks, _) = spec.blocks();
         let outblocks = if cfg.outblocks.is_empty() { spec.default_outblocks() } else { cfg.outblocks.clone() };
-        if outblocks.is_empty() || outblocks.iter().any(|&b| b >= blocks.len()) || outblocks.windows(2).any(|w| w[0] >= w[1]) {
+        if outblocks.is_empty()
+            || outblocks.iter().any(|&b| b >= blocks.len())
+            || outblocks.windows(2).any(|w| w[0] >= w[1])
+        {
             return Err(BackboneError::Blocks { blocks: outblocks, arch: cfg.arch, count: blocks.len() });
         }
         let (weights, pretrained) = match &cfg.weights {
             Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| BackboneError::Read { path: path.clone(), message: e.to_string() })?;
+                let bytes = std::fs::read(path)
+                    .map_err(|e| BackboneError::Read { path: path.clone(), message: e.to_string() })?;
                 (crate::store::sha256_hex(&bytes), true)
             }
             None => (format!("random-init-seed-{}", cfg.init_seed), false),
@@ -122,8 +126,12 @@ impl FeatureExtractor {
             let resized: Vec<Tensor> = maps
                 .iter()
                 .map(|m| {
-                    m.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>)
-                        .upsample_bilinear2d([g, g], true, None, None)
+                    m.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>).upsample_bilinear2d(
+                        [g, g],
+                        true,
+                        None,
+                        None,
+                    )
                 })
                 .collect();
             Tensor::cat(&resized, 1)

@@ -38,7 +38,11 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
     };
     writeln!(out, "ras bench coordinator: {} runs (store {})", opts.runs, store.url())?;
     if !opts.json {
-        writeln!(out, "{:>5} {:>9} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}", "cycle", "wall s", "scheduler", "get", "put", "head", "list", "delete", "changed", "submitted")?;
+        writeln!(
+            out,
+            "{:>5} {:>9} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}",
+            "cycle", "wall s", "scheduler", "get", "put", "head", "list", "delete", "changed", "submitted"
+        )?;
     }
     let mut line = |c: &CycleStats| -> std::io::Result<()> {
         if opts.json {
@@ -48,7 +52,16 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
             writeln!(
                 out,
                 "{:>5} {:>9.3} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}",
-                c.cycle, c.wall_s, c.scheduler_calls, s.get, s.put, s.head, s.list, s.delete, c.runs_changed, c.submitted
+                c.cycle,
+                c.wall_s,
+                c.scheduler_calls,
+                s.get,
+                s.put,
+                s.head,
+                s.list,
+                s.delete,
+                c.runs_changed,
+                c.submitted
             )
         }
     };

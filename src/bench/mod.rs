@@ -7,9 +7,9 @@ use crate::config::{BackboneConfig, ModelConfig, TrainConfig};
 use crate::data::{imageio, synth};
 use crate::dist::SingleProcess;
 use crate::train::{Precision, Trainer};
-use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use std::fmt::Write;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -38,7 +38,12 @@ pub struct TrainStepOptions {
 
 impl TrainStepOptions {
     fn model(&self) -> ModelConfig {
-        ModelConfig { encoder_layers: self.encoder_layers, decoder_layers: self.decoder_layers, hidden_dim: self.hidden_dim, ..Default::default() }
+        ModelConfig {
+            encoder_layers: self.encoder_layers,
+            decoder_layers: self.decoder_layers,
+            hidden_dim: self.hidden_dim,
+            ..Default::default()
+        }
     }
 
     fn train(&self) -> TrainConfig {
@@ -54,7 +59,10 @@ impl TrainStepOptions {
 /// The reference environment's python and script, if `make setup-python` made them.
 pub fn pytorch_reference() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     let roots = [std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::env::current_dir().ok()?];
-    roots.into_iter().map(|r| (r.join(".venv-ref/bin/python"), r.join("tests/reference/ras_ref.py"))).find(|(p, s)| p.exists() && s.exists())
+    roots
+        .into_iter()
+        .map(|r| (r.join(".venv-ref/bin/python"), r.join("tests/reference/ras_ref.py")))
+        .find(|(p, s)| p.exists() && s.exists())
 }
 
 /// Samples/s of the PyTorch reference training step: (a) nn.MultiheadAttention as the
@@ -79,7 +87,12 @@ fn pytorch_train_step(o: &TrainStepOptions, threads: i32) -> Result<(f64, f64, f
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default())?;
     let get = |k: &str| v[k].as_f64().ok_or_else(|| anyhow::anyhow!("no {k} in {text}"));
-    Ok((get("mha")?, get("sdpa")?, get("mha_foreach")?, format!("torch {}, {} threads", v["torch"].as_str().unwrap_or("?"), v["threads"])))
+    Ok((
+        get("mha")?,
+        get("sdpa")?,
+        get("mha_foreach")?,
+        format!("torch {}, {} threads", v["torch"].as_str().unwrap_or("?"), v["threads"]),
+    ))
 }
 
 fn time<F: FnMut()>(mut f: F) -> f64 {
@@ -137,7 +150,13 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
         writeln!(out, "  (a) nn.MultiheadAttention, need_weights=True (the public code): {mha:.1} samples/s")?;
         writeln!(out, "  (b) F.scaled_dot_product_attention (fused):                      {sdpa:.1} samples/s")?;
         writeln!(out, "  (c) (a) with AdamW(foreach=True), foreach clipping:              {foreach:.1} samples/s")?;
-        writeln!(out, "  ours/(a) = {:.2}x, ours/(b) = {:.2}x, ours/(c) = {:.2}x", sps / mha, sps / sdpa, sps / foreach)?;
+        writeln!(
+            out,
+            "  ours/(a) = {:.2}x, ours/(b) = {:.2}x, ours/(c) = {:.2}x",
+            sps / mha,
+            sps / sdpa,
+            sps / foreach
+        )?;
     }
     if o.epoch_images == 0 {
         return Ok(out);
@@ -146,7 +165,14 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     // 2. One epoch of `epoch_images` images: decode + backbone + train (what a run without
     //    the cache would do every epoch) vs train on cached features.
     let dir = tempfile_dir()?;
-    let spec = synth::SynthSpec { classes: 1, train_per_class: o.epoch_images, test_good_per_class: 1, test_defect_per_kind: 1, image_size: 224, seed: 7 };
+    let spec = synth::SynthSpec {
+        classes: 1,
+        train_per_class: o.epoch_images,
+        test_good_per_class: 1,
+        test_defect_per_kind: 1,
+        image_size: 224,
+        seed: 7,
+    };
     synth::generate(&dir, &spec, &mut |_, _| {})?;
     let index = crate::data::scan_mvtec(&dir, &[])?;
     let bcfg = BackboneConfig { arch: o.arch, ..Default::default() };
@@ -160,7 +186,8 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
     let uncached = time(|| {
         for chunk in samples.chunks(o.batch) {
             let t = Instant::now();
-            let imgs: Vec<Tensor> = chunk.iter().map(|s| imageio::load_image(&s.path, 224).expect("synthetic image")).collect();
+            let imgs: Vec<Tensor> =
+                chunk.iter().map(|s| imageio::load_image(&s.path, 224).expect("synthetic image")).collect();
             let f = ex.extract(&Tensor::stack(&imgs, 0));
             sync(device);
             feature_secs += t.elapsed().as_secs_f64();
@@ -280,8 +307,12 @@ pub fn epoch(o: &TrainStepOptions, images: usize, test_images: usize, epochs: us
         o.hidden_dim
     )?;
     let t0 = Instant::now();
-    let train = crate::rng::with_torch_seed(1, || Tensor::randn([images as i64, o.channels, o.grid, o.grid], (Kind::Float, device)));
-    let test = crate::rng::with_torch_seed(2, || Tensor::randn([test_images.max(2) as i64, o.channels, o.grid, o.grid], (Kind::Float, Device::Cpu)));
+    let train = crate::rng::with_torch_seed(1, || {
+        Tensor::randn([images as i64, o.channels, o.grid, o.grid], (Kind::Float, device))
+    });
+    let test = crate::rng::with_torch_seed(2, || {
+        Tensor::randn([test_images.max(2) as i64, o.channels, o.grid, o.grid], (Kind::Float, Device::Cpu))
+    });
     sync(device);
     let setup = t0.elapsed().as_secs_f64();
     let stop = AtomicBool::new(false);

@@ -473,7 +473,9 @@ pub enum BenchCommand {
     /// evaluation (maps, scores, metrics), as a run does them: samples/s, achieved
     /// TFLOP/s and wall time. The defaults are MVTec-AD's sizes (3629 train and 1725 test
     /// images at 272x14x14) and the paper's model.
-    #[command(after_help = "Examples:\n  ras bench epoch --device cuda --epochs 20            # MVTec-AD-sized, on a GPU\n  ras bench epoch --images 64 --test-images 16 --epochs 2 --hidden-dim 64   # a quick CPU look")]
+    #[command(
+        after_help = "Examples:\n  ras bench epoch --device cuda --epochs 20            # MVTec-AD-sized, on a GPU\n  ras bench epoch --images 64 --test-images 16 --epochs 2 --hidden-dim 64   # a quick CPU look"
+    )]
     Epoch {
         /// Cached training images per epoch.
         #[arg(long, default_value_t = 3629)]

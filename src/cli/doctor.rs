@@ -12,9 +12,11 @@ pub fn doctor(cluster: &Path, mut opts: ras::doctor::DoctorOptions) -> Result<Ex
     let name = format!("doctor-{}-{}", ras::unix_now(), std::process::id());
     opts.dir = opts.dir.join(&name);
     std::fs::create_dir_all(&opts.dir).with_context(|| format!("cannot create {}", opts.dir.display()))?;
-    let store = ras::store::Store::open(&format!("file://{}", std::fs::canonicalize(&opts.dir)?.join("store").display()))?;
+    let store =
+        ras::store::Store::open(&format!("file://{}", std::fs::canonicalize(&opts.dir)?.join("store").display()))?;
     let exe = std::env::current_exe().context("locating the ras binary")?;
-    let mut launcher = ras::launch::for_profile(&profile, exe.clone(), opts.dir.join("logs"), std::env::current_dir()?, &store);
+    let mut launcher =
+        ras::launch::for_profile(&profile, exe.clone(), opts.dir.join("logs"), std::env::current_dir()?, &store);
     let (ranks, nodes) = ras::doctor::job_shape(&profile, &opts);
     println!(
         "ras doctor: {} ({} launcher, {} node(s) x {} slot(s)): a job of {ranks} rank(s) on {nodes} node(s) running {} doctor-node",
@@ -37,7 +39,11 @@ pub fn doctor(cluster: &Path, mut opts: ras::doctor::DoctorOptions) -> Result<Ex
                 eprintln!("{l}");
             }
         }
-        eprintln!("error: {} check(s) failed; the job's files are in {}", out.checks.iter().filter(|c| c.status == "FAIL").count(), out.dir.display());
+        eprintln!(
+            "error: {} check(s) failed; the job's files are in {}",
+            out.checks.iter().filter(|c| c.status == "FAIL").count(),
+            out.dir.display()
+        );
         Ok(ExitStatus::Failed)
     }
 }

@@ -102,7 +102,13 @@ pub fn run() -> Result<ExitStatus> {
                 }
                 for r in ras::run::reevaluate(&store, &run, &test_jitter, checkpoint.unwrap_or_default(), &progress)? {
                     let used: Vec<String> = r.models.iter().map(|(m, c)| format!("{m} epoch {}", c.epoch)).collect();
-                    println!("run {run}, test-time jitter scale {}, {} checkpoint ({}) -> {}:", r.scale, r.checkpoint, used.join(", "), r.key);
+                    println!(
+                        "run {run}, test-time jitter scale {}, {} checkpoint ({}) -> {}:",
+                        r.scale,
+                        r.checkpoint,
+                        used.join(", "),
+                        r.key
+                    );
                     print!("{}", r.table.render());
                 }
             }
@@ -120,9 +126,18 @@ pub fn run() -> Result<ExitStatus> {
             if done.already_present {
                 println!("already imported (sha256 {}): run {}", p.sha256, done.run_id);
             } else {
-                println!("imported {} ({}, sha256 {}): {} model tensors", checkpoint.display(), p.format, p.sha256, p.tensors);
+                println!(
+                    "imported {} ({}, sha256 {}): {} model tensors",
+                    checkpoint.display(),
+                    p.format,
+                    p.sha256,
+                    p.tensors
+                );
                 if !p.not_imported.is_empty() {
-                    println!("not imported: {} tensors outside the reconstruction model (backbone, counters)", p.not_imported.len());
+                    println!(
+                        "not imported: {} tensors outside the reconstruction model (backbone, counters)",
+                        p.not_imported.len()
+                    );
                 }
                 println!("run {} in {}/runs/{}", done.run_id, store.url(), done.run_id);
             }
@@ -135,7 +150,8 @@ pub fn run() -> Result<ExitStatus> {
                 ExportFormatArg::Safetensors => ras::interop::export::ExportFormat::Safetensors,
             };
             let opts = ras::interop::export::ExportOptions { format, model, backbone: !no_backbone };
-            let done = ras::interop::export::export_run(&store, &run, &opts).with_context(|| format!("cannot export run {run}"))?;
+            let done = ras::interop::export::export_run(&store, &run, &opts)
+                .with_context(|| format!("cannot export run {run}"))?;
             let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("{run}.{}", format.extension())));
             ras::write_file_atomically(&out, &done.bytes).with_context(|| format!("cannot write {}", out.display()))?;
             println!(
@@ -166,7 +182,11 @@ pub fn run() -> Result<ExitStatus> {
             for s in &summary.skipped {
                 eprintln!("skipped {}: {}", s.path.display(), s.reason);
             }
-            let unlabelled = if summary.unlabelled > 0 { format!(", {} without a threshold", summary.unlabelled) } else { String::new() };
+            let unlabelled = if summary.unlabelled > 0 {
+                format!(", {} without a threshold", summary.unlabelled)
+            } else {
+                String::new()
+            };
             println!(
                 "{} images scored with run {}: {} anomalous{unlabelled}; outputs in {} (predictions.csv, maps.safetensors, png/)",
                 summary.images,
@@ -237,16 +257,29 @@ pub fn run() -> Result<ExitStatus> {
             }
             for k in ranks {
                 let mut cmd = ras::launch::mpirun::command(k, &exe, &args);
-                let out = ras::launch::command::run_command(&mut cmd, ras::launch::command::Retry::Never, " (install OpenMPI: scripts/setup.sh)")
-                    .with_context(|| format!("{k} ranks failed"))?;
+                let out = ras::launch::command::run_command(
+                    &mut cmd,
+                    ras::launch::command::Retry::Never,
+                    " (install OpenMPI: scripts/setup.sh)",
+                )
+                .with_context(|| format!("{k} ranks failed"))?;
                 print!("{}", out.stdout);
             }
         }
         Command::Doctor { cluster, ranks, nodes, cpu, timeout, dir, elements } => {
-            let opts = ras::doctor::DoctorOptions { ranks, nodes, cpu, timeout: std::time::Duration::from_secs(timeout), dir, elements };
+            let opts = ras::doctor::DoctorOptions {
+                ranks,
+                nodes,
+                cpu,
+                timeout: std::time::Duration::from_secs(timeout),
+                dir,
+                elements,
+            };
             return doctor::doctor(&cluster, opts);
         }
-        Command::DoctorNode { out, collective, elements, .. } => return doctor::doctor_node(&out, collective, elements),
+        Command::DoctorNode { out, collective, elements, .. } => {
+            return doctor::doctor_node(&out, collective, elements)
+        }
         Command::Bench(BenchCommand::Coordinator { runs, cycles, cluster, store, json }) => {
             sweep::bench_coordinator(runs, cycles, &cluster, store, json)?
         }
@@ -277,7 +310,8 @@ fn bench_options(args: TrainStepArgs) -> ras::bench::TrainStepOptions {
 fn train(config: &ConfigArgs, force: bool, progress: Progress) -> Result<ExitStatus> {
     let cfg = RunConfig::load(&config.config, &config.overrides)?;
     let world = ras::dist::WorldInfo::from_env()?;
-    let _rank = (world.world_size > 1).then(|| tracing::info_span!("rank", rank = world.rank, of = world.world_size).entered());
+    let _rank =
+        (world.world_size > 1).then(|| tracing::info_span!("rank", rank = world.rank, of = world.world_size).entered());
     let opts = ras::run::RunOptions::new(progress, force);
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
         signal_hook::flag::register(sig, opts.stop.clone()).context("installing signal handlers")?;
@@ -306,7 +340,10 @@ fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitSta
         // run another process is training (its lease is live).
         let paths = ras::run::RunPaths::new(id.as_str());
         if let Some(l) = ras::run::lease::live_holder(&store, &paths)? {
-            bail!("run {id} is being trained by another process ({}): --force does not override a live lease", l.holder());
+            bail!(
+                "run {id} is being trained by another process ({}): --force does not override a live lease",
+                l.holder()
+            );
         }
         ras::run::discard(&store, &paths)?;
     }
@@ -315,10 +352,13 @@ fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitSta
         args.extend(["--set".to_string(), o.clone()]);
     }
     let exe = std::env::current_exe().context("locating the ras binary")?;
-    let done = ras::launch::mpirun::run(ranks, &exe, &args).context("starting mpirun (install OpenMPI: scripts/setup.sh)")?;
+    let done =
+        ras::launch::mpirun::run(ranks, &exe, &args).context("starting mpirun (install OpenMPI: scripts/setup.sh)")?;
     match ExitStatus::from_code(done.code) {
         Some(ExitStatus::Ok) => {
-            if let Some(fm) = store.get_json::<ras::run::FinalMetrics>(&ras::run::RunPaths::new(id.as_str()).final_metrics())? {
+            if let Some(fm) =
+                store.get_json::<ras::run::FinalMetrics>(&ras::run::RunPaths::new(id.as_str()).final_metrics())?
+            {
                 print_outcome(&id, &cfg.store, &fm);
             }
             Ok(ExitStatus::Ok)

@@ -14,15 +14,28 @@ use std::path::{Path, PathBuf};
 /// dataset does not hold what it names (missing root, unknown class, empty split);
 /// `skip_checked`: not for runs this sweep already launched (a resumed sweep retries them,
 /// and their jobs say what is wrong). Unchecked: returns the issues, to be shown.
-fn load_sweep(args: &SweepArgs, check: bool, skip_launched: bool) -> Result<(Manifest, Store, ClusterProfile, Vec<ras::sweep::DataIssue>)> {
+fn load_sweep(
+    args: &SweepArgs,
+    check: bool,
+    skip_launched: bool,
+) -> Result<(Manifest, Store, ClusterProfile, Vec<ras::sweep::DataIssue>)> {
     let profile = ClusterProfile::load(&args.cluster)?;
-    let opts = ras::sweep::ExpandOptions { store: args.store.clone(), overrides: args.overrides.clone(), max_ranks: profile.slots(), check_data: check };
+    let opts = ras::sweep::ExpandOptions {
+        store: args.store.clone(),
+        overrides: args.overrides.clone(),
+        max_ranks: profile.slots(),
+        check_data: check,
+    };
     let (manifest, mut issues) = ras::sweep::expand_checked(&args.sweep, &opts)?;
     let store = Store::open(&manifest.store)?;
     if check {
         if skip_launched && !issues.is_empty() {
             let claims = store.list(&format!("sweeps/{}/claims/", manifest.name))?;
-            issues.retain(|i| !claims.iter().any(|c| c.rsplit('/').next().and_then(|n| n.rsplit_once('.')).map(|(id, _)| id) == Some(i.run_id.as_str())));
+            issues.retain(|i| {
+                !claims.iter().any(|c| {
+                    c.rsplit('/').next().and_then(|n| n.rsplit_once('.')).map(|(id, _)| id) == Some(i.run_id.as_str())
+                })
+            });
         }
         if let Some(i) = issues.into_iter().next() {
             return Err(i.into_error(&args.sweep).into());
@@ -37,12 +50,18 @@ fn load_sweep(args: &SweepArgs, check: bool, skip_launched: bool) -> Result<(Man
 /// sweep's name, whose manifest is read from the store.
 fn find_sweep(args: &SweepRefArgs) -> Result<(Manifest, Store)> {
     if args.sweep.is_file() {
-        let cluster = args.cluster.clone().or_else(|| Some(PathBuf::from("cluster/local.toml")).filter(|p| p.is_file()));
+        let cluster =
+            args.cluster.clone().or_else(|| Some(PathBuf::from("cluster/local.toml")).filter(|p| p.is_file()));
         let max_ranks = match &cluster {
             Some(c) => ClusterProfile::load(c)?.slots(),
             None => 1,
         };
-        let opts = ras::sweep::ExpandOptions { store: args.store.clone(), overrides: args.overrides.clone(), max_ranks, check_data: false };
+        let opts = ras::sweep::ExpandOptions {
+            store: args.store.clone(),
+            overrides: args.overrides.clone(),
+            max_ranks,
+            check_data: false,
+        };
         let manifest = ras::sweep::expand(&args.sweep, &opts)?;
         // Reading a sweep must not create its store: a mistyped URL is an error.
         let store = Store::open_existing(&manifest.store)?;
@@ -63,7 +82,9 @@ fn find_sweep(args: &SweepRefArgs) -> Result<(Manifest, Store)> {
     }
     let url = args.store.clone().unwrap_or_else(|| "file://./ras-store".into());
     let store = match ras::runs::open_existing(&url) {
-        Err(ras::runs::RunsError::NoStore { .. }) => bail!("no sweep {name} in {url} (no store there; give --store URL)"),
+        Err(ras::runs::RunsError::NoStore { .. }) => {
+            bail!("no sweep {name} in {url} (no store there; give --store URL)")
+        }
         r => r?,
     };
     let manifest = ras::runs::saved_sweep(&store, &name)?;
@@ -87,8 +108,22 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let mut launcher = launcher(&profile, &manifest, &store)?;
     let opts = ras::sweep::CoordinateOptions::for_profile(&profile, work_dir(&manifest).join("configs"), no_wait);
-    println!("sweep {}: {} runs, store {}, {} slots ({})", manifest.name, manifest.runs.len(), store.url(), profile.slots(), profile.launcher);
-    let views = ras::sweep::coordinate(&store, &manifest, launcher.as_mut(), &opts, &mut |v| println!("{}", ras::sweep::render_views(v)), &mut |_| {})?;
+    println!(
+        "sweep {}: {} runs, store {}, {} slots ({})",
+        manifest.name,
+        manifest.runs.len(),
+        store.url(),
+        profile.slots(),
+        profile.launcher
+    );
+    let views = ras::sweep::coordinate(
+        &store,
+        &manifest,
+        launcher.as_mut(),
+        &opts,
+        &mut |v| println!("{}", ras::sweep::render_views(v)),
+        &mut |_| {},
+    )?;
     let all_complete = views.iter().all(|v| v.phase == RunPhase::Complete);
     if let Some(out) = report {
         let queued = no_wait && launcher.queues_jobs();
@@ -103,13 +138,22 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
     let open = views.iter().filter(|v| !v.is_settled()).count();
     if open > 0 && !no_wait {
         // Only a cancellation stops the loop with runs still open.
-        println!("sweep {} cancelled: {open} runs not complete (their checkpoints stay: `ras sweep` again resumes them)", manifest.name);
+        println!(
+            "sweep {} cancelled: {open} runs not complete (their checkpoints stay: `ras sweep` again resumes them)",
+            manifest.name
+        );
         return Ok(ExitStatus::Cancelled);
     }
     let failed: Vec<_> = views.iter().filter(|v| v.phase == RunPhase::Failed).collect();
     if !failed.is_empty() {
         for v in &failed {
-            eprintln!("run {} ({}) failed after {} attempts: {}", v.id, v.label, v.attempts, v.error.as_deref().unwrap_or("no error recorded"));
+            eprintln!(
+                "run {} ({}) failed after {} attempts: {}",
+                v.id,
+                v.label,
+                v.attempts,
+                v.error.as_deref().unwrap_or("no error recorded")
+            );
         }
         bail!("sweep {}: {} runs failed", manifest.name, failed.len());
     }
@@ -118,8 +162,17 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
 
 /// With --no-wait on a cluster that queues jobs: the report job (afterok every active
 /// run). False when no run is active (the caller writes the report itself).
-fn submit_report_job(args: &SweepArgs, manifest: &Manifest, store: &Store, launcher: &mut dyn Launcher, views: &[ras::sweep::RunView], out: &Path) -> Result<bool> {
-    let abs = |p: &Path| std::fs::canonicalize(p).map(|p| p.display().to_string()).with_context(|| format!("{}", p.display()));
+fn submit_report_job(
+    args: &SweepArgs,
+    manifest: &Manifest,
+    store: &Store,
+    launcher: &mut dyn Launcher,
+    views: &[ras::sweep::RunView],
+    out: &Path,
+) -> Result<bool> {
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p).map(|p| p.display().to_string()).with_context(|| format!("{}", p.display()))
+    };
     // The same manifest as this coordinator's: same sweep file, profile, store and --set.
     let mut cmd = vec!["report".to_string(), abs(&args.sweep)?, "--cluster".into(), abs(&args.cluster)?];
     if let Some(url) = &args.store {
@@ -129,7 +182,9 @@ fn submit_report_job(args: &SweepArgs, manifest: &Manifest, store: &Store, launc
         cmd.extend(["--set".to_string(), o.clone()]);
     }
     cmd.extend(["--out".to_string(), std::path::absolute(out)?.display().to_string()]);
-    let Some(job) = ras::sweep::submit_report_job(store, manifest, launcher, views, cmd).context("submitting the report job")? else {
+    let Some(job) =
+        ras::sweep::submit_report_job(store, manifest, launcher, views, cmd).context("submitting the report job")?
+    else {
         return Ok(false);
     };
     let n = views.iter().filter(|v| v.phase == RunPhase::Active).count();
@@ -222,7 +277,10 @@ fn write_report(sweep: &Path, manifest: &Manifest, store: &Store, out: &Path) ->
 pub fn bench_coordinator(runs: usize, cycles: usize, cluster: &Path, store: Option<String>, json: bool) -> Result<()> {
     let profile = ClusterProfile::load(cluster)?;
     if profile.launcher != LauncherKind::Slurm {
-        bail!("{}: ras bench coordinator needs a Slurm profile (a local one would start {runs} real runs)", cluster.display());
+        bail!(
+            "{}: ras bench coordinator needs a Slurm profile (a local one would start {runs} real runs)",
+            cluster.display()
+        );
     }
     let opts = ras::bench::coordinator::Options { runs, cycles, store, json };
     let summary = ras::bench::coordinator::run(&profile, &opts, &mut std::io::stdout())?;

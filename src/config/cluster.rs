@@ -82,7 +82,11 @@ fn one() -> usize {
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("cannot read cluster profile {path}: {source}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cluster profile {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -94,25 +98,41 @@ impl ClusterProfile {
             toml::from_str(&text).map_err(|e| ProfileError::Invalid { path: path.into(), message: e.to_string() })?;
         let bad_poll = |v: Option<f64>| v.is_some_and(|s| !(s.is_finite() && s > 0.0));
         if bad_poll(p.poll_min_s) || bad_poll(p.poll_max_s) {
-            return Err(ProfileError::Invalid { path: path.into(), message: "poll_min_s and poll_max_s must be numbers of seconds above 0".into() });
-        }
-        let bad_rate = |v: Option<f64>| v.is_some_and(|r| !(r.is_finite() && r > 0.0));
-        if bad_rate(p.train_images_per_s_per_rank) || bad_rate(p.feature_images_per_s) || bad_rate(p.eval_images_per_s) {
             return Err(ProfileError::Invalid {
                 path: path.into(),
-                message: "train_images_per_s_per_rank, feature_images_per_s and eval_images_per_s must be rates above 0".into(),
+                message: "poll_min_s and poll_max_s must be numbers of seconds above 0".into(),
+            });
+        }
+        let bad_rate = |v: Option<f64>| v.is_some_and(|r| !(r.is_finite() && r > 0.0));
+        if bad_rate(p.train_images_per_s_per_rank) || bad_rate(p.feature_images_per_s) || bad_rate(p.eval_images_per_s)
+        {
+            return Err(ProfileError::Invalid {
+                path: path.into(),
+                message:
+                    "train_images_per_s_per_rank, feature_images_per_s and eval_images_per_s must be rates above 0"
+                        .into(),
             });
         }
         if p.max_array_size == 0 {
-            return Err(ProfileError::Invalid { path: path.into(), message: "max_array_size must be at least 1".into() });
+            return Err(ProfileError::Invalid {
+                path: path.into(),
+                message: "max_array_size must be at least 1".into(),
+            });
         }
         if p.nodes == 0 || p.cpus_per_gpu == 0 {
-            return Err(ProfileError::Invalid { path: path.into(), message: "nodes and cpus_per_gpu must be at least 1".into() });
+            return Err(ProfileError::Invalid {
+                path: path.into(),
+                message: "nodes and cpus_per_gpu must be at least 1".into(),
+            });
         }
         if !p.node_names.is_empty() && p.node_names.len() != p.nodes {
             return Err(ProfileError::Invalid {
                 path: path.into(),
-                message: format!("node_names lists {} nodes but nodes = {}: list every node or none", p.node_names.len(), p.nodes),
+                message: format!(
+                    "node_names lists {} nodes but nodes = {}: list every node or none",
+                    p.node_names.len(),
+                    p.nodes
+                ),
             });
         }
         if p.template.is_none() {
@@ -126,7 +146,9 @@ impl ClusterProfile {
         if self.gpus_per_node > 0 {
             self.gpus_per_node
         } else {
-            let cpus = self.cpus_per_node.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let cpus = self
+                .cpus_per_node
+                .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             (cpus / self.cpus_per_gpu).max(1)
         }
     }
@@ -194,7 +216,6 @@ impl ClusterShape {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +227,8 @@ mod tests {
         std::fs::write(&p, "launcher = \"slurm\"\nnodes = 2\nnode_names = [\"n1\"]\n").unwrap();
         let err = ClusterProfile::load(&p).unwrap_err().to_string();
         assert!(err.contains("two.toml") && err.contains("node_names lists 1 nodes but nodes = 2"), "{err}");
-        std::fs::write(&p, "launcher = \"slurm\"\nnodes = 2\nnode_names = [\"n1\", \"n2\"]\ngpus_per_node = 4\n").unwrap();
+        std::fs::write(&p, "launcher = \"slurm\"\nnodes = 2\nnode_names = [\"n1\", \"n2\"]\ngpus_per_node = 4\n")
+            .unwrap();
         let prof = ClusterProfile::load(&p).unwrap();
         assert_eq!((prof.slots(), prof.ranks_per_node(), prof.node_name(1)), (8, 4, "n2".to_string()));
     }

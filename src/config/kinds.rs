@@ -65,7 +65,11 @@ pub enum DatasetKind {
     Jsonl,
 }
 
-string_enum!(DatasetKind, "dataset.kind", [(Mvtec, "mvtec"), (Mpdd, "mpdd"), (Visa, "visa"), (Btad, "btad"), (Jsonl, "jsonl")]);
+string_enum!(
+    DatasetKind,
+    "dataset.kind",
+    [(Mvtec, "mvtec"), (Mpdd, "mpdd"), (Visa, "visa"), (Btad, "btad"), (Jsonl, "jsonl")]
+);
 
 impl DatasetKind {
     /// The published class list, used to expand `separate` and to plan when the data is
@@ -73,15 +77,40 @@ impl DatasetKind {
     pub fn published_classes(&self) -> Option<&'static [&'static str]> {
         Some(match self {
             DatasetKind::Mvtec => &[
-                "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw", "tile",
-                "toothbrush", "transistor", "wood", "zipper",
+                "bottle",
+                "cable",
+                "capsule",
+                "carpet",
+                "grid",
+                "hazelnut",
+                "leather",
+                "metal_nut",
+                "pill",
+                "screw",
+                "tile",
+                "toothbrush",
+                "transistor",
+                "wood",
+                "zipper",
             ],
             DatasetKind::Visa => &[
-                "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2", "pcb1", "pcb2", "pcb3", "pcb4",
+                "candle",
+                "capsules",
+                "cashew",
+                "chewinggum",
+                "fryum",
+                "macaroni1",
+                "macaroni2",
+                "pcb1",
+                "pcb2",
+                "pcb3",
+                "pcb4",
                 "pipe_fryum",
             ],
             DatasetKind::Btad => &["01", "02", "03"],
-            DatasetKind::Mpdd => &["bracket_black", "bracket_brown", "bracket_white", "connector", "metal_plate", "tubes"],
+            DatasetKind::Mpdd => {
+                &["bracket_black", "bracket_brown", "bracket_white", "connector", "metal_plate", "tubes"]
+            }
             DatasetKind::Jsonl => return None,
         })
     }
@@ -122,7 +151,13 @@ pub enum BackboneArch {
 string_enum!(
     BackboneArch,
     "backbone.arch",
-    [(B0, "efficientnet-b0"), (B1, "efficientnet-b1"), (B2, "efficientnet-b2"), (B3, "efficientnet-b3"), (B4, "efficientnet-b4")]
+    [
+        (B0, "efficientnet-b0"),
+        (B1, "efficientnet-b1"),
+        (B2, "efficientnet-b2"),
+        (B3, "efficientnet-b3"),
+        (B4, "efficientnet-b4")
+    ]
 );
 
 /// How a coordinator starts jobs (a cluster profile's `launcher`).

@@ -15,7 +15,9 @@ pub mod sweep_file;
 
 pub use cluster::{ClusterProfile, ClusterShape, ProfileError};
 pub use kinds::{BackboneArch, DatasetKind, DeviceSpec, LauncherKind, Setting};
-pub use run::{BackboneConfig, CheckpointConfig, DatasetConfig, DecoderKind, EvalConfig, ModelConfig, RunConfig, TrainConfig};
+pub use run::{
+    BackboneConfig, CheckpointConfig, DatasetConfig, DecoderKind, EvalConfig, ModelConfig, RunConfig, TrainConfig,
+};
 pub use sweep_file::{OneOrMany, PaperLayout, PaperMatch, SweepFile, SweepFileError};
 
 use std::path::PathBuf;
@@ -26,7 +28,11 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An error without a position (the file's text is not at hand).
     #[error("invalid config {path}: {message}")]
     Parse { path: PathBuf, message: String },

@@ -232,7 +232,14 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { test_jitter_scale: 0.0, aupro_fpr_limit: 0.3, save_predictions: true, batch_size: 32, pictures: 3, noise_scales: vec![] }
+        Self {
+            test_jitter_scale: 0.0,
+            aupro_fpr_limit: 0.3,
+            save_predictions: true,
+            batch_size: 32,
+            pictures: 3,
+            noise_scales: vec![],
+        }
     }
 }
 
@@ -246,8 +253,8 @@ impl RunConfig {
     /// Reads a config file and applies `key.path=value` overrides (see
     /// [`super::overrides`]), then validates. Unknown keys are errors either way.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, path, overrides)
     }
 
@@ -262,14 +269,16 @@ impl RunConfig {
     fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
         let src = Source { text, path, overrides };
         let mut doc = toml::de::DeTable::parse(text).map_err(|e| src.error(&e))?;
-        super::overrides::apply(doc.get_mut(), overrides, text.len()).map_err(|(i, message)| ConfigError::Override {
-            path: path.to_path_buf(),
-            arg: overrides[i].clone(),
-            message,
+        super::overrides::apply(doc.get_mut(), overrides, text.len()).map_err(|(i, message)| {
+            ConfigError::Override { path: path.to_path_buf(), arg: overrides[i].clone(), message }
         })?;
         let located = doc.get_ref().clone();
         let cfg = RunConfig::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| src.error(&e))?;
-        cfg.check().map_err(|(key, message)| ConfigError::Invalid { key, origin: src.origin(&located, key), message })?;
+        cfg.check().map_err(|(key, message)| ConfigError::Invalid {
+            key,
+            origin: src.origin(&located, key),
+            message,
+        })?;
         Ok(cfg)
     }
 
@@ -326,16 +335,33 @@ impl RunConfig {
             return bad("train.jitter_scale", "jitter_scale must be >= 0 and jitter_prob in [0, 1]".into());
         }
         if !(1..=MAX_LAYERS).contains(&m.decoder_layers) {
-            return bad("model.decoder_layers", format!("T_d = {} must be in 1..={MAX_LAYERS} (the paper: 4)", m.decoder_layers));
+            return bad(
+                "model.decoder_layers",
+                format!("T_d = {} must be in 1..={MAX_LAYERS} (the paper: 4)", m.decoder_layers),
+            );
         }
         if m.encoder_layers > MAX_LAYERS {
-            return bad("model.encoder_layers", format!("T_e = {} must be at most {MAX_LAYERS} (the paper: 2)", m.encoder_layers));
+            return bad(
+                "model.encoder_layers",
+                format!("T_e = {} must be at most {MAX_LAYERS} (the paper: 2)", m.encoder_layers),
+            );
         }
         if m.hidden_dim > MAX_WIDTH || m.ffn_dim > 4 * MAX_WIDTH {
-            return bad("model.hidden_dim", format!("hidden_dim {} / ffn_dim {} must be at most {MAX_WIDTH} / {} (the paper: 256 / 1024)", m.hidden_dim, m.ffn_dim, 4 * MAX_WIDTH));
+            return bad(
+                "model.hidden_dim",
+                format!(
+                    "hidden_dim {} / ffn_dim {} must be at most {MAX_WIDTH} / {} (the paper: 256 / 1024)",
+                    m.hidden_dim,
+                    m.ffn_dim,
+                    4 * MAX_WIDTH
+                ),
+            );
         }
         if m.hidden_dim <= 0 || m.heads <= 0 || m.hidden_dim % m.heads != 0 {
-            return bad("model.heads", format!("hidden_dim {} must be a positive multiple of heads {}", m.hidden_dim, m.heads));
+            return bad(
+                "model.heads",
+                format!("hidden_dim {} must be a positive multiple of heads {}", m.hidden_dim, m.heads),
+            );
         }
         if m.hidden_dim % 2 != 0 {
             return bad("model.hidden_dim", "must be even (half row, half column position embedding)".into());
@@ -383,9 +409,14 @@ impl RunConfig {
         for (key, value) in [("dataset.train_meta", &d.train_meta), ("dataset.test_meta", &d.test_meta)] {
             match (d.kind == DatasetKind::Jsonl, value) {
                 (true, None) => {
-                    return bad(key, "kind = \"jsonl\" needs it: a JSON-lines metadata file (relative to dataset.root)".into())
+                    return bad(
+                        key,
+                        "kind = \"jsonl\" needs it: a JSON-lines metadata file (relative to dataset.root)".into(),
+                    )
                 }
-                (false, Some(_)) => return bad(key, format!("only used with kind = \"jsonl\", not \"{}\"; remove it", d.kind)),
+                (false, Some(_)) => {
+                    return bad(key, format!("only used with kind = \"jsonl\", not \"{}\"; remove it", d.kind))
+                }
                 _ => {}
             }
         }
@@ -495,9 +526,14 @@ mod tests {
     fn recipe_names_the_paper_or_the_public_code() {
         let p = std::env::temp_dir().join(format!("ras-recipe-{}.toml", std::process::id()));
         std::fs::write(&p, MIN).unwrap();
-        let load = |sets: &[&str]| RunConfig::load(&p, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap().recipe();
+        let load = |sets: &[&str]| {
+            RunConfig::load(&p, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap().recipe()
+        };
         assert_eq!(load(&["train.lr=7e-4", "train.batch_size=64"]), "paper (lr 7e-4, batch 64)");
-        assert_eq!(load(&["train.lr=5e-4", "train.batch_size=64", "seed=133"]), "public code's MVTec-AD config (lr 5e-4, batch 8 x 8, seed 133)");
+        assert_eq!(
+            load(&["train.lr=5e-4", "train.batch_size=64", "seed=133"]),
+            "public code's MVTec-AD config (lr 5e-4, batch 8 x 8, seed 133)"
+        );
         assert_eq!(load(&["train.lr=1e-3", "train.batch_size=16"]), "custom (lr 1e-3, batch 16)");
         assert_eq!(load(&["dataset.kind=visa", "train.lr=1e-3", "train.batch_size=64"]), "paper (lr 1e-3, batch 64)");
         std::fs::remove_file(&p).ok();
@@ -522,7 +558,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, MIN).unwrap();
-        let c = RunConfig::load(&p, &["train.lr=0.01".into(), "model.encoder_layers=0".into(), "name=abc".into()]).unwrap();
+        let c =
+            RunConfig::load(&p, &["train.lr=0.01".into(), "model.encoder_layers=0".into(), "name=abc".into()]).unwrap();
         assert_eq!((c.train.lr, c.model.encoder_layers, c.name.as_str()), (0.01, 0, "abc"));
         let err = RunConfig::load(&p, &["train.nope=1".into()]).unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
@@ -601,7 +638,9 @@ mod tests {
     fn set_errors_name_the_set_argument() {
         let dir = tempfile::tempdir().unwrap();
         let p = user_file(dir.path(), "lr = 1e-3");
-        for arg in ["train.lr=fast", "train.nope=1", "train.betas=[0.9, \"x\"]", "name.x=1", "model={ heads = \"many\" }"] {
+        for arg in
+            ["train.lr=fast", "train.nope=1", "train.betas=[0.9, \"x\"]", "name.x=1", "model={ heads = \"many\" }"]
+        {
             let err = RunConfig::load(&p, &[arg.to_string()]).unwrap_err().to_string();
             assert!(err.contains(&format!("`--set {arg}`")), "{arg}: {err}");
             assert!(!err.contains(&format!("{}:", p.display())), "{arg} blames a file line: {err}");
@@ -617,7 +656,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = user_file(dir.path(), "lr = -1e-3");
         let err = RunConfig::load(&p, &[]).unwrap_err().to_string();
-        assert!(err.contains("`train.lr`") && err.contains(&format!("{}:10", p.display())) && err.contains("lr = -1e-3"), "{err}");
+        assert!(
+            err.contains("`train.lr`") && err.contains(&format!("{}:10", p.display())) && err.contains("lr = -1e-3"),
+            "{err}"
+        );
         let p = user_file(dir.path(), "lr = 1e-3");
         let err = RunConfig::load(&p, &["train.lr=-2".into()]).unwrap_err().to_string();
         assert!(err.contains("`train.lr`") && err.contains("`--set train.lr=-2`"), "{err}");

@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SweepFileError {
     #[error("cannot read sweep file {path}: {source}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("sweep file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -168,13 +172,17 @@ impl PaperMatch {
         let mut rest = template;
         while let Some(start) = rest.find('{') {
             out += &rest[..start];
-            let end = rest[start..].find('}').ok_or_else(|| format!("[paper] template {template:?}: unclosed '{{'"))? + start;
+            let end =
+                rest[start..].find('}').ok_or_else(|| format!("[paper] template {template:?}: unclosed '{{'"))? + start;
             let key = &rest[start + 1..end];
             let text = match key {
                 "class" => class.to_string(),
                 "dataset" => cfg.dataset.kind.to_string(),
-                "alpha" => alpha(scale.ok_or_else(|| format!("[paper] template {template:?}: {{alpha}} outside a noise table"))?),
-                _ => lookup(&value, key).ok_or_else(|| format!("[paper] template {template:?}: no config key {key:?}"))?,
+                "alpha" => alpha(
+                    scale.ok_or_else(|| format!("[paper] template {template:?}: {{alpha}} outside a noise table"))?,
+                ),
+                _ => lookup(&value, key)
+                    .ok_or_else(|| format!("[paper] template {template:?}: no config key {key:?}"))?,
             };
             out += self.rename.get(key).and_then(|r| r.get(&text)).unwrap_or(&text);
             rest = &rest[end + 1..];
@@ -202,14 +210,19 @@ fn default_retries() -> usize {
 
 impl SweepFile {
     pub fn load(path: &Path) -> Result<(Self, String), SweepFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SweepFileError::Read { path: path.into(), source })?;
-        let file: SweepFile = toml::from_str(&text).map_err(|e| SweepFileError::Invalid { path: path.into(), message: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| SweepFileError::Read { path: path.into(), source })?;
+        let file: SweepFile =
+            toml::from_str(&text).map_err(|e| SweepFileError::Invalid { path: path.into(), message: e.to_string() })?;
         let name = match &file.name {
             Some(n) => n.clone(),
             None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(SweepFileError::Invalid { path: path.into(), message: format!("name {name:?} must be ASCII letters, digits, '-', '_' or '.'") });
+            return Err(SweepFileError::Invalid {
+                path: path.into(),
+                message: format!("name {name:?} must be ASCII letters, digits, '-', '_' or '.'"),
+            });
         }
         if file.base.is_some() == !file.datasets.is_empty() {
             return Err(SweepFileError::Invalid {
@@ -231,7 +244,10 @@ impl SweepFile {
         }
         for (k, v) in &file.grid {
             if v.is_empty() {
-                return Err(SweepFileError::Invalid { path: path.into(), message: format!("grid axis {k:?} has no values") });
+                return Err(SweepFileError::Invalid {
+                    path: path.into(),
+                    message: format!("grid axis {k:?} has no values"),
+                });
             }
         }
         Ok((file, name))
@@ -268,8 +284,16 @@ mod tests {
         std::fs::write(d.join("configs/repo.toml"), "").unwrap();
         std::fs::write(d.join("configs/own.toml"), "").unwrap();
         let sweep = d.join("jobs/s.toml");
-        assert_eq!(resolve_config_path(&sweep, Path::new("configs/own.toml")), d.join("jobs/configs/own.toml"), "own folder first");
-        assert_eq!(resolve_config_path(&sweep, Path::new("configs/repo.toml")), d.join("configs/repo.toml"), "then the repository");
+        assert_eq!(
+            resolve_config_path(&sweep, Path::new("configs/own.toml")),
+            d.join("jobs/configs/own.toml"),
+            "own folder first"
+        );
+        assert_eq!(
+            resolve_config_path(&sweep, Path::new("configs/repo.toml")),
+            d.join("configs/repo.toml"),
+            "then the repository"
+        );
         assert_eq!(resolve_config_path(&sweep, Path::new("configs/none.toml")), d.join("jobs/configs/none.toml"));
         assert_eq!(resolve_config_path(&sweep, Path::new("/abs/x.toml")), PathBuf::from("/abs/x.toml"));
     }

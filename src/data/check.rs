@@ -4,9 +4,9 @@
 //! uses, counts images per class and split, and compares the totals to the published
 //! sizes, so a half-downloaded or wrongly unpacked dataset shows before training on it.
 
-use crate::config::DatasetKind;
-use super::{images_in, imageio, scan_all, DataError};
+use super::{imageio, images_in, scan_all, DataError};
 use crate::config::DatasetConfig;
+use crate::config::DatasetKind;
 use crate::progress::Progress;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -72,7 +72,10 @@ impl Problem {
     pub fn blocks_training(&self) -> bool {
         matches!(
             self,
-            Problem::EmptySplit { .. } | Problem::ListedMissing { .. } | Problem::AnomalousInTrain { .. } | Problem::OutsideRoot { .. }
+            Problem::EmptySplit { .. }
+                | Problem::ListedMissing { .. }
+                | Problem::AnomalousInTrain { .. }
+                | Problem::OutsideRoot { .. }
         )
     }
 }
@@ -177,16 +180,26 @@ impl CheckReport {
     /// The summary table, the comparison with the published sizes and the problems.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "dataset {} (kind {}): {} files decoded", self.root.display(), self.kind, self.files_decoded);
-        let _ = writeln!(s, "{:<16} {:>7} {:>12} {:>15} {:>7}", "class", "train", "test normal", "test anomalous", "masks");
+        let _ =
+            writeln!(s, "dataset {} (kind {}): {} files decoded", self.root.display(), self.kind, self.files_decoded);
+        let _ =
+            writeln!(s, "{:<16} {:>7} {:>12} {:>15} {:>7}", "class", "train", "test normal", "test anomalous", "masks");
         for c in self.classes.iter().chain(std::iter::once(&self.total())) {
-            let _ = writeln!(s, "{:<16} {:>7} {:>12} {:>15} {:>7}", c.class, c.train, c.test_normal, c.test_anomalous, c.masks);
+            let _ = writeln!(
+                s,
+                "{:<16} {:>7} {:>12} {:>15} {:>7}",
+                c.class, c.train, c.test_normal, c.test_anomalous, c.masks
+            );
         }
         let t = self.total();
         let test = t.test_normal + t.test_anomalous;
         match self.published_match() {
             Some(p) => {
-                let _ = writeln!(s, "{} train / {test} test images: matches the published counts of {} (train/test)", t.train, p.dataset);
+                let _ = writeln!(
+                    s,
+                    "{} train / {test} test images: matches the published counts of {} (train/test)",
+                    t.train, p.dataset
+                );
             }
             None => {
                 let expected: Vec<String> = PUBLISHED
@@ -225,7 +238,8 @@ fn decode_all(files: &[PathBuf], progress: &Progress) -> Vec<Result<(u32, u32), 
     let bar = progress.bar(files.len() as u64, "check");
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<(u32, u32), String>>>> = Mutex::new(vec![None; files.len()]);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8).min(files.len().max(1));
+    let threads =
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8).min(files.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
@@ -289,7 +303,8 @@ pub fn check(cfg: &DatasetConfig, progress: &Progress) -> Result<CheckReport, Da
         }
     }
     let files: Vec<PathBuf> = files.into_iter().collect();
-    let decoded: BTreeMap<&PathBuf, Result<(u32, u32), String>> = files.iter().zip(decode_all(&files, progress)).collect();
+    let decoded: BTreeMap<&PathBuf, Result<(u32, u32), String>> =
+        files.iter().zip(decode_all(&files, progress)).collect();
     for (path, r) in &decoded {
         if let Err(message) = r {
             problems.push(Problem::Unreadable { path: (*path).clone(), message: message.clone() });
@@ -300,7 +315,12 @@ pub fn check(cfg: &DatasetConfig, progress: &Progress) -> Result<CheckReport, Da
             let Some(mask) = &sample.mask else { continue };
             if let (Some(Ok(i)), Some(Ok(m))) = (decoded.get(&sample.path), decoded.get(mask)) {
                 if i != m {
-                    problems.push(Problem::SizeMismatch { image: sample.path.clone(), image_dims: *i, mask: mask.clone(), mask_dims: *m });
+                    problems.push(Problem::SizeMismatch {
+                        image: sample.path.clone(),
+                        image_dims: *i,
+                        mask: mask.clone(),
+                        mask_dims: *m,
+                    });
                 }
             }
         }

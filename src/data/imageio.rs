@@ -53,7 +53,8 @@ pub fn load_image(path: &Path, size: i64) -> Result<Tensor, DataError> {
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let s = size as usize;
     let pixels = if (w, h) != (s, s) { super::resize::bilinear(rgb.as_raw(), w, h, 3, s, s) } else { rgb.into_raw() };
-    let t = Tensor::from_data_size(&pixels, &[size, size, 3], Kind::Uint8).permute([2, 0, 1]).to_kind(Kind::Float) / 255.0;
+    let t =
+        Tensor::from_data_size(&pixels, &[size, size, 3], Kind::Uint8).permute([2, 0, 1]).to_kind(Kind::Float) / 255.0;
     let mean = Tensor::from_slice(&MEAN).view([3, 1, 1]);
     let std = Tensor::from_slice(&STD).view([3, 1, 1]);
     Ok((t - mean) / std)

@@ -65,10 +65,16 @@ fn read_meta(path: &Path, key: &str) -> Result<Vec<(usize, Row)>, DataError> {
         let r: Row = serde_json::from_str(l.trim()).map_err(|e| DataError::Meta {
             path: path.to_path_buf(),
             line: i + 1,
-            message: format!("{e} (expected an object with filename, label 0|1, clsname, and maskname for defective images)"),
+            message: format!(
+                "{e} (expected an object with filename, label 0|1, clsname, and maskname for defective images)"
+            ),
         })?;
         if r.label > 1 {
-            return Err(DataError::Meta { path: path.to_path_buf(), line: i + 1, message: format!("label {} must be 0 or 1", r.label) });
+            return Err(DataError::Meta {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: format!("label {} must be 0 or 1", r.label),
+            });
         }
         rows.push((i + 1, r));
     }
@@ -78,7 +84,12 @@ fn read_meta(path: &Path, key: &str) -> Result<Vec<(usize, Row)>, DataError> {
 /// Lists the images two metadata files describe under `root` (which must exist); see
 /// [`super::scan_all`]. `train_meta`/`test_meta` are the config's `dataset.train_meta` and
 /// `dataset.test_meta`.
-pub(crate) fn scan_layout(root: &Path, classes: &[String], train_meta: Option<&Path>, test_meta: Option<&Path>) -> Result<Scan, DataError> {
+pub(crate) fn scan_layout(
+    root: &Path,
+    classes: &[String],
+    train_meta: Option<&Path>,
+    test_meta: Option<&Path>,
+) -> Result<Scan, DataError> {
     let no_meta = |key: &str| DataError::MissingMeta {
         path: root.to_path_buf(),
         fix: format!("dataset.kind = \"jsonl\" needs {key} (the JSON-lines metadata file, relative to dataset.root)"),
@@ -89,13 +100,18 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String], train_meta: Option<&P
         (true, read_meta(&train_path, "dataset.train_meta")?, &train_path),
         (false, read_meta(&test_path, "dataset.test_meta")?, &test_path),
     ];
-    let found: Vec<String> =
-        splits.iter().flat_map(|(_, rows, _)| rows.iter().map(|(_, r)| r.clsname.clone())).collect::<BTreeSet<_>>().into_iter().collect();
+    let found: Vec<String> = splits
+        .iter()
+        .flat_map(|(_, rows, _)| rows.iter().map(|(_, r)| r.clsname.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if found.is_empty() {
         return Err(DataError::NoClasses { root: root.to_path_buf() });
     }
     let wanted = select_classes(&found, classes, root)?;
-    let mut per_class: BTreeMap<String, ClassSamples> = wanted.iter().map(|c| (c.clone(), ClassSamples::default())).collect();
+    let mut per_class: BTreeMap<String, ClassSamples> =
+        wanted.iter().map(|c| (c.clone(), ClassSamples::default())).collect();
     let mut problems = vec![];
     let mut mask_dirs = BTreeSet::new();
     for (train, rows, meta) in &splits {
@@ -104,7 +120,8 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String], train_meta: Option<&P
             let listed_in = format!("{} line {line}", meta.display());
             let anomalous = r.label == 1;
             let mask_name = r.maskname.as_deref().filter(|m| anomalous && !m.is_empty());
-            let outside: Vec<&str> = std::iter::once(r.filename.as_str()).chain(mask_name).filter(|p| escapes_root(Path::new(p))).collect();
+            let outside: Vec<&str> =
+                std::iter::once(r.filename.as_str()).chain(mask_name).filter(|p| escapes_root(Path::new(p))).collect();
             if !outside.is_empty() {
                 problems.extend(outside.into_iter().map(|p| Problem::OutsideRoot {
                     path: PathBuf::from(p),
@@ -120,7 +137,11 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String], train_meta: Option<&P
             }
             let missing: Vec<&PathBuf> = std::iter::once(&path).chain(mask.as_ref()).filter(|p| !p.is_file()).collect();
             if !missing.is_empty() {
-                problems.extend(missing.into_iter().map(|p| Problem::ListedMissing { path: p.clone(), listed_in: listed_in.clone() }));
+                problems.extend(
+                    missing
+                        .into_iter()
+                        .map(|p| Problem::ListedMissing { path: p.clone(), listed_in: listed_in.clone() }),
+                );
                 continue;
             }
             if *train && anomalous {
@@ -132,8 +153,13 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String], train_meta: Option<&P
                 (Some(n), true) if !n.is_empty() => n.clone(),
                 _ => "defective".to_string(),
             };
-            let sample = Sample { class: r.clsname.clone(), key: rel_key(root, &path), path, label: anomalous, defect, mask };
-            if *train { s.train.push(sample) } else { s.test.push(sample) }
+            let sample =
+                Sample { class: r.clsname.clone(), key: rel_key(root, &path), path, label: anomalous, defect, mask };
+            if *train {
+                s.train.push(sample)
+            } else {
+                s.test.push(sample)
+            }
         }
     }
     let mut out = vec![];
@@ -147,7 +173,11 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String], train_meta: Option<&P
         }
         out.push((class, s));
     }
-    Ok(Scan { index: DatasetIndex { root: root.to_path_buf(), classes: out }, problems, mask_dirs: mask_dirs.into_iter().collect() })
+    Ok(Scan {
+        index: DatasetIndex { root: root.to_path_buf(), classes: out },
+        problems,
+        mask_dirs: mask_dirs.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]

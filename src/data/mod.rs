@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("dataset folder {0} does not exist (set dataset.root, or run `ras data synth --out {0}` for a synthetic one)")]
+    #[error(
+        "dataset folder {0} does not exist (set dataset.root, or run `ras data synth --out {0}` for a synthetic one)"
+    )]
     MissingRoot(PathBuf),
     #[error("dataset folder {root} has no class folders with a train/ subfolder")]
     NoClasses { root: PathBuf },
@@ -73,7 +75,9 @@ pub fn scan_all(cfg: &DatasetConfig) -> Result<Scan, DataError> {
         DatasetKind::Mvtec | DatasetKind::Mpdd => mvtec::scan_layout(&cfg.root, &cfg.classes),
         DatasetKind::Visa => visa::scan_layout(&cfg.root, &cfg.classes),
         DatasetKind::Btad => btad::scan_layout(&cfg.root, &cfg.classes),
-        DatasetKind::Jsonl => jsonl::scan_layout(&cfg.root, &cfg.classes, cfg.train_meta.as_deref(), cfg.test_meta.as_deref()),
+        DatasetKind::Jsonl => {
+            jsonl::scan_layout(&cfg.root, &cfg.classes, cfg.train_meta.as_deref(), cfg.test_meta.as_deref())
+        }
     }
 }
 
@@ -107,7 +111,11 @@ pub(crate) fn select_classes(found: &[String], wanted: &[String], root: &Path) -
     }
     for class in wanted {
         if !found.contains(class) {
-            return Err(DataError::UnknownClass { class: class.clone(), root: root.to_path_buf(), found: found.join(", ") });
+            return Err(DataError::UnknownClass {
+                class: class.clone(),
+                root: root.to_path_buf(),
+                found: found.join(", "),
+            });
         }
     }
     Ok(wanted.to_vec())

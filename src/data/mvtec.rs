@@ -2,7 +2,10 @@
 //! `<root>/<class>/train/good/*`, `<root>/<class>/test/{good,<defect>}/*`,
 //! `<root>/<class>/ground_truth/<defect>/<stem>_mask.png`.
 
-use super::{class_dirs, images_in, read_dir_sorted, rel_key, select_classes, ClassSamples, DataError, DatasetIndex, Problem, Sample, Scan};
+use super::{
+    class_dirs, images_in, read_dir_sorted, rel_key, select_classes, ClassSamples, DataError, DatasetIndex, Problem,
+    Sample, Scan,
+};
 use crate::config::DatasetConfig;
 use std::path::{Path, PathBuf};
 

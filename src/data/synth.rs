@@ -20,38 +20,77 @@ use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone)]
 pub struct SynthSpec {
-    pub classes: usize, pub train_per_class: usize, pub test_good_per_class: usize,
-    pub test_defect_per_kind: usize, pub image_size: u32, pub seed: u64,
+    pub classes: usize,
+    pub train_per_class: usize,
+    pub test_good_per_class: usize,
+    pub test_defect_per_kind: usize,
+    pub image_size: u32,
+    pub seed: u64,
 }
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        Self { classes: 3, train_per_class: 24, test_good_per_class: 8, test_defect_per_kind: 3, image_size: 224, seed: 0 }
+        Self {
+            classes: 3,
+            train_per_class: 24,
+            test_good_per_class: 8,
+            test_defect_per_kind: 3,
+            image_size: 224,
+            seed: 0,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
     #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot encode {path}: {source}")]
-    Image { path: PathBuf, #[source] source: image::ImageError },
+    Image {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
     #[error("invalid synthetic spec: {0}")]
     Spec(String),
 }
 
 #[derive(Debug, Clone)]
-pub struct SynthSummary { pub classes: Vec<String>, pub train_images: usize, pub test_images: usize, pub anomalous_images: usize }
+pub struct SynthSummary {
+    pub classes: Vec<String>,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub anomalous_images: usize,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind { Weave, Grain, Tiles, Disc, Bolt, Chip }
+enum Kind {
+    Weave,
+    Grain,
+    Tiles,
+    Disc,
+    Bolt,
+    Chip,
+}
 const KINDS: [Kind; 6] = [Kind::Weave, Kind::Grain, Kind::Tiles, Kind::Disc, Kind::Bolt, Kind::Chip];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Defect { Scratch, Hole, Stain, Missing, Color }
+enum Defect {
+    Scratch,
+    Hole,
+    Stain,
+    Missing,
+    Color,
+}
 
 impl Kind {
-    fn name(self) -> &'static str { ["weave", "grain", "tiles", "disc", "bolt", "chip"][self as usize] }
+    fn name(self) -> &'static str {
+        ["weave", "grain", "tiles", "disc", "bolt", "chip"][self as usize]
+    }
     fn defects(self) -> &'static [Defect] {
         use Defect::*;
         match self {
@@ -66,7 +105,9 @@ impl Kind {
 }
 
 impl Defect {
-    fn name(self) -> &'static str { ["scratch", "hole", "stain", "missing", "color"][self as usize] }
+    fn name(self) -> &'static str {
+        ["scratch", "hole", "stain", "missing", "color"][self as usize]
+    }
 }
 
 /// Class names in order for `n` classes: the six kinds, then `weave_2`, ... `weave_3`, ...
@@ -74,7 +115,10 @@ pub fn class_names(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
             let base = KINDS[i % KINDS.len()].name();
-            match i / KINDS.len() { 0 => base.to_string(), v => format!("{base}_{}", v + 1) }
+            match i / KINDS.len() {
+                0 => base.to_string(),
+                v => format!("{base}_{}", v + 1),
+            }
         })
         .collect()
 }
@@ -87,9 +131,15 @@ fn splitmix(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
-fn seed_of(parts: &[u64]) -> u64 { parts.iter().fold(0x5EED_u64, |h, &p| splitmix(h ^ splitmix(p))) }
-fn hash(seed: u64, a: i64, b: i64, c: u64) -> u64 { splitmix(splitmix(splitmix(seed ^ a as u64) ^ b as u64) ^ c) }
-fn unit(h: u64) -> f32 { (h >> 40) as f32 / (1u64 << 24) as f32 }
+fn seed_of(parts: &[u64]) -> u64 {
+    parts.iter().fold(0x5EED_u64, |h, &p| splitmix(h ^ splitmix(p)))
+}
+fn hash(seed: u64, a: i64, b: i64, c: u64) -> u64 {
+    splitmix(splitmix(splitmix(seed ^ a as u64) ^ b as u64) ^ c)
+}
+fn unit(h: u64) -> f32 {
+    (h >> 40) as f32 / (1u64 << 24) as f32
+}
 /// Approximately standard normal from a hash (sum of four uniforms).
 fn gauss(h: u64) -> f32 {
     let s: f32 = (0..4).map(|k| ((h >> (16 * k)) & 0xFFFF) as f32 / 65536.0).sum();
@@ -118,10 +168,22 @@ fn fbm(seed: u64, x: f32, y: f32, octaves: u32) -> f32 {
     }
     sum / norm
 }
-fn mix(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] { [0, 1, 2].map(|k| a[k] + (b[k] - a[k]) * t) }
-fn scale(a: [f32; 3], f: f32) -> [f32; 3] { a.map(|v| v * f) }
-fn uni(rng: &mut ChaCha8Rng, a: f32, b: f32) -> f32 { a + (b - a) * rng.random::<f32>() }
-fn sign(rng: &mut ChaCha8Rng) -> f32 { if rng.random_bool(0.5) { 1.0 } else { -1.0 } }
+fn mix(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
+    [0, 1, 2].map(|k| a[k] + (b[k] - a[k]) * t)
+}
+fn scale(a: [f32; 3], f: f32) -> [f32; 3] {
+    a.map(|v| v * f)
+}
+fn uni(rng: &mut ChaCha8Rng, a: f32, b: f32) -> f32 {
+    a + (b - a) * rng.random::<f32>()
+}
+fn sign(rng: &mut ChaCha8Rng) -> f32 {
+    if rng.random_bool(0.5) {
+        1.0
+    } else {
+        -1.0
+    }
+}
 /// Signed distance (pixels) to an axis-aligned rounded box centred at the origin.
 fn sd_box(x: f32, y: f32, hx: f32, hy: f32, r: f32) -> f32 {
     let r = r.min(hx).min(hy);
@@ -133,12 +195,20 @@ fn seg_dist(px: f32, py: f32, a: (f32, f32), b: (f32, f32)) -> f32 {
     let t = (((px - a.0) * vx + (py - a.1) * vy) / (vx * vx + vy * vy).max(1e-6)).clamp(0.0, 1.0);
     (px - a.0 - t * vx).hypot(py - a.1 - t * vy)
 }
-fn cov(sd: f32) -> f32 { (0.5 - sd).clamp(0.0, 1.0) }
+fn cov(sd: f32) -> f32 {
+    (0.5 - sd).clamp(0.0, 1.0)
+}
 
 // ---------------------------------------------------------------- class style & per-image params
 
 #[derive(Debug, Clone)]
-struct Style { kind: Kind, c: [[f32; 3]; 3], count: usize, angle: f32, freq: f32 }
+struct Style {
+    kind: Kind,
+    c: [[f32; 3]; 3],
+    count: usize,
+    angle: f32,
+    freq: f32,
+}
 
 fn style_for(seed: u64, class_idx: usize) -> Style {
     let kind = KINDS[class_idx % KINDS.len()];
@@ -166,26 +236,54 @@ fn style_for(seed: u64, class_idx: usize) -> Style {
 
 #[derive(Debug, Clone)]
 struct Params {
-    nseed: u64, gain: f32, tint: [f32; 3], grad: [f32; 2], vig: f32, sigma: f32,
-    dx: f32, dy: f32, rot: f32, scale: f32, phase: [f32; 2],
+    nseed: u64,
+    gain: f32,
+    tint: [f32; 3],
+    grad: [f32; 2],
+    vig: f32,
+    sigma: f32,
+    dx: f32,
+    dy: f32,
+    rot: f32,
+    scale: f32,
+    phase: [f32; 2],
 }
 
 fn draw_params(kind: Kind, s: f32, rng: &mut ChaCha8Rng) -> Params {
     let object = matches!(kind, Kind::Disc | Kind::Bolt | Kind::Chip);
     let (shift, rot) = if object { (0.035 * s, 0.14) } else { (0.0, 0.04) };
     Params {
-        nseed: rng.random(), gain: uni(rng, 0.92, 1.08), tint: [0; 3].map(|_| uni(rng, 0.97, 1.03)),
-        grad: [uni(rng, -0.12, 0.12), uni(rng, -0.12, 0.12)], vig: uni(rng, 0.0, 0.15), sigma: uni(rng, 1.5, 4.5),
-        dx: uni(rng, -shift, shift), dy: uni(rng, -shift, shift), rot: uni(rng, -rot, rot),
-        scale: uni(rng, 0.96, 1.04), phase: [rng.random(), rng.random()],
+        nseed: rng.random(),
+        gain: uni(rng, 0.92, 1.08),
+        tint: [0; 3].map(|_| uni(rng, 0.97, 1.03)),
+        grad: [uni(rng, -0.12, 0.12), uni(rng, -0.12, 0.12)],
+        vig: uni(rng, 0.0, 0.15),
+        sigma: uni(rng, 1.5, 4.5),
+        dx: uni(rng, -shift, shift),
+        dy: uni(rng, -shift, shift),
+        rot: uni(rng, -rot, rot),
+        scale: uni(rng, 0.96, 1.04),
+        phase: [rng.random(), rng.random()],
     }
 }
 
 /// Which part of the normal pattern a "missing" defect removes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Omit { None, Part(usize), Span(f32, f32) }
+enum Omit {
+    None,
+    Part(usize),
+    Span(f32, f32),
+}
 
-struct Scene { st: Style, p: Params, s: f32, cx: f32, cy: f32, cos: f32, sin: f32 }
+struct Scene {
+    st: Style,
+    p: Params,
+    s: f32,
+    cx: f32,
+    cy: f32,
+    cos: f32,
+    sin: f32,
+}
 
 impl Scene {
     fn new(st: Style, p: Params, size: u32) -> Scene {
@@ -224,7 +322,9 @@ impl Scene {
             Kind::Chip => self.chip(x, y, omit),
         }
     }
-    fn weave_cell(&self) -> f32 { self.s / self.st.count as f32 * self.p.scale }
+    fn weave_cell(&self) -> f32 {
+        self.s / self.st.count as f32 * self.p.scale
+    }
     fn weave(&self, x: f32, y: f32) -> [f32; 3] {
         let (c, n) = (&self.st.c, self.p.nseed);
         let (lx, ly) = self.local(x, y);
@@ -237,7 +337,11 @@ impl Scene {
         let t = across * 3.0;
         let prof = (PI * t.fract()).sin().powf(0.6);
         let dip = smoothstep(0.0, 0.14, along) * smoothstep(0.0, 0.14, 1.0 - along);
-        let fib = if horiz { vnoise(n, lx / (cell * 0.5), ly / (cell / 12.0)) } else { vnoise(n, lx / (cell / 12.0), ly / (cell * 0.5)) };
+        let fib = if horiz {
+            vnoise(n, lx / (cell * 0.5), ly / (cell / 12.0))
+        } else {
+            vnoise(n, lx / (cell / 12.0), ly / (cell * 0.5))
+        };
         let tv = 1.0 + 0.1 * (unit(hash(n, i as i64, j as i64, t.floor() as u64)) - 0.5);
         let b = (0.45 + 0.55 * prof) * (0.7 + 0.3 * dip) * (0.93 + 0.14 * fib) * tv;
         mix(c[2], col, b)
@@ -275,12 +379,17 @@ impl Scene {
     }
     fn background(&self, x: f32, y: f32, shadow_sd: f32) -> [f32; 3] {
         let n = self.p.nseed;
-        let t = (0.93 + 0.14 * fbm(n + 11, x / self.s * 5.0, y / self.s * 5.0, 3)) * (0.97 + 0.06 * vnoise(n + 12, x / 2.5, y / 2.5));
+        let t = (0.93 + 0.14 * fbm(n + 11, x / self.s * 5.0, y / self.s * 5.0, 3))
+            * (0.97 + 0.06 * vnoise(n + 12, x / 2.5, y / 2.5));
         let shadow = 1.0 - 0.32 * (1.0 - smoothstep(-2.0, 0.05 * self.s, shadow_sd));
         scale(self.st.c[0], t * shadow)
     }
-    fn shadow_local(&self, x: f32, y: f32) -> (f32, f32) { self.local(x - 0.02 * self.s, y - 0.02 * self.s) }
-    fn disc_radius(&self) -> f32 { 0.3 * self.s * self.p.scale }
+    fn shadow_local(&self, x: f32, y: f32) -> (f32, f32) {
+        self.local(x - 0.02 * self.s, y - 0.02 * self.s)
+    }
+    fn disc_radius(&self) -> f32 {
+        0.3 * self.s * self.p.scale
+    }
     fn spoke(&self, k: usize) -> ((f32, f32), (f32, f32), f32) {
         let r = self.disc_radius();
         let a = TAU * k as f32 / self.st.count as f32;
@@ -321,14 +430,20 @@ impl Scene {
         let stripped = matches!(omit, Omit::Span(a, b) if t >= a && t <= b);
         let thread = if t < 0.06 * s && !stripped {
             0.68 + 0.32 * (0.5 + 0.5 * (TAU * (t + 0.3 * n) / (0.032 * s)).cos())
-        } else if stripped { 0.86 } else { 0.92 };
+        } else if stripped {
+            0.86
+        } else {
+            0.92
+        };
         let shaft = scale(c[1], cyl * thread);
         let m = (n / (0.14 * s)).abs();
         let facet = 0.78 + 0.22 * (1.0 - smoothstep(0.3, 0.4, m));
         let head = scale(c[1], 0.95 * facet * (1.0 - 0.15 * smoothstep(0.05 * s, 0.075 * s, (t - 0.235 * s).abs())));
         mix(mix(bg, shaft, cov(sd_s)), head, cov(sd_h))
     }
-    fn chip_dims(&self) -> (f32, f32) { (0.26 * self.s * self.p.scale, 0.16 * self.s * self.p.scale) }
+    fn chip_dims(&self) -> (f32, f32) {
+        (0.26 * self.s * self.p.scale, 0.16 * self.s * self.p.scale)
+    }
     /// Pin `k` (0..2*count): centre x, centre y, half width, half length (local coordinates).
     fn pin(&self, k: usize) -> (f32, f32, f32, f32) {
         let (hx, hy) = self.chip_dims();
@@ -344,7 +459,9 @@ impl Scene {
         let (sx, sy) = self.shadow_local(x, y);
         let mut col = self.background(x, y, sd_box(sx, sy, hx, hy, 0.012 * s));
         for k in 0..2 * self.st.count {
-            if omit == Omit::Part(k) { continue; }
+            if omit == Omit::Part(k) {
+                continue;
+            }
             let (px, py, phw, phl) = self.pin(k);
             let hl = (-((lx - px) / phw).powi(2) * 3.0).exp();
             let pin = scale(c[2], 0.75 + 0.3 * hl);
@@ -366,7 +483,10 @@ impl Scene {
                 (r * a.cos(), r * a.sin())
             }
             Kind::Bolt => (uni(rng, -0.3, 0.28) * s, uni(rng, -0.04, 0.04) * s),
-            Kind::Chip => { let (hx, hy) = self.chip_dims(); (uni(rng, -0.85, 0.85) * hx, uni(rng, -0.8, 0.8) * hy) }
+            Kind::Chip => {
+                let (hx, hy) = self.chip_dims();
+                (uni(rng, -0.85, 0.85) * hx, uni(rng, -0.8, 0.8) * hy)
+            }
             _ => return (uni(rng, 0.15, 0.85) * s, uni(rng, 0.15, 0.85) * s),
         };
         self.image(lx, ly)
@@ -378,15 +498,23 @@ impl Scene {
 const ALPHA_MIN: f32 = 0.08;
 const MIN_DELTA: f32 = 4.0;
 
-fn quantize(v: [f32; 3]) -> [u8; 3] { v.map(|c| c.round().clamp(0.0, 255.0) as u8) }
+fn quantize(v: [f32; 3]) -> [u8; 3] {
+    v.map(|c| c.round().clamp(0.0, 255.0) as u8)
+}
 
 /// Blend `target` into `clean` with coverage `alpha`; every covered pixel changes by at least
 /// `MIN_DELTA` in some channel, uncovered pixels stay byte-identical.
-fn apply(clean: &RgbImage, alpha: &dyn Fn(f32, f32) -> f32, target: &dyn Fn(u32, u32, [f32; 3]) -> [f32; 3]) -> RgbImage {
+fn apply(
+    clean: &RgbImage,
+    alpha: &dyn Fn(f32, f32) -> f32,
+    target: &dyn Fn(u32, u32, [f32; 3]) -> [f32; 3],
+) -> RgbImage {
     let mut out = clean.clone();
     for (x, y, px) in out.enumerate_pixels_mut() {
         let a = alpha(x as f32 + 0.5, y as f32 + 0.5).min(1.0);
-        if a.is_nan() || a < ALPHA_MIN { continue; }
+        if a.is_nan() || a < ALPHA_MIN {
+            continue;
+        }
         let c = px.0.map(f32::from);
         let t = target(x, y, c);
         let mut v = quantize([0, 1, 2].map(|k| c[k] + a * (t[k] - c[k])));
@@ -403,7 +531,15 @@ fn apply(clean: &RgbImage, alpha: &dyn Fn(f32, f32) -> f32, target: &dyn Fn(u32,
     out
 }
 
-struct Blob { cx: f32, cy: f32, r: f32, h: [f32; 4], edge: f32, rough: f32, nseed: u64 }
+struct Blob {
+    cx: f32,
+    cy: f32,
+    r: f32,
+    h: [f32; 4],
+    edge: f32,
+    rough: f32,
+    nseed: u64,
+}
 
 impl Blob {
     fn new(rng: &mut ChaCha8Rng, (cx, cy): (f32, f32), area: f32, s: f32, edge: f32, rough: f32) -> Blob {
@@ -457,7 +593,11 @@ fn render_defect(sc: &Scene, clean: &RgbImage, d: Defect, rng: &mut ChaCha8Rng) 
             let blob = Blob::new(rng, (cx, cy), area, s, 0.3, 0.1);
             let dark = uni(rng, 12.0, 25.0);
             apply(clean, &|x, y| blob.alpha(x, y), &|_, _, c| {
-                if subtle { scale(c, 0.6) } else { c.map(|v| dark + (v - 128.0) * 0.08) }
+                if subtle {
+                    scale(c, 0.6)
+                } else {
+                    c.map(|v| dark + (v - 128.0) * 0.08)
+                }
             })
         }
         Defect::Stain => {
@@ -485,10 +625,17 @@ fn missing(sc: &Scene, clean: &RgbImage, subtle: bool, at: (f32, f32), rng: &mut
             // A broken/missing run of threads (or fibres): the dark backing shows through.
             let (cell, (lx, ly)) = (sc.weave_cell(), sc.local(at.0, at.1));
             let (mut hx, mut hy) = (uni(rng, 0.6, 1.4) * cell, if subtle { cell / 6.0 } else { cell / 3.0 });
-            if rng.random_bool(0.5) { std::mem::swap(&mut hx, &mut hy); }
-            let alpha = |x: f32, y: f32| { let (qx, qy) = sc.local(x, y); cov(sd_box(qx - lx, qy - ly, hx, hy, 1.0)) };
+            if rng.random_bool(0.5) {
+                std::mem::swap(&mut hx, &mut hy);
+            }
+            let alpha = |x: f32, y: f32| {
+                let (qx, qy) = sc.local(x, y);
+                cov(sd_box(qx - lx, qy - ly, hx, hy, 1.0))
+            };
             let n = sc.p.nseed;
-            apply(clean, &alpha, &|x, y, _| sc.finish(x, y, scale(c[2], 0.85 + 0.3 * vnoise(n + 9, x as f32 / 2.0, y as f32 / 2.0))))
+            apply(clean, &alpha, &|x, y, _| {
+                sc.finish(x, y, scale(c[2], 0.85 + 0.3 * vnoise(n + 9, x as f32 / 2.0, y as f32 / 2.0)))
+            })
         }
         Kind::Tiles => {
             // A chipped tile corner exposing the dark substrate.
@@ -499,7 +646,9 @@ fn missing(sc: &Scene, clean: &RgbImage, subtle: bool, at: (f32, f32), rng: &mut
             let r = if subtle { uni(rng, 0.1, 0.16) } else { uni(rng, 0.18, 0.28) } * cell;
             let blob = Blob::new(rng, sc.image(qx, qy), PI * r * r / (s * s), s, 0.08, 0.25);
             let n = sc.p.nseed;
-            apply(clean, &|x, y| blob.alpha(x, y), &|x, y, _| sc.finish(x, y, scale(c[2], 0.85 + 0.3 * vnoise(n + 9, x as f32 / 2.0, y as f32 / 2.0))))
+            apply(clean, &|x, y| blob.alpha(x, y), &|x, y, _| {
+                sc.finish(x, y, scale(c[2], 0.85 + 0.3 * vnoise(n + 9, x as f32 / 2.0, y as f32 / 2.0)))
+            })
         }
         Kind::Disc | Kind::Chip => {
             let k = rng.random_range(0..sc.st.count * if sc.st.kind == Kind::Chip { 2 } else { 1 });
@@ -512,7 +661,11 @@ fn missing(sc: &Scene, clean: &RgbImage, subtle: bool, at: (f32, f32), rng: &mut
                 let (px, py, hw, hl) = sc.pin(k);
                 let (hx, hy) = sc.chip_dims();
                 let on_pin = sd_box(lx - px, ly - py, hw, hl, 0.3 * hw) < 0.6;
-                if on_pin && cov(sd_box(lx, ly, hx, hy, 0.012 * s)) < 0.5 { 1.0 } else { 0.0 }
+                if on_pin && cov(sd_box(lx, ly, hx, hy, 0.012 * s)) < 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
             };
             apply(clean, &region, &|x, y, _| sc.pixel(x, y, Omit::Part(k)))
         }
@@ -522,7 +675,11 @@ fn missing(sc: &Scene, clean: &RgbImage, subtle: bool, at: (f32, f32), rng: &mut
             let t1 = t0 + if subtle { uni(rng, 0.03, 0.05) } else { uni(rng, 0.06, 0.1) } * s;
             let region = |x: f32, y: f32| {
                 let (t, n) = sc.local(x, y);
-                if t >= t0 && t <= t1 && sc.bolt_sd(t, n).0 < 0.0 { 1.0 } else { 0.0 }
+                if t >= t0 && t <= t1 && sc.bolt_sd(t, n).0 < 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
             };
             apply(clean, &region, &|x, y, _| sc.pixel(x, y, Omit::Span(t0, t1)))
         }
@@ -532,10 +689,20 @@ fn missing(sc: &Scene, clean: &RgbImage, subtle: bool, at: (f32, f32), rng: &mut
 // ---------------------------------------------------------------- sampling & rendering
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Split { Train, TestGood, Defect(Defect) }
+enum Split {
+    Train,
+    TestGood,
+    Defect(Defect),
+}
 
 impl Split {
-    fn code(self) -> u64 { match self { Split::Train => 1, Split::TestGood => 2, Split::Defect(d) => 16 + d as u64 } }
+    fn code(self) -> u64 {
+        match self {
+            Split::Train => 1,
+            Split::TestGood => 2,
+            Split::Defect(d) => 16 + d as u64,
+        }
+    }
 }
 
 fn scene_for(spec: &SynthSpec, class_idx: usize, split: Split, index: usize) -> (Scene, ChaCha8Rng) {
@@ -571,7 +738,9 @@ fn defect_sample(spec: &SynthSpec, class_idx: usize, d: Defect, index: usize) ->
         let mask = mask_of(&clean, &img);
         let nonempty = mask.pixels().any(|p| p.0[0] != 0);
         last = (img, mask);
-        if nonempty { break; }
+        if nonempty {
+            break;
+        }
     }
     last
 }
@@ -588,18 +757,30 @@ fn write_png(path: &Path, w: u32, h: u32, data: &[u8], ct: ExtendedColorType) ->
     fs::rename(&tmp, path).map_err(|source| SynthError::Io { path: path.to_path_buf(), source })
 }
 
-fn mkdir(p: &Path) -> Result<(), SynthError> { fs::create_dir_all(p).map_err(|source| SynthError::Io { path: p.to_path_buf(), source }) }
+fn mkdir(p: &Path) -> Result<(), SynthError> {
+    fs::create_dir_all(p).map_err(|source| SynthError::Io { path: p.to_path_buf(), source })
+}
 
 fn validate(spec: &SynthSpec) -> Result<(), SynthError> {
     let err = |m: String| Err(SynthError::Spec(m));
-    if spec.classes == 0 { return err("classes must be at least 1".into()); }
-    if spec.train_per_class == 0 { return err("train_per_class must be at least 1".into()); }
-    if !(32..=4096).contains(&spec.image_size) { return err(format!("image_size must be in 32..=4096, got {}", spec.image_size)); }
+    if spec.classes == 0 {
+        return err("classes must be at least 1".into());
+    }
+    if spec.train_per_class == 0 {
+        return err("train_per_class must be at least 1".into());
+    }
+    if !(32..=4096).contains(&spec.image_size) {
+        return err(format!("image_size must be in 32..=4096, got {}", spec.image_size));
+    }
     Ok(())
 }
 
 /// Writes the dataset under `out`. `progress` is called once per image written with (done, total).
-pub fn generate(out: &Path, spec: &SynthSpec, progress: &mut dyn FnMut(usize, usize)) -> Result<SynthSummary, SynthError> {
+pub fn generate(
+    out: &Path,
+    spec: &SynthSpec,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<SynthSummary, SynthError> {
     validate(spec)?;
     let names = class_names(spec.classes);
     let n_def = |ci: usize| KINDS[ci % KINDS.len()].defects().len() * spec.test_defect_per_kind;
@@ -609,7 +790,9 @@ pub fn generate(out: &Path, spec: &SynthSpec, progress: &mut dyn FnMut(usize, us
     let mut summary = SynthSummary { classes: names.clone(), train_images: 0, test_images: 0, anomalous_images: 0 };
     for (ci, name) in names.iter().enumerate() {
         let root = out.join(name);
-        for (split, dir, count) in [(Split::Train, "train", spec.train_per_class), (Split::TestGood, "test", spec.test_good_per_class)] {
+        for (split, dir, count) in
+            [(Split::Train, "train", spec.train_per_class), (Split::TestGood, "test", spec.test_good_per_class)]
+        {
             let d = root.join(dir).join("good");
             mkdir(&d)?;
             for i in 0..count {
@@ -621,7 +804,9 @@ pub fn generate(out: &Path, spec: &SynthSpec, progress: &mut dyn FnMut(usize, us
         }
         summary.train_images += spec.train_per_class;
         summary.test_images += spec.test_good_per_class;
-        if spec.test_defect_per_kind == 0 { continue; }
+        if spec.test_defect_per_kind == 0 {
+            continue;
+        }
         for &d in KINDS[ci % KINDS.len()].defects() {
             let (img_dir, gt_dir) = (root.join("test").join(d.name()), root.join("ground_truth").join(d.name()));
             mkdir(&img_dir)?;
@@ -653,7 +838,11 @@ mod tests {
         let (mut out, mut stack) = (BTreeMap::new(), vec![root.to_path_buf()]);
         while let Some(d) = stack.pop() {
             for p in fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()) {
-                if p.is_dir() { stack.push(p) } else { out.insert(p.strip_prefix(root).unwrap().to_path_buf(), fs::read(&p).unwrap()); }
+                if p.is_dir() {
+                    stack.push(p)
+                } else {
+                    out.insert(p.strip_prefix(root).unwrap().to_path_buf(), fs::read(&p).unwrap());
+                }
             }
         }
         out
@@ -671,14 +860,18 @@ mod tests {
     #[test]
     fn deterministic_and_seed_sensitive() {
         let dirs = [0; 3].map(|_| tempfile::tempdir().unwrap());
-        for (d, seed) in dirs.iter().zip([5, 5, 6]) { generate(d.path(), &small(7, seed), &mut |_, _| {}).unwrap(); }
+        for (d, seed) in dirs.iter().zip([5, 5, 6]) {
+            generate(d.path(), &small(7, seed), &mut |_, _| {}).unwrap();
+        }
         let [fa, fb, fc] = [0, 1, 2].map(|i| files(dirs[i].path()));
         assert_eq!(fa.len(), 7 * (3 + 2 + 2 * 4 * 2));
         assert!(fa.keys().eq(fb.keys()) && fa.keys().eq(fc.keys()));
         assert!(!fa.keys().any(|k| k.to_string_lossy().ends_with(".tmp")));
         for (k, v) in &fa {
             assert!(v == &fb[k], "{} differs between runs", k.display());
-            if !k.to_string_lossy().contains("_mask") { assert!(v != &fc[k], "{} identical for another seed", k.display()); }
+            if !k.to_string_lossy().contains("_mask") {
+                assert!(v != &fc[k], "{} identical for another seed", k.display());
+            }
         }
     }
 
@@ -697,7 +890,10 @@ mod tests {
             let defects = KINDS[ci].defects();
             assert!(defects.len() >= 3);
             assert_eq!([count(root.join("train/good")), count(root.join("test/good"))], [3, 2]);
-            assert_eq!([count(root.join("test")), count(root.join("ground_truth"))], [defects.len() + 1, defects.len()]);
+            assert_eq!(
+                [count(root.join("test")), count(root.join("ground_truth"))],
+                [defects.len() + 1, defects.len()]
+            );
             let good = image::open(root.join("test/good/001.png")).unwrap().to_rgb8();
             assert_eq!(good, clean_image(&spec, ci, Split::TestGood, 1));
             assert_ne!(good, clean_image(&spec, ci, Split::Train, 1), "test good must use other seeds than train");
@@ -716,7 +912,10 @@ mod tests {
                     let diff = (0..3).map(|k| (a[k] as i32 - b[k] as i32).abs()).max().unwrap();
                     match m.0[0] {
                         0 => assert_eq!(diff, 0, "{name}/{} {i}: unmasked pixel ({x},{y}) changed", d.name()),
-                        255 => { on += 1; assert!(diff >= MIN_DELTA as i32, "{name}/{} {i}: masked pixel changed by {diff}", d.name()) }
+                        255 => {
+                            on += 1;
+                            assert!(diff >= MIN_DELTA as i32, "{name}/{} {i}: masked pixel changed by {diff}", d.name())
+                        }
                         v => panic!("mask value {v}"),
                     }
                 }
@@ -734,13 +933,22 @@ mod tests {
             let train: Vec<_> = (0..3).map(|i| clean_image(&spec, ci, Split::Train, i)).collect();
             assert!(train[0] != train[1] && train[1] != train[2], "{}: train images identical", kind.name());
             for (&d, i) in kind.defects().iter().flat_map(|d| (0..4).map(move |i| (d, i))) {
-                let (clean, (img, mask)) = (clean_image(&spec, ci, Split::Defect(d), i), defect_sample(&spec, ci, d, i));
-                let diffs: Vec<f32> = mask.enumerate_pixels().filter(|p| p.2 .0[0] == 255).map(|(x, y, _)| {
-                    let (a, b) = (img.get_pixel(x, y).0, clean.get_pixel(x, y).0);
-                    (0..3).map(|k| (a[k] as f32 - b[k] as f32).abs()).sum::<f32>() / 3.0
-                }).collect();
+                let (clean, (img, mask)) =
+                    (clean_image(&spec, ci, Split::Defect(d), i), defect_sample(&spec, ci, d, i));
+                let diffs: Vec<f32> = mask
+                    .enumerate_pixels()
+                    .filter(|p| p.2 .0[0] == 255)
+                    .map(|(x, y, _)| {
+                        let (a, b) = (img.get_pixel(x, y).0, clean.get_pixel(x, y).0);
+                        (0..3).map(|k| (a[k] as f32 - b[k] as f32).abs()).sum::<f32>() / 3.0
+                    })
+                    .collect();
                 let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
-                if mean < 15.0 { subtle += 1 } else if mean > 40.0 { obvious += 1 }
+                if mean < 15.0 {
+                    subtle += 1
+                } else if mean > 40.0 {
+                    obvious += 1
+                }
             }
         }
         assert!(subtle >= 10 && obvious >= 10, "subtle {subtle}, obvious {obvious}");
@@ -750,13 +958,24 @@ mod tests {
     fn spec_errors() {
         let dir = tempfile::tempdir().unwrap();
         let d = SynthSpec::default();
-        let bad = [SynthSpec { classes: 0, ..d.clone() }, SynthSpec { image_size: 31, ..d.clone() }, SynthSpec { train_per_class: 0, ..d }];
+        let bad = [
+            SynthSpec { classes: 0, ..d.clone() },
+            SynthSpec { image_size: 31, ..d.clone() },
+            SynthSpec { train_per_class: 0, ..d },
+        ];
         for spec in bad {
             let err = generate(dir.path(), &spec, &mut |_, _| panic!("no progress expected")).unwrap_err();
             assert!(matches!(err, SynthError::Spec(_)), "{err}");
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
-        let ok = SynthSpec { classes: 1, train_per_class: 1, test_good_per_class: 0, test_defect_per_kind: 0, image_size: 32, seed: 1 };
+        let ok = SynthSpec {
+            classes: 1,
+            train_per_class: 1,
+            test_good_per_class: 0,
+            test_defect_per_kind: 0,
+            image_size: 32,
+            seed: 1,
+        };
         let sum = generate(dir.path(), &ok, &mut |_, _| {}).unwrap();
         assert_eq!((sum.train_images, sum.test_images, sum.anomalous_images), (1, 0, 0));
         assert_eq!(files(dir.path()).len(), 1);

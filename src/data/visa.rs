@@ -26,13 +26,25 @@ struct Row {
 /// spaces accepted), surrounding double quotes dropped, blank lines skipped.
 fn parse_csv(path: &Path, text: &str) -> Result<Vec<Row>, DataError> {
     let err = |line: usize, message: String| DataError::Meta { path: path.to_path_buf(), line, message };
-    let fields = |l: &str| -> Vec<String> { l.split(',').map(|f| f.trim().trim_matches('"').trim().to_string()).collect() };
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}'))).filter(|(_, l)| !l.trim().is_empty());
-    let (hline, header) = lines.next().ok_or_else(|| err(1, "empty file; expected the header object,split,label,image,mask".into()))?;
+    let fields =
+        |l: &str| -> Vec<String> { l.split(',').map(|f| f.trim().trim_matches('"').trim().to_string()).collect() };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}')))
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (hline, header) =
+        lines.next().ok_or_else(|| err(1, "empty file; expected the header object,split,label,image,mask".into()))?;
     let header = fields(header);
     let col = |name: &str| {
         header.iter().position(|h| h.eq_ignore_ascii_case(name)).ok_or_else(|| {
-            err(hline, format!("header {:?} has no column {name:?} (expected object,split,label,image,mask)", header.join(",")))
+            err(
+                hline,
+                format!(
+                    "header {:?} has no column {name:?} (expected object,split,label,image,mask)",
+                    header.join(",")
+                ),
+            )
         })
     };
     let (co, cs, cl, ci, cm) = (col("object")?, col("split")?, col("label")?, col("image")?, col("mask")?);
@@ -65,7 +77,9 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String]) -> Result<Scan, DataE
     let csv = root.join(SPLIT_CSV);
     let text = std::fs::read_to_string(&csv).map_err(|e| DataError::MissingMeta {
         path: csv.clone(),
-        fix: format!("{e}; VisA is split by the csv of the public release (split_csv/1cls.csv next to the object folders)"),
+        fix: format!(
+            "{e}; VisA is split by the csv of the public release (split_csv/1cls.csv next to the object folders)"
+        ),
     })?;
     let rows = parse_csv(&csv, &text)?;
     let mut by_class: BTreeMap<String, Vec<Row>> = BTreeMap::new();
@@ -87,7 +101,11 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String]) -> Result<Scan, DataE
             let mask = (r.anomalous && !r.mask.is_empty()).then(|| root.join(&r.mask));
             let missing: Vec<&PathBuf> = std::iter::once(&path).chain(mask.as_ref()).filter(|p| !p.is_file()).collect();
             if !missing.is_empty() {
-                problems.extend(missing.into_iter().map(|p| Problem::ListedMissing { path: p.clone(), listed_in: listed_in.clone() }));
+                problems.extend(
+                    missing
+                        .into_iter()
+                        .map(|p| Problem::ListedMissing { path: p.clone(), listed_in: listed_in.clone() }),
+                );
                 continue;
             }
             if r.train && r.anomalous {
@@ -102,7 +120,11 @@ pub(crate) fn scan_layout(root: &Path, classes: &[String]) -> Result<Scan, DataE
                 defect: if r.anomalous { "anomaly" } else { "good" }.into(),
                 mask,
             };
-            if r.train { s.train.push(sample) } else { s.test.push(sample) }
+            if r.train {
+                s.train.push(sample)
+            } else {
+                s.test.push(sample)
+            }
         }
         let cdir = root.join(&class);
         if s.train.is_empty() {

@@ -90,10 +90,14 @@ impl WorldInfo {
             DeviceSpec::Cuda(n) => {
                 let n = n.unwrap_or(0);
                 if count == 0 {
-                    return Err(DistError::Device(format!("train.device = \"{requested}\" but CUDA is not available on this machine")));
+                    return Err(DistError::Device(format!(
+                        "train.device = \"{requested}\" but CUDA is not available on this machine"
+                    )));
                 }
                 if n >= count {
-                    return Err(DistError::Device(format!("train.device = \"{requested}\" but only {count} CUDA devices are visible")));
+                    return Err(DistError::Device(format!(
+                        "train.device = \"{requested}\" but only {count} CUDA devices are visible"
+                    )));
                 }
                 Device::Cuda(n)
             }
@@ -215,7 +219,8 @@ pub fn gather_text(coll: &dyn Collective, text: &str, device: Device) -> Result<
     }
     let t = Tensor::from_slice(&row).view([1, -1]).to_device(device);
     let Some(all) = coll.gather_to_root(&t)? else { return Ok(None) };
-    let all: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(all.to_device(Device::Cpu)).map_err(|e| DistError::Mpi(e.to_string()))?;
+    let all: Vec<Vec<f32>> =
+        Vec::<Vec<f32>>::try_from(all.to_device(Device::Cpu)).map_err(|e| DistError::Mpi(e.to_string()))?;
     Ok(Some(
         all.iter()
             .map(|r| {
@@ -252,20 +257,27 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 
     #[test]
     fn world_from_each_launcher() {
-        let ompi = vars(&[("OMPI_COMM_WORLD_RANK", "3"), ("OMPI_COMM_WORLD_LOCAL_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "4")]);
+        let ompi =
+            vars(&[("OMPI_COMM_WORLD_RANK", "3"), ("OMPI_COMM_WORLD_LOCAL_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "4")]);
         assert_eq!(WorldInfo::from_vars(ompi).unwrap(), WorldInfo { rank: 3, local_rank: 1, world_size: 4 });
         let slurm = vars(&[("SLURM_PROCID", "1"), ("SLURM_LOCALID", "0"), ("SLURM_NTASKS", "2")]);
         assert_eq!(WorldInfo::from_vars(slurm).unwrap(), WorldInfo { rank: 1, local_rank: 0, world_size: 2 });
         let torchrun = vars(&[("RANK", "5"), ("LOCAL_RANK", "1"), ("WORLD_SIZE", "8")]);
         assert_eq!(WorldInfo::from_vars(torchrun).unwrap(), WorldInfo { rank: 5, local_rank: 1, world_size: 8 });
         // OpenMPI wins over Slurm when both are set (mpirun inside an allocation).
-        let both = vars(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "2"), ("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1")]);
+        let both = vars(&[
+            ("OMPI_COMM_WORLD_RANK", "0"),
+            ("OMPI_COMM_WORLD_SIZE", "2"),
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "1"),
+        ]);
         assert_eq!(WorldInfo::from_vars(both).unwrap().world_size, 2);
         assert_eq!(WorldInfo::from_vars(vars(&[])).unwrap(), WorldInfo::SINGLE);
         assert!(WorldInfo::from_vars(vars(&[("RANK", "2"), ("WORLD_SIZE", "2")])).is_err());
@@ -301,7 +313,8 @@ mod tests {
         let b = Tensor::from_slice(&[5f32]);
         let bucket = flatten(&[a.shallow_clone(), b.shallow_clone()], 1, Device::Cpu);
         assert_eq!(Vec::<f32>::try_from(&bucket).unwrap(), vec![1., 2., 3., 4., 5., 0.]);
-        let mut outs = vec![Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)), Tensor::zeros([1], (Kind::Float, Device::Cpu))];
+        let mut outs =
+            vec![Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)), Tensor::zeros([1], (Kind::Float, Device::Cpu))];
         unflatten_into(&(bucket * 2.0), &mut outs);
         assert_eq!(Vec::<f32>::try_from(outs[0].view(-1)).unwrap(), vec![2., 4., 6., 8.]);
         assert_eq!(Vec::<f32>::try_from(&outs[1]).unwrap(), vec![10.]);

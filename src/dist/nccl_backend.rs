@@ -39,7 +39,11 @@ impl Nccl {
         // Make the rank's device current for this thread (NCCL binds the communicator
         // to the current device).
         let _ctx = cudarc::driver::CudaContext::new(ordinal).map_err(err)?;
-        let mut id = if info.rank == 0 { result::get_uniqueid().map_err(err)? } else { sys::ncclUniqueId { internal: [0; 128] } };
+        let mut id = if info.rank == 0 {
+            result::get_uniqueid().map_err(err)?
+        } else {
+            sys::ncclUniqueId { internal: [0; 128] }
+        };
         {
             // SAFETY: ncclUniqueId is 128 plain bytes.
             let bytes = unsafe { std::slice::from_raw_parts_mut(id.internal.as_mut_ptr() as *mut u8, 128) };
@@ -55,7 +59,12 @@ impl Nccl {
 
     fn check(&self, t: &Tensor) -> Result<(), DistError> {
         if t.device() != self.device || t.kind() != Kind::Float || !t.is_contiguous() {
-            return Err(DistError::Nccl(format!("expected a contiguous float32 tensor on {:?}, got {:?} {:?}", self.device, t.kind(), t.device())));
+            return Err(DistError::Nccl(format!(
+                "expected a contiguous float32 tensor on {:?}, got {:?} {:?}",
+                self.device,
+                t.kind(),
+                t.device()
+            )));
         }
         Ok(())
     }
@@ -70,7 +79,15 @@ impl Collective for Nccl {
         let p = t.data_ptr();
         // SAFETY: in-place all-reduce over numel floats of a live contiguous CUDA tensor.
         unsafe {
-            result::all_reduce(p, p, t.numel(), sys::ncclDataType_t::ncclFloat32, sys::ncclRedOp_t::ncclSum, self.comm, std::ptr::null_mut())
+            result::all_reduce(
+                p,
+                p,
+                t.numel(),
+                sys::ncclDataType_t::ncclFloat32,
+                sys::ncclRedOp_t::ncclSum,
+                self.comm,
+                std::ptr::null_mut(),
+            )
         }
         .map_err(err)?;
         Ok(())
@@ -79,8 +96,18 @@ impl Collective for Nccl {
         self.check(t)?;
         let p = t.data_ptr();
         // SAFETY: as above.
-        unsafe { result::broadcast(p, p, t.numel(), sys::ncclDataType_t::ncclFloat32, root as i32, self.comm, std::ptr::null_mut()) }
-            .map_err(err)?;
+        unsafe {
+            result::broadcast(
+                p,
+                p,
+                t.numel(),
+                sys::ncclDataType_t::ncclFloat32,
+                root as i32,
+                self.comm,
+                std::ptr::null_mut(),
+            )
+        }
+        .map_err(err)?;
         Ok(())
     }
     fn gather_to_root(&self, t: &Tensor) -> Result<Option<Tensor>, DistError> {
@@ -90,7 +117,14 @@ impl Collective for Nccl {
         let out = Tensor::zeros(shape.as_slice(), (Kind::Float, self.device));
         // SAFETY: out holds world_size * numel floats.
         unsafe {
-            result::all_gather(t.data_ptr(), out.data_ptr(), t.numel(), sys::ncclDataType_t::ncclFloat32, self.comm, std::ptr::null_mut())
+            result::all_gather(
+                t.data_ptr(),
+                out.data_ptr(),
+                t.numel(),
+                sys::ncclDataType_t::ncclFloat32,
+                self.comm,
+                std::ptr::null_mut(),
+            )
         }
         .map_err(err)?;
         Ok((self.info.rank == 0).then_some(out))

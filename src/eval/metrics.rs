@@ -112,10 +112,7 @@ pub fn f1_max(scores: &[f32], labels: &[bool]) -> Result<f64, MetricError> {
 /// scored.
 pub fn ranking_metrics(scores: &[f32], labels: &[bool]) -> Result<RankingMetrics, MetricError> {
     if scores.len() != labels.len() {
-        return Err(MetricError::LengthMismatch {
-            scores: scores.len(),
-            labels: labels.len(),
-        });
+        return Err(MetricError::LengthMismatch { scores: scores.len(), labels: labels.len() });
     }
     if scores.is_empty() {
         return Err(MetricError::Empty);
@@ -190,40 +187,25 @@ pub fn pixel_metrics(
     width: usize,
     fpr_limit: f64,
 ) -> Result<PixelMetrics, MetricError> {
-    assert!(
-        fpr_limit > 0.0 && fpr_limit <= 1.0,
-        "fpr_limit must be in (0, 1], got {fpr_limit}"
-    );
+    assert!(fpr_limit > 0.0 && fpr_limit <= 1.0, "fpr_limit must be in (0, 1], got {fpr_limit}");
     if maps.len() != masks.len() {
-        return Err(MetricError::LengthMismatch {
-            scores: maps.len(),
-            labels: masks.len(),
-        });
+        return Err(MetricError::LengthMismatch { scores: maps.len(), labels: masks.len() });
     }
     // Saturating: an overflowing product cannot match any real slice length, so it is
     // reported as a length mismatch below instead of wrapping around.
     let pixels = height.saturating_mul(width);
     for (map, mask) in maps.iter().zip(masks.iter()) {
         if map.len() != pixels {
-            return Err(MetricError::LengthMismatch {
-                scores: map.len(),
-                labels: pixels,
-            });
+            return Err(MetricError::LengthMismatch { scores: map.len(), labels: pixels });
         }
         if mask.len() != pixels {
-            return Err(MetricError::LengthMismatch {
-                scores: pixels,
-                labels: mask.len(),
-            });
+            return Err(MetricError::LengthMismatch { scores: pixels, labels: mask.len() });
         }
     }
     if maps.is_empty() || pixels == 0 {
         return Err(MetricError::Empty);
     }
-    assert!(
-        u32::try_from(pixels).is_ok(),
-        "an image of {pixels} pixels is too large (at most u32::MAX)"
-    );
+    assert!(u32::try_from(pixels).is_ok(), "an image of {pixels} pixels is too large (at most u32::MAX)");
     for map in maps {
         check_finite(map)?;
     }
@@ -240,10 +222,7 @@ pub fn pixel_metrics(
         n_regions += label_region_sizes(mask, height, width, &mut region_size, &mut stack);
         pairs.extend(map.iter().copied().zip(region_size.iter().copied()));
     }
-    let n_pos = masks
-        .iter()
-        .map(|m| m.iter().filter(|&&p| p).count() as u64)
-        .sum::<u64>();
+    let n_pos = masks.iter().map(|m| m.iter().filter(|&&p| p).count() as u64).sum::<u64>();
     let n_neg = total as u64 - n_pos;
     check_both_classes(n_pos, n_neg)?;
 
@@ -272,10 +251,7 @@ pub fn pixel_metrics(
     // so this only matters at fpr_limit == 1 and then adds a zero-width segment.
     pro_curve.push(1.0, 1.0);
 
-    Ok(PixelMetrics {
-        ranking: ranking.finish(),
-        aupro: pro_curve.finish(),
-    })
+    Ok(PixelMetrics { ranking: ranking.finish(), aupro: pro_curve.finish() })
 }
 
 /// Image-level and pixel-level metrics of one class (or the whole dataset) at once.
@@ -409,8 +385,7 @@ impl RankingAccumulator {
         let d_tp = tp - self.prev_tp;
         if d_tp > 0 {
             // (R_n - R_{n-1}) * P_n; tp + fp > 0 because every threshold admits a sample.
-            self.ap
-                .add((d_tp as f64 * tp as f64) / (self.n_pos as f64 * (tp + fp) as f64));
+            self.ap.add((d_tp as f64 * tp as f64) / (self.n_pos as f64 * (tp + fp) as f64));
         }
         // 2PR/(P+R) = 2TP / (TP + FP + #anomalous); defined (0) even when TP = 0.
         let f1 = 2.0 * tp as f64 / (tp + fp + self.n_pos) as f64;
@@ -449,13 +424,7 @@ struct ProIntegrator {
 
 impl ProIntegrator {
     fn new(limit: f64) -> Self {
-        Self {
-            limit,
-            prev_x: 0.0,
-            prev_y: 0.0,
-            area: CompensatedSum::default(),
-            done: false,
-        }
+        Self { limit, prev_x: 0.0, prev_y: 0.0, area: CompensatedSum::default(), done: false }
     }
 
     fn push(&mut self, x: f64, y: f64) {
@@ -468,10 +437,8 @@ impl ProIntegrator {
             self.prev_y = y;
         } else {
             // First point past the limit; prev_x <= limit < x, so x - prev_x > 0.
-            let y_limit =
-                self.prev_y + (y - self.prev_y) * (self.limit - self.prev_x) / (x - self.prev_x);
-            self.area
-                .add(0.5 * (y_limit + self.prev_y) * (self.limit - self.prev_x));
+            let y_limit = self.prev_y + (y - self.prev_y) * (self.limit - self.prev_x) / (x - self.prev_x);
+            self.area.add(0.5 * (y_limit + self.prev_y) * (self.limit - self.prev_x));
             self.done = true;
         }
     }
@@ -486,13 +453,7 @@ impl ProIntegrator {
 ///
 /// Two passes: a flood fill (explicit stack, so a 224x224 defect cannot overflow the call
 /// stack) records each pixel's component id, then ids are replaced by sizes.
-fn label_region_sizes(
-    mask: &[bool],
-    height: usize,
-    width: usize,
-    sizes: &mut [u32],
-    stack: &mut Vec<usize>,
-) -> u64 {
+fn label_region_sizes(mask: &[bool], height: usize, width: usize, sizes: &mut [u32], stack: &mut Vec<usize>) -> u64 {
     // Pass 1 stores component ids (1-based) in `sizes`; 0 = normal or not yet visited.
     sizes.fill(0);
     let mut component_sizes: Vec<u32> = Vec::new();
@@ -572,10 +533,7 @@ mod tests {
         let m = ranking_metrics(&scores, &labels).unwrap();
         check_ranking(m, 0.75, 5.0 / 6.0, 0.8);
         assert_eq!(auroc(&scores, &labels).unwrap(), m.auroc);
-        assert_eq!(
-            average_precision(&scores, &labels).unwrap(),
-            m.average_precision
-        );
+        assert_eq!(average_precision(&scores, &labels).unwrap(), m.average_precision);
         assert_eq!(f1_max(&scores, &labels).unwrap(), m.f1_max);
     }
 
@@ -663,27 +621,12 @@ mod tests {
 
     #[test]
     fn ranking_errors() {
-        assert_eq!(
-            auroc(&[0.1, 0.2], &[false, false]),
-            Err(MetricError::SingleClass("normal"))
-        );
-        assert_eq!(
-            average_precision(&[0.1, 0.2], &[true, true]),
-            Err(MetricError::SingleClass("anomalous"))
-        );
-        assert_eq!(
-            f1_max(&[0.1, 0.2, 0.3], &[true, false]),
-            Err(MetricError::LengthMismatch {
-                scores: 3,
-                labels: 2
-            })
-        );
+        assert_eq!(auroc(&[0.1, 0.2], &[false, false]), Err(MetricError::SingleClass("normal")));
+        assert_eq!(average_precision(&[0.1, 0.2], &[true, true]), Err(MetricError::SingleClass("anomalous")));
+        assert_eq!(f1_max(&[0.1, 0.2, 0.3], &[true, false]), Err(MetricError::LengthMismatch { scores: 3, labels: 2 }));
         assert_eq!(auroc(&[], &[]), Err(MetricError::Empty));
         let nan = auroc(&[0.1, f32::NAN], &[true, false]).unwrap_err();
-        assert!(
-            matches!(nan, MetricError::NonFinite(x) if x.is_nan()),
-            "{nan:?}"
-        );
+        assert!(matches!(nan, MetricError::NonFinite(x) if x.is_nan()), "{nan:?}");
         assert_eq!(
             ranking_metrics(&[0.1, f32::NEG_INFINITY], &[true, false]),
             Err(MetricError::NonFinite(f32::NEG_INFINITY))
@@ -743,9 +686,7 @@ mod tests {
         let mut rng = XorShift64(seed);
         let (mut maps, mut masks) = (Vec::new(), Vec::new());
         for &density in densities {
-            let mask: Vec<bool> = (0..height * width)
-                .map(|_| rng.below(100) < density)
-                .collect();
+            let mask: Vec<bool> = (0..height * width).map(|_| rng.below(100) < density).collect();
             let map = mask
                 .iter()
                 .map(|&m| {
@@ -818,12 +759,7 @@ mod tests {
                 n: 1000,
                 levels: 1024,
                 pos_pct: 5,
-                first_scores: [
-                    476.0 / 1024.0,
-                    782.0 / 1024.0,
-                    974.0 / 1024.0,
-                    543.0 / 1024.0,
-                ],
+                first_scores: [476.0 / 1024.0, 782.0 / 1024.0, 974.0 / 1024.0, 543.0 / 1024.0],
                 n_anomalous: 44,
                 auroc: 0.7007536135412704,
                 ap: 0.3102150061184402,
@@ -832,18 +768,8 @@ mod tests {
         ];
         for c in &cases {
             let (scores, labels) = ranking_case(c.seed, c.n, c.levels, c.pos_pct);
-            assert_eq!(
-                scores[..4],
-                c.first_scores,
-                "generator drifted (seed {})",
-                c.seed
-            );
-            assert_eq!(
-                labels.iter().filter(|&&l| l).count(),
-                c.n_anomalous,
-                "seed {}",
-                c.seed
-            );
+            assert_eq!(scores[..4], c.first_scores, "generator drifted (seed {})", c.seed);
+            assert_eq!(labels.iter().filter(|&&l| l).count(), c.n_anomalous, "seed {}", c.seed);
             let m = ranking_metrics(&scores, &labels).unwrap();
             check_ranking(m, c.auroc, c.ap, c.f1);
         }
@@ -921,10 +847,8 @@ mod tests {
         for c in &cases {
             let (maps, masks) = pixel_case(c.seed, c.height, c.width, c.densities, c.levels);
             let mut sizes = vec![0; c.height * c.width];
-            let regions: u64 = masks
-                .iter()
-                .map(|m| label_region_sizes(m, c.height, c.width, &mut sizes, &mut Vec::new()))
-                .sum();
+            let regions: u64 =
+                masks.iter().map(|m| label_region_sizes(m, c.height, c.width, &mut sizes, &mut Vec::new())).sum();
             assert_eq!(regions, c.regions, "seed {}", c.seed);
 
             let map_refs: Vec<&[f32]> = maps.iter().map(Vec::as_slice).collect();
@@ -949,16 +873,7 @@ mod tests {
     /// ```
     fn hand_image() -> (Vec<f32>, Vec<bool>) {
         let mut map = vec![0.1f32; 16];
-        for (i, v) in [
-            (12, 0.9),
-            (3, 0.8),
-            (0, 0.7),
-            (15, 0.7),
-            (1, 0.6),
-            (9, 0.5),
-            (6, 0.4),
-            (10, 0.4),
-        ] {
+        for (i, v) in [(12, 0.9), (3, 0.8), (0, 0.7), (15, 0.7), (1, 0.6), (9, 0.5), (6, 0.4), (10, 0.4)] {
             map[i] = v;
         }
         let mut mask = vec![false; 16];
@@ -988,22 +903,10 @@ mod tests {
         // 0.9027777777777778.) With 4-connectivity A would split and the value change.
         let (map, mask) = hand_image();
         let (maps, masks) = ([map.as_slice()], [mask.as_slice()]);
-        close(
-            aupro(&maps, &masks, 4, 4, 0.3).unwrap(),
-            367.0 / 540.0,
-            1e-12,
-        );
-        close(
-            aupro(&maps, &masks, 4, 4, 0.25).unwrap(),
-            23.0 / 36.0,
-            1e-12,
-        );
+        close(aupro(&maps, &masks, 4, 4, 0.3).unwrap(), 367.0 / 540.0, 1e-12);
+        close(aupro(&maps, &masks, 4, 4, 0.25).unwrap(), 23.0 / 36.0, 1e-12);
         close(aupro(&maps, &masks, 4, 4, 1.0).unwrap(), 65.0 / 72.0, 1e-12);
-        close(
-            aupro(&maps, &masks, 4, 4, DEFAULT_FPR_LIMIT).unwrap(),
-            367.0 / 540.0,
-            1e-12,
-        );
+        close(aupro(&maps, &masks, 4, 4, DEFAULT_FPR_LIMIT).unwrap(), 367.0 / 540.0, 1e-12);
     }
 
     #[test]
@@ -1057,26 +960,16 @@ mod tests {
         let maps = vec![vec![0.25f32; h * w]; 3];
         let map_refs: Vec<&[f32]> = maps.iter().map(Vec::as_slice).collect();
         let mask_refs: Vec<&[bool]> = masks.iter().map(Vec::as_slice).collect();
-        close(
-            aupro(&map_refs, &mask_refs, h, w, 0.3).unwrap(),
-            0.15,
-            1e-12,
-        );
-        close(
-            aupro(&map_refs, &mask_refs, h, w, 0.1).unwrap(),
-            0.05,
-            1e-12,
-        );
+        close(aupro(&map_refs, &mask_refs, h, w, 0.3).unwrap(), 0.15, 1e-12);
+        close(aupro(&map_refs, &mask_refs, h, w, 0.1).unwrap(), 0.05, 1e-12);
     }
 
     #[test]
     fn perfect_maps_score_one() {
         let (h, w) = (6, 6);
         let (_, masks) = pixel_case(5, h, w, &[30, 0, 60], 2);
-        let maps: Vec<Vec<f32>> = masks
-            .iter()
-            .map(|m| m.iter().map(|&a| if a { 2.0 } else { -1.0 }).collect())
-            .collect();
+        let maps: Vec<Vec<f32>> =
+            masks.iter().map(|m| m.iter().map(|&a| if a { 2.0 } else { -1.0 }).collect()).collect();
         let map_refs: Vec<&[f32]> = maps.iter().map(Vec::as_slice).collect();
         let mask_refs: Vec<&[bool]> = masks.iter().map(Vec::as_slice).collect();
         let m = pixel_metrics(&map_refs, &mask_refs, h, w, 0.3).unwrap();
@@ -1101,42 +994,18 @@ mod tests {
         let none = [false; 4];
         let all = [true; 4];
         let some = [true, false, false, false];
-        assert_eq!(
-            aupro(&[&map], &[&none], 2, 2, 0.3),
-            Err(MetricError::SingleClass("normal"))
-        );
-        assert_eq!(
-            aupro(&[&map], &[&all], 2, 2, 0.3),
-            Err(MetricError::SingleClass("anomalous"))
-        );
+        assert_eq!(aupro(&[&map], &[&none], 2, 2, 0.3), Err(MetricError::SingleClass("normal")));
+        assert_eq!(aupro(&[&map], &[&all], 2, 2, 0.3), Err(MetricError::SingleClass("anomalous")));
         assert_eq!(
             aupro(&[&map, &map], &[&some], 2, 2, 0.3),
-            Err(MetricError::LengthMismatch {
-                scores: 2,
-                labels: 1
-            })
+            Err(MetricError::LengthMismatch { scores: 2, labels: 1 })
         );
-        assert_eq!(
-            aupro(&[&map[..3]], &[&some], 2, 2, 0.3),
-            Err(MetricError::LengthMismatch {
-                scores: 3,
-                labels: 4
-            })
-        );
-        assert_eq!(
-            aupro(&[&map], &[&some[..3]], 2, 2, 0.3),
-            Err(MetricError::LengthMismatch {
-                scores: 4,
-                labels: 3
-            })
-        );
+        assert_eq!(aupro(&[&map[..3]], &[&some], 2, 2, 0.3), Err(MetricError::LengthMismatch { scores: 3, labels: 4 }));
+        assert_eq!(aupro(&[&map], &[&some[..3]], 2, 2, 0.3), Err(MetricError::LengthMismatch { scores: 4, labels: 3 }));
         assert_eq!(aupro(&[], &[], 2, 2, 0.3), Err(MetricError::Empty));
         assert_eq!(aupro(&[&[]], &[&[]], 0, 5, 0.3), Err(MetricError::Empty));
         let bad = [0.1f32, f32::INFINITY, 0.3, 0.4];
-        assert_eq!(
-            aupro(&[&map, &bad], &[&some, &some], 2, 2, 0.3),
-            Err(MetricError::NonFinite(f32::INFINITY))
-        );
+        assert_eq!(aupro(&[&map, &bad], &[&some, &some], 2, 2, 0.3), Err(MetricError::NonFinite(f32::INFINITY)));
     }
 
     #[test]
@@ -1148,16 +1017,8 @@ mod tests {
     #[test]
     fn class_metrics_combines_both_levels() {
         let (map, mask) = hand_image();
-        let m = all_metrics(
-            &[0.1, 0.4, 0.35, 0.8],
-            &bools(&[0, 0, 1, 1]),
-            &[&map],
-            &[&mask],
-            4,
-            4,
-            DEFAULT_FPR_LIMIT,
-        )
-        .unwrap();
+        let m = all_metrics(&[0.1, 0.4, 0.35, 0.8], &bools(&[0, 0, 1, 1]), &[&map], &[&mask], 4, 4, DEFAULT_FPR_LIMIT)
+            .unwrap();
         check_ranking(m.image, 0.75, 5.0 / 6.0, 0.8);
         close(m.pixel.aupro, 367.0 / 540.0, 1e-12);
         // Image-level problems are reported even when the pixel level is fine.

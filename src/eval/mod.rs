@@ -20,7 +20,15 @@ pub struct Predictions {
 
 /// Runs the model over test features (M, C, H, W), batch by batch, optionally with
 /// test-time jitter (paper Table 6; seeded per test sample).
-pub fn predict(model: &Ras, features: &Tensor, image_size: i64, batch: usize, jitter_scale: f64, seed: u64, device: Device) -> Predictions {
+pub fn predict(
+    model: &Ras,
+    features: &Tensor,
+    image_size: i64,
+    batch: usize,
+    jitter_scale: f64,
+    seed: u64,
+    device: Device,
+) -> Predictions {
     predict_from(model, features, 0, image_size, batch, jitter_scale, seed, device)
 }
 
@@ -28,7 +36,16 @@ pub fn predict(model: &Ras, features: &Tensor, image_size: i64, batch: usize, ji
 /// `j` is seeded by `first + j`, so predicting a class's images a few at a time
 /// (`ras predict`) draws the same noise as predicting them all at once.
 #[allow(clippy::too_many_arguments)]
-pub fn predict_from(model: &Ras, features: &Tensor, first: usize, image_size: i64, batch: usize, jitter_scale: f64, seed: u64, device: Device) -> Predictions {
+pub fn predict_from(
+    model: &Ras,
+    features: &Tensor,
+    first: usize,
+    image_size: i64,
+    batch: usize,
+    jitter_scale: f64,
+    seed: u64,
+    device: Device,
+) -> Predictions {
     let m = features.size()[0] as usize;
     let mut scores = vec![];
     let mut maps = vec![];
@@ -75,11 +92,20 @@ fn to_f32(t: &Tensor) -> Vec<f32> {
 }
 
 fn to_bool(t: &Tensor) -> Vec<bool> {
-    Vec::<u8>::try_from(t.to_kind(Kind::Uint8).contiguous().view(-1)).expect("uint8 tensor").into_iter().map(|v| v != 0).collect()
+    Vec::<u8>::try_from(t.to_kind(Kind::Uint8).contiguous().view(-1))
+        .expect("uint8 tensor")
+        .into_iter()
+        .map(|v| v != 0)
+        .collect()
 }
 
 /// Metrics of one class from its predictions, image labels (M) and masks (M, S, S) bool.
-pub fn class_metrics(pred: &Predictions, labels: &[bool], masks: &Tensor, fpr_limit: f64) -> Result<ClassMetrics, MetricError> {
+pub fn class_metrics(
+    pred: &Predictions,
+    labels: &[bool],
+    masks: &Tensor,
+    fpr_limit: f64,
+) -> Result<ClassMetrics, MetricError> {
     let scores = to_f32(&pred.scores);
     let pix = to_f32(&pred.maps);
     let gt = to_bool(masks);

@@ -52,7 +52,13 @@ pub struct Caption {
 /// top-left of the overlay on a dark band (`ras predict`). The image is resized as the
 /// backbone saw it (PIL's bilinear, `data::resize`), so the overlay lines up with what
 /// was scored. `map` (size, size) is scaled by `vmax`, as in [`panel_png`].
-pub fn prediction_png(image: &Path, size: u32, map: &Tensor, vmax: f64, captions: &[Caption]) -> Result<Vec<u8>, crate::data::DataError> {
+pub fn prediction_png(
+    image: &Path,
+    size: u32,
+    map: &Tensor,
+    vmax: f64,
+    captions: &[Caption],
+) -> Result<Vec<u8>, crate::data::DataError> {
     let rgb = image::ImageReader::open(image)
         .and_then(|r| r.with_guessed_format())
         .map_err(|e| crate::data::DataError::Read { path: image.to_path_buf(), message: e.to_string() })?
@@ -60,7 +66,8 @@ pub fn prediction_png(image: &Path, size: u32, map: &Tensor, vmax: f64, captions
         .map_err(|e| crate::data::DataError::Decode { path: image.to_path_buf(), message: e.to_string() })?
         .to_rgb8();
     let (w, h, s) = (rgb.width() as usize, rgb.height() as usize, size as usize);
-    let pixels = if (w, h) != (s, s) { crate::data::resize::bilinear(rgb.as_raw(), w, h, 3, s, s) } else { rgb.into_raw() };
+    let pixels =
+        if (w, h) != (s, s) { crate::data::resize::bilinear(rgb.as_raw(), w, h, 3, s, s) } else { rgb.into_raw() };
     let values = Vec::<f32>::try_from(map.to_kind(Kind::Float).contiguous().view(-1)).expect("map");
     let mut out = image::RgbImage::new(2 * size, size);
     for y in 0..size {

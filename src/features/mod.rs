@@ -64,7 +64,8 @@ struct SplitManifest {
 fn content_key(samples: &[&Sample]) -> Result<String, DataError> {
     let mut h = Sha256::new();
     for s in samples {
-        let bytes = std::fs::read(&s.path).map_err(|e| DataError::Read { path: s.path.clone(), message: e.to_string() })?;
+        let bytes =
+            std::fs::read(&s.path).map_err(|e| DataError::Read { path: s.path.clone(), message: e.to_string() })?;
         h.update(s.key.as_bytes());
         h.update([0]);
         h.update(Sha256::digest(&bytes));
@@ -122,12 +123,19 @@ pub fn load_or_compute(
                 parts.push(shard);
             }
             stats.images_computed += list.len();
-            splits.push(SplitManifest { split: split.into(), images: list.iter().map(|s| s.key.clone()).collect(), shards });
+            splits.push(SplitManifest {
+                split: split.into(),
+                images: list.iter().map(|s| s.key.clone()).collect(),
+                shards,
+            });
             tensors_out.push(Tensor::cat(&parts, 0));
         }
         bar.finish();
         // Publish: the manifest goes last, so readers never see a partial entry.
-        store.put_json(&format!("{prefix}/manifest.json"), &Manifest { backbone: identity.clone(), class: class.clone(), splits })?;
+        store.put_json(
+            &format!("{prefix}/manifest.json"),
+            &Manifest { backbone: identity.clone(), class: class.clone(), splits },
+        )?;
         stats.classes_computed += 1;
         let test = tensors_out.pop().expect("two splits");
         let train = tensors_out.pop().expect("two splits");
@@ -168,8 +176,14 @@ fn read_entry(
                 }
                 Err(e) => return Err(e.into()),
             };
-            let mut named = tensors::decode(&bytes).map_err(|e| FeatureError::Shard { key: key.clone(), message: e.to_string() })?;
-            shards.push(named.pop().map(|(_, t)| t).ok_or_else(|| FeatureError::Shard { key: key.clone(), message: "empty".into() })?);
+            let mut named = tensors::decode(&bytes)
+                .map_err(|e| FeatureError::Shard { key: key.clone(), message: e.to_string() })?;
+            shards.push(
+                named
+                    .pop()
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| FeatureError::Shard { key: key.clone(), message: "empty".into() })?,
+            );
         }
         let t = Tensor::cat(&shards, 0);
         if t.size()[0] as usize != expect || split.images.len() != expect {

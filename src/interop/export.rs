@@ -64,14 +64,19 @@ pub struct Exported {
 /// The export of `run`'s model (see the module doc).
 pub fn export_run(store: &Store, run: &str, opts: &ExportOptions) -> Result<Exported> {
     let paths = RunPaths::new(run);
-    let cfg = crate::run::stored_config(store, &paths)?.with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
+    let cfg = crate::run::stored_config(store, &paths)?
+        .with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
     let model = match (cfg.train.setting, &opts.model) {
         (Setting::Unified, None) => "unified".to_string(),
         (Setting::Unified, Some(m)) if m == "unified" => m.clone(),
         (Setting::Unified, Some(m)) => bail!("run {run} has one model (unified setting): drop --model {m}"),
         (Setting::Separate, Some(m)) => m.clone(),
         (Setting::Separate, None) => {
-            let classes = if cfg.dataset.classes.is_empty() { "one per class".to_string() } else { cfg.dataset.classes.join(", ") };
+            let classes = if cfg.dataset.classes.is_empty() {
+                "one per class".to_string()
+            } else {
+                cfg.dataset.classes.join(", ")
+            };
             bail!("run {run} trained one model per class (separate setting): choose one with --model CLASS ({classes})")
         }
     };
@@ -109,7 +114,10 @@ pub fn export_run(store: &Store, run: &str, opts: &ExportOptions) -> Result<Expo
         random_init = !fx.identity.pretrained;
         for (n, t) in fx.named_weights() {
             if let Some(bn) = n.strip_suffix(".running_var") {
-                backbone.push((format!("{PUBLIC_BACKBONE_PREFIX}{bn}.num_batches_tracked"), Tensor::zeros([], (Kind::Int64, Device::Cpu))));
+                backbone.push((
+                    format!("{PUBLIC_BACKBONE_PREFIX}{bn}.num_batches_tracked"),
+                    Tensor::zeros([], (Kind::Int64, Device::Cpu)),
+                ));
             }
             backbone.push((format!("{PUBLIC_BACKBONE_PREFIX}{n}"), t));
         }
@@ -126,7 +134,11 @@ pub fn export_run(store: &Store, run: &str, opts: &ExportOptions) -> Result<Expo
     let arch = serde_json::to_value(cfg.model.decoder)?.as_str().unwrap_or("ras").to_string();
     let bytes = match opts.format {
         ExportFormat::Public => {
-            let mut entries = vec![("epoch", Value::Int(rec.epoch as i64)), ("arch", Value::Str(arch)), ("state_dict", Value::StateDict(all))];
+            let mut entries = vec![
+                ("epoch", Value::Int(rec.epoch as i64)),
+                ("arch", Value::Str(arch)),
+                ("state_dict", Value::StateDict(all)),
+            ];
             if let Some(score) = rec.score {
                 entries.push(("best_metric", Value::Float(score)));
             }
@@ -148,5 +160,13 @@ pub fn export_run(store: &Store, run: &str, opts: &ExportOptions) -> Result<Expo
             tensors::encode_with_metadata(&list, Some(meta))?
         }
     };
-    Ok(Exported { bytes, model, epoch: rec.epoch, epochs: cfg.train.epochs, model_tensors, backbone_tensors, backbone_random_init: random_init })
+    Ok(Exported {
+        bytes,
+        model,
+        epoch: rec.epoch,
+        epochs: cfg.train.epochs,
+        model_tensors,
+        backbone_tensors,
+        backbone_random_init: random_init,
+    })
 }

@@ -74,7 +74,13 @@ pub fn imported_config(cfg: &RunConfig, store: &Store, sha256: &str) -> RunConfi
 }
 
 /// Imports the public checkpoint `src` as a run of `cfg` (see the module doc).
-pub fn import_checkpoint(store: &Store, cfg: &RunConfig, config_path: &Path, src: &Path, opts: &ImportOptions) -> Result<Imported> {
+pub fn import_checkpoint(
+    store: &Store,
+    cfg: &RunConfig,
+    config_path: &Path,
+    src: &Path,
+    opts: &ImportOptions,
+) -> Result<Imported> {
     if cfg.train.setting != Setting::Unified {
         bail!(
             "{}: train.setting = \"separate\" trains one model per class, and a checkpoint holds one model: \
@@ -89,13 +95,21 @@ pub fn import_checkpoint(store: &Store, cfg: &RunConfig, config_path: &Path, src
     let model = cfg.train.setting.model_name("").to_string();
     let checkpoints = Checkpointer::new(store, &paths);
     if let Some(prev) = store.get_json::<Provenance>(&paths.import_record())? {
-        if prev.sha256 == sha256 && checkpoints.latest_valid(&model)?.is_some_and(|(r, _)| r.epoch == cfg.train.epochs) {
-            return Ok(Imported { run_id: paths.id().to_string(), config: cfg, provenance: prev, already_present: true });
+        if prev.sha256 == sha256 && checkpoints.latest_valid(&model)?.is_some_and(|(r, _)| r.epoch == cfg.train.epochs)
+        {
+            return Ok(Imported {
+                run_id: paths.id().to_string(),
+                config: cfg,
+                provenance: prev,
+                already_present: true,
+            });
         }
     }
 
     let (named, format, mut not_imported) = if is_safetensors(&bytes) {
-        let (model, skipped) = model_tensors(tensors::decode(&bytes).with_context(|| format!("{}: not a valid safetensors file", src.display()))?);
+        let (model, skipped) = model_tensors(
+            tensors::decode(&bytes).with_context(|| format!("{}: not a valid safetensors file", src.display()))?,
+        );
         (model, "safetensors", skipped)
     } else {
         let (model, skipped) = convert_pickle(src, opts)?;
@@ -107,7 +121,8 @@ pub fn import_checkpoint(store: &Store, cfg: &RunConfig, config_path: &Path, src
         bail!("{}: holds no tensor of a reconstruction model (names under module.reconstruction.)", src.display());
     }
 
-    let identity = BackboneIdentity::resolve(&cfg.backbone).with_context(|| format!("{}: [backbone]", config_path.display()))?;
+    let identity =
+        BackboneIdentity::resolve(&cfg.backbone).with_context(|| format!("{}: [backbone]", config_path.display()))?;
     if let Some(w) = named.get("input_proj.weight") {
         let found = w.size()[1];
         if found != identity.channels {
@@ -154,7 +169,9 @@ pub fn import_checkpoint(store: &Store, cfg: &RunConfig, config_path: &Path, src
 /// safetensors: an 8-byte little-endian header length, then a JSON header. (A
 /// `torch.save` file starts with "PK" (zip) or 0x80 (a legacy pickle).)
 fn is_safetensors(bytes: &[u8]) -> bool {
-    bytes.len() > 9 && bytes[8] == b'{' && u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) < bytes.len() as u64
+    bytes.len() > 9
+        && bytes[8] == b'{'
+        && u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) < bytes.len() as u64
 }
 
 /// The reconstruction model's tensors (by their names in the model) and the names of
@@ -218,7 +235,11 @@ fn convert_pickle(src: &Path, opts: &ImportOptions) -> Result<(Vec<(String, Tens
         };
         bail!("reading {} with {} failed:\n{}{hint}", src.display(), py.display(), stderr.trim_end());
     }
-    let skipped = stderr.lines().filter_map(|l| l.strip_prefix("not imported: ")).map(|s| s.split(' ').next().unwrap_or(s).to_string()).collect();
+    let skipped = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("not imported: "))
+        .map(|s| s.split(' ').next().unwrap_or(s).to_string())
+        .collect();
     let bytes = std::fs::read(&out).with_context(|| format!("the converter wrote no {}", out.display()))?;
     Ok((tensors::decode(&bytes)?, skipped))
 }

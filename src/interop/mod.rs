@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn prefixes_of_the_public_state_dict_are_stripped() {
         assert_eq!(classify("module.reconstruction.input_proj.weight"), PublicName::Model("input_proj.weight"));
-        assert_eq!(classify("module.module.reconstruction.pos_embed.row_embed.weight"), PublicName::Model("pos_embed.row_embed.weight"));
+        assert_eq!(
+            classify("module.module.reconstruction.pos_embed.row_embed.weight"),
+            PublicName::Model("pos_embed.row_embed.weight")
+        );
         assert_eq!(classify("reconstruction.output_proj.bias"), PublicName::Model("output_proj.bias"));
         assert_eq!(classify("input_proj.bias"), PublicName::Model("input_proj.bias"));
         assert_eq!(classify("module.backbone._conv_stem.weight"), PublicName::Backbone("_conv_stem.weight"));

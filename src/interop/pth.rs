@@ -177,7 +177,8 @@ pub fn save(entries: &[(&str, Value)]) -> Result<Vec<u8>, PthError> {
     p.out.push(op::STOP);
 
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let stored = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(false);
+    let stored =
+        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(false);
     let record = |zip: &mut zip::ZipWriter<Cursor<Vec<u8>>>, name: &str, bytes: &[u8]| -> Result<(), PthError> {
         zip.start_file_aligned(format!("archive/{name}"), stored, 64)?;
         zip.write_all(bytes)?;
@@ -214,7 +215,10 @@ mod tests {
         assert_eq!(&pkl[..3], &[0x80, 2, b'}']);
         assert_eq!(*pkl.last().unwrap(), b'.');
         let text = String::from_utf8_lossy(&pkl);
-        assert!(text.contains("torch._utils\n_rebuild_tensor_v2\n") && text.contains("torch\nFloatStorage\n"), "{text}");
+        assert!(
+            text.contains("torch._utils\n_rebuild_tensor_v2\n") && text.contains("torch\nFloatStorage\n"),
+            "{text}"
+        );
         // stride of a (2, 3) tensor is (3, 1): MARK BININT 3 BININT 1 TUPLE
         let stride = [b'(', b'J', 3, 0, 0, 0, b'J', 1, 0, 0, 0, b't'];
         assert!(pkl.windows(stride.len()).any(|w| w == stride), "stride tuple (3, 1) not found");

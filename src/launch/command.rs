@@ -14,7 +14,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("cannot start `{line}`: {source}{hint}")]
-    Spawn { line: String, hint: String, #[source] source: std::io::Error },
+    Spawn {
+        line: String,
+        hint: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("`{line}` failed ({status}): {stderr}")]
     Failed { line: String, status: String, stderr: String },
 }
@@ -41,8 +46,12 @@ pub enum Retry {
 
 /// stderr of Slurm commands that could not reach the controller: nothing happened, so
 /// running the command again is safe, even for sbatch.
-pub const SLURM_UNREACHABLE: &[&str] =
-    &["Unable to contact slurm controller", "Connection refused", "Resource temporarily unavailable", "connect failure"];
+pub const SLURM_UNREACHABLE: &[&str] = &[
+    "Unable to contact slurm controller",
+    "Connection refused",
+    "Resource temporarily unavailable",
+    "connect failure",
+];
 
 /// What a successful command printed.
 #[derive(Debug, Clone)]
@@ -60,7 +69,11 @@ pub fn calls() -> BTreeMap<String, u64> {
 
 /// The command as a shell would show it.
 pub fn command_line(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs `cmd` to completion and returns its output if it exited 0; logs it either way.
@@ -70,7 +83,11 @@ pub fn run_command(cmd: &mut Command, retry: Retry, hint: &str) -> Result<Comman
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut once = || -> Result<CommandOutput, CommandError> {
         *CALLS.lock().unwrap_or_else(|p| p.into_inner()).entry(program.clone()).or_default() += 1;
-        let out = cmd.output().map_err(|source| CommandError::Spawn { line: line.clone(), hint: hint.to_string(), source })?;
+        let out = cmd.output().map_err(|source| CommandError::Spawn {
+            line: line.clone(),
+            hint: hint.to_string(),
+            source,
+        })?;
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         tracing::debug!(command = line, status = %out.status, stderr, "ran");
         if !out.status.success() {
@@ -81,10 +98,17 @@ pub fn run_command(cmd: &mut Command, retry: Retry, hint: &str) -> Result<Comman
     match retry {
         Retry::Never => once(),
         Retry::Transient { patterns, times, max_delay } => once
-            .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(500)).with_max_delay(max_delay).with_max_times(times))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(500))
+                    .with_max_delay(max_delay)
+                    .with_max_times(times),
+            )
             .sleep(std::thread::sleep)
             .when(|e: &CommandError| patterns.iter().any(|p| e.stderr().contains(p)))
-            .notify(|e: &CommandError, after: Duration| tracing::warn!("{e}; trying again in {:.1} s", after.as_secs_f64()))
+            .notify(|e: &CommandError, after: Duration| {
+                tracing::warn!("{e}; trying again in {:.1} s", after.as_secs_f64())
+            })
             .call(),
     }
 }
@@ -95,7 +119,9 @@ mod tests {
 
     #[test]
     fn failures_name_the_command_and_transient_ones_are_retried() {
-        let err = run_command(Command::new("sh").args(["-c", "echo nope >&2; exit 3"]), Retry::Never, "").unwrap_err().to_string();
+        let err = run_command(Command::new("sh").args(["-c", "echo nope >&2; exit 3"]), Retry::Never, "")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sh -c") && err.contains("nope") && err.contains("3"), "{err}");
         // Fails twice with a transient message, then succeeds: the counter file shows 3 runs.
         let dir = tempfile::tempdir().unwrap();
@@ -110,10 +136,15 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&n).unwrap().trim(), "3");
         // A failure that is not transient is not retried.
         std::fs::write(&n, "0").unwrap();
-        let err = run_command(Command::new("sh").args(["-c", &format!("echo 1 > {}; echo denied >&2; exit 1", n.display())]), retry, "")
-            .unwrap_err();
+        let err = run_command(
+            Command::new("sh").args(["-c", &format!("echo 1 > {}; echo denied >&2; exit 1", n.display())]),
+            retry,
+            "",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("denied"));
-        let err = run_command(&mut Command::new("/nonexistent/prog"), Retry::Never, " (install it)").unwrap_err().to_string();
+        let err =
+            run_command(&mut Command::new("/nonexistent/prog"), Retry::Never, " (install it)").unwrap_err().to_string();
         assert!(err.contains("/nonexistent/prog") && err.contains("(install it)"), "{err}");
     }
 }

@@ -30,7 +30,8 @@ impl Local {
 
     /// Starts `cmd` (a `ras` or an `mpirun ... ras` command line) as `spawn` does.
     fn spawn_command(&mut self, name: &str, log_name: &str, mut cmd: Command) -> Result<JobRecord, LaunchError> {
-        std::fs::create_dir_all(&self.log_dir).map_err(|source| LaunchError::Io { path: self.log_dir.clone(), source })?;
+        std::fs::create_dir_all(&self.log_dir)
+            .map_err(|source| LaunchError::Io { path: self.log_dir.clone(), source })?;
         let log = self.log_dir.join(log_name);
         let file = std::fs::File::create(&log).map_err(|source| LaunchError::Io { path: log.clone(), source })?;
         let err = file.try_clone().map_err(|source| LaunchError::Io { path: log.clone(), source })?;
@@ -44,7 +45,14 @@ impl Local {
         let child = cmd.spawn().map_err(|source| LaunchError::Io { path: program, source })?;
         let id = child.id().to_string();
         self.children.insert(id.clone(), child);
-        Ok(JobRecord { kind: LauncherKind::Local, id, host: crate::hostname(), run_id: name.to_string(), log, nodes: vec![] })
+        Ok(JobRecord {
+            kind: LauncherKind::Local,
+            id,
+            host: crate::hostname(),
+            run_id: name.to_string(),
+            log,
+            nodes: vec![],
+        })
     }
 
     /// Reaps ended children so they do not linger as zombies.

@@ -29,7 +29,11 @@ pub enum LaunchError {
     #[error(transparent)]
     Command(#[from] command::CommandError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("sbatch template {path}: {message}")]
     Template { path: PathBuf, message: String },
     #[error("{0}")]
@@ -179,7 +183,9 @@ impl Launcher for Records {
     }
 
     fn submit(&mut self, _jobs: &[JobSpec]) -> Result<Vec<JobRecord>, LaunchError> {
-        Err(LaunchError::Invalid("this command watches a sweep's jobs and starts none (use `ras sweep SWEEP_FILE`)".into()))
+        Err(LaunchError::Invalid(
+            "this command watches a sweep's jobs and starts none (use `ras sweep SWEEP_FILE`)".into(),
+        ))
     }
 
     fn poll(&mut self, jobs: &[&JobRecord]) -> Result<Vec<JobState>, LaunchError> {

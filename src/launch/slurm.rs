@@ -26,7 +26,8 @@ pub struct Slurm {
 
 /// sbatch is retried only while the controller cannot be reached: then nothing was
 /// submitted, so a retry cannot submit twice.
-const SBATCH_RETRY: Retry = Retry::Transient { patterns: SLURM_UNREACHABLE, times: 6, max_delay: Duration::from_secs(20) };
+const SBATCH_RETRY: Retry =
+    Retry::Transient { patterns: SLURM_UNREACHABLE, times: 6, max_delay: Duration::from_secs(20) };
 
 impl Slurm {
     pub fn new(profile: ClusterProfile, exe: PathBuf, log_dir: PathBuf, work_dir: PathBuf, store: Store) -> Self {
@@ -44,7 +45,12 @@ impl Slurm {
     /// `--exclusive` only for a job whose ranks fill its nodes' GPUs: a smaller one shares
     /// its node with the other runs the planner packed there (a 2-GPU run must not hold an
     /// 8-GPU node).
-    fn common_vars(&self, after: &[JobRecord], dependency: Dependency, per_node: usize) -> BTreeMap<&'static str, Value> {
+    fn common_vars(
+        &self,
+        after: &[JobRecord],
+        dependency: Dependency,
+        per_node: usize,
+    ) -> BTreeMap<&'static str, Value> {
         let p = &self.profile;
         let opt = |v: &Option<String>| v.clone().map(Value::from).unwrap_or(Value::from(()));
         let ids: Vec<&str> = after.iter().map(|j| j.id.as_str()).collect();
@@ -63,7 +69,14 @@ impl Slurm {
             ("time_limit", opt(&p.time_limit)),
             ("mem_key", Value::from(if p.gpus_per_node > 0 { "mem-per-gpu" } else { "mem-per-cpu" })),
             ("mem", opt(&p.mem_per_gpu)),
-            ("gres", if p.gpus_per_node > 0 { Value::from(format!("gpu:{}", per_node.min(p.gpus_per_node))) } else { Value::from(()) }),
+            (
+                "gres",
+                if p.gpus_per_node > 0 {
+                    Value::from(format!("gpu:{}", per_node.min(p.gpus_per_node)))
+                } else {
+                    Value::from(())
+                },
+            ),
             ("exclusive", Value::from(p.gpus_per_node > 0 && per_node >= p.gpus_per_node)),
             ("dependency", dep.map(Value::from).unwrap_or(Value::from(()))),
             ("kill_on_invalid_dep", Value::from(kill_invalid)),
@@ -80,7 +93,8 @@ impl Slurm {
 
     /// A template next to the run template (`cluster/templates/<file>`), rendered.
     fn render(&self, file: &str, vars: &BTreeMap<&str, Value>) -> Result<String, LaunchError> {
-        let run_tpl = self.profile.template.clone().unwrap_or_else(|| PathBuf::from("cluster/templates/run.sbatch.tmpl"));
+        let run_tpl =
+            self.profile.template.clone().unwrap_or_else(|| PathBuf::from("cluster/templates/run.sbatch.tmpl"));
         let path = if file == "run.sbatch.tmpl" { run_tpl } else { run_tpl.with_file_name(file) };
         let tpl = std::fs::read_to_string(&path).map_err(|source| LaunchError::Io { path: path.clone(), source })?;
         render_template(&tpl, vars).map_err(|message| LaunchError::Template { path, message })
@@ -96,7 +110,8 @@ impl Slurm {
             _ => self.profile.shape().layout(n),
         };
         let mut vars = self.common_vars(&first.after, first.dependency, per_node);
-        let list = |f: &dyn Fn(&JobSpec) -> String| jobs.iter().map(|j| shell_word(&f(j))).collect::<Vec<_>>().join(" ");
+        let list =
+            |f: &dyn Fn(&JobSpec) -> String| jobs.iter().map(|j| shell_word(&f(j))).collect::<Vec<_>>().join(" ");
         let config = |j: &JobSpec| match &j.command {
             JobCommand::Run { config, .. } => abs(config),
             JobCommand::Task { .. } | JobCommand::Ranks { .. } => String::new(),
@@ -124,7 +139,9 @@ impl Slurm {
             let path = self.profile.template.clone().unwrap_or_default();
             return Err(LaunchError::Template {
                 path,
-                message: "the srun line must run `{{ ras }} --quiet {{ command }}` (see cluster/templates/run.sbatch.tmpl)".into(),
+                message:
+                    "the srun line must run `{{ ras }} --quiet {{ command }}` (see cluster/templates/run.sbatch.tmpl)"
+                        .into(),
             });
         }
         Ok(script)
@@ -153,7 +170,8 @@ impl Slurm {
 
     /// Writes `script` as `log_dir/<file>` (kept beside the logs) and submits it.
     fn submit_script(&self, file: &str, script: &str) -> Result<String, LaunchError> {
-        std::fs::create_dir_all(&self.log_dir).map_err(|source| LaunchError::Io { path: self.log_dir.clone(), source })?;
+        std::fs::create_dir_all(&self.log_dir)
+            .map_err(|source| LaunchError::Io { path: self.log_dir.clone(), source })?;
         let script_path = self.log_dir.join(file);
         std::fs::write(&script_path, script).map_err(|source| LaunchError::Io { path: script_path.clone(), source })?;
         let out = run_command(
@@ -173,13 +191,17 @@ impl Slurm {
         let attempt = first.attempt();
         let script = self.script(jobs)?;
         let array = jobs.len() > 1;
-        let id = self.submit_script(&format!("{}.{attempt}{}.sbatch", first.name, if array { "-array" } else { "" }), &script)?;
+        let id = self
+            .submit_script(&format!("{}.{attempt}{}.sbatch", first.name, if array { "-array" } else { "" }), &script)?;
         let pattern = log_pattern(jobs);
         let mut out = vec![];
         for (i, job) in jobs.iter().enumerate() {
             // An array task is its own job for squeue, scancel and requeue: "<array>_<i>".
-            let (job_id, log) =
-                if array { (format!("{id}_{i}"), self.log_file(&pattern, &id, Some(i))) } else { (id.clone(), self.log_file(&pattern, &id, None)) };
+            let (job_id, log) = if array {
+                (format!("{id}_{i}"), self.log_file(&pattern, &id, Some(i)))
+            } else {
+                (id.clone(), self.log_file(&pattern, &id, None))
+            };
             let record = JobRecord {
                 kind: LauncherKind::Slurm,
                 id: job_id.clone(),
@@ -211,12 +233,22 @@ impl Launcher for Slurm {
                 let mut out = vec![];
                 for job in jobs {
                     let JobCommand::Task { args } = &job.command else {
-                        return Err(LaunchError::Invalid(format!("{}: runs and tasks cannot be submitted together", job.name)));
+                        return Err(LaunchError::Invalid(format!(
+                            "{}: runs and tasks cannot be submitted together",
+                            job.name
+                        )));
                     };
                     let script = self.task_script(job, args)?;
                     let id = self.submit_script(&format!("{}.sbatch", job.name), &script)?;
                     let log = self.log_file(&format!("{}-%j.log", job.name), &id, None);
-                    out.push(JobRecord { kind: LauncherKind::Slurm, id, host: crate::hostname(), run_id: job.name.clone(), log, nodes: vec![] });
+                    out.push(JobRecord {
+                        kind: LauncherKind::Slurm,
+                        id,
+                        host: crate::hostname(),
+                        run_id: job.name.clone(),
+                        log,
+                        nodes: vec![],
+                    });
                 }
                 Ok(out)
             }
@@ -333,7 +365,14 @@ mod tests {
         let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into(), store);
         let cfg_a = dir.path().join("a 1.toml");
         let cfg_b = dir.path().join("b.toml");
-        let dep = JobRecord { kind: LauncherKind::Slurm, id: "17".into(), host: "h".into(), run_id: "features-x".into(), log: "l".into(), nodes: vec![] };
+        let dep = JobRecord {
+            kind: LauncherKind::Slurm,
+            id: "17".into(),
+            host: "h".into(),
+            run_id: "features-x".into(),
+            log: "l".into(),
+            nodes: vec![],
+        };
         let spec = |name: &str, config: &Path, attempt: usize| JobSpec {
             name: name.into(),
             command: JobCommand::Run { config: config.to_path_buf(), attempt, ranks: 3 },
@@ -356,10 +395,16 @@ mod tests {
         }
         assert!(script.contains(&format!("CONFIGS=('{}' {})", cfg_a.display(), cfg_b.display())), "{script}");
         // Options the profile does not set leave no line behind.
-        assert!(!script.contains("--partition") && !script.contains("--kill-on-invalid-dep") && !script.contains("\n\n\n"), "{script}");
+        assert!(
+            !script.contains("--partition") && !script.contains("--kill-on-invalid-dep") && !script.contains("\n\n\n"),
+            "{script}"
+        );
         // 3 ranks on 2 nodes of 2 GPUs: 2 per node fill them, so the job has its nodes to
         // itself; each rank sees both GPUs of its node (no per-task binding).
-        assert!(script.contains("#SBATCH --gres=gpu:2\n#SBATCH --exclusive\n") && script.contains("-eq 75 ]"), "{script}");
+        assert!(
+            script.contains("#SBATCH --gres=gpu:2\n#SBATCH --exclusive\n") && script.contains("-eq 75 ]"),
+            "{script}"
+        );
         assert!(!script.contains("gpus-per-task"), "{script}");
         // The rendered script parses as bash.
         let path = dir.path().join("job.sbatch");
@@ -371,7 +416,8 @@ mod tests {
     #[test]
     fn gpus_per_node_not_per_task_and_exclusive_only_when_a_job_fills_its_nodes() {
         let dir = tempfile::tempdir().unwrap();
-        let profile = ClusterProfile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/example-gpu.toml")).unwrap();
+        let profile =
+            ClusterProfile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/example-gpu.toml")).unwrap();
         let store = Store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
         let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into(), store);
         let job = |ranks: usize, command: Option<JobCommand>| {
@@ -390,14 +436,21 @@ mod tests {
         assert!(!two.contains("--exclusive") && !two.contains("gpus-per-task"), "{two}");
         // 16 ranks fill 2 nodes: 8 GPUs each, the nodes to itself.
         let full = job(16, None);
-        assert!(full.contains("#SBATCH --nodes=2\n") && full.contains("#SBATCH --gres=gpu:8\n#SBATCH --exclusive\n"), "{full}");
+        assert!(
+            full.contains("#SBATCH --nodes=2\n") && full.contains("#SBATCH --gres=gpu:8\n#SBATCH --exclusive\n"),
+            "{full}"
+        );
         assert!(full.contains("--quiet worker \"${CONFIGS[$i]}\""), "{full}");
         // The example profile sets up no CUDA module (the bundle brings libtorch's CUDA).
         assert!(!full.contains("module load"), "{full}");
         // `ras doctor`'s job: 2 ranks spread over 2 nodes, its own command on each rank.
         let args = vec!["doctor-node".to_string(), "--out".into(), "/shared/d x".into()];
         let doc = job(2, Some(JobCommand::Ranks { args, ranks: 2, nodes: 2 }));
-        assert!(doc.contains("#SBATCH --nodes=2\n#SBATCH --ntasks=2\n#SBATCH --ntasks-per-node=1\n") && doc.contains("#SBATCH --gres=gpu:1\n"), "{doc}");
+        assert!(
+            doc.contains("#SBATCH --nodes=2\n#SBATCH --ntasks=2\n#SBATCH --ntasks-per-node=1\n")
+                && doc.contains("#SBATCH --gres=gpu:1\n"),
+            "{doc}"
+        );
         assert!(doc.contains("-n 2 /opt/ras --quiet doctor-node --out '/shared/d x'\n"), "{doc}");
     }
 }

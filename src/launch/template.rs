@@ -17,7 +17,8 @@ pub fn render_template(template: &str, vars: &BTreeMap<&str, Value>) -> Result<S
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(true);
     let tmpl = env.template_from_str(template).map_err(|e| format!("{e:#}"))?;
-    let unknown: Vec<String> = tmpl.undeclared_variables(false).into_iter().filter(|v| !vars.contains_key(v.as_str())).collect();
+    let unknown: Vec<String> =
+        tmpl.undeclared_variables(false).into_iter().filter(|v| !vars.contains_key(v.as_str())).collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = vars.keys().copied().collect();
         return Err(format!("unknown template variable(s) {}; known: {}", unknown.join(", "), known.join(", ")));
@@ -46,6 +47,9 @@ mod tests {
         assert_eq!(render_template(tpl, &vars).unwrap(), "#!/bin/bash\necho\n");
         vars.insert("p", Value::from("gpu"));
         vars.insert("extra", Value::from(vec!["#SBATCH --exclusive".to_string()]));
-        assert_eq!(render_template(tpl, &vars).unwrap(), "#!/bin/bash\n#SBATCH --partition=gpu\n#SBATCH --exclusive\necho\n");
+        assert_eq!(
+            render_template(tpl, &vars).unwrap(),
+            "#!/bin/bash\n#SBATCH --partition=gpu\n#SBATCH --exclusive\necho\n"
+        );
     }
 }

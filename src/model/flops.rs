@@ -52,7 +52,14 @@ mod tests {
     /// input (k->c), gate (2c->c), update (c->c), output (c->k) on n tokens.
     #[test]
     fn small_gate_only_model_by_hand() {
-        let m = ModelConfig { hidden_dim: 8, ffn_dim: 16, encoder_layers: 0, decoder_layers: 1, decoder: DecoderKind::GateOnly, ..Default::default() };
+        let m = ModelConfig {
+            hidden_dim: 8,
+            ffn_dim: 16,
+            encoder_layers: 0,
+            decoder_layers: 1,
+            decoder: DecoderKind::GateOnly,
+            ..Default::default()
+        };
         let (n, k, c) = (4.0, 3.0, 8.0);
         let fwd = 2.0 * n * (k * c + 2.0 * c * c + c * c + c * k);
         let want = 3.0 * fwd - 2.0 * n * k * c;

@@ -111,7 +111,10 @@ pub struct PositionEmbedding {
 impl PositionEmbedding {
     pub fn new(p: nn::Path, grid: (i64, i64), dim: i64) -> Self {
         let u01 = nn::Init::Uniform { lo: 0.0, up: 1.0 };
-        Self { row_embed: (&p / "row_embed").var("weight", &[grid.0, dim / 2], u01), col_embed: (&p / "col_embed").var("weight", &[grid.1, dim / 2], u01) }
+        Self {
+            row_embed: (&p / "row_embed").var("weight", &[grid.0, dim / 2], u01),
+            col_embed: (&p / "col_embed").var("weight", &[grid.1, dim / 2], u01),
+        }
     }
     /// (H*W, C), row-major over (h, w).
     pub fn forward(&self) -> Tensor {

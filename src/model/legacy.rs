@@ -49,7 +49,10 @@ mod tests {
         let f = "transformer.decoder.forward_layers.3";
         for (old, new) in [
             (format!("model.{f}.learned_embed.weight"), "model.transformer.decoder.embed_layers.3.weight".to_string()),
-            (format!("optim.exp_avg.{f}.multihead_attn.in_proj_weight"), format!("optim.exp_avg.{f}.output_transBlock.attn.in_proj_weight")),
+            (
+                format!("optim.exp_avg.{f}.multihead_attn.in_proj_weight"),
+                format!("optim.exp_avg.{f}.output_transBlock.attn.in_proj_weight"),
+            ),
             (format!("{f}.linear2.bias"), format!("{f}.output_transBlock.linear2.bias")),
             (format!("{f}.norm1.weight"), format!("{f}.output_transBlock.norm1.weight")),
             (format!("{f}.norm_out.bias"), format!("{f}.output_norm.bias")),

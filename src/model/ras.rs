@@ -11,7 +11,9 @@
 //! Checkpoints written with the names ras used before are renamed when loaded
 //! (`super::legacy`).
 
-use super::layers::{layer_norm, linear, neighbor_mask, EncoderLayer, FeedForward, MultiheadAttention, PositionEmbedding};
+use super::layers::{
+    layer_norm, linear, neighbor_mask, EncoderLayer, FeedForward, MultiheadAttention, PositionEmbedding,
+};
 use super::uniad::UniadDecoder;
 use crate::config::{DecoderKind, ModelConfig};
 use tch::nn::{self, Module};
@@ -60,7 +62,8 @@ impl RasStep {
         let c = cfg.hidden_dim;
         let p = dec / "forward_layers" / t;
         let context = (dec / "embed_layers" / t).var("weight", &[tokens, c], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
-        let adaptive_gate = (cfg.decoder != DecoderKind::TransformerOnly).then(|| linear(&p / "adaptive_gate", 2 * c, c, false));
+        let adaptive_gate =
+            (cfg.decoder != DecoderKind::TransformerOnly).then(|| linear(&p / "adaptive_gate", 2 * c, c, false));
         let blk = &p / "output_transBlock";
         let block = (cfg.decoder != DecoderKind::GateOnly).then(|| CrossBlock {
             attn: MultiheadAttention::new(&blk / "attn", c, cfg.heads),
@@ -140,9 +143,9 @@ impl Ras {
                 decoder: UniadDecoder::new(&dec, cfg, tokens),
                 output_proj: linear(p / "output_proj", c, in_channels, true),
             },
-            _ => Decoder::Ras(
-                (0..cfg.decoder_layers).map(|t| RasStep::new(&dec, t, cfg, tokens, in_channels)).collect(),
-            ),
+            _ => {
+                Decoder::Ras((0..cfg.decoder_layers).map(|t| RasStep::new(&dec, t, cfg, tokens, in_channels)).collect())
+            }
         };
         let mask = cfg.neighbor_mask.then(|| neighbor_mask(grid, cfg.neighbor_size).to_device(p.device()));
         Self { input_proj, pos_embed, encoder, decoder, mask, grid }

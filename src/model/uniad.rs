@@ -40,7 +40,11 @@ impl UniadDecoder {
             .map(|i| {
                 let l = p / "layers" / i;
                 UniadLayer {
-                    learned_embed: (&l / "learned_embed").var("weight", &[tokens, c], nn::Init::Randn { mean: 0.0, stdev: 1.0 }),
+                    learned_embed: (&l / "learned_embed").var(
+                        "weight",
+                        &[tokens, c],
+                        nn::Init::Randn { mean: 0.0, stdev: 1.0 },
+                    ),
                     self_attn: MultiheadAttention::new(&l / "self_attn", c, cfg.heads),
                     multihead_attn: MultiheadAttention::new(&l / "multihead_attn", c, cfg.heads),
                     ffn: FeedForward::new(&l, c, cfg.ffn_dim),

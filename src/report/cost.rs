@@ -28,8 +28,13 @@ pub struct CostRow {
 /// `manifest` (a report of a sweep planned by an older `ras`).
 pub fn collect_cost(store: &Store, manifest: &Manifest) -> Result<Vec<CostRow>, ReportError> {
     let stored: Option<Manifest> = store.get_json(&SweepState { store, manifest }.manifest_key())?;
-    let planned: BTreeMap<&str, &Estimate> =
-        stored.iter().flat_map(|m| &m.runs).chain(&manifest.runs).filter_map(|r| Some((r.id.as_str(), r.estimate.as_ref()?))).rev().collect();
+    let planned: BTreeMap<&str, &Estimate> = stored
+        .iter()
+        .flat_map(|m| &m.runs)
+        .chain(&manifest.runs)
+        .filter_map(|r| Some((r.id.as_str(), r.estimate.as_ref()?)))
+        .rev()
+        .collect();
     let mut rows = vec![];
     for run in &manifest.runs {
         let records = read_attempts(store, &RunPaths::new(run.id.as_str()))?;
@@ -55,14 +60,21 @@ pub fn cost_markdown(store: &Store, manifest: &Manifest) -> Result<Option<String
 
 /// Writes `<sweep>-cost.md` and `<sweep>-cost.csv` into `out`; returns the Markdown and
 /// the files (None, and nothing written, when no run has a cost record).
-pub fn write_cost(store: &Store, manifest: &Manifest, out: &Path) -> Result<Option<(String, Vec<PathBuf>)>, ReportError> {
+pub fn write_cost(
+    store: &Store,
+    manifest: &Manifest,
+    out: &Path,
+) -> Result<Option<(String, Vec<PathBuf>)>, ReportError> {
     let rows = collect_cost(store, manifest)?;
     if rows.is_empty() {
         return Ok(None);
     }
     let md = markdown(&manifest.name, &rows);
     super::create_dir(out)?;
-    let files = vec![write_file(out, &format!("{}-cost.md", manifest.name), md.as_bytes())?, write_file(out, &format!("{}-cost.csv", manifest.name), &csv(&rows)?)?];
+    let files = vec![
+        write_file(out, &format!("{}-cost.md", manifest.name), md.as_bytes())?,
+        write_file(out, &format!("{}-cost.csv", manifest.name), &csv(&rows)?)?,
+    ];
     Ok(Some((md, files)))
 }
 
@@ -77,7 +89,10 @@ fn ratio(actual: f64, planned: Option<f64>) -> String {
 
 /// Sums of rows grouped by `key`, in first-seen order, with the planned rank-hours (None
 /// when any row lacks a plan: a partial sum would look like a full one).
-fn groups<'a>(rows: &'a [CostRow], key: impl Fn(&'a CostRow) -> String) -> Vec<(String, usize, CostSummary, Option<f64>)> {
+fn groups<'a>(
+    rows: &'a [CostRow],
+    key: impl Fn(&'a CostRow) -> String,
+) -> Vec<(String, usize, CostSummary, Option<f64>)> {
     let mut out: Vec<(String, usize, CostSummary, Option<f64>)> = vec![];
     for r in rows {
         let k = key(r);
@@ -149,8 +164,20 @@ fn markdown(sweep: &str, rows: &[CostRow]) -> String {
 fn csv(rows: &[CostRow]) -> Result<Vec<u8>, ReportError> {
     let mut w = ::csv::WriterBuilder::new().terminator(::csv::Terminator::Any(b'\n')).from_writer(vec![]);
     w.write_record([
-        "run", "table", "variant", "attempts", "features_s", "train_s", "eval_s", "other_s", "wall_s", "rank_hours", "gpu_hours", "planned_rank_hours",
-        "planned_wall_s", "planned_from",
+        "run",
+        "table",
+        "variant",
+        "attempts",
+        "features_s",
+        "train_s",
+        "eval_s",
+        "other_s",
+        "wall_s",
+        "rank_hours",
+        "gpu_hours",
+        "planned_rank_hours",
+        "planned_wall_s",
+        "planned_from",
     ])?;
     let record = |id: &str, table: &str, variant: &str, c: &CostSummary, planned: Option<&Estimate>| {
         let p = &c.phases;
@@ -191,7 +218,15 @@ mod tests {
 
     fn row(table: &str, variant: &str, rank_hours: f64, planned: Option<f64>) -> CostRow {
         let cost = CostSummary { attempts: 1, wall_s: rank_hours * 3600.0, rank_hours, ..Default::default() };
-        let planned = planned.map(|p| Estimate { source: Source::Bench, features_s: 0.0, train_s: 0.0, eval_s: 0.0, other_s: 0.0, wall_s: 0.0, rank_hours: p });
+        let planned = planned.map(|p| Estimate {
+            source: Source::Bench,
+            features_s: 0.0,
+            train_s: 0.0,
+            eval_s: 0.0,
+            other_s: 0.0,
+            wall_s: 0.0,
+            rank_hours: p,
+        });
         CostRow { id: format!("{variant}-{rank_hours}"), table: table.into(), variant: variant.into(), cost, planned }
     }
 
@@ -199,9 +234,15 @@ mod tests {
     fn groups_sum_runs_and_a_missing_plan_blanks_the_planned_sum() {
         let rows = [row("t5", "Te=1", 1.0, Some(2.0)), row("t5", "Te=1", 0.5, Some(1.0)), row("t6", "ras", 0.25, None)];
         let g = groups(&rows, |r| r.variant.clone());
-        assert_eq!(g.iter().map(|g| (g.0.as_str(), g.1, g.2.rank_hours, g.3)).collect::<Vec<_>>(), vec![("Te=1", 2, 1.5, Some(3.0)), ("ras", 1, 0.25, None)]);
+        assert_eq!(
+            g.iter().map(|g| (g.0.as_str(), g.1, g.2.rank_hours, g.3)).collect::<Vec<_>>(),
+            vec![("Te=1", 2, 1.5, Some(3.0)), ("ras", 1, 0.25, None)]
+        );
         let md = markdown("s", &rows);
-        assert!(md.contains("| **total** |  | 3 | 3 | 6300.0 | 1.7500 | - | - | - |") && md.contains("| t5 | Te=1 | 2 |"), "{md}");
+        assert!(
+            md.contains("| **total** |  | 3 | 3 | 6300.0 | 1.7500 | - | - | - |") && md.contains("| t5 | Te=1 | 2 |"),
+            "{md}"
+        );
         let csv = String::from_utf8(csv(&rows).unwrap()).unwrap();
         assert!(csv.lines().last().unwrap().starts_with("total,,,3,0,0,0,0,6300,1.75,0,,"), "{csv}");
     }

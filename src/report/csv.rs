@@ -36,8 +36,28 @@ pub(super) fn rows(rows: &[Row]) -> Result<Vec<u8>, ReportError> {
     let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
     text(
         &[
-            "variant", "class", "runs", "i_auroc", "i_std", "paper_i", "delta_i", "p_auroc", "p_std", "paper_p", "delta_p", "aupro", "aupro_std",
-            "i_ap", "i_ap_std", "p_ap", "p_ap_std", "i_f1max", "i_f1max_std", "p_f1max", "p_f1max_std", "paper_row",
+            "variant",
+            "class",
+            "runs",
+            "i_auroc",
+            "i_std",
+            "paper_i",
+            "delta_i",
+            "p_auroc",
+            "p_std",
+            "paper_p",
+            "delta_p",
+            "aupro",
+            "aupro_std",
+            "i_ap",
+            "i_ap_std",
+            "p_ap",
+            "p_ap_std",
+            "i_f1max",
+            "i_f1max_std",
+            "p_f1max",
+            "p_f1max_std",
+            "paper_row",
         ],
         rows.iter().map(|r| {
             let rest = vec![
@@ -69,7 +89,15 @@ pub(super) fn noise(series: &[NoiseSeries]) -> Result<Vec<u8>, ReportError> {
         &["variant", "scale", "runs", "i_auroc", "p_auroc"],
         series.iter().flat_map(|s| {
             s.points.iter().map(|p| {
-                (s.variant.clone(), vec![p.scale.to_string(), p.runs.to_string(), format!("{:.4}", p.i_auroc), format!("{:.4}", p.p_auroc)])
+                (
+                    s.variant.clone(),
+                    vec![
+                        p.scale.to_string(),
+                        p.runs.to_string(),
+                        format!("{:.4}", p.i_auroc),
+                        format!("{:.4}", p.p_auroc),
+                    ],
+                )
             })
         }),
     )
@@ -81,7 +109,21 @@ mod tests {
     use crate::report::noise::NoisePoint;
 
     fn row(variant: &str, class: &str, paper: Option<f64>) -> Row {
-        Row { variant: variant.into(), class: class.into(), runs: 2, i_auroc: 97.25, i_std: 0.5, p_auroc: 95.0, p_std: 0.25, paper_i: paper, paper_p: None, recipe: String::new(), paper_row: None, extra: [(1.0, 0.5); 5], config: None }
+        Row {
+            variant: variant.into(),
+            class: class.into(),
+            runs: 2,
+            i_auroc: 97.25,
+            i_std: 0.5,
+            p_auroc: 95.0,
+            p_std: 0.25,
+            paper_i: paper,
+            paper_p: None,
+            recipe: String::new(),
+            paper_row: None,
+            extra: [(1.0, 0.5); 5],
+            config: None,
+        }
     }
 
     #[test]
@@ -98,7 +140,8 @@ mod tests {
     #[test]
     fn noise_lines_are_one_per_variant_and_scale() {
         let point = |scale: f64| NoisePoint { scale, runs: 1, i_auroc: 90.0, p_auroc: 80.125 };
-        let series = [NoiseSeries { variant: "demo model.encoder_layers=1".into(), points: vec![point(0.0), point(12.5)] }];
+        let series =
+            [NoiseSeries { variant: "demo model.encoder_layers=1".into(), points: vec![point(0.0), point(12.5)] }];
         assert_eq!(
             String::from_utf8(noise(&series).unwrap()).unwrap(),
             "variant,scale,runs,i_auroc,p_auroc\n\"demo model.encoder_layers=1\",0,1,90.0000,80.1250\n\"demo model.encoder_layers=1\",12.5,1,90.0000,80.1250\n"

@@ -88,13 +88,22 @@ pub fn collect_plots(store: &Store, manifest: &Manifest) -> Result<PlotData, Rep
             continue;
         }
         let grid = |pick: fn((f64, f64)) -> f64| -> Vec<Vec<Option<f64>>> {
-            enc.iter().map(|e| dec.iter().map(|d| by_cell.get(&(*e, *d)).map(|v| pick(mean_pair(v)))).collect()).collect()
+            enc.iter()
+                .map(|e| dec.iter().map(|d| by_cell.get(&(*e, *d)).map(|v| pick(mean_pair(v)))).collect())
+                .collect()
         };
         let paper_cells = match m.filter(|_| grid_layout) {
             Some(m) => paper_grid(m, &paper, &cfg, &enc, &dec)?,
             None => None,
         };
-        let g = LayerGrid { variant, i_auroc: grid(|p| p.0), p_auroc: grid(|p| p.1), encoder_layers: enc.clone(), decoder_layers: dec.clone(), paper: paper_cells };
+        let g = LayerGrid {
+            variant,
+            i_auroc: grid(|p| p.0),
+            p_auroc: grid(|p| p.1),
+            encoder_layers: enc.clone(),
+            decoder_layers: dec.clone(),
+            paper: paper_cells,
+        };
         out.grids.entry(dataset).or_default().push(g);
     }
 
@@ -107,13 +116,21 @@ pub fn collect_plots(store: &Store, manifest: &Manifest) -> Result<PlotData, Rep
 
 /// The paper's value of each (T_e, T_d) cell: the `[paper]` row of a config with those
 /// counts (the group's own config otherwise). None when the paper has none of them.
-fn paper_grid(m: &PaperMatch, paper: &PaperTables, cfg: &RunConfig, enc: &[usize], dec: &[usize]) -> Result<Option<PaperGrid>, ReportError> {
+fn paper_grid(
+    m: &PaperMatch,
+    paper: &PaperTables,
+    cfg: &RunConfig,
+    enc: &[usize],
+    dec: &[usize],
+) -> Result<Option<PaperGrid>, ReportError> {
     let cell = |e: usize, d: usize, metric: &str| -> Result<Option<f64>, ReportError> {
         let mut c = cfg.clone();
         (c.model.encoder_layers, c.model.decoder_layers) = (e, d);
         Ok(paper_row(m, &c, "mean", None).map_err(ReportError::Paper)?.and_then(|r| r.value(paper, metric)))
     };
-    let grid = |metric: &str| -> Result<Vec<Vec<Option<f64>>>, ReportError> { enc.iter().map(|e| dec.iter().map(|d| cell(*e, *d, metric)).collect()).collect() };
+    let grid = |metric: &str| -> Result<Vec<Vec<Option<f64>>>, ReportError> {
+        enc.iter().map(|e| dec.iter().map(|d| cell(*e, *d, metric)).collect()).collect()
+    };
     let (i, p) = (grid("I")?, grid("P")?);
     if i.iter().chain(&p).flatten().all(Option::is_none) {
         return Ok(None);
@@ -123,7 +140,12 @@ fn paper_grid(m: &PaperMatch, paper: &PaperTables, cfg: &RunConfig, enc: &[usize
 
 /// Legend labels and paper points of a dataset's noise series. The paper's points only
 /// for a Table 6 (noise) `[paper]`: another table's row would repeat one number per scale.
-fn curve_infos(m: Option<&PaperMatch>, paper: &PaperTables, dataset: &str, series: &[(NoiseSeries, RunConfig)]) -> Result<BTreeMap<String, CurveInfo>, ReportError> {
+fn curve_infos(
+    m: Option<&PaperMatch>,
+    paper: &PaperTables,
+    dataset: &str,
+    series: &[(NoiseSeries, RunConfig)],
+) -> Result<BTreeMap<String, CurveInfo>, ReportError> {
     let mut labels = vec![];
     for (s, cfg) in series {
         labels.push(match m {
@@ -174,7 +196,11 @@ pub fn legend_label(dataset: &str, variant: &str) -> String {
             None => p.to_string(),
         })
         .collect();
-    if parts.is_empty() { "RAS".into() } else { parts.join(" ") }
+    if parts.is_empty() {
+        "RAS".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// File-name part for a plot group: the variant without the dataset stem, or nothing.
@@ -186,7 +212,15 @@ fn slug(dataset: &str, variant: &str) -> String {
     let s: String = rest
         .chars()
         .filter(|c| *c != '"')
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else if c == '=' { '-' } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else if c == '=' {
+                '-'
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("-{s}")
 }
@@ -234,9 +268,13 @@ fn heat_maps(g: &LayerGrid, dataset: &str, sweep: &str, metric: &str, code: usiz
         panels.push(Panel { name: format!("paper ({})", p.tables), values: pick(&p.i_auroc, &p.p_auroc) });
     }
     let rest = g.variant.strip_prefix(dataset).unwrap_or(&g.variant).trim();
-    let what = if rest.is_empty() { dataset.to_string() } else { format!("{dataset}, {}", legend_label(dataset, &g.variant)) };
+    let what =
+        if rest.is_empty() { dataset.to_string() } else { format!("{dataset}, {}", legend_label(dataset, &g.variant)) };
     HeatMaps {
-        header: Header { title: format!("{metric} (%) on {what} over T_e x T_d (sweep {sweep})"), caveats: caveats.to_vec() },
+        header: Header {
+            title: format!("{metric} (%) on {what} over T_e x T_d (sweep {sweep})"),
+            caveats: caveats.to_vec(),
+        },
         x_label: "T_d (decoder steps)".into(),
         y_label: "T_e (encoder layers)".into(),
         x_ticks: g.decoder_layers.iter().map(|d| d.to_string()).collect(),
@@ -248,19 +286,38 @@ fn heat_maps(g: &LayerGrid, dataset: &str, sweep: &str, metric: &str, code: usiz
 
 /// One metric (`METRICS[k]`) of a dataset's noise series: a line per variant, and the
 /// paper's points for it in the same colour.
-fn noise_curves(series: &[NoiseSeries], curves: &BTreeMap<String, CurveInfo>, dataset: &str, sweep: &str, k: usize, caveats: &[String]) -> Curves {
+fn noise_curves(
+    series: &[NoiseSeries],
+    curves: &BTreeMap<String, CurveInfo>,
+    dataset: &str,
+    sweep: &str,
+    k: usize,
+    caveats: &[String],
+) -> Curves {
     let (metric, pick) = METRICS[k];
     let mut lines = vec![];
     for (colour, s) in series.iter().enumerate() {
-        let info = curves.get(&s.variant).cloned().unwrap_or_else(|| CurveInfo { label: legend_label(dataset, &s.variant), paper: vec![] });
-        lines.push(Series { label: info.label.clone(), colour, points: s.points.iter().map(|p| (p.scale, pick(p))).collect(), paper: false });
-        let theirs: Vec<(f64, f64)> = info.paper.iter().filter_map(|(a, i, p)| Some((*a, if k == 0 { (*i)? } else { (*p)? }))).collect();
+        let info = curves
+            .get(&s.variant)
+            .cloned()
+            .unwrap_or_else(|| CurveInfo { label: legend_label(dataset, &s.variant), paper: vec![] });
+        lines.push(Series {
+            label: info.label.clone(),
+            colour,
+            points: s.points.iter().map(|p| (p.scale, pick(p))).collect(),
+            paper: false,
+        });
+        let theirs: Vec<(f64, f64)> =
+            info.paper.iter().filter_map(|(a, i, p)| Some((*a, if k == 0 { (*i)? } else { (*p)? }))).collect();
         if !theirs.is_empty() {
             lines.push(Series { label: format!("{} (paper)", info.label), colour, points: theirs, paper: true });
         }
     }
     Curves {
-        header: Header { title: format!("{metric} (%) on {dataset} against test-time noise (sweep {sweep})"), caveats: caveats.to_vec() },
+        header: Header {
+            title: format!("{metric} (%) on {dataset} against test-time noise (sweep {sweep})"),
+            caveats: caveats.to_vec(),
+        },
         x_label: "test-time noise alpha".into(),
         y_label: format!("{metric} (%)"),
         series: lines,

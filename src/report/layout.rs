@@ -48,7 +48,11 @@ fn ours_value(ours: &str) -> f64 {
 /// variant label does), or the method's name when nothing else is left.
 fn short(variant: &str, dataset: &str) -> String {
     let rest = variant.strip_prefix(dataset).unwrap_or(variant).trim();
-    if rest.is_empty() { "RAS".into() } else { rest.to_string() }
+    if rest.is_empty() {
+        "RAS".into()
+    } else {
+        rest.to_string()
+    }
 }
 
 fn mean_row<'r>(rows: &'r [Row], variant: &str) -> Option<&'r Row> {
@@ -62,7 +66,11 @@ fn variants(rows: &[Row]) -> Vec<String> {
 }
 
 /// The paper-layout tables of a report.
-pub fn paper_layout(m: Option<&PaperMatch>, tables: &BTreeMap<String, Vec<Row>>, noise: &BTreeMap<String, Vec<(NoiseSeries, RunConfig)>>) -> Result<Vec<Grid>, ReportError> {
+pub fn paper_layout(
+    m: Option<&PaperMatch>,
+    tables: &BTreeMap<String, Vec<Row>>,
+    noise: &BTreeMap<String, Vec<(NoiseSeries, RunConfig)>>,
+) -> Result<Vec<Grid>, ReportError> {
     let layout = m.map(PaperMatch::layout).unwrap_or(PaperLayout::Classes);
     let which = m.map(|m| m.tables.join(" + ")).unwrap_or_else(|| "no paper table".into());
     let mut out = vec![];
@@ -77,7 +85,8 @@ pub fn paper_layout(m: Option<&PaperMatch>, tables: &BTreeMap<String, Vec<Row>>,
                 }
                 let classes: Vec<String> = {
                     let mut seen = BTreeSet::new();
-                    let mut c: Vec<String> = rows.iter().filter(|r| seen.insert(r.class.clone())).map(|r| r.class.clone()).collect();
+                    let mut c: Vec<String> =
+                        rows.iter().filter(|r| seen.insert(r.class.clone())).map(|r| r.class.clone()).collect();
                     c.sort_by_key(|c| (c == "mean", c.clone()));
                     c
                 };
@@ -106,20 +115,33 @@ pub fn paper_layout(m: Option<&PaperMatch>, tables: &BTreeMap<String, Vec<Row>>,
             for (dataset, rows) in tables {
                 for v in variants(rows) {
                     if let Some(r) = mean_row(rows, &v) {
-                        let paper = r.paper_row.as_ref().map(|p| format!("{} {}", p.row, p.method)).unwrap_or_else(|| "-".into());
-                        body.push(vec![dataset.clone(), short(&v, dataset), paper, cell(r.i_auroc, r.i_std, r.runs, r.paper_i), cell(r.p_auroc, r.p_std, r.runs, r.paper_p)]);
+                        let paper = r
+                            .paper_row
+                            .as_ref()
+                            .map(|p| format!("{} {}", p.row, p.method))
+                            .unwrap_or_else(|| "-".into());
+                        body.push(vec![
+                            dataset.clone(),
+                            short(&v, dataset),
+                            paper,
+                            cell(r.i_auroc, r.i_std, r.runs, r.paper_i),
+                            cell(r.p_auroc, r.p_std, r.runs, r.paper_p),
+                        ]);
                     }
                 }
             }
             out.push(Grid { title: format!("mean over classes ({which})"), header, rows: body });
         }
         PaperLayout::Grid => {
-            let [rk, ck] = m.map(PaperMatch::grid_keys).unwrap_or_else(|| ["model.encoder_layers".into(), "model.decoder_layers".into()]);
+            let [rk, ck] = m
+                .map(PaperMatch::grid_keys)
+                .unwrap_or_else(|| ["model.encoder_layers".into(), "model.decoder_layers".into()]);
             for (dataset, rows) in tables {
                 let means: Vec<&Row> = rows.iter().filter(|r| r.class == "mean").collect();
                 let key = |r: &Row, k: &str| r.config.as_ref().and_then(|c| config_value(c, k)).unwrap_or_default();
                 let sorted = |k: &str| {
-                    let mut v: Vec<String> = means.iter().map(|r| key(r, k)).collect::<BTreeSet<_>>().into_iter().collect();
+                    let mut v: Vec<String> =
+                        means.iter().map(|r| key(r, k)).collect::<BTreeSet<_>>().into_iter().collect();
                     v.sort_by(|a, b| a.parse::<f64>().ok().partial_cmp(&b.parse::<f64>().ok()).unwrap_or(a.cmp(b)));
                     v
                 };
@@ -176,7 +198,11 @@ pub fn paper_layout(m: Option<&PaperMatch>, tables: &BTreeMap<String, Vec<Row>>,
                         }
                         body.push(line);
                     }
-                    out.push(Grid { title: format!("{dataset}: {metric} against test-time noise ({which})"), header, rows: body });
+                    out.push(Grid {
+                        title: format!("{dataset}: {metric} against test-time noise ({which})"),
+                        header,
+                        rows: body,
+                    });
                 }
             }
         }
@@ -189,7 +215,13 @@ pub fn paper_layout(m: Option<&PaperMatch>, tables: &BTreeMap<String, Vec<Row>>,
         for v in variants(rows) {
             if let Some(r) = mean_row(rows, &v) {
                 let mut line = vec![dataset.clone(), short(&v, dataset)];
-                line.extend(r.extra.iter().map(|(m, s)| if r.runs > 1 { format!("{m:.1} ± {s:.1}") } else { format!("{m:.1}") }));
+                line.extend(r.extra.iter().map(|(m, s)| {
+                    if r.runs > 1 {
+                        format!("{m:.1} ± {s:.1}")
+                    } else {
+                        format!("{m:.1}")
+                    }
+                }));
                 body.push(line);
             }
         }
@@ -228,7 +260,11 @@ pub fn caveats(manifest: &Manifest, runs: &[(&PlannedRun, FinalMetrics)]) -> Vec
     }
     let short: Vec<usize> = runs.iter().map(|(r, _)| r.config().train.epochs).filter(|&e| e < PAPER_EPOCHS).collect();
     if let Some(max) = short.iter().max() {
-        out.push(format!("{} of {} runs trained at most {max} epochs (the paper: {PAPER_EPOCHS}).", short.len(), runs.len()));
+        out.push(format!(
+            "{} of {} runs trained at most {max} epochs (the paper: {PAPER_EPOCHS}).",
+            short.len(),
+            runs.len()
+        ));
     }
     if manifest.paper.is_none() {
         out.push("the sweep file names no paper table ([paper]): no paper numbers are shown.".into());
@@ -237,13 +273,18 @@ pub fn caveats(manifest: &Manifest, runs: &[(&PlannedRun, FinalMetrics)]) -> Vec
 }
 
 /// The noise series of a report with a config of each (for the paper-row templates).
-pub fn noise_with_configs(noise: &BTreeMap<String, Vec<NoiseSeries>>, runs: &[(&PlannedRun, FinalMetrics)]) -> BTreeMap<String, Vec<(NoiseSeries, RunConfig)>> {
+pub fn noise_with_configs(
+    noise: &BTreeMap<String, Vec<NoiseSeries>>,
+    runs: &[(&PlannedRun, FinalMetrics)],
+) -> BTreeMap<String, Vec<(NoiseSeries, RunConfig)>> {
     let mut out = BTreeMap::new();
     for (dataset, series) in noise {
         let with: Vec<(NoiseSeries, RunConfig)> = series
             .iter()
             .filter_map(|s| {
-                let run = runs.iter().find(|(r, _)| &r.dataset == dataset && variant_without(&r.variant, &["eval.test_jitter_scale"]) == s.variant)?;
+                let run = runs.iter().find(|(r, _)| {
+                    &r.dataset == dataset && variant_without(&r.variant, &["eval.test_jitter_scale"]) == s.variant
+                })?;
                 Some((s.clone(), run.0.config()))
             })
             .collect();
@@ -264,7 +305,10 @@ pub fn markdown(sweep: &str, caveats: &[String], grids: &[Grid], recipes: &[Stri
         }
     }
     if !recipes.is_empty() {
-        md += &format!("\nTraining recipe:\n{}\n", recipes.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n"));
+        md += &format!(
+            "\nTraining recipe:\n{}\n",
+            recipes.iter().map(|r| format!("- {r}")).collect::<Vec<_>>().join("\n")
+        );
     }
     md
 }
@@ -287,7 +331,11 @@ pub fn latex(sweep: &str, caveats: &[String], grids: &[Grid]) -> String {
     let mut t = format!("% {sweep}: the paper's layout (written by `ras report`; needs \\usepackage{{booktabs}})\n");
     t += &caveat_block(caveats, "% ");
     for g in grids {
-        let note = if caveats.is_empty() { String::new() } else { " \\textbf{Not comparable to the paper}: see the notes at the top of this file.".into() };
+        let note = if caveats.is_empty() {
+            String::new()
+        } else {
+            " \\textbf{Not comparable to the paper}: see the notes at the top of this file.".into()
+        };
         t += &format!(
             "\\begin{{table}}[t]\n\\centering\n\\caption{{{}. Ours (paper, $\\Delta$) in percent.{note}}}\n\\begin{{tabular}}{{l{}}}\n\\toprule\n{} \\\\\n\\midrule\n",
             esc(&g.title),
@@ -295,7 +343,8 @@ pub fn latex(sweep: &str, caveats: &[String], grids: &[Grid]) -> String {
             g.header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" & ")
         );
         for r in &g.rows {
-            let cells: Vec<String> = r.iter().map(|c| esc(c).replace('±', "$\\pm$").replace("(-", "($-$").replace(", -", ", $-$")).collect();
+            let cells: Vec<String> =
+                r.iter().map(|c| esc(c).replace('±', "$\\pm$").replace("(-", "($-$").replace(", -", ", $-$")).collect();
             t += &format!("{} \\\\\n", cells.join(" & "));
         }
         t += "\\bottomrule\n\\end{tabular}\n\\end{table}\n\n";

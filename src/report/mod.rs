@@ -10,10 +10,10 @@
 
 pub mod cost;
 mod csv;
-pub mod layout;
-pub mod paper;
 pub mod figures;
+pub mod layout;
 pub mod noise;
+pub mod paper;
 pub mod plot;
 pub mod tables;
 
@@ -35,7 +35,11 @@ pub enum ReportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("CSV: {0}")]
     Csv(#[from] ::csv::Error),
     /// The sweep's `[paper]` templates do not fit its runs.
@@ -66,7 +70,8 @@ pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Res
     let runs = complete_runs(store, manifest)?;
     let caveats = layout::caveats(manifest, &runs);
     let plots = collect_plots(store, manifest)?;
-    let grids = layout::paper_layout(manifest.paper.as_ref(), &tables, &layout::noise_with_configs(&plots.noise, &runs))?;
+    let grids =
+        layout::paper_layout(manifest.paper.as_ref(), &tables, &layout::noise_with_configs(&plots.noise, &runs))?;
     let mut seen = std::collections::BTreeSet::new();
     let recipes: Vec<String> = tables
         .values()
@@ -78,7 +83,11 @@ pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Res
     create_dir(out)?;
     let mut files = vec![
         write_file(out, &format!("{}-paper.md", manifest.name), main.as_bytes())?,
-        write_file(out, &format!("{}-paper.tex", manifest.name), layout::latex(&manifest.name, &caveats, &grids).as_bytes())?,
+        write_file(
+            out,
+            &format!("{}-paper.tex", manifest.name),
+            layout::latex(&manifest.name, &caveats, &grids).as_bytes(),
+        )?,
     ];
     let mut markdown = vec![main];
     markdown.extend(tables.iter().map(|(dataset, rows)| tables::markdown(&manifest.name, dataset, rows)));
@@ -93,7 +102,10 @@ pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Res
 }
 
 /// Complete runs (those with final metrics), in manifest order.
-fn complete_runs<'a>(store: &Store, manifest: &'a Manifest) -> Result<Vec<(&'a PlannedRun, FinalMetrics)>, ReportError> {
+fn complete_runs<'a>(
+    store: &Store,
+    manifest: &'a Manifest,
+) -> Result<Vec<(&'a PlannedRun, FinalMetrics)>, ReportError> {
     let mut out = vec![];
     for run in &manifest.runs {
         if let Some(fm) = store.get_json::<FinalMetrics>(&crate::run::RunPaths::new(run.id.as_str()).final_metrics())? {
@@ -108,7 +120,9 @@ fn complete_runs<'a>(store: &Store, manifest: &'a Manifest) -> Result<Vec<(&'a P
 fn variant_without(variant: &str, keys: &[&str]) -> String {
     variant
         .split(' ')
-        .filter(|p| !p.starts_with("class=") && !keys.iter().any(|k| p.strip_prefix(k).is_some_and(|r| r.starts_with('='))))
+        .filter(|p| {
+            !p.starts_with("class=") && !keys.iter().any(|k| p.strip_prefix(k).is_some_and(|r| r.starts_with('=')))
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -137,10 +151,16 @@ mod tests {
         let v = "mvtec model.decoder_layers=2 model.encoder_layers=1 separate class=bottle";
         assert_eq!(super::variant_without(v, &["model.encoder_layers", "model.decoder_layers"]), "mvtec separate");
         assert_eq!(
-            super::variant_without("mvtec eval.test_jitter_scale=10.0 model.decoder=\"ras\"", &["eval.test_jitter_scale"]),
+            super::variant_without(
+                "mvtec eval.test_jitter_scale=10.0 model.decoder=\"ras\"",
+                &["eval.test_jitter_scale"]
+            ),
             "mvtec model.decoder=\"ras\""
         );
         // A key that is a prefix of another is not confused with it.
-        assert_eq!(super::variant_without("d model.encoder_layers_x=1", &["model.encoder_layers"]), "d model.encoder_layers_x=1");
+        assert_eq!(
+            super::variant_without("d model.encoder_layers_x=1", &["model.encoder_layers"]),
+            "d model.encoder_layers_x=1"
+        );
     }
 }

@@ -36,7 +36,10 @@ fn eval_scale(key: &str) -> Option<f64> {
 
 /// The noise curves of complete runs, per dataset; only datasets where some variant has
 /// metrics at 2 or more scales.
-pub(super) fn curves(store: &Store, runs: &[(&PlannedRun, FinalMetrics)]) -> Result<BTreeMap<String, Vec<NoiseSeries>>, ReportError> {
+pub(super) fn curves(
+    store: &Store,
+    runs: &[(&PlannedRun, FinalMetrics)],
+) -> Result<BTreeMap<String, Vec<NoiseSeries>>, ReportError> {
     // (dataset, variant without the scale) -> scale (in 1/1000) -> [(I, P)].
     // Scale of a run's final metrics = its eval.test_jitter_scale (0 unless an old-style
     // sweep varies it); every stored re-evaluation adds a point.
@@ -72,7 +75,8 @@ pub(super) fn curves(store: &Store, runs: &[(&PlannedRun, FinalMetrics)]) -> Res
 }
 
 /// The two metrics of a noise point, with their labels.
-pub(super) const METRICS: [(&str, fn(&NoisePoint) -> f64); 2] = [("I-AUROC", |p| p.i_auroc), ("P-AUROC", |p| p.p_auroc)];
+pub(super) const METRICS: [(&str, fn(&NoisePoint) -> f64); 2] =
+    [("I-AUROC", |p| p.i_auroc), ("P-AUROC", |p| p.p_auroc)];
 
 /// The noise table of one dataset as Markdown: a row per variant and metric, a column per scale.
 pub fn noise_markdown(sweep: &str, dataset: &str, series: &[NoiseSeries]) -> String {

@@ -17,7 +17,11 @@ pub struct PaperTables {
 
 impl PaperTables {
     pub fn load() -> Self {
-        let mut reader = ::csv::ReaderBuilder::new().has_headers(false).comment(Some(b'#')).flexible(true).from_reader(PAPER_TABLES.as_bytes());
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .comment(Some(b'#'))
+            .flexible(true)
+            .from_reader(PAPER_TABLES.as_bytes());
         let mut values = BTreeMap::new();
         for f in reader.records().filter_map(Result::ok) {
             if f.len() != 7 {
@@ -126,12 +130,16 @@ mod tests {
         assert_eq!(paper_row(&t4, &cfg(&[]), "bottle", None).unwrap(), None);
 
         let t5 = m("tables = [\"table5\"]\nrow = \"Te={model.encoder_layers},Td={model.decoder_layers}\"\n");
-        let r = paper_row(&t5, &cfg(&["model.encoder_layers=1", "model.decoder_layers=2"]), "mean", None).unwrap().unwrap();
+        let r =
+            paper_row(&t5, &cfg(&["model.encoder_layers=1", "model.decoder_layers=2"]), "mean", None).unwrap().unwrap();
         assert_eq!((r.value(&paper, "I"), r.value(&paper, "P")), (Some(97.8), Some(97.4)));
 
         let t6 = m("tables = [\"table6\"]\nrow = \"alpha={alpha}\"\nmethod = \"{model.decoder}\"\n[rename.\"model.decoder\"]\nras = \"RAS\"\nuniad = \"UniAD\"\n");
         let r = paper_row(&t6, &cfg(&["model.decoder=\"uniad\""]), "mean", Some(30.0)).unwrap().unwrap();
-        assert_eq!((r.row.as_str(), r.method.as_str(), r.value(&paper, "I"), r.value(&paper, "P")), ("alpha=30", "UniAD", Some(95.1), Some(96.5)));
+        assert_eq!(
+            (r.row.as_str(), r.method.as_str(), r.value(&paper, "I"), r.value(&paper, "P")),
+            ("alpha=30", "UniAD", Some(95.1), Some(96.5))
+        );
 
         let t12 = m("tables = [\"table1\", \"table2\"]\n");
         let r = paper_row(&t12, &cfg(&["train.setting=\"separate\""]), "mean", None).unwrap().unwrap();

@@ -49,7 +49,8 @@ pub fn series_colour(k: usize) -> RGBColor {
 /// Viridis (dark purple = low, yellow = high), 5 stops interpolated linearly: ordered in
 /// lightness, so it reads in grey print too, and it never passes through grey.
 pub fn colour_map(t: f64) -> RGBColor {
-    const STOPS: [[f64; 3]; 5] = [[68.0, 1.0, 84.0], [59.0, 82.0, 139.0], [33.0, 145.0, 140.0], [94.0, 201.0, 98.0], [253.0, 231.0, 37.0]];
+    const STOPS: [[f64; 3]; 5] =
+        [[68.0, 1.0, 84.0], [59.0, 82.0, 139.0], [33.0, 145.0, 140.0], [94.0, 201.0, 98.0], [253.0, 231.0, 37.0]];
     let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 } * (STOPS.len() - 1) as f64;
     let k = (t.floor() as usize).min(STOPS.len() - 2);
     let f = t - k as f64;
@@ -149,7 +150,12 @@ impl DrawingBackend for Raster<'_> {
         Ok(())
     }
 
-    fn draw_text<S: BackendTextStyle>(&mut self, text: &str, style: &S, pos: BackendCoord) -> Result<(), DrawingErrorKind<Infallible>> {
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> Result<(), DrawingErrorKind<Infallible>> {
         let (kx, ky) = glyph_scale(style.size());
         let (w, h) = (8 * kx * text.chars().count() as i32, 8 * ky);
         let dx = match style.anchor().h_pos {
@@ -184,7 +190,11 @@ impl DrawingBackend for Raster<'_> {
         Ok(())
     }
 
-    fn estimate_text_size<S: BackendTextStyle>(&self, text: &str, style: &S) -> Result<(u32, u32), DrawingErrorKind<Infallible>> {
+    fn estimate_text_size<S: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &S,
+    ) -> Result<(u32, u32), DrawingErrorKind<Infallible>> {
         let (kx, ky) = glyph_scale(style.size());
         Ok(((8 * kx * text.chars().count() as i32) as u32, (8 * ky) as u32))
     }
@@ -239,7 +249,12 @@ impl Header {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, width: i32, s: f64) -> Result<(), PlotError> {
         let u = |v: i32| (v as f64 * s).round() as i32;
-        root.draw(&Text::new(self.title.clone(), (u(MARGIN), u(MARGIN)), font(TITLE_SIZE, s).pos(Pos::new(HPos::Left, VPos::Top)))).map_err(err)?;
+        root.draw(&Text::new(
+            self.title.clone(),
+            (u(MARGIN), u(MARGIN)),
+            font(TITLE_SIZE, s).pos(Pos::new(HPos::Left, VPos::Top)),
+        ))
+        .map_err(err)?;
         for (k, line) in self.lines(width).into_iter().enumerate() {
             let y = MARGIN + TITLE_SIZE + 8 + k as i32 * LINE_H;
             let style = font(NOTE_SIZE, s).color(&RGBColor(150, 30, 30)).pos(Pos::new(HPos::Left, VPos::Top));
@@ -282,7 +297,12 @@ fn svg_document(body: String, caveats: &[String]) -> String {
 }
 
 /// A figure as (SVG, PNG at twice the SVG's size).
-fn render(size: (i32, i32), caveats: &[String], draw: impl Fn(&DrawingArea<SVGBackend, Shift>, f64) -> Result<(), PlotError>, draw_png: impl Fn(&DrawingArea<Raster<'_>, Shift>, f64) -> Result<(), PlotError>) -> Result<(String, Vec<u8>), PlotError> {
+fn render(
+    size: (i32, i32),
+    caveats: &[String],
+    draw: impl Fn(&DrawingArea<SVGBackend, Shift>, f64) -> Result<(), PlotError>,
+    draw_png: impl Fn(&DrawingArea<Raster<'_>, Shift>, f64) -> Result<(), PlotError>,
+) -> Result<(String, Vec<u8>), PlotError> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (size.0 as u32, size.1 as u32)).into_drawing_area();
@@ -339,7 +359,12 @@ const MIN_GRID_H: i32 = 180;
 impl HeatMaps {
     /// The colour scale: the ticks over every panel's values (min..max of them all).
     pub fn scale(&self) -> Vec<f64> {
-        let values: Vec<f64> = self.panels.iter().flat_map(|p| p.values.iter().flatten().flatten().copied()).filter(|v| v.is_finite()).collect();
+        let values: Vec<f64> = self
+            .panels
+            .iter()
+            .flat_map(|p| p.values.iter().flatten().flatten().copied())
+            .filter(|v| v.is_finite())
+            .collect();
         let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         nice_ticks(lo, hi)
@@ -361,7 +386,8 @@ impl HeatMaps {
     /// (width, height) in SVG pixels.
     pub fn size(&self) -> (i32, i32) {
         let n = self.panels.len() as i32;
-        let w = (2 * MARGIN + n * self.panel_w() + (n - 1).max(0) * PANEL_GAP + BAR_GAP + BAR_W + BAR_LABELS_W).max(self.header.min_width());
+        let w = (2 * MARGIN + n * self.panel_w() + (n - 1).max(0) * PANEL_GAP + BAR_GAP + BAR_W + BAR_LABELS_W)
+            .max(self.header.min_width());
         (w, self.header.height(w) + PANEL_TITLE_H + self.grid_h() + X_AXIS_H + MARGIN)
     }
 
@@ -388,37 +414,62 @@ impl HeatMaps {
         let bh = self.grid_h();
         for y in 0..u(bh) {
             let c = colour_map(1.0 - y as f64 / (u(bh) - 1).max(1) as f64);
-            root.draw(&Rectangle::new([(u(bx), u(top) + y), (u(bx + BAR_W), u(top) + y + 1)], c.filled())).map_err(err)?;
+            root.draw(&Rectangle::new([(u(bx), u(top) + y), (u(bx + BAR_W), u(top) + y + 1)], c.filled()))
+                .map_err(err)?;
         }
-        root.draw(&Rectangle::new([(u(bx), u(top)), (u(bx + BAR_W), u(top + bh))], BLACK.stroke_width(1))).map_err(err)?;
+        root.draw(&Rectangle::new([(u(bx), u(top)), (u(bx + BAR_W), u(top + bh))], BLACK.stroke_width(1)))
+            .map_err(err)?;
         let decimals = tick_decimals(&ticks);
         for v in &ticks {
             let y = u(top) + ((1.0 - t(*v)) * (u(bh) as f64)).round() as i32;
-            root.draw(&PathElement::new(vec![(u(bx + BAR_W), y), (u(bx + BAR_W + 5), y)], BLACK.stroke_width(u(1) as u32))).map_err(err)?;
+            root.draw(&PathElement::new(
+                vec![(u(bx + BAR_W), y), (u(bx + BAR_W + 5), y)],
+                BLACK.stroke_width(u(1) as u32),
+            ))
+            .map_err(err)?;
             let style = font(TICK_SIZE, s).pos(Pos::new(HPos::Left, VPos::Center));
             root.draw(&Text::new(format!("{v:.decimals$}"), (u(bx + BAR_W + 8), y), style)).map_err(err)?;
         }
         let style = font(LABEL_SIZE, s).pos(Pos::new(HPos::Center, VPos::Center)).transform(FontTransform::Rotate90);
-        root.draw(&Text::new(self.unit.clone(), (u(bx + BAR_W + BAR_LABELS_W - 10), u(top + bh / 2)), style)).map_err(err)?;
+        root.draw(&Text::new(self.unit.clone(), (u(bx + BAR_W + BAR_LABELS_W - 10), u(top + bh / 2)), style))
+            .map_err(err)?;
         Ok(())
     }
 
     /// One grid with its name above, its axes' tick labels and labels; `(left, top)`: the
     /// grid's top-left corner.
-    fn draw_panel<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, panel: &Panel, (left, top): (i32, i32), t: &dyn Fn(f64) -> f64, s: f64) -> Result<(), PlotError> {
+    fn draw_panel<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        panel: &Panel,
+        (left, top): (i32, i32),
+        t: &dyn Fn(f64) -> f64,
+        s: f64,
+    ) -> Result<(), PlotError> {
         let u = |v: i32| (v as f64 * s).round() as i32;
         let (nx, ny) = (self.x_ticks.len() as i32, self.y_ticks.len() as i32);
         let cell_h = self.cell_h();
         let (gw, gh) = (nx * CELL_W, ny * cell_h);
         let centre = |v: i32| Pos::new(HPos::Center, v_pos(v));
-        root.draw(&Text::new(panel.name.clone(), (u(left + gw / 2), u(top - 6)), font(LABEL_SIZE, s).pos(centre(1)))).map_err(err)?;
+        root.draw(&Text::new(panel.name.clone(), (u(left + gw / 2), u(top - 6)), font(LABEL_SIZE, s).pos(centre(1))))
+            .map_err(err)?;
         for r in 0..ny {
             for c in 0..nx {
-                let v = panel.values.get(r as usize).and_then(|row| row.get(c as usize)).copied().flatten().filter(|v| v.is_finite());
+                let v = panel
+                    .values
+                    .get(r as usize)
+                    .and_then(|row| row.get(c as usize))
+                    .copied()
+                    .flatten()
+                    .filter(|v| v.is_finite());
                 let (x0, y0) = (left + c * CELL_W, top + r * cell_h);
                 let colour = v.map(|v| colour_map(t(v))).unwrap_or(MISSING);
                 // A white gap between cells keeps equal neighbours apart.
-                root.draw(&Rectangle::new([(u(x0) + 1, u(y0) + 1), (u(x0 + CELL_W) - 1, u(y0 + cell_h) - 1)], colour.filled())).map_err(err)?;
+                root.draw(&Rectangle::new(
+                    [(u(x0) + 1, u(y0) + 1), (u(x0 + CELL_W) - 1, u(y0 + cell_h) - 1)],
+                    colour.filled(),
+                ))
+                .map_err(err)?;
                 let label = v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
                 // Dark text on light cells, white on dark ones (by luma).
                 let luma = 0.299 * colour.0 as f64 + 0.587 * colour.1 as f64 + 0.114 * colour.2 as f64;
@@ -429,12 +480,23 @@ impl HeatMaps {
         }
         for (c, label) in self.x_ticks.iter().enumerate() {
             let x = left + c as i32 * CELL_W + CELL_W / 2;
-            root.draw(&Text::new(label.clone(), (u(x), u(top + gh + 6)), font(TICK_SIZE, s).pos(centre(-1)))).map_err(err)?;
+            root.draw(&Text::new(label.clone(), (u(x), u(top + gh + 6)), font(TICK_SIZE, s).pos(centre(-1))))
+                .map_err(err)?;
         }
-        root.draw(&Text::new(self.x_label.clone(), (u(left + gw / 2), u(top + gh + 26)), font(LABEL_SIZE, s).pos(centre(-1)))).map_err(err)?;
+        root.draw(&Text::new(
+            self.x_label.clone(),
+            (u(left + gw / 2), u(top + gh + 26)),
+            font(LABEL_SIZE, s).pos(centre(-1)),
+        ))
+        .map_err(err)?;
         for (r, label) in self.y_ticks.iter().enumerate() {
             let y = top + r as i32 * cell_h + cell_h / 2;
-            root.draw(&Text::new(label.clone(), (u(left - 8), u(y)), font(TICK_SIZE, s).pos(Pos::new(HPos::Right, VPos::Center)))).map_err(err)?;
+            root.draw(&Text::new(
+                label.clone(),
+                (u(left - 8), u(y)),
+                font(TICK_SIZE, s).pos(Pos::new(HPos::Right, VPos::Center)),
+            ))
+            .map_err(err)?;
         }
         let style = font(LABEL_SIZE, s).pos(Pos::new(HPos::Center, VPos::Center)).transform(FontTransform::Rotate270);
         root.draw(&Text::new(self.y_label.clone(), (u(left - Y_AXIS_W + 14), u(top + gh / 2)), style)).map_err(err)?;
@@ -525,11 +587,15 @@ impl Curves {
     /// The x ticks: the points' own x values (noise scales) when there are few, else
     /// round numbers; and the y ticks, round numbers over every series.
     pub fn ticks(&self) -> (Vec<f64>, Vec<f64>) {
-        let mut xs: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|v| v.is_finite()).collect();
+        let mut xs: Vec<f64> =
+            self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|v| v.is_finite()).collect();
         xs.sort_by(f64::total_cmp);
         xs.dedup();
-        let ys: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| v.is_finite()).collect();
-        let range = |v: &[f64]| (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+        let ys: Vec<f64> =
+            self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| v.is_finite()).collect();
+        let range = |v: &[f64]| {
+            (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        };
         let x_ticks = if (2..=8).contains(&xs.len()) { xs.clone() } else { nice_ticks(range(&xs).0, range(&xs).1) };
         (x_ticks, nice_ticks(range(&ys).0, range(&ys).1))
     }
@@ -577,7 +643,11 @@ impl Curves {
             let line = colour.stroke_width(u(2) as u32);
             if series.paper {
                 chart.draw_series(DashedLineSeries::new(series.points.clone(), u(7), u(5), line)).map_err(err)?;
-                chart.draw_series(series.points.iter().map(|p| TriangleMarker::new(*p, u(5), colour.stroke_width(u(2) as u32)))).map_err(err)?;
+                chart
+                    .draw_series(
+                        series.points.iter().map(|p| TriangleMarker::new(*p, u(5), colour.stroke_width(u(2) as u32))),
+                    )
+                    .map_err(err)?;
             } else {
                 chart.draw_series(LineSeries::new(series.points.clone(), line)).map_err(err)?;
                 chart.draw_series(series.points.iter().map(|p| Circle::new(*p, u(4), colour.filled()))).map_err(err)?;
@@ -587,7 +657,12 @@ impl Curves {
     }
 
     /// The legend: a sample of each line (dashed with a triangle for the paper's) and its label.
-    fn draw_legend<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, (x, y): (i32, i32), s: f64) -> Result<(), PlotError> {
+    fn draw_legend<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        (x, y): (i32, i32),
+        s: f64,
+    ) -> Result<(), PlotError> {
         let u = |v: i32| (v as f64 * s).round() as i32;
         for (k, series) in self.series.iter().enumerate() {
             let yy = y + k as i32 * (LINE_H + 6) + LINE_H / 2;
@@ -600,7 +675,8 @@ impl Curves {
                 }
                 root.draw(&TriangleMarker::new(mid, u(5), colour.stroke_width(u(2) as u32))).map_err(err)?;
             } else {
-                root.draw(&PathElement::new(vec![(u(x), u(yy)), (u(x + LEGEND_SAMPLE_W), u(yy))], line)).map_err(err)?;
+                root.draw(&PathElement::new(vec![(u(x), u(yy)), (u(x + LEGEND_SAMPLE_W), u(yy))], line))
+                    .map_err(err)?;
                 root.draw(&Circle::new(mid, u(4), colour.filled())).map_err(err)?;
             }
             let style = font(LABEL_SIZE, s).pos(Pos::new(HPos::Left, VPos::Center));
@@ -652,8 +728,14 @@ mod tests {
             x_ticks: vec!["1".into(), "2".into(), "3".into()],
             y_ticks: vec!["0".into(), "1".into()],
             panels: vec![
-                Panel { name: "ours".into(), values: vec![vec![Some(91.0), Some(97.5), None], vec![Some(88.2), Some(95.0), Some(93.3)]] },
-                Panel { name: "paper".into(), values: vec![vec![Some(97.0), Some(97.8), Some(98.0)], vec![None, Some(96.0), Some(96.5)]] },
+                Panel {
+                    name: "ours".into(),
+                    values: vec![vec![Some(91.0), Some(97.5), None], vec![Some(88.2), Some(95.0), Some(93.3)]],
+                },
+                Panel {
+                    name: "paper".into(),
+                    values: vec![vec![Some(97.0), Some(97.8), Some(98.0)], vec![None, Some(96.0), Some(96.5)]],
+                },
             ],
             unit: "I-AUROC (%)".into(),
         }
@@ -665,7 +747,11 @@ mod tests {
         assert_eq!(h.scale(), vec![88.0, 90.0, 92.0, 94.0, 96.0, 98.0], "one scale over both panels");
         let (svg, png) = h.render().unwrap();
         let (w, hh) = h.size();
-        assert!(svg.contains(&format!("width=\"{w}\"")) && svg.contains(&format!("height=\"{hh}\"")), "{}", &svg[..300]);
+        assert!(
+            svg.contains(&format!("width=\"{w}\"")) && svg.contains(&format!("height=\"{hh}\"")),
+            "{}",
+            &svg[..300]
+        );
         let img = image::load_from_memory(&png).unwrap().to_rgb8();
         assert_eq!((img.width() as i32, img.height() as i32), (2 * w, 2 * hh));
         // The paper's 97.8 cell (row 0, col 1 of the second panel) is 97.8 on the bar:
@@ -697,11 +783,16 @@ mod tests {
         let (svg, png) = c.render().unwrap();
         assert!(!svg.contains("NOT COMPARABLE"), "no caveats, no note");
         let doc = roxmltree::Document::parse(&svg).unwrap();
-        let texts: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
+        let texts: Vec<&str> =
+            doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
         for label in ["0", "30", "70", "80", "100", "RAS", "RAS (paper)", "test-time noise alpha", "I-AUROC (%)"] {
             assert!(texts.contains(&label), "{label} missing from {texts:?}");
         }
-        let size = doc.descendants().find(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some("RAS")).unwrap().attribute("font-size");
+        let size = doc
+            .descendants()
+            .find(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some("RAS"))
+            .unwrap()
+            .attribute("font-size");
         assert_eq!(size.map(|s| s.parse::<f64>().unwrap().round()), Some(LABEL_SIZE as f64), "sizes as asked");
         let img = image::load_from_memory(&png).unwrap();
         assert_eq!((img.width() as i32, img.height() as i32), (2 * c.size().0, 2 * c.size().1));

@@ -64,7 +64,8 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         let cfg = run.config();
         let variant = variant_without(&run.variant, &[]);
         let recipe = cfg.recipe();
-        let entry = groups.entry((run.dataset.clone(), variant)).or_insert_with(|| (cfg, BTreeSet::new(), BTreeMap::new()));
+        let entry =
+            groups.entry((run.dataset.clone(), variant)).or_insert_with(|| (cfg, BTreeSet::new(), BTreeMap::new()));
         entry.1.insert(recipe);
         for (class, m) in &fm.metrics.classes {
             entry.2.entry(class.clone()).or_default().push(percent(m));
@@ -169,7 +170,11 @@ pub fn markdown(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     }
     // Which recipe each variant trained with (paper's text or the public code's config).
     let mut seen = std::collections::BTreeSet::new();
-    let lines: Vec<String> = rows.iter().filter(|r| seen.insert(r.variant.clone())).map(|r| format!("- {}: {}", if r.variant.is_empty() { "(all runs)" } else { &r.variant }, r.recipe)).collect();
+    let lines: Vec<String> = rows
+        .iter()
+        .filter(|r| seen.insert(r.variant.clone()))
+        .map(|r| format!("- {}: {}", if r.variant.is_empty() { "(all runs)" } else { &r.variant }, r.recipe))
+        .collect();
     md += &format!("\nTraining recipe:\n{}\n", lines.join("\n"));
     md
 }
@@ -209,7 +214,12 @@ pub fn latex(sweep: &str, dataset: &str, rows: &[Row]) -> String {
 
 /// Writes `<dataset>.md`, `.csv` and `.tex` per dataset into `out`, each starting with the
 /// report's caveats (as Markdown quotes, `# ` and `% ` comment lines); returns the files.
-pub fn write(tables: &BTreeMap<String, Vec<Row>>, sweep: &str, out: &Path, caveats: &[String]) -> Result<Vec<PathBuf>, ReportError> {
+pub fn write(
+    tables: &BTreeMap<String, Vec<Row>>,
+    sweep: &str,
+    out: &Path,
+    caveats: &[String],
+) -> Result<Vec<PathBuf>, ReportError> {
     use super::layout::caveat_block;
     super::create_dir(out)?;
     let mut files = vec![];
@@ -244,14 +254,17 @@ mod tests {
             extra: [(0.0, 0.0); 5],
             config: None,
         };
-        let rows = vec![row("mvtec model.decoder=\"ras\" eval.test_jitter_scale=10", 2, Some(98.0)), row("mvtec", 1, None)];
+        let rows =
+            vec![row("mvtec model.decoder=\"ras\" eval.test_jitter_scale=10", 2, Some(98.0)), row("mvtec", 1, None)];
         let t = super::latex("table_5", "mvtec", &rows);
         assert!(t.contains("\\caption{table\\_5: mvtec."), "{t}");
         assert!(t.contains("model.decoder=\\texttt{\"}ras\\texttt{\"} eval.test\\_jitter\\_scale=10 & metal\\_nut & 2 & 97.2 $\\pm$ 0.5 & 98.0 & $-$0.8 & 95.0 $\\pm$ 0.2 & - & - \\\\"), "{t}");
         assert!(t.contains("mvtec & metal\\_nut & 1 & 97.2 & - & - & 95.0 & - & - \\\\"), "{t}");
         assert_eq!(t.matches(" \\\\\n").count(), 3, "header + 2 rows: {t}");
         assert_eq!(t.matches("\\begin{").count(), t.matches("\\end{").count());
-        assert!(!t.lines().filter(|l| !l.starts_with('%')).any(|l| l.contains('_') && !l.contains("\\_")), "unescaped _: {t}");
+        assert!(
+            !t.lines().filter(|l| !l.starts_with('%')).any(|l| l.contains('_') && !l.contains("\\_")),
+            "unescaped _: {t}"
+        );
     }
-
 }

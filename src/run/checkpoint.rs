@@ -49,7 +49,11 @@ pub struct CheckpointPolicy {
 
 impl CheckpointPolicy {
     pub fn new(cfg: &RunConfig) -> Self {
-        Self { every: cfg.checkpoint.every.unwrap_or(cfg.train.eval_every), epochs: cfg.train.epochs, keep_last: cfg.checkpoint.keep_last }
+        Self {
+            every: cfg.checkpoint.every.unwrap_or(cfg.train.eval_every),
+            epochs: cfg.train.epochs,
+            keep_last: cfg.checkpoint.keep_last,
+        }
     }
 
     /// Whether to checkpoint after completing epoch `done` (1-based): every K epochs, at
@@ -69,7 +73,11 @@ impl CheckpointPolicy {
             .max_by(|a, b| a.score.partial_cmp(&b.score).unwrap_or(std::cmp::Ordering::Equal))
             .map(|r| (r.epoch, r.step));
         let n = recs.len();
-        recs.iter().enumerate().filter(|(i, r)| i + self.keep_last.max(1) < n && Some((r.epoch, r.step)) != best).map(|(_, r)| r).collect()
+        recs.iter()
+            .enumerate()
+            .filter(|(i, r)| i + self.keep_last.max(1) < n && Some((r.epoch, r.step)) != best)
+            .map(|(_, r)| r)
+            .collect()
     }
 }
 
@@ -86,12 +94,27 @@ impl<'a> Checkpointer<'a> {
 
     /// Writes the trainer's whole state (model, AdamW moments, step count) after `epoch`
     /// completed epochs and `step` steps of the next one, then publishes its record.
-    pub fn save(&self, model: &str, epoch: usize, step: usize, score: Option<f64>, trainer: &Trainer) -> Result<CheckpointRecord> {
+    pub fn save(
+        &self,
+        model: &str,
+        epoch: usize,
+        step: usize,
+        score: Option<f64>,
+        trainer: &Trainer,
+    ) -> Result<CheckpointRecord> {
         let state = trainer.state_tensors();
         let list: Vec<(&String, &Tensor)> = state.iter().map(|(n, t)| (n, t)).collect();
         let bytes = tensors::encode(&list)?;
         let base = self.paths.checkpoint_base(model, epoch, step);
-        let rec = CheckpointRecord { model: model.into(), epoch, step, weights: format!("{base}.safetensors"), sha256: sha256_hex(&bytes), bytes: bytes.len(), score };
+        let rec = CheckpointRecord {
+            model: model.into(),
+            epoch,
+            step,
+            weights: format!("{base}.safetensors"),
+            sha256: sha256_hex(&bytes),
+            bytes: bytes.len(),
+            score,
+        };
         self.store.put(&rec.weights, bytes)?;
         self.store.put_json(&format!("{base}.json"), &rec)?; // publish
         Ok(rec)
@@ -139,8 +162,9 @@ impl<'a> Checkpointer<'a> {
 
     /// `latest_valid`, where having none is an error.
     pub fn latest(&self, model: &str) -> Result<(CheckpointRecord, bytes::Bytes)> {
-        self.latest_valid(model)?
-            .with_context(|| format!("no valid checkpoint under {}/{}", self.store.url(), self.paths.checkpoints(model)))
+        self.latest_valid(model)?.with_context(|| {
+            format!("no valid checkpoint under {}/{}", self.store.url(), self.paths.checkpoints(model))
+        })
     }
 }
 
@@ -163,7 +187,10 @@ impl std::str::FromStr for CheckpointChoice {
             "final" => Ok(Self::Final),
             "latest" => Ok(Self::Latest),
             "best" => Ok(Self::Best),
-            _ => s.parse().map(Self::Epoch).map_err(|_| format!("{s:?} is not a checkpoint: use final, latest, best or an epoch number")),
+            _ => s
+                .parse()
+                .map(Self::Epoch)
+                .map_err(|_| format!("{s:?} is not a checkpoint: use final, latest, best or an epoch number")),
         }
     }
 }
@@ -186,7 +213,12 @@ impl Checkpointer<'_> {
     /// a resuming run uses, where any valid checkpoint will do) a missing or corrupt one is
     /// an error, never a silent fall back to another: an evaluation must be of the model
     /// it says it is of.
-    pub fn select(&self, model: &str, choice: CheckpointChoice, epochs: usize) -> Result<(CheckpointRecord, bytes::Bytes)> {
+    pub fn select(
+        &self,
+        model: &str,
+        choice: CheckpointChoice,
+        epochs: usize,
+    ) -> Result<(CheckpointRecord, bytes::Bytes)> {
         let recs = self.records(model)?;
         let at = |epoch: usize| recs.iter().find(|r| r.epoch == epoch && r.step == 0);
         let rec = match choice {
@@ -201,8 +233,10 @@ impl Checkpointer<'_> {
         };
         let folder = format!("{}/{}", self.store.url(), self.paths.checkpoints(model));
         let Some(rec) = rec else {
-            let have: Vec<String> =
-                recs.iter().map(|r| if r.step == 0 { r.epoch.to_string() } else { format!("{} (+{} steps)", r.epoch, r.step) }).collect();
+            let have: Vec<String> = recs
+                .iter()
+                .map(|r| if r.step == 0 { r.epoch.to_string() } else { format!("{} (+{} steps)", r.epoch, r.step) })
+                .collect();
             anyhow::bail!(
                 "model {model} has no {choice} checkpoint under {folder} (epochs kept: {}); choose one with --checkpoint latest|best|EPOCH",
                 if have.is_empty() { "none".to_string() } else { have.join(", ") }
@@ -220,7 +254,8 @@ impl Checkpointer<'_> {
 /// The newest valid checkpoint of `model` in the run whose keys start with `prefix`
 /// (`runs/<run id>`, as `RunOutcome::prefix` holds it); see `Checkpointer::latest`.
 pub fn latest_checkpoint(store: &Store, prefix: &str, model: &str) -> Result<(CheckpointRecord, bytes::Bytes)> {
-    let paths = RunPaths::from_prefix(prefix).with_context(|| format!("{prefix:?} is not a run's prefix (runs/<run id>)"))?;
+    let paths =
+        RunPaths::from_prefix(prefix).with_context(|| format!("{prefix:?} is not a run's prefix (runs/<run id>)"))?;
     Checkpointer::new(store, &paths).latest(model)
 }
 
@@ -236,7 +271,8 @@ pub fn model_weights(vs: &tch::nn::VarStore) -> Result<Vec<u8>> {
 /// Copies weights (as written by `model_weights`) into `vs`, refusing any mismatch.
 pub fn load_model_weights(vs: &mut tch::nn::VarStore, bytes: &[u8]) -> Result<()> {
     // (Files written with the names used before the public module tree load too.)
-    let file: BTreeMap<String, Tensor> = crate::model::legacy::upgrade_all(tensors::decode(bytes)?).into_iter().collect();
+    let file: BTreeMap<String, Tensor> =
+        crate::model::legacy::upgrade_all(tensors::decode(bytes)?).into_iter().collect();
     tensors::copy_matching(&mut vs.variables(), &file)
         .map_err(|diffs| anyhow::anyhow!("checkpoint does not match the model:\n  {}", diffs.join("\n  ")))?;
     Ok(())
@@ -247,7 +283,15 @@ mod tests {
     use super::*;
 
     fn rec(epoch: usize, step: usize, score: Option<f64>) -> CheckpointRecord {
-        CheckpointRecord { model: "unified".into(), epoch, step, weights: String::new(), sha256: String::new(), bytes: 0, score }
+        CheckpointRecord {
+            model: "unified".into(),
+            epoch,
+            step,
+            weights: String::new(),
+            sha256: String::new(),
+            bytes: 0,
+            score,
+        }
     }
 
     fn deleted(policy: &CheckpointPolicy, recs: &[CheckpointRecord]) -> Vec<(usize, usize)> {
@@ -258,7 +302,14 @@ mod tests {
     fn retention_keeps_the_newest_and_an_older_best() {
         let policy = CheckpointPolicy { every: 2, epochs: 10, keep_last: 2 };
         // Epoch 4 scored best; 8 and 10 are the newest two; 6's mid-epoch one has no score.
-        let recs = [rec(2, 0, Some(0.70)), rec(4, 0, Some(0.90)), rec(6, 0, Some(0.80)), rec(6, 7, None), rec(8, 0, Some(0.85)), rec(10, 0, Some(0.60))];
+        let recs = [
+            rec(2, 0, Some(0.70)),
+            rec(4, 0, Some(0.90)),
+            rec(6, 0, Some(0.80)),
+            rec(6, 7, None),
+            rec(8, 0, Some(0.85)),
+            rec(10, 0, Some(0.60)),
+        ];
         assert_eq!(deleted(&policy, &recs), vec![(2, 0), (6, 0), (6, 7)]);
         // Nothing to delete while there are at most keep_last.
         assert!(deleted(&policy, &recs[..2]).is_empty());

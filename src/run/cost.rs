@@ -18,7 +18,15 @@ pub fn shape_key(cfg: &RunConfig, device_kind: &str) -> String {
     let m = &cfg.model;
     format!(
         "{:?} C{} F{} H{} Te{} Td{} nm{} img{} {} {device_kind}",
-        m.decoder, m.hidden_dim, m.ffn_dim, m.heads, m.encoder_layers, m.decoder_layers, m.neighbor_mask, cfg.backbone.image_size, cfg.backbone.arch
+        m.decoder,
+        m.hidden_dim,
+        m.ffn_dim,
+        m.heads,
+        m.encoder_layers,
+        m.decoder_layers,
+        m.neighbor_mask,
+        cfg.backbone.image_size,
+        cfg.backbone.arch
     )
 }
 

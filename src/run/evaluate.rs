@@ -20,16 +20,38 @@ use tch::{Device, Tensor};
 
 /// Predictions of the whole test set of one class, sharded over the ranks and gathered
 /// on rank 0 (None elsewhere) in test order, without the padding duplicates.
-pub(super) fn predict_sharded(trainer: &Trainer, test: &Tensor, cfg: &RunConfig, coll: &dyn Collective, device: Device) -> Result<Option<Predictions>> {
+pub(super) fn predict_sharded(
+    trainer: &Trainer,
+    test: &Tensor,
+    cfg: &RunConfig,
+    coll: &dyn Collective,
+    device: Device,
+) -> Result<Option<Predictions>> {
     let world = coll.world();
     if world.world_size == 1 {
-        return Ok(Some(predict(&trainer.model, test, cfg.backbone.image_size, cfg.eval.batch_size, cfg.eval.test_jitter_scale, cfg.seed, device)));
+        return Ok(Some(predict(
+            &trainer.model,
+            test,
+            cfg.backbone.image_size,
+            cfg.eval.batch_size,
+            cfg.eval.test_jitter_scale,
+            cfg.seed,
+            device,
+        )));
     }
     let m = test.size()[0] as usize;
     let order: Vec<usize> = (0..m).collect();
     let mine = dist::shard(&order, world);
     let index = Tensor::from_slice(&mine.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    let local = predict(&trainer.model, &test.index_select(0, &index), cfg.backbone.image_size, cfg.eval.batch_size, 0.0, cfg.seed, device);
+    let local = predict(
+        &trainer.model,
+        &test.index_select(0, &index),
+        cfg.backbone.image_size,
+        cfg.eval.batch_size,
+        0.0,
+        cfg.seed,
+        device,
+    );
     if cfg.eval.test_jitter_scale > 0.0 {
         bail!("test-time jitter with several ranks is not supported yet: evaluate with `ras eval --test-jitter` on one rank");
     }
@@ -96,9 +118,16 @@ pub struct EvaluatedCheckpoint {
 /// asked otherwise) with each test-time jitter scale (paper Table 6), without
 /// retraining; features, masks and models are loaded once. A missing or corrupt chosen
 /// checkpoint is an error. Each result is a new object (see [`store_new`]).
-pub fn reevaluate(store: &Store, run: &str, scales: &[f64], choice: CheckpointChoice, progress: &Progress) -> Result<Vec<Reevaluation>> {
+pub fn reevaluate(
+    store: &Store,
+    run: &str,
+    scales: &[f64],
+    choice: CheckpointChoice,
+    progress: &Progress,
+) -> Result<Vec<Reevaluation>> {
     let paths = RunPaths::new(run);
-    let cfg = super::records::stored_config(store, &paths)?.with_context(|| format!("no run {run} in {}", store.url()))?;
+    let cfg =
+        super::records::stored_config(store, &paths)?.with_context(|| format!("no run {run} in {}", store.url()))?;
     let device = resolve_device(cfg.train.device)?;
     let index = scan(&cfg.dataset)?;
     let (features, _) = load_or_compute(store, &cfg.backbone, device, &index, progress)?;
@@ -138,13 +167,27 @@ pub(super) fn evaluate_with_noise(
         let trainer = &loaded.as_ref().expect("loaded above").1;
         let labels: Vec<bool> = index.classes[i].1.test.iter().map(|s| s.label).collect();
         for (k, &scale) in scales.iter().enumerate() {
-            let pred = predict(&trainer.model, &feats.test, cfg.backbone.image_size, cfg.eval.batch_size, scale, cfg.seed, device);
+            let pred = predict(
+                &trainer.model,
+                &feats.test,
+                cfg.backbone.image_size,
+                cfg.eval.batch_size,
+                scale,
+                cfg.seed,
+                device,
+            );
             tables[k].insert(class.clone(), class_metrics(&pred, &labels, &masks[i], cfg.eval.aupro_fpr_limit)?);
         }
     }
     let mut out = vec![];
     for (scale, classes) in scales.iter().zip(tables) {
-        let mut r = Reevaluation { scale: *scale, checkpoint: choice.to_string(), models: models.clone(), table: MetricsTable::new(classes), key: String::new() };
+        let mut r = Reevaluation {
+            scale: *scale,
+            checkpoint: choice.to_string(),
+            models: models.clone(),
+            table: MetricsTable::new(classes),
+            key: String::new(),
+        };
         r.key = store_new(store, paths, &r, choice)?;
         out.push(r);
     }

@@ -78,7 +78,11 @@ fn this_job() -> Option<String> {
 
 /// The lease's time to live: `RAS_LEASE_TTL_S`, else `DEFAULT_TTL_S`.
 pub fn ttl() -> Duration {
-    let s = std::env::var("RAS_LEASE_TTL_S").ok().and_then(|v| v.parse::<u64>().ok()).filter(|&s| s >= 2).unwrap_or(DEFAULT_TTL_S);
+    let s = std::env::var("RAS_LEASE_TTL_S")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s >= 2)
+        .unwrap_or(DEFAULT_TTL_S);
     Duration::from_secs(s)
 }
 
@@ -125,7 +129,11 @@ impl Lease {
             let Some(old) = store.get_json::<LeaseRecord>(&key)? else { continue }; // released meanwhile
             let replaceable = !old.is_live(crate::unix_now()) || (old.job_id.is_some() && old.job_id == mine.job_id);
             if !replaceable {
-                return Err(LeaseError::Held { run: paths.id().into(), holder: old.holder(), expires_in_s: old.expires_unix.saturating_sub(crate::unix_now()) });
+                return Err(LeaseError::Held {
+                    run: paths.id().into(),
+                    holder: old.holder(),
+                    expires_in_s: old.expires_unix.saturating_sub(crate::unix_now()),
+                });
             }
             // Exactly one taker per dead holder: the one that creates the takeover marker.
             let marker = format!("{key}.takeover.{}", old.token);
@@ -137,19 +145,28 @@ impl Lease {
                     return Ok(Self::start(store, key, mine.token, ttl));
                 }
                 Err(StoreError::AlreadyExists { .. }) => {
-                    return Err(LeaseError::Held { run: paths.id().into(), holder: "another process taking it over".into(), expires_in_s: ttl.as_secs() });
+                    return Err(LeaseError::Held {
+                        run: paths.id().into(),
+                        holder: "another process taking it over".into(),
+                        expires_in_s: ttl.as_secs(),
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(LeaseError::Held { run: paths.id().into(), holder: "processes racing for it".into(), expires_in_s: ttl.as_secs() })
+        Err(LeaseError::Held {
+            run: paths.id().into(),
+            holder: "processes racing for it".into(),
+            expires_in_s: ttl.as_secs(),
+        })
     }
 
     fn start(store: &Store, key: String, token: String, ttl: Duration) -> Lease {
         let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
-            let (stop, lost, key, token, url) = (stop.clone(), lost.clone(), key.clone(), token.clone(), store.url().to_string());
+            let (stop, lost, key, token, url) =
+                (stop.clone(), lost.clone(), key.clone(), token.clone(), store.url().to_string());
             std::thread::spawn(move || renew(&url, &key, &token, ttl, &stop, &lost))
         };
         Lease { store: store.clone(), key, token, stop, lost, heartbeat: Some(heartbeat) }
@@ -163,7 +180,10 @@ impl Lease {
     /// An error when the lease was lost, to stop before the next write.
     pub fn check(&self) -> anyhow::Result<()> {
         if self.lost() {
-            anyhow::bail!("lost the run's lease ({}): another process took the run over; stopping without writing", self.key);
+            anyhow::bail!(
+                "lost the run's lease ({}): another process took the run over; stopping without writing",
+                self.key
+            );
         }
         Ok(())
     }
@@ -237,7 +257,9 @@ mod tests {
         let a = Lease::acquire(&s, &paths).unwrap();
         // The same process again (another trainer in this pid) is refused: the holder is alive.
         match Lease::acquire(&s, &paths) {
-            Err(LeaseError::Held { holder, .. }) => assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}"),
+            Err(LeaseError::Held { holder, .. }) => {
+                assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}")
+            }
             other => panic!("expected Held, got {:?}", other.map(|_| ())),
         }
         assert!(live_holder(&s, &paths).unwrap().is_some());
@@ -251,7 +273,14 @@ mod tests {
         let (_d, s) = store();
         let paths = RunPaths::new("r-2");
         let write = |host: &str, pid: u32, expires: u64| {
-            let rec = LeaseRecord { token: format!("{host}{pid}"), host: host.into(), pid, job_id: None, acquired_unix: 0, expires_unix: expires };
+            let rec = LeaseRecord {
+                token: format!("{host}{pid}"),
+                host: host.into(),
+                pid,
+                job_id: None,
+                acquired_unix: 0,
+                expires_unix: expires,
+            };
             s.put_json(&paths.lease(), &rec).unwrap();
         };
         let far = crate::unix_now() + 3600;
@@ -269,7 +298,14 @@ mod tests {
         // A takeover behind its back: the heartbeat notices within a beat.
         let paths3 = RunPaths::new("r-3");
         let held = Lease::acquire_with_ttl(&s, &paths3, Duration::from_secs(2)).unwrap();
-        let rec = LeaseRecord { token: "thief".into(), host: "x".into(), pid: 1, job_id: None, acquired_unix: 0, expires_unix: far };
+        let rec = LeaseRecord {
+            token: "thief".into(),
+            host: "x".into(),
+            pid: 1,
+            job_id: None,
+            acquired_unix: 0,
+            expires_unix: far,
+        };
         s.put_json(&paths3.lease(), &rec).unwrap();
         let t = std::time::Instant::now();
         while !held.lost() && t.elapsed() < Duration::from_secs(5) {
@@ -277,6 +313,10 @@ mod tests {
         }
         assert!(held.lost() && held.check().is_err());
         drop(held);
-        assert_eq!(s.get_json::<LeaseRecord>(&paths3.lease()).unwrap().unwrap().token, "thief", "a lost lease is not deleted");
+        assert_eq!(
+            s.get_json::<LeaseRecord>(&paths3.lease()).unwrap().unwrap().token,
+            "thief",
+            "a lost lease is not deleted"
+        );
     }
 }

@@ -23,10 +23,15 @@ pub mod lease;
 pub mod paths;
 pub mod records;
 
-pub use checkpoint::{latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord, Checkpointer};
+pub use checkpoint::{
+    latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord,
+    Checkpointer,
+};
 pub use evaluate::{reevaluate, EvaluatedCheckpoint, Reevaluation};
 pub use paths::RunPaths;
-pub use records::{discard, stored_config, environment, mark_failed_unless_recorded, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE};
+pub use records::{
+    discard, environment, mark_failed_unless_recorded, stored_config, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE,
+};
 
 use crate::backbone::BackboneIdentity;
 use crate::config::{DeviceSpec, RunConfig, Setting};
@@ -37,8 +42,8 @@ use crate::features::{load_or_compute, CacheStats, ClassFeatures};
 use crate::progress::Progress;
 use crate::store::{tensors, Store};
 use crate::train::Trainer;
-use cost::{Outcome, Phase, PhaseTimer};
 use anyhow::{bail, Context, Result};
+use cost::{Outcome, Phase, PhaseTimer};
 use evaluate::{evaluate_with_noise, load_masks, predict_sharded};
 use records::{best_on_test, RunLogs, StatusWriter};
 use std::collections::BTreeMap;
@@ -111,7 +116,11 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let root = world.rank == 0;
     if !opts.force {
         if let Some(fm) = records::completed(&store, &paths)? {
-            tracing::info!(run = paths.id(), "run already complete in {}; not training again (use --force)", store.url());
+            tracing::info!(
+                run = paths.id(),
+                "run already complete in {}; not training again (use --force)",
+                store.url()
+            );
             return Ok(RunOutcome::new(&paths, Some(fm), false));
         }
     }
@@ -152,7 +161,8 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     };
     // A panic (libtorch raises its errors, an allocation failure among them, as panics
     // through tch) ends the run like any error: recorded as failed, with its message.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_inner(&run))).unwrap_or_else(|payload| Err(panic_error(cfg, payload)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_inner(&run)))
+        .unwrap_or_else(|payload| Err(panic_error(cfg, payload)));
     // The attempt's cost, before "complete": a run that says complete has its record.
     let outcome = match &result {
         Ok(Finished::Complete(_)) => Outcome::Complete,
@@ -174,7 +184,11 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         Ok(Finished::Complete(None)) => Ok(RunOutcome::new(&paths, None, false)),
         Ok(Finished::Preempted) => Ok(RunOutcome::new(&paths, None, true)),
         Err(e) => {
-            let reason = if world.world_size > 1 { format!("rank {} of {}: {e:#}", world.rank, world.world_size) } else { format!("{e:#}") };
+            let reason = if world.world_size > 1 {
+                format!("rank {} of {}: {e:#}", world.rank, world.world_size)
+            } else {
+                format!("{e:#}")
+            };
             // A store that stayed unreachable is the infrastructure's failure, not the
             // run's: recorded as such (the coordinator requeues it without using up an
             // attempt) if the store takes the write now.
@@ -203,12 +217,17 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
 /// A run still short of its last epoch is an error that says how to finish it.
 pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<FinalMetrics> {
     let paths = RunPaths::new(run);
-    let cfg = stored_config(store, &paths)?.with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
+    let cfg = stored_config(store, &paths)?
+        .with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
     if cfg.run_id() != run {
         bail!("{} resolves to run id {}, not {run}: it was written by another version of ras; evaluate it with that version", paths.config(), cfg.run_id());
     }
     if cfg.store != store.url() {
-        bail!("run {run} keeps its outputs in the store its config names ({}): run `ras eval {run} --store {}`", cfg.store, cfg.store);
+        bail!(
+            "run {run} keeps its outputs in the store its config names ({}): run `ras eval {run} --store {}`",
+            cfg.store,
+            cfg.store
+        );
     }
     let models: Vec<String> = match cfg.train.setting {
         Setting::Unified => vec![cfg.train.setting.model_name("").to_string()],
@@ -232,9 +251,14 @@ pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<
 /// A panic's message as an error; an allocation failure names the config keys that
 /// size memory.
 fn panic_error(cfg: &RunConfig, payload: Box<dyn std::any::Any + Send>) -> anyhow::Error {
-    let full = payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
+    let full = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
     // libtorch's messages carry a C++ stack trace ("\nframe #0: ..."): keep the first lines.
-    let msg = full.split("\\nframe #").next().unwrap_or(&full).split("\nframe #").next().unwrap_or(&full).trim().to_string();
+    let msg =
+        full.split("\\nframe #").next().unwrap_or(&full).split("\nframe #").next().unwrap_or(&full).trim().to_string();
     let lower = msg.to_lowercase();
     if lower.contains("alloc") || lower.contains("out of memory") {
         anyhow::anyhow!(
@@ -319,7 +343,14 @@ impl Run<'_> {
     }
 
     /// Saves a checkpoint, then deletes what the policy does not keep (rank 0 only).
-    fn save_checkpoint(&self, model: &str, epoch: usize, step: usize, score: Option<f64>, trainer: &Trainer) -> Result<()> {
+    fn save_checkpoint(
+        &self,
+        model: &str,
+        epoch: usize,
+        step: usize,
+        score: Option<f64>,
+        trainer: &Trainer,
+    ) -> Result<()> {
         self.check_lease()?;
         self.checkpoints.save(model, epoch, step, score, trainer)?;
         self.checkpoints.prune(model, &self.policy)
@@ -393,11 +424,15 @@ fn record_environment(run: &Run, identity: &BackboneIdentity, cache: &CacheStats
     let here = dist::placement_of_this_rank(world).to_string();
     let ranks = dist::gather_text(run.coll, &here, run.device)?;
     if run.root {
-        let ranks: Vec<serde_json::Value> =
-            ranks.unwrap_or_default().iter().map(|t| serde_json::from_str(t).unwrap_or(serde_json::Value::String(t.clone()))).collect();
+        let ranks: Vec<serde_json::Value> = ranks
+            .unwrap_or_default()
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap_or(serde_json::Value::String(t.clone())))
+            .collect();
         let mut env = environment(run.device, identity, cache);
         env["precision"] = crate::train::Precision::resolve(run.cfg.train.precision, run.device).name().into();
-        env["world"] = serde_json::json!({"world_size": world.world_size, "collective": run.coll.name(), "ranks": ranks});
+        env["world"] =
+            serde_json::json!({"world_size": world.world_size, "collective": run.coll.name(), "ranks": ranks});
         run.store.put_json(&run.paths.env(), &env)?;
     }
     Ok(())
@@ -433,12 +468,24 @@ fn on_training_device(features: Tensor, device: Device) -> Tensor {
 
 /// Step 3, once per model: train `model` on the classes `members` from its newest valid
 /// checkpoint to the last epoch, evaluating and checkpointing on the way.
-fn train_model(run: &Run, data: &Prepared, model: &str, members: &[usize], logs: &mut RunLogs, final_preds: &mut BTreeMap<String, Predictions>) -> Result<Trained> {
+fn train_model(
+    run: &Run,
+    data: &Prepared,
+    model: &str,
+    members: &[usize],
+    logs: &mut RunLogs,
+    final_preds: &mut BTreeMap<String, Predictions>,
+) -> Result<Trained> {
     let (cfg, root, epochs) = (run.cfg, run.root, run.cfg.train.epochs);
-    let train_feats = on_training_device(Tensor::cat(&members.iter().map(|&i| data.features[i].1.train.shallow_clone()).collect::<Vec<_>>(), 0), run.device);
+    let train_feats = on_training_device(
+        Tensor::cat(&members.iter().map(|&i| data.features[i].1.train.shallow_clone()).collect::<Vec<_>>(), 0),
+        run.device,
+    );
     // (Training time: building the trainer runs its first backward pass, which pays the
     // process's one-off kernel set-up that the first step used to.)
-    let mut trainer = run.timer.time(Phase::Train, || Trainer::new(&cfg.model, &cfg.train, cfg.seed, data.channels, cfg.backbone.image_size / 16, run.device))?;
+    let mut trainer = run.timer.time(Phase::Train, || {
+        Trainer::new(&cfg.model, &cfg.train, cfg.seed, data.channels, cfg.backbone.image_size / 16, run.device)
+    })?;
     let n = train_feats.size()[0] as usize;
     let steps = trainer.steps_per_epoch(n, run.coll.world().world_size);
     let (mut epoch, mut step) = resume(run, model, &mut trainer)?;
@@ -461,7 +508,9 @@ fn train_model(run: &Run, data: &Prepared, model: &str, members: &[usize], logs:
     let bar = run.opts.progress.bar((n * epochs) as u64, &format!("train {model}"));
     bar.set_position((n * epoch) as u64);
     while epoch < epochs {
-        let res = run.timer.time(Phase::Train, || trainer.epoch(&train_feats, epoch, step, run.coll, &run.opts.stop, &mut |k| bar.inc(k as u64)))?;
+        let res = run.timer.time(Phase::Train, || {
+            trainer.epoch(&train_feats, epoch, step, run.coll, &run.opts.stop, &mut |k| bar.inc(k as u64))
+        })?;
         // Images of the steps this call ran (a resumed or stopped epoch: pro rata).
         run.timer.add_trained((n * res.steps_done.saturating_sub(step) / steps.max(1)) as u64);
         if res.stopped && res.steps_done < steps {
@@ -478,7 +527,11 @@ fn train_model(run: &Run, data: &Prepared, model: &str, members: &[usize], logs:
             bail!("training diverged: loss {} at epoch {done} of model {model}", res.loss);
         }
         logs.push_train(model, done, res.loss, crate::train::lr_at(&cfg.train, epoch));
-        let score = if run.is_eval(done) { evaluate_epoch(run, data, &trainer, members, done, logs, final_preds)? } else { None };
+        let score = if run.is_eval(done) {
+            evaluate_epoch(run, data, &trainer, members, done, logs, final_preds)?
+        } else {
+            None
+        };
         let stop_now = res.stopped; // signal arrived during the epoch's last step
         if root && run.policy.save_after_epoch(done, stop_now) {
             logs.write_train_log(run.store, run.paths)?;
@@ -573,17 +626,26 @@ fn evaluate_members(
 /// The metrics of each (class index, predictions), classes in parallel, at most as many
 /// at once as this machine has cores (each class is independent and deterministic, so the
 /// result does not depend on the thread count).
-fn class_metrics_parallel(data: &Prepared, preds: &[(usize, Predictions)], fpr_limit: f64) -> Vec<Result<ClassMetrics, crate::eval::MetricError>> {
+fn class_metrics_parallel(
+    data: &Prepared,
+    preds: &[(usize, Predictions)],
+    fpr_limit: f64,
+) -> Vec<Result<ClassMetrics, crate::eval::MetricError>> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
     // Tensors may be sent, not shared: each thread gets its own handles (same storage).
     let jobs: Vec<(Predictions, Vec<bool>, Tensor)> = preds
         .iter()
         .map(|(i, p)| {
             let labels = data.index.classes[*i].1.test.iter().map(|s| s.label).collect();
-            (Predictions { scores: p.scores.shallow_clone(), maps: p.maps.shallow_clone() }, labels, data.masks[*i].shallow_clone())
+            (
+                Predictions { scores: p.scores.shallow_clone(), maps: p.maps.shallow_clone() },
+                labels,
+                data.masks[*i].shallow_clone(),
+            )
         })
         .collect();
-    let one = move |(pred, labels, masks): (Predictions, Vec<bool>, Tensor)| class_metrics(&pred, &labels, &masks, fpr_limit);
+    let one =
+        move |(pred, labels, masks): (Predictions, Vec<bool>, Tensor)| class_metrics(&pred, &labels, &masks, fpr_limit);
     if threads == 1 || jobs.len() < 2 {
         return jobs.into_iter().map(one).collect();
     }
@@ -602,7 +664,12 @@ fn class_metrics_parallel(data: &Prepared, preds: &[(usize, Predictions)], fpr_l
 /// Step 4, rank 0 once every model is trained: predictions and pictures (as the config
 /// asks), `final_metrics.json`, then the test-time noise evaluations. All of it before
 /// "complete", so a run killed here redoes it.
-fn write_final_outputs(run: &Run, data: Prepared, logs: &RunLogs, final_preds: &BTreeMap<String, Predictions>) -> Result<FinalMetrics> {
+fn write_final_outputs(
+    run: &Run,
+    data: Prepared,
+    logs: &RunLogs,
+    final_preds: &BTreeMap<String, Predictions>,
+) -> Result<FinalMetrics> {
     let cfg = run.cfg;
     for (i, (class, samples)) in data.index.classes.iter().enumerate() {
         if cfg.eval.save_predictions {
@@ -628,9 +695,25 @@ fn write_final_outputs(run: &Run, data: Prepared, logs: &RunLogs, final_preds: &
         let tested: usize = data.index.classes.iter().map(|(_, s)| s.test.len()).sum();
         run.timer.add_evaluated((tested * cfg.eval.noise_scales.len()) as u64);
         let (features, masks) = (&data.features, &data.masks);
-        for r in evaluate_with_noise(run.store, run.paths, cfg, &data.index, features, masks, run.device, &cfg.eval.noise_scales, CheckpointChoice::Final)? {
+        for r in evaluate_with_noise(
+            run.store,
+            run.paths,
+            cfg,
+            &data.index,
+            features,
+            masks,
+            run.device,
+            &cfg.eval.noise_scales,
+            CheckpointChoice::Final,
+        )? {
             let mean = &r.table.mean;
-            tracing::info!(scale = r.scale, i_auroc = mean.image_auroc, p_auroc = mean.pixel_auroc, key = r.key, "test-time noise evaluation");
+            tracing::info!(
+                scale = r.scale,
+                i_auroc = mean.image_auroc,
+                p_auroc = mean.pixel_auroc,
+                key = r.key,
+                "test-time noise evaluation"
+            );
         }
     }
     Ok(fm)
@@ -639,7 +722,12 @@ fn write_final_outputs(run: &Run, data: Prepared, logs: &RunLogs, final_preds: &
 /// Scores, maps, labels and masks of one class's test set, and its samples beside them.
 fn write_predictions(run: &Run, class: &str, samples: &[Sample], p: &Predictions, masks: &Tensor) -> Result<()> {
     let labels = Tensor::from_slice(&samples.iter().map(|s| s.label as u8).collect::<Vec<_>>());
-    let bytes = tensors::encode(&[("scores", &p.scores), ("maps", &p.maps), ("labels", &labels), ("masks", &masks.to_kind(Kind::Uint8))])?;
+    let bytes = tensors::encode(&[
+        ("scores", &p.scores),
+        ("maps", &p.maps),
+        ("labels", &labels),
+        ("masks", &masks.to_kind(Kind::Uint8)),
+    ])?;
     run.store.put(&run.paths.predictions(class), bytes)?;
     run.store.put_json(&run.paths.predictions_samples(class), &samples)?;
     Ok(())

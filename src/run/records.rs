@@ -70,13 +70,14 @@ pub struct FinalMetrics {
 
 /// The epoch whose metrics have the best (mean I-AUROC + mean P-AUROC) (the earliest
 /// among equals), as `FinalMetrics::best_on_test_extra` reports it.
-pub(crate) fn best_on_test(by_epoch: &BTreeMap<usize, BTreeMap<String, ClassMetrics>>) -> Option<(usize, MetricsTable)> {
+pub(crate) fn best_on_test(
+    by_epoch: &BTreeMap<usize, BTreeMap<String, ClassMetrics>>,
+) -> Option<(usize, MetricsTable)> {
     by_epoch.iter().map(|(e, m)| (*e, MetricsTable::new(m.clone()))).max_by(|a, b| {
         let key = |t: &MetricsTable| t.mean.image_auroc + t.mean.pixel_auroc;
         key(&a.1).total_cmp(&key(&b.1)).then(b.0.cmp(&a.0))
     })
 }
-
 
 /// Writes `status.json` for one rank: rank 0 writes every state, the other ranks only
 /// "failed" and "infra" (the error of whichever rank failed must reach the store).
@@ -95,7 +96,8 @@ impl<'a> StatusWriter<'a> {
         if !self.root && !matches!(state, RunState::Failed | RunState::Infra) {
             return Ok(());
         }
-        let status = RunStatus { state, run_id: self.paths.id().to_string(), epoch, updated_unix: crate::unix_now(), error };
+        let status =
+            RunStatus { state, run_id: self.paths.id().to_string(), epoch, updated_unix: crate::unix_now(), error };
         self.store.put_json(&self.paths.status(), &status)
     }
 }
@@ -122,7 +124,16 @@ pub fn mark_failed_unless_recorded(cfg: &RunConfig, reason: &str) -> Result<(), 
         }
     }
     let epoch = current.map(|s| s.epoch).unwrap_or(0);
-    store.put_json(&key, &RunStatus { state: RunState::Failed, run_id: id, epoch, updated_unix: crate::unix_now(), error: Some(reason.to_string()) })?;
+    store.put_json(
+        &key,
+        &RunStatus {
+            state: RunState::Failed,
+            run_id: id,
+            epoch,
+            updated_unix: crate::unix_now(),
+            error: Some(reason.to_string()),
+        },
+    )?;
     Ok(())
 }
 
@@ -184,8 +195,8 @@ impl RunLogs {
         if let Some(text) = store.get(&key)? {
             for (n, v) in read_jsonl(&text, &key)? {
                 let e = v["epoch"].as_u64().with_context(|| format!("{key} line {n}: no \"epoch\""))? as usize;
-                let t: MetricsTable =
-                    serde_json::from_value(v["metrics"].clone()).with_context(|| format!("{key} line {n}: unreadable metrics"))?;
+                let t: MetricsTable = serde_json::from_value(v["metrics"].clone())
+                    .with_context(|| format!("{key} line {n}: unreadable metrics"))?;
                 logs.by_epoch.insert(e, t.classes);
             }
         }

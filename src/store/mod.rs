@@ -39,7 +39,10 @@ pub struct Patience {
 impl Patience {
     /// From the environment; a value that is not a number of seconds is an error naming it.
     pub fn from_env() -> Result<Self, StoreError> {
-        Self::parse(std::env::var("RAS_STORE_RETRY_S").ok().as_deref(), std::env::var("RAS_STORE_TIMEOUT_S").ok().as_deref())
+        Self::parse(
+            std::env::var("RAS_STORE_RETRY_S").ok().as_deref(),
+            std::env::var("RAS_STORE_TIMEOUT_S").ok().as_deref(),
+        )
     }
 
     fn parse(retry: Option<&str>, timeout: Option<&str>) -> Result<Self, StoreError> {
@@ -56,7 +59,8 @@ impl Patience {
             Some(v) => secs("RAS_STORE_RETRY_S", v, 0.0)?,
             None => Duration::from_secs(DEFAULT_RETRY_S),
         };
-        let timeout = timeout.filter(|v| !v.trim().is_empty()).map(|v| secs("RAS_STORE_TIMEOUT_S", v, 0.001)).transpose()?;
+        let timeout =
+            timeout.filter(|v| !v.trim().is_empty()).map(|v| secs("RAS_STORE_TIMEOUT_S", v, 0.001)).transpose()?;
         Ok(Self { retry, timeout })
     }
 
@@ -125,17 +129,31 @@ pub enum StoreError {
     #[error("invalid store URL {url:?}: {message}")]
     Url { url: String, message: String },
     #[error("store {url}: cannot {op} {key}: {source}")]
-    Backend { url: String, op: &'static str, key: String, #[source] source: object_store::Error },
+    Backend {
+        url: String,
+        op: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("store {url}: {key} already exists")]
     AlreadyExists { url: String, key: String },
     #[error("store {url}: {key} is corrupt: sha256 {actual} but its record says {expected}")]
     Corrupt { url: String, key: String, expected: String, actual: String },
-    #[error("no store at {url}: folder {folder} does not exist (check the store URL: --store, or the config's `store`)")]
+    #[error(
+        "no store at {url}: folder {folder} does not exist (check the store URL: --store, or the config's `store`)"
+    )]
     Missing { url: String, folder: String },
     #[error("store {0}: cannot start I/O runtime: {1}")]
     Runtime(String, #[source] std::io::Error),
     #[error("store {url}: cannot {op} {key}: {source}")]
-    Unavailable { url: String, op: &'static str, key: String, #[source] source: Outage },
+    Unavailable {
+        url: String,
+        op: &'static str,
+        key: String,
+        #[source]
+        source: Outage,
+    },
     #[error("{0}")]
     Setting(String),
 }
@@ -374,7 +392,9 @@ impl Store {
                 }
                 Err(e) => e,
             };
-            let Some(p) = self.remote.as_ref().map(|r| r.patience).filter(|_| transient(&e)) else { return Err(self.backend(op, key, e)) };
+            let Some(p) = self.remote.as_ref().map(|r| r.patience).filter(|_| transient(&e)) else {
+                return Err(self.backend(op, key, e));
+            };
             if start.elapsed() + pause < budget {
                 tracing::warn!(store = %self.url, key, "store did not answer ({e}); retrying in {:.1} s", pause.as_secs_f64());
                 std::thread::sleep(pause);
@@ -496,7 +516,12 @@ impl Store {
         let Some(bytes) = self.get(key)? else { return Ok(None) };
         let actual = sha256_hex(&bytes);
         if actual != sha256 {
-            return Err(StoreError::Corrupt { url: self.url.clone(), key: key.to_string(), expected: sha256.into(), actual });
+            return Err(StoreError::Corrupt {
+                url: self.url.clone(),
+                key: key.to_string(),
+                expected: sha256.into(),
+                actual,
+            });
         }
         Ok(Some(bytes))
     }
@@ -598,7 +623,13 @@ mod tests {
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let remote = Remote { patience: p, quick: client(p.retry.min(QUICK)) };
-        let s = Store { inner: client(p.retry), root: ObjPath::from("pre"), url: "s3://b/pre".into(), rt: Arc::new(rt), remote: Some(remote) };
+        let s = Store {
+            inner: client(p.retry),
+            root: ObjPath::from("pre"),
+            url: "s3://b/pre".into(),
+            rt: Arc::new(rt),
+            remote: Some(remote),
+        };
         let t = Instant::now();
         let err = s.put("runs/r/status.json", b"{}".to_vec()).unwrap_err();
         let waited = t.elapsed();

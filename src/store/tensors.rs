@@ -44,7 +44,9 @@ pub fn encode_with_metadata<S: AsRef<str>>(
     let views: Vec<(String, TensorView<'_>)> = raw
         .iter()
         .map(|(n, dt, shape, bytes)| {
-            TensorView::new(*dt, shape.clone(), bytes).map(|v| (n.clone(), v)).map_err(|e| TensorCodecError::Format(e.to_string()))
+            TensorView::new(*dt, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| TensorCodecError::Format(e.to_string()))
         })
         .collect::<Result<_, _>>()?;
     safetensors::serialize(views, metadata).map_err(|e| TensorCodecError::Format(e.to_string()))
@@ -78,7 +80,9 @@ pub fn copy_matching(
     for (name, var) in vars.iter() {
         match file.get(name) {
             None => diffs.push(format!("missing {name} {:?}", var.size())),
-            Some(t) if t.size() != var.size() => diffs.push(format!("shape {name}: file {:?}, model {:?}", t.size(), var.size())),
+            Some(t) if t.size() != var.size() => {
+                diffs.push(format!("shape {name}: file {:?}, model {:?}", t.size(), var.size()))
+            }
             Some(_) => {}
         }
     }

@@ -100,9 +100,14 @@ pub fn coordinate(
         let cancelled = tracker.cancelled;
         // While the scheduler cannot be reached, submitting would fail or duplicate.
         let unreachable = views.iter().any(|v| v.unknown.is_some());
-        let submitted = if cancelled || unreachable { 0 } else { launch_pending(&mut tracker, &mut views, launcher, opts)? };
+        let submitted =
+            if cancelled || unreachable { 0 } else { launch_pending(&mut tracker, &mut views, launcher, opts)? };
         let shown: Vec<_> = views.iter().map(|v| (v.phase.clone(), v.epoch, v.attempts, v.unknown.is_some())).collect();
-        let changed = if last_shown.len() == shown.len() { shown.iter().zip(&last_shown).filter(|(a, b)| a != b).count() } else { shown.len() };
+        let changed = if last_shown.len() == shown.len() {
+            shown.iter().zip(&last_shown).filter(|(a, b)| a != b).count()
+        } else {
+            shown.len()
+        };
         if changed > 0 {
             on_change(&views);
             last_shown = shown;
@@ -137,7 +142,12 @@ fn scheduler_calls() -> u64 {
 /// Launches what can be launched now: feature-cache jobs first, then pending runs and
 /// retries within the free slots (or all at once where the cluster queues jobs), alike
 /// runs together (one job array on Slurm). Returns how many jobs were submitted.
-fn launch_pending(tracker: &mut Tracker, views: &mut [RunView], launcher: &mut dyn Launcher, opts: &CoordinateOptions) -> Result<usize, SweepError> {
+fn launch_pending(
+    tracker: &mut Tracker,
+    views: &mut [RunView],
+    launcher: &mut dyn Launcher,
+    opts: &CoordinateOptions,
+) -> Result<usize, SweepError> {
     let manifest = tracker.state.manifest;
     let queues = launcher.queues_jobs();
     let mut submitted = 0;
@@ -247,7 +257,10 @@ fn launch_pending(tracker: &mut Tracker, views: &mut [RunView], launcher: &mut d
     for (k, (_, spec)) in claimed.iter().enumerate() {
         let alike = |g: &Vec<usize>| {
             let s0 = &claimed[g[0]].1;
-            g.len() < opts.max_array_size.max(1) && s0.ranks() == spec.ranks() && s0.nodes == spec.nodes && s0.after == spec.after
+            g.len() < opts.max_array_size.max(1)
+                && s0.ranks() == spec.ranks()
+                && s0.nodes == spec.nodes
+                && s0.after == spec.after
         };
         match groups.iter_mut().find(|g| alike(g)) {
             Some(g) => g.push(k),
@@ -338,7 +351,8 @@ pub fn submit_report_job(
     views: &[RunView],
     report_args: Vec<String>,
 ) -> Result<Option<JobRecord>, SweepError> {
-    let after: Vec<JobRecord> = views.iter().filter(|v| v.phase == RunPhase::Active).filter_map(|v| v.job.clone()).collect();
+    let after: Vec<JobRecord> =
+        views.iter().filter(|v| v.phase == RunPhase::Active).filter_map(|v| v.job.clone()).collect();
     if after.is_empty() {
         return Ok(None);
     }

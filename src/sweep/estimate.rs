@@ -136,16 +136,27 @@ impl Throughput {
         if trained == 0 {
             return None;
         }
-        let sum = |f: &dyn Fn(&AttemptCost) -> f64, keep: &dyn Fn(&AttemptCost) -> bool| ok.iter().filter(|r| keep(r)).map(|r| f(r)).sum::<f64>();
+        let sum = |f: &dyn Fn(&AttemptCost) -> f64, keep: &dyn Fn(&AttemptCost) -> bool| {
+            ok.iter().filter(|r| keep(r)).map(|r| f(r)).sum::<f64>()
+        };
         let all = |_: &AttemptCost| true;
         let computed = |r: &AttemptCost| r.features_computed > 0;
         let loaded = |r: &AttemptCost| r.features_computed == 0;
         let runs = |r: &AttemptCost| r.job == Job::Run;
         Some(Self {
             attempts: trained,
-            train_images_per_rank_s: ratio(sum(&|r| r.images_trained as f64, &all), sum(&|r| r.phases.train_s * r.ranks as f64, &all)),
-            feature_images_per_s: ratio(sum(&|r| r.features_computed as f64, &computed), sum(&|r| r.phases.features_s, &computed)),
-            feature_load_s_per_image: ratio(sum(&|r| r.phases.features_s, &loaded), sum(&|r| r.feature_images as f64, &loaded)),
+            train_images_per_rank_s: ratio(
+                sum(&|r| r.images_trained as f64, &all),
+                sum(&|r| r.phases.train_s * r.ranks as f64, &all),
+            ),
+            feature_images_per_s: ratio(
+                sum(&|r| r.features_computed as f64, &computed),
+                sum(&|r| r.phases.features_s, &computed),
+            ),
+            feature_load_s_per_image: ratio(
+                sum(&|r| r.phases.features_s, &loaded),
+                sum(&|r| r.feature_images as f64, &loaded),
+            ),
             eval_s_per_image: ratio(sum(&|r| r.phases.eval_s, &all), sum(&|r| r.eval_images as f64, &all)),
             other_s: sum(&|r| r.phases.other_s, &runs) / trained as f64,
         })
@@ -166,7 +177,9 @@ pub fn measurements(store: &Store) -> Result<BTreeMap<String, Throughput>, Sweep
     let shapes: BTreeSet<&str> = records.iter().map(|r| r.shape.as_str()).collect();
     Ok(shapes
         .into_iter()
-        .filter_map(|s| Throughput::of(&records.iter().filter(|r| r.shape == s).collect::<Vec<_>>()).map(|t| (s.to_string(), t)))
+        .filter_map(|s| {
+            Throughput::of(&records.iter().filter(|r| r.shape == s).collect::<Vec<_>>()).map(|t| (s.to_string(), t))
+        })
         .collect())
 }
 
@@ -192,7 +205,13 @@ pub fn estimate(w: &Workload, measured: Option<&Throughput>, profile: &ClusterPr
                 (false, _, load) => w.feature_images() * load.unwrap_or(0.0),
             };
             let eval_s = t.eval_s_per_image.map(|s| s * w.eval_images()).unwrap_or(flop_eval);
-            (Source::Measured { attempts: t.attempts }, features_s, trained / (t.train_images_per_rank_s.unwrap() * ranks), eval_s, t.other_s)
+            (
+                Source::Measured { attempts: t.attempts },
+                features_s,
+                trained / (t.train_images_per_rank_s.unwrap() * ranks),
+                eval_s,
+                t.other_s,
+            )
         }
         (_, Some(rate)) => {
             let features_s = match (w.fills_cache, profile.feature_images_per_s) {
@@ -203,7 +222,13 @@ pub fn estimate(w: &Workload, measured: Option<&Throughput>, profile: &ClusterPr
             let eval_s = profile.eval_images_per_s.map(|e| w.eval_images() / e).unwrap_or(flop_eval);
             (Source::Bench, features_s, trained / (rate * ranks), eval_s, 0.0)
         }
-        _ => (Source::Flops { tflops: profile.tflops() }, flop_features, flops(trained * w.gflop_per_image) / ranks, flop_eval, 0.0),
+        _ => (
+            Source::Flops { tflops: profile.tflops() },
+            flop_features,
+            flops(trained * w.gflop_per_image) / ranks,
+            flop_eval,
+            0.0,
+        ),
     };
     let wall_s = features_s + train_s + eval_s + other_s;
     Estimate { source, features_s, train_s, eval_s, other_s, wall_s, rank_hours: wall_s * ranks / 3600.0 }
@@ -230,7 +255,15 @@ mod tests {
         toml::from_str(&format!("launcher = \"local\"\ngpus_per_node = 0\n{extra}")).unwrap()
     }
 
-    fn record(shape: &str, outcome: Outcome, ranks: usize, phases: Phases, trained: u64, computed: u64, evaluated: u64) -> AttemptCost {
+    fn record(
+        shape: &str,
+        outcome: Outcome,
+        ranks: usize,
+        phases: Phases,
+        trained: u64,
+        computed: u64,
+        evaluated: u64,
+    ) -> AttemptCost {
         let wall_s = phases.features_s + phases.train_s + phases.eval_s + phases.other_s;
         AttemptCost {
             started_unix: 1,
@@ -311,7 +344,8 @@ mod tests {
 
     #[test]
     fn without_measurements_the_profile_bench_figure_then_the_flop_model() {
-        let prof = profile("train_images_per_s_per_rank = 50.0\nfeature_images_per_s = 30.0\neval_images_per_s = 100.0");
+        let prof =
+            profile("train_images_per_s_per_rank = 50.0\nfeature_images_per_s = 30.0\neval_images_per_s = 100.0");
         let e = estimate(&work(true, 1), None, &prof);
         assert_eq!(e.source, Source::Bench);
         assert_eq!((e.train_s, e.features_s, e.eval_s), (20.0, 5.0, 1.0));
@@ -319,7 +353,12 @@ mod tests {
         assert_eq!(e.source, Source::Flops { tflops: 0.001 });
         // 1000 images x 1 GFLOP at 1 GFLOP/s on 2 ranks; features 150 x 0.4 GFLOP; eval
         // 100 images x 1/3 GFLOP.
-        assert!((e.train_s - 500.0).abs() < 1e-9 && (e.features_s - 60.0).abs() < 1e-9 && (e.eval_s - 100.0 / 3.0).abs() < 1e-9, "{e:?}");
+        assert!(
+            (e.train_s - 500.0).abs() < 1e-9
+                && (e.features_s - 60.0).abs() < 1e-9
+                && (e.eval_s - 100.0 / 3.0).abs() < 1e-9,
+            "{e:?}"
+        );
         assert!(e.source.to_string().contains("assumed"));
     }
 }

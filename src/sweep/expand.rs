@@ -94,7 +94,10 @@ impl DataIssue {
 /// that one scan. A run's class list is not part of the key: the scan lists every class.
 #[derive(Default)]
 pub struct DataScans {
-    scans: BTreeMap<(String, PathBuf, Option<PathBuf>, Option<PathBuf>), Result<std::sync::Arc<crate::data::Scan>, String>>,
+    scans: BTreeMap<
+        (String, PathBuf, Option<PathBuf>, Option<PathBuf>),
+        Result<std::sync::Arc<crate::data::Scan>, String>,
+    >,
     /// How many times a dataset was actually scanned (tests count them).
     pub scanned: usize,
 }
@@ -146,7 +149,12 @@ impl DataScans {
                 }
             }
         }
-        Ok(scan.index.classes.iter().filter(|(c, _)| classes.contains(c)).fold((0, 0), |(a, b), (_, s)| (a + s.train.len(), b + s.test.len())))
+        Ok(scan
+            .index
+            .classes
+            .iter()
+            .filter(|(c, _)| classes.contains(c))
+            .fold((0, 0), |(a, b), (_, s)| (a + s.train.len(), b + s.test.len())))
     }
 }
 
@@ -176,7 +184,8 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
         None => vec![None],
         Some(s) => s.to_vec().into_iter().map(Some).collect(),
     };
-    let explicit: Vec<BTreeMap<String, toml::Value>> = if file.runs.is_empty() { vec![BTreeMap::new()] } else { file.runs.clone() };
+    let explicit: Vec<BTreeMap<String, toml::Value>> =
+        if file.runs.is_empty() { vec![BTreeMap::new()] } else { file.runs.clone() };
     // Cartesian product of the grid axes (BTreeMap order: deterministic).
     let mut points: Vec<Vec<(String, toml::Value)>> = vec![vec![]];
     for (key, values) in &file.grid {
@@ -193,7 +202,8 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
         for setting in &settings {
             for run in &explicit {
                 for point in &points {
-                    let mut over: Vec<String> = file.set.iter().map(|(k, v)| kv(k, &resolve_value_path(path, k, v))).collect();
+                    let mut over: Vec<String> =
+                        file.set.iter().map(|(k, v)| kv(k, &resolve_value_path(path, k, v))).collect();
                     let mut label_parts: Vec<String> = vec![];
                     for (k, v) in run.iter().chain(point.iter().map(|(k, v)| (k, v))) {
                         over.push(kv(k, &resolve_value_path(path, k, v)));
@@ -207,15 +217,24 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
                         over.push(format!("store={}", toml::Value::String(url.clone())));
                     }
                     let label0 = [vec![stem.clone()], label_parts.clone()].concat().join(" ");
-                    let cfg = RunConfig::load(&base_path, &over)
-                        .map_err(|source| SweepError::Config { sweep: name.clone(), label: label0.clone(), source })?;
+                    let cfg = RunConfig::load(&base_path, &over).map_err(|source| SweepError::Config {
+                        sweep: name.clone(),
+                        label: label0.clone(),
+                        source,
+                    })?;
                     let mut expanded: Vec<(RunConfig, String)> = vec![];
                     if cfg.train.setting == Setting::Separate {
                         let classes = match data.classes(&cfg.dataset) {
                             Ok(c) => c,
                             Err((key, message)) => {
-                                issues.push(DataIssue { run_id: cfg.run_id(), label: label0.clone(), key, message: message.clone() });
-                                discover_classes(&cfg, &message).map_err(|message| SweepError::Invalid { path: path.into(), message })?
+                                issues.push(DataIssue {
+                                    run_id: cfg.run_id(),
+                                    label: label0.clone(),
+                                    key,
+                                    message: message.clone(),
+                                });
+                                discover_classes(&cfg, &message)
+                                    .map_err(|message| SweepError::Invalid { path: path.into(), message })?
                             }
                         };
                         for class in classes {
@@ -223,8 +242,11 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
                             o.push(format!("dataset.classes=[{}]", toml::Value::String(class.clone())));
                             o.push(format!("name=\"{}-{}\"", cfg.name, class));
                             let label = format!("{label0} separate class={class}");
-                            let c = RunConfig::load(&base_path, &o)
-                                .map_err(|source| SweepError::Config { sweep: name.clone(), label: label.clone(), source })?;
+                            let c = RunConfig::load(&base_path, &o).map_err(|source| SweepError::Config {
+                                sweep: name.clone(),
+                                label: label.clone(),
+                                source,
+                            })?;
                             expanded.push((c, label));
                         }
                     } else {
@@ -232,7 +254,8 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
                     }
                     for (c, label) in expanded {
                         store.get_or_insert_with(|| c.store.clone());
-                        let variant = label.split(' ').filter(|p| !p.starts_with("seed=")).collect::<Vec<_>>().join(" ");
+                        let variant =
+                            label.split(' ').filter(|p| !p.starts_with("seed=")).collect::<Vec<_>>().join(" ");
                         let images = match data.check(&c.dataset) {
                             Ok(counts) => counts,
                             Err((key, message)) => {
@@ -255,13 +278,23 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
     // anything runs, not in the report after the sweep.
     if let Some(paper) = &file.paper {
         for r in &runs {
-            paper.check(&r.config()).map_err(|message| SweepError::Invalid { path: path.to_path_buf(), message: format!("run {}: {message}", r.label) })?;
+            paper.check(&r.config()).map_err(|message| SweepError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("run {}: {message}", r.label),
+            })?;
         }
     }
     let runs = plan::order(runs);
     issues.retain(|i| runs.iter().any(|r| r.id == i.run_id));
     issues.dedup_by(|a, b| a.run_id == b.run_id);
-    let manifest = Manifest { name, store: store.unwrap_or_default(), max_retries: file.max_retries, note: file.note, paper: file.paper, runs };
+    let manifest = Manifest {
+        name,
+        store: store.unwrap_or_default(),
+        max_retries: file.max_retries,
+        note: file.note,
+        paper: file.paper,
+        runs,
+    };
     Ok((manifest, issues))
 }
 
@@ -293,7 +326,10 @@ fn discover_classes(cfg: &RunConfig, e: &str) -> Result<Vec<String>, String> {
     }
     match cfg.dataset.kind.published_classes() {
         Some(list) => {
-            tracing::warn!("dataset {} not readable here ({e}); expanding `separate` with the published class list", cfg.dataset.root.display());
+            tracing::warn!(
+                "dataset {} not readable here ({e}); expanding `separate` with the published class list",
+                cfg.dataset.root.display()
+            );
             Ok(list.iter().map(|s| s.to_string()).collect())
         }
         None => Err(format!(
@@ -303,14 +339,20 @@ fn discover_classes(cfg: &RunConfig, e: &str) -> Result<Vec<String>, String> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{DatasetConfig, DatasetKind};
 
     fn synth(root: &Path) {
-        let spec = crate::data::synth::SynthSpec { classes: 2, train_per_class: 2, test_good_per_class: 1, test_defect_per_kind: 1, image_size: 32, seed: 1 };
+        let spec = crate::data::synth::SynthSpec {
+            classes: 2,
+            train_per_class: 2,
+            test_good_per_class: 1,
+            test_defect_per_kind: 1,
+            image_size: 32,
+            seed: 1,
+        };
         crate::data::synth::generate(root, &spec, &mut |_, _| {}).unwrap();
     }
 
@@ -319,8 +361,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("data");
         synth(&root);
-        let found = crate::data::scan_all(&DatasetConfig { kind: DatasetKind::Mvtec, root: root.clone(), classes: vec![], train_meta: None, test_meta: None }).unwrap().index.class_names();
-        let cfg = |classes: Vec<String>| DatasetConfig { kind: DatasetKind::Mvtec, root: root.clone(), classes, train_meta: None, test_meta: None };
+        let found = crate::data::scan_all(&DatasetConfig {
+            kind: DatasetKind::Mvtec,
+            root: root.clone(),
+            classes: vec![],
+            train_meta: None,
+            test_meta: None,
+        })
+        .unwrap()
+        .index
+        .class_names();
+        let cfg = |classes: Vec<String>| DatasetConfig {
+            kind: DatasetKind::Mvtec,
+            root: root.clone(),
+            classes,
+            train_meta: None,
+            test_meta: None,
+        };
         let mut scans = DataScans::default();
         let (train, test) = scans.check(&cfg(vec![])).unwrap();
         assert_eq!(train, 4);
@@ -355,7 +412,12 @@ mod tests {
         let root = m.runs[0].config().dataset.root;
         assert!(root.is_absolute() && root.ends_with("exp/data"), "{}", root.display());
         assert_eq!(issues.len(), 1, "{issues:?}");
-        assert!(issues[0].key == "dataset.classes" && issues[0].label.contains("nope") && issues[0].message.contains(first.as_str()), "{issues:?}");
+        assert!(
+            issues[0].key == "dataset.classes"
+                && issues[0].label.contains("nope")
+                && issues[0].message.contains(first.as_str()),
+            "{issues:?}"
+        );
         let err = expand(&sweep, &ExpandOptions { check_data: true, ..opts.clone() }).unwrap_err().to_string();
         assert!(err.contains("s.toml") && err.contains("dataset.classes") && err.contains("nope"), "{err}");
         assert!(expand(&sweep, &opts).is_ok(), "unchecked, the library plans it anyway");

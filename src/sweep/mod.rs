@@ -54,12 +54,20 @@ pub enum SweepError {
     #[error("sweep file {sweep}, run `{label}`: {key}: {message}")]
     Data { sweep: PathBuf, label: String, key: &'static str, message: String },
     #[error("sweep {sweep}, run {label}: {source}")]
-    Config { sweep: String, label: String, #[source] source: ConfigError },
+    Config {
+        sweep: String,
+        label: String,
+        #[source]
+        source: ConfigError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("launcher: {0}")]
     Launch(#[from] crate::launch::LaunchError),
     #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
-

@@ -53,7 +53,15 @@ pub fn choose_ranks(train_images: usize, batch: usize, max_ranks: usize) -> usiz
     by_size.min(by_batch).min(max_ranks.max(1))
 }
 
-pub(super) fn planned(cfg: RunConfig, label: String, variant: String, dataset: String, ranks: Option<usize>, max_ranks: usize, (images, test_images): (usize, usize)) -> PlannedRun {
+pub(super) fn planned(
+    cfg: RunConfig,
+    label: String,
+    variant: String,
+    dataset: String,
+    ranks: Option<usize>,
+    max_ranks: usize,
+    (images, test_images): (usize, usize),
+) -> PlannedRun {
     let ranks = ranks.unwrap_or_else(|| choose_ranks(images, cfg.train.batch_size, max_ranks));
     let cost = images as f64 * cfg.train.epochs as f64 * flops_per_image(&cfg) / 1e9;
     let b = &cfg.backbone;
@@ -212,7 +220,20 @@ pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> String {
     }
     s += &format!(
         "{:>3} {:<30} {:>5} {:<14} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}  {:<22} {}\n",
-        "#", "run", "ranks", "nodes", "images", "feat", "train", "eval", "wall", "rank-h", "start", "end", "estimate from", "label"
+        "#",
+        "run",
+        "ranks",
+        "nodes",
+        "images",
+        "feat",
+        "train",
+        "eval",
+        "wall",
+        "rank-h",
+        "start",
+        "end",
+        "estimate from",
+        "label"
     );
     let mut keys = std::collections::BTreeSet::new();
     for (i, ((r, slot), e)) in manifest.runs.iter().zip(&slots).zip(&est).enumerate() {
@@ -331,10 +352,14 @@ mod tests {
         assert_eq!((slots[2].start, slots[2].end, slots[2].nodes.clone()), (10.0, 14.0, vec![0, 1]));
         assert_eq!(total, 14.0);
         // One node of 4 slots: a 2-rank and two 1-rank runs all start at once.
-        let (slots, _) = schedule_costs(&[run("a", 2, 10.0), run("b", 1, 6.0), run("c", 1, 2.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
+        let (slots, _) = schedule_costs(
+            &[run("a", 2, 10.0), run("b", 1, 6.0), run("c", 1, 2.0)],
+            ClusterShape { nodes: 1, ranks_per_node: 4 },
+        );
         assert!(slots.iter().all(|s| s.start == 0.0), "{slots:?}");
         // A run that fits only after an earlier one ends waits for it.
-        let (slots, _) = schedule_costs(&[run("a", 2, 10.0), run("b", 3, 9.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
+        let (slots, _) =
+            schedule_costs(&[run("a", 2, 10.0), run("b", 3, 9.0)], ClusterShape { nodes: 1, ranks_per_node: 4 });
         assert_eq!(slots[1].start, 5.0);
     }
 }

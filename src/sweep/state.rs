@@ -186,7 +186,9 @@ impl Listing {
                 l.cancelled = true;
             } else if let Some((id, a)) = rest.strip_prefix("claims/").and_then(run_attempt) {
                 l.claims.entry(id.to_string()).or_default().insert(a);
-            } else if let Some((id, a)) = rest.strip_prefix("jobs/").and_then(|k| k.strip_suffix(".json")).and_then(run_attempt) {
+            } else if let Some((id, a)) =
+                rest.strip_prefix("jobs/").and_then(|k| k.strip_suffix(".json")).and_then(run_attempt)
+            {
                 l.jobs.insert((id.to_string(), a));
             } else if let Some(k) = rest.strip_prefix("features/") {
                 if let Some(n) = k.strip_suffix(".claim") {
@@ -300,7 +302,11 @@ impl<'a> Tracker<'a> {
                 continue;
             }
             if let Some(&a) = listing.claims.get(&run.id).and_then(|s| s.last()) {
-                let job = if listing.jobs.contains(&(run.id.clone(), a)) { self.job_record(&self.state.job_key(&run.id, a))? } else { None };
+                let job = if listing.jobs.contains(&(run.id.clone(), a)) {
+                    self.job_record(&self.state.job_key(&run.id, a))?
+                } else {
+                    None
+                };
                 latest[i] = Some((a, job));
             }
         }
@@ -312,12 +318,15 @@ impl<'a> Tracker<'a> {
             }
         }
         // One scheduler call for all of them.
-        let mut polled: Vec<&JobRecord> = latest.iter().filter_map(|l| l.as_ref().and_then(|(_, j)| j.as_ref())).collect();
+        let mut polled: Vec<&JobRecord> =
+            latest.iter().filter_map(|l| l.as_ref().and_then(|(_, j)| j.as_ref())).collect();
         polled.extend(feature_records.iter().map(|(_, j)| j));
         let states = if polled.is_empty() { vec![] } else { launcher.poll(&polled)? };
         let mut states = states.into_iter();
-        let run_states: Vec<Option<JobState>> =
-            latest.iter().map(|l| l.as_ref().and_then(|(_, j)| j.as_ref()).map(|_| states.next().expect("a state per job"))).collect();
+        let run_states: Vec<Option<JobState>> = latest
+            .iter()
+            .map(|l| l.as_ref().and_then(|(_, j)| j.as_ref()).map(|_| states.next().expect("a state per job")))
+            .collect();
         self.features.clear();
         for ((name, job), st) in feature_records.into_iter().zip(states) {
             let fs = if st.is_alive() { FeatureState::Running(job) } else { FeatureState::Ready };
@@ -327,7 +336,11 @@ impl<'a> Tracker<'a> {
             let c = self.claim_record(&self.state.feature_object(name, "claim"))?;
             // Claimed by a coordinator that died before submitting: the runs fill the
             // cache themselves (each computes only what is missing).
-            let fs = if unix_now().saturating_sub(c.unix) >= CLAIM_GRACE_S { FeatureState::Ready } else { FeatureState::Claimed };
+            let fs = if unix_now().saturating_sub(c.unix) >= CLAIM_GRACE_S {
+                FeatureState::Ready
+            } else {
+                FeatureState::Claimed
+            };
             self.features.insert(name.clone(), fs);
         }
 
@@ -343,7 +356,8 @@ impl<'a> Tracker<'a> {
             // Read the status when it can have changed: first pass, job running (not
             // queued) or unknown, or the job ended since the last pass.
             let prev = self.runs[i].last_state.clone();
-            let ended_now = matches!(job_state, Some(JobState::Ended)) && prev.as_ref().map(|(a, s)| Some(*a) != attempt || *s != JobState::Ended).unwrap_or(true);
+            let ended_now = matches!(job_state, Some(JobState::Ended))
+                && prev.as_ref().map(|(a, s)| Some(*a) != attempt || *s != JobState::Ended).unwrap_or(true);
             let read = self.first
                 || ended_now
                 || matches!(job_state, Some(JobState::Active) | Some(JobState::Unknown(_)))
@@ -381,7 +395,9 @@ impl<'a> Tracker<'a> {
             };
             let complete = status.as_ref().map(|s| s.state == RunState::Complete).unwrap_or(false);
             view.phase = if complete {
-                if let Some(fm) = self.state.store.get_json::<FinalMetrics>(&RunPaths::new(run.id.as_str()).final_metrics())? {
+                if let Some(fm) =
+                    self.state.store.get_json::<FinalMetrics>(&RunPaths::new(run.id.as_str()).final_metrics())?
+                {
                     view.mean_iauroc = Some(fm.metrics.mean.image_auroc);
                     view.mean_pauroc = Some(fm.metrics.mean.pixel_auroc);
                 }
@@ -402,7 +418,8 @@ impl<'a> Tracker<'a> {
                 // is live, a process still trains it (a job the scheduler lost track of, or
                 // a run started by hand): running, whatever the scheduler says. Read only for
                 // runs that look ended, so the poll cycle's cost does not grow.
-                let alive = alive || crate::run::lease::live_holder(self.state.store, &RunPaths::new(run.id.as_str()))?.is_some();
+                let alive = alive
+                    || crate::run::lease::live_holder(self.state.store, &RunPaths::new(run.id.as_str()))?.is_some();
                 if let (true, Some(st)) = (alive, &status) {
                     let c = self.claim_record(&self.state.claim_key_of(&run.id, a))?;
                     if st.epoch > 0 && st.epoch < view.epochs && st.updated_unix > c.unix {
@@ -450,7 +467,17 @@ mod tests {
         use crate::sweep::estimate::{Estimate, Source};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        let est = |wall_s: f64, source: Source| Some(Estimate { source, features_s: 0.0, train_s: wall_s, eval_s: 0.0, other_s: 0.0, wall_s, rank_hours: wall_s / 3600.0 });
+        let est = |wall_s: f64, source: Source| {
+            Some(Estimate {
+                source,
+                features_s: 0.0,
+                train_s: wall_s,
+                eval_s: 0.0,
+                other_s: 0.0,
+                wall_s,
+                rank_hours: wall_s / 3600.0,
+            })
+        };
         let run = |id: &str, estimate| super::super::PlannedRun {
             id: id.into(),
             label: id.into(),
@@ -464,11 +491,13 @@ mod tests {
             feature_key: String::new(),
             estimate,
         };
-        let manifest = |runs| Manifest { name: "s".into(), store: String::new(), max_retries: 0, note: None, paper: None, runs };
+        let manifest =
+            |runs| Manifest { name: "s".into(), store: String::new(), max_retries: 0, note: None, paper: None, runs };
         let first = manifest(vec![run("a", est(10.0, Source::Flops { tflops: 1.0 }))]);
         SweepState { store: &store, manifest: &first }.publish_manifest().unwrap();
         // Planned again after "a" ran (now from its measurements), with a new run "b".
-        let again = manifest(vec![run("a", est(99.0, Source::Measured { attempts: 1 })), run("b", est(5.0, Source::Bench))]);
+        let again =
+            manifest(vec![run("a", est(99.0, Source::Measured { attempts: 1 })), run("b", est(5.0, Source::Bench))]);
         let state = SweepState { store: &store, manifest: &again };
         state.publish_manifest().unwrap();
         let stored: Manifest = store.get_json(&state.manifest_key()).unwrap().unwrap();

@@ -66,7 +66,10 @@ fn cost_line(views: &[RunView]) -> String {
     let mut total = CostSummary::default();
     views.iter().filter_map(|v| v.cost.as_ref()).for_each(|c| total.add(c));
     let gpu = if total.gpu_hours > 0.0 { format!(" ({:.4} GPU-hours)", total.gpu_hours) } else { String::new() };
-    format!("total cost: {:.4} rank-hours{gpu} over {} jobs (ended run attempts and feature-cache jobs)\n", total.rank_hours, total.attempts)
+    format!(
+        "total cost: {:.4} rank-hours{gpu} over {} jobs (ended run attempts and feature-cache jobs)\n",
+        total.rank_hours, total.attempts
+    )
 }
 
 /// The status table (`ras status`, and `ras sweep` as states change).

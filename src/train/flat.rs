@@ -45,7 +45,8 @@ impl FlatState {
     pub fn build(params: &mut [Tensor], opt: &mut AdamW, extra: i64) -> Self {
         let device = params.first().map(|p| p.device()).unwrap_or(tch::Device::Cpu);
         let has_grad: Vec<bool> = params.iter().map(|p| p.grad().defined()).collect();
-        let order: Vec<usize> = (0..params.len()).filter(|&i| has_grad[i]).chain((0..params.len()).filter(|&i| !has_grad[i])).collect();
+        let order: Vec<usize> =
+            (0..params.len()).filter(|&i| has_grad[i]).chain((0..params.len()).filter(|&i| !has_grad[i])).collect();
         // Each tensor starts at a multiple of 128 bytes into a buffer that is itself aligned
         // (64 bytes by libtorch's CPU allocator, 256 by CUDA's), so it is aligned at least
         // as a tensor of its own would be: vectorised and matrix kernels (MKL, oneDNN,
@@ -76,7 +77,9 @@ impl FlatState {
                     let mut grad = params[i].grad();
                     let _ = g.copy_(&grad);
                     grad.set_data(&g);
-                    for (buf, moment) in [(&flat.exp_avg, &mut opt.exp_avg[i]), (&flat.exp_avg_sq, &mut opt.exp_avg_sq[i])] {
+                    for (buf, moment) in
+                        [(&flat.exp_avg, &mut opt.exp_avg[i]), (&flat.exp_avg_sq, &mut opt.exp_avg_sq[i])]
+                    {
                         let mut m = view(buf);
                         let _ = m.copy_(moment);
                         moment.set_data(&m);

@@ -74,7 +74,8 @@ impl Trainer {
     ) -> Result<Self, tch::TchError> {
         crate::threads::pin();
         let vs = nn::VarStore::new(device);
-        let model = with_torch_seed(mix_seed(&[seed, STREAM_INIT]), || Ras::new(&vs.root(), model_cfg, channels, (grid, grid)));
+        let model =
+            with_torch_seed(mix_seed(&[seed, STREAM_INIT]), || Ras::new(&vs.root(), model_cfg, channels, (grid, grid)));
         let names = {
             let vars = vs.variables();
             let mut n: Vec<String> = vars.keys().cloned().collect();
@@ -88,12 +89,27 @@ impl Trainer {
         // zero sample (the model draws no random numbers), so that the buffers exist before
         // the first real step and every step, the first of a resumed run included, takes
         // the same path on the same layout (no "not built yet" state to carry).
-        model.forward_t(&Tensor::zeros([1, channels, grid, grid], (Kind::Float, device)), true).sum(Kind::Float).backward();
+        model
+            .forward_t(&Tensor::zeros([1, channels, grid, grid], (Kind::Float, device)), true)
+            .sum(Kind::Float)
+            .backward();
         let flat = FlatState::build(&mut params, &mut opt, EXTRA_SLOTS);
         flat.zero_grads();
         let precision = Precision::resolve(train_cfg.precision, device);
         precision::apply(precision);
-        Ok(Self { vs, model, opt, params, names, flat, comm_seconds: 0.0, comm_bytes: 0, cfg: train_cfg.clone(), seed, precision })
+        Ok(Self {
+            vs,
+            model,
+            opt,
+            params,
+            names,
+            flat,
+            comm_seconds: 0.0,
+            comm_bytes: 0,
+            cfg: train_cfg.clone(),
+            seed,
+            precision,
+        })
     }
 
     /// The precision this trainer computes in (`train.precision`, resolved for its device).
@@ -134,8 +150,12 @@ impl Trainer {
     pub fn epoch_noise(&self, n: usize, sample_shape: &[i64], epoch: usize, device: Device) -> Tensor {
         let mut shape = vec![n as i64];
         shape.extend_from_slice(sample_shape);
-        let noise = with_torch_seed(mix_seed(&[self.seed, STREAM_JITTER, epoch as u64, u64::MAX]), || Tensor::randn(shape.as_slice(), (Kind::Float, device)));
-        let keep: Vec<f32> = (0..n).map(|i| if jitter_coin(self.seed, STREAM_JITTER, epoch, i) < self.cfg.jitter_prob { 1.0 } else { 0.0 }).collect();
+        let noise = with_torch_seed(mix_seed(&[self.seed, STREAM_JITTER, epoch as u64, u64::MAX]), || {
+            Tensor::randn(shape.as_slice(), (Kind::Float, device))
+        });
+        let keep: Vec<f32> = (0..n)
+            .map(|i| if jitter_coin(self.seed, STREAM_JITTER, epoch, i) < self.cfg.jitter_prob { 1.0 } else { 0.0 })
+            .collect();
         let mut keep_shape = vec![n as i64];
         keep_shape.extend(sample_shape.iter().map(|_| 1));
         noise * Tensor::from_slice(&keep).to_device(device).view(keep_shape.as_slice())
@@ -147,7 +167,15 @@ impl Trainer {
     /// Returns (mean loss over ranks as a 0-d f64 tensor on the device, whether any rank
     /// asked to stop). Reading the loss waits for the device: callers read it per epoch.
     /// `noise` is the epoch's noise from [`Self::epoch_noise`]; None draws it per sample.
-    pub fn step(&mut self, features: &Tensor, ids: &[usize], epoch: usize, noise: Option<&Tensor>, coll: &dyn Collective, stop: bool) -> Result<(Tensor, bool), DistError> {
+    pub fn step(
+        &mut self,
+        features: &Tensor,
+        ids: &[usize],
+        epoch: usize,
+        noise: Option<&Tensor>,
+        coll: &dyn Collective,
+        stop: bool,
+    ) -> Result<(Tensor, bool), DistError> {
         let device = self.vs.device();
         let index = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(features.device());
         let clean = features.index_select(0, &index);
@@ -161,10 +189,15 @@ impl Trainer {
         let input = if !self.jitter_on() {
             clean.shallow_clone()
         } else if let Some(noise) = noise {
-            add_jitter(&clean, &noise.index_select(0, &index.to_device(noise.device())).to_device(device), self.cfg.jitter_scale)
+            add_jitter(
+                &clean,
+                &noise.index_select(0, &index.to_device(noise.device())).to_device(device),
+                self.cfg.jitter_scale,
+            )
         } else {
             let shape = &clean.size()[1..];
-            let noise = jitter_noise(ids, shape, self.seed, STREAM_JITTER, epoch, self.cfg.jitter_prob).to_device(device);
+            let noise =
+                jitter_noise(ids, shape, self.seed, STREAM_JITTER, epoch, self.cfg.jitter_prob).to_device(device);
             add_jitter(&clean, &noise, self.cfg.jitter_scale)
         };
         self.flat.zero_grads();
@@ -215,12 +248,14 @@ impl Trainer {
         let local = dist::shard(&epoch_order(n, self.seed, epoch), world);
         let batch = self.local_batch(world.world_size);
         // Features resident on a GPU get the epoch's noise drawn there at once.
-        let noise = (features.device().is_cuda() && self.jitter_on()).then(|| self.epoch_noise(n, &features.size()[1..], epoch, features.device()));
+        let noise = (features.device().is_cuda() && self.jitter_on())
+            .then(|| self.epoch_noise(n, &features.size()[1..], epoch, features.device()));
         let device = self.vs.device();
         let (mut total, mut count, mut steps_done) = (Tensor::zeros([], (Kind::Double, device)), 0usize, start_step);
         let mut stopped = false;
         for ids in local.chunks(batch).skip(start_step) {
-            let (loss, stop_all) = self.step(features, ids, epoch, noise.as_ref(), coll, stop.load(std::sync::atomic::Ordering::SeqCst))?;
+            let (loss, stop_all) =
+                self.step(features, ids, epoch, noise.as_ref(), coll, stop.load(std::sync::atomic::Ordering::SeqCst))?;
             total += loss;
             count += 1;
             steps_done += 1;
@@ -251,7 +286,8 @@ impl Trainer {
     /// Checkpoints with the names ras used before the public module tree load too
     /// (`model::legacy`).
     pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>) -> Result<(), StateError> {
-        let mut map: std::collections::HashMap<String, Tensor> = crate::model::legacy::upgrade_all(tensors).into_iter().collect();
+        let mut map: std::collections::HashMap<String, Tensor> =
+            crate::model::legacy::upgrade_all(tensors).into_iter().collect();
         let mut take = |key: String, like: &Tensor| -> Result<Tensor, StateError> {
             let t = map.remove(&key).ok_or_else(|| StateError::Missing(key.clone()))?;
             if t.size() != like.size() {
@@ -285,7 +321,15 @@ mod tests {
 
     #[test]
     fn load_state_names_what_does_not_fit() {
-        let model = ModelConfig { hidden_dim: 16, encoder_layers: 1, decoder_layers: 1, heads: 2, ffn_dim: 32, neighbor_mask: false, ..Default::default() };
+        let model = ModelConfig {
+            hidden_dim: 16,
+            encoder_layers: 1,
+            decoder_layers: 1,
+            heads: 2,
+            ffn_dim: 32,
+            neighbor_mask: false,
+            ..Default::default()
+        };
         let mut t = Trainer::new(&model, &TrainConfig::default(), 0, 8, 4, Device::Cpu).unwrap();
         let state = |t: &Trainer| t.state_tensors().into_iter().map(|(n, x)| (n, x.copy())).collect::<Vec<_>>();
         assert_eq!(t.load_state(state(&t)), Ok(()));
@@ -306,7 +350,15 @@ mod tests {
     }
 
     fn tiny() -> (ModelConfig, TrainConfig) {
-        let model = ModelConfig { hidden_dim: 16, encoder_layers: 1, decoder_layers: 2, heads: 2, ffn_dim: 32, neighbor_mask: false, ..Default::default() };
+        let model = ModelConfig {
+            hidden_dim: 16,
+            encoder_layers: 1,
+            decoder_layers: 2,
+            heads: 2,
+            ffn_dim: 32,
+            neighbor_mask: false,
+            ..Default::default()
+        };
         (model, TrainConfig { batch_size: 4, lr: 1e-2, ..Default::default() })
     }
 
@@ -338,7 +390,10 @@ mod tests {
             loop_.opt.step(&mut loop_.params);
         }
         let f = &flat.flat;
-        assert!(f.trained < f.params.size()[0], "some parameters get no gradient (the earlier steps' output projections)");
+        assert!(
+            f.trained < f.params.size()[0],
+            "some parameters get no gradient (the earlier steps' output projections)"
+        );
         for (i, name) in flat.names.iter().enumerate() {
             assert!(flat.params[i].equal(&loop_.params[i]), "{name}: parameters differ");
             assert!(flat.opt.exp_avg[i].equal(&loop_.opt.exp_avg[i]), "{name}: exp_avg differs");
@@ -381,7 +436,15 @@ mod tests {
             kept += usize::from(coin);
         }
         assert!((70..130).contains(&kept), "{kept} of 200 jittered at p = 0.5");
-        let std = a.index_select(0, &Tensor::from_slice(&(0..200i64).filter(|&i| jitter_coin(9, STREAM_JITTER, 3, i as usize) < 0.5).collect::<Vec<_>>())).std(true).double_value(&[]);
+        let std = a
+            .index_select(
+                0,
+                &Tensor::from_slice(
+                    &(0..200i64).filter(|&i| jitter_coin(9, STREAM_JITTER, 3, i as usize) < 0.5).collect::<Vec<_>>(),
+                ),
+            )
+            .std(true)
+            .double_value(&[]);
         assert!((std - 1.0).abs() < 0.05, "std {std}");
     }
 
@@ -398,7 +461,18 @@ mod tests {
             assert_eq!(t.precision(), precision);
             let mut l = vec![];
             for e in 0..20 {
-                l.push(t.epoch(&feats, e, 0, &dist::SingleProcess, &std::sync::atomic::AtomicBool::new(false), &mut |_| {}).unwrap().loss);
+                l.push(
+                    t.epoch(
+                        &feats,
+                        e,
+                        0,
+                        &dist::SingleProcess,
+                        &std::sync::atomic::AtomicBool::new(false),
+                        &mut |_| {},
+                    )
+                    .unwrap()
+                    .loss,
+                );
             }
             losses.push(l);
         }
@@ -413,7 +487,15 @@ mod tests {
     /// here by hand, not by `legacy`) restores every tensor of today's model.
     #[test]
     fn checkpoint_with_pre_public_names_loads() {
-        let model = ModelConfig { hidden_dim: 16, encoder_layers: 1, decoder_layers: 2, heads: 2, ffn_dim: 32, neighbor_mask: false, ..Default::default() };
+        let model = ModelConfig {
+            hidden_dim: 16,
+            encoder_layers: 1,
+            decoder_layers: 2,
+            heads: 2,
+            ffn_dim: 32,
+            neighbor_mask: false,
+            ..Default::default()
+        };
         let t0 = Trainer::new(&model, &TrainConfig::default(), 1, 8, 4, Device::Cpu).unwrap();
         let old_name = |n: &str| {
             let mut n = n.to_string();
@@ -426,7 +508,8 @@ mod tests {
             }
             n
         };
-        let old: Vec<(String, Tensor)> = t0.state_tensors().into_iter().map(|(n, x)| (old_name(&n), x.copy())).collect();
+        let old: Vec<(String, Tensor)> =
+            t0.state_tensors().into_iter().map(|(n, x)| (old_name(&n), x.copy())).collect();
         assert!(old.iter().any(|(n, _)| n.contains("forward_layers.1.learned_embed.weight")));
         assert!(old.iter().any(|(n, _)| n.contains("forward_layers.0.multihead_attn.in_proj_weight")));
         let mut t1 = Trainer::new(&model, &TrainConfig::default(), 2, 8, 4, Device::Cpu).unwrap();

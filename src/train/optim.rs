@@ -20,7 +20,16 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(params: &[Tensor], lr: f64, betas: [f64; 2], weight_decay: f64) -> Self {
         let zeros = || params.iter().map(|p| p.zeros_like().detach()).collect::<Vec<_>>();
-        Self { lr, beta1: betas[0], beta2: betas[1], eps: 1e-8, weight_decay, step: 0, exp_avg: zeros(), exp_avg_sq: zeros() }
+        Self {
+            lr,
+            beta1: betas[0],
+            beta2: betas[1],
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            exp_avg: zeros(),
+            exp_avg_sq: zeros(),
+        }
     }
 
     /// One update of `params` with their `.grad()` (torch.optim.AdamW, single-tensor path):

@@ -57,7 +57,12 @@ batch_size = 16
 }
 
 pub fn ras(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ras")).args(args).current_dir(cwd).env("RUST_LOG", "warn").output().expect("ras runs")
+    Command::new(env!("CARGO_BIN_EXE_ras"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("ras runs")
 }
 
 /// `ras args` in `cwd`, which must succeed (else a panic with its output): its stdout.
@@ -81,7 +86,11 @@ pub fn text(out: &Output) -> String {
 /// fails, saying so, when it is missing: it never skips.
 pub fn python() -> PathBuf {
     let py = repo().join(".venv-ref/bin/python");
-    assert!(py.exists(), "the PyTorch reference environment {} is missing: run `make setup-python` first", py.display());
+    assert!(
+        py.exists(),
+        "the PyTorch reference environment {} is missing: run `make setup-python` first",
+        py.display()
+    );
     py
 }
 
@@ -148,7 +157,10 @@ pub fn small_sweep(dir: &Path, name: &str, extra: &str) -> PathBuf {
 /// run records "complete" in the store before srun and the batch script have exited, and
 /// a job behind a dependency starts only after that.
 pub fn finished_job(job_id: &str) -> String {
-    let show = || String::from_utf8_lossy(&Command::new("scontrol").args(["show", "job", job_id]).output().unwrap().stdout).to_string();
+    let show = || {
+        String::from_utf8_lossy(&Command::new("scontrol").args(["show", "job", job_id]).output().unwrap().stdout)
+            .to_string()
+    };
     let t = Instant::now();
     let mut sc = show();
     let busy = |sc: &str| ["PENDING", "RUNNING", "COMPLETING"].iter().any(|s| sc.contains(&format!("JobState={s} ")));
@@ -196,7 +208,8 @@ pub fn two_nodes_up() -> TwoNodes {
     let dir = PathBuf::from(std::env::var("SLURM2_DIR").unwrap_or_else(|_| "/tmp/ras-slurm2".into()));
     let lock = std::fs::File::create(dir.with_extension("lock")).expect("lock file");
     lock.lock().expect("locking the two-node Slurm");
-    let out = Command::new("bash").arg(repo().join("cluster/slurm-2node-up.sh")).env("SLURM2_DIR", &dir).output().unwrap();
+    let out =
+        Command::new("bash").arg(repo().join("cluster/slurm-2node-up.sh")).env("SLURM2_DIR", &dir).output().unwrap();
     assert!(
         out.status.success(),
         "cluster/slurm-2node-up.sh failed:\n{}{}",
