@@ -12,7 +12,7 @@ DEMO_DATA := out/demo-data
 dist: build
 	bash scripts/dist.sh $(RAS)
 
-.PHONY: setup setup-python setup-s3 build demo test bench bench-coordinator clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: setup setup-python setup-s3 build build-cuda check-cuda-build lint demo test bench bench-coordinator clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -41,7 +41,24 @@ setup-python: setup
 setup-s3: setup
 	@bash scripts/setup-s3.sh
 
-test: build setup-python setup-s3
+# ras-cuda: the same program linked against libtorch_cuda.so of the torch 2.11.0 wheel that
+# .venv-ref holds (build.rs puts the CUDA link flags on this binary only). For GPU machines:
+# cluster/gpu-check.sh build carries it there. Same target dir: only the ras crate is
+# compiled again (with feature cuda), every dependency is shared.
+build-cuda: build setup-python
+	$(CARGO) build --release --features cuda --bin ras-cuda
+
+# Proof here, without a GPU, that the CUDA build links and starts (scripts/check-cuda-build.sh).
+check-cuda-build: build-cuda
+	bash scripts/check-cuda-build.sh
+
+# Formatting and lints (release profile: clippy then reuses the build scripts' outputs,
+# torch-sys's C++ wrapper among them).
+lint: setup
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets --features nccl -- -D warnings
+
+test: build setup-python setup-s3 lint check-cuda-build
 	$(CARGO) test --release --features nccl
 
 # (a) the paper's shapes, (b) a tiny model (batch 2, hidden 32, T_e = T_d = 1) where the

@@ -2,9 +2,9 @@
 # The GPU check of issue 13, in two halves (the GPU machine has no Rust toolchain and no
 # network; one H200, torch 2.11.0+cu130 in its python3):
 #
-#   cluster/gpu-check.sh build   # here: a CUDA-enabled ras (--features nccl) linked against
-#                                #   the PyPI torch 2.11.0 wheel's libraries into target-gpu/,
-#                                #   stripped of debug info; libmpi and the libraries it
+#   cluster/gpu-check.sh build   # here: ras-cuda (`make build-cuda`: --features cuda, linked
+#                                #   against the PyPI torch 2.11.0 wheel's libtorch_cuda.so),
+#                                #   copied to target-gpu/release/ras and stripped of debug info; libmpi and the libraries it
 #                                #   loads into target-gpu/mpi-libs/ (only used there if that
 #                                #   machine has no OpenMPI: the binary needs libmpi.so.40 to
 #                                #   start at all); the demo dataset out/demo-data
@@ -25,13 +25,12 @@ cd "$(dirname "$0")/.."
 
 build() {
   set -e
-  local W="$HOME/.cache/ras-torch-cuda-2.11.0"
-  LIBTORCH_DIR="$W" bash scripts/install-libtorch.sh cuda
-  # Without --no-as-needed the linker drops libtorch_cuda.so and CUDA silently stays off;
-  # the CUDA libraries it needs exist only on the GPU machine: allow them unresolved here.
-  LIBTORCH="$W" LIBTORCH_BYPASS_VERSION_CHECK=1 CARGO_TARGET_DIR=target-gpu \
-    RUSTFLAGS="-C link-arg=-Wl,--no-as-needed -C link-arg=-ltorch_cuda -C link-arg=-Wl,--allow-shlib-undefined" \
-    cargo build --release --features nccl
+  # ras-cuda: the same program linked against the torch 2.11.0 wheel's libtorch_cuda.so
+  # (the one .venv-ref installs), with the CUDA link flags on that binary only (build.rs):
+  # the make target also proves here that it NEEDs libtorch_cuda.so and starts with it.
+  make check-cuda-build
+  mkdir -p target-gpu/release
+  cp target/release/ras-cuda target-gpu/release/ras
   # Debug info is not needed there and counts against the 64 MiB carried.
   strip --strip-debug target-gpu/release/ras
   # libmpi.so.40 and what it loads, minus glibc and the C++ runtime (every machine has

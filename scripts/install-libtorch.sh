@@ -1,35 +1,22 @@
 #!/usr/bin/env bash
-# libtorch 2.11.0 for tch 0.24.0, built from PyPI wheels (idempotent):
-#
-#   scripts/install-libtorch.sh [cpu]   CPU-only, into $LIBTORCH_DIR (~/.cache/libtorch-2.11.0-cpu)
-#   scripts/install-libtorch.sh cuda    CUDA, into $LIBTORCH_DIR (~/.cache/ras-torch-cuda-2.11.0):
-#                                       every library of the torch wheel (libtorch_cuda.so, ...),
-#                                       for cluster/gpu-smoke.sh build
-#
-# Adapted from the verified recipe. cpu: torch==2.11.0 plus the two CUDA runtime wheels whose
-# libraries libtorch_cpu.so needs even on CPU, and an empty stand-in libtorch.so. cuda: the
-# torch wheel alone; the CUDA libraries it needs exist only on the GPU machine.
+# libtorch 2.11.0 for tch 0.24.0, built from PyPI wheels (idempotent), CPU part only, into
+# $LIBTORCH_DIR (~/.cache/libtorch-2.11.0-cpu): torch==2.11.0 plus the two CUDA runtime
+# wheels whose libraries libtorch_cpu.so needs even on CPU, and an empty stand-in
+# libtorch.so. Adapted from the verified recipe. (The CUDA build, ras-cuda, compiles against
+# these headers and links libtorch_cuda.so from the same wheel in .venv-ref: build.rs.)
 set -euo pipefail
-VARIANT="${1:-cpu}"
-case "$VARIANT" in
-cpu) WHEELS=(torch==2.11.0 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85)
-  LIBTORCH_DIR="${LIBTORCH_DIR:-$HOME/.cache/libtorch-2.11.0-cpu}" ;;
-cuda) WHEELS=(torch==2.11.0)
-  LIBTORCH_DIR="${LIBTORCH_DIR:-$HOME/.cache/ras-torch-cuda-2.11.0}" ;;
-*) echo "usage: $0 [cpu|cuda]" >&2; exit 2 ;;
-esac
+WHEELS=(torch==2.11.0 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85)
+LIBTORCH_DIR="${LIBTORCH_DIR:-$HOME/.cache/libtorch-2.11.0-cpu}"
 [ -f "$LIBTORCH_DIR/.complete" ] && { echo "libtorch present: $LIBTORCH_DIR"; exit 0; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp" "$LIBTORCH_DIR.partial"' EXIT
 python3 -m pip download --no-deps --no-cache-dir -q -d "$tmp" "${WHEELS[@]}"
 rm -rf "$LIBTORCH_DIR.partial"; mkdir -p "$LIBTORCH_DIR.partial/lib"
-# The headers, and into lib/ the libraries: cpu those in `keep`, cuda every torch/lib/*.so*.
-python3 - "$tmp" "$LIBTORCH_DIR.partial" "$VARIANT" <<'PY'
+# The headers, and into lib/ the libraries in `keep`.
+python3 - "$tmp" "$LIBTORCH_DIR.partial" <<'PY'
 import glob, os, shutil, sys, zipfile
-tmp, dst, variant = sys.argv[1:4]
+tmp, dst = sys.argv[1:3]
 keep = {"libc10.so", "libtorch_cpu.so", "libgomp.so.1", "libcudart.so.13", "libcupti.so.13"}
 def is_lib(n):
-    if variant == "cuda":
-        return n.startswith("torch/lib/") and ".so" in n
     return "/lib/" in n and os.path.basename(n) in keep
 for whl in glob.glob(os.path.join(tmp, "*.whl")):
     with zipfile.ZipFile(whl) as z:
@@ -44,11 +31,9 @@ for whl in glob.glob(os.path.join(tmp, "*.whl")):
             with z.open(n) as s, open(out, "wb") as d:
                 shutil.copyfileobj(s, d)
 PY
-if [ "$VARIANT" = cpu ]; then
-  # tch links -ltorch; the wheel's libtorch.so NEEDs libtorch_cuda.so -> use an empty stub
-  gcc -shared -o "$LIBTORCH_DIR.partial/lib/libtorch.so" -Wl,-soname,libtorch.so -x c /dev/null
-  strip --strip-unneeded "$LIBTORCH_DIR.partial/lib/libtorch_cpu.so"   # optional: 451 -> 358 MB
-fi
+# tch links -ltorch; the wheel's libtorch.so NEEDs libtorch_cuda.so -> use an empty stub
+gcc -shared -o "$LIBTORCH_DIR.partial/lib/libtorch.so" -Wl,-soname,libtorch.so -x c /dev/null
+strip --strip-unneeded "$LIBTORCH_DIR.partial/lib/libtorch_cpu.so"   # optional: 451 -> 358 MB
 echo 2.11.0 > "$LIBTORCH_DIR.partial/build-version"
 touch "$LIBTORCH_DIR.partial/.complete"
 rm -rf "$LIBTORCH_DIR"; mv "$LIBTORCH_DIR.partial" "$LIBTORCH_DIR"

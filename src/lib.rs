@@ -70,6 +70,28 @@ pub fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::R
     std::fs::rename(&tmp, path)
 }
 
+/// Whether libtorch's CUDA backend (libtorch_cuda.so) is mapped into this process. Only a
+/// binary linked against it (`ras-cuda`, built with feature `cuda`) can use a GPU: the
+/// plain `ras` links libtorch's CPU part alone, and libtorch then reports no CUDA at all.
+pub fn cuda_backend_loaded() -> bool {
+    std::fs::read_to_string("/proc/self/maps").is_ok_and(|maps| maps.contains("/libtorch_cuda.so"))
+}
+
+/// `ras --version`: the version, commit, libtorch, and whether the CUDA backend is loaded.
+pub fn build_info() -> String {
+    let cuda = if cuda_backend_loaded() {
+        "CUDA backend: libtorch_cuda.so loaded"
+    } else {
+        "CPU only: libtorch_cuda.so not loaded (GPUs need the ras-cuda build: make build-cuda)"
+    };
+    format!(
+        "{} (commit {}, libtorch {}, {cuda})",
+        env!("CARGO_PKG_VERSION"),
+        env!("RAS_GIT_COMMIT"),
+        env!("RAS_LIBTORCH_VERSION")
+    )
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

@@ -317,6 +317,13 @@ fn cases() -> Vec<Case> {
             expect: &["--ranks", "0"],
             check: no_store,
         },
+        // Issue 17: 64 over 3 ranks would train 63 per step under the same run id.
+        Case {
+            name: "ranks_that_do_not_divide_the_batch_are_refused",
+            setup: |d| train_with(d, d, "threeranks", "", &["--ranks", "3", "--set", "train.batch_size=64"]),
+            expect: &["train.batch_size", "64", "3 data-parallel ranks", "2 or 4 ranks"],
+            check: no_store,
+        },
         // ---- stores: unknown schemes, host parts, read-only, missing -------------------------
         Case {
             name: "unknown_store_scheme",
@@ -538,6 +545,12 @@ fn cases() -> Vec<Case> {
             name: "sweep_negative_lr",
             setup: |d| plan(d, &sweep_file(d, "sw", "[set]\n\"train.lr\" = -1.0"), &local_profile()),
             expect: &["train.lr"],
+            check: no_sweep_state,
+        },
+        Case {
+            name: "sweep_ranks_that_do_not_divide_the_batch",
+            setup: |d| plan(d, &sweep_file(d, "sw", "ranks = 5\n[set]\n\"train.batch_size\" = 64"), &local_profile()),
+            expect: &["sw.toml", "ranks = 5", "train.batch_size", "4 or 8 ranks"],
             check: no_sweep_state,
         },
         Case {

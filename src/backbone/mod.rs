@@ -20,6 +20,17 @@ pub enum BackboneError {
     Mismatch { path: PathBuf, arch: String, differences: String },
 }
 
+/// Feature channels `cfg` produces (the sum over its output blocks), from the architecture
+/// alone: no weights are read. Outblocks that the architecture does not have count as its
+/// default ones (building the backbone refuses them, naming the key).
+pub fn feature_channels(cfg: &BackboneConfig) -> i64 {
+    let spec = EfficientNetSpec::of(cfg.arch);
+    let (blocks, _) = spec.blocks();
+    let valid = !cfg.outblocks.is_empty() && cfg.outblocks.iter().all(|&b| b < blocks.len());
+    let outblocks = if valid { cfg.outblocks.clone() } else { spec.default_outblocks() };
+    outblocks.iter().map(|&i| blocks[i].output).sum()
+}
+
 /// What identifies the features a backbone produces (part of the cache key and of every
 /// run's stored environment).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]

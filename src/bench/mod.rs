@@ -246,7 +246,7 @@ pub fn data_parallel_worker(o: &TrainStepOptions) -> Result<Option<String>> {
     let device = world.device(o.device)?;
     let coll = crate::dist::connect(world, device)?;
     let mut trainer = Trainer::new(&o.model(), &o.train(), 0, o.channels, o.grid, device)?;
-    let local = trainer.local_batch(world.world_size);
+    let local = trainer.local_batch(world.world_size)?;
     let feats = Tensor::randn([local as i64, o.channels, o.grid, o.grid], (Kind::Float, device));
     let ids: Vec<usize> = (0..local).collect();
     let noise = device.is_cuda().then(|| trainer.epoch_noise(local, &feats.size()[1..], 0, device));

@@ -7,14 +7,29 @@ mod sweep;
 
 use anyhow::{bail, Context, Result};
 use args::{BenchCommand, Cli, Command, ConfigArgs, DataCommand, ExportFormatArg, TrainStepArgs};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use ras::config::RunConfig;
 use ras::exit::ExitStatus;
 use ras::progress::Progress;
 use std::io::IsTerminal;
 
-pub fn run() -> Result<ExitStatus> {
-    let cli = Cli::parse();
+/// The whole program: run, print the error chain once, exit with its code.
+pub fn main() -> std::process::ExitCode {
+    ras::threads::pin();
+    match run() {
+        Ok(status) => status.into(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitStatus::of_error(&err).into()
+        }
+    }
+}
+
+fn run() -> Result<ExitStatus> {
+    // `--version`: also which libtorch and whether its CUDA backend is in this process.
+    let long_version: &'static str = Box::leak(ras::build_info().into_boxed_str());
+    let cli =
+        Cli::from_arg_matches(&Cli::command().long_version(long_version).get_matches()).unwrap_or_else(|e| e.exit());
     // No colour codes where stderr is a file (job logs kept in the store) or a pipe.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -333,6 +348,9 @@ fn train(config: &ConfigArgs, force: bool, progress: Progress) -> Result<ExitSta
 /// mpirun reported (it names the rank).
 fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitStatus> {
     let cfg = RunConfig::load(&config.config, &config.overrides)?;
+    cfg.train
+        .per_rank_batch(ranks)
+        .with_context(|| format!("ras train --ranks {ranks} ({})", config.config.display()))?;
     let store = ras::store::Store::open(&cfg.store)?;
     let id = cfg.run_id();
     if force {

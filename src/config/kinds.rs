@@ -242,6 +242,52 @@ impl<'de> Deserialize<'de> for DeviceSpec {
     }
 }
 
+/// `train.precision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// IEEE fp32 everywhere (the CPU default; what the parity tests check).
+    Fp32,
+    /// fp32 tensors, TF32 matrix products on CUDA (the GPU default; same as fp32 on a CPU).
+    Tf32,
+    /// bf16 autocast for the model's forward and backward; fp32 master weights, AdamW
+    /// state and loss.
+    Bf16,
+}
+
+impl Precision {
+    /// The precision a run uses: the configured one, else TF32 on CUDA and fp32 on a CPU.
+    pub fn resolve(configured: Option<Precision>, device: tch::Device) -> Precision {
+        configured.unwrap_or(if device.is_cuda() { Precision::Tf32 } else { Precision::Fp32 })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "tf32" => Ok(Precision::Tf32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision {other:?}: use fp32, tf32 or bf16")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,20 +1,23 @@
 //! Configuration, the bottom of the house: what a user writes and every layer above
 //! reads. Nothing here imports the rest of the crate.
 //!
+//! - `batch`       how the global batch is split over data-parallel ranks (one rule)
 //! - `kinds`       typed values (dataset kind, backbone arch, device, launcher, setting)
 //! - `run`         one run's config (`configs/*.toml`), validated, and its run id
 //! - `overrides`   `--set key.path=value`
 //! - `sweep_file`  a sweep (`jobs/*.toml`) as written, before expansion
 //! - `cluster`     a cluster profile (`cluster/*.toml`) and the shape the planner packs
 
+pub mod batch;
 pub mod cluster;
 pub mod kinds;
 pub mod overrides;
 pub mod run;
 pub mod sweep_file;
 
+pub use batch::BatchSplitError;
 pub use cluster::{ClusterProfile, ClusterShape, ProfileError};
-pub use kinds::{BackboneArch, DatasetKind, DeviceSpec, LauncherKind, Setting};
+pub use kinds::{BackboneArch, DatasetKind, DeviceSpec, LauncherKind, Precision, Setting};
 pub use run::{
     BackboneConfig, CheckpointConfig, DatasetConfig, DecoderKind, EvalConfig, ModelConfig, RunConfig, TrainConfig,
 };

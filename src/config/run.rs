@@ -184,7 +184,15 @@ pub struct TrainConfig {
     /// model, fp32 weights, optimiser state and loss). Unset: tf32 on CUDA, fp32 on a
     /// CPU. Not serialised when unset, so configs without it keep their run id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub precision: Option<crate::train::Precision>,
+    pub precision: Option<super::Precision>,
+}
+
+impl TrainConfig {
+    /// Samples each of `world` data-parallel ranks trains per step: `batch_size / world`,
+    /// refused when `world` does not divide `batch_size` (see [`super::batch`]).
+    pub fn per_rank_batch(&self, world: usize) -> Result<usize, super::BatchSplitError> {
+        super::batch::per_rank_batch(self.batch_size, world)
+    }
 }
 
 impl Default for TrainConfig {

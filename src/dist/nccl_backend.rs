@@ -4,7 +4,7 @@
 //! so they are ordered after the backward pass that produced the gradients.
 //!
 //! No GPU on the CI machine: this compiles there (`--features nccl`) and is exercised by
-//! cluster/gpu-smoke.sh on a GPU machine.
+//! cluster/gpu-check.sh on a GPU machine.
 
 use super::mpi_backend::Mpi;
 use super::{Collective, DistError, WorldInfo};

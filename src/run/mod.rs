@@ -109,6 +109,9 @@ fn model_groups(setting: Setting, features: &[(String, ClassFeatures)]) -> Vec<(
 pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let timer = PhaseTimer::new();
     let world = WorldInfo::from_env()?;
+    // Before anything is connected or written: a world size that does not split the
+    // global batch would train another batch than the configured one.
+    cfg.train.per_rank_batch(world.world_size)?;
     let device = world.device(cfg.train.device)?;
     let coll = dist::connect(world, device)?;
     let store = Store::open(&cfg.store)?;
@@ -433,6 +436,11 @@ fn record_environment(run: &Run, identity: &BackboneIdentity, cache: &CacheStats
         env["precision"] = crate::train::Precision::resolve(run.cfg.train.precision, run.device).name().into();
         env["world"] =
             serde_json::json!({"world_size": world.world_size, "collective": run.coll.name(), "ranks": ranks});
+        // What one optimisation step trains: execute() refused any split that is not exact.
+        env["batch"] = serde_json::json!({
+            "global": run.cfg.train.batch_size,
+            "per_rank": run.cfg.train.per_rank_batch(world.world_size)?,
+        });
         run.store.put_json(&run.paths.env(), &env)?;
     }
     Ok(())
@@ -487,7 +495,7 @@ fn train_model(
         Trainer::new(&cfg.model, &cfg.train, cfg.seed, data.channels, cfg.backbone.image_size / 16, run.device)
     })?;
     let n = train_feats.size()[0] as usize;
-    let steps = trainer.steps_per_epoch(n, run.coll.world().world_size);
+    let steps = trainer.steps_per_epoch(n, run.coll.world().world_size)?;
     let (mut epoch, mut step) = resume(run, model, &mut trainer)?;
     let resumed_finished = epoch == epochs;
     logs.keep_train_until(model, epoch);

@@ -10,7 +10,6 @@
 //! Features count only for the run that fills a feature cache (the first of its
 //! `feature_key` in launch order); the others load it.
 
-use super::plan::flops_per_image;
 use super::{Manifest, PlannedRun, SweepError};
 use crate::config::{BackboneArch, ClusterProfile, RunConfig};
 use crate::run::cost::{planned_device_kind, shape_key, AttemptCost, Job, Outcome};
@@ -244,6 +243,14 @@ pub fn estimate_all(manifest: &mut Manifest, store: &Store, profile: &ClusterPro
         run.estimate = Some(estimate(&w, measured.get(&w.shape), profile));
     }
     Ok(())
+}
+
+/// Forward+backward FLOPs of one training image of `cfg`: its backbone's feature channels
+/// (from the architecture and output blocks: B0's 120 are not B4's 272) and its token grid
+/// (image_size / 16). The planner orders runs by it and scales measured throughputs with it.
+pub fn flops_per_image(cfg: &RunConfig) -> f64 {
+    let channels = crate::backbone::feature_channels(&cfg.backbone);
+    crate::model::flops::train_flops_per_image(&cfg.model, channels, cfg.backbone.image_size / 16)
 }
 
 #[cfg(test)]

@@ -265,6 +265,12 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
                                 plan::published_images(&c)
                             }
                         };
+                        if let Some(r) = file.ranks {
+                            c.train.per_rank_batch(r).map_err(|e| SweepError::Invalid {
+                                path: path.into(),
+                                message: format!("run `{label}`: the sweep's `ranks = {r}`: {e}"),
+                            })?;
+                        }
                         runs.push(plan::planned(c, label, variant, stem.clone(), file.ranks, opts.max_ranks, images));
                     }
                 }
@@ -421,5 +427,32 @@ mod tests {
         let err = expand(&sweep, &ExpandOptions { check_data: true, ..opts.clone() }).unwrap_err().to_string();
         assert!(err.contains("s.toml") && err.contains("dataset.classes") && err.contains("nope"), "{err}");
         assert!(expand(&sweep, &opts).is_ok(), "unchecked, the library plans it anyway");
+    }
+
+    /// Issue 17: the planner gave VisA (8,659 images at its published size) 5 ranks on an
+    /// 8-slot profile, which trains 60 of a 64 batch. Every run of the paper's Table 3, on
+    /// any slot count up to 16, now gets a world size that divides its batch.
+    #[test]
+    fn planned_ranks_always_divide_the_batch() {
+        let sweep = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/table3.toml");
+        for max_ranks in 1..=16 {
+            let m = expand(&sweep, &ExpandOptions { max_ranks, ..Default::default() }).unwrap();
+            assert_eq!(m.runs.len(), 3);
+            for r in &m.runs {
+                let batch = r.config().train.batch_size;
+                assert!(
+                    batch % r.ranks == 0 && r.ranks <= max_ranks,
+                    "{} on {max_ranks} slots: {} ranks for batch {batch}",
+                    r.label,
+                    r.ranks
+                );
+            }
+            let visa = m.runs.iter().find(|r| r.train_images == 8659).expect("VisA planned at its published size");
+            assert_eq!(
+                visa.ranks,
+                [1, 2, 2, 4, 4, 4, 4, 4][..].get(max_ranks - 1).copied().unwrap_or(4),
+                "{max_ranks} slots"
+            );
+        }
     }
 }

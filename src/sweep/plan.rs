@@ -6,7 +6,7 @@
 //! throughputs where the store has them, else the profile's bench figures, else the FLOP
 //! model at an assumed TFLOP/s (the plan says which, per run).
 
-use super::estimate::{estimate, Estimate, Source, Workload};
+use super::estimate::{estimate, flops_per_image, Estimate, Source, Workload};
 use super::{Manifest, PlannedRun};
 use crate::config::{ClusterProfile, ClusterShape, RunConfig};
 
@@ -25,12 +25,6 @@ pub fn place(free: &[usize], count: usize, per_node: usize) -> Option<Vec<usize>
     Some(chosen)
 }
 
-/// Forward+backward FLOPs of one image (tokens = (image_size / 16)^2).
-pub fn flops_per_image(cfg: &RunConfig) -> f64 {
-    // (EfficientNet-B4's 272 channels: the planner prices runs before any feature exists.)
-    crate::model::flops::train_flops_per_image(&cfg.model, 272, cfg.backbone.image_size / 16)
-}
-
 /// (train, test) images of a run whose dataset cannot be read here: the dataset kind's
 /// published train count, pro rata for a subset of its classes, and half as many test
 /// images (only cost estimates use that). (Where the data can be read, expansion counts
@@ -46,11 +40,13 @@ pub fn published_images(cfg: &RunConfig) -> (usize, usize) {
 }
 
 /// Ranks for a run: one per 2000 training images, at least 1, never more than the
-/// cluster's slots nor than train images / batch (each rank needs whole batches).
+/// cluster's slots nor than train images / batch (each rank needs whole batches), and
+/// always a world size that divides the global batch (`config::batch`), so the batch
+/// trained is the batch configured: the largest such size within those bounds.
 pub fn choose_ranks(train_images: usize, batch: usize, max_ranks: usize) -> usize {
     let by_size = train_images.div_ceil(2000).max(1);
     let by_batch = (train_images / batch.max(1)).max(1);
-    by_size.min(by_batch).min(max_ranks.max(1))
+    crate::config::batch::largest_world_size(batch, by_size.min(by_batch).min(max_ranks.max(1)))
 }
 
 pub(super) fn planned(
@@ -295,7 +291,7 @@ mod tests {
     #[test]
     fn ranks_follow_size_and_caps() {
         assert_eq!(choose_ranks(100, 16, 8), 1);
-        assert_eq!(choose_ranks(8659, 64, 8), 5);
+        assert_eq!(choose_ranks(8659, 64, 8), 4, "5 by size, but 5 ranks would train 60 of 64");
         assert_eq!(choose_ranks(8659, 64, 2), 2);
         assert_eq!(choose_ranks(20, 16, 8), 1);
         assert_eq!(choose_ranks(40_000, 16_000, 64), 2, "never more ranks than whole batches");

@@ -5,6 +5,7 @@ pub mod flat;
 pub mod optim;
 pub mod precision;
 
+use crate::config::BatchSplitError;
 use crate::config::{ModelConfig, TrainConfig};
 use crate::dist::{self, Collective, DistError};
 use crate::model::{add_jitter, Ras};
@@ -28,6 +29,15 @@ pub enum StateError {
     Shape { key: String, found: Vec<i64>, expected: Vec<i64> },
     #[error("unexpected {0}")]
     Unexpected(String),
+}
+
+/// Why an epoch could not be trained.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Dist(#[from] DistError),
+    #[error(transparent)]
+    Batch(#[from] BatchSplitError),
 }
 
 /// A model with its parameters and optimiser.
@@ -128,14 +138,15 @@ impl Trainer {
         Ok(())
     }
 
-    /// Global batch size split over the ranks.
-    pub fn local_batch(&self, world: usize) -> usize {
-        (self.cfg.batch_size / world).max(1)
+    /// Samples per rank and step: the global batch split over `world` ranks, refused when
+    /// `world` does not divide it (`TrainConfig::per_rank_batch`, the one rule).
+    pub fn local_batch(&self, world: usize) -> Result<usize, BatchSplitError> {
+        self.cfg.per_rank_batch(world)
     }
 
     /// Optimisation steps in one epoch of `n` samples on `world` ranks.
-    pub fn steps_per_epoch(&self, n: usize, world: usize) -> usize {
-        n.div_ceil(world).div_ceil(self.local_batch(world))
+    pub fn steps_per_epoch(&self, n: usize, world: usize) -> Result<usize, BatchSplitError> {
+        Ok(n.div_ceil(world).div_ceil(self.local_batch(world)?))
     }
 
     fn jitter_on(&self) -> bool {
@@ -241,12 +252,12 @@ impl Trainer {
         coll: &dyn Collective,
         stop: &std::sync::atomic::AtomicBool,
         on_step: &mut dyn FnMut(usize),
-    ) -> Result<EpochResult, DistError> {
+    ) -> Result<EpochResult, TrainError> {
         let world = coll.world();
         self.opt.lr = lr_at(&self.cfg, epoch);
         let n = features.size()[0] as usize;
         let local = dist::shard(&epoch_order(n, self.seed, epoch), world);
-        let batch = self.local_batch(world.world_size);
+        let batch = self.local_batch(world.world_size)?;
         // Features resident on a GPU get the epoch's noise drawn there at once.
         let noise = (features.device().is_cuda() && self.jitter_on())
             .then(|| self.epoch_noise(n, &features.size()[1..], epoch, features.device()));

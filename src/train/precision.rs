@@ -9,54 +9,9 @@
 //! can be declared here; they are the functions PyTorch's own
 //! `torch.backends.cuda.matmul.allow_tf32` and `torch.autocast(device, dtype)` call.
 
-use serde::{Deserialize, Serialize};
 use tch::Device;
 
-/// `train.precision`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// IEEE fp32 everywhere (the CPU default; what the parity tests check).
-    Fp32,
-    /// fp32 tensors, TF32 matrix products on CUDA (the GPU default; same as fp32 on a CPU).
-    Tf32,
-    /// bf16 autocast for the model's forward and backward; fp32 master weights, AdamW
-    /// state and loss.
-    Bf16,
-}
-
-impl Precision {
-    /// The precision a run uses: the configured one, else TF32 on CUDA and fp32 on a CPU.
-    pub fn resolve(configured: Option<Precision>, device: Device) -> Precision {
-        configured.unwrap_or(if device.is_cuda() { Precision::Tf32 } else { Precision::Fp32 })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Tf32 => "tf32",
-            Precision::Bf16 => "bf16",
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fp32" => Ok(Precision::Fp32),
-            "tf32" => Ok(Precision::Tf32),
-            "bf16" => Ok(Precision::Bf16),
-            other => Err(format!("unknown precision {other:?}: use fp32, tf32 or bf16")),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::config::Precision;
 
 // c10::DeviceType and c10::ScalarType values (c10/core/DeviceType.h, ScalarType.h).
 const DEVICE_CPU: i8 = 0;
