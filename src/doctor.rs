@@ -10,12 +10,12 @@
 //! - submit:    the launcher accepted the job;
 //! - start:     every rank started (the binary and its libraries load on the nodes);
 //! - placement: the ranks span as many nodes as asked;
-//! - cuda:      libtorch sees CUDA on every rank (device count, GPU names), when the
-//!              profile has GPUs;
-//! - mpi:       an all-reduce of one float per rank (rank + 1) over every rank equals
-//!              n(n+1)/2, and a larger one of `elements` floats is exact too (timed);
-//! - nccl:      the same through NCCL on each rank's GPU (the training path's backend);
-//!              SKIP where no GPU is visible.
+//! - cuda: libtorch sees CUDA on every rank (device count, GPU names), when the
+//!   profile has GPUs;
+//! - mpi: an all-reduce of one float per rank (rank + 1) over every rank equals
+//!   n(n+1)/2, and a larger one of `elements` floats is exact too (timed);
+//! - nccl: the same through NCCL on each rank's GPU (the training path's backend);
+//!   SKIP where no GPU is visible.
 
 use crate::config::ClusterProfile;
 use crate::dist::WorldInfo;

@@ -93,7 +93,7 @@ mod tests {
         let outage = crate::store::Outage {
             waited_s: 3.2,
             budget_s: 3.0,
-            source: object_store::Error::Generic { store: "S3", source: "connection refused".into() },
+            source: Box::new(object_store::Error::Generic { store: "S3", source: "connection refused".into() }),
         };
         let err = crate::store::StoreError::Unavailable {
             url: "s3://b/p".into(),

@@ -3,7 +3,7 @@
 //!
 //! Architecture, one folder per concern (lower lines never import higher ones' callers):
 //! - `config`   what users write: run configs, sweep files, cluster profiles, `--set`;
-//!              typed values (dataset kind, backbone arch, device, launcher, setting)
+//!   typed values (dataset kind, backbone arch, device, launcher, setting)
 //! - `threads`  libtorch's CPU threads, fixed per process (bit-for-bit repeatable runs)
 //! - `rng`      seeds: init, epoch order, jitter noise as functions of (seed, epoch, sample)
 //! - `exit`     the exit codes of `ras` (ok, failed, partial 2, cancelled, requeue 75)

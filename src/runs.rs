@@ -382,7 +382,8 @@ pub fn render_compare(c: &Comparison) -> String {
     let classes: BTreeSet<&String> =
         c.runs.iter().filter_map(|r| r.metrics.as_ref()).flat_map(|m| m.classes.keys()).collect();
     s += "\nfinal metrics (%):\n";
-    let metrics: [(&str, fn(&crate::eval::ClassMetrics) -> f64); 3] =
+    type Metric = fn(&crate::eval::ClassMetrics) -> f64;
+    let metrics: [(&str, Metric); 3] =
         [("I-AUROC", |m| m.image_auroc), ("P-AUROC", |m| m.pixel_auroc), ("AUPRO", |m| m.aupro)];
     let mut header = vec!["class".to_string()];
     for (name, _) in &metrics {

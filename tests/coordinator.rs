@@ -248,7 +248,7 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
     let sc = finished_job(&report_job);
     let log = std::fs::read_to_string(report["log"].as_str().unwrap()).unwrap_or_default();
     assert!(sc.contains("JobState=COMPLETED"), "{sc}\nlog:\n{log}");
-    let script = std::fs::read_to_string(cwd.join(format!(".ras-sweeps/slurm2/logs/report-slurm2.sbatch"))).unwrap();
+    let script = std::fs::read_to_string(cwd.join(".ras-sweeps/slurm2/logs/report-slurm2.sbatch")).unwrap();
     assert!(
         script.contains("#SBATCH --dependency=afterok:") && script.contains("--kill-on-invalid-dep=yes"),
         "{script}"

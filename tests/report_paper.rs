@@ -165,7 +165,7 @@ fn each_variant_meets_its_own_paper_row() {
     );
     // Class rows have no paper number: Table 4 compares means only.
     assert!(
-        csv.lines().filter(|l| l.contains(",mean,") == false && l.starts_with('"')).all(|l| l.contains(",,,")),
+        csv.lines().filter(|l| !l.contains(",mean,") && l.starts_with('"')).all(|l| l.contains(",,,")),
         "class rows must show no paper number:\n{csv}"
     );
     let md = std::fs::read_to_string(cwd.join("rep-t4/t4-paper.md")).unwrap();

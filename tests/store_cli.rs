@@ -7,6 +7,7 @@
 //! - `ras runs --filter`, `ras compare`, `ras eval` of an unknown run (creates nothing);
 //! - `ras plan` refuses a typo'd class and a missing root naming the run and the key,
 //!   and `--no-data-check` plans anyway, saying so.
+//!
 //! About a minute on 2 cores.
 
 mod common;

@@ -112,7 +112,7 @@ fn run() -> Result<ExitStatus> {
                     println!("training recipe: {}", cfg.recipe());
                 }
             } else {
-                if let Some(bad) = test_jitter.iter().find(|s| !(**s >= 0.0)) {
+                if let Some(bad) = test_jitter.iter().find(|s| !s.is_finite() || **s < 0.0) {
                     bail!("--test-jitter {bad} must be >= 0");
                 }
                 for r in ras::run::reevaluate(&store, &run, &test_jitter, checkpoint.unwrap_or_default(), &progress)? {

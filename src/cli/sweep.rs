@@ -204,7 +204,7 @@ pub fn status(args: &SweepRefArgs, watch: Option<f64>) -> Result<()> {
             print!("{table}");
             return Ok(());
         };
-        if !(secs > 0.0) {
+        if !secs.is_finite() || secs <= 0.0 {
             bail!("--watch {secs}: give a number of seconds above 0");
         }
         // Clear the terminal and redraw in place.

@@ -224,7 +224,7 @@ impl SweepFile {
                 message: format!("name {name:?} must be ASCII letters, digits, '-', '_' or '.'"),
             });
         }
-        if file.base.is_some() == !file.datasets.is_empty() {
+        if file.base.is_some() != file.datasets.is_empty() {
             return Err(SweepFileError::Invalid {
                 path: path.into(),
                 message: "give exactly one of `base = \"configs/x.toml\"` or `datasets = [...]`".into(),

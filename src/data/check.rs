@@ -237,7 +237,8 @@ impl CheckReport {
 fn decode_all(files: &[PathBuf], progress: &Progress) -> Vec<Result<(u32, u32), String>> {
     let bar = progress.bar(files.len() as u64, "check");
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<(u32, u32), String>>>> = Mutex::new(vec![None; files.len()]);
+    type Size = Result<(u32, u32), String>;
+    let results: Mutex<Vec<Option<Size>>> = Mutex::new(vec![None; files.len()]);
     let threads =
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8).min(files.len().max(1));
     std::thread::scope(|scope| {

@@ -203,9 +203,11 @@ fn python(opts: &ImportOptions) -> PathBuf {
     PathBuf::from("python3")
 }
 
+type NamedTensors = Vec<(String, Tensor)>;
+
 /// Runs the converter on a pickled checkpoint; the model tensors and the source names it
 /// did not import.
-fn convert_pickle(src: &Path, opts: &ImportOptions) -> Result<(Vec<(String, Tensor)>, Vec<String>)> {
+fn convert_pickle(src: &Path, opts: &ImportOptions) -> Result<(NamedTensors, Vec<String>)> {
     let dir = tempfile::tempdir().context("creating a temporary folder")?;
     let script = dir.path().join("convert_weights.py");
     let out = dir.path().join("model.safetensors");

@@ -4,7 +4,7 @@
 //! (`"<variant>",<class>,...`); the other fields are quoted only where they need it.
 
 use super::noise::NoiseSeries;
-use super::tables::Row;
+use super::row::Row;
 use super::ReportError;
 use ::csv::{QuoteStyle, Terminator, WriterBuilder};
 

@@ -80,7 +80,10 @@ pub fn collect_plots(store: &Store, manifest: &Manifest) -> Result<PlotData, Rep
     for ((dataset, variant), (by_cell, cfg)) in cells {
         let mut enc: Vec<usize> = by_cell.keys().map(|k| k.0).collect();
         let mut dec: Vec<usize> = by_cell.keys().map(|k| k.1).collect();
-        (enc.sort(), dec.sort(), enc.dedup(), dec.dedup());
+        enc.sort();
+        dec.sort();
+        enc.dedup();
+        dec.dedup();
         // A Table 5 sweep may hold one row of the paper's grid; elsewhere a heat map needs
         // both counts to vary (a single row of them is not what the sweep is about).
         let both_vary = enc.len() >= 2 && dec.len() >= 2;

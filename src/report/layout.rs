@@ -11,7 +11,7 @@
 
 use super::noise::NoiseSeries;
 use super::paper::{alpha, paper_row, PaperTables};
-use super::tables::{Row, EXTRA_METRICS};
+use super::row::{Row, EXTRA_METRICS};
 use super::{variant_without, ReportError};
 use crate::config::sweep_file::config_value;
 use crate::config::{PaperLayout, PaperMatch, RunConfig};
@@ -327,7 +327,7 @@ pub fn caveat_block(caveats: &[String], prefix: &str) -> String {
 
 /// LaTeX (booktabs) of the paper-layout tables.
 pub fn latex(sweep: &str, caveats: &[String], grids: &[Grid]) -> String {
-    let esc = super::tables::tex_escape;
+    let esc = super::row::tex_escape;
     let mut t = format!("% {sweep}: the paper's layout (written by `ras report`; needs \\usepackage{{booktabs}})\n");
     t += &caveat_block(caveats, "% ");
     for g in grids {

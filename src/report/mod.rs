@@ -15,16 +15,20 @@ pub mod layout;
 pub mod noise;
 pub mod paper;
 pub mod plot;
+mod raster;
+mod row;
 pub mod tables;
 
 pub use figures::{collect_plots, write_plots, LayerGrid, PlotData};
 pub use noise::{noise_markdown, NoisePoint, NoiseSeries};
 pub use paper::{PaperRow, PaperTables, PAPER_TABLES};
-pub use tables::{collect, latex, markdown, write, Row};
+pub use row::{Row, EXTRA_METRICS};
+pub use tables::{collect, latex, markdown};
 
 use crate::run::FinalMetrics;
 use crate::store::{Store, StoreError};
 use crate::sweep::{Manifest, PlannedRun};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +146,29 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, ReportErr
     let p = dir.join(name);
     std::fs::write(&p, bytes).map_err(|source| ReportError::Io { path: p.clone(), source })?;
     Ok(p)
+}
+
+/// Writes `<dataset>.md`, `.csv` and `.tex` per dataset into `out`, each starting with the
+/// report's caveats (as Markdown quotes, `# ` and `% ` comment lines); returns the files.
+pub fn write(
+    tables: &BTreeMap<String, Vec<Row>>,
+    sweep: &str,
+    out: &Path,
+    caveats: &[String],
+) -> Result<Vec<PathBuf>, ReportError> {
+    use layout::caveat_block;
+    create_dir(out)?;
+    let mut files = vec![];
+    for (dataset, rows) in tables {
+        let md = caveat_block(caveats, "> ") + &tables::markdown(sweep, dataset, rows);
+        let mut csv = caveat_block(caveats, "# ").into_bytes();
+        csv.extend(csv::rows(rows)?);
+        let tex = caveat_block(caveats, "% ") + &tables::latex(sweep, dataset, rows);
+        for (ext, bytes) in [("md", md.into_bytes()), ("csv", csv), ("tex", tex.into_bytes())] {
+            files.push(write_file(out, &format!("{dataset}.{ext}"), &bytes)?);
+        }
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ pub(super) fn curves(
     // (dataset, variant without the scale) -> scale (in 1/1000) -> [(I, P)].
     // Scale of a run's final metrics = its eval.test_jitter_scale (0 unless an old-style
     // sweep varies it); every stored re-evaluation adds a point.
-    let mut curves: BTreeMap<(String, String), BTreeMap<i64, Vec<(f64, f64)>>> = BTreeMap::new();
+    type ByScale = BTreeMap<i64, Vec<(f64, f64)>>;
+    let mut curves: BTreeMap<(String, String), ByScale> = BTreeMap::new();
     let milli = |s: f64| (s * 1000.0).round() as i64;
     for (run, fm) in runs {
         let variant = variant_without(&run.variant, &["eval.test_jitter_scale"]);
@@ -74,9 +75,10 @@ pub(super) fn curves(
     Ok(out)
 }
 
+type Metric = fn(&NoisePoint) -> f64;
+
 /// The two metrics of a noise point, with their labels.
-pub(super) const METRICS: [(&str, fn(&NoisePoint) -> f64); 2] =
-    [("I-AUROC", |p| p.i_auroc), ("P-AUROC", |p| p.p_auroc)];
+pub(super) const METRICS: [(&str, Metric); 2] = [("I-AUROC", |p| p.i_auroc), ("P-AUROC", |p| p.p_auroc)];
 
 /// The noise table of one dataset as Markdown: a row per variant and metric, a column per scale.
 pub fn noise_markdown(sweep: &str, dataset: &str, series: &[NoiseSeries]) -> String {

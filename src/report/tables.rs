@@ -5,41 +5,14 @@
 //! row per variant and class (`<dataset>.{md,csv,tex}`); `layout` puts the same rows in
 //! the paper's own layout.
 
-use super::paper::{paper_row, PaperRow, PaperTables};
+use super::paper::{paper_row, PaperTables};
+use super::row::{tex_escape, Row};
 use super::{complete_runs, variant_without, ReportError};
 use crate::config::RunConfig;
 use crate::eval::ClassMetrics;
 use crate::store::Store;
 use crate::sweep::Manifest;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-/// One row of a report table: a variant's class (or "mean") over its runs (seeds).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Row {
-    pub variant: String,
-    pub class: String,
-    pub runs: usize,
-    pub i_auroc: f64,
-    pub i_std: f64,
-    pub p_auroc: f64,
-    pub p_std: f64,
-    pub paper_i: Option<f64>,
-    pub paper_p: Option<f64>,
-    /// The training recipe of the variant's runs (`RunConfig::recipe`; several joined by
-    /// "; " if its runs differ).
-    pub recipe: String,
-    /// The paper row this row is compared with (the sweep's `[paper]`), if any.
-    pub paper_row: Option<PaperRow>,
-    /// AUPRO, image AP, pixel AP, image F1-max, pixel F1-max: (mean, std) in percent.
-    pub extra: [(f64, f64); 5],
-    /// A config of the variant (the seed aside, its runs share it): for grid layouts.
-    #[serde(skip)]
-    pub config: Option<RunConfig>,
-}
-
-/// Names of `Row::extra`, in order.
-pub const EXTRA_METRICS: [&str; 5] = ["AUPRO", "I-AP", "P-AP", "I-F1max", "P-F1max"];
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -179,25 +152,6 @@ pub fn markdown(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     md
 }
 
-/// Text made safe for LaTeX (variant labels hold `_`, `"`, `=`).
-pub(super) fn tex_escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        match c {
-            '_' | '%' | '&' | '#' | '$' | '{' | '}' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '"' => out += "\\texttt{\"}",
-            '\\' => out += "\\textbackslash{}",
-            '~' => out += "\\textasciitilde{}",
-            '^' => out += "\\textasciicircum{}",
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// A booktabs table of one dataset, ready for `\input` in a paper.
 pub fn latex(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     let mut t = format!(
@@ -210,29 +164,6 @@ pub fn latex(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     }
     t += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
     t
-}
-
-/// Writes `<dataset>.md`, `.csv` and `.tex` per dataset into `out`, each starting with the
-/// report's caveats (as Markdown quotes, `# ` and `% ` comment lines); returns the files.
-pub fn write(
-    tables: &BTreeMap<String, Vec<Row>>,
-    sweep: &str,
-    out: &Path,
-    caveats: &[String],
-) -> Result<Vec<PathBuf>, ReportError> {
-    use super::layout::caveat_block;
-    super::create_dir(out)?;
-    let mut files = vec![];
-    for (dataset, rows) in tables {
-        let md = caveat_block(caveats, "> ") + &markdown(sweep, dataset, rows);
-        let mut csv = caveat_block(caveats, "# ").into_bytes();
-        csv.extend(super::csv::rows(rows)?);
-        let tex = caveat_block(caveats, "% ") + &latex(sweep, dataset, rows);
-        for (ext, bytes) in [("md", md.into_bytes()), ("csv", csv), ("tex", tex.into_bytes())] {
-            files.push(super::write_file(out, &format!("{dataset}.{ext}"), &bytes)?);
-        }
-    }
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ impl CheckpointPolicy {
     /// the last epoch, and when a stop signal arrived during it (`stopped`). A stop in
     /// the middle of an epoch always checkpoints (that is how a preempted run resumes).
     pub fn save_after_epoch(&self, done: usize, stopped: bool) -> bool {
-        done % self.every == 0 || done == self.epochs || stopped
+        done.is_multiple_of(self.every) || done == self.epochs || stopped
     }
 
     /// Retention: which of a model's records (oldest first, as `Checkpointer::records`

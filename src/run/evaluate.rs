@@ -4,9 +4,12 @@
 //! `ras eval` (`reevaluate`). Metrics need the ground-truth masks, loaded once per run.
 
 use super::checkpoint::{CheckpointChoice, Checkpointer};
+use super::cost::Phase;
 use super::paths::RunPaths;
-use super::resolve_device;
+use super::records::RunLogs;
+use super::{execute, resolve_device, stored_config, FinalMetrics, Prepared, Run, RunOptions};
 use crate::config::RunConfig;
+use crate::config::Setting;
 use crate::data::{imageio, scan, DatasetIndex};
 use crate::dist::{self, Collective};
 use crate::eval::{class_metrics, predict, ClassMetrics, MetricsTable, Predictions};
@@ -214,4 +217,133 @@ fn store_new(store: &Store, paths: &RunPaths, r: &Reevaluation, choice: Checkpoi
         }
     }
     unreachable!("the counter is unbounded")
+}
+
+/// Evaluates a run whose models are trained to the last epoch but which has no final
+/// metrics yet (a run `ras import` made, or one stopped between its last checkpoint and
+/// its evaluation), exactly as the run itself would have: `execute` resumes every model at
+/// its last epoch, so it only predicts, computes the metrics and writes the final outputs.
+/// A run still short of its last epoch is an error that says how to finish it.
+pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<FinalMetrics> {
+    let paths = RunPaths::new(run);
+    let cfg = stored_config(store, &paths)?
+        .with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
+    if cfg.run_id() != run {
+        bail!("{} resolves to run id {}, not {run}: it was written by another version of ras; evaluate it with that version", paths.config(), cfg.run_id());
+    }
+    if cfg.store != store.url() {
+        bail!(
+            "run {run} keeps its outputs in the store its config names ({}): run `ras eval {run} --store {}`",
+            cfg.store,
+            cfg.store
+        );
+    }
+    let models: Vec<String> = match cfg.train.setting {
+        Setting::Unified => vec![cfg.train.setting.model_name("").to_string()],
+        Setting::Separate => scan(&cfg.dataset)?.classes.iter().map(|(c, _)| c.clone()).collect(),
+    };
+    let checkpoints = Checkpointer::new(store, &paths);
+    for model in &models {
+        let epoch = checkpoints.latest_valid(model)?.map(|(r, _)| r.epoch).unwrap_or(0);
+        if epoch < cfg.train.epochs {
+            bail!(
+                "run {run} is not trained to its last epoch (model {model}: epoch {epoch} of {}): finish it with                  `ras train` on its config ({}) first",
+                cfg.train.epochs,
+                paths.config()
+            );
+        }
+    }
+    let out = execute(&cfg, &RunOptions::new(progress, false))?;
+    out.final_metrics.with_context(|| format!("run {run} stopped before its final metrics"))
+}
+
+/// Evaluation after epoch `done`, on every rank (predictions are sharded): each class's
+/// metrics go into the logs, the last epoch's predictions into `final_preds`. Rank 0
+/// rewrites the metrics log and returns the score its checkpoint carries.
+pub(super) fn evaluate_epoch(
+    run: &Run,
+    data: &Prepared,
+    trainer: &Trainer,
+    members: &[usize],
+    done: usize,
+    logs: &mut RunLogs,
+    final_preds: &mut BTreeMap<String, Predictions>,
+) -> Result<Option<f64>> {
+    run.timer.time(Phase::Eval, || evaluate_members(run, data, trainer, members, done, logs, final_preds))
+}
+
+/// `evaluate_epoch`'s work (timed there as evaluation).
+fn evaluate_members(
+    run: &Run,
+    data: &Prepared,
+    trainer: &Trainer,
+    members: &[usize],
+    done: usize,
+    logs: &mut RunLogs,
+    final_preds: &mut BTreeMap<String, Predictions>,
+) -> Result<Option<f64>> {
+    let tested: usize = members.iter().map(|&i| data.index.classes[i].1.test.len()).sum();
+    run.timer.add_evaluated(tested as u64);
+    // Maps on every rank's shard (collective), gathered on rank 0 ...
+    let mut preds = vec![];
+    for &i in members {
+        if let Some(pred) = predict_sharded(trainer, &data.features[i].1.test, run.cfg, run.coll, run.device)? {
+            preds.push((i, pred));
+        }
+    }
+    // ... whose per-class metrics (sorting millions of pixel scores) run on all its cores.
+    let metrics = class_metrics_parallel(data, &preds, run.cfg.eval.aupro_fpr_limit);
+    for ((i, pred), m) in preds.into_iter().zip(metrics) {
+        let class = &data.features[i].0;
+        let m = m.with_context(|| format!("metrics of class {class}"))?;
+        logs.by_epoch.entry(done).or_default().insert(class.clone(), m);
+        if done == run.cfg.train.epochs {
+            final_preds.insert(class.clone(), pred);
+        }
+    }
+    if !run.root {
+        return Ok(None);
+    }
+    let t = MetricsTable::new(logs.by_epoch[&done].clone());
+    let score = (t.mean.image_auroc + t.mean.pixel_auroc) / 2.0;
+    logs.write_metrics_log(run.store, run.paths)?;
+    Ok(Some(score))
+}
+
+/// The metrics of each (class index, predictions), classes in parallel, at most as many
+/// at once as this machine has cores (each class is independent and deterministic, so the
+/// result does not depend on the thread count).
+fn class_metrics_parallel(
+    data: &Prepared,
+    preds: &[(usize, Predictions)],
+    fpr_limit: f64,
+) -> Vec<Result<ClassMetrics, crate::eval::MetricError>> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+    // Tensors may be sent, not shared: each thread gets its own handles (same storage).
+    let jobs: Vec<(Predictions, Vec<bool>, Tensor)> = preds
+        .iter()
+        .map(|(i, p)| {
+            let labels = data.index.classes[*i].1.test.iter().map(|s| s.label).collect();
+            (
+                Predictions { scores: p.scores.shallow_clone(), maps: p.maps.shallow_clone() },
+                labels,
+                data.masks[*i].shallow_clone(),
+            )
+        })
+        .collect();
+    let one =
+        move |(pred, labels, masks): (Predictions, Vec<bool>, Tensor)| class_metrics(&pred, &labels, &masks, fpr_limit);
+    if threads == 1 || jobs.len() < 2 {
+        return jobs.into_iter().map(one).collect();
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let batch: Vec<_> = jobs.by_ref().take(threads).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = batch.into_iter().map(|job| s.spawn(move || one(job))).collect();
+            out.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
+        });
+    }
+    out
 }

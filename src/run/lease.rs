@@ -46,7 +46,7 @@ impl LeaseRecord {
     /// Whether the holder may still be alive: not expired, and not a process of this host
     /// that no longer exists.
     pub fn is_live(&self, now: u64) -> bool {
-        now < self.expires_unix && !(self.host == crate::hostname() && !crate::pid_alive(self.pid))
+        now < self.expires_unix && (self.host != crate::hostname() || crate::pid_alive(self.pid))
     }
 
     /// Who holds it, for messages: `host node7, pid 4242, job 1234_5`.

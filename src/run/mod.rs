@@ -13,13 +13,16 @@
 //! - [`paths`]      every store key of a run
 //! - [`checkpoint`] saving / verifying checkpoints, and when to save and what to keep
 //! - [`records`]    status, logs, final metrics, environment: what a run says about itself
-//! - [`evaluate`]   sharded prediction, metrics, test-time noise re-evaluation
+//! - [`evaluate`]   sharded prediction, metrics, test-time noise re-evaluation, evaluating
+//!   a trained run
+//! - `outputs`      the final outputs: predictions, pictures, final metrics
 //! - [`cost`]       what each attempt cost (phases, device, rank-hours)
 
 pub mod checkpoint;
 pub mod cost;
 pub mod evaluate;
 pub mod lease;
+mod outputs;
 pub mod paths;
 pub mod records;
 
@@ -27,7 +30,7 @@ pub use checkpoint::{
     latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord,
     Checkpointer,
 };
-pub use evaluate::{reevaluate, EvaluatedCheckpoint, Reevaluation};
+pub use evaluate::{evaluate_trained, reevaluate, EvaluatedCheckpoint, Reevaluation};
 pub use paths::RunPaths;
 pub use records::{
     discard, environment, mark_failed_unless_recorded, stored_config, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE,
@@ -35,21 +38,22 @@ pub use records::{
 
 use crate::backbone::BackboneIdentity;
 use crate::config::{DeviceSpec, RunConfig, Setting};
-use crate::data::{scan, DatasetIndex, Sample};
+use crate::data::{scan, DatasetIndex};
 use crate::dist::{self, Collective, WorldInfo};
-use crate::eval::{class_metrics, ClassMetrics, MetricsTable, Predictions};
+use crate::eval::Predictions;
 use crate::features::{load_or_compute, CacheStats, ClassFeatures};
 use crate::progress::Progress;
 use crate::store::{tensors, Store};
 use crate::train::Trainer;
 use anyhow::{bail, Context, Result};
 use cost::{Outcome, Phase, PhaseTimer};
-use evaluate::{evaluate_with_noise, load_masks, predict_sharded};
-use records::{best_on_test, RunLogs, StatusWriter};
+use evaluate::{evaluate_epoch, load_masks};
+use outputs::write_final_outputs;
+use records::{RunLogs, StatusWriter};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Stable id of a run: its name and a hash of its resolved config.
 pub fn run_id(cfg: &RunConfig) -> String {
@@ -213,44 +217,6 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     }
 }
 
-/// Evaluates a run whose models are trained to the last epoch but which has no final
-/// metrics yet (a run `ras import` made, or one stopped between its last checkpoint and
-/// its evaluation), exactly as the run itself would have: `execute` resumes every model at
-/// its last epoch, so it only predicts, computes the metrics and writes the final outputs.
-/// A run still short of its last epoch is an error that says how to finish it.
-pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<FinalMetrics> {
-    let paths = RunPaths::new(run);
-    let cfg = stored_config(store, &paths)?
-        .with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
-    if cfg.run_id() != run {
-        bail!("{} resolves to run id {}, not {run}: it was written by another version of ras; evaluate it with that version", paths.config(), cfg.run_id());
-    }
-    if cfg.store != store.url() {
-        bail!(
-            "run {run} keeps its outputs in the store its config names ({}): run `ras eval {run} --store {}`",
-            cfg.store,
-            cfg.store
-        );
-    }
-    let models: Vec<String> = match cfg.train.setting {
-        Setting::Unified => vec![cfg.train.setting.model_name("").to_string()],
-        Setting::Separate => scan(&cfg.dataset)?.classes.iter().map(|(c, _)| c.clone()).collect(),
-    };
-    let checkpoints = Checkpointer::new(store, &paths);
-    for model in &models {
-        let epoch = checkpoints.latest_valid(model)?.map(|(r, _)| r.epoch).unwrap_or(0);
-        if epoch < cfg.train.epochs {
-            bail!(
-                "run {run} is not trained to its last epoch (model {model}: epoch {epoch} of {}): finish it with                  `ras train` on its config ({}) first",
-                cfg.train.epochs,
-                paths.config()
-            );
-        }
-    }
-    let out = execute(&cfg, &RunOptions::new(progress, false))?;
-    out.final_metrics.with_context(|| format!("run {run} stopped before its final metrics"))
-}
-
 /// A panic's message as an error; an allocation failure names the config keys that
 /// size memory.
 fn panic_error(cfg: &RunConfig, payload: Box<dyn std::any::Any + Send>) -> anyhow::Error {
@@ -303,6 +269,8 @@ pub fn fill_feature_cache(cfg: &RunConfig, progress: &Progress) -> Result<(Vec<(
 }
 
 /// How `execute_inner` ended (errors aside). `Complete(None)`: a rank other than 0.
+// One value per run, returned once: the size of the metrics variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Finished {
     Complete(Option<FinalMetrics>),
     Preempted,
@@ -337,7 +305,7 @@ impl Run<'_> {
     /// Whether the models are evaluated after epoch `done`: every `train.eval_every`
     /// epochs and at the last one (the final metrics).
     fn is_eval(&self, done: usize) -> bool {
-        done % self.cfg.train.eval_every == 0 || done == self.cfg.train.epochs
+        done.is_multiple_of(self.cfg.train.eval_every) || done == self.cfg.train.epochs
     }
 
     /// An error when another process took the run over (this one was thought dead).
@@ -576,182 +544,4 @@ fn resume(run: &Run, model: &str, trainer: &mut Trainer) -> Result<(usize, usize
     let (epoch, step) = (rec.epoch, rec.step);
     tracing::info!(model, epoch, step, "resuming from checkpoint");
     Ok((epoch, step))
-}
-
-/// Evaluation after epoch `done`, on every rank (predictions are sharded): each class's
-/// metrics go into the logs, the last epoch's predictions into `final_preds`. Rank 0
-/// rewrites the metrics log and returns the score its checkpoint carries.
-fn evaluate_epoch(
-    run: &Run,
-    data: &Prepared,
-    trainer: &Trainer,
-    members: &[usize],
-    done: usize,
-    logs: &mut RunLogs,
-    final_preds: &mut BTreeMap<String, Predictions>,
-) -> Result<Option<f64>> {
-    run.timer.time(Phase::Eval, || evaluate_members(run, data, trainer, members, done, logs, final_preds))
-}
-
-/// `evaluate_epoch`'s work (timed there as evaluation).
-fn evaluate_members(
-    run: &Run,
-    data: &Prepared,
-    trainer: &Trainer,
-    members: &[usize],
-    done: usize,
-    logs: &mut RunLogs,
-    final_preds: &mut BTreeMap<String, Predictions>,
-) -> Result<Option<f64>> {
-    let tested: usize = members.iter().map(|&i| data.index.classes[i].1.test.len()).sum();
-    run.timer.add_evaluated(tested as u64);
-    // Maps on every rank's shard (collective), gathered on rank 0 ...
-    let mut preds = vec![];
-    for &i in members {
-        if let Some(pred) = predict_sharded(trainer, &data.features[i].1.test, run.cfg, run.coll, run.device)? {
-            preds.push((i, pred));
-        }
-    }
-    // ... whose per-class metrics (sorting millions of pixel scores) run on all its cores.
-    let metrics = class_metrics_parallel(data, &preds, run.cfg.eval.aupro_fpr_limit);
-    for ((i, pred), m) in preds.into_iter().zip(metrics) {
-        let class = &data.features[i].0;
-        let m = m.with_context(|| format!("metrics of class {class}"))?;
-        logs.by_epoch.entry(done).or_default().insert(class.clone(), m);
-        if done == run.cfg.train.epochs {
-            final_preds.insert(class.clone(), pred);
-        }
-    }
-    if !run.root {
-        return Ok(None);
-    }
-    let t = MetricsTable::new(logs.by_epoch[&done].clone());
-    let score = (t.mean.image_auroc + t.mean.pixel_auroc) / 2.0;
-    logs.write_metrics_log(run.store, run.paths)?;
-    Ok(Some(score))
-}
-
-/// The metrics of each (class index, predictions), classes in parallel, at most as many
-/// at once as this machine has cores (each class is independent and deterministic, so the
-/// result does not depend on the thread count).
-fn class_metrics_parallel(
-    data: &Prepared,
-    preds: &[(usize, Predictions)],
-    fpr_limit: f64,
-) -> Vec<Result<ClassMetrics, crate::eval::MetricError>> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
-    // Tensors may be sent, not shared: each thread gets its own handles (same storage).
-    let jobs: Vec<(Predictions, Vec<bool>, Tensor)> = preds
-        .iter()
-        .map(|(i, p)| {
-            let labels = data.index.classes[*i].1.test.iter().map(|s| s.label).collect();
-            (
-                Predictions { scores: p.scores.shallow_clone(), maps: p.maps.shallow_clone() },
-                labels,
-                data.masks[*i].shallow_clone(),
-            )
-        })
-        .collect();
-    let one =
-        move |(pred, labels, masks): (Predictions, Vec<bool>, Tensor)| class_metrics(&pred, &labels, &masks, fpr_limit);
-    if threads == 1 || jobs.len() < 2 {
-        return jobs.into_iter().map(one).collect();
-    }
-    let mut out = Vec::with_capacity(jobs.len());
-    let mut jobs = jobs.into_iter().peekable();
-    while jobs.peek().is_some() {
-        let batch: Vec<_> = jobs.by_ref().take(threads).collect();
-        std::thread::scope(|s| {
-            let handles: Vec<_> = batch.into_iter().map(|job| s.spawn(move || one(job))).collect();
-            out.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
-        });
-    }
-    out
-}
-
-/// Step 4, rank 0 once every model is trained: predictions and pictures (as the config
-/// asks), `final_metrics.json`, then the test-time noise evaluations. All of it before
-/// "complete", so a run killed here redoes it.
-fn write_final_outputs(
-    run: &Run,
-    data: Prepared,
-    logs: &RunLogs,
-    final_preds: &BTreeMap<String, Predictions>,
-) -> Result<FinalMetrics> {
-    let cfg = run.cfg;
-    for (i, (class, samples)) in data.index.classes.iter().enumerate() {
-        if cfg.eval.save_predictions {
-            write_predictions(run, class, &samples.test, &final_preds[class], &data.masks[i])?;
-        }
-        if cfg.eval.pictures > 0 {
-            write_pictures(run, class, &samples.test, &final_preds[class], &data.masks[i])?;
-        }
-    }
-    let last = logs.by_epoch.get(&cfg.train.epochs).cloned().context("no evaluation at the last epoch")?;
-    let fm = FinalMetrics {
-        epoch: cfg.train.epochs,
-        setting: cfg.train.setting,
-        metrics: MetricsTable::new(last),
-        best_on_test_extra: best_on_test(&logs.by_epoch),
-        backbone_pretrained: data.backbone_pretrained,
-        feature_cache: data.cache,
-    };
-    run.store.put_json(&run.paths.final_metrics(), &fm)?;
-    // Table 6 without retraining: the final model (its last checkpoint) again at each
-    // extra test-time noise scale.
-    if !cfg.eval.noise_scales.is_empty() {
-        let tested: usize = data.index.classes.iter().map(|(_, s)| s.test.len()).sum();
-        run.timer.add_evaluated((tested * cfg.eval.noise_scales.len()) as u64);
-        let (features, masks) = (&data.features, &data.masks);
-        for r in evaluate_with_noise(
-            run.store,
-            run.paths,
-            cfg,
-            &data.index,
-            features,
-            masks,
-            run.device,
-            &cfg.eval.noise_scales,
-            CheckpointChoice::Final,
-        )? {
-            let mean = &r.table.mean;
-            tracing::info!(
-                scale = r.scale,
-                i_auroc = mean.image_auroc,
-                p_auroc = mean.pixel_auroc,
-                key = r.key,
-                "test-time noise evaluation"
-            );
-        }
-    }
-    Ok(fm)
-}
-
-/// Scores, maps, labels and masks of one class's test set, and its samples beside them.
-fn write_predictions(run: &Run, class: &str, samples: &[Sample], p: &Predictions, masks: &Tensor) -> Result<()> {
-    let labels = Tensor::from_slice(&samples.iter().map(|s| s.label as u8).collect::<Vec<_>>());
-    let bytes = tensors::encode(&[
-        ("scores", &p.scores),
-        ("maps", &p.maps),
-        ("labels", &labels),
-        ("masks", &masks.to_kind(Kind::Uint8)),
-    ])?;
-    run.store.put(&run.paths.predictions(class), bytes)?;
-    run.store.put_json(&run.paths.predictions_samples(class), &samples)?;
-    Ok(())
-}
-
-/// Panels of the first `eval.pictures` anomalous test images and one normal one, on one
-/// colour scale per class.
-fn write_pictures(run: &Run, class: &str, samples: &[Sample], p: &Predictions, masks: &Tensor) -> Result<()> {
-    let vmax = p.maps.max().double_value(&[]);
-    let anomalous = samples.iter().enumerate().filter(|(_, s)| s.label).take(run.cfg.eval.pictures);
-    let normal = samples.iter().enumerate().filter(|(_, s)| !s.label).take(1);
-    for (j, s) in anomalous.chain(normal) {
-        let png = crate::eval::pictures::panel_png(&s.path, &masks.get(j as i64), &p.maps.get(j as i64), vmax)?;
-        // `test/crack/000.png` -> `test_crack_000` (the picture adds its own `.png`).
-        let stem = std::path::Path::new(&s.key).with_extension("").to_string_lossy().replace('/', "_");
-        run.store.put(&run.paths.pictures(class, &stem), png)?;
-    }
-    Ok(())
 }

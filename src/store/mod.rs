@@ -91,7 +91,7 @@ pub struct Outage {
     pub waited_s: f64,
     pub budget_s: f64,
     #[source]
-    pub source: object_store::Error,
+    pub source: Box<object_store::Error>,
 }
 
 /// Whether `err` (anywhere in its chain) is a store that stayed unreachable past its
@@ -133,8 +133,9 @@ pub enum StoreError {
         url: String,
         op: &'static str,
         key: String,
+        // Boxed: object_store's error is large, and every Result of the store carries it.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("store {url}: {key} already exists")]
     AlreadyExists { url: String, key: String },
@@ -361,7 +362,7 @@ impl Store {
     }
 
     fn backend(&self, op: &'static str, key: &str, source: object_store::Error) -> StoreError {
-        StoreError::Backend { url: self.url.clone(), op, key: key.to_string(), source }
+        StoreError::Backend { url: self.url.clone(), op, key: key.to_string(), source: Box::new(source) }
     }
 
     /// Runs one backend call; a remote store that does not answer is tried again (with
@@ -402,7 +403,11 @@ impl Store {
                 continue;
             }
             DOWN.store(true, SeqCst);
-            let outage = Outage { waited_s: start.elapsed().as_secs_f64(), budget_s: p.retry.as_secs_f64(), source: e };
+            let outage = Outage {
+                waited_s: start.elapsed().as_secs_f64(),
+                budget_s: p.retry.as_secs_f64(),
+                source: Box::new(e),
+            };
             return Err(StoreError::Unavailable { url: self.url.clone(), op, key: key.to_string(), source: outage });
         }
     }
@@ -430,7 +435,7 @@ impl Store {
         });
         match res {
             Ok(_) => Ok(()),
-            Err(StoreError::Backend { source: object_store::Error::AlreadyExists { .. }, .. }) => {
+            Err(StoreError::Backend { source, .. }) if matches!(*source, object_store::Error::AlreadyExists { .. }) => {
                 if tries.get() > 1 && self.get(key)?.is_some_and(|b| b == bytes) {
                     return Ok(());
                 }

@@ -92,12 +92,12 @@ impl DataIssue {
 /// The scans of one expansion: each dataset (root, layout, metadata files) is scanned
 /// once, whatever number of runs read it; each run's classes are then checked against
 /// that one scan. A run's class list is not part of the key: the scan lists every class.
+/// (dataset kind, root, train metadata, test metadata): what one scan of a dataset reads.
+type ScanKey = (String, PathBuf, Option<PathBuf>, Option<PathBuf>);
+
 #[derive(Default)]
 pub struct DataScans {
-    scans: BTreeMap<
-        (String, PathBuf, Option<PathBuf>, Option<PathBuf>),
-        Result<std::sync::Arc<crate::data::Scan>, String>,
-    >,
+    scans: BTreeMap<ScanKey, Result<std::sync::Arc<crate::data::Scan>, String>>,
     /// How many times a dataset was actually scanned (tests count them).
     pub scanned: usize,
 }
@@ -220,7 +220,7 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
                     let cfg = RunConfig::load(&base_path, &over).map_err(|source| SweepError::Config {
                         sweep: name.clone(),
                         label: label0.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
                     let mut expanded: Vec<(RunConfig, String)> = vec![];
                     if cfg.train.setting == Setting::Separate {
@@ -245,7 +245,7 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
                             let c = RunConfig::load(&base_path, &o).map_err(|source| SweepError::Config {
                                 sweep: name.clone(),
                                 label: label.clone(),
-                                source,
+                                source: Box::new(source),
                             })?;
                             expanded.push((c, label));
                         }

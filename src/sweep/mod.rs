@@ -57,8 +57,9 @@ pub enum SweepError {
     Config {
         sweep: String,
         label: String,
+        // Boxed: a config error is large, and every Result of the sweep module carries it.
         #[source]
-        source: ConfigError,
+        source: Box<ConfigError>,
     },
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -1,17 +1,14 @@
 //! Training: AdamW, global-norm clipping, StepLR, feature jitter with per-sample seeded
 //! noise (so the random stream does not depend on how samples are batched or sharded).
 
-pub mod flat;
 pub mod optim;
 pub mod precision;
 
-use crate::config::BatchSplitError;
-use crate::config::{ModelConfig, TrainConfig};
+use crate::config::{BatchSplitError, ModelConfig, TrainConfig};
 use crate::dist::{self, Collective, DistError};
 use crate::model::{add_jitter, Ras};
 use crate::rng::{epoch_order, jitter_coin, jitter_noise, mix_seed, with_torch_seed, STREAM_INIT, STREAM_JITTER};
-use flat::FlatState;
-use optim::{clip_grad_norm, AdamW};
+use optim::{clip_grad_norm, AdamW, FlatState};
 pub use precision::Precision;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -48,7 +45,7 @@ pub struct Trainer {
     /// Trainable parameters in name order (checkpoint order), views into `flat`.
     params: Vec<Tensor>,
     names: Vec<String>,
-    /// One buffer each for parameters, gradients and AdamW moments (see [`flat::FlatState`]).
+    /// One buffer each for parameters, gradients and AdamW moments (see [`optim::FlatState`]).
     flat: FlatState,
     /// Time spent in and bytes sent to gradient all-reduces (for `ras bench ranks`).
     pub comm_seconds: f64,
@@ -223,7 +220,7 @@ impl Trainer {
             // all-reduced in place and averaged (no copy in or out).
             let n = flat.grads.size()[0];
             tch::no_grad(|| {
-                let _ = flat.grads.narrow(0, n - 2, 1).copy_(&loss.detach().reshape([1]));
+                flat.grads.narrow(0, n - 2, 1).copy_(&loss.detach().reshape([1]));
                 let _ = flat.grads.narrow(0, n - 1, 1).fill_(if stop { 1.0 } else { 0.0 });
             });
             let t0 = std::time::Instant::now();
