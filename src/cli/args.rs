@@ -345,7 +345,7 @@ pub enum Command {
     DoctorNode {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, value_enum, default_value = "auto")]
+        #[arg(long, default_value = "auto", value_parser = collective_check())]
         collective: ras::doctor::CollectiveCheck,
         #[arg(long, default_value_t = 1 << 22)]
         elements: usize,
@@ -570,4 +570,11 @@ fn at_least_one(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `--collective`: the library's names, listed by `--help` (the library has no clap).
+fn collective_check() -> impl clap::builder::TypedValueParser<Value = ras::doctor::CollectiveCheck> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ras::doctor::CollectiveCheck::NAMES)
+        .map(|s| s.parse::<ras::doctor::CollectiveCheck>().expect("one of the possible values"))
 }
