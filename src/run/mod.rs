@@ -15,6 +15,7 @@
 //! - [`records`]    status, logs, final metrics, environment: what a run says about itself
 //! - [`evaluate`]   sharded prediction, metrics, test-time noise re-evaluation
 //! - [`cost`]       what each attempt cost (phases, device, rank-hours)
+//! - [`trained`]    a trained model loaded for inference (eval, predict, import)
 
 pub mod checkpoint;
 pub mod cost;
@@ -22,6 +23,7 @@ pub mod evaluate;
 pub mod lease;
 pub mod paths;
 pub mod records;
+pub mod trained;
 
 pub use checkpoint::{
     latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord,
@@ -32,6 +34,7 @@ pub use paths::RunPaths;
 pub use records::{
     discard, environment, mark_failed_unless_recorded, stored_config, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE,
 };
+pub use trained::{load_trained, TrainedModel, TrainedWeights, WeightsMismatch};
 
 use crate::backbone::BackboneIdentity;
 use crate::config::{DeviceSpec, RunConfig, Setting};
