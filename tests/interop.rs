@@ -219,7 +219,11 @@ fn ras_one_thread(args: &[&str], cwd: &Path) -> std::process::Output {
 fn imported_run(out: &std::process::Output) -> String {
     let t = text(out);
     assert!(out.status.success(), "import failed:\n{t}");
-    t.lines().find_map(|l| l.strip_prefix("run ")).and_then(|l| l.split_whitespace().next()).expect("run id").to_string()
+    t.lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("run id")
+        .to_string()
 }
 
 /// The round trip: a run exported in the public layout (its backbone included)
@@ -321,11 +325,22 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
     // No backbone in the checkpoint: the config's, not compared, and said so.
     let bare = d.join("bare.pth.tar");
     let out = ras(
-        &["export", &run, "--store", &store_url, "--format", "public", "--no-backbone", "--out", bare.to_str().unwrap()],
+        &[
+            "export",
+            &run,
+            "--store",
+            &store_url,
+            "--format",
+            "public",
+            "--no-backbone",
+            "--out",
+            bare.to_str().unwrap(),
+        ],
         d,
     );
     assert!(out.status.success(), "export failed:\n{}", text(&out));
-    let out = ras(&["import", bare.to_str().unwrap(), "--config", c, "--set", "backbone.init_seed=1", "--python", py], d);
+    let out =
+        ras(&["import", bare.to_str().unwrap(), "--config", c, "--set", "backbone.init_seed=1", "--python", py], d);
     let no_backbone = imported_run(&out);
     assert!(text(&out).contains("the checkpoint holds none; the run uses the config's"), "{}", text(&out));
     let prov: serde_json::Value = store.get_json(&format!("runs/{no_backbone}/import.json")).unwrap().unwrap();
