@@ -96,11 +96,33 @@ fn public_checkpoint_imports_evaluates_and_exports_back_to_pytorch() {
     let t = text(&out);
     assert!(t.contains("model.encoder_layers") && t.contains("missing transformer.encoder.layers.1."), "{t}");
 
-    // public .pth.tar -> ras import -> the same reconstruction as PyTorch's (1e-5).
-    let out = ras(
-        &["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()],
-        d,
-    );
+    // The config's backbone (a random init) is not the one the checkpoint holds: refused.
+    let ck = ckpt.to_str().unwrap();
+    let out = ras(&["import", ck, "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()], d);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("module.backbone") && t.contains("--part backbone"), "{t}");
+
+    // Its own backbone, extracted as the refusal says, is: public .pth.tar -> ras import ->
+    // the same reconstruction as PyTorch's (1e-5).
+    let backbone = d.join("backbone.safetensors");
+    let out = Command::new(&py)
+        .arg(repo().join("tools/convert_weights.py"))
+        .args([ck, backbone.to_str().unwrap(), "--part", "backbone", "--strict"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "extracting the backbone failed:\n{}", text(&out));
+    let with_backbone = format!("backbone.weights={}", backbone.display());
+    let import = [
+        "import",
+        ck,
+        "--config",
+        cfg_path.to_str().unwrap(),
+        "--set",
+        &with_backbone,
+        "--python",
+        py.to_str().unwrap(),
+    ];
+    let out = ras(&import, d);
     let t = text(&out);
     assert!(out.status.success(), "import failed:\n{t}");
     let run = t
@@ -131,10 +153,7 @@ fn public_checkpoint_imports_evaluates_and_exports_back_to_pytorch() {
     assert!(rel_err(&image_scores(&maps), &public["scores"]) < 1e-5);
 
     // Importing the same file again finds it.
-    let again = ras(
-        &["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()],
-        d,
-    );
+    let again = ras(&import, d);
     assert!(again.status.success() && text(&again).contains("already imported"), "{}", text(&again));
 
     // ras eval evaluates the imported run like any run: final metrics, status complete.
@@ -269,10 +288,10 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
     assert_eq!(runs(), vec![run.clone()]);
 
     // Another random init: refused, nothing stored.
-    let out = ras(&["import", k, "--config", c, "--set", "backbone.init_seed=1", "--python", py], d);
+    let out = ras(&["import", k, "--config", c, "--set", "backbone.init_seed=5", "--python", py], d);
     let t = text(&out);
     assert!(!out.status.success(), "a different backbone must be refused:\n{t}");
-    assert!(t.contains("rt.pth.tar") && t.contains("random init, init_seed 1") && t.contains("rt.toml"), "{t}");
+    assert!(t.contains("rt.pth.tar") && t.contains("random init, init_seed 5") && t.contains("rt.toml"), "{t}");
     assert!(t.contains("_blocks.0._depthwise_conv.weight: max |difference|"), "{t}");
     assert!(t.contains("--part backbone"), "the fix is named:\n{t}");
     assert_eq!(runs(), vec![run.clone()], "nothing stored");
@@ -281,6 +300,7 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
     let other_cfg = ras::config::BackboneConfig { init_seed: 2, ..cfg.backbone.clone() };
     let other = ras::backbone::FeatureExtractor::new(&other_cfg, Device::Cpu).unwrap().named_weights();
     let other_file = d.join("other-b0.safetensors");
+    let other: Vec<(&String, &Tensor)> = other.iter().map(|(n, t)| (n, t)).collect();
     std::fs::write(&other_file, tensors::encode(&other).unwrap()).unwrap();
     let set_other = format!("backbone.weights={}", other_file.display());
     let out = ras(&["import", k, "--config", c, "--set", &set_other, "--python", py], d);
@@ -340,12 +360,12 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
     );
     assert!(out.status.success(), "export failed:\n{}", text(&out));
     let out =
-        ras(&["import", bare.to_str().unwrap(), "--config", c, "--set", "backbone.init_seed=1", "--python", py], d);
+        ras(&["import", bare.to_str().unwrap(), "--config", c, "--set", "backbone.init_seed=5", "--python", py], d);
     let no_backbone = imported_run(&out);
     assert!(text(&out).contains("the checkpoint holds none; the run uses the config's"), "{}", text(&out));
     let prov: serde_json::Value = store.get_json(&format!("runs/{no_backbone}/import.json")).unwrap().unwrap();
     assert_eq!(prov["backbone"]["compared_tensors"].as_u64(), Some(0), "{prov}");
-    assert_eq!(prov["backbone"]["weights_id"], "random-init-seed-1", "{prov}");
+    assert_eq!(prov["backbone"]["weights_id"], "random-init-seed-5", "{prov}");
 }
 
 /// How many backbone tensors (not counting `num_batches_tracked`) a `.pth.tar` holds, as
