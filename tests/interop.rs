@@ -366,6 +366,16 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
     let prov: serde_json::Value = store.get_json(&format!("runs/{no_backbone}/import.json")).unwrap().unwrap();
     assert_eq!(prov["backbone"]["compared_tensors"].as_u64(), Some(0), "{prov}");
     assert_eq!(prov["backbone"]["weights_id"], "random-init-seed-5", "{prov}");
+    // What the refusal prevents: evaluated with that other backbone, the same model's
+    // metrics are not the run's (so the equalities above are no accident of tiny data).
+    let out = ras_one_thread(&["eval", &no_backbone, "--store", &store_url], d);
+    assert!(out.status.success(), "eval of {no_backbone} failed:\n{}", text(&out));
+    let fm: serde_json::Value = store.get_json(&format!("runs/{no_backbone}/final_metrics.json")).unwrap().unwrap();
+    assert_ne!(fm["metrics"], original["metrics"]);
+    eprintln!(
+        "mean metrics: trained {} / with another backbone {}",
+        original["metrics"]["mean"], fm["metrics"]["mean"]
+    );
 }
 
 /// How many backbone tensors (not counting `num_batches_tracked`) a `.pth.tar` holds, as
