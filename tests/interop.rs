@@ -296,6 +296,17 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
     assert!(t.contains("--part backbone"), "the fix is named:\n{t}");
     assert_eq!(runs(), vec![run.clone()], "nothing stored");
 
+    // The same from the safetensors export, read natively.
+    let st = d.join("rt.safetensors");
+    let out =
+        ras(&["export", &run, "--store", &store_url, "--format", "safetensors", "--out", st.to_str().unwrap()], d);
+    assert!(out.status.success(), "export failed:\n{}", text(&out));
+    let out = ras(&["import", st.to_str().unwrap(), "--config", c, "--set", "backbone.init_seed=5"], d);
+    let t = text(&out);
+    assert!(!out.status.success(), "a different backbone must be refused:\n{t}");
+    assert!(t.contains("rt.safetensors") && t.contains("_blocks.0._depthwise_conv.weight: max |difference|"), "{t}");
+    assert_eq!(runs(), vec![run.clone()], "nothing stored");
+
     // Another EfficientNet-B0 weights file: refused, naming the file.
     let other_cfg = ras::config::BackboneConfig { init_seed: 2, ..cfg.backbone.clone() };
     let other = ras::backbone::FeatureExtractor::new(&other_cfg, Device::Cpu).unwrap().named_weights();

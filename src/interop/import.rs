@@ -6,9 +6,10 @@
 //! sha256>`, so it never shares an id (and a store prefix) with a run trained from the same
 //! config, and importing the same file again finds the run already there. What it holds:
 //! `config.toml`, `import.json` (provenance: the source file, its sha256, what was not
-//! imported, what was compared of the backbone) and one checkpoint at the config's last epoch (`train.epochs`) whose AdamW
-//! moments are zero and step count 0 (the public code's optimizer state is not imported:
-//! it only matters for resuming training, and an imported run is for evaluation).
+//! imported, what was compared of the backbone) and one checkpoint at the config's last
+//! epoch (`train.epochs`) whose AdamW moments are zero and step count 0 (the public code's
+//! optimizer state is not imported: it only matters for resuming training, and an
+//! imported run is for evaluation).
 //!
 //! The run's backbone is the config's `[backbone]`. When the checkpoint holds its own
 //! (`module.backbone.*`) the two must be equal, tensor by tensor, or nothing is imported
@@ -196,6 +197,7 @@ fn is_safetensors(bytes: &[u8]) -> bool {
 /// everything not imported into the model (the backbone's among them).
 type Parts = (Vec<(String, Tensor)>, Vec<(String, Tensor)>, Vec<String>);
 
+/// Sorts a public state dict read natively (safetensors) into its [`Parts`].
 fn model_tensors(all: Vec<(String, Tensor)>) -> Parts {
     let (mut model, mut backbone, mut skipped) = (vec![], vec![], vec![]);
     for (name, t) in all {
