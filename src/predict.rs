@@ -25,9 +25,8 @@ use crate::config::{DeviceSpec, RunConfig, Setting};
 use crate::data::imageio;
 use crate::eval::{metrics, pictures, predict_from};
 use crate::progress::Progress;
-use crate::run::{resolve_device, Checkpointer, FinalMetrics, RunPaths};
+use crate::run::{load_trained, resolve_device, Checkpointer, FinalMetrics, RunPaths, TrainedModel, TrainedWeights};
 use crate::store::{tensors, Store};
-use crate::train::Trainer;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -200,7 +199,7 @@ pub fn predict_images(
     let device = resolve_device(opts.device.unwrap_or(cfg.train.device))?;
     let identity = check_backbone(store, &paths, &cfg)?;
     let checkpoints = Checkpointer::new(store, &paths);
-    let mut models: BTreeMap<String, Trainer> = BTreeMap::new();
+    let mut models: BTreeMap<String, TrainedModel> = BTreeMap::new();
     for input in &todo {
         let model = model_of(cfg.train.setting, input.class.as_deref());
         if models.contains_key(&model) {
@@ -212,8 +211,9 @@ pub fn predict_images(
         let Some((rec, bytes)) = latest.filter(|_| epoch >= cfg.train.epochs) else {
             return Err(PredictError::NotFinished { run: run.into(), model, epoch, epochs: cfg.train.epochs }.into());
         };
-        let mut t = Trainer::new(&cfg.model, &cfg.train, cfg.seed, identity.channels, identity.grid, device)?;
-        t.load_state(tensors::decode(&bytes)?).with_context(|| format!("checkpoint {}", rec.weights))?;
+        let weights = TrainedWeights::Checkpoint(tensors::decode(&bytes)?);
+        let t = load_trained(&cfg, identity.channels, identity.grid, device, weights)
+            .with_context(|| format!("checkpoint {}", rec.weights))?;
         models.insert(model, t);
     }
     let refs = class_refs(store, &paths, final_metrics.as_ref(), &todo)?;
@@ -258,11 +258,11 @@ pub fn predict_images(
             by_class.entry(input.class.clone()).or_default().push(j);
         }
         for (class, members) in by_class {
-            let trainer = &models[&model_of(cfg.train.setting, class.as_deref())];
+            let trained = &models[&model_of(cfg.train.setting, class.as_deref())];
             let index = Tensor::from_slice(&members.iter().map(|&j| j as i64).collect::<Vec<_>>());
             let first = seen.entry(class).or_default();
             let p = predict_from(
-                &trainer.model,
+                &trained.model,
                 &feats.index_select(0, &index),
                 *first,
                 size,

@@ -96,11 +96,33 @@ fn public_checkpoint_imports_evaluates_and_exports_back_to_pytorch() {
     let t = text(&out);
     assert!(t.contains("model.encoder_layers") && t.contains("missing transformer.encoder.layers.1."), "{t}");
 
-    // public .pth.tar -> ras import -> the same reconstruction as PyTorch's (1e-5).
-    let out = ras(
-        &["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()],
-        d,
-    );
+    // The config's backbone (a random init) is not the one the checkpoint holds: refused.
+    let ck = ckpt.to_str().unwrap();
+    let out = ras(&["import", ck, "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()], d);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("module.backbone") && t.contains("--part backbone"), "{t}");
+
+    // Its own backbone, extracted as the refusal says, is: public .pth.tar -> ras import ->
+    // the same reconstruction as PyTorch's (1e-5).
+    let backbone = d.join("backbone.safetensors");
+    let out = Command::new(&py)
+        .arg(repo().join("tools/convert_weights.py"))
+        .args([ck, backbone.to_str().unwrap(), "--part", "backbone", "--strict"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "extracting the backbone failed:\n{}", text(&out));
+    let with_backbone = format!("backbone.weights={}", backbone.display());
+    let import = [
+        "import",
+        ck,
+        "--config",
+        cfg_path.to_str().unwrap(),
+        "--set",
+        &with_backbone,
+        "--python",
+        py.to_str().unwrap(),
+    ];
+    let out = ras(&import, d);
     let t = text(&out);
     assert!(out.status.success(), "import failed:\n{t}");
     let run = t
@@ -131,10 +153,7 @@ fn public_checkpoint_imports_evaluates_and_exports_back_to_pytorch() {
     assert!(rel_err(&image_scores(&maps), &public["scores"]) < 1e-5);
 
     // Importing the same file again finds it.
-    let again = ras(
-        &["import", ckpt.to_str().unwrap(), "--config", cfg_path.to_str().unwrap(), "--python", py.to_str().unwrap()],
-        d,
-    );
+    let again = ras(&import, d);
     assert!(again.status.success() && text(&again).contains("already imported"), "{}", text(&again));
 
     // ras eval evaluates the imported run like any run: final metrics, status complete.
@@ -206,4 +225,176 @@ fn unreadable_or_foreign_checkpoints_are_refused_and_store_nothing() {
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("--python"), "{}", text(&out));
+}
+
+/// `ras` in `cwd` on one intra-op thread (its metrics are compared bit for bit with another
+/// process's).
+fn ras_one_thread(args: &[&str], cwd: &Path) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ras"));
+    common::one_intra_op_thread(&mut cmd).args(args).current_dir(cwd).env("RUST_LOG", "warn").output().unwrap()
+}
+
+/// The run id `ras import` printed.
+fn imported_run(out: &std::process::Output) -> String {
+    let t = text(out);
+    assert!(out.status.success(), "import failed:\n{t}");
+    t.lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("run id")
+        .to_string()
+}
+
+/// The issue's round trip: a run exported in the public layout (its backbone included)
+/// and imported back. With another backbone (another random init, or another weights
+/// file) the import is refused, naming the tensors and both sources, and stores nothing;
+/// with the run's own backbone (its random init, or the checkpoint's backbone extracted by
+/// tools/convert_weights.py as the refusal says) `ras eval` reproduces the run's metrics
+/// bit for bit. A checkpoint without a backbone imports with the config's, and says so.
+#[test]
+fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = synth_dataset(d, 1, 17, 128, 4);
+    let cfg_path = small_config(d, &root, "rt", "");
+    let small = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace("epochs = 40", "epochs = 2")
+        .replace("eval_every = 20", "eval_every = 2")
+        .replace("image_size = 224", "image_size = 128");
+    std::fs::write(&cfg_path, small).unwrap();
+    let cfg = RunConfig::load(&cfg_path, &[]).unwrap();
+    let (store_url, store) = (cfg.store.clone(), Store::open(&cfg.store).unwrap());
+    let c = cfg_path.to_str().unwrap();
+    let py = python();
+    let py = py.to_str().unwrap();
+
+    let out = ras_one_thread(&["train", c], d);
+    assert!(out.status.success(), "train failed:\n{}", text(&out));
+    let run = cfg.run_id();
+    let original: serde_json::Value = store.get_json(&format!("runs/{run}/final_metrics.json")).unwrap().unwrap();
+    let ckpt = d.join("rt.pth.tar");
+    let out = ras(&["export", &run, "--store", &store_url, "--format", "public", "--out", ckpt.to_str().unwrap()], d);
+    assert!(out.status.success(), "export failed:\n{}", text(&out));
+    let k = ckpt.to_str().unwrap();
+    let runs = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d.join("store/runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(runs(), vec![run.clone()]);
+
+    // Another random init: refused, nothing stored.
+    let out = ras(&["import", k, "--config", c, "--set", "backbone.init_seed=5", "--python", py], d);
+    let t = text(&out);
+    assert!(!out.status.success(), "a different backbone must be refused:\n{t}");
+    assert!(t.contains("rt.pth.tar") && t.contains("random init, init_seed 5") && t.contains("rt.toml"), "{t}");
+    assert!(t.contains("_blocks.0._depthwise_conv.weight: max |difference|"), "{t}");
+    assert!(t.contains("--part backbone"), "the fix is named:\n{t}");
+    assert_eq!(runs(), vec![run.clone()], "nothing stored");
+
+    // The same from the safetensors export, read natively.
+    let st = d.join("rt.safetensors");
+    let out =
+        ras(&["export", &run, "--store", &store_url, "--format", "safetensors", "--out", st.to_str().unwrap()], d);
+    assert!(out.status.success(), "export failed:\n{}", text(&out));
+    let out = ras(&["import", st.to_str().unwrap(), "--config", c, "--set", "backbone.init_seed=5"], d);
+    let t = text(&out);
+    assert!(!out.status.success(), "a different backbone must be refused:\n{t}");
+    assert!(t.contains("rt.safetensors") && t.contains("_blocks.0._depthwise_conv.weight: max |difference|"), "{t}");
+    assert_eq!(runs(), vec![run.clone()], "nothing stored");
+
+    // Another EfficientNet-B0 weights file: refused, naming the file.
+    let other_cfg = ras::config::BackboneConfig { init_seed: 2, ..cfg.backbone.clone() };
+    let other = ras::backbone::FeatureExtractor::new(&other_cfg, Device::Cpu).unwrap().named_weights();
+    let other_file = d.join("other-b0.safetensors");
+    let other: Vec<(&String, &Tensor)> = other.iter().map(|(n, t)| (n, t)).collect();
+    std::fs::write(&other_file, tensors::encode(&other).unwrap()).unwrap();
+    let set_other = format!("backbone.weights={}", other_file.display());
+    let out = ras(&["import", k, "--config", c, "--set", &set_other, "--python", py], d);
+    let t = text(&out);
+    assert!(!out.status.success(), "a different weights file must be refused:\n{t}");
+    assert!(t.contains("other-b0.safetensors") && t.contains("max |difference|"), "{t}");
+    assert_eq!(runs(), vec![run.clone()], "nothing stored");
+
+    // The run's own backbone, as its config builds it: compared, accepted, same metrics.
+    let out = ras(&["import", k, "--config", c, "--python", py], d);
+    let same_init = imported_run(&out);
+    assert!(text(&out).contains("equal to the checkpoint's"), "{}", text(&out));
+    let exported = read_pth_backbone_count(&ckpt, py);
+    let prov: serde_json::Value = store.get_json(&format!("runs/{same_init}/import.json")).unwrap().unwrap();
+    assert_eq!(prov["backbone"]["compared_tensors"].as_u64(), Some(exported), "{prov}");
+    assert_eq!(prov["backbone"]["not_in_checkpoint"], serde_json::json!([]), "{prov}");
+    assert_eq!(prov["backbone"]["weights_id"], "random-init-seed-0", "{prov}");
+
+    // The checkpoint's own backbone, extracted as the refusal says, as backbone.weights.
+    let extracted = d.join("backbone.safetensors");
+    let out = Command::new(py)
+        .arg(repo().join("tools/convert_weights.py"))
+        .args([k, extracted.to_str().unwrap(), "--part", "backbone", "--strict"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "extracting the backbone failed:\n{}", text(&out));
+    let set_extracted = format!("backbone.weights={}", extracted.display());
+    let out = ras(&["import", k, "--config", c, "--set", &set_extracted, "--python", py], d);
+    let from_file = imported_run(&out);
+    let prov: serde_json::Value = store.get_json(&format!("runs/{from_file}/import.json")).unwrap().unwrap();
+    assert_eq!(prov["backbone"]["compared_tensors"].as_u64(), Some(exported), "{prov}");
+    let sha = ras::store::sha256_hex(&std::fs::read(&extracted).unwrap());
+    assert_eq!(prov["backbone"]["weights_id"], sha.as_str(), "{prov}");
+
+    for imported in [&same_init, &from_file] {
+        let out = ras_one_thread(&["eval", imported, "--store", &store_url], d);
+        assert!(out.status.success(), "eval of {imported} failed:\n{}", text(&out));
+        let fm: serde_json::Value = store.get_json(&format!("runs/{imported}/final_metrics.json")).unwrap().unwrap();
+        assert_eq!(fm["metrics"], original["metrics"], "run {imported} does not reproduce run {run}'s metrics");
+    }
+
+    // No backbone in the checkpoint: the config's, not compared, and said so.
+    let bare = d.join("bare.pth.tar");
+    let out = ras(
+        &[
+            "export",
+            &run,
+            "--store",
+            &store_url,
+            "--format",
+            "public",
+            "--no-backbone",
+            "--out",
+            bare.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(out.status.success(), "export failed:\n{}", text(&out));
+    let out =
+        ras(&["import", bare.to_str().unwrap(), "--config", c, "--set", "backbone.init_seed=5", "--python", py], d);
+    let no_backbone = imported_run(&out);
+    assert!(text(&out).contains("the checkpoint holds none; the run uses the config's"), "{}", text(&out));
+    let prov: serde_json::Value = store.get_json(&format!("runs/{no_backbone}/import.json")).unwrap().unwrap();
+    assert_eq!(prov["backbone"]["compared_tensors"].as_u64(), Some(0), "{prov}");
+    assert_eq!(prov["backbone"]["weights_id"], "random-init-seed-5", "{prov}");
+    // What the refusal prevents: evaluated with that other backbone, the same model's
+    // metrics are not the run's (so the equalities above are no accident of tiny data).
+    let out = ras_one_thread(&["eval", &no_backbone, "--store", &store_url], d);
+    assert!(out.status.success(), "eval of {no_backbone} failed:\n{}", text(&out));
+    let fm: serde_json::Value = store.get_json(&format!("runs/{no_backbone}/final_metrics.json")).unwrap().unwrap();
+    assert_ne!(fm["metrics"], original["metrics"]);
+    eprintln!(
+        "mean metrics: trained {} / with another backbone {}",
+        original["metrics"]["mean"], fm["metrics"]["mean"]
+    );
+}
+
+/// How many backbone tensors (not counting `num_batches_tracked`) a `.pth.tar` holds, as
+/// PyTorch reads it.
+fn read_pth_backbone_count(path: &Path, py: &str) -> u64 {
+    let code = "import sys, torch; sd = torch.load(sys.argv[1], weights_only=True)['state_dict']; \
+                print(sum(1 for k in sd if k.startswith('module.backbone.') and not k.endswith('num_batches_tracked')))";
+    let out = Command::new(py).args(["-c", code, path.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }

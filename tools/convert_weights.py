@@ -4,6 +4,7 @@
 Run it with the reference environment (`make setup-python`):
 
     .venv-ref/bin/python tools/convert_weights.py SRC DST [--part auto|backbone|model] [--strict]
+                                                  [--backbone-out DST2]
 
 SRC is either
   * an efficientnet_pytorch state_dict (efficientnet-b4-6ed6700e.pth): DST is then a
@@ -14,7 +15,8 @@ SRC is either
     With --part model, DST holds the reconstruction model's tensors named as ras names
     them (`input_proj.weight`, `transformer.decoder.forward_layers.0.adaptive_gate.weight`,
     ...), loadable with ras::run::load_model_weights (which refuses any mismatch, listing it).
-    With --part backbone, DST holds the backbone's tensors.
+    With --part backbone, DST holds the backbone's tensors ('module.backbone.*', without the
+    prefixes): a `backbone.weights` file of the backbone the checkpoint was trained with.
 --part auto (default) picks 'backbone' when the file has efficientnet names and no
 'reconstruction.' prefix, 'model' otherwise.
 
@@ -22,8 +24,12 @@ Every source name that could not be mapped is listed on stderr ("not mapped: ...
 BatchNorm's num_batches_tracked counters (dropped: ras never reads them); --strict makes
 any unmapped name an error (exit 1). With --part model, the backbone's and the neck's
 tensors of a whole public checkpoint ('module.backbone.*') are listed as "not imported: ..."
-and are not errors (ras reads the backbone from its own backbone.weights file). Tensors are
-written as contiguous float32. `ras import` runs this script (a copy compiled into ras).
+and are not errors (ras reads the backbone from its own backbone.weights file); with
+--part backbone, the reconstruction model's and the neck's are listed the same way.
+--backbone-out DST2 (with --part model) also writes the backbone's tensors to DST2, in the
+same run, when the checkpoint holds any (`ras import` compares them with the config's
+backbone). Tensors are written as contiguous float32. `ras import` runs this script (a copy
+compiled into ras).
 """
 import argparse
 import re
@@ -103,6 +109,9 @@ def convert(sd, part):
                 target = n  # a bare model state_dict
             ok = target is not None and MODEL_NAMES.match(target)
         else:
+            if n.startswith("reconstruction.") or n.startswith("neck."):
+                other_part.append(k)
+                continue
             target = strip(n, "backbone.")
             if target is None:
                 target = n
@@ -116,20 +125,44 @@ def convert(sd, part):
     return part, out, unmapped, dropped, other_part
 
 
+def write_backbone(sd, src, dst):
+    """Every tensor under 'backbone.' (after any 'module.'), named without the prefixes, with
+    no check of the names: the reader compares them with a backbone it knows."""
+    out = {}
+    for k, v in sd.items():
+        n = k
+        while n.startswith("module."):
+            n = n[len("module."):]
+        n = strip(n, "backbone.")
+        if n is None or not torch.is_tensor(v) or n.endswith("num_batches_tracked"):
+            continue
+        out[n] = v.detach().to(torch.float32).contiguous()
+    if out:
+        save_file(out, dst, metadata={"source": src, "part": "backbone"})
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src")
     ap.add_argument("dst")
     ap.add_argument("--part", choices=("auto", "backbone", "model"), default="auto")
     ap.add_argument("--strict", action="store_true", help="fail if any source name is not mapped")
+    ap.add_argument("--backbone-out", metavar="DST2",
+                    help="with --part model: also write the backbone's tensors here (when there are any)")
     a = ap.parse_args(argv)
-    part, out, unmapped, dropped, other_part = convert(load(a.src), a.part)
+    sd = load(a.src)
+    part, out, unmapped, dropped, other_part = convert(sd, a.part)
     if not out:
         raise SystemExit(f"{a.src}: no tensor maps to the {part} part")
+    if a.backbone_out is not None:
+        if part != "model":
+            raise SystemExit("--backbone-out goes with --part model")
+        write_backbone(sd, a.src, a.backbone_out)
     for k in unmapped:
         print(f"not mapped: {k}", file=sys.stderr)
     for k in other_part:
-        print(f"not imported: {k} (not part of the reconstruction model)", file=sys.stderr)
+        print(f"not imported: {k} (not part of the {'reconstruction model' if part == 'model' else 'backbone'})",
+              file=sys.stderr)
     if dropped:
         print(f"dropped {len(dropped)} num_batches_tracked counters", file=sys.stderr)
     save_file(out, a.dst, metadata={"source": a.src, "part": part})

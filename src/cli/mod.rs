@@ -154,6 +154,19 @@ fn run() -> Result<ExitStatus> {
                         p.not_imported.len()
                     );
                 }
+                if let Some(b) = &p.backbone {
+                    if b.compared_tensors > 0 {
+                        println!(
+                            "backbone: the config's ({}), equal to the checkpoint's in all {} tensors it holds",
+                            b.weights, b.compared_tensors
+                        );
+                    } else {
+                        println!(
+                            "backbone: the checkpoint holds none; the run uses the config's ({}), not compared",
+                            b.weights
+                        );
+                    }
+                }
                 println!("run {} in {}/runs/{}", done.run_id, store.url(), done.run_id);
             }
             println!("evaluate it: ras eval {} --store {}", done.run_id, store.url());

@@ -416,8 +416,10 @@ fn collective_check(
 
 #[cfg(test)]
 mod tests {
-    use super::node::failed;
+    use super::node::{check_all_reduce, failed};
     use super::*;
+    use crate::dist::WorldInfo;
+    use tch::Device;
 
     fn rank(r: usize, node: &str, mpi_ok: bool, gpu: bool) -> NodeReport {
         let res = |backend: &str, ok: bool| CollectiveResult {

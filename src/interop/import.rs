@@ -6,21 +6,26 @@
 //! sha256>`, so it never shares an id (and a store prefix) with a run trained from the same
 //! config, and importing the same file again finds the run already there. What it holds:
 //! `config.toml`, `import.json` (provenance: the source file, its sha256, what was not
-//! imported) and one checkpoint at the config's last epoch (`train.epochs`) whose AdamW
-//! moments are zero and step count 0 (the public code's optimizer state is not imported:
-//! it only matters for resuming training, and an imported run is for evaluation).
+//! imported, what was compared of the backbone) and one checkpoint at the config's last
+//! epoch (`train.epochs`) whose AdamW moments are zero and step count 0 (the public code's
+//! optimizer state is not imported: it only matters for resuming training, and an
+//! imported run is for evaluation).
+//!
+//! The run's backbone is the config's `[backbone]`. When the checkpoint holds its own
+//! (`module.backbone.*`) the two must be equal, tensor by tensor, or nothing is imported
+//! ([`super::backbone_check`]).
 //!
 //! Reading: a safetensors file natively; a `torch.save` pickle (`.pth`, `.pth.tar`)
 //! through tools/convert_weights.py, which is compiled into this binary and run with a
 //! Python that has torch (`--python`, else `$RAS_PYTHON`, else `.venv-ref/bin/python`
 //! when present, else `python3`). Pickles are read with `weights_only=True`.
 
+use super::backbone_check::{backbone_name, check_backbone, BackboneCheck};
 use super::{classify, PublicName};
 use crate::backbone::BackboneIdentity;
 use crate::config::{RunConfig, Setting};
-use crate::run::{Checkpointer, RunPaths};
+use crate::run::{load_trained, Checkpointer, RunPaths, TrainedWeights};
 use crate::store::{sha256_hex, tensors, Store};
-use crate::train::Trainer;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,6 +55,10 @@ pub struct Provenance {
     /// Source names that are not part of the reconstruction model (the backbone's, which
     /// ras takes from `backbone.weights`, and BatchNorm counters), for the record.
     pub not_imported: Vec<String>,
+    /// The backbone: the config's, and what of the checkpoint's was compared with it.
+    /// None in records written before the comparison.
+    #[serde(default)]
+    pub backbone: Option<BackboneCheck>,
     /// The config file the run's config was made from.
     pub config: String,
     pub imported_unix: u64,
@@ -106,15 +115,15 @@ pub fn import_checkpoint(
         }
     }
 
-    let (named, format, mut not_imported) = if is_safetensors(&bytes) {
-        let (model, skipped) = model_tensors(
-            tensors::decode(&bytes).with_context(|| format!("{}: not a valid safetensors file", src.display()))?,
-        );
-        (model, "safetensors", skipped)
+    let pickle = !is_safetensors(&bytes);
+    let (named, held_backbone, mut not_imported) = if pickle {
+        convert_pickle(src, opts)?
     } else {
-        let (model, skipped) = convert_pickle(src, opts)?;
-        (model, "torch.save", skipped)
+        model_tensors(
+            tensors::decode(&bytes).with_context(|| format!("{}: not a valid safetensors file", src.display()))?,
+        )
     };
+    let format = if pickle { "torch.save" } else { "safetensors" };
     not_imported.sort();
     let named: BTreeMap<String, Tensor> = crate::model::legacy::upgrade_all(named).into_iter().collect();
     if named.is_empty() {
@@ -136,24 +145,33 @@ pub fn import_checkpoint(
             );
         }
     }
-    let trainer = Trainer::new(&cfg.model, &cfg.train, cfg.seed, identity.channels, identity.grid, Device::Cpu)?;
-    tensors::copy_matching(&mut trainer.vs.variables(), &named).map_err(|diffs| {
+    let model_tensors_count = named.len();
+    let trained = load_trained(
+        &cfg,
+        identity.channels,
+        identity.grid,
+        Device::Cpu,
+        TrainedWeights::Model(named.into_iter().collect()),
+    )
+    .map_err(|diffs| {
         anyhow::anyhow!(
             "{} does not fit the model of {} (check model.decoder, model.encoder_layers, model.decoder_layers, \
-             model.hidden_dim, model.ffn_dim and backbone.image_size):\n  {}",
+                 model.hidden_dim, model.ffn_dim and backbone.image_size):\n  {}",
             src.display(),
             config_path.display(),
-            diffs.join("\n  ")
+            diffs.0.join("\n  ")
         )
     })?;
+    let backbone = check_backbone(&cfg.backbone, config_path, src, pickle, held_backbone)?;
 
     let provenance = Provenance {
         source: std::path::absolute(src).unwrap_or_else(|_| src.to_path_buf()).display().to_string(),
         sha256,
         bytes: bytes.len() as u64,
         format: format.to_string(),
-        tensors: named.len(),
+        tensors: model_tensors_count,
         not_imported,
+        backbone: Some(backbone),
         config: config_path.display().to_string(),
         imported_unix: crate::unix_now(),
         ras_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -162,7 +180,7 @@ pub fn import_checkpoint(
     // cut short here has no valid checkpoint, and importing again completes it.
     store.put(&paths.config(), cfg.to_toml())?;
     store.put_json(&paths.import_record(), &provenance)?;
-    checkpoints.save(&model, cfg.train.epochs, 0, None, &trainer)?;
+    checkpoints.save_state(&model, cfg.train.epochs, 0, None, &crate::train::initial_state(&trained.vs))?;
     Ok(Imported { run_id: paths.id().to_string(), config: cfg, provenance, already_present: false })
 }
 
@@ -174,17 +192,26 @@ fn is_safetensors(bytes: &[u8]) -> bool {
         && u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) < bytes.len() as u64
 }
 
-/// The reconstruction model's tensors (by their names in the model) and the names of
-/// everything else, from a public state dict.
-fn model_tensors(all: Vec<(String, Tensor)>) -> (Vec<(String, Tensor)>, Vec<String>) {
-    let (mut model, mut skipped) = (vec![], vec![]);
+/// A public state dict's tensors, sorted out: the reconstruction model's (by their names
+/// in the model), the backbone's (by efficientnet_pytorch's names), and the names of
+/// everything not imported into the model (the backbone's among them).
+type Parts = (Vec<(String, Tensor)>, Vec<(String, Tensor)>, Vec<String>);
+
+/// Sorts a public state dict read natively (safetensors) into its [`Parts`].
+fn model_tensors(all: Vec<(String, Tensor)>) -> Parts {
+    let (mut model, mut backbone, mut skipped) = (vec![], vec![], vec![]);
     for (name, t) in all {
         match classify(&name) {
             PublicName::Model(n) if !n.ends_with("num_batches_tracked") => model.push((n.to_string(), t)),
-            _ => skipped.push(name),
+            _ => {
+                if let Some(n) = backbone_name(&name) {
+                    backbone.push((n.to_string(), t));
+                }
+                skipped.push(name)
+            }
         }
     }
-    (model, skipped)
+    (model, backbone, skipped)
 }
 
 /// Where a pickled checkpoint is read: `--python`, `$RAS_PYTHON`, `.venv-ref/bin/python`
@@ -203,21 +230,21 @@ fn python(opts: &ImportOptions) -> PathBuf {
     PathBuf::from("python3")
 }
 
-type NamedTensors = Vec<(String, Tensor)>;
-
-/// Runs the converter on a pickled checkpoint; the model tensors and the source names it
-/// did not import.
-fn convert_pickle(src: &Path, opts: &ImportOptions) -> Result<(NamedTensors, Vec<String>)> {
+/// Runs the converter on a pickled checkpoint; the model tensors, the backbone tensors
+/// (none when it holds no backbone) and the source names it did not import.
+fn convert_pickle(src: &Path, opts: &ImportOptions) -> Result<Parts> {
     let dir = tempfile::tempdir().context("creating a temporary folder")?;
     let script = dir.path().join("convert_weights.py");
     let out = dir.path().join("model.safetensors");
+    let backbone_out = dir.path().join("backbone.safetensors");
     std::fs::write(&script, CONVERTER)?;
     let py = python(opts);
     let run = std::process::Command::new(&py)
         .arg(&script)
         .arg(src)
         .arg(&out)
-        .args(["--part", "model", "--strict"])
+        .args(["--part", "model", "--strict", "--backbone-out"])
+        .arg(&backbone_out)
         .output()
         .with_context(|| {
             format!(
@@ -243,5 +270,10 @@ fn convert_pickle(src: &Path, opts: &ImportOptions) -> Result<(NamedTensors, Vec
         .map(|s| s.split(' ').next().unwrap_or(s).to_string())
         .collect();
     let bytes = std::fs::read(&out).with_context(|| format!("the converter wrote no {}", out.display()))?;
-    Ok((tensors::decode(&bytes)?, skipped))
+    let backbone = match std::fs::read(&backbone_out) {
+        Ok(b) => tensors::decode(&b)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(e).with_context(|| format!("reading {}", backbone_out.display())),
+    };
+    Ok((tensors::decode(&bytes)?, backbone, skipped))
 }

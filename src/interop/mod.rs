@@ -11,9 +11,12 @@
 //!
 //! - [`import`] reads such a file (natively when it is safetensors; a pickle through
 //!   tools/convert_weights.py, which this binary carries inside it) and makes a run of it.
+//! - [`backbone_check`] compares the backbone a checkpoint holds with the config's: an
+//!   import is refused on any difference.
 //! - [`export`] writes a run's model as a `.pth.tar` in that layout (natively: [`pth`]) or as
 //!   safetensors with the same names.
 
+pub mod backbone_check;
 pub mod export;
 pub mod import;
 pub mod pth;

@@ -102,7 +102,18 @@ impl<'a> Checkpointer<'a> {
         score: Option<f64>,
         trainer: &Trainer,
     ) -> Result<CheckpointRecord> {
-        let state = trainer.state_tensors();
+        self.save_state(model, epoch, step, score, &trainer.state_tensors())
+    }
+
+    /// [`Checkpointer::save`] of a training state given as its named tensors.
+    pub fn save_state(
+        &self,
+        model: &str,
+        epoch: usize,
+        step: usize,
+        score: Option<f64>,
+        state: &[(String, Tensor)],
+    ) -> Result<CheckpointRecord> {
         let list: Vec<(&String, &Tensor)> = state.iter().map(|(n, t)| (n, t)).collect();
         let bytes = tensors::encode(&list)?;
         let base = self.paths.checkpoint_base(model, epoch, step);

@@ -7,6 +7,7 @@ use super::checkpoint::{CheckpointChoice, Checkpointer};
 use super::cost::Phase;
 use super::paths::RunPaths;
 use super::records::RunLogs;
+use super::trained::{load_trained, TrainedModel, TrainedWeights};
 use super::{execute, resolve_device, stored_config, FinalMetrics, Prepared, Run, RunOptions};
 use crate::config::RunConfig;
 use crate::config::Setting;
@@ -157,21 +158,22 @@ pub(super) fn evaluate_with_noise(
     let checkpoints = Checkpointer::new(store, paths);
     let mut tables: Vec<BTreeMap<String, ClassMetrics>> = scales.iter().map(|_| BTreeMap::new()).collect();
     let mut models = BTreeMap::new();
-    let mut loaded: Option<(String, Trainer)> = None;
+    let mut loaded: Option<(String, TrainedModel)> = None;
     for (i, (class, feats)) in features.iter().enumerate() {
         let model = cfg.train.setting.model_name(class).to_string();
         if loaded.as_ref().map(|(m, _)| m != &model).unwrap_or(true) {
-            let mut t = Trainer::new(&cfg.model, &cfg.train, cfg.seed, channels, grid, device)?;
             let (rec, bytes) = checkpoints.select(&model, choice, cfg.train.epochs)?;
-            t.load_state(tensors::decode(&bytes)?).with_context(|| format!("checkpoint {}", rec.weights))?;
+            let weights = TrainedWeights::Checkpoint(tensors::decode(&bytes)?);
+            let t = load_trained(cfg, channels, grid, device, weights)
+                .with_context(|| format!("checkpoint {}", rec.weights))?;
             models.insert(model.clone(), EvaluatedCheckpoint { epoch: rec.epoch, step: rec.step, sha256: rec.sha256 });
             loaded = Some((model, t));
         }
-        let trainer = &loaded.as_ref().expect("loaded above").1;
+        let trained = &loaded.as_ref().expect("loaded above").1;
         let labels: Vec<bool> = index.classes[i].1.test.iter().map(|s| s.label).collect();
         for (k, &scale) in scales.iter().enumerate() {
             let pred = predict(
-                &trainer.model,
+                &trained.model,
                 &feats.test,
                 cfg.backbone.image_size,
                 cfg.eval.batch_size,

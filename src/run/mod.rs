@@ -17,6 +17,7 @@
 //!   a trained run
 //! - `outputs`      the final outputs: predictions, pictures, final metrics
 //! - [`cost`]       what each attempt cost (phases, device, rank-hours)
+//! - [`trained`]    a trained model loaded for inference (eval, predict, import)
 
 pub mod checkpoint;
 pub mod cost;
@@ -25,6 +26,7 @@ pub mod lease;
 mod outputs;
 pub mod paths;
 pub mod records;
+pub mod trained;
 
 pub use checkpoint::{
     latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord,
@@ -35,6 +37,7 @@ pub use paths::RunPaths;
 pub use records::{
     discard, environment, mark_failed_unless_recorded, stored_config, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE,
 };
+pub use trained::{load_trained, TrainedModel, TrainedWeights, WeightsMismatch};
 
 use crate::backbone::BackboneIdentity;
 use crate::config::{DeviceSpec, RunConfig, Setting};

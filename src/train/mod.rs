@@ -60,6 +60,24 @@ pub fn lr_at(cfg: &TrainConfig, epoch: usize) -> f64 {
     cfg.lr * cfg.lr_gamma.powi((epoch / cfg.lr_step_epochs) as i32)
 }
 
+/// The training state a new trainer holds for the weights in `vs` (AdamW moments zero,
+/// step 0), named as [`Trainer::state_tensors`] names it: a checkpoint of a model that
+/// was not trained here (`ras import`) which resuming and evaluating read like any other.
+pub fn initial_state(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    let mut out = vec![];
+    for n in names {
+        let p = &vars[n];
+        out.push((format!("model.{n}"), p.shallow_clone()));
+        out.push((format!("optim.exp_avg.{n}"), p.zeros_like()));
+        out.push((format!("optim.exp_avg_sq.{n}"), p.zeros_like()));
+    }
+    out.push(("optim.step".into(), Tensor::from_slice(&[0i64])));
+    out
+}
+
 /// What an epoch ended with.
 pub struct EpochResult {
     /// Mean loss over the steps run in this call (averaged over ranks).
