@@ -36,6 +36,7 @@ pub const STREAM_INIT: u64 = 1;
 pub const STREAM_ORDER: u64 = 2;
 pub const STREAM_JITTER: u64 = 3;
 pub const STREAM_TEST_JITTER: u64 = 4;
+pub const STREAM_DROPOUT: u64 = 5;
 
 /// The epoch's sample order: a seeded permutation (as DistributedSampler with shuffle).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -65,4 +66,53 @@ pub fn jitter_noise(ids: &[usize], shape: &[i64], seed: u64, stream: u64, epoch:
         })
         .collect();
     Tensor::stack(&parts, 0)
+}
+
+/// A 32-bit integer hash, a bijection of [0, 2^32) (xor-shift and odd multiplier rounds,
+/// constants from C. Wellons' hash-prospector "lowbias32"): the counter-based generator of
+/// [`dropout_keep`], and the host-side definition its tensor version is tested against.
+pub fn hash32(x: u32) -> u32 {
+    let mut x = x;
+    x ^= x >> 16;
+    x = x.wrapping_mul(HASH_MUL[0]);
+    x ^= x >> 15;
+    x = x.wrapping_mul(HASH_MUL[1]);
+    x ^ (x >> 15)
+}
+
+/// Both multipliers are below 2^31, so that on int64 tensors holding values below 2^32
+/// the products stay below 2^63: no signed overflow on any device.
+const HASH_MUL: [u32; 2] = [0x21f0_aaad, 0x735a_2d97];
+
+/// [`hash32`] element-wise on an int64 tensor of values in [0, 2^32).
+pub fn hash32_tensor(x: &Tensor) -> Tensor {
+    const LOW32: i64 = 0xFFFF_FFFF;
+    let x = x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(16));
+    let x = (x * HASH_MUL[0] as i64).bitwise_and(LOW32);
+    let x = x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(15));
+    let x = (x * HASH_MUL[1] as i64).bitwise_and(LOW32);
+    x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(15))
+}
+
+/// The 32-bit key of dropout site `site` (the k-th dropout of a forward pass, in forward
+/// order) for sample `i` at `epoch`: a function of (seed, stream, epoch, sample, site).
+pub fn dropout_key(seed: u64, epoch: usize, i: usize, site: u64) -> u32 {
+    (mix_seed(&[seed, STREAM_DROPOUT, epoch as u64, i as u64, site]) >> 32) as u32
+}
+
+/// Keep masks of dropout with drop probability `p`, one per key (one key per sample, see
+/// [`dropout_key`]): (keys, *shape) booleans, where element j of the row of key k is kept
+/// when hash32(hash32(j) ^ k) >= p * 2^32. Each row is a pure function of its key and the
+/// element index, on any device: the same sample gets the same mask whatever batch or
+/// rank it is in, and a resumed run draws what the uninterrupted one drew. Counter-based
+/// (no generator state), so the masks of a whole batch are computed in a few kernels.
+pub fn dropout_keep(keys: &[u32], shape: &[i64], p: f64, device: Device) -> Tensor {
+    let numel: i64 = shape.iter().product();
+    let per_element = hash32_tensor(&Tensor::arange(numel, (Kind::Int64, device)));
+    let k = Tensor::from_slice(&keys.iter().map(|&k| k as i64).collect::<Vec<_>>()).to_device(device);
+    let bits = hash32_tensor(&per_element.unsqueeze(0).bitwise_xor_tensor(&k.unsqueeze(1)));
+    let threshold = (p * 4_294_967_296.0).round() as i64;
+    let mut full = vec![keys.len() as i64];
+    full.extend_from_slice(shape);
+    bits.ge(threshold).view(full.as_slice())
 }
