@@ -116,3 +116,31 @@ pub fn dropout_keep(keys: &[u32], shape: &[i64], p: f64, device: Device) -> Tens
     full.extend_from_slice(shape);
     bits.ge(threshold).view(full.as_slice())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tensor hash is the host hash, bit for bit, over edge values and a random sample
+    /// of [0, 2^32) (int64 tensors: no product reaches 2^63).
+    #[test]
+    fn tensor_hash_is_the_host_hash() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut xs: Vec<u32> = vec![0, 1, 0xFFFF, 0x1_0000, 0x7FFF_FFFF, 0x8000_0000, u32::MAX];
+        xs.extend((0..10_000).map(|_| rng.random::<u32>()));
+        let t = hash32_tensor(&Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>()));
+        let got: Vec<i64> = Vec::try_from(&t).unwrap();
+        let want: Vec<i64> = xs.iter().map(|&x| hash32(x) as i64).collect();
+        assert_eq!(got, want);
+    }
+
+    /// A row of keep masks is the row drawn alone, for any key: rows never mix.
+    #[test]
+    fn keep_rows_are_functions_of_their_keys() {
+        let both = dropout_keep(&[7, 9], &[3, 50], 0.25, Device::Cpu);
+        assert_eq!(both.size(), [2, 3, 50]);
+        assert!(both.get(1).equal(&dropout_keep(&[9], &[3, 50], 0.25, Device::Cpu).get(0)));
+        assert!(!both.get(0).equal(&both.get(1)));
+        assert_eq!(dropout_keep(&[7], &[100], 0.0, Device::Cpu).all().int64_value(&[]), 1, "p = 0 keeps all");
+    }
+}
