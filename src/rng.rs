@@ -86,12 +86,22 @@ const HASH_MUL: [u32; 2] = [0x21f0_aaad, 0x735a_2d97];
 
 /// [`hash32`] element-wise on an int64 tensor of values in [0, 2^32).
 pub fn hash32_tensor(x: &Tensor) -> Tensor {
+    hash32_in_place(x.copy())
+}
+
+/// [`hash32_tensor`] on a tensor of its own, in place (fewer large allocations: the masks
+/// of attention weights are the biggest tensors of a training step).
+fn hash32_in_place(mut x: Tensor) -> Tensor {
     const LOW32: i64 = 0xFFFF_FFFF;
-    let x = x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(16));
-    let x = (x * HASH_MUL[0] as i64).bitwise_and(LOW32);
-    let x = x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(15));
-    let x = (x * HASH_MUL[1] as i64).bitwise_and(LOW32);
-    x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(15))
+    for (shift, mul) in [(16, Some(HASH_MUL[0])), (15, Some(HASH_MUL[1])), (15, None)] {
+        let shifted = x.bitwise_right_shift_tensor_scalar(shift);
+        let _ = x.bitwise_xor_tensor_(&shifted);
+        if let Some(m) = mul {
+            let _ = x.g_mul_scalar_(m as i64);
+            let _ = x.bitwise_and_(LOW32);
+        }
+    }
+    x
 }
 
 /// The 32-bit key of dropout site `site` (the k-th dropout of a forward pass, in forward
@@ -110,7 +120,7 @@ pub fn dropout_keep(keys: &[u32], shape: &[i64], p: f64, device: Device) -> Tens
     let numel: i64 = shape.iter().product();
     let per_element = hash32_tensor(&Tensor::arange(numel, (Kind::Int64, device)));
     let k = Tensor::from_slice(&keys.iter().map(|&k| k as i64).collect::<Vec<_>>()).to_device(device);
-    let bits = hash32_tensor(&per_element.unsqueeze(0).bitwise_xor_tensor(&k.unsqueeze(1)));
+    let bits = hash32_in_place(per_element.unsqueeze(0).bitwise_xor_tensor(&k.unsqueeze(1)));
     let threshold = (p * 4_294_967_296.0).round() as i64;
     let mut full = vec![keys.len() as i64];
     full.extend_from_slice(shape);

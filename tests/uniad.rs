@@ -89,6 +89,32 @@ fn max_rel_err(what: &str, ours: &Tensor, reference: &Tensor) -> f64 {
     e
 }
 
+/// jobs/table6.toml trains its UniAD variant from the preset, with UniAD's recipe (the
+/// values of UniAD's experiments/MVTec-AD/config.yaml, written out here: trainer, dataset,
+/// random_seed, feature_jitter), and its RAS variant from configs/mvtec.toml as before;
+/// both are in one dataset group (one table), and the report's recipe line names the preset.
+#[test]
+fn table6_trains_uniad_with_uniads_recipe() {
+    let opts = ras::sweep::ExpandOptions { max_ranks: 1, ..Default::default() };
+    let m = ras::sweep::expand(&common::repo().join("jobs/table6.toml"), &opts).unwrap();
+    assert_eq!(m.runs.len(), 2);
+    assert!(m.runs.iter().all(|r| r.dataset == "mvtec"), "one table");
+    let cfg = |d: DecoderKind| m.runs.iter().map(|r| r.config()).find(|c| c.model.decoder == d).unwrap();
+    let (uniad, ras_run) = (cfg(DecoderKind::Uniad), cfg(DecoderKind::Ras));
+    assert_eq!(uniad.model, uniad_recipe());
+    let t = &uniad.train;
+    assert_eq!((t.epochs, t.batch_size, t.lr, t.weight_decay, t.betas), (1000, 8 * 8, 1e-4, 1e-4, [0.9, 0.999]));
+    assert_eq!((t.clip_max_norm, t.lr_step_epochs, t.lr_gamma), (0.1, 800, 0.1));
+    assert_eq!((t.jitter_scale, t.jitter_prob, uniad.seed, uniad.backbone.image_size), (20.0, 1.0, 133, 224));
+    assert_eq!(uniad.backbone.outblocks, [1, 5, 9, 21], "UniAD's efficientnet_b4 outlayers 1-4");
+    assert!(uniad.recipe().contains("configs/uniad-mvtec.toml"), "{}", uniad.recipe());
+    assert_eq!(uniad.eval.noise_scales, ras_run.eval.noise_scales);
+    assert_eq!(ras_run.model, ModelConfig::default(), "RAS keeps RAS's recipe");
+    assert_eq!((ras_run.train.lr, ras_run.train.epochs, ras_run.seed), (7e-4, 500, 333));
+    assert!(!ras_run.to_toml().contains("dropout"), "dropout 0 is not serialised: RAS run ids stay");
+    assert_eq!(ras_run.recipe(), "paper (lr 7e-4, batch 64)");
+}
+
 /// Eval mode (no dropout): the recipe's model is UniAD's model.
 #[test]
 fn uniad_recipe_in_eval_mode_matches_uniads_code() {
