@@ -75,7 +75,8 @@ impl MultiheadAttention {
                     Some(m) => scores + m,
                     None => scores,
                 };
-                dr.apply(&scores.softmax(-1, scores.kind())).matmul(&v)
+                // Softmax in fp32 whatever autocast computes the products in, as torch's autocast does.
+                dr.apply(&scores.softmax(-1, Kind::Float)).matmul(&v)
             }
             None => Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, false, None, false),
         };
