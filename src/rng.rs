@@ -36,6 +36,7 @@ pub const STREAM_INIT: u64 = 1;
 pub const STREAM_ORDER: u64 = 2;
 pub const STREAM_JITTER: u64 = 3;
 pub const STREAM_TEST_JITTER: u64 = 4;
+pub const STREAM_DROPOUT: u64 = 5;
 
 /// The epoch's sample order: a seeded permutation (as DistributedSampler with shuffle).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -65,4 +66,91 @@ pub fn jitter_noise(ids: &[usize], shape: &[i64], seed: u64, stream: u64, epoch:
         })
         .collect();
     Tensor::stack(&parts, 0)
+}
+
+/// A 32-bit integer hash, a bijection of [0, 2^32) (xor-shift and odd multiplier rounds,
+/// constants from C. Wellons' hash-prospector "lowbias32"): the counter-based generator of
+/// [`dropout_keep`], and the host-side definition its tensor version is tested against.
+pub fn hash32(x: u32) -> u32 {
+    let mut x = x;
+    x ^= x >> 16;
+    x = x.wrapping_mul(HASH_MUL[0]);
+    x ^= x >> 15;
+    x = x.wrapping_mul(HASH_MUL[1]);
+    x ^ (x >> 15)
+}
+
+/// Both multipliers are below 2^31, so that on int64 tensors holding values below 2^32
+/// the products stay below 2^63: no signed overflow on any device.
+const HASH_MUL: [u32; 2] = [0x21f0_aaad, 0x735a_2d97];
+
+/// [`hash32`] element-wise on an int64 tensor of values in [0, 2^32).
+pub fn hash32_tensor(x: &Tensor) -> Tensor {
+    hash32_in_place(x.copy())
+}
+
+/// [`hash32_tensor`] on a tensor of its own, in place (fewer large allocations: the masks
+/// of attention weights are the biggest tensors of a training step).
+fn hash32_in_place(mut x: Tensor) -> Tensor {
+    const LOW32: i64 = 0xFFFF_FFFF;
+    for (shift, mul) in [(16, Some(HASH_MUL[0])), (15, Some(HASH_MUL[1])), (15, None)] {
+        let shifted = x.bitwise_right_shift_tensor_scalar(shift);
+        let _ = x.bitwise_xor_tensor_(&shifted);
+        if let Some(m) = mul {
+            let _ = x.g_mul_scalar_(m as i64);
+            let _ = x.bitwise_and_(LOW32);
+        }
+    }
+    x
+}
+
+/// The 32-bit key of dropout site `site` (the k-th dropout of a forward pass, in forward
+/// order) for sample `i` at `epoch`: a function of (seed, stream, epoch, sample, site).
+pub fn dropout_key(seed: u64, epoch: usize, i: usize, site: u64) -> u32 {
+    (mix_seed(&[seed, STREAM_DROPOUT, epoch as u64, i as u64, site]) >> 32) as u32
+}
+
+/// Keep masks of dropout with drop probability `p`, one per key (one key per sample, see
+/// [`dropout_key`]): (keys, *shape) booleans, where element j of the row of key k is kept
+/// when hash32(hash32(j) ^ k) >= p * 2^32. Each row is a pure function of its key and the
+/// element index, on any device: the same sample gets the same mask whatever batch or
+/// rank it is in, and a resumed run draws what the uninterrupted one drew. Counter-based
+/// (no generator state), so the masks of a whole batch are computed in a few kernels.
+pub fn dropout_keep(keys: &[u32], shape: &[i64], p: f64, device: Device) -> Tensor {
+    let numel: i64 = shape.iter().product();
+    let per_element = hash32_tensor(&Tensor::arange(numel, (Kind::Int64, device)));
+    let k = Tensor::from_slice(&keys.iter().map(|&k| k as i64).collect::<Vec<_>>()).to_device(device);
+    let bits = hash32_in_place(per_element.unsqueeze(0).bitwise_xor_tensor(&k.unsqueeze(1)));
+    let threshold = (p * 4_294_967_296.0).round() as i64;
+    let mut full = vec![keys.len() as i64];
+    full.extend_from_slice(shape);
+    bits.ge(threshold).view(full.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tensor hash is the host hash, bit for bit, over edge values and a random sample
+    /// of [0, 2^32) (int64 tensors: no product reaches 2^63).
+    #[test]
+    fn tensor_hash_is_the_host_hash() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut xs: Vec<u32> = vec![0, 1, 0xFFFF, 0x1_0000, 0x7FFF_FFFF, 0x8000_0000, u32::MAX];
+        xs.extend((0..10_000).map(|_| rng.random::<u32>()));
+        let t = hash32_tensor(&Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>()));
+        let got: Vec<i64> = Vec::try_from(&t).unwrap();
+        let want: Vec<i64> = xs.iter().map(|&x| hash32(x) as i64).collect();
+        assert_eq!(got, want);
+    }
+
+    /// A row of keep masks is the row drawn alone, for any key: rows never mix.
+    #[test]
+    fn keep_rows_are_functions_of_their_keys() {
+        let both = dropout_keep(&[7, 9], &[3, 50], 0.25, Device::Cpu);
+        assert_eq!(both.size(), [2, 3, 50]);
+        assert!(both.get(1).equal(&dropout_keep(&[9], &[3, 50], 0.25, Device::Cpu).get(0)));
+        assert!(!both.get(0).equal(&both.get(1)));
+        assert_eq!(dropout_keep(&[7], &[100], 0.0, Device::Cpu).all().int64_value(&[]), 1, "p = 0 keeps all");
+    }
 }

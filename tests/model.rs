@@ -221,7 +221,7 @@ fn gate_and_fusion_formulas_by_hand() {
     set(&mut vs, "s.forward_layers.0.update_proj.bias", &[1., 0.], &[2]);
     let l = Tensor::from_slice(&[1f32, 3.]).view([1, 1, 2]);
     let pos = Tensor::zeros([1, 2], (Kind::Float, Device::Cpu));
-    let out = step.forward(&l, &pos);
+    let out = step.forward(&l, &pos, None);
     let close = |t: &Tensor, want: &[f64]| {
         let got = Vec::<f64>::try_from(t.to_kind(Kind::Double).view(-1)).unwrap();
         for (g, w) in got.iter().zip(want) {

@@ -140,6 +140,14 @@ pub struct ModelConfig {
     /// Mask the 7x7 neighbourhood in the encoder's self-attention.
     pub neighbor_mask: bool,
     pub neighbor_size: [i64; 2],
+    /// Training dropout probability in every attention and FFN (UniAD's recipe: 0.1; RAS:
+    /// 0). Not serialised when 0, so configs without it keep their run id.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for ModelConfig {
@@ -153,6 +161,7 @@ impl Default for ModelConfig {
             ffn_dim: 1024,
             neighbor_mask: true,
             neighbor_size: [7, 7],
+            dropout: 0.0,
         }
     }
 }
@@ -379,6 +388,9 @@ impl RunConfig {
         if m.ffn_dim <= 0 {
             return bad("model.ffn_dim", "must be positive".into());
         }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return bad("model.dropout", format!("{} must lie in [0, 1) (UniAD: 0.1, RAS: 0)", m.dropout));
+        }
         if m.neighbor_size.iter().any(|&s| s <= 0 || s % 2 == 0) {
             return bad("model.neighbor_size", format!("{:?} must be positive odd sizes", m.neighbor_size));
         }
@@ -440,12 +452,27 @@ impl RunConfig {
 
     /// Which published training recipe this config follows, in words: the paper's text
     /// (its learning rate for the dataset, batch 64), the public code's own MVTec-AD config
-    /// (lr 5e-4, 8 per GPU x 8 GPUs, seed 133: configs/mvtec-public.toml), or neither.
+    /// (lr 5e-4, 8 per GPU x 8 GPUs, seed 133: configs/mvtec-public.toml), UniAD's own
+    /// MVTec-AD config for the UniAD baseline (configs/uniad-mvtec.toml), or neither.
     /// `ras train`/`ras eval` and `ras report` print it, so numbers are compared with the
     /// source they reproduce.
     pub fn recipe(&self) -> String {
         let (lr, batch) = (self.train.lr, self.train.batch_size);
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+        let (m, t) = (&self.model, &self.train);
+        // UniAD's experiments/MVTec-AD/config.yaml, as configs/uniad-mvtec.toml sets it.
+        if self.dataset.kind == DatasetKind::Mvtec
+            && m.decoder == DecoderKind::Uniad
+            && (m.encoder_layers, m.decoder_layers, t.epochs, batch) == (4, 4, 1000, 64)
+            && close(lr, 1e-4)
+            && close(m.dropout, 0.1)
+            && close(t.jitter_scale, 20.0)
+        {
+            let seed = if self.seed == 133 { ", seed 133" } else { "" };
+            return format!(
+                "UniAD's own MVTec-AD config (configs/uniad-mvtec.toml: T_e 4, T_d 4, dropout 0.1, jitter 20, lr 1e-4, batch 8 x 8, 1000 epochs{seed})"
+            );
+        }
         if self.dataset.kind == DatasetKind::Mvtec && close(lr, 5e-4) && batch == 64 {
             let seed = if self.seed == 133 { ", seed 133" } else { "" };
             return format!("public code's MVTec-AD config (lr 5e-4, batch 8 x 8{seed})");

@@ -61,6 +61,13 @@ pub struct SweepFile {
     /// Grid axes: every combination of these values is a run.
     #[serde(default)]
     pub grid: BTreeMap<String, Vec<toml::Value>>,
+    /// Another base config for the runs of one grid value, in place of `base`:
+    /// `[bases."model.decoder"] uniad = "configs/uniad-mvtec.toml"` trains the `uniad` runs
+    /// from that preset (their own recipe), the grid's and `[set]`'s overrides applied on
+    /// top. Their dataset group stays `base`'s stem, so the report sets them in the same
+    /// tables. One grid axis at most; only with `base`.
+    #[serde(default)]
+    pub bases: BTreeMap<String, BTreeMap<String, PathBuf>>,
     /// Explicit override sets (each one a run, crossed with the grid).
     #[serde(default)]
     pub runs: Vec<BTreeMap<String, toml::Value>>,
@@ -242,6 +249,7 @@ impl SweepFile {
                 });
             }
         }
+        file.check_bases().map_err(|message| SweepFileError::Invalid { path: path.into(), message })?;
         for (k, v) in &file.grid {
             if v.is_empty() {
                 return Err(SweepFileError::Invalid {
@@ -251,6 +259,45 @@ impl SweepFile {
             }
         }
         Ok((file, name))
+    }
+}
+
+impl SweepFile {
+    /// `[bases]` names one grid axis and values of it, with `base` (not `datasets`).
+    fn check_bases(&self) -> Result<(), String> {
+        if self.bases.is_empty() {
+            return Ok(());
+        }
+        if self.base.is_none() {
+            return Err("[bases] replaces `base` for some grid values: give `base`, not `datasets`".into());
+        }
+        if self.bases.len() > 1 {
+            let axes: Vec<&String> = self.bases.keys().collect();
+            return Err(format!("[bases] names {axes:?}: give another base for the values of one grid axis only"));
+        }
+        for (axis, by_value) in &self.bases {
+            let Some(values) = self.grid.get(axis) else {
+                return Err(format!("[bases.{axis:?}]: {axis:?} is not a [grid] axis"));
+            };
+            let texts: Vec<String> = values.iter().map(value_text).collect();
+            if let Some(v) = by_value.keys().find(|v| !texts.contains(v)) {
+                return Err(format!("[bases.{axis:?}] {v:?} is not a value of the grid axis {axis:?} ({texts:?})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The base config of a grid point: `[bases]`'s for one of its values, else `base`.
+    pub fn base_for(&self, point: &[(String, toml::Value)]) -> Option<&PathBuf> {
+        point.iter().find_map(|(k, v)| self.bases.get(k)?.get(&value_text(v)))
+    }
+}
+
+/// A grid value as `[bases]` keys name it: strings unquoted, anything else as TOML writes it.
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -1,7 +1,11 @@
 //! Building blocks shared by the RAS decoder and the UniAD-style baseline, with
 //! torch.nn semantics and parameter names (`in_proj_weight`, `out_proj.weight`, `linear1`,
 //! `norm1`, ...) so checkpoints of the public PyTorch code map one to one.
+//! Dropout (`drop`, training only) sits where UniAD's layers put it: on the attention
+//! weights, on each attention's output before its residual sum, after the FFN's
+//! activation and on the FFN's output before its residual sum.
 
+use super::dropout::{maybe, Dropout};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
@@ -44,7 +48,16 @@ impl MultiheadAttention {
     }
 
     /// query (B, Nq, C), key/value (B, Nk, C), additive mask (Nq, Nk) -> (B, Nq, C).
-    pub fn forward(&self, query: &Tensor, key: &Tensor, value: &Tensor, mask: Option<&Tensor>) -> Tensor {
+    /// `drop`: dropout on the attention weights (after the softmax), as torch's
+    /// `MultiheadAttention(dropout=p)` in training.
+    pub fn forward(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        mask: Option<&Tensor>,
+        drop: Option<&Dropout>,
+    ) -> Tensor {
         let (b, nq, c) = query.size3().expect("query is (B, N, C)");
         let nk = key.size()[1];
         let d = c / self.heads;
@@ -54,7 +67,19 @@ impl MultiheadAttention {
         let q = split(query.linear(&w[0], Some(&bias[0])), nq);
         let k = split(key.linear(&w[1], Some(&bias[1])), nk);
         let v = split(value.linear(&w[2], Some(&bias[2])), nk);
-        let out = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, false, None, false);
+        let out = match drop.filter(|d| d.p() > 0.0) {
+            // The weights spelled out, so that the dropout mask is ours (seeded per sample).
+            Some(dr) => {
+                let scores = (q * (1.0 / (d as f64).sqrt())).matmul(&k.transpose(-2, -1));
+                let scores = match mask {
+                    Some(m) => scores + m,
+                    None => scores,
+                };
+                // Softmax in fp32 whatever autocast computes the products in, as torch's autocast does.
+                dr.apply(&scores.softmax(-1, Kind::Float)).matmul(&v)
+            }
+            None => Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, false, None, false),
+        };
         self.out_proj.forward(&out.transpose(1, 2).reshape([b, nq, c]))
     }
 }
@@ -70,12 +95,14 @@ impl FeedForward {
     pub fn new(p: &nn::Path, dim: i64, ffn_dim: i64) -> Self {
         Self { linear1: linear(p / "linear1", dim, ffn_dim, true), linear2: linear(p / "linear2", ffn_dim, dim, true) }
     }
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.linear2.forward(&self.linear1.forward(x).relu())
+    /// `drop`: dropout after the ReLU (UniAD's `self.dropout`).
+    pub fn forward(&self, x: &Tensor, drop: Option<&Dropout>) -> Tensor {
+        self.linear2.forward(&maybe(drop, self.linear1.forward(x).relu()))
     }
 }
 
-/// Post-LN encoder layer: x = LN1(x + MHA(x+pos, x+pos, x, mask)); x = LN2(x + FFN(x)).
+/// Post-LN encoder layer: x = LN1(x + MHA(x+pos, x+pos, x, mask)); x = LN2(x + FFN(x)),
+/// with UniAD's dropout1 / dropout2 on the attention and FFN outputs when training.
 #[derive(Debug)]
 pub struct EncoderLayer {
     self_attn: MultiheadAttention,
@@ -93,10 +120,10 @@ impl EncoderLayer {
             norm2: layer_norm(&p / "norm2", dim),
         }
     }
-    pub fn forward(&self, x: &Tensor, pos: &Tensor, mask: Option<&Tensor>) -> Tensor {
+    pub fn forward(&self, x: &Tensor, pos: &Tensor, mask: Option<&Tensor>, drop: Option<&Dropout>) -> Tensor {
         let qk = x + pos;
-        let x = self.norm1.forward(&(x + self.self_attn.forward(&qk, &qk, x, mask)));
-        self.norm2.forward(&(&x + self.ffn.forward(&x)))
+        let x = self.norm1.forward(&(x + maybe(drop, self.self_attn.forward(&qk, &qk, x, mask, drop))));
+        self.norm2.forward(&(&x + maybe(drop, self.ffn.forward(&x, drop))))
     }
 }
 

@@ -11,6 +11,7 @@
 //! Checkpoints written with the names ras used before are renamed when loaded
 //! (`super::legacy`).
 
+use super::dropout::{maybe, Dropout};
 use super::layers::{
     layer_norm, linear, neighbor_mask, EncoderLayer, FeedForward, MultiheadAttention, PositionEmbedding,
 };
@@ -81,8 +82,9 @@ impl RasStep {
         }
     }
 
-    /// latent l_{t-1}: (B, N, C); pos: (N, C).
-    pub fn forward(&self, latent: &Tensor, pos: &Tensor) -> StepOutput {
+    /// latent l_{t-1}: (B, N, C); pos: (N, C); `drop`: training dropout in the block, where
+    /// a transformer layer applies it (attention weights, attention output, FFN).
+    pub fn forward(&self, latent: &Tensor, pos: &Tensor, drop: Option<&Dropout>) -> StepOutput {
         let b = latent.size()[0];
         let ctx = self.context.unsqueeze(0).expand([b, -1, -1], false);
         // a = sigmoid(W_g [c ; l]); l_a = a * l.  Transformer-only: l_a = l.
@@ -94,9 +96,9 @@ impl RasStep {
         // l_T = Block(query c, memory l_a).  Gate-only: l_T = l_a (no attention, no FFN).
         let transformed = match &self.block {
             Some(blk) => {
-                let attn = blk.attn.forward(&(&ctx + pos), &(&gated + pos), &gated, None);
-                let y = blk.norm1.forward(&(&ctx + attn));
-                blk.norm2.forward(&(&y + blk.ffn.forward(&y)))
+                let attn = blk.attn.forward(&(&ctx + pos), &(&gated + pos), &gated, None, drop);
+                let y = blk.norm1.forward(&(&ctx + maybe(drop, attn)));
+                blk.norm2.forward(&(&y + maybe(drop, blk.ffn.forward(&y, drop))))
             }
             None => gated.shallow_clone(),
         };
@@ -152,41 +154,52 @@ impl Ras {
     }
 
     /// Encoder output l_0 and the position embedding, from feature tokens (B, N, C_org).
-    fn encode(&self, tokens: &Tensor) -> (Tensor, Tensor) {
+    fn encode(&self, tokens: &Tensor, drop: Option<&Dropout>) -> (Tensor, Tensor) {
         let pos = self.pos_embed.forward();
         let mut x = self.input_proj.forward(tokens);
         for layer in &self.encoder {
-            x = layer.forward(&x, &pos, self.mask.as_ref());
+            x = layer.forward(&x, &pos, self.mask.as_ref(), drop);
         }
         (x, pos)
     }
 
-    /// Reconstruction f_rec of (already jittered, if training) features (B, C_org, H, W).
-    /// Dropout is 0 everywhere, so `train` changes nothing in the math; it is kept for
-    /// the tch `ModuleT` convention.
+    /// Reconstruction f_rec of (already jittered, if training) features (B, C_org, H, W),
+    /// without dropout: `train` changes nothing in the math (kept for the tch `ModuleT`
+    /// convention). Training with `model.dropout` goes through [`Self::forward_dropout`],
+    /// which needs the batch's sample ids for its masks.
     pub fn forward_t(&self, features: &Tensor, _train: bool) -> Tensor {
-        self.forward_all(features).pop().expect("at least one decoder output")
+        self.forward_dropout(features, None)
+    }
+
+    /// f_rec with training dropout `drop` (None: none, as in eval).
+    pub fn forward_dropout(&self, features: &Tensor, drop: Option<&Dropout>) -> Tensor {
+        self.forward_all_dropout(features, drop).pop().expect("at least one decoder output")
     }
 
     /// Every decoder step's output o_t as (B, C_org, H, W); the last one is f_rec.
     /// The outputs of steps before the last get no gradient from the loss.
     pub fn forward_all(&self, features: &Tensor) -> Vec<Tensor> {
+        self.forward_all_dropout(features, None)
+    }
+
+    /// [`Self::forward_all`] with training dropout `drop`.
+    pub fn forward_all_dropout(&self, features: &Tensor, drop: Option<&Dropout>) -> Vec<Tensor> {
         let (b, ch, h, w) = features.size4().expect("features are (B, C, H, W)");
         assert_eq!((h, w), self.grid, "feature grid does not match the model's");
         let tokens = features.flatten(2, 3).transpose(1, 2); // (B, N, C_org)
-        let (mut latent, pos) = self.encode(&tokens);
+        let (mut latent, pos) = self.encode(&tokens, drop);
         let to_map = |o: &Tensor| o.transpose(1, 2).reshape([b, ch, h, w]);
         match &self.decoder {
             Decoder::Ras(steps) => steps
                 .iter()
                 .map(|step| {
-                    let out = step.forward(&latent, &pos);
+                    let out = step.forward(&latent, &pos, drop);
                     latent = out.latent;
                     to_map(&out.output)
                 })
                 .collect(),
             Decoder::Uniad { decoder, output_proj } => {
-                vec![to_map(&output_proj.forward(&decoder.forward(&latent, &pos, self.mask.as_ref())))]
+                vec![to_map(&output_proj.forward(&decoder.forward(&latent, &pos, self.mask.as_ref(), drop)))]
             }
         }
     }

@@ -3,7 +3,9 @@
 //!   tgt = LN1(q + MHA(q + pos, memory + pos, memory))        q = learned_embed
 //!   tgt = LN2(tgt + MHA(tgt + pos, out + pos, out))          out = previous layer's output
 //!   tgt = LN3(tgt + FFN(tgt))
-//! and a final LayerNorm `transformer.decoder.norm`.
+//! and a final LayerNorm `transformer.decoder.norm`. In training, `model.dropout` applies
+//! where UniAD's layer does: the attention weights of both attentions, their outputs
+//! (dropout1, dropout2), inside the FFN and on its output (dropout3).
 //!
 //! Masks: UniAD's own config (`neighbor_mask.mask: [True, True, True]`, for the encoder and
 //! both decoder attentions) masks the decoder too, so the baseline takes the encoder's
@@ -11,6 +13,7 @@
 //! what UniAD trains; without it a learned query can copy its own token through the
 //! attention, the "identical shortcut" UniAD's mask exists to block.
 
+use super::dropout::{maybe, Dropout};
 use super::layers::{layer_norm, FeedForward, MultiheadAttention};
 use crate::config::ModelConfig;
 use tch::nn::{self, Module};
@@ -58,16 +61,18 @@ impl UniadDecoder {
     }
 
     /// memory: encoder output (B, N, C); returns (B, N, C). `mask`: the neighbour mask
-    /// (UniAD's mask_dec1 and mask_dec2 are the encoder's), or None.
-    pub fn forward(&self, memory: &Tensor, pos: &Tensor, mask: Option<&Tensor>) -> Tensor {
+    /// (UniAD's mask_dec1 and mask_dec2 are the encoder's), or None; `drop`: training dropout.
+    pub fn forward(&self, memory: &Tensor, pos: &Tensor, mask: Option<&Tensor>, drop: Option<&Dropout>) -> Tensor {
         let b = memory.size()[0];
         let mem_k = memory + pos;
         let mut out = memory.shallow_clone();
         for l in &self.layers {
             let q = l.learned_embed.unsqueeze(0).expand([b, -1, -1], false);
-            let t = l.norm1.forward(&(&q + l.self_attn.forward(&(&q + pos), &mem_k, memory, mask)));
-            let t = l.norm2.forward(&(&t + l.multihead_attn.forward(&(&t + pos), &(&out + pos), &out, mask)));
-            out = l.norm3.forward(&(&t + l.ffn.forward(&t)));
+            let a = l.self_attn.forward(&(&q + pos), &mem_k, memory, mask, drop);
+            let t = l.norm1.forward(&(&q + maybe(drop, a)));
+            let a = l.multihead_attn.forward(&(&t + pos), &(&out + pos), &out, mask, drop);
+            let t = l.norm2.forward(&(&t + maybe(drop, a)));
+            out = l.norm3.forward(&(&t + maybe(drop, l.ffn.forward(&t, drop))));
         }
         self.norm.forward(&out)
     }

@@ -18,7 +18,8 @@ pub struct PlannedRun {
     pub label: String,
     /// The same label without the seed: runs that differ only by seed share a variant.
     pub variant: String,
-    /// Base config stem (`mvtec`, `demo`): the report groups tables by it.
+    /// Base config stem (`mvtec`, `demo`): the report groups tables by it. A run of a
+    /// `[bases]` grid value keeps the sweep's `base` stem (it belongs in the same tables).
     pub dataset: String,
     pub config_toml: String,
     pub ranks: usize,
@@ -202,6 +203,8 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
         for setting in &settings {
             for run in &explicit {
                 for point in &points {
+                    let base_path =
+                        file.base_for(point).map(|b| resolve_config_path(path, b)).unwrap_or_else(|| base_path.clone());
                     let mut over: Vec<String> =
                         file.set.iter().map(|(k, v)| kv(k, &resolve_value_path(path, k, v))).collect();
                     let mut label_parts: Vec<String> = vec![];
@@ -454,5 +457,50 @@ mod tests {
                 "{max_ranks} slots"
             );
         }
+    }
+
+    /// `[bases]`: the runs of one grid value load their own base config (its recipe), the
+    /// others the sweep's `base`; both stay in `base`'s dataset group. A value or axis that
+    /// is not in the grid, or `[bases]` with `datasets`, is an error naming it.
+    #[test]
+    fn a_grid_value_can_take_another_base_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("main.toml"), "name = \"m\"\n[dataset]\nroot = \"/nowhere\"\n").unwrap();
+        std::fs::write(
+            d.join("other.toml"),
+            "name = \"o\"\n[dataset]\nroot = \"/nowhere\"\n[model]\nencoder_layers = 4\ndropout = 0.1\n[train]\nlr = 1e-4\n",
+        )
+        .unwrap();
+        let write = |extra: &str| {
+            let sweep = d.join("s.toml");
+            std::fs::write(
+                &sweep,
+                format!("base = \"main.toml\"\n[set]\n\"train.epochs\" = 3\n[grid]\n\"model.decoder\" = [\"ras\", \"uniad\"]\n{extra}"),
+            )
+            .unwrap();
+            sweep
+        };
+        let opts = ExpandOptions { max_ranks: 1, ..Default::default() };
+        let m = expand(&write("[bases.\"model.decoder\"]\nuniad = \"other.toml\"\n"), &opts).unwrap();
+        let run = |decoder: &str| m.runs.iter().find(|r| r.label.ends_with(&format!("={decoder}"))).unwrap();
+        let (ras, uniad) = (run("\"ras\"").config(), run("\"uniad\"").config());
+        assert_eq!((ras.name.as_str(), ras.model.encoder_layers, ras.train.lr, ras.model.dropout), ("m", 2, 7e-4, 0.0));
+        assert_eq!((uniad.name.as_str(), uniad.model.encoder_layers, uniad.train.lr), ("o", 4, 1e-4));
+        assert_eq!(
+            (uniad.model.decoder, uniad.model.dropout, uniad.train.epochs),
+            (crate::config::DecoderKind::Uniad, 0.1, 3)
+        );
+        assert!(m.runs.iter().all(|r| r.dataset == "main"), "one dataset group");
+        for (extra, needle) in [
+            ("[bases.\"model.decoder\"]\nuniadd = \"other.toml\"\n", "\"uniadd\" is not a value"),
+            ("[bases.\"train.lr\"]\n\"0.1\" = \"other.toml\"\n", "not a [grid] axis"),
+        ] {
+            let err = expand(&write(extra), &opts).unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains("s.toml"), "{err}");
+        }
+        std::fs::write(d.join("s.toml"), "datasets = [\"main.toml\"]\n[grid]\n\"model.decoder\" = [\"uniad\"]\n[bases.\"model.decoder\"]\nuniad = \"other.toml\"\n").unwrap();
+        let err = expand(&d.join("s.toml"), &opts).unwrap_err().to_string();
+        assert!(err.contains("give `base`, not `datasets`"), "{err}");
     }
 }

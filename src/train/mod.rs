@@ -6,7 +6,7 @@ pub mod precision;
 
 use crate::config::{BatchSplitError, ModelConfig, TrainConfig};
 use crate::dist::{self, Collective, DistError};
-use crate::model::{add_jitter, Ras};
+use crate::model::{add_jitter, Dropout, Ras};
 use crate::rng::{epoch_order, jitter_coin, jitter_noise, mix_seed, with_torch_seed, STREAM_INIT, STREAM_JITTER};
 use optim::{clip_grad_norm, AdamW, FlatState};
 pub use precision::Precision;
@@ -53,6 +53,8 @@ pub struct Trainer {
     cfg: TrainConfig,
     seed: u64,
     precision: Precision,
+    /// `model.dropout`: masks per (seed, epoch, sample, site), see `model::dropout`.
+    dropout: f64,
 }
 
 /// StepLR: base * gamma^(epoch / step), stepped per epoch.
@@ -134,6 +136,7 @@ impl Trainer {
             cfg: train_cfg.clone(),
             seed,
             precision,
+            dropout: model_cfg.dropout,
         })
     }
 
@@ -227,7 +230,9 @@ impl Trainer {
             add_jitter(&clean, &noise, self.cfg.jitter_scale)
         };
         self.flat.zero_grads();
-        let rec = precision::with_autocast(self.precision, device, || self.model.forward_t(&input, true));
+        let drop = (self.dropout > 0.0).then(|| Dropout::new(self.dropout, self.seed, epoch, ids));
+        let rec =
+            precision::with_autocast(self.precision, device, || self.model.forward_dropout(&input, drop.as_ref()));
         // The loss in fp32 whatever the forward computed in.
         let loss = rec.to_kind(Kind::Float).mse_loss(&clean, tch::Reduction::Mean);
         loss.backward();
