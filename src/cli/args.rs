@@ -563,7 +563,7 @@ pub struct TrainStepArgs {
     pub precision: Option<ras::train::Precision>,
 }
 
-/// `--ranks`: 0 used to run one rank silently.
+/// `--ranks`: at least 1 (1 = this process); 0 is refused rather than read as 1.
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1 (1 = this process)".into()),

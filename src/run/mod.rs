@@ -460,8 +460,8 @@ fn train_model(
         Tensor::cat(&members.iter().map(|&i| data.features[i].1.train.shallow_clone()).collect::<Vec<_>>(), 0),
         run.device,
     );
-    // (Training time: building the trainer runs its first backward pass, which pays the
-    // process's one-off kernel set-up that the first step used to.)
+    // (Timed as training: building the trainer runs a backward pass, which pays the
+    // process's one-off kernel set-up that would otherwise fall on the first step.)
     let mut trainer = run.timer.time(Phase::Train, || {
         Trainer::new(&cfg.model, &cfg.train, cfg.seed, data.channels, cfg.backbone.image_size / 16, run.device)
     })?;
