@@ -262,15 +262,22 @@ impl Checkpointer<'_> {
     }
 }
 
+// The three functions below are not called by ras itself: they are the small public API
+// the integration tests read and write model weights through (tests/end_to_end.rs,
+// interop.rs, model.rs, parity.rs), kept here so that the tests use the library's own
+// checkpoint layout and legacy-name handling rather than a copy of them.
+
 /// The newest valid checkpoint of `model` in the run whose keys start with `prefix`
 /// (`runs/<run id>`, as `RunOutcome::prefix` holds it); see `Checkpointer::latest`.
+/// For tests and scripts: runs themselves go through [`Checkpointer`].
 pub fn latest_checkpoint(store: &Store, prefix: &str, model: &str) -> Result<(CheckpointRecord, bytes::Bytes)> {
     let paths =
         RunPaths::from_prefix(prefix).with_context(|| format!("{prefix:?} is not a run's prefix (runs/<run id>)"))?;
     Checkpointer::new(store, &paths).latest(model)
 }
 
-/// Model weights, named by the module tree, as safetensors bytes (bit-exact).
+/// Model weights, named by the module tree, as safetensors bytes (bit-exact). For tests
+/// and scripts: checkpoints hold weights with the optimiser state (`Checkpointer::save`).
 pub fn model_weights(vs: &tch::nn::VarStore) -> Result<Vec<u8>> {
     let vars = vs.variables();
     let mut names: Vec<&String> = vars.keys().collect();
@@ -279,7 +286,8 @@ pub fn model_weights(vs: &tch::nn::VarStore) -> Result<Vec<u8>> {
     Ok(tensors::encode(&list)?)
 }
 
-/// Copies weights (as written by `model_weights`) into `vs`, refusing any mismatch.
+/// Copies weights (as written by `model_weights`) into `vs`, refusing any mismatch. For
+/// tests and scripts: inference loads go through `run::trained::load_trained`.
 pub fn load_model_weights(vs: &mut tch::nn::VarStore, bytes: &[u8]) -> Result<()> {
     // (Files written with the names used before the public module tree load too.)
     let file: BTreeMap<String, Tensor> =
