@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and running ras needs, only what is missing (idempotent).
 # Works as root on a bare Debian 12 with only the package registries reachable.
-#   - Debian packages: a C/C++ toolchain and pkg-config (torch-sys builds a C++ wrapper)
+#   - Debian packages: a C/C++ toolchain and pkg-config (torch-sys builds a C++ wrapper),
+#     OpenMPI, libclang, libturbojpeg
 #   - libtorch 2.11.0 (CPU) from the PyPI torch wheel (pytorch.org is not reachable)
 #   - .cargo/config.toml pointing cargo at it (generated: it holds an absolute path)
 set -euo pipefail
@@ -10,7 +11,8 @@ LIBTORCH_DIR="${LIBTORCH:-$HOME/.cache/libtorch-2.11.0-cpu}"
 
 need=()
 # openmpi + libclang: the `mpi` crate (bindgen) and mpirun for data-parallel ranks.
-for pkg in g++ pkg-config python3 python3-pip ca-certificates openmpi-bin libopenmpi-dev libclang-dev; do
+# libturbojpeg0-dev: the `turbojpeg` crate (JPEGs decoded as PIL and OpenCV decode them).
+for pkg in g++ pkg-config python3 python3-pip ca-certificates openmpi-bin libopenmpi-dev libclang-dev libturbojpeg0-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # python3/pip may come from elsewhere (pyenv): only ask apt when the commands are missing.
