@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and running ras needs, only what is missing (idempotent).
 # Works as root on a bare Debian 12 with only the package registries reachable.
-#   - Debian packages: a C/C++ toolchain and pkg-config (torch-sys builds a C++ wrapper),
-#     OpenMPI, libclang, libturbojpeg
+#   - Debian packages: a C/C++ toolchain and pkg-config (torch-sys builds a C++ wrapper)
 #   - libtorch 2.11.0 (CPU) from the PyPI torch wheel (pytorch.org is not reachable)
 #   - .cargo/config.toml pointing cargo at it (generated: it holds an absolute path)
 set -euo pipefail

@@ -90,11 +90,17 @@ pub fn check_mask_dims(mask: &Path, image: &Path, image_dims: (u32, u32)) -> Res
     Ok(())
 }
 
+/// The file's 8-bit RGB pixels, as PIL's `Image.open(path).convert("RGB")` gives them
+/// (grey images have their level in all three channels).
+pub fn load_rgb8(path: &Path) -> Result<image::RgbImage, DataError> {
+    Ok(open(path)?.to_rgb8())
+}
+
 /// RGB image -> (3, size, size) float, decoded and resized as the public pipeline does
 /// (libjpeg-turbo's pixels, PIL's antialiased BILINEAR on the 8-bit image,
 /// `super::resize`), ImageNet-normalised.
 pub fn load_image(path: &Path, size: i64) -> Result<Tensor, DataError> {
-    let rgb = open(path)?.to_rgb8();
+    let rgb = load_rgb8(path)?;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let s = size as usize;
     let pixels = if (w, h) != (s, s) { super::resize::bilinear(rgb.as_raw(), w, h, 3, s, s) } else { rgb.into_raw() };
