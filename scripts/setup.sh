@@ -30,8 +30,14 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rus
 LIBTORCH_DIR="$LIBTORCH_DIR" bash scripts/install-libtorch.sh
 
 mkdir -p .cargo
+# TURBOJPEG_*: Debian's libturbojpeg.a is linked in, so nodes need no libturbojpeg (make
+# dist). Named explicitly: pkg-config links libraries of the system folders dynamically.
+tj_libdir=$(pkg-config --variable=libdir libturbojpeg)
 want="[env]
-LIBTORCH = \"$LIBTORCH_DIR\""
+LIBTORCH = \"$LIBTORCH_DIR\"
+TURBOJPEG_SOURCE = \"explicit\"
+TURBOJPEG_LIB_DIR = \"$tj_libdir\"
+TURBOJPEG_STATIC = \"1\""
 if [ ! -f .cargo/config.toml ] || [ "$(cat .cargo/config.toml)" != "$want" ]; then
   printf '%s\n' "$want" > .cargo/config.toml
   echo "setup: wrote .cargo/config.toml (LIBTORCH=$LIBTORCH_DIR)"
