@@ -10,7 +10,8 @@ LIBTORCH_DIR="${LIBTORCH:-$HOME/.cache/libtorch-2.11.0-cpu}"
 
 need=()
 # openmpi + libclang: the `mpi` crate (bindgen) and mpirun for data-parallel ranks.
-for pkg in g++ pkg-config python3 python3-pip ca-certificates openmpi-bin libopenmpi-dev libclang-dev; do
+# libturbojpeg0-dev: the `turbojpeg` crate (JPEGs decoded as PIL and OpenCV decode them).
+for pkg in g++ pkg-config python3 python3-pip ca-certificates openmpi-bin libopenmpi-dev libclang-dev libturbojpeg0-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # python3/pip may come from elsewhere (pyenv): only ask apt when the commands are missing.
@@ -29,8 +30,14 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rus
 LIBTORCH_DIR="$LIBTORCH_DIR" bash scripts/install-libtorch.sh
 
 mkdir -p .cargo
+# TURBOJPEG_*: Debian's libturbojpeg.a is linked in, so nodes need no libturbojpeg (make
+# dist). Named explicitly: pkg-config links libraries of the system folders dynamically.
+tj_libdir=$(pkg-config --variable=libdir libturbojpeg)
 want="[env]
-LIBTORCH = \"$LIBTORCH_DIR\""
+LIBTORCH = \"$LIBTORCH_DIR\"
+TURBOJPEG_SOURCE = \"explicit\"
+TURBOJPEG_LIB_DIR = \"$tj_libdir\"
+TURBOJPEG_STATIC = \"1\""
 if [ ! -f .cargo/config.toml ] || [ "$(cat .cargo/config.toml)" != "$want" ]; then
   printf '%s\n' "$want" > .cargo/config.toml
   echo "setup: wrote .cargo/config.toml (LIBTORCH=$LIBTORCH_DIR)"

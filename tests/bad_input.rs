@@ -133,6 +133,16 @@ fn truncate(path: &Path, keep: usize) {
     std::fs::write(path, &b[..keep.min(b.len())]).unwrap();
 }
 
+/// Replaces a PNG of the dataset with the first half of the same picture as a JPEG: its
+/// header is fine, its data ends early.
+fn half_a_jpeg(png: &Path) {
+    let jpeg = png.with_extension("jpg");
+    image::open(png).unwrap().to_rgb8().save(&jpeg).unwrap();
+    std::fs::remove_file(png).unwrap();
+    let n = std::fs::metadata(&jpeg).unwrap().len() as usize;
+    truncate(&jpeg, n / 2);
+}
+
 fn store_url(dir: &Path) -> String {
     url(&dir.join("store"))
 }
@@ -451,6 +461,26 @@ fn cases() -> Vec<Case> {
                 s(&["data", "check", root.to_str().unwrap()])
             },
             expect: &["weave/train/good/001.png"],
+            check: nothing,
+        },
+        Case {
+            name: "truncated_jpeg_train",
+            setup: |d| {
+                let root = synth_dataset(d, 1, 2, 64, 2);
+                half_a_jpeg(&root.join("weave/train/good/001.png"));
+                train_with(d, &root, "corrupt", "", &[])
+            },
+            expect: &["weave/train/good/001.jpg", "Premature end of JPEG file"],
+            check: nothing,
+        },
+        Case {
+            name: "truncated_jpeg_check",
+            setup: |d| {
+                let root = synth_dataset(d, 1, 2, 64, 2);
+                half_a_jpeg(&root.join("weave/test/good/000.png"));
+                s(&["data", "check", root.to_str().unwrap()])
+            },
+            expect: &["weave/test/good/000.jpg", "Premature end of JPEG file"],
             check: nothing,
         },
         Case {

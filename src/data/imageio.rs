@@ -4,19 +4,63 @@ use super::DataError;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
-/// How images and masks are brought to the network's size (part of the feature cache's
-/// key: a change here must not reuse features computed the old way).
-pub const PREPROCESS: &str = "pil-bilinear-antialias+pil-nearest-masks";
+/// How images and masks are decoded and brought to the network's size (part of the
+/// feature cache's key: a change here must not reuse features computed the old way).
+/// JPEGs through libjpeg-turbo as PIL and OpenCV decode them, then Pillow 13's resizes.
+pub const PREPROCESS: &str = "pil13-bilinear-antialias+pil-nearest-masks+libjpeg-turbo-islow-fancy";
 
 const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// A JPEG stream starts with the SOI marker followed by another marker.
+fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+}
+
+/// JPEG pixels as the public pipeline gets them: OpenCV and PIL both decode with
+/// libjpeg-turbo (accurate integer IDCT, fancy upsampling, libjpeg's YCbCr->RGB), and so
+/// does TurboJPEG's default here. Grey JPEGs stay one channel, as PIL opens them ("L").
+/// A libjpeg warning (truncated or corrupt data, which libjpeg patches over) is an error:
+/// the pixels would not be the file's.
+fn decode_jpeg(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat};
+    let mut dec = Decompressor::new().map_err(|e| e.to_string())?;
+    let header = dec.read_header(bytes).map_err(|e| e.to_string())?;
+    let format = match header.colorspace {
+        Colorspace::Gray => PixelFormat::GRAY,
+        Colorspace::YCbCr | Colorspace::RGB => PixelFormat::RGB,
+        Colorspace::CMYK | Colorspace::YCCK => {
+            return Err("a CMYK JPEG, which is not read: save it as an RGB JPEG or a PNG".into());
+        }
+    };
+    let (w, h) = (header.width, header.height);
+    let pitch = w * format.size();
+    let mut pixels = vec![0u8; pitch * h];
+    let out = Image { pixels: pixels.as_mut_slice(), width: w, pitch, height: h, format };
+    dec.decompress(bytes, out).map_err(|e| e.to_string())?;
+    let bad_size = || format!("{w}x{h} pixels do not fit an image");
+    Ok(if format == PixelFormat::GRAY {
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_raw(w as u32, h as u32, pixels).ok_or_else(bad_size)?)
+    } else {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(w as u32, h as u32, pixels).ok_or_else(bad_size)?)
+    })
+}
+
+/// Decodes an image file: JPEGs (by content, whatever the extension) through
+/// [`decode_jpeg`], everything else through the `image` crate.
 fn open(path: &Path) -> Result<image::DynamicImage, DataError> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| DataError::Read { path: path.to_path_buf(), message: e.to_string() })?
-        .with_guessed_format()
-        .map_err(|e| DataError::Read { path: path.to_path_buf(), message: e.to_string() })?;
-    reader.decode().map_err(|e| DataError::Decode { path: path.to_path_buf(), message: e.to_string() })
+    let bytes =
+        std::fs::read(path).map_err(|e| DataError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    let decode_err = |message: String| DataError::Decode { path: path.to_path_buf(), message };
+    if is_jpeg(&bytes) {
+        return decode_jpeg(&bytes).map_err(decode_err);
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let reader = reader.with_guessed_format().map_err(|e| decode_err(e.to_string()))?;
+    reader.decode().map_err(|e| decode_err(e.to_string()))
 }
 
 /// Width and height from the file header (no full decode).
@@ -46,10 +90,17 @@ pub fn check_mask_dims(mask: &Path, image: &Path, image_dims: (u32, u32)) -> Res
     Ok(())
 }
 
-/// RGB image -> (3, size, size) float, resized as the public pipeline does (PIL's
-/// antialiased BILINEAR on the 8-bit image, `super::resize`), ImageNet-normalised.
+/// The file's 8-bit RGB pixels, as PIL's `Image.open(path).convert("RGB")` gives them
+/// (grey images have their level in all three channels).
+pub fn load_rgb8(path: &Path) -> Result<image::RgbImage, DataError> {
+    Ok(open(path)?.to_rgb8())
+}
+
+/// RGB image -> (3, size, size) float, decoded and resized as the public pipeline does
+/// (libjpeg-turbo's pixels, PIL's antialiased BILINEAR on the 8-bit image,
+/// `super::resize`), ImageNet-normalised.
 pub fn load_image(path: &Path, size: i64) -> Result<Tensor, DataError> {
-    let rgb = open(path)?.to_rgb8();
+    let rgb = load_rgb8(path)?;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let s = size as usize;
     let pixels = if (w, h) != (s, s) { super::resize::bilinear(rgb.as_raw(), w, h, 3, s, s) } else { rgb.into_raw() };

@@ -1,9 +1,10 @@
 //! Resizing as the public pipeline does it: torchvision's `Resize` on PIL images, which is
 //! PIL's own `Image.resize`. Images: PIL's BILINEAR, a separable filter whose support
 //! widens with the downscale factor (antialiased), computed in PIL's 8-bit fixed point,
-//! horizontal pass first. Masks: PIL's NEAREST (the source pixel under the target pixel's
-//! centre). Ported from Pillow's libImaging (Resample.c, Geometry.c) so that the results
-//! are PIL's to the grey level; `tests/datasets.rs` checks them against Pillow itself.
+//! the two passes in Pillow's order. Masks: PIL's NEAREST (the source pixel under the
+//! target pixel's centre). Ported from Pillow 13's libImaging (Resample.c, Geometry.c) so
+//! that the results are PIL's exactly; `tests/parity.rs` checks them against Pillow itself
+//! over a grid of sizes.
 
 /// PIL's fixed-point precision for 8-bit images (`PRECISION_BITS`).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -49,58 +50,77 @@ fn clip8(acc: i64) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
+/// Pillow's order of the two passes (`ImagingResampleInner` in Pillow 13's Resample.c):
+/// vertical first when the height shrinks by more than twice what the width does, else
+/// horizontal first. Each pass rounds to 8 bits, so the order shows in the result.
+fn horizontal_first(w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
+    let (dw, dh) = (w as i64 - out_w as i64, h as i64 - out_h as i64);
+    !(dh > 0 && dh > dw * 2)
+}
+
+/// One horizontal pass: every row of `src` (`w` wide) to `out_w` pixels.
+fn horizontal(src: &[u8], w: usize, h: usize, channels: usize, out_w: usize) -> Vec<u8> {
+    let coeffs = coefficients(w, out_w);
+    let mut out = vec![0u8; out_w * h * channels];
+    for y in 0..h {
+        for (xx, (xmin, k)) in coeffs.iter().enumerate() {
+            for c in 0..channels {
+                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                for (j, &kj) in k.iter().enumerate() {
+                    acc += src[(y * w + xmin + j) * channels + c] as i64 * kj as i64;
+                }
+                out[(y * out_w + xx) * channels + c] = clip8(acc);
+            }
+        }
+    }
+    out
+}
+
+/// One vertical pass: every column of `src` (`h` high) to `out_h` pixels.
+fn vertical(src: &[u8], w: usize, h: usize, channels: usize, out_h: usize) -> Vec<u8> {
+    let coeffs = coefficients(h, out_h);
+    let mut out = vec![0u8; w * out_h * channels];
+    for (yy, (ymin, k)) in coeffs.iter().enumerate() {
+        for x in 0..w {
+            for c in 0..channels {
+                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                for (j, &kj) in k.iter().enumerate() {
+                    acc += src[((ymin + j) * w + x) * channels + c] as i64 * kj as i64;
+                }
+                out[(yy * w + x) * channels + c] = clip8(acc);
+            }
+        }
+    }
+    out
+}
+
 /// PIL `Image.resize((out_w, out_h), BILINEAR)` of an interleaved 8-bit image with
 /// `channels` channels, `w` x `h` pixels.
 pub fn bilinear(src: &[u8], w: usize, h: usize, channels: usize, out_w: usize, out_h: usize) -> Vec<u8> {
     assert_eq!(src.len(), w * h * channels, "image buffer size");
-    let mut cur = src.to_vec();
-    let mut cw = w;
-    if out_w != w {
-        let coeffs = coefficients(w, out_w);
-        let mut out = vec![0u8; out_w * h * channels];
-        for y in 0..h {
-            for (xx, (xmin, k)) in coeffs.iter().enumerate() {
-                for c in 0..channels {
-                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                    for (j, &kj) in k.iter().enumerate() {
-                        acc += cur[(y * cw + xmin + j) * channels + c] as i64 * kj as i64;
-                    }
-                    out[(y * out_w + xx) * channels + c] = clip8(acc);
-                }
-            }
+    let (need_h, need_v) = (out_w != w, out_h != h);
+    match (need_h, need_v) {
+        (false, false) => src.to_vec(),
+        (true, false) => horizontal(src, w, h, channels, out_w),
+        (false, true) => vertical(src, w, h, channels, out_h),
+        (true, true) if horizontal_first(w, h, out_w, out_h) => {
+            vertical(&horizontal(src, w, h, channels, out_w), out_w, h, channels, out_h)
         }
-        cur = out;
-        cw = out_w;
+        (true, true) => horizontal(&vertical(src, w, h, channels, out_h), w, out_h, channels, out_w),
     }
-    if out_h != h {
-        let coeffs = coefficients(h, out_h);
-        let mut out = vec![0u8; cw * out_h * channels];
-        for (yy, (ymin, k)) in coeffs.iter().enumerate() {
-            for x in 0..cw {
-                for c in 0..channels {
-                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                    for (j, &kj) in k.iter().enumerate() {
-                        acc += cur[((ymin + j) * cw + x) * channels + c] as i64 * kj as i64;
-                    }
-                    out[(yy * cw + x) * channels + c] = clip8(acc);
-                }
-            }
-        }
-        cur = out;
-    }
-    cur
 }
 
 /// Source indices of PIL's NEAREST scaling (`ImagingScaleAffine`): the position walks in
-/// steps of in/out from half a step, and is truncated.
-fn nearest_indices(in_size: usize, out_size: usize) -> Vec<usize> {
+/// steps of in/out from half a step, and is truncated; a position past the source (which
+/// rounding could only give at the last pixel) is Pillow's fill, 0, marked `None`.
+fn nearest_indices(in_size: usize, out_size: usize) -> Vec<Option<usize>> {
     let step = in_size as f64 / out_size as f64;
     let mut pos = step * 0.5;
     (0..out_size)
         .map(|_| {
-            let i = (pos as usize).min(in_size - 1);
+            let i = pos as usize;
             pos += step;
-            i
+            (i < in_size).then_some(i)
         })
         .collect()
 }
@@ -113,7 +133,10 @@ pub fn nearest(src: &[u8], w: usize, h: usize, out_w: usize, out_h: usize) -> Ve
     let mut out = Vec::with_capacity(out_w * out_h);
     for &y in &ys {
         for &x in &xs {
-            out.push(src[y * w + x]);
+            out.push(match (y, x) {
+                (Some(y), Some(x)) => src[y * w + x],
+                _ => 0,
+            });
         }
     }
     out
