@@ -34,7 +34,7 @@ pub enum RanksError {
 /// How the ranks ended, when they did not fail.
 pub enum RanksOutcome {
     /// The run finished; its final metrics, if the store holds them.
-    Done(Option<FinalMetrics>),
+    Done(Option<Box<FinalMetrics>>),
     /// Stopped by a signal after a checkpoint: start it again to resume.
     Requeue,
     /// The store stayed unreachable (a rank recorded it if it could): not a failure.
@@ -79,7 +79,9 @@ pub fn train_ranks(
     let exe = std::env::current_exe().map_err(RanksError::Exe)?;
     let done = crate::launch::mpirun::run(ranks, &exe, &args).map_err(RanksError::Mpirun)?;
     match ExitStatus::from_code(done.code) {
-        Some(ExitStatus::Ok) => Ok(RanksOutcome::Done(store.get_json::<FinalMetrics>(&paths.final_metrics())?)),
+        Some(ExitStatus::Ok) => {
+            Ok(RanksOutcome::Done(store.get_json::<FinalMetrics>(&paths.final_metrics())?.map(Box::new)))
+        }
         Some(ExitStatus::Requeue) => Ok(RanksOutcome::Requeue),
         Some(ExitStatus::Infra) => Ok(RanksOutcome::Infra),
         _ => {
