@@ -112,6 +112,38 @@ pub struct PredictSummary {
     pub warnings: Vec<String>,
 }
 
+impl PredictSummary {
+    /// Some inputs were skipped: the outputs cover the rest (exit code 2).
+    pub fn is_partial(&self) -> bool {
+        !self.skipped.is_empty()
+    }
+
+    /// The warnings and the skipped inputs, one line each (for stderr).
+    pub fn render_problems(&self) -> String {
+        let warnings = self.warnings.iter().map(|w| format!("warning: {w}\n"));
+        let skipped = self.skipped.iter().map(|s| format!("skipped {}: {}\n", s.path.display(), s.reason));
+        warnings.chain(skipped).collect()
+    }
+
+    /// What `ras predict` prints on stdout.
+    pub fn render(&self) -> String {
+        let unlabelled =
+            if self.unlabelled > 0 { format!(", {} without a threshold", self.unlabelled) } else { String::new() };
+        let mut s = format!(
+            "{} images scored with run {}: {} anomalous{unlabelled}; outputs in {} (predictions.csv, maps.safetensors, png/)\n",
+            self.images,
+            self.run,
+            self.anomalous,
+            self.out.display()
+        );
+        if self.is_partial() {
+            let n = self.skipped.len();
+            s += &format!("{n} input{} skipped (listed on stderr)\n", if n == 1 { "" } else { "s" });
+        }
+        s
+    }
+}
+
 /// One input image, before it is read.
 #[derive(Debug, Clone)]
 struct Input {

@@ -1,6 +1,7 @@
 //! Throughput measurements (`ras bench train-step`): measured, printed, never asserted.
 
 pub mod coordinator;
+pub mod ranks;
 
 use crate::backbone::FeatureExtractor;
 use crate::config::{BackboneConfig, ModelConfig, TrainConfig};

@@ -17,33 +17,14 @@ pub fn doctor(cluster: &Path, mut opts: ras::doctor::DoctorOptions) -> Result<Ex
     let exe = std::env::current_exe().context("locating the ras binary")?;
     let mut launcher =
         ras::launch::for_profile(&profile, exe.clone(), opts.dir.join("logs"), std::env::current_dir()?, &store);
-    let (ranks, nodes) = ras::doctor::job_shape(&profile, &opts);
-    println!(
-        "ras doctor: {} ({} launcher, {} node(s) x {} slot(s)): a job of {ranks} rank(s) on {nodes} node(s) running {} doctor-node",
-        cluster.display(),
-        profile.launcher,
-        profile.nodes,
-        profile.ranks_per_node(),
-        exe.display()
-    );
+    print!("{}", ras::doctor::render_start(cluster, &profile, &opts, &exe));
     let out = ras::doctor::doctor(&profile, launcher.as_mut(), &opts, &name)?;
     print!("{}", out.render());
     if out.ok() {
         println!("all checks passed (files in {})", out.dir.display());
         Ok(ExitStatus::Ok)
     } else {
-        if !out.log_tail.is_empty() {
-            let log = out.job.as_ref().map(|j| j.log.display().to_string()).unwrap_or_default();
-            eprintln!("--- the job's log ({log}), last lines:");
-            for l in &out.log_tail {
-                eprintln!("{l}");
-            }
-        }
-        eprintln!(
-            "error: {} check(s) failed; the job's files are in {}",
-            out.checks.iter().filter(|c| c.status == "FAIL").count(),
-            out.dir.display()
-        );
+        eprint!("{}", out.render_failure());
         Ok(ExitStatus::Failed)
     }
 }

@@ -53,15 +53,7 @@ fn run() -> Result<ExitStatus> {
                 bar.set_position(done as u64);
             })?;
             bar.finish_and_clear();
-            println!(
-                "wrote {} classes ({}) to {}: {} train, {} test images ({} anomalous)",
-                summary.classes.len(),
-                summary.classes.join(", "),
-                out.display(),
-                summary.train_images,
-                summary.test_images,
-                summary.anomalous_images
-            );
+            print!("{}", summary.render(&out));
         }
         Command::Data(DataCommand::Check { root, kind, classes, train_meta, test_meta }) => {
             let cfg = ras::config::DatasetConfig { kind, root, classes, train_meta, test_meta };
@@ -69,11 +61,7 @@ fn run() -> Result<ExitStatus> {
                 .with_context(|| format!("cannot check dataset {}", cfg.root.display()))?;
             print!("{}", report.render());
             if !report.is_ok() {
-                // The report is on stdout; the error and the files at fault go to stderr too.
-                eprintln!("error: dataset {} has {} problems:", cfg.root.display(), report.problems.len());
-                for p in &report.problems {
-                    eprintln!("  [{}] {p}", p.code());
-                }
+                eprint!("{}", report.render_errors());
             }
             return Ok(if report.is_ok() { ExitStatus::Ok } else { ExitStatus::Failed });
         }
@@ -81,16 +69,7 @@ fn run() -> Result<ExitStatus> {
             let cfg = RunConfig::load(&args.config, &args.overrides)?;
             let store = ras::store::Store::open(&cfg.store)?;
             let (feats, stats) = ras::run::fill_feature_cache(&cfg, &progress)?;
-            for (class, f) in &feats {
-                println!("{class:<14} train {:?} test {:?}", f.train.size(), f.test.size());
-            }
-            println!(
-                "feature cache in {}: {} classes reused, {} computed ({} images)",
-                store.url(),
-                stats.classes_reused,
-                stats.classes_computed,
-                stats.images_computed
-            );
+            print!("{}", ras::features::render_filled(&feats, &stats, store.url()));
         }
         Command::Train { config, force, ranks } if ranks > 1 => return train_ranks(&config, force, ranks),
         Command::Train { config, force, .. } => return train(&config, force, progress),
@@ -107,7 +86,7 @@ fn run() -> Result<ExitStatus> {
                     Some(fm) => fm,
                     None => ras::run::evaluate_trained(&store, &run, progress)?,
                 };
-                print_outcome(&run, store.url(), &fm);
+                print!("{}", fm.render_outcome(&run, store.url()));
                 if let Ok(Some(cfg)) = ras::run::stored_config(&store, &paths) {
                     println!("training recipe: {}", cfg.recipe());
                 }
@@ -116,15 +95,7 @@ fn run() -> Result<ExitStatus> {
                     bail!("--test-jitter {bad} must be >= 0");
                 }
                 for r in ras::run::reevaluate(&store, &run, &test_jitter, checkpoint.unwrap_or_default(), &progress)? {
-                    let used: Vec<String> = r.models.iter().map(|(m, c)| format!("{m} epoch {}", c.epoch)).collect();
-                    println!(
-                        "run {run}, test-time jitter scale {}, {} checkpoint ({}) -> {}:",
-                        r.scale,
-                        r.checkpoint,
-                        used.join(", "),
-                        r.key
-                    );
-                    print!("{}", r.table.render());
+                    print!("{}", r.render(&run));
                 }
             }
         }
@@ -137,39 +108,7 @@ fn run() -> Result<ExitStatus> {
             let opts = ras::interop::import::ImportOptions { python };
             let done = ras::interop::import::import_checkpoint(&store, &cfg, &config, &checkpoint, &opts)
                 .with_context(|| format!("cannot import {}", checkpoint.display()))?;
-            let p = &done.provenance;
-            if done.already_present {
-                println!("already imported (sha256 {}): run {}", p.sha256, done.run_id);
-            } else {
-                println!(
-                    "imported {} ({}, sha256 {}): {} model tensors",
-                    checkpoint.display(),
-                    p.format,
-                    p.sha256,
-                    p.tensors
-                );
-                if !p.not_imported.is_empty() {
-                    println!(
-                        "not imported: {} tensors outside the reconstruction model (backbone, counters)",
-                        p.not_imported.len()
-                    );
-                }
-                if let Some(b) = &p.backbone {
-                    if b.compared_tensors > 0 {
-                        println!(
-                            "backbone: the config's ({}), equal to the checkpoint's in all {} tensors it holds",
-                            b.weights, b.compared_tensors
-                        );
-                    } else {
-                        println!(
-                            "backbone: the checkpoint holds none; the run uses the config's ({}), not compared",
-                            b.weights
-                        );
-                    }
-                }
-                println!("run {} in {}/runs/{}", done.run_id, store.url(), done.run_id);
-            }
-            println!("evaluate it: ras eval {} --store {}", done.run_id, store.url());
+            print!("{}", done.render(&checkpoint, store.url()));
         }
         Command::Export { run, store, format, out, model, no_backbone } => {
             let store = ras::store::Store::open(&store)?;
@@ -182,49 +121,16 @@ fn run() -> Result<ExitStatus> {
                 .with_context(|| format!("cannot export run {run}"))?;
             let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("{run}.{}", format.extension())));
             ras::write_file_atomically(&out, &done.bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
-                "wrote {} ({} bytes): model {} at epoch {} of {}, {} model + {} backbone tensors",
-                out.display(),
-                done.bytes.len(),
-                done.model,
-                done.epoch,
-                done.epochs,
-                done.model_tensors,
-                done.backbone_tensors
-            );
-            if done.epoch < done.epochs {
-                println!("NOTE: the run is not finished: this is its epoch-{} checkpoint", done.epoch);
-            }
-            if done.backbone_random_init {
-                println!("NOTE: the backbone is a seeded random init (the run had no backbone.weights)");
-            }
+            print!("{}", done.render(&out));
         }
         Command::Predict { run, images, store, out, class, batch, device } => {
             let store = ras::store::Store::open(&store)?;
             let out = out.unwrap_or_else(|| ras::predict::PredictOptions::default_out(&run));
             let opts = ras::predict::PredictOptions { out, class, batch: batch.map(|b| b as usize), device };
             let summary = ras::predict::predict_images(&store, &run, &images, &opts, &progress)?;
-            for w in &summary.warnings {
-                eprintln!("warning: {w}");
-            }
-            for s in &summary.skipped {
-                eprintln!("skipped {}: {}", s.path.display(), s.reason);
-            }
-            let unlabelled = if summary.unlabelled > 0 {
-                format!(", {} without a threshold", summary.unlabelled)
-            } else {
-                String::new()
-            };
-            println!(
-                "{} images scored with run {}: {} anomalous{unlabelled}; outputs in {} (predictions.csv, maps.safetensors, png/)",
-                summary.images,
-                summary.run,
-                summary.anomalous,
-                summary.out.display()
-            );
-            if !summary.skipped.is_empty() {
-                let n = summary.skipped.len();
-                println!("{n} input{} skipped (listed on stderr)", if n == 1 { "" } else { "s" });
+            eprint!("{}", summary.render_problems());
+            print!("{}", summary.render());
+            if summary.is_partial() {
                 return Ok(ExitStatus::Partial);
             }
         }
@@ -262,37 +168,7 @@ fn run() -> Result<ExitStatus> {
             }
         }
         Command::Bench(BenchCommand::Ranks { ranks, shapes }) => {
-            let exe = std::env::current_exe()?;
-            let threads = shapes.threads.unwrap_or(1);
-            println!("ras bench ranks: {} steps per measurement, {threads} torch thread(s) per rank, one all-reduce of the gradient buffer per step", shapes.steps);
-            let s = &shapes;
-            let mut args: Vec<String> = ["bench", "dp-worker", "--no-pytorch"].map(String::from).to_vec();
-            for (k, v) in [
-                ("--batch", s.batch.to_string()),
-                ("--steps", s.steps.to_string()),
-                ("--threads", threads.to_string()),
-                ("--channels", s.channels.to_string()),
-                ("--grid", s.grid.to_string()),
-                ("--hidden-dim", s.hidden_dim.to_string()),
-                ("--encoder-layers", s.encoder_layers.to_string()),
-                ("--decoder-layers", s.decoder_layers.to_string()),
-                ("--device", s.device.to_string()),
-            ] {
-                args.extend([k.to_string(), v]);
-            }
-            if let Some(p) = s.precision {
-                args.extend(["--precision".to_string(), p.to_string()]);
-            }
-            for k in ranks {
-                let mut cmd = ras::launch::mpirun::command(k, &exe, &args);
-                let out = ras::launch::command::run_command(
-                    &mut cmd,
-                    ras::launch::command::Retry::Never,
-                    " (install OpenMPI: scripts/setup.sh)",
-                )
-                .with_context(|| format!("{k} ranks failed"))?;
-                print!("{}", out.stdout);
-            }
+            ras::bench::ranks::run(&bench_options(shapes), &ranks, &mut std::io::stdout())?
         }
         Command::Doctor { cluster, ranks, nodes, cpu, timeout, dir, elements } => {
             let opts = ras::doctor::DoctorOptions {
@@ -350,65 +226,18 @@ fn train(config: &ConfigArgs, force: bool, progress: Progress) -> Result<ExitSta
         return Ok(ExitStatus::Requeue);
     }
     if let Some(fm) = &out.final_metrics {
-        print_outcome(&out.run_id, &cfg.store, fm);
+        print!("{}", fm.render_outcome(&out.run_id, &cfg.store));
         println!("training recipe: {}", cfg.recipe());
     }
     Ok(ExitStatus::Ok)
 }
 
-/// `ras train --ranks N`: N workers under mpirun on this machine. If mpirun fails before
-/// the run recorded an outcome (a rank killed, say), the run is marked failed with what
-/// mpirun reported (it names the rank).
+/// `ras train --ranks N`: N workers under mpirun on this machine.
 fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitStatus> {
     let cfg = RunConfig::load(&config.config, &config.overrides)?;
-    cfg.train
-        .per_rank_batch(ranks)
-        .with_context(|| format!("ras train --ranks {ranks} ({})", config.config.display()))?;
-    let store = ras::store::Store::open(&cfg.store)?;
-    let id = cfg.run_id();
-    if force {
-        // --force must act once, before the ranks start, not in every rank; never on a
-        // run another process is training (its lease is live).
-        let paths = ras::run::RunPaths::new(id.as_str());
-        if let Some(l) = ras::run::lease::live_holder(&store, &paths)? {
-            bail!(
-                "run {id} is being trained by another process ({}): --force does not override a live lease",
-                l.holder()
-            );
-        }
-        ras::run::discard(&store, &paths)?;
+    let out = ras::run::train_ranks(&cfg, &config.config, &config.overrides, force, ranks)?;
+    if let ras::run::RanksOutcome::Done(Some(fm)) = &out {
+        print!("{}", fm.render_outcome(&cfg.run_id(), &cfg.store));
     }
-    let mut args = vec!["worker".to_string(), config.config.display().to_string()];
-    for o in &config.overrides {
-        args.extend(["--set".to_string(), o.clone()]);
-    }
-    let exe = std::env::current_exe().context("locating the ras binary")?;
-    let done =
-        ras::launch::mpirun::run(ranks, &exe, &args).context("starting mpirun (install OpenMPI: scripts/setup.sh)")?;
-    match ExitStatus::from_code(done.code) {
-        Some(ExitStatus::Ok) => {
-            if let Some(fm) =
-                store.get_json::<ras::run::FinalMetrics>(&ras::run::RunPaths::new(id.as_str()).final_metrics())?
-            {
-                print_outcome(&id, &cfg.store, &fm);
-            }
-            Ok(ExitStatus::Ok)
-        }
-        Some(ExitStatus::Requeue) => Ok(ExitStatus::Requeue),
-        // The store stayed unreachable: a rank recorded it if it could; not a failure.
-        Some(ExitStatus::Infra) => Ok(ExitStatus::Infra),
-        _ => {
-            let reason = format!("mpirun exited with code {}: {}", done.code, done.stderr_tail.join(" | "));
-            ras::run::mark_failed_unless_recorded(&cfg, &reason)?;
-            bail!("{reason}")
-        }
-    }
-}
-
-fn print_outcome(run_id: &str, store: &str, fm: &ras::run::FinalMetrics) {
-    println!("run {run_id} (epoch {}, {:?}) in {store}/runs/{run_id}", fm.epoch, fm.setting);
-    if !fm.backbone_pretrained {
-        println!("NOTE: random-init backbone (no backbone.weights): not comparable to the paper's numbers");
-    }
-    print!("{}", fm.metrics.render());
+    Ok(out.exit_status())
 }

@@ -177,6 +177,15 @@ impl CheckReport {
         self.problems.is_empty()
     }
 
+    /// For stderr when not ok: the error and the files at fault (the report is on stdout).
+    pub fn render_errors(&self) -> String {
+        let mut s = format!("error: dataset {} has {} problems:\n", self.root.display(), self.problems.len());
+        for p in &self.problems {
+            let _ = writeln!(s, "  [{}] {p}", p.code());
+        }
+        s
+    }
+
     /// The summary table, the comparison with the published sizes and the problems.
     pub fn render(&self) -> String {
         let mut s = String::new();

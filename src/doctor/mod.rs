@@ -160,6 +160,38 @@ impl DoctorOutcome {
         }
         s
     }
+
+    /// For stderr when a check failed: the job's log (last lines) and the error.
+    pub fn render_failure(&self) -> String {
+        let mut s = String::new();
+        if !self.log_tail.is_empty() {
+            let log = self.job.as_ref().map(|j| j.log.display().to_string()).unwrap_or_default();
+            s += &format!("--- the job's log ({log}), last lines:\n");
+            for l in &self.log_tail {
+                s += &format!("{l}\n");
+            }
+        }
+        let failed = self.checks.iter().filter(|c| c.status == "FAIL").count();
+        s + &format!("error: {failed} check(s) failed; the job's files are in {}\n", self.dir.display())
+    }
+}
+
+/// What `ras doctor` prints before it submits: the profile `cluster` and the job's shape.
+pub fn render_start(
+    cluster: &std::path::Path,
+    profile: &ClusterProfile,
+    opts: &DoctorOptions,
+    exe: &std::path::Path,
+) -> String {
+    let (ranks, nodes) = job_shape(profile, opts);
+    format!(
+        "ras doctor: {} ({} launcher, {} node(s) x {} slot(s)): a job of {ranks} rank(s) on {nodes} node(s) running {} doctor-node\n",
+        cluster.display(),
+        profile.launcher,
+        profile.nodes,
+        profile.ranks_per_node(),
+        exe.display()
+    )
 }
 
 /// (ranks, nodes) of the check job.

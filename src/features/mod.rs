@@ -45,6 +45,20 @@ pub struct CacheStats {
     pub images_computed: usize,
 }
 
+/// What `ras features` prints: each class's feature shapes, then what the cache in
+/// `store_url` did.
+pub fn render_filled(feats: &[(String, ClassFeatures)], stats: &CacheStats, store_url: &str) -> String {
+    let mut s: String = feats
+        .iter()
+        .map(|(class, f)| format!("{class:<14} train {:?} test {:?}\n", f.train.size(), f.test.size()))
+        .collect();
+    s += &format!(
+        "feature cache in {store_url}: {} classes reused, {} computed ({} images)\n",
+        stats.classes_reused, stats.classes_computed, stats.images_computed
+    );
+    s
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
     backbone: BackboneIdentity,

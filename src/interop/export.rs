@@ -22,6 +22,7 @@ use crate::run::{Checkpointer, RunPaths};
 use crate::store::{tensors, Store};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,29 @@ pub struct Exported {
     pub backbone_tensors: usize,
     /// The backbone exported is a seeded random init (the run had no `backbone.weights`).
     pub backbone_random_init: bool,
+}
+
+impl Exported {
+    /// What `ras export` prints once the bytes are written to `out`.
+    pub fn render(&self, out: &Path) -> String {
+        let mut s = format!(
+            "wrote {} ({} bytes): model {} at epoch {} of {}, {} model + {} backbone tensors\n",
+            out.display(),
+            self.bytes.len(),
+            self.model,
+            self.epoch,
+            self.epochs,
+            self.model_tensors,
+            self.backbone_tensors
+        );
+        if self.epoch < self.epochs {
+            s += &format!("NOTE: the run is not finished: this is its epoch-{} checkpoint\n", self.epoch);
+        }
+        if self.backbone_random_init {
+            s += "NOTE: the backbone is a seeded random init (the run had no backbone.weights)\n";
+        }
+        s
+    }
 }
 
 /// The export of `run`'s model (see the module doc).

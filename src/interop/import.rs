@@ -74,6 +74,49 @@ pub struct Imported {
     pub already_present: bool,
 }
 
+impl Imported {
+    /// What `ras import` prints: what was imported from `checkpoint` (or that it was
+    /// already), the backbone, the run, and how to evaluate it.
+    pub fn render(&self, checkpoint: &Path, store_url: &str) -> String {
+        let (p, id) = (&self.provenance, &self.run_id);
+        let mut s = String::new();
+        if self.already_present {
+            s += &format!("already imported (sha256 {}): run {id}\n", p.sha256);
+        } else {
+            s += &format!(
+                "imported {} ({}, sha256 {}): {} model tensors\n",
+                checkpoint.display(),
+                p.format,
+                p.sha256,
+                p.tensors
+            );
+            if !p.not_imported.is_empty() {
+                s += &format!(
+                    "not imported: {} tensors outside the reconstruction model (backbone, counters)\n",
+                    p.not_imported.len()
+                );
+            }
+            match &p.backbone {
+                Some(b) if b.compared_tensors > 0 => {
+                    s += &format!(
+                        "backbone: the config's ({}), equal to the checkpoint's in all {} tensors it holds\n",
+                        b.weights, b.compared_tensors
+                    )
+                }
+                Some(b) => {
+                    s += &format!(
+                        "backbone: the checkpoint holds none; the run uses the config's ({}), not compared\n",
+                        b.weights
+                    )
+                }
+                None => {}
+            }
+            s += &format!("run {id} in {store_url}/runs/{id}\n");
+        }
+        s + &format!("evaluate it: ras eval {id} --store {store_url}\n")
+    }
+}
+
 /// The run an import of a file with this sha256 makes from `cfg` (into `store`).
 pub fn imported_config(cfg: &RunConfig, store: &Store, sha256: &str) -> RunConfig {
     let mut cfg = cfg.clone();

@@ -62,6 +62,14 @@ pub struct ReportOutput {
     pub files: Vec<PathBuf>,
 }
 
+impl ReportOutput {
+    /// What `ras report` prints: each table, then each file written.
+    pub fn render(&self) -> String {
+        let tables = self.markdown.iter().map(|md| format!("{md}\n"));
+        tables.chain(self.files.iter().map(|f| format!("wrote {}\n", f.display()))).collect()
+    }
+}
+
 /// The whole report of a sweep: collects the tables and plots of its complete runs and
 /// writes them into `out` (`<dataset>.{md,csv,tex}`, plus the plots and noise tables of
 /// [`write_plots`]). Fails with [`ReportError::NoCompleteRun`] before writing anything

@@ -110,6 +110,21 @@ pub struct Reevaluation {
     pub key: String,
 }
 
+impl Reevaluation {
+    /// What `ras eval RUN --test-jitter S` prints for this scale.
+    pub fn render(&self, run: &str) -> String {
+        let used: Vec<String> = self.models.iter().map(|(m, c)| format!("{m} epoch {}", c.epoch)).collect();
+        format!(
+            "run {run}, test-time jitter scale {}, {} checkpoint ({}) -> {}:\n{}",
+            self.scale,
+            self.checkpoint,
+            used.join(", "),
+            self.key,
+            self.table.render()
+        )
+    }
+}
+
 /// The checkpoint a [`Reevaluation`] used.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct EvaluatedCheckpoint {

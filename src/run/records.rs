@@ -68,6 +68,17 @@ pub struct FinalMetrics {
     pub feature_cache: CacheStats,
 }
 
+impl FinalMetrics {
+    /// What `ras train` and `ras eval` print about a finished run `run_id` in `store`.
+    pub fn render_outcome(&self, run_id: &str, store: &str) -> String {
+        let mut s = format!("run {run_id} (epoch {}, {:?}) in {store}/runs/{run_id}\n", self.epoch, self.setting);
+        if !self.backbone_pretrained {
+            s += "NOTE: random-init backbone (no backbone.weights): not comparable to the paper's numbers\n";
+        }
+        s + &self.metrics.render()
+    }
+}
+
 /// The epoch whose metrics have the best (mean I-AUROC + mean P-AUROC) (the earliest
 /// among equals), as `FinalMetrics::best_on_test_extra` reports it.
 pub(crate) fn best_on_test(

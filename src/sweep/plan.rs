@@ -167,6 +167,22 @@ fn scheduled(manifest: &Manifest, profile: &ClusterProfile) -> (Vec<Estimate>, V
     (est, slots, total)
 }
 
+/// `ras plan --no-data-check`: the runs whose data was not readable here (planned from
+/// their dataset's published sizes), one line each under a heading; None when every run's
+/// data was readable.
+pub fn render_unchecked(issues: &[super::DataIssue]) -> Option<String> {
+    (!issues.is_empty()).then(|| {
+        let mut s = format!(
+            "--no-data-check: {} runs planned from their dataset's published sizes (data not readable here):\n",
+            issues.len()
+        );
+        for i in issues {
+            s += &format!("  run `{}`: {}: {}\n", i.label, i.key, i.message);
+        }
+        s
+    })
+}
+
 /// `ras plan --json`: one object per run, in launch order.
 pub fn plan_json(manifest: &Manifest, profile: &ClusterProfile) -> serde_json::Value {
     let (est, slots, total) = scheduled(manifest, profile);

@@ -72,6 +72,18 @@ fn cost_line(views: &[RunView]) -> String {
     )
 }
 
+/// The runs that failed, one line each with their last error (`ras sweep` prints them on
+/// stderr before it fails); empty when none did.
+pub fn render_failed(views: &[RunView]) -> String {
+    let failed = views.iter().filter(|v| v.phase == RunPhase::Failed);
+    failed
+        .map(|v| {
+            let error = v.error.as_deref().unwrap_or("no error recorded");
+            format!("run {} ({}) failed after {} attempts: {error}\n", v.id, v.label, v.attempts)
+        })
+        .collect()
+}
+
 /// The status table (`ras status`, and `ras sweep` as states change).
 pub fn render_views(views: &[RunView]) -> String {
     let mut s = format!(

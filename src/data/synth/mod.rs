@@ -74,6 +74,21 @@ pub struct SynthSummary {
     pub anomalous_images: usize,
 }
 
+impl SynthSummary {
+    /// What `ras data synth` prints once the dataset is in `out`.
+    pub fn render(&self, out: &Path) -> String {
+        format!(
+            "wrote {} classes ({}) to {}: {} train, {} test images ({} anomalous)\n",
+            self.classes.len(),
+            self.classes.join(", "),
+            out.display(),
+            self.train_images,
+            self.test_images,
+            self.anomalous_images
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Weave,
