@@ -235,8 +235,8 @@ fn train(config: &ConfigArgs, force: bool, progress: Progress) -> Result<ExitSta
 /// `ras train --ranks N`: N workers under mpirun on this machine.
 fn train_ranks(config: &ConfigArgs, force: bool, ranks: usize) -> Result<ExitStatus> {
     let cfg = RunConfig::load(&config.config, &config.overrides)?;
-    let out = ras::run::train_ranks(&cfg, &config.config, &config.overrides, force, ranks)?;
-    if let ras::run::RanksOutcome::Done(Some(fm)) = &out {
+    let out = ras::launch::train_ranks(&cfg, &config.config, &config.overrides, force, ranks)?;
+    if let ras::launch::RanksOutcome::Done(Some(fm)) = &out {
         print!("{}", fm.render_outcome(&cfg.run_id(), &cfg.store));
     }
     Ok(out.exit_status())

@@ -9,19 +9,19 @@ use ras::store::Store;
 use ras::sweep::{Manifest, RunPhase};
 use std::path::Path;
 
-fn load(args: &SweepArgs, check: bool, skip_launched: bool) -> Result<ras::sweep::LoadedSweep> {
-    Ok(ras::sweep::load_sweep(&args.sweep, &args.cluster, args.store.clone(), &args.overrides, check, skip_launched)?)
+fn load(args: &SweepArgs, check: bool, skip_launched: bool) -> Result<ras::runs::LoadedSweep> {
+    Ok(ras::runs::load_sweep(&args.sweep, &args.cluster, args.store.clone(), &args.overrides, check, skip_launched)?)
 }
 
 fn find(args: &SweepRefArgs) -> Result<(Manifest, Store)> {
-    Ok(ras::sweep::find_sweep(&args.sweep, args.cluster.as_deref(), args.store.clone(), &args.overrides)?)
+    Ok(ras::runs::find_sweep(&args.sweep, args.cluster.as_deref(), args.store.clone(), &args.overrides)?)
 }
 
 pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitStatus> {
-    let ras::sweep::LoadedSweep { mut manifest, store, profile, .. } = load(args, true, true)?;
+    let ras::runs::LoadedSweep { mut manifest, store, profile, .. } = load(args, true, true)?;
     // The plan's estimates go into the stored manifest: the report's "planned".
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
-    let work = ras::sweep::work_dir(&manifest);
+    let work = ras::runs::work_dir(&manifest);
     let exe = std::env::current_exe().context("locating the ras binary")?;
     let mut launcher = ras::launch::for_profile(&profile, exe, work.join("logs"), std::env::current_dir()?, &store);
     let opts = ras::sweep::CoordinateOptions::for_profile(&profile, work.join("configs"), no_wait);
@@ -39,7 +39,7 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
     if let Some(out) = report {
         let queued = no_wait && launcher.queues_jobs();
         let cmd =
-            || ras::sweep::report_job_command(&args.sweep, &args.cluster, args.store.as_deref(), &args.overrides, out);
+            || ras::runs::report_job_command(&args.sweep, &args.cluster, args.store.as_deref(), &args.overrides, out);
         let job = if queued {
             ras::sweep::submit_report_job(&store, &manifest, launcher.as_mut(), &views, cmd()?)
                 .context("submitting the report job")?
@@ -104,7 +104,7 @@ pub fn cancel(args: &SweepRefArgs) -> Result<()> {
 }
 
 pub fn plan(args: &SweepArgs, json: bool, check_data: bool) -> Result<()> {
-    let ras::sweep::LoadedSweep { mut manifest, store, profile, unchecked } = load(args, check_data, false)?;
+    let ras::runs::LoadedSweep { mut manifest, store, profile, unchecked } = load(args, check_data, false)?;
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let note = ras::sweep::plan::render_unchecked(&unchecked);
     if json {

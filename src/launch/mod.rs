@@ -7,6 +7,9 @@
 //!   `sbatch --parsable`; every job of a sweep polled with ONE `squeue` call per cycle;
 //!   `scancel`.
 //!
+//! - [`train_ranks`] (ranks.rs): `ras train CFG --ranks N` itself, N workers under mpirun
+//!   on this machine, and the run's outcome from mpirun's exit.
+//!
 //! A job is described by a [`JobRecord`] stored in the sweep's state, so any coordinator
 //! (not only the one that launched it) can poll or cancel it. External commands go
 //! through [`command::run_command`] (logged, counted, transient failures retried).
@@ -14,10 +17,12 @@
 pub mod command;
 pub mod local;
 pub mod mpirun;
+pub mod ranks;
 pub mod slurm;
 pub mod template;
 
 pub use local::Local;
+pub use ranks::{train_ranks, RanksError, RanksOutcome};
 pub use slurm::Slurm;
 
 use crate::config::LauncherKind;

@@ -25,7 +25,6 @@ pub mod evaluate;
 pub mod lease;
 mod outputs;
 pub mod paths;
-pub mod ranks;
 pub mod records;
 pub mod trained;
 
@@ -35,7 +34,6 @@ pub use checkpoint::{
 };
 pub use evaluate::{evaluate_trained, reevaluate, EvaluatedCheckpoint, Reevaluation};
 pub use paths::RunPaths;
-pub use ranks::{train_ranks, RanksError, RanksOutcome};
 pub use records::{
     discard, environment, mark_failed_unless_recorded, stored_config, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE,
 };

@@ -31,14 +31,12 @@
 pub mod coordinator;
 pub mod estimate;
 pub mod expand;
-pub mod open;
 pub mod plan;
 pub mod state;
 pub mod status;
 
 pub use coordinator::{cancel, coordinate, submit_report_job, CoordinateOptions, CycleStats};
 pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions, Manifest, PlannedRun};
-pub use open::{find_sweep, load_sweep, report_job_command, work_dir, LoadedSweep, OpenError};
 pub use state::{SweepState, Tracker};
 pub use status::{render_failed, render_views, RunPhase, RunView};
 

@@ -1,13 +1,17 @@
 //! The store as the place a researcher works from: every run it holds (`ras runs`), two or
 //! more runs side by side (`ras compare`), and the look-ups of a run or a sweep by its id
 //! or name that must not create anything when they find nothing (`ras eval RUN`,
-//! `ras status NAME --store URL`).
+//! `ras status NAME --store URL`; a sweep file or name: `sweeps`).
 //!
 //! Cost of a listing: ONE LIST of `runs/` (which tells which records each run has), then
 //! at most `3 + MAX_ATTEMPT_RECORDS` GETs per run: its config, its status, its final
 //! metrics (only when complete and not filtered out) and its cost records
 //! (`runs/<id>/attempts/*.json`, objects with a `rank_hours` field). Nothing is read for
 //! a record the listing does not show.
+
+pub mod sweeps;
+
+pub use sweeps::{find_sweep, load_sweep, report_job_command, work_dir, LoadedSweep, OpenError};
 
 use crate::config::sweep_file::alpha;
 use crate::eval::MetricsTable;

@@ -1,10 +1,10 @@
 //! The sweep a command names: a sweep file expanded (`ras sweep`, `plan`), or a sweep file
 //! or a sweep's name read from its store (`ras status`, `report`, `cancel`).
 
-use super::{expand, expand_checked, DataIssue, ExpandOptions, Manifest, SweepError};
+use super::RunsError;
 use crate::config::{ClusterProfile, ProfileError};
-use crate::runs::RunsError;
 use crate::store::{Store, StoreError};
+use crate::sweep::{expand, expand_checked, DataIssue, ExpandOptions, Manifest, SweepError};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,7 @@ pub fn find_sweep(
         let store = Store::open_existing(&manifest.store)?;
         if cluster.is_none() {
             // No profile to size ranks with: what the coordinator saved, if it ran.
-            if let Ok(saved) = crate::runs::saved_sweep(&store, &manifest.name) {
+            if let Ok(saved) = super::saved_sweep(&store, &manifest.name) {
                 return Ok((saved, store));
             }
         }
@@ -112,11 +112,11 @@ pub fn find_sweep(
         return Err(OpenError::OverridesOnName(name));
     }
     let url = store.unwrap_or_else(|| "file://./ras-store".into());
-    let store = match crate::runs::open_existing(&url) {
+    let store = match super::open_existing(&url) {
         Err(RunsError::NoStore { .. }) => return Err(OpenError::NoStore { name, url }),
         r => r?,
     };
-    let manifest = crate::runs::saved_sweep(&store, &name)?;
+    let manifest = super::saved_sweep(&store, &name)?;
     Ok((manifest, store))
 }
 

@@ -3,9 +3,9 @@
 //! outcome (a rank killed, say), the run is marked failed with what mpirun reported (it
 //! names the rank).
 
-use super::{lease, records, FinalMetrics, RunPaths};
 use crate::config::{BatchSplitError, RunConfig};
 use crate::exit::ExitStatus;
+use crate::run::{lease, records, FinalMetrics, RunPaths};
 use crate::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 
