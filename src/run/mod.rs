@@ -19,6 +19,10 @@
 //! - [`cost`]       what each attempt cost (phases, device, rank-hours)
 //! - [`trained`]    a trained model loaded for inference (eval, predict, import)
 
+// RunError wraps the library's errors unboxed (matched by type, `is_outage`); it is
+// returned once per failed run, so its size costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
 pub mod checkpoint;
 pub mod cost;
 pub mod error;
