@@ -31,6 +31,13 @@ pub enum FeatureError {
     Shard { key: String, message: String },
 }
 
+impl FeatureError {
+    /// Whether the feature cache's store stayed unreachable (see [`StoreError::is_outage`]).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, FeatureError::Store(e) if e.is_outage())
+    }
+}
+
 /// Cached features of one class.
 pub struct ClassFeatures {
     pub train: Tensor,

@@ -47,6 +47,13 @@ pub enum LaunchError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl LaunchError {
+    /// Whether the store stayed unreachable past its retry budget (see [`crate::store::StoreError::is_outage`]).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, LaunchError::Store(e) if e.is_outage())
+    }
+}
+
 /// What a launcher started, as stored in `sweeps/<name>/jobs/<run>.<attempt>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobRecord {

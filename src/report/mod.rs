@@ -53,6 +53,13 @@ pub enum ReportError {
     Plot(#[from] plot::PlotError),
 }
 
+impl ReportError {
+    /// Whether the store stayed unreachable past its retry budget (see [`crate::store::StoreError::is_outage`]).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, ReportError::Store(e) if e.is_outage())
+    }
+}
+
 /// What [`write_sweep_report`] made.
 #[derive(Debug, Clone, Default)]
 pub struct ReportOutput {

@@ -11,11 +11,11 @@
 //! weights are missing or do not match (a run killed while writing), falling back to the
 //! previous one. Deleting goes the other way round: unpublish (record) first.
 
+use super::error::{Result, RunError};
 use super::paths::RunPaths;
 use crate::config::RunConfig;
 use crate::store::{sha256_hex, tensors, Store};
 use crate::train::Trainer;
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -173,8 +173,8 @@ impl<'a> Checkpointer<'a> {
 
     /// `latest_valid`, where having none is an error.
     pub fn latest(&self, model: &str) -> Result<(CheckpointRecord, bytes::Bytes)> {
-        self.latest_valid(model)?.with_context(|| {
-            format!("no valid checkpoint under {}/{}", self.store.url(), self.paths.checkpoints(model))
+        self.latest_valid(model)?.ok_or_else(|| RunError::NoValidCheckpoint {
+            folder: format!("{}/{}", self.store.url(), self.paths.checkpoints(model)),
         })
     }
 }
@@ -248,16 +248,27 @@ impl Checkpointer<'_> {
                 .iter()
                 .map(|r| if r.step == 0 { r.epoch.to_string() } else { format!("{} (+{} steps)", r.epoch, r.step) })
                 .collect();
-            anyhow::bail!(
-                "model {model} has no {choice} checkpoint under {folder} (epochs kept: {}); choose one with --checkpoint latest|best|EPOCH",
-                if have.is_empty() { "none".to_string() } else { have.join(", ") }
-            );
+            return Err(RunError::NoSuchCheckpoint {
+                model: model.into(),
+                choice: choice.to_string(),
+                folder,
+                kept: if have.is_empty() { "none".to_string() } else { have.join(", ") },
+            });
         };
         let bytes = self
             .store
             .get_verified(&rec.weights, &rec.sha256)
-            .with_context(|| format!("{choice} checkpoint of model {model} (epoch {}) is corrupt; choose another with --checkpoint EPOCH", rec.epoch))?
-            .with_context(|| format!("{choice} checkpoint of model {model}: its record names {} but that object is missing", rec.weights))?;
+            .map_err(|source| RunError::CorruptCheckpoint {
+                choice: choice.to_string(),
+                model: model.into(),
+                epoch: rec.epoch,
+                source,
+            })?
+            .ok_or_else(|| RunError::MissingCheckpoint {
+                choice: choice.to_string(),
+                model: model.into(),
+                weights: rec.weights.clone(),
+            })?;
         Ok((rec.clone(), bytes))
     }
 }
@@ -271,8 +282,7 @@ impl Checkpointer<'_> {
 /// (`runs/<run id>`, as `RunOutcome::prefix` holds it); see `Checkpointer::latest`.
 /// For tests and scripts: runs themselves go through [`Checkpointer`].
 pub fn latest_checkpoint(store: &Store, prefix: &str, model: &str) -> Result<(CheckpointRecord, bytes::Bytes)> {
-    let paths =
-        RunPaths::from_prefix(prefix).with_context(|| format!("{prefix:?} is not a run's prefix (runs/<run id>)"))?;
+    let paths = RunPaths::from_prefix(prefix).ok_or_else(|| RunError::NotARunPrefix(prefix.to_string()))?;
     Checkpointer::new(store, &paths).latest(model)
 }
 
@@ -292,8 +302,7 @@ pub fn load_model_weights(vs: &mut tch::nn::VarStore, bytes: &[u8]) -> Result<()
     // (Files written with the names used before the public module tree load too.)
     let file: BTreeMap<String, Tensor> =
         crate::model::legacy::upgrade_all(tensors::decode(bytes)?).into_iter().collect();
-    tensors::copy_matching(&mut vs.variables(), &file)
-        .map_err(|diffs| anyhow::anyhow!("checkpoint does not match the model:\n  {}", diffs.join("\n  ")))?;
+    tensors::copy_matching(&mut vs.variables(), &file).map_err(RunError::ModelMismatch)?;
     Ok(())
 }
 

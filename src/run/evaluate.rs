@@ -5,6 +5,7 @@
 
 use super::checkpoint::{CheckpointChoice, Checkpointer};
 use super::cost::Phase;
+use super::error::{Result, RunError};
 use super::paths::RunPaths;
 use super::records::RunLogs;
 use super::trained::{load_trained, TrainedModel, TrainedWeights};
@@ -18,7 +19,6 @@ use crate::features::{load_or_compute, ClassFeatures};
 use crate::progress::Progress;
 use crate::store::{tensors, Store, StoreError};
 use crate::train::Trainer;
-use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use tch::{Device, Tensor};
 
@@ -57,7 +57,7 @@ pub(super) fn predict_sharded(
         device,
     );
     if cfg.eval.test_jitter_scale > 0.0 {
-        bail!("test-time jitter with several ranks is not supported yet: evaluate with `ras eval --test-jitter` on one rank");
+        return Err(RunError::ShardedJitter);
     }
     let packed = Tensor::cat(&[local.scores.unsqueeze(1), local.maps.flatten(1, 2)], 1).contiguous();
     let Some(all) = coll.gather_to_root(&packed)? else { return Ok(None) };
@@ -145,8 +145,8 @@ pub fn reevaluate(
     progress: &Progress,
 ) -> Result<Vec<Reevaluation>> {
     let paths = RunPaths::new(run);
-    let cfg =
-        super::records::stored_config(store, &paths)?.with_context(|| format!("no run {run} in {}", store.url()))?;
+    let cfg = super::records::stored_config(store, &paths)?
+        .ok_or_else(|| RunError::NoRun { run: run.into(), url: store.url().into() })?;
     let device = resolve_device(cfg.train.device)?;
     let index = scan(&cfg.dataset)?;
     let (features, _) = load_or_compute(store, &cfg.backbone, device, &index, progress)?;
@@ -180,7 +180,7 @@ pub(super) fn evaluate_with_noise(
             let (rec, bytes) = checkpoints.select(&model, choice, cfg.train.epochs)?;
             let weights = TrainedWeights::Checkpoint(tensors::decode(&bytes)?);
             let t = load_trained(cfg, channels, grid, device, weights)
-                .with_context(|| format!("checkpoint {}", rec.weights))?;
+                .map_err(|source| RunError::CheckpointWeights { weights: rec.weights.clone(), source })?;
             models.insert(model.clone(), EvaluatedCheckpoint { epoch: rec.epoch, step: rec.step, sha256: rec.sha256 });
             loaded = Some((model, t));
         }
@@ -243,17 +243,16 @@ fn store_new(store: &Store, paths: &RunPaths, r: &Reevaluation, choice: Checkpoi
 /// A run still short of its last epoch is an error that says how to finish it.
 pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<FinalMetrics> {
     let paths = RunPaths::new(run);
-    let cfg = stored_config(store, &paths)?
-        .with_context(|| format!("no run {run} in {} (no {})", store.url(), paths.config()))?;
+    let cfg = stored_config(store, &paths)?.ok_or_else(|| RunError::NoRunConfig {
+        run: run.into(),
+        url: store.url().into(),
+        key: paths.config(),
+    })?;
     if cfg.run_id() != run {
-        bail!("{} resolves to run id {}, not {run}: it was written by another version of ras; evaluate it with that version", paths.config(), cfg.run_id());
+        return Err(RunError::RunIdMismatch { key: paths.config(), resolved: cfg.run_id(), run: run.into() });
     }
     if cfg.store != store.url() {
-        bail!(
-            "run {run} keeps its outputs in the store its config names ({}): run `ras eval {run} --store {}`",
-            cfg.store,
-            cfg.store
-        );
+        return Err(RunError::StoreMismatch { run: run.into(), store: cfg.store.clone() });
     }
     let models: Vec<String> = match cfg.train.setting {
         Setting::Unified => vec![cfg.train.setting.model_name("").to_string()],
@@ -263,15 +262,17 @@ pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<
     for model in &models {
         let epoch = checkpoints.latest_valid(model)?.map(|(r, _)| r.epoch).unwrap_or(0);
         if epoch < cfg.train.epochs {
-            bail!(
-                "run {run} is not trained to its last epoch (model {model}: epoch {epoch} of {}): finish it with                  `ras train` on its config ({}) first",
-                cfg.train.epochs,
-                paths.config()
-            );
+            return Err(RunError::NotTrained {
+                run: run.into(),
+                model: model.clone(),
+                epoch,
+                epochs: cfg.train.epochs,
+                config: paths.config(),
+            });
         }
     }
     let out = execute(&cfg, &RunOptions::new(progress, false))?;
-    out.final_metrics.with_context(|| format!("run {run} stopped before its final metrics"))
+    out.final_metrics.ok_or_else(|| RunError::NoFinalMetrics { run: run.into() })
 }
 
 /// Evaluation after epoch `done`, on every rank (predictions are sharded): each class's
@@ -312,7 +313,7 @@ fn evaluate_members(
     let metrics = class_metrics_parallel(data, &preds, run.cfg.eval.aupro_fpr_limit);
     for ((i, pred), m) in preds.into_iter().zip(metrics) {
         let class = &data.features[i].0;
-        let m = m.with_context(|| format!("metrics of class {class}"))?;
+        let m = m.map_err(|source| RunError::ClassMetrics { class: class.clone(), source })?;
         logs.by_epoch.entry(done).or_default().insert(class.clone(), m);
         if done == run.cfg.train.epochs {
             final_preds.insert(class.clone(), pred);

@@ -63,8 +63,17 @@ pub enum LeaseError {
          Wait for it, or stop it (scancel / kill) and run again; --force does not override a live lease"
     )]
     Held { run: String, holder: String, expires_in_s: u64 },
+    #[error("lost the run's lease ({key}): another process took the run over; stopping without writing")]
+    Lost { key: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl LeaseError {
+    /// Whether the store stayed unreachable (see [`StoreError::is_outage`]).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, LeaseError::Store(e) if e.is_outage())
+    }
 }
 
 /// This process's Slurm job, if any (arrays as `<array job>_<task>`, as `squeue` names them).
@@ -178,12 +187,9 @@ impl Lease {
     }
 
     /// An error when the lease was lost, to stop before the next write.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&self) -> Result<(), LeaseError> {
         if self.lost() {
-            anyhow::bail!(
-                "lost the run's lease ({}): another process took the run over; stopping without writing",
-                self.key
-            );
+            return Err(LeaseError::Lost { key: self.key.clone() });
         }
         Ok(())
     }

@@ -19,8 +19,13 @@
 //! - [`cost`]       what each attempt cost (phases, device, rank-hours)
 //! - [`trained`]    a trained model loaded for inference (eval, predict, import)
 
+// RunError wraps the library's errors unboxed (matched by type, `is_outage`); it is
+// returned once per failed run, so its size costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
 pub mod checkpoint;
 pub mod cost;
+pub mod error;
 pub mod evaluate;
 pub mod lease;
 mod outputs;
@@ -32,6 +37,7 @@ pub use checkpoint::{
     latest_checkpoint, load_model_weights, model_weights, CheckpointChoice, CheckpointPolicy, CheckpointRecord,
     Checkpointer,
 };
+pub use error::RunError;
 pub use evaluate::{evaluate_trained, reevaluate, EvaluatedCheckpoint, Reevaluation};
 pub use paths::RunPaths;
 pub use records::{
@@ -48,8 +54,8 @@ use crate::features::{load_or_compute, CacheStats, ClassFeatures};
 use crate::progress::Progress;
 use crate::store::{tensors, Store};
 use crate::train::Trainer;
-use anyhow::{bail, Context, Result};
 use cost::{Outcome, Phase, PhaseTimer};
+use error::Result;
 use evaluate::{evaluate_epoch, load_masks};
 use outputs::write_final_outputs;
 use records::{RunLogs, StatusWriter};
@@ -195,14 +201,14 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         Ok(Finished::Preempted) => Ok(RunOutcome::new(&paths, None, true)),
         Err(e) => {
             let reason = if world.world_size > 1 {
-                format!("rank {} of {}: {e:#}", world.rank, world.world_size)
+                format!("rank {} of {}: {}", world.rank, world.world_size, error::chain_text(&e))
             } else {
-                format!("{e:#}")
+                error::chain_text(&e)
             };
             // A store that stayed unreachable is the infrastructure's failure, not the
             // run's: recorded as such (the coordinator requeues it without using up an
             // attempt) if the store takes the write now.
-            let infra = crate::store::is_outage(&e);
+            let infra = e.is_outage();
             let state = if infra { RunState::Infra } else { RunState::Failed };
             // Best effort: the original error matters more than a failed status write.
             if let Err(w) = status.write(state, 0, Some(reason.clone())) {
@@ -222,7 +228,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
 
 /// A panic's message as an error; an allocation failure names the config keys that
 /// size memory.
-fn panic_error(cfg: &RunConfig, payload: Box<dyn std::any::Any + Send>) -> anyhow::Error {
+fn panic_error(cfg: &RunConfig, payload: Box<dyn std::any::Any + Send>) -> RunError {
     let full = payload
         .downcast_ref::<String>()
         .cloned()
@@ -233,16 +239,16 @@ fn panic_error(cfg: &RunConfig, payload: Box<dyn std::any::Any + Send>) -> anyho
         full.split("\\nframe #").next().unwrap_or(&full).split("\nframe #").next().unwrap_or(&full).trim().to_string();
     let lower = msg.to_lowercase();
     if lower.contains("alloc") || lower.contains("out of memory") {
-        anyhow::anyhow!(
-            "out of memory: {msg}\n(memory grows with backbone.image_size = {} (4th power), train.batch_size = {}, eval.batch_size = {}, \
+        RunError::OutOfMemory(format!(
+            "{msg}\n(memory grows with backbone.image_size = {} (4th power), train.batch_size = {}, eval.batch_size = {}, \
              backbone.batch_size = {}: lower one of them)",
             cfg.backbone.image_size,
             cfg.train.batch_size,
             cfg.eval.batch_size,
             cfg.backbone.batch_size
-        )
+        ))
     } else {
-        anyhow::anyhow!("panicked: {msg}")
+        RunError::Panicked(msg)
     }
 }
 
@@ -313,7 +319,7 @@ impl Run<'_> {
 
     /// An error when another process took the run over (this one was thought dead).
     fn check_lease(&self) -> Result<()> {
-        self.lease.map_or(Ok(()), |l| l.check())
+        Ok(self.lease.map_or(Ok(()), |l| l.check())?)
     }
 
     /// Saves a checkpoint, then deletes what the policy does not keep (rank 0 only).
@@ -503,7 +509,7 @@ fn train_model(
         let done = epoch + 1;
         bar.set_message(format!("epoch {done}/{epochs} loss {:.4}", res.loss));
         if !res.loss.is_finite() {
-            bail!("training diverged: loss {} at epoch {done} of model {model}", res.loss);
+            return Err(RunError::Diverged { loss: res.loss, epoch: done, model: model.to_string() });
         }
         logs.push_train(model, done, res.loss, crate::train::lr_at(&cfg.train, epoch));
         let score = if run.is_eval(done) {
@@ -543,7 +549,9 @@ fn resume(run: &Run, model: &str, trainer: &mut Trainer) -> Result<(usize, usize
         return Ok((0, 0));
     }
     let Some((rec, bytes)) = run.checkpoints.latest_valid(model)? else { return Ok((0, 0)) };
-    trainer.load_state(tensors::decode(&bytes)?).with_context(|| format!("checkpoint {}", rec.weights))?;
+    trainer
+        .load_state(tensors::decode(&bytes)?)
+        .map_err(|source| RunError::CheckpointState { weights: rec.weights.clone(), source })?;
     let (epoch, step) = (rec.epoch, rec.step);
     tracing::info!(model, epoch, step, "resuming from checkpoint");
     Ok((epoch, step))

@@ -2,13 +2,13 @@
 //! predictions and anomaly pictures (as the config asks) and the final metrics.
 
 use super::checkpoint::CheckpointChoice;
+use super::error::{Result, RunError};
 use super::evaluate::evaluate_with_noise;
 use super::records::{best_on_test, RunLogs};
 use super::{FinalMetrics, Prepared, Run};
 use crate::data::Sample;
 use crate::eval::{MetricsTable, Predictions};
 use crate::store::tensors;
-use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -30,7 +30,7 @@ pub(super) fn write_final_outputs(
             write_pictures(run, class, &samples.test, &final_preds[class], &data.masks[i])?;
         }
     }
-    let last = logs.by_epoch.get(&cfg.train.epochs).cloned().context("no evaluation at the last epoch")?;
+    let last = logs.by_epoch.get(&cfg.train.epochs).cloned().ok_or(RunError::NoLastEvaluation)?;
     let fm = FinalMetrics {
         epoch: cfg.train.epochs,
         setting: cfg.train.setting,

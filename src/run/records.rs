@@ -4,6 +4,7 @@
 //! because other processes write some of it too (`mark_failed_unless_recorded`, the
 //! `--force` clean-up in the mpirun launcher), and they must agree on the formats.
 
+use super::error::{Result, RunError};
 use super::paths::RunPaths;
 use super::run_id;
 use crate::backbone::BackboneIdentity;
@@ -11,7 +12,6 @@ use crate::config::{RunConfig, Setting};
 use crate::eval::{ClassMetrics, MetricsTable};
 use crate::features::CacheStats;
 use crate::store::{Store, StoreError};
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -152,7 +152,7 @@ pub fn mark_failed_unless_recorded(cfg: &RunConfig, reason: &str) -> Result<(), 
 /// Every reader of a finished run (eval, export, predict) starts here.
 pub fn stored_config(store: &Store, paths: &RunPaths) -> Result<Option<RunConfig>> {
     let Some(text) = store.get(&paths.config())? else { return Ok(None) };
-    let text = std::str::from_utf8(&text).with_context(|| format!("{} is not UTF-8", paths.config()))?;
+    let text = std::str::from_utf8(&text).map_err(|source| RunError::NotUtf8 { key: paths.config(), source })?;
     Ok(Some(RunConfig::from_toml(text, std::path::Path::new(&paths.config()))?))
 }
 
@@ -205,9 +205,9 @@ impl RunLogs {
         let key = paths.metrics_log();
         if let Some(text) = store.get(&key)? {
             for (n, v) in read_jsonl(&text, &key)? {
-                let e = v["epoch"].as_u64().with_context(|| format!("{key} line {n}: no \"epoch\""))? as usize;
+                let e = v["epoch"].as_u64().ok_or_else(|| RunError::LogNoEpoch { key: key.clone(), line: n })? as usize;
                 let t: MetricsTable = serde_json::from_value(v["metrics"].clone())
-                    .with_context(|| format!("{key} line {n}: unreadable metrics"))?;
+                    .map_err(|source| RunError::LogMetrics { key: key.clone(), line: n, source })?;
                 logs.by_epoch.insert(e, t.classes);
             }
         }
@@ -256,12 +256,13 @@ pub(crate) fn read_jsonl(text: &[u8], key: &str) -> Result<Vec<(usize, serde_jso
         match serde_json::from_slice::<serde_json::Value>(line) {
             Ok(v) => out.push((i + 1, v)),
             Err(e) if Some(i) == last => {
-                tracing::warn!(key, line = i + 1, "dropping the torn last line ({e}); the run resumes from its checkpoint and rewrites the log");
+                tracing::warn!(
+                    key,
+                    line = i + 1,
+                    "dropping the torn last line ({e}); the run resumes from its checkpoint and rewrites the log"
+                );
             }
-            Err(e) => anyhow::bail!(
-                "{key} line {}: {e}; the line is damaged in the middle of the log, not a torn tail: delete the object (or run with --force) to start the run's logs afresh",
-                i + 1
-            ),
+            Err(error) => return Err(RunError::LogDamaged { key: key.to_string(), line: i + 1, error }),
         }
     }
     Ok(out)

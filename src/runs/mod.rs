@@ -51,6 +51,13 @@ pub enum RunsError {
     Store(#[from] StoreError),
 }
 
+impl RunsError {
+    /// Whether the store stayed unreachable past its retry budget (see [`crate::store::StoreError::is_outage`]).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, RunsError::Store(e) if e.is_outage())
+    }
+}
+
 /// Opens a store that must exist already: a local folder that is not there is an error,
 /// and is not created (as `Store::open` would).
 pub fn open_existing(url: &str) -> Result<Store, RunsError> {

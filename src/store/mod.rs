@@ -7,7 +7,7 @@
 //! `RAS_STORE_RETRY_S` seconds (default [`DEFAULT_RETRY_S`]); `RAS_STORE_TIMEOUT_S` bounds
 //! one request (default 30 s: a server that hangs, e.g. stopped, is retried rather than
 //! waited on forever). Past the budget the error is [`StoreError::Unavailable`], which
-//! [`is_outage`] recognises anywhere in an error chain: the run records it as an
+//! [`StoreError::is_outage`] recognises (and the errors wrapping it ask): the run records it as an
 //! infrastructure failure and `ras` exits 74 (`ExitStatus::Infra`).
 //!
 //! Writes are atomic: one object is one PUT (the local backend writes a temporary file
@@ -80,8 +80,7 @@ impl Patience {
 }
 
 /// Why a store operation was given up: the store did not answer within the retry budget.
-/// It sits in the error chain of [`StoreError::Unavailable`] (and of every error wrapping
-/// it), where [`is_outage`] finds it.
+/// It is the source of [`StoreError::Unavailable`] (see [`StoreError::is_outage`]).
 #[derive(Debug, thiserror::Error)]
 #[error(
     "no answer from the store for {waited_s:.1} s, past the retry budget of {budget_s} s \
@@ -92,12 +91,6 @@ pub struct Outage {
     pub budget_s: f64,
     #[source]
     pub source: Box<object_store::Error>,
-}
-
-/// Whether `err` (anywhere in its chain) is a store that stayed unreachable past its
-/// retry budget: an infrastructure failure, not the run's.
-pub fn is_outage(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| c.downcast_ref::<Outage>().is_some())
 }
 
 /// Whether a backend error is the store not answering (worth retrying): a connection
@@ -157,6 +150,14 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Setting(String),
+}
+
+impl StoreError {
+    /// Whether the store stayed unreachable past its retry budget ([`StoreError::Unavailable`]):
+    /// an infrastructure failure, not the caller's.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
 }
 
 /// A handle on one store root. Cheap to clone; blocking API (the training loop is
@@ -640,8 +641,8 @@ mod tests {
         let waited = t.elapsed();
         assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(10), "waited {waited:?}");
         assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        assert!(err.is_outage());
         let err = anyhow::Error::new(err);
-        assert!(is_outage(&err));
         let text = format!("{err:#}");
         assert!(text.contains("runs/r/status.json") && text.contains("RAS_STORE_RETRY_S"), "{text}");
         assert!(known_down());

@@ -72,3 +72,14 @@ pub enum SweepError {
         source: std::io::Error,
     },
 }
+
+impl SweepError {
+    /// Whether the store stayed unreachable past its retry budget (see [`crate::store::StoreError::is_outage`]).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            SweepError::Store(e) => e.is_outage(),
+            SweepError::Launch(e) => e.is_outage(),
+            _ => false,
+        }
+    }
+}
