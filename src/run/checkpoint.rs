@@ -262,7 +262,7 @@ impl Checkpointer<'_> {
                 choice: choice.to_string(),
                 model: model.into(),
                 epoch: rec.epoch,
-                source,
+                source: Box::new(source),
             })?
             .ok_or_else(|| RunError::MissingCheckpoint {
                 choice: choice.to_string(),

@@ -68,8 +68,9 @@ pub enum RunError {
         choice: String,
         model: String,
         epoch: usize,
+        // Boxed: with three strings beside it, this variant would size every Result of run/.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("{choice} checkpoint of model {model}: its record names {weights} but that object is missing")]
     MissingCheckpoint { choice: String, model: String, weights: String },
@@ -137,7 +138,8 @@ impl RunError {
     /// infrastructure failure, not the run's), directly or in a library error it wraps.
     pub fn is_outage(&self) -> bool {
         match self {
-            RunError::Store(e) | RunError::CorruptCheckpoint { source: e, .. } => e.is_outage(),
+            RunError::Store(e) => e.is_outage(),
+            RunError::CorruptCheckpoint { source, .. } => source.is_outage(),
             RunError::Feature(e) => e.is_outage(),
             RunError::Lease(e) => e.is_outage(),
             _ => false,

@@ -21,7 +21,6 @@
 
 // RunError wraps the library's errors unboxed (matched by type, `is_outage`); it is
 // returned once per failed run, so its size costs nothing that matters.
-#![allow(clippy::result_large_err)]
 
 pub mod checkpoint;
 pub mod cost;
