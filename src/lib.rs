@@ -24,6 +24,7 @@
 //! - `sweep`    sweeps: expansion, plan, store state, coordinator, status table
 //! - `report`   a sweep's results beside the paper's: tables (Markdown, CSV, LaTeX), plots
 //! - `runs`     the store as a workspace: list runs, compare them, find a run or sweep by name
+//! - `failure`  which exit a failed process gets (74 for a store outage, by the error's type)
 //!
 //! The `ras` binary (src/main.rs + src/cli/) is a thin layer over this library.
 
@@ -35,6 +36,7 @@ pub mod dist;
 pub mod doctor;
 pub mod eval;
 pub mod exit;
+pub mod failure;
 pub mod features;
 pub mod interop;
 pub mod launch;

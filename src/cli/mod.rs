@@ -20,7 +20,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(status) => status.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitStatus::of_error(&err).into()
+            ras::failure::exit_status(&err).into()
         }
     }
 }
