@@ -575,6 +575,6 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 /// `--collective`: the library's names, listed by `--help` (the library has no clap).
 fn collective_check() -> impl clap::builder::TypedValueParser<Value = ras::doctor::CollectiveCheck> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(ras::doctor::CollectiveCheck::NAMES)
+    clap::builder::PossibleValuesParser::new(ras::doctor::CollectiveCheck::ALL.iter().map(|c| c.as_str()))
         .map(|s| s.parse::<ras::doctor::CollectiveCheck>().expect("one of the possible values"))
 }

@@ -30,8 +30,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Which collectives `ras doctor-node` checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CollectiveCheck {
     /// MPI on CPU tensors, then NCCL on the rank's GPU when one is visible.
     Auto,
@@ -42,32 +41,11 @@ pub enum CollectiveCheck {
     None,
 }
 
-impl CollectiveCheck {
-    /// Every value, as the command line spells it.
-    pub const NAMES: [&'static str; 4] = ["auto", "mpi", "nccl", "none"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CollectiveCheck::Auto => "auto",
-            CollectiveCheck::Mpi => "mpi",
-            CollectiveCheck::Nccl => "nccl",
-            CollectiveCheck::None => "none",
-        }
-    }
-}
-
-impl std::str::FromStr for CollectiveCheck {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(CollectiveCheck::Auto),
-            "mpi" => Ok(CollectiveCheck::Mpi),
-            "nccl" => Ok(CollectiveCheck::Nccl),
-            "none" => Ok(CollectiveCheck::None),
-            other => Err(format!("unknown collective check {other:?}: use one of {}", Self::NAMES.join(", "))),
-        }
-    }
-}
+crate::config::kinds::string_enum!(
+    CollectiveCheck,
+    "--collective",
+    [(Auto, "auto"), (Mpi, "mpi"), (Nccl, "nccl"), (None, "none")]
+);
 
 /// One collective's result on one rank.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -102,11 +102,7 @@ fn describe(
 /// `module.` prefixes and `backbone.`), or None for any other tensor and for BatchNorm's
 /// `num_batches_tracked` counters (never read).
 pub fn backbone_name(name: &str) -> Option<&str> {
-    let mut n = name;
-    while let Some(rest) = n.strip_prefix("module.") {
-        n = rest;
-    }
-    n.strip_prefix("backbone.").filter(|n| !n.ends_with("num_batches_tracked"))
+    super::without_module(name).strip_prefix("backbone.").filter(|n| !n.ends_with("num_batches_tracked"))
 }
 
 /// Compares the backbone tensors a checkpoint holds (`held`, by efficientnet_pytorch's

@@ -35,14 +35,21 @@ pub enum PublicName<'a> {
     Backbone(&'a str),
 }
 
-/// Strips any number of `module.` (DataParallel / DDP, possibly nested) and then the
-/// `ModelHelper` submodule name. A bare model state dict (no submodule prefix) is the
-/// model's own names.
-pub fn classify(name: &str) -> PublicName<'_> {
+/// `name` without its `module.` prefixes (DataParallel / DDP wrap a model in one, possibly
+/// nested).
+pub fn without_module(name: &str) -> &str {
     let mut n = name;
     while let Some(rest) = n.strip_prefix("module.") {
         n = rest;
     }
+    n
+}
+
+/// Strips any number of `module.` (DataParallel / DDP, possibly nested) and then the
+/// `ModelHelper` submodule name. A bare model state dict (no submodule prefix) is the
+/// model's own names.
+pub fn classify(name: &str) -> PublicName<'_> {
+    let n = without_module(name);
     if let Some(rest) = n.strip_prefix("reconstruction.") {
         PublicName::Model(rest)
     } else if let Some(rest) = n.strip_prefix("backbone.").or_else(|| n.strip_prefix("neck.")) {

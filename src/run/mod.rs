@@ -409,7 +409,7 @@ fn record_environment(run: &Run, identity: &BackboneIdentity, cache: &CacheStats
             .map(|t| serde_json::from_str(t).unwrap_or(serde_json::Value::String(t.clone())))
             .collect();
         let mut env = environment(run.device, identity, cache);
-        env["precision"] = crate::train::Precision::resolve(run.cfg.train.precision, run.device).name().into();
+        env["precision"] = crate::train::Precision::resolve(run.cfg.train.precision, run.device).as_str().into();
         env["world"] =
             serde_json::json!({"world_size": world.world_size, "collective": run.coll.name(), "ranks": ranks});
         // What one optimisation step trains: execute() refused any split that is not exact.

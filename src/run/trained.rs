@@ -8,7 +8,6 @@
 
 use crate::config::RunConfig;
 use crate::model::Ras;
-use crate::rng::{mix_seed, with_torch_seed, STREAM_INIT};
 use crate::train::{precision, Precision};
 use std::collections::BTreeMap;
 use tch::{nn, Device, Tensor};
@@ -44,11 +43,7 @@ pub fn load_trained(
     device: Device,
     weights: TrainedWeights,
 ) -> Result<TrainedModel, WeightsMismatch> {
-    crate::threads::pin();
-    let mut vs = nn::VarStore::new(device);
-    let model = with_torch_seed(mix_seed(&[cfg.seed, STREAM_INIT]), || {
-        Ras::new(&vs.root(), &cfg.model, channels, (grid, grid))
-    });
+    let (mut vs, model) = crate::train::seeded_model(&cfg.model, cfg.seed, channels, grid, device);
     // TF32 on or off is process-wide: set as training sets it, so that evaluating here
     // computes what the run's own evaluation computed.
     precision::apply(Precision::resolve(cfg.train.precision, device));

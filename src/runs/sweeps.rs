@@ -62,12 +62,8 @@ pub fn load_sweep(
         return Ok(LoadedSweep { manifest, store, profile, unchecked: issues });
     }
     if skip_launched && !issues.is_empty() {
-        let claims = store.list(&format!("sweeps/{}/claims/", manifest.name))?;
-        issues.retain(|i| {
-            !claims.iter().any(|c| {
-                c.rsplit('/').next().and_then(|n| n.rsplit_once('.')).map(|(id, _)| id) == Some(i.run_id.as_str())
-            })
-        });
+        let claimed = crate::sweep::SweepState { store: &store, manifest: &manifest }.claimed_runs()?;
+        issues.retain(|i| !claimed.contains(&i.run_id));
     }
     if let Some(i) = issues.into_iter().next() {
         return Err(i.into_error(sweep).into());

@@ -144,6 +144,12 @@ impl<'a> SweepState<'a> {
     pub fn launch_count(&self) -> Result<usize, SweepError> {
         Ok(self.store.list(&format!("{}/launches/", self.prefix()))?.len())
     }
+
+    /// The run ids with at least one claimed attempt (one LIST of the claims).
+    pub fn claimed_runs(&self) -> Result<BTreeSet<String>, SweepError> {
+        let prefix = self.prefix();
+        Ok(Listing::parse(&prefix, &self.store.list(&format!("{prefix}/claims/"))?).claims.into_keys().collect())
+    }
 }
 
 /// Where the feature cache of one dataset + backbone stands.

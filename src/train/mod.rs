@@ -80,6 +80,24 @@ pub fn initial_state(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     out
 }
 
+/// The model a run of `seed` trains, with its seeded initial weights, in a new VarStore
+/// on `device` (this process's libtorch threads pinned first). Training (`Trainer::new`)
+/// and inference (`run::trained::load_trained`) both build it here, so an inference load
+/// computes bit for bit what the trainer's model computes with the same weights.
+pub fn seeded_model(
+    model_cfg: &ModelConfig,
+    seed: u64,
+    channels: i64,
+    grid: i64,
+    device: Device,
+) -> (nn::VarStore, Ras) {
+    crate::threads::pin();
+    let vs = nn::VarStore::new(device);
+    let model =
+        with_torch_seed(mix_seed(&[seed, STREAM_INIT]), || Ras::new(&vs.root(), model_cfg, channels, (grid, grid)));
+    (vs, model)
+}
+
 /// What an epoch ended with.
 pub struct EpochResult {
     /// Mean loss over the steps run in this call (averaged over ranks).
@@ -99,10 +117,7 @@ impl Trainer {
         grid: i64,
         device: Device,
     ) -> Result<Self, tch::TchError> {
-        crate::threads::pin();
-        let vs = nn::VarStore::new(device);
-        let model =
-            with_torch_seed(mix_seed(&[seed, STREAM_INIT]), || Ras::new(&vs.root(), model_cfg, channels, (grid, grid)));
+        let (vs, model) = seeded_model(model_cfg, seed, channels, grid, device);
         let names = {
             let vars = vs.variables();
             let mut n: Vec<String> = vars.keys().cloned().collect();
