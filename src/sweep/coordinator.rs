@@ -274,8 +274,11 @@ fn launch_pending(
             let (idx, spec) = &claimed[k];
             let JobCommand::Run { attempt, .. } = spec.command else { continue };
             let id = &manifest.runs[*idx].id;
-            tracker.state.record_job(id, attempt, &job)?;
+            // The audit entry first: a coordinator killed between the two writes leaves a
+            // launch with no job record (the claim makes a restarted coordinator wait for
+            // it), never a job record with no launch in the audit.
             tracker.state.record_launch(id, attempt, &job)?;
+            tracker.state.record_job(id, attempt, &job)?;
             tracker.note_job(id, attempt, &job);
             tracing::info!(run = id, attempt, job = job.id, nodes = spec.nodes.join(","), "launched");
             let view = &mut views[*idx];
