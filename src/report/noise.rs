@@ -5,7 +5,7 @@
 
 use super::{mean_pair, plot, variant_without, ReportError};
 use crate::eval::MetricsTable;
-use crate::run::FinalMetrics;
+use crate::run::{FinalMetrics, RunKey, RunPaths};
 use crate::store::Store;
 use crate::sweep::PlannedRun;
 use std::collections::BTreeMap;
@@ -28,12 +28,6 @@ pub struct NoiseSeries {
     pub points: Vec<NoisePoint>,
 }
 
-/// The test-jitter scale of a stored `evals/test_jitter_<scale>.json` key.
-fn eval_scale(key: &str) -> Option<f64> {
-    let name = key.rsplit('/').next()?;
-    name.strip_prefix("test_jitter_")?.strip_suffix(".json")?.parse().ok().filter(|s: &f64| s.is_finite())
-}
-
 /// The noise curves of complete runs, per dataset; only datasets where some variant has
 /// metrics at 2 or more scales.
 pub(super) fn curves(
@@ -52,9 +46,13 @@ pub(super) fn curves(
         let own = run.config().eval.test_jitter_scale;
         let mean = &fm.metrics.mean;
         curve.entry(milli(own)).or_default().push((100.0 * mean.image_auroc, 100.0 * mean.pixel_auroc));
-        for key in store.list(&format!("{}/", crate::run::RunPaths::new(run.id.as_str()).evals()))? {
-            // A re-evaluation at the run's own scale repeats its final metrics: count it once.
-            let Some(scale) = eval_scale(&key).filter(|s| milli(*s) != milli(own)) else { continue };
+        for key in store.list(&format!("{}/", RunPaths::new(run.id.as_str()).evals()))? {
+            // The final model's evaluations only (not those of other checkpoints), and one
+            // at the run's own scale repeats its final metrics: count it once.
+            let Some((_, RunKey::EvalNoise { scale })) = RunPaths::parse(&key) else { continue };
+            if milli(scale) == milli(own) {
+                continue;
+            }
             if let Some(t) = store.get_json::<MetricsTable>(&key)? {
                 curve.entry(milli(scale)).or_default().push((100.0 * t.mean.image_auroc, 100.0 * t.mean.pixel_auroc));
             }
@@ -105,14 +103,4 @@ pub fn noise_markdown(sweep: &str, dataset: &str, series: &[NoiseSeries]) -> Str
         }
     }
     md
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn eval_scales_come_from_the_key() {
-        assert_eq!(super::eval_scale("runs/x/evals/test_jitter_20.json"), Some(20.0));
-        assert_eq!(super::eval_scale("runs/x/evals/test_jitter_12.5.json"), Some(12.5));
-        assert_eq!(super::eval_scale("runs/x/evals/other.json"), None);
-    }
 }

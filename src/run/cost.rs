@@ -4,7 +4,7 @@
 //! and `ras report` sum the records, and `ras plan` turns them into throughputs
 //! (`sweep::plan`) for runs of the same [`shape_key`].
 
-use super::paths::RunPaths;
+use super::paths::{RunKey, RunPaths};
 use crate::config::{DeviceSpec, RunConfig};
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -230,7 +230,7 @@ pub fn read_attempts(store: &Store, paths: &RunPaths) -> Result<Vec<AttemptCost>
     let mut keys = store.list(&format!("{}/", paths.attempts()))?;
     keys.sort();
     let mut out = vec![];
-    for key in keys.iter().filter(|k| k.ends_with(".json")) {
+    for key in keys.iter().filter(|k| matches!(RunPaths::parse(k), Some((_, RunKey::Attempt { .. })))) {
         if let Ok(Some(rec)) = store.get_json::<AttemptCost>(key) {
             out.push(rec);
         }

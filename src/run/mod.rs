@@ -38,7 +38,7 @@ pub use checkpoint::{
 };
 pub use error::RunError;
 pub use evaluate::{evaluate_trained, reevaluate, EvaluatedCheckpoint, Reevaluation};
-pub use paths::RunPaths;
+pub use paths::{RunKey, RunPaths};
 pub use records::{
     discard, environment, mark_failed_unless_recorded, stored_config, FinalMetrics, RunState, RunStatus, EXIT_REQUEUE,
 };

@@ -31,8 +31,9 @@
 //!
 //! Why one type: the keys are read by other processes (launchers, the coordinator,
 //! reports) and by later versions of `ras`, so they are a file format. Spelling them in
-//! one place keeps writers and readers from drifting apart; the unit tests below pin
-//! every key to its literal string.
+//! one place keeps writers and readers from drifting apart: code that lists keys reads
+//! them back with [`RunPaths::parse`], never by hand. The unit tests below pin every key
+//! to its literal string and parse the listed kinds back.
 
 use crate::config::RunConfig;
 
@@ -42,7 +43,100 @@ pub struct RunPaths {
     id: String,
 }
 
+/// What a key under `runs/<id>/` is, as [`RunPaths::parse`] reads it: the kinds that
+/// code listing a store looks for; any other key of a run is [`RunKey::Other`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunKey {
+    Config,
+    Env,
+    ImportRecord,
+    Lease,
+    Status,
+    TrainLog,
+    MetricsLog,
+    FinalMetrics,
+    /// `attempts/<started unix>-<host>-<pid>.json`: one attempt's cost record.
+    Attempt {
+        started_unix: u64,
+        host: String,
+        pid: u32,
+    },
+    /// `evals/test_jitter_<scale>.json`: the final model at test-time noise `scale`.
+    EvalNoise {
+        scale: f64,
+    },
+    /// `evals/test_jitter_<scale>.<checkpoint>.<n>.json`: another evaluation at `scale`.
+    EvalNoiseOther {
+        scale: f64,
+        checkpoint: String,
+        n: usize,
+    },
+    /// Any other key of the run (checkpoints, predictions, pictures, logs, Slurm
+    /// records): what follows `runs/<id>/`.
+    Other(String),
+}
+
+/// `<started unix>-<host>-<pid>` (a host name may contain '-': the first and the last
+/// one delimit it).
+fn attempt_name(name: &str) -> Option<RunKey> {
+    let (started, rest) = name.split_once('-')?;
+    let (host, pid) = rest.rsplit_once('-')?;
+    Some(RunKey::Attempt { started_unix: started.parse().ok()?, host: host.to_string(), pid: pid.parse().ok()? })
+}
+
+/// A scale as `eval_noise` writes it (f64 `Display`); only finite ones are scales.
+fn scale(text: &str) -> Option<f64> {
+    text.parse().ok().filter(|s: &f64| s.is_finite())
+}
+
+/// `test_jitter_<scale>` or `test_jitter_<scale>.<checkpoint>.<n>` (without `.json`).
+fn eval_name(name: &str) -> Option<RunKey> {
+    let rest = name.strip_prefix("test_jitter_")?;
+    if let Some(scale) = scale(rest) {
+        return Some(RunKey::EvalNoise { scale });
+    }
+    let (rest, n) = rest.rsplit_once('.')?;
+    let (s, checkpoint) = rest.rsplit_once('.')?;
+    // Checkpoint names (final, best, epoch_<E>) start with a letter: "12.5.1" is no
+    // evaluation of checkpoint "5".
+    if !checkpoint.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    Some(RunKey::EvalNoiseOther { scale: scale(s)?, checkpoint: checkpoint.to_string(), n: n.parse().ok()? })
+}
+
 impl RunPaths {
+    /// Folder of every run: `runs/` (a LIST of it finds the runs of a store).
+    pub const ROOT: &'static str = "runs/";
+
+    /// What a listed key is: its run and its kind; None for a key outside a run's folder.
+    /// A name under `attempts/` or `evals/` that does not read as its kind (not written
+    /// by `ras`) is `Other`, not a record.
+    pub fn parse(key: &str) -> Option<(RunPaths, RunKey)> {
+        let (id, rest) = key.strip_prefix(Self::ROOT)?.split_once('/')?;
+        if id.is_empty() || rest.is_empty() {
+            return None;
+        }
+        let kind = match rest {
+            "config.toml" => RunKey::Config,
+            "env.json" => RunKey::Env,
+            "import.json" => RunKey::ImportRecord,
+            "lease.json" => RunKey::Lease,
+            "status.json" => RunKey::Status,
+            "train_log.jsonl" => RunKey::TrainLog,
+            "metrics.jsonl" => RunKey::MetricsLog,
+            "final_metrics.json" => RunKey::FinalMetrics,
+            _ => {
+                let named = |folder: &str| rest.strip_prefix(folder)?.strip_suffix(".json");
+                named("attempts/")
+                    .and_then(attempt_name)
+                    .or_else(|| named("evals/").and_then(eval_name))
+                    .unwrap_or_else(|| RunKey::Other(rest.to_string()))
+            }
+        };
+        Some((RunPaths::new(id), kind))
+    }
+
     /// The keys of the run with this id (as `run_id` makes it).
     pub fn new(id: impl Into<String>) -> Self {
         Self { id: id.into() }
@@ -55,7 +149,7 @@ impl RunPaths {
 
     /// The run whose `prefix()` this is (`runs/<id>`, a trailing '/' allowed).
     pub fn from_prefix(prefix: &str) -> Option<Self> {
-        let id = prefix.strip_prefix("runs/")?.trim_end_matches('/');
+        let id = prefix.strip_prefix(Self::ROOT)?.trim_end_matches('/');
         (!id.is_empty() && !id.contains('/')).then(|| Self::new(id))
     }
 
@@ -218,6 +312,61 @@ mod tests {
         assert_eq!(p.slurm_record("4711_3"), "runs/demo-1a2b3c4d/slurm/4711_3.json");
         assert_eq!(p.attempts(), "runs/demo-1a2b3c4d/attempts");
         assert_eq!(p.attempt(1700000000, "node7", 4242), "runs/demo-1a2b3c4d/attempts/1700000000-node7-4242.json");
+    }
+
+    #[test]
+    fn listed_keys_parse_back() {
+        let p = RunPaths::new("demo.v2-1a2b3c4d");
+        let cases = [
+            (p.config(), RunKey::Config),
+            (p.env(), RunKey::Env),
+            (p.import_record(), RunKey::ImportRecord),
+            (p.lease(), RunKey::Lease),
+            (p.status(), RunKey::Status),
+            (p.train_log(), RunKey::TrainLog),
+            (p.metrics_log(), RunKey::MetricsLog),
+            (p.final_metrics(), RunKey::FinalMetrics),
+            (
+                p.attempt(1700000000, "gpu-node-7", 4242),
+                RunKey::Attempt { started_unix: 1700000000, host: "gpu-node-7".into(), pid: 4242 },
+            ),
+            (p.attempt(1, "", 2), RunKey::Attempt { started_unix: 1, host: String::new(), pid: 2 }),
+            (p.eval_noise(20.0), RunKey::EvalNoise { scale: 20.0 }),
+            (p.eval_noise(12.5), RunKey::EvalNoise { scale: 12.5 }),
+            (p.eval_noise(0.0), RunKey::EvalNoise { scale: 0.0 }),
+            (
+                p.eval_noise_other(12.5, "best", 1),
+                RunKey::EvalNoiseOther { scale: 12.5, checkpoint: "best".into(), n: 1 },
+            ),
+            (
+                p.eval_noise_other(20.0, "epoch_3", 2),
+                RunKey::EvalNoiseOther { scale: 20.0, checkpoint: "epoch_3".into(), n: 2 },
+            ),
+            (p.logs("4711"), RunKey::Other("logs/4711.log".into())),
+            (
+                format!("{}.json", p.checkpoint_base("unified", 3, 0)),
+                RunKey::Other("checkpoints/unified/epoch_0003.json".into()),
+            ),
+        ];
+        for (key, kind) in cases {
+            assert_eq!(RunPaths::parse(&key), Some((p.clone(), kind)), "{key}");
+        }
+        for key in ["sweeps/s/manifest.json", "runs/", "runs/x", "runs//status.json", "runs/x/"] {
+            assert_eq!(RunPaths::parse(key), None, "{key}");
+        }
+        // Names that do not read as their folder's kind are not records of that kind.
+        for rest in [
+            "attempts/notes.json",
+            "attempts/1-host-2.txt",
+            "attempts/x/1-host-2.json",
+            "evals/other.json",
+            "evals/test_jitter_nan.json",
+            "evals/test_jitter_12.5.1.json",
+        ] {
+            let key = format!("runs/x/{rest}");
+            assert_eq!(RunPaths::parse(&key), Some((RunPaths::new("x"), RunKey::Other(rest.into()))), "{key}");
+        }
+        assert_eq!(RunPaths::ROOT, "runs/");
     }
 
     #[test]

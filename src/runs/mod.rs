@@ -15,7 +15,7 @@ pub use sweeps::{find_sweep, load_sweep, report_job_command, work_dir, LoadedSwe
 
 use crate::config::sweep_file::alpha;
 use crate::eval::MetricsTable;
-use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};
+use crate::run::{FinalMetrics, RunKey, RunPaths, RunState, RunStatus};
 use crate::store::{Store, StoreError};
 use crate::sweep::Manifest;
 use serde::Serialize;
@@ -205,14 +205,14 @@ struct Listed {
 /// otherwise match nothing, silently).
 pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, RunsError> {
     let mut runs: BTreeMap<String, Listed> = BTreeMap::new();
-    for key in store.list("runs/")? {
-        let Some((id, rest)) = key.strip_prefix("runs/").and_then(|k| k.split_once('/')) else { continue };
-        let l = runs.entry(id.to_string()).or_default();
-        match rest {
-            "config.toml" => l.config = true,
-            "status.json" => l.status = true,
-            "final_metrics.json" => l.final_metrics = true,
-            r if r.starts_with("attempts/") && r.ends_with(".json") => l.attempts.push(key.clone()),
+    for key in store.list(RunPaths::ROOT)? {
+        let Some((paths, kind)) = RunPaths::parse(&key) else { continue };
+        let l = runs.entry(paths.id().to_string()).or_default();
+        match kind {
+            RunKey::Config => l.config = true,
+            RunKey::Status => l.status = true,
+            RunKey::FinalMetrics => l.final_metrics = true,
+            RunKey::Attempt { .. } => l.attempts.push(key),
             _ => {}
         }
     }

@@ -13,6 +13,7 @@
 use super::{Manifest, PlannedRun, SweepError};
 use crate::config::{BackboneArch, ClusterProfile, RunConfig};
 use crate::run::cost::{planned_device_kind, shape_key, AttemptCost, Job, Outcome};
+use crate::run::{RunKey, RunPaths};
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,8 +167,8 @@ impl Throughput {
 /// one GET per record: `ras plan` and `ras sweep` do it once, never per poll).
 pub fn measurements(store: &Store) -> Result<BTreeMap<String, Throughput>, SweepError> {
     let mut records: Vec<AttemptCost> = vec![];
-    for key in store.list("runs/")? {
-        if key.contains("/attempts/") && key.ends_with(".json") {
+    for key in store.list(RunPaths::ROOT)? {
+        if let Some((_, RunKey::Attempt { .. })) = RunPaths::parse(&key) {
             if let Ok(Some(r)) = store.get_json::<AttemptCost>(&key) {
                 records.push(r);
             }
