@@ -17,7 +17,7 @@ use crate::config::sweep_file::alpha;
 use crate::eval::MetricsTable;
 use crate::run::{FinalMetrics, RunKey, RunPaths, RunState, RunStatus};
 use crate::store::{Store, StoreError};
-use crate::sweep::Manifest;
+use crate::sweep::{Manifest, SweepKey, SweepPaths};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -89,15 +89,17 @@ pub fn open_run(url: &str, run: &str) -> Result<Store, RunsError> {
 /// error lists the sweeps the store holds.
 pub fn saved_sweep(store: &Store, name: &str) -> Result<Manifest, RunsError> {
     if !name.is_empty() && !name.contains('/') {
-        if let Some(m) = store.get_json::<Manifest>(&format!("sweeps/{name}/manifest.json"))? {
+        if let Some(m) = store.get_json::<Manifest>(&SweepPaths::new(name).manifest())? {
             return Ok(m);
         }
     }
     let names: BTreeSet<String> = store
-        .list("sweeps/")?
+        .list(SweepPaths::ROOT)?
         .iter()
-        .filter_map(|k| k.strip_prefix("sweeps/")?.strip_suffix("/manifest.json").map(String::from))
-        .filter(|n| !n.contains('/'))
+        .filter_map(|k| match SweepPaths::parse(k)? {
+            (paths, SweepKey::Manifest) => Some(paths.name().to_string()),
+            _ => None,
+        })
         .collect();
     let available =
         if names.is_empty() { "none".to_string() } else { names.into_iter().collect::<Vec<_>>().join(", ") };

@@ -367,6 +367,6 @@ pub fn submit_report_job(
         dependency: Dependency::AfterOk,
     };
     let job = launcher.submit(std::slice::from_ref(&spec))?.remove(0);
-    store.put_json(&format!("sweeps/{}/report.json", manifest.name), &job)?;
+    store.put_json(&super::SweepPaths::new(manifest.name.as_str()).report(), &job)?;
     Ok(Some(job))
 }

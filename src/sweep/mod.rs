@@ -2,41 +2,25 @@
 //! sets, datasets, unified/separate), and a coordinator drives them to completion.
 //!
 //! The coordinator keeps no state of its own in memory that matters: everything lives in
-//! the store under `sweeps/<name>/`, so that any number of coordinators can be started,
-//! killed and restarted on one sweep:
-//!
-//! ```text
-//! sweeps/<name>/manifest.json             the expanded runs: id, label, resolved config, ranks
-//! sweeps/<name>/claims/<run id>.<attempt> conditional create (put_new): whoever writes it
-//!                                         launches that attempt, nobody else
-//! sweeps/<name>/jobs/<run id>.<attempt>.json  what the launcher started (pid or Slurm job id)
-//! sweeps/<name>/launches/<run id>.<attempt>.<host>.<pid>  one per submission, never
-//!                                         overwritten: the audit that shows no attempt
-//!                                         was launched twice
-//! sweeps/<name>/features/<key>.claim|.json  the one job that fills a feature cache
-//!                                         (dataset + backbone) before the runs reading it
-//! sweeps/<name>/cancelled                 written by `ras cancel`: running coordinators
-//!                                         launch nothing more and exit; a coordinator
-//!                                         started afterwards removes it and resumes
-//! ```
-//!
-//! A run's own outcome is its `runs/<id>/status.json` (written by the run itself), so the
-//! state of a sweep is a pure function of the store plus the launcher's view of the jobs.
-
+//! the store under `sweeps/<name>/` (the layout, and the one type that spells its keys:
+//! `paths`).
 //!
 //! Files: `expand` (sweep file -> runs), `plan` (ranks, cost, placement, the plan table),
-//! `estimate` (cost from measurements), `state` (the store records above, read incrementally by `Tracker`), `coordinator` (the
-//! loop that launches and retries), `status` (views and the status table).
+//! `estimate` (cost from measurements), `paths` (the store keys), `state` (the store
+//! records, read incrementally by `Tracker`), `coordinator` (the loop that launches and
+//! retries), `status` (views and the status table).
 
 pub mod coordinator;
 pub mod estimate;
 pub mod expand;
+pub mod paths;
 pub mod plan;
 pub mod state;
 pub mod status;
 
 pub use coordinator::{cancel, coordinate, submit_report_job, CoordinateOptions, CycleStats};
 pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions, Manifest, PlannedRun};
+pub use paths::{SweepKey, SweepPaths};
 pub use state::{SweepState, Tracker};
 pub use status::{render_failed, render_views, RunPhase, RunView};
 

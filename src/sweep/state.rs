@@ -1,4 +1,4 @@
-//! The sweep's state in the store (`sweeps/<name>/`, layout in `sweep/mod.rs`), and the
+//! The sweep's state in the store (`sweeps/<name>/`, layout in `sweep/paths.rs`), and the
 //! [`Tracker`] that turns it plus the scheduler's answers into one [`RunView`] per run.
 //!
 //! The tracker reads only what can have changed since its last pass, so that a poll
@@ -11,6 +11,7 @@
 //!   it waits in the queue) and once when it ends; complete and failed runs are settled
 //!   and never read again.
 
+use super::paths::{SweepKey, SweepPaths};
 use super::status::{RunPhase, RunView};
 use super::{Manifest, SweepError};
 use crate::launch::{JobRecord, JobState, Launcher};
@@ -40,13 +41,18 @@ pub struct SweepState<'a> {
 }
 
 impl<'a> SweepState<'a> {
+    /// The sweep's keys.
+    pub fn paths(&self) -> SweepPaths {
+        SweepPaths::new(self.manifest.name.as_str())
+    }
+
     pub fn prefix(&self) -> String {
-        format!("sweeps/{}", self.manifest.name)
+        self.paths().prefix()
     }
 
     /// `sweeps/<name>/manifest.json`.
     pub fn manifest_key(&self) -> String {
-        format!("{}/manifest.json", self.prefix())
+        self.paths().manifest()
     }
 
     /// Writes the manifest (again if the sweep file changed since). A run keeps the cost
@@ -72,7 +78,7 @@ impl<'a> SweepState<'a> {
     }
 
     fn cancelled_key(&self) -> String {
-        format!("{}/cancelled", self.prefix())
+        self.paths().cancelled()
     }
 
     pub fn cancelled(&self) -> Result<bool, SweepError> {
@@ -88,11 +94,11 @@ impl<'a> SweepState<'a> {
     }
 
     fn claim_key_of(&self, id: &str, attempt: usize) -> String {
-        format!("{}/claims/{id}.{attempt}", self.prefix())
+        self.paths().claim(id, attempt)
     }
 
     fn job_key(&self, id: &str, attempt: usize) -> String {
-        format!("{}/jobs/{id}.{attempt}.json", self.prefix())
+        self.paths().job(id, attempt)
     }
 
     /// Claims attempt `attempt` of a run; false if someone else already did.
@@ -117,7 +123,7 @@ impl<'a> SweepState<'a> {
 
     /// Appends to the launch audit (a distinct key per submitting process).
     pub fn record_launch(&self, id: &str, attempt: usize, job: &JobRecord) -> Result<(), SweepError> {
-        let key = format!("{}/launches/{id}.{attempt}.{}.{}", self.prefix(), hostname(), std::process::id());
+        let key = self.paths().launch(id, attempt, &hostname(), std::process::id());
         Ok(self.store.put_json(&key, job)?)
     }
 
@@ -129,7 +135,10 @@ impl<'a> SweepState<'a> {
     /// `features/<name>.claim` (who submits the cache job) or `features/<name>.json` (its
     /// job record) of the cache named `name` (`feature_name`).
     fn feature_object(&self, name: &str, ext: &str) -> String {
-        format!("{}/features/{name}.{ext}", self.prefix())
+        match ext {
+            "claim" => self.paths().feature_claim(name),
+            _ => self.paths().feature_job(name),
+        }
     }
 
     pub fn claim_features(&self, key: &str) -> Result<bool, SweepError> {
@@ -142,13 +151,13 @@ impl<'a> SweepState<'a> {
 
     /// Submissions so far (the audit's entries).
     pub fn launch_count(&self) -> Result<usize, SweepError> {
-        Ok(self.store.list(&format!("{}/launches/", self.prefix()))?.len())
+        Ok(self.store.list(&format!("{}/", self.paths().launches()))?.len())
     }
 
     /// The run ids with at least one claimed attempt (one LIST of the claims).
     pub fn claimed_runs(&self) -> Result<BTreeSet<String>, SweepError> {
-        let prefix = self.prefix();
-        Ok(Listing::parse(&prefix, &self.store.list(&format!("{prefix}/claims/"))?).claims.into_keys().collect())
+        let keys = self.store.list(&format!("{}/", self.paths().claims()))?;
+        Ok(Listing::parse(&self.prefix(), &keys).claims.into_keys().collect())
     }
 }
 
@@ -176,32 +185,31 @@ struct Listing {
     cancelled: bool,
 }
 
-/// `<run id>.<attempt>`, the name of a claim and of a job record, split.
-fn run_attempt(name: &str) -> Option<(&str, usize)> {
-    let (id, attempt) = name.rsplit_once('.')?;
-    Some((id, attempt.parse().ok()?))
-}
-
 impl Listing {
+    /// The keys (of a LIST) of the sweep whose prefix is `prefix` (`SweepPaths::prefix`),
+    /// read by `SweepPaths::parse`; keys of other sweeps are skipped.
     fn parse(prefix: &str, keys: &[String]) -> Self {
         let mut l = Listing::default();
-        let p = format!("{prefix}/");
         for key in keys {
-            let Some(rest) = key.strip_prefix(&p) else { continue };
-            if rest == "cancelled" {
-                l.cancelled = true;
-            } else if let Some((id, a)) = rest.strip_prefix("claims/").and_then(run_attempt) {
-                l.claims.entry(id.to_string()).or_default().insert(a);
-            } else if let Some((id, a)) =
-                rest.strip_prefix("jobs/").and_then(|k| k.strip_suffix(".json")).and_then(run_attempt)
-            {
-                l.jobs.insert((id.to_string(), a));
-            } else if let Some(k) = rest.strip_prefix("features/") {
-                if let Some(n) = k.strip_suffix(".claim") {
-                    l.feature_claims.insert(n.to_string());
-                } else if let Some(n) = k.strip_suffix(".json") {
-                    l.feature_jobs.insert(n.to_string());
+            let Some((paths, kind)) = SweepPaths::parse(key) else { continue };
+            if paths.prefix() != prefix {
+                continue;
+            }
+            match kind {
+                SweepKey::Cancelled => l.cancelled = true,
+                SweepKey::Claim { run, attempt } => {
+                    l.claims.entry(run).or_default().insert(attempt);
                 }
+                SweepKey::Job { run, attempt } => {
+                    l.jobs.insert((run, attempt));
+                }
+                SweepKey::FeatureClaim(name) => {
+                    l.feature_claims.insert(name);
+                }
+                SweepKey::FeatureJob(name) => {
+                    l.feature_jobs.insert(name);
+                }
+                SweepKey::Manifest | SweepKey::Report | SweepKey::Launch(_) => {}
             }
         }
         l
@@ -543,11 +551,15 @@ mod tests {
             "sweeps/s/features/features-abc.json",
             "sweeps/s/features/features-def.claim",
             "sweeps/s/cancelled",
+            // Another sweep whose name starts alike: not this one's.
+            "sweeps/s2/claims/run-b-5678.0",
+            "sweeps/s2/cancelled",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let l = Listing::parse("sweeps/s", &keys);
+        assert_eq!(l.claims.len(), 1, "{:?}", l.claims);
         assert_eq!(l.claims["run-a-1234"].iter().copied().collect::<Vec<_>>(), vec![0, 1]);
         assert!(l.jobs.contains(&("run-a-1234".to_string(), 0)) && l.jobs.len() == 1);
         assert_eq!(l.feature_claims.len(), 2);
