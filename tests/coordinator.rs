@@ -354,14 +354,13 @@ fn sweep_files_expand_and_errors_name_the_key() {
     // Table 6: one training per decoder, each evaluated again at noise 10..50 (no retraining).
     let t6 = ras::sweep::expand(&jobs.join("table6.toml"), &opts).unwrap();
     for r in &t6.runs {
-        assert_eq!(r.config().eval.noise_scales, vec![10.0, 20.0, 30.0, 40.0, 50.0], "{}", r.label);
+        assert_eq!(r.config().unwrap().eval.noise_scales, vec![10.0, 20.0, 30.0, 40.0, 50.0], "{}", r.label);
     }
     let t12 = ras::sweep::expand(&jobs.join("table1-2.toml"), &opts).unwrap();
     let separate: Vec<_> = t12.runs.iter().filter(|r| r.label.contains("class=")).collect();
     assert_eq!(separate.len(), 15, "one run per MVTec class");
-    assert!(separate
-        .iter()
-        .all(|r| r.config().dataset.classes.len() == 1 && r.config().train.setting == ras::config::Setting::Separate));
+    assert!(separate.iter().all(|r| r.config().unwrap().dataset.classes.len() == 1
+        && r.config().unwrap().train.setting == ras::config::Setting::Separate));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = small_sweep(dir.path(), "bad", "");

@@ -110,7 +110,7 @@ fn table6_trains_uniad_with_uniads_recipe() {
     let m = ras::sweep::expand(&common::repo().join("jobs/table6.toml"), &opts).unwrap();
     assert_eq!(m.runs.len(), 2);
     assert!(m.runs.iter().all(|r| r.dataset == "mvtec"), "one table");
-    let cfg = |d: DecoderKind| m.runs.iter().map(|r| r.config()).find(|c| c.model.decoder == d).unwrap();
+    let cfg = |d: DecoderKind| m.runs.iter().map(|r| r.config().unwrap()).find(|c| c.model.decoder == d).unwrap();
     let (uniad, ras_run) = (cfg(DecoderKind::Uniad), cfg(DecoderKind::Ras));
     assert_eq!(uniad.model, uniad_recipe());
     let t = &uniad.train;

@@ -75,7 +75,7 @@ pub fn status(args: &SweepRefArgs, watch: Option<f64>) -> Result<()> {
     let (manifest, store) = find(args)?;
     // Jobs are polled from their records (each names its launcher): no profile needed.
     let mut launcher = ras::launch::Records;
-    let mut tracker = ras::sweep::Tracker::new(&store, &manifest);
+    let mut tracker = ras::sweep::Tracker::new(&store, &manifest)?;
     loop {
         let views = tracker.refresh(&mut launcher)?;
         let table = ras::sweep::render_views(&views);
@@ -108,10 +108,10 @@ pub fn plan(args: &SweepArgs, json: bool, check_data: bool) -> Result<()> {
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let note = ras::sweep::plan::render_unchecked(&unchecked);
     if json {
-        println!("{}", serde_json::to_string_pretty(&ras::sweep::plan::plan_json(&manifest, &profile))?);
+        println!("{}", serde_json::to_string_pretty(&ras::sweep::plan::plan_json(&manifest, &profile)?)?);
         eprint!("{}", note.unwrap_or_default());
     } else {
-        print!("{}", ras::sweep::plan::render_plan(&manifest, &profile));
+        print!("{}", ras::sweep::plan::render_plan(&manifest, &profile)?);
         if let Some(n) = note {
             print!("{n}");
         } else if !check_data {

@@ -7,7 +7,7 @@ use crate::run::cost::{read_attempts, CostSummary};
 use crate::run::RunPaths;
 use crate::store::Store;
 use crate::sweep::estimate::Estimate;
-use crate::sweep::{Manifest, SweepState};
+use crate::sweep::Manifest;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ pub struct CostRow {
 /// figures come from the stored manifest (the plan made before the runs ran), else from
 /// `manifest` (a report of a sweep planned by an older `ras`).
 pub fn collect_cost(store: &Store, manifest: &Manifest) -> Result<Vec<CostRow>, ReportError> {
-    let stored: Option<Manifest> = store.get_json(&SweepState { store, manifest }.manifest_key())?;
+    let stored = Manifest::read(store, &manifest.name)?;
     let planned: BTreeMap<&str, &Estimate> = stored
         .iter()
         .flat_map(|m| &m.runs)

@@ -69,7 +69,7 @@ pub fn collect_plots(store: &Store, manifest: &Manifest) -> Result<PlotData, Rep
     type Cells = BTreeMap<(usize, usize), Vec<(f64, f64)>>;
     let mut cells: BTreeMap<(String, String), (Cells, RunConfig)> = BTreeMap::new();
     for (run, fm) in &runs {
-        let cfg = run.config();
+        let cfg = run.config()?;
         let (e, d) = (cfg.model.encoder_layers, cfg.model.decoder_layers);
         let variant = variant_without(&run.variant, &["model.encoder_layers", "model.decoder_layers"]);
         let mean = &fm.metrics.mean;
@@ -111,7 +111,7 @@ pub fn collect_plots(store: &Store, manifest: &Manifest) -> Result<PlotData, Rep
     }
 
     out.noise = noise::curves(store, &runs)?;
-    for (dataset, series) in super::layout::noise_with_configs(&out.noise, &runs) {
+    for (dataset, series) in super::layout::noise_with_configs(&out.noise, &runs)? {
         out.curves.extend(curve_infos(m, &paper, &dataset, &series)?);
     }
     Ok(out)

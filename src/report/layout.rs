@@ -232,7 +232,7 @@ pub fn paper_layout(
 
 /// What makes this report's numbers not comparable with the paper's, one sentence each
 /// (empty when nothing does).
-pub fn caveats(manifest: &Manifest, runs: &[(&PlannedRun, FinalMetrics)]) -> Vec<String> {
+pub fn caveats(manifest: &Manifest, runs: &[(&PlannedRun, FinalMetrics)]) -> Result<Vec<String>, ReportError> {
     let mut out = vec![];
     let random = runs.iter().filter(|(_, fm)| !fm.backbone_pretrained).count();
     if random > 0 {
@@ -240,7 +240,7 @@ pub fn caveats(manifest: &Manifest, runs: &[(&PlannedRun, FinalMetrics)]) -> Vec
     }
     let mut odd_classes = BTreeSet::new();
     for (run, fm) in runs {
-        let kind = run.config().dataset.kind;
+        let kind = run.config()?.dataset.kind;
         match kind.published_classes() {
             Some(list) => {
                 if fm.metrics.classes.keys().any(|c| !list.contains(&c.as_str())) {
@@ -258,7 +258,13 @@ pub fn caveats(manifest: &Manifest, runs: &[(&PlannedRun, FinalMetrics)]) -> Vec
             odd_classes.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
-    let short: Vec<usize> = runs.iter().map(|(r, _)| r.config().train.epochs).filter(|&e| e < PAPER_EPOCHS).collect();
+    let mut short = vec![];
+    for (r, _) in runs {
+        let epochs = r.config()?.train.epochs;
+        if epochs < PAPER_EPOCHS {
+            short.push(epochs);
+        }
+    }
     if let Some(max) = short.iter().max() {
         out.push(format!(
             "{} of {} runs trained at most {max} epochs (the paper: {PAPER_EPOCHS}).",
@@ -269,28 +275,28 @@ pub fn caveats(manifest: &Manifest, runs: &[(&PlannedRun, FinalMetrics)]) -> Vec
     if manifest.paper.is_none() {
         out.push("the sweep file names no paper table ([paper]): no paper numbers are shown.".into());
     }
-    out
+    Ok(out)
 }
 
 /// The noise series of a report with a config of each (for the paper-row templates).
 pub fn noise_with_configs(
     noise: &BTreeMap<String, Vec<NoiseSeries>>,
     runs: &[(&PlannedRun, FinalMetrics)],
-) -> BTreeMap<String, Vec<(NoiseSeries, RunConfig)>> {
+) -> Result<BTreeMap<String, Vec<(NoiseSeries, RunConfig)>>, ReportError> {
     let mut out = BTreeMap::new();
     for (dataset, series) in noise {
-        let with: Vec<(NoiseSeries, RunConfig)> = series
-            .iter()
-            .filter_map(|s| {
-                let run = runs.iter().find(|(r, _)| {
-                    &r.dataset == dataset && variant_without(&r.variant, &["eval.test_jitter_scale"]) == s.variant
-                })?;
-                Some((s.clone(), run.0.config()))
-            })
-            .collect();
+        let mut with: Vec<(NoiseSeries, RunConfig)> = vec![];
+        for s in series {
+            let run = runs.iter().find(|(r, _)| {
+                &r.dataset == dataset && variant_without(&r.variant, &["eval.test_jitter_scale"]) == s.variant
+            });
+            if let Some((run, _)) = run {
+                with.push((s.clone(), run.config()?));
+            }
+        }
         out.insert(dataset.clone(), with);
     }
-    out
+    Ok(out)
 }
 
 /// Markdown of the whole paper-layout report, caveats first.

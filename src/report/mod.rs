@@ -27,7 +27,7 @@ pub use tables::{collect, latex, markdown};
 
 use crate::run::FinalMetrics;
 use crate::store::{Store, StoreError};
-use crate::sweep::{Manifest, PlannedRun};
+use crate::sweep::{Manifest, PlannedRun, SweepError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -51,12 +51,19 @@ pub enum ReportError {
     Paper(String),
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
+    /// The sweep's stored manifest, or a run config in it, that this version cannot read.
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
 }
 
 impl ReportError {
     /// Whether the store stayed unreachable past its retry budget (see [`crate::store::StoreError::is_outage`]).
     pub fn is_outage(&self) -> bool {
-        matches!(self, ReportError::Store(e) if e.is_outage())
+        match self {
+            ReportError::Store(e) => e.is_outage(),
+            ReportError::Sweep(e) => e.is_outage(),
+            _ => false,
+        }
     }
 }
 
@@ -87,10 +94,10 @@ pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Res
         return Err(ReportError::NoCompleteRun { sweep: manifest.name.clone(), store: store.url().to_string() });
     }
     let runs = complete_runs(store, manifest)?;
-    let caveats = layout::caveats(manifest, &runs);
+    let caveats = layout::caveats(manifest, &runs)?;
     let plots = collect_plots(store, manifest)?;
     let grids =
-        layout::paper_layout(manifest.paper.as_ref(), &tables, &layout::noise_with_configs(&plots.noise, &runs))?;
+        layout::paper_layout(manifest.paper.as_ref(), &tables, &layout::noise_with_configs(&plots.noise, &runs)?)?;
     let mut seen = std::collections::BTreeSet::new();
     let recipes: Vec<String> = tables
         .values()

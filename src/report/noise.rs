@@ -43,7 +43,7 @@ pub(super) fn curves(
     for (run, fm) in runs {
         let variant = variant_without(&run.variant, &["eval.test_jitter_scale"]);
         let curve = curves.entry((run.dataset.clone(), variant)).or_default();
-        let own = run.config().eval.test_jitter_scale;
+        let own = run.config()?.eval.test_jitter_scale;
         let mean = &fm.metrics.mean;
         curve.entry(milli(own)).or_default().push((100.0 * mean.image_auroc, 100.0 * mean.pixel_auroc));
         for key in store.list(&format!("{}/", RunPaths::new(run.id.as_str()).evals()))? {

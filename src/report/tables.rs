@@ -34,7 +34,7 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
     type Group = (RunConfig, BTreeSet<String>, BTreeMap<String, Vec<[f64; 7]>>);
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     for (run, fm) in complete_runs(store, manifest)? {
-        let cfg = run.config();
+        let cfg = run.config()?;
         let variant = variant_without(&run.variant, &[]);
         let recipe = cfg.recipe();
         let entry =

@@ -17,7 +17,7 @@ use crate::config::sweep_file::alpha;
 use crate::eval::MetricsTable;
 use crate::run::{FinalMetrics, RunKey, RunPaths, RunState, RunStatus};
 use crate::store::{Store, StoreError};
-use crate::sweep::{Manifest, SweepKey, SweepPaths};
+use crate::sweep::{Manifest, SweepError, SweepKey, SweepPaths};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,12 +49,19 @@ pub enum RunsError {
     Filter(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A stored sweep manifest this version cannot read (`Manifest::read`).
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
 }
 
 impl RunsError {
     /// Whether the store stayed unreachable past its retry budget (see [`crate::store::StoreError::is_outage`]).
     pub fn is_outage(&self) -> bool {
-        matches!(self, RunsError::Store(e) if e.is_outage())
+        match self {
+            RunsError::Store(e) => e.is_outage(),
+            RunsError::Sweep(e) => e.is_outage(),
+            _ => false,
+        }
     }
 }
 
@@ -86,10 +93,11 @@ pub fn open_run(url: &str, run: &str) -> Result<Store, RunsError> {
 
 /// The manifest a sweep's coordinator saved (`sweeps/<name>/manifest.json`): the runs it
 /// launched, with no sweep file, base configs or cluster profile needed. Unknown: the
-/// error lists the sweeps the store holds.
+/// error lists the sweeps the store holds; one this version cannot read: the error of
+/// `Manifest::read`.
 pub fn saved_sweep(store: &Store, name: &str) -> Result<Manifest, RunsError> {
     if !name.is_empty() && !name.contains('/') {
-        if let Some(m) = store.get_json::<Manifest>(&SweepPaths::new(name).manifest())? {
+        if let Some(m) = Manifest::read(store, name)? {
             return Ok(m);
         }
     }

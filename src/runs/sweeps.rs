@@ -93,9 +93,13 @@ pub fn find_sweep(
         // Reading a sweep must not create its store: a mistyped URL is an error.
         let store = Store::open_existing(&manifest.store)?;
         if cluster.is_none() {
-            // No profile to size ranks with: what the coordinator saved, if it ran.
-            if let Ok(saved) = super::saved_sweep(&store, &manifest.name) {
-                return Ok((saved, store));
+            // No profile to size ranks with: what the coordinator saved, if it ran. A
+            // saved manifest this version cannot read is an error, not skipped: the
+            // expansion here would show a plan other than the one that ran.
+            match super::saved_sweep(&store, &manifest.name) {
+                Ok(saved) => return Ok((saved, store)),
+                Err(RunsError::NoSweep { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         return Ok((manifest, store));

@@ -80,7 +80,7 @@ pub fn coordinate(
     on_change: &mut dyn FnMut(&[RunView]),
     on_cycle: &mut dyn FnMut(&CycleStats),
 ) -> Result<Vec<RunView>, SweepError> {
-    let mut tracker = Tracker::new(store, manifest);
+    let mut tracker = Tracker::new(store, manifest)?;
     tracker.state.publish_manifest()?;
     if !opts.no_wait && tracker.state.cancelled()? {
         tracing::info!(sweep = manifest.name, "resuming a cancelled sweep");
@@ -327,7 +327,7 @@ fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTre
 /// Cancels every live job of a sweep (one scheduler call) and stops its coordinators
 /// from launching more. Returns how many jobs were cancelled.
 pub fn cancel(store: &Store, manifest: &Manifest, launcher: &mut dyn Launcher) -> Result<usize, SweepError> {
-    let mut tracker = Tracker::new(store, manifest);
+    let mut tracker = Tracker::new(store, manifest)?;
     tracker.state.set_cancelled()?;
     let views = tracker.refresh(launcher)?;
     let mut jobs: Vec<JobRecord> = tracker

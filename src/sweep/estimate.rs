@@ -240,7 +240,7 @@ pub fn estimate_all(manifest: &mut Manifest, store: &Store, profile: &ClusterPro
     let mut filled = BTreeSet::new();
     for run in &mut manifest.runs {
         let fills = filled.insert(run.feature_key.clone());
-        let w = Workload::of(run, &run.config(), profile, fills);
+        let w = Workload::of(run, &run.config()?, profile, fills);
         run.estimate = Some(estimate(&w, measured.get(&w.shape), profile));
     }
     Ok(())

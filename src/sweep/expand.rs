@@ -2,60 +2,13 @@
 //! sets x grid points, `separate` one run per class), each a validated, resolved config
 //! with a stable run id, a label, its ranks and its cost.
 
+use super::manifest::{Manifest, PlannedRun, MANIFEST_FORMAT, RAS_VERSION};
 use super::{plan, SweepError};
 use crate::config::overrides::format as kv;
 use crate::config::sweep_file::resolve_config_path;
 use crate::config::{RunConfig, Setting, SweepFile};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// One expanded run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PlannedRun {
-    pub id: String,
-    /// What distinguishes it in the sweep (`mvtec model.encoder_layers=0 class=bottle`).
-    pub label: String,
-    /// The same label without the seed: runs that differ only by seed share a variant.
-    pub variant: String,
-    /// Base config stem (`mvtec`, `demo`): the report groups tables by it. A run of a
-    /// `[bases]` grid value keeps the sweep's `base` stem (it belongs in the same tables).
-    pub dataset: String,
-    pub config_toml: String,
-    pub ranks: usize,
-    pub train_images: usize,
-    /// Test images (the evaluation's work); 0 in manifests older than cost estimates.
-    #[serde(default)]
-    pub test_images: usize,
-    /// Relative training cost (train images x epochs x GFLOPs per image).
-    pub cost: f64,
-    /// Feature-cache key proxy (dataset root + backbone identity): the cache is per class,
-    /// so the first run on a dataset fills it for every later one.
-    pub feature_key: String,
-    /// The plan's cost estimate (`ras plan`, and `ras sweep` before it launches): kept in
-    /// the stored manifest so the report sets it against the measured cost.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub estimate: Option<super::estimate::Estimate>,
-}
-
-impl PlannedRun {
-    pub fn config(&self) -> RunConfig {
-        RunConfig::from_toml(&self.config_toml, Path::new("manifest")).expect("manifest configs were validated")
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub name: String,
-    pub store: String,
-    pub max_retries: usize,
-    pub note: Option<String>,
-    /// The sweep file's `[paper]`: which paper rows its variants reproduce.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paper: Option<crate::config::PaperMatch>,
-    /// In launch order (feature-cache fillers first, then longest first).
-    pub runs: Vec<PlannedRun>,
-}
 
 /// Options of an expansion that come from the command line.
 #[derive(Debug, Clone, Default)]
@@ -287,7 +240,7 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
     // anything runs, not in the report after the sweep.
     if let Some(paper) = &file.paper {
         for r in &runs {
-            paper.check(&r.config()).map_err(|message| SweepError::Invalid {
+            paper.check(&r.config()?).map_err(|message| SweepError::Invalid {
                 path: path.to_path_buf(),
                 message: format!("run {}: {message}", r.label),
             })?;
@@ -297,6 +250,8 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
     issues.retain(|i| runs.iter().any(|r| r.id == i.run_id));
     issues.dedup_by(|a, b| a.run_id == b.run_id);
     let manifest = Manifest {
+        format_version: MANIFEST_FORMAT,
+        written_by: Some(RAS_VERSION.to_string()),
         name,
         store: store.unwrap_or_default(),
         max_retries: file.max_retries,
@@ -418,7 +373,7 @@ mod tests {
         let opts = ExpandOptions { max_ranks: 1, ..Default::default() };
         let (m, issues) = expand_checked(&sweep, &opts).unwrap();
         assert_eq!(m.runs.len(), 2);
-        let root = m.runs[0].config().dataset.root;
+        let root = m.runs[0].config().unwrap().dataset.root;
         assert!(root.is_absolute() && root.ends_with("exp/data"), "{}", root.display());
         assert_eq!(issues.len(), 1, "{issues:?}");
         assert!(
@@ -442,7 +397,7 @@ mod tests {
             let m = expand(&sweep, &ExpandOptions { max_ranks, ..Default::default() }).unwrap();
             assert_eq!(m.runs.len(), 3);
             for r in &m.runs {
-                let batch = r.config().train.batch_size;
+                let batch = r.config().unwrap().train.batch_size;
                 assert!(
                     batch % r.ranks == 0 && r.ranks <= max_ranks,
                     "{} on {max_ranks} slots: {} ranks for batch {batch}",
@@ -484,7 +439,7 @@ mod tests {
         let opts = ExpandOptions { max_ranks: 1, ..Default::default() };
         let m = expand(&write("[bases.\"model.decoder\"]\nuniad = \"other.toml\"\n"), &opts).unwrap();
         let run = |decoder: &str| m.runs.iter().find(|r| r.label.ends_with(&format!("={decoder}"))).unwrap();
-        let (ras, uniad) = (run("\"ras\"").config(), run("\"uniad\"").config());
+        let (ras, uniad) = (run("\"ras\"").config().unwrap(), run("\"uniad\"").config().unwrap());
         assert_eq!((ras.name.as_str(), ras.model.encoder_layers, ras.train.lr, ras.model.dropout), ("m", 2, 7e-4, 0.0));
         assert_eq!((uniad.name.as_str(), uniad.model.encoder_layers, uniad.train.lr), ("o", 4, 1e-4));
         assert_eq!(

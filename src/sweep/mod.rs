@@ -5,7 +5,8 @@
 //! the store under `sweeps/<name>/` (the layout, and the one type that spells its keys:
 //! `paths`).
 //!
-//! Files: `expand` (sweep file -> runs), `plan` (ranks, cost, placement, the plan table),
+//! Files: `expand` (sweep file -> runs), `manifest` (the runs as stored, and the one
+//! reader of a stored manifest), `plan` (ranks, cost, placement, the plan table),
 //! `estimate` (cost from measurements), `paths` (the store keys), `state` (the store
 //! records, read incrementally by `Tracker`), `coordinator` (the loop that launches and
 //! retries), `status` (views and the status table).
@@ -13,13 +14,15 @@
 pub mod coordinator;
 pub mod estimate;
 pub mod expand;
+pub mod manifest;
 pub mod paths;
 pub mod plan;
 pub mod state;
 pub mod status;
 
 pub use coordinator::{cancel, coordinate, submit_report_job, CoordinateOptions, CycleStats};
-pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions, Manifest, PlannedRun};
+pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions};
+pub use manifest::{Manifest, PlannedRun, MANIFEST_FORMAT};
 pub use paths::{SweepKey, SweepPaths};
 pub use state::{SweepState, Tracker};
 pub use status::{render_failed, render_views, RunPhase, RunView};
@@ -45,6 +48,24 @@ pub enum SweepError {
         #[source]
         source: Box<ConfigError>,
     },
+    /// A stored manifest in a format this version does not read.
+    #[error(
+        "{key} in {url} is format {found}, written by {writer}; this ras ({}) reads format {}: use that version of ras or a newer one",
+        manifest::RAS_VERSION,
+        manifest::MANIFEST_FORMAT
+    )]
+    ManifestFormat { key: String, url: String, found: String, writer: String },
+    /// A stored manifest that does not parse (cut short, or edited by hand).
+    #[error(
+        "{key} in {url} {problem}: delete it (the next `ras sweep` of the sweep file writes it again) or restore it"
+    )]
+    ManifestCorrupt { key: String, url: String, problem: String },
+    /// A run config of a manifest that this version cannot parse (written by another
+    /// version of ras: a key it does not know, a value it does not take). The parse
+    /// error goes last (it quotes the line) and is not a `source`: printed in full here,
+    /// the error chain would print it twice.
+    #[error("{manifest}: the config of run {run} does not parse with ras {}: {fix}; {error}", manifest::RAS_VERSION)]
+    ManifestConfig { manifest: String, run: String, fix: String, error: Box<ConfigError> },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("launcher: {0}")]

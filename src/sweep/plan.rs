@@ -7,7 +7,7 @@
 //! model at an assumed TFLOP/s (the plan says which, per run).
 
 use super::estimate::{estimate, flops_per_image, Estimate, Source, Workload};
-use super::{Manifest, PlannedRun};
+use super::{Manifest, PlannedRun, SweepError};
 use crate::config::{ClusterProfile, ClusterShape, RunConfig};
 
 /// Chooses `count` nodes with at least `per_node` free slots each (`free[i]` for node i):
@@ -147,24 +147,27 @@ fn slot_nodes(slot: &Slot, profile: &ClusterProfile) -> Vec<String> {
 
 /// Every run's estimate: the manifest's (`estimate::estimate_all` filled it from the
 /// store), else the profile's bench figures or the FLOP model.
-pub fn estimates(manifest: &Manifest, profile: &ClusterProfile) -> Vec<Estimate> {
+pub fn estimates(manifest: &Manifest, profile: &ClusterProfile) -> Result<Vec<Estimate>, SweepError> {
     let mut filled = std::collections::BTreeSet::new();
     manifest
         .runs
         .iter()
         .map(|r| {
             let fills = filled.insert(r.feature_key.clone());
-            r.estimate.clone().unwrap_or_else(|| estimate(&Workload::of(r, &r.config(), profile, fills), None, profile))
+            match &r.estimate {
+                Some(e) => Ok(e.clone()),
+                None => Ok(estimate(&Workload::of(r, &r.config()?, profile, fills), None, profile)),
+            }
         })
         .collect()
 }
 
 /// The plan: estimates, slots (in seconds) and the makespan.
-fn scheduled(manifest: &Manifest, profile: &ClusterProfile) -> (Vec<Estimate>, Vec<Slot>, f64) {
-    let est = estimates(manifest, profile);
+fn scheduled(manifest: &Manifest, profile: &ClusterProfile) -> Result<(Vec<Estimate>, Vec<Slot>, f64), SweepError> {
+    let est = estimates(manifest, profile)?;
     let durations: Vec<f64> = est.iter().map(|e| e.wall_s).collect();
     let (slots, total) = schedule(&manifest.runs, &durations, profile.shape());
-    (est, slots, total)
+    Ok((est, slots, total))
 }
 
 /// `ras plan --no-data-check`: the runs whose data was not readable here (planned from
@@ -184,8 +187,8 @@ pub fn render_unchecked(issues: &[super::DataIssue]) -> Option<String> {
 }
 
 /// `ras plan --json`: one object per run, in launch order.
-pub fn plan_json(manifest: &Manifest, profile: &ClusterProfile) -> serde_json::Value {
-    let (est, slots, total) = scheduled(manifest, profile);
+pub fn plan_json(manifest: &Manifest, profile: &ClusterProfile) -> Result<serde_json::Value, SweepError> {
+    let (est, slots, total) = scheduled(manifest, profile)?;
     let runs: Vec<serde_json::Value> = manifest
         .runs
         .iter()
@@ -201,7 +204,9 @@ pub fn plan_json(manifest: &Manifest, profile: &ClusterProfile) -> serde_json::V
         })
         .collect();
     let rank_hours: f64 = est.iter().map(|e| e.rank_hours).sum();
-    serde_json::json!({"sweep": manifest.name, "pinned": !profile.node_names.is_empty(), "rank_hours": rank_hours, "makespan_h": total / 3600.0, "runs": runs})
+    Ok(
+        serde_json::json!({"sweep": manifest.name, "pinned": !profile.node_names.is_empty(), "rank_hours": rank_hours, "makespan_h": total / 3600.0, "runs": runs}),
+    )
 }
 
 /// Seconds as `12s`, `3m20s` or `2h05m`.
@@ -216,8 +221,8 @@ pub fn fmt_secs(s: f64) -> String {
 
 /// `ras plan`: the table of runs, ranks, nodes, estimated phases and rank-hours, start
 /// and end, and where each estimate came from.
-pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> String {
-    let (est, slots, total) = scheduled(manifest, profile);
+pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> Result<String, SweepError> {
+    let (est, slots, total) = scheduled(manifest, profile)?;
     let mut s = format!(
         "sweep {}: {} runs on {} nodes x {} ranks ({}), max_retries {}\n",
         manifest.name,
@@ -282,7 +287,7 @@ pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> String {
     if profile.node_names.is_empty() {
         s += "nodes: where the plan puts runs; Slurm chooses the actual nodes (name them in the profile's node_names to pin runs)\n";
     }
-    s
+    Ok(s)
 }
 
 /// How many estimates came from each source, and what to do about assumed ones.

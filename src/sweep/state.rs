@@ -55,13 +55,16 @@ impl<'a> SweepState<'a> {
         self.paths().manifest()
     }
 
-    /// Writes the manifest (again if the sweep file changed since). A run keeps the cost
-    /// estimate stored with it first: the plan made before it ran, which the report sets
-    /// against the measured cost (a later plan would be made from its own measurements).
+    /// Writes the manifest (again if the sweep file changed since), stamped with this
+    /// version and its format. A run keeps the cost estimate stored with it first: the
+    /// plan made before it ran, which the report sets against the measured cost (a later
+    /// plan would be made from its own measurements). A stored manifest this version
+    /// cannot read (`Manifest::read`) is an error, not overwritten: the sweep belongs to
+    /// another version of ras.
     pub fn publish_manifest(&self) -> Result<(), SweepError> {
         let key = self.manifest_key();
-        let cur: Option<Manifest> = self.store.get_json(&key)?;
-        let mut new = self.manifest.clone();
+        let cur = Manifest::read(self.store, &self.manifest.name)?;
+        let mut new = self.manifest.clone().stamped();
         if let Some(cur) = &cur {
             let planned: BTreeMap<&str, &super::estimate::Estimate> =
                 cur.runs.iter().filter_map(|r| Some((r.id.as_str(), r.estimate.as_ref()?))).collect();
@@ -253,10 +256,11 @@ pub struct Tracker<'a> {
 }
 
 impl<'a> Tracker<'a> {
-    pub fn new(store: &'a Store, manifest: &'a Manifest) -> Self {
+    /// Err: a run config of the manifest does not parse (`Manifest::configs`).
+    pub fn new(store: &'a Store, manifest: &'a Manifest) -> Result<Self, SweepError> {
         // Parsed once: the manifest's configs do not change under a coordinator.
-        let epochs = manifest.runs.iter().map(|r| r.config().train.epochs).collect();
-        Self {
+        let epochs = manifest.configs()?.iter().map(|c| c.train.epochs).collect();
+        Ok(Self {
             state: SweepState { store, manifest },
             epochs,
             runs: manifest.runs.iter().map(|_| Tracked::default()).collect(),
@@ -265,7 +269,7 @@ impl<'a> Tracker<'a> {
             first: true,
             features: BTreeMap::new(),
             cancelled: false,
-        }
+        })
     }
 
     /// A claim's record, read once.
@@ -447,7 +451,7 @@ impl<'a> Tracker<'a> {
                     if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
                         // The job died without recording why (killed from outside).
                         let reason = format!("job ended without recording an outcome after {attempts} attempts");
-                        crate::run::mark_failed_unless_recorded(&run.config(), &reason)?;
+                        crate::run::mark_failed_unless_recorded(&run.config()?, &reason)?;
                         view.error.get_or_insert(reason);
                     }
                     RunPhase::Failed
@@ -497,7 +501,8 @@ mod tests {
             label: id.into(),
             variant: id.into(),
             dataset: "d".into(),
-            config_toml: String::new(),
+            // (Read back through `Manifest::read`, which parses every config.)
+            config_toml: "name = \"a\"\n[dataset]\nroot = \"/nowhere\"\n".into(),
             ranks: 1,
             train_images: 1,
             test_images: 1,
@@ -505,8 +510,16 @@ mod tests {
             feature_key: String::new(),
             estimate,
         };
-        let manifest =
-            |runs| Manifest { name: "s".into(), store: String::new(), max_retries: 0, note: None, paper: None, runs };
+        let manifest = |runs| Manifest {
+            format_version: crate::sweep::MANIFEST_FORMAT,
+            written_by: None,
+            name: "s".into(),
+            store: String::new(),
+            max_retries: 0,
+            note: None,
+            paper: None,
+            runs,
+        };
         let first = manifest(vec![run("a", est(10.0, Source::Flops { tflops: 1.0 }))]);
         SweepState { store: &store, manifest: &first }.publish_manifest().unwrap();
         // Planned again after "a" ran (now from its measurements), with a new run "b".
@@ -514,7 +527,8 @@ mod tests {
             manifest(vec![run("a", est(99.0, Source::Measured { attempts: 1 })), run("b", est(5.0, Source::Bench))]);
         let state = SweepState { store: &store, manifest: &again };
         state.publish_manifest().unwrap();
-        let stored: Manifest = store.get_json(&state.manifest_key()).unwrap().unwrap();
+        let stored = Manifest::read(&store, "s").unwrap().unwrap();
+        assert_eq!(stored.written_by.as_deref(), Some(env!("CARGO_PKG_VERSION")), "stamped by its writer");
         assert_eq!(stored.runs[0].estimate, first.runs[0].estimate, "a's plan is the one made before it ran");
         assert_eq!(stored.runs[1].estimate, again.runs[1].estimate, "b is new: its plan is today's");
     }
