@@ -111,7 +111,7 @@ impl Imported {
                 }
                 None => {}
             }
-            s += &format!("run {id} in {store_url}/runs/{id}\n");
+            s += &format!("run {id} in {store_url}/{}\n", RunPaths::new(id.as_str()).prefix());
         }
         s + &format!("evaluate it: ras eval {id} --store {store_url}\n")
     }

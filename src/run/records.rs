@@ -71,7 +71,8 @@ pub struct FinalMetrics {
 impl FinalMetrics {
     /// What `ras train` and `ras eval` print about a finished run `run_id` in `store`.
     pub fn render_outcome(&self, run_id: &str, store: &str) -> String {
-        let mut s = format!("run {run_id} (epoch {}, {:?}) in {store}/runs/{run_id}\n", self.epoch, self.setting);
+        let prefix = RunPaths::new(run_id).prefix();
+        let mut s = format!("run {run_id} (epoch {}, {:?}) in {store}/{prefix}\n", self.epoch, self.setting);
         if !self.backbone_pretrained {
             s += "NOTE: random-init backbone (no backbone.weights): not comparable to the paper's numbers\n";
         }
