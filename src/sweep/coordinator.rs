@@ -5,8 +5,9 @@
 //! nothing changes.
 
 use super::plan::place;
-use super::state::{FeatureState, SweepState, Tracker};
+use super::state::{FeatureState, SweepState};
 use super::status::{RunPhase, RunView};
+use super::tracker::Tracker;
 use super::{Manifest, SweepError};
 use crate::config::ClusterShape;
 use crate::launch::{Dependency, JobCommand, JobRecord, JobSpec, Launcher};

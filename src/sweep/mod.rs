@@ -34,11 +34,13 @@ pub mod expand;
 pub mod plan;
 pub mod state;
 pub mod status;
+pub mod tracker;
 
 pub use coordinator::{cancel, coordinate, submit_report_job, CoordinateOptions, CycleStats};
 pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions, Manifest, PlannedRun};
-pub use state::{SweepState, Tracker};
+pub use state::SweepState;
 pub use status::{render_failed, render_views, RunPhase, RunView};
+pub use tracker::Tracker;
 
 use crate::config::{ConfigError, SweepFileError};
 use crate::store::StoreError;
