@@ -77,12 +77,22 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
         assert_eq!(env["feature_cache"]["classes_computed"], 0, "run {id}: {env}");
     }
 
-    // Each run's log is kept in the store under its own prefix.
+    // Each run's log is kept in the store under its own prefix, and beside it the job's
+    // record and command line (the coordinator records them for the local launcher too).
     for id in run_ids(&store, "quickstart") {
         let logs = files(&store.join(format!("runs/{id}/logs")));
         assert_eq!(logs.len(), 1, "run {id}: {logs:?}");
         let text = std::fs::read_to_string(store.join(format!("runs/{id}/logs/{}", logs[0]))).unwrap();
         assert!(text.contains(&id), "run {id}'s log names it: {text}");
+        let job = logs[0].trim_end_matches(".log");
+        let record = json(&store.join(format!("runs/{id}/jobs/{job}.json")));
+        assert_eq!(
+            (record["kind"].as_str(), record["run_id"].as_str()),
+            (Some("local"), Some(id.as_str())),
+            "{record}"
+        );
+        let line = std::fs::read_to_string(store.join(format!("runs/{id}/jobs/{job}.sh"))).unwrap();
+        assert!(line.contains(" train ") && line.contains(&format!("{id}.toml")), "{line}");
     }
 
     // Resubmission: everything complete, nothing launched again.
@@ -266,14 +276,14 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
     for id in run_ids(&store, "slurm2") {
         let env: serde_json::Value = json(&store.join(format!("runs/{id}/env.json")));
         assert_eq!(env["world"]["world_size"], 2, "{id} ran on 2 ranks: {env}");
-        let slurm = files(&store.join(format!("runs/{id}/slurm")));
+        let slurm = files(&store.join(format!("runs/{id}/jobs")));
         assert_eq!(slurm.len(), 2, "script + record: {slurm:?}");
         let script_name = slurm.iter().find(|f| f.ends_with(".sbatch")).unwrap();
-        let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{script_name}"))).unwrap();
+        let script = std::fs::read_to_string(store.join(format!("runs/{id}/jobs/{script_name}"))).unwrap();
         assert!(script.contains("#SBATCH --signal=USR1@60") && script.contains("#SBATCH --requeue"), "{script}");
         assert!(script.contains("srun --mpi=pmix -n 2 ") && script.contains("scontrol requeue"), "{script}");
         let record: serde_json::Value =
-            json(&store.join(format!("runs/{id}/slurm/{}", script_name.replace(".sbatch", ".json"))));
+            json(&store.join(format!("runs/{id}/jobs/{}", script_name.replace(".sbatch", ".json"))));
         let job_id = record["id"].as_str().unwrap();
         let sc = finished_job(job_id);
         assert!(sc.contains("JobState=COMPLETED") && sc.contains("NumTasks=2"), "{sc}");

@@ -29,7 +29,7 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
     let manifest = synthetic_sweep(opts.runs, &store_url, &tmp)?;
     let store = Store::open(&manifest.store)?;
     let exe = std::env::current_exe()?;
-    let mut launcher = crate::launch::for_profile(profile, exe, tmp.join("logs"), std::env::current_dir()?, &store);
+    let mut launcher = crate::launch::for_profile(profile, exe, tmp.join("logs"), std::env::current_dir()?);
     let copts = CoordinateOptions {
         poll_min: Duration::from_millis(100),
         poll_max: Duration::from_millis(100),
@@ -40,8 +40,8 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
     if !opts.json {
         writeln!(
             out,
-            "{:>5} {:>9} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}",
-            "cycle", "wall s", "scheduler", "get", "put", "head", "list", "delete", "changed", "submitted"
+            "{:>5} {:>9} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9}",
+            "cycle", "wall s", "scheduler", "get", "put", "head", "list", "delete", "in flight", "changed", "submitted"
         )?;
     }
     let mut line = |c: &CycleStats| -> std::io::Result<()> {
@@ -51,7 +51,7 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
             let s = &c.store;
             writeln!(
                 out,
-                "{:>5} {:>9.3} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}",
+                "{:>5} {:>9.3} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9}",
                 c.cycle,
                 c.wall_s,
                 c.scheduler_calls,
@@ -60,6 +60,7 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
                 s.head,
                 s.list,
                 s.delete,
+                c.max_in_flight,
                 c.runs_changed,
                 c.submitted
             )

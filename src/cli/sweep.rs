@@ -23,7 +23,7 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let work = ras::runs::work_dir(&manifest);
     let exe = std::env::current_exe().context("locating the ras binary")?;
-    let mut launcher = ras::launch::for_profile(&profile, exe, work.join("logs"), std::env::current_dir()?, &store);
+    let mut launcher = ras::launch::for_profile(&profile, exe, work.join("logs"), std::env::current_dir()?);
     let opts = ras::sweep::CoordinateOptions::for_profile(&profile, work.join("configs"), no_wait);
     println!(
         "sweep {}: {} runs, store {}, {} slots ({})",

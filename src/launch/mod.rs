@@ -68,6 +68,11 @@ pub struct JobRecord {
     /// Nodes the job was placed on (named profiles only; empty: the cluster chose).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
+    /// What was submitted (the sbatch script; a local job's command line), which the
+    /// coordinator keeps with the run (`RunPaths::job_script`). Not part of the stored
+    /// record: only the process that submitted the job has it.
+    #[serde(skip)]
+    pub submitted: Option<String>,
 }
 
 /// What the scheduler says of a job.
@@ -168,17 +173,17 @@ pub trait Launcher {
     }
 }
 
-/// The launcher a cluster profile names. `work_dir` is where jobs start (relative
+/// The launcher a cluster profile names (it writes nothing to the store: the coordinator
+/// records what it submitted). `work_dir` is where jobs start (relative
 /// dataset paths in configs mean the same there as here); logs go to `log_dir`.
 pub fn for_profile(
     profile: &crate::config::ClusterProfile,
     exe: PathBuf,
     log_dir: PathBuf,
     work_dir: PathBuf,
-    store: &crate::store::Store,
 ) -> Box<dyn Launcher> {
     match profile.launcher {
-        LauncherKind::Slurm => Box::new(Slurm::new(profile.clone(), exe, log_dir, work_dir, store.clone())),
+        LauncherKind::Slurm => Box::new(Slurm::new(profile.clone(), exe, log_dir, work_dir)),
         LauncherKind::Local => Box::new(Local::new(exe, log_dir)),
     }
 }

@@ -4,6 +4,7 @@
 
 use super::{Manifest, SweepError};
 use crate::launch::JobRecord;
+use crate::run::RunPaths;
 use crate::store::{Store, StoreError};
 use crate::{hostname, unix_now};
 use serde::{Deserialize, Serialize};
@@ -99,14 +100,42 @@ impl<'a> SweepState<'a> {
         }
     }
 
-    pub fn record_job(&self, id: &str, attempt: usize, job: &JobRecord) -> Result<(), SweepError> {
-        Ok(self.store.put_json(&self.job_key(id, attempt), job)?)
+    /// Claims many attempts in one batch: for each (run id, attempt), whether this
+    /// process got it (false: another coordinator did, and launches it).
+    pub fn claim_many(&self, attempts: &[(&str, usize)]) -> Result<Vec<bool>, SweepError> {
+        let c = Claim { host: hostname(), pid: std::process::id(), unix: unix_now() };
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&c).expect("json"));
+        let items = attempts.iter().map(|(id, a)| (self.claim_key_of(id, *a), bytes.clone())).collect();
+        Ok(self.store.put_new_many(items)?)
     }
 
-    /// Appends to the launch audit (a distinct key per submitting process).
-    pub fn record_launch(&self, id: &str, attempt: usize, job: &JobRecord) -> Result<(), SweepError> {
-        let key = format!("{}/launches/{id}.{attempt}.{}.{}", self.prefix(), hostname(), std::process::id());
-        Ok(self.store.put_json(&key, job)?)
+    /// Records jobs just submitted, each (run id, attempt, job), for every launcher:
+    /// first the launch audit (a distinct key per submitting process), then the record
+    /// and what the job runs beside each run (`runs/<id>/jobs/`), and last the sweep's job
+    /// records, which are what tells other coordinators the attempt is launched. Each
+    /// step is one batch. A coordinator killed in between leaves a claim without a job
+    /// record (relaunched after CLAIM_GRACE_S unless the run's lease is live), never a
+    /// job record missing from the audit.
+    pub fn record_jobs(&self, jobs: &[(&str, usize, &JobRecord)]) -> Result<(), SweepError> {
+        let (host, pid) = (hostname(), std::process::id());
+        let launches: Vec<(String, &JobRecord)> = jobs
+            .iter()
+            .map(|(id, a, job)| (format!("{}/launches/{id}.{a}.{host}.{pid}", self.prefix()), *job))
+            .collect();
+        self.store.put_json_many(&launches)?;
+        let mut beside: Vec<(String, bytes::Bytes)> = vec![];
+        for (id, _, job) in jobs {
+            let paths = RunPaths::new(*id);
+            let record = serde_json::to_vec_pretty(job).expect("json");
+            beside.push((paths.job_record(&job.id), record.into()));
+            if let Some(text) = &job.submitted {
+                let ext = if job.kind == crate::config::LauncherKind::Slurm { "sbatch" } else { "sh" };
+                beside.push((paths.job_script(&job.id, ext), text.clone().into_bytes().into()));
+            }
+        }
+        self.store.put_many(beside)?;
+        let records: Vec<(String, &JobRecord)> = jobs.iter().map(|(id, a, job)| (self.job_key(id, *a), *job)).collect();
+        Ok(self.store.put_json_many(&records)?)
     }
 
     /// Short name of a feature-cache key (store keys and job names).
