@@ -66,6 +66,11 @@ impl Store {
         self.batch(keys, |k| self.exists_async(k.as_ref()))
     }
 
+    /// Deletes many objects (a missing one is not an error).
+    pub fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<(), StoreError> {
+        self.batch(keys, |k| self.delete_async(k.as_ref())).map(|_| ())
+    }
+
     /// Lists many prefixes (each as [`Store::list`]).
     pub fn list_many<K: AsRef<str>>(&self, prefixes: &[K]) -> Result<Vec<Vec<String>>, StoreError> {
         self.batch(prefixes, |p| self.list_async(p.as_ref()))

@@ -187,17 +187,9 @@ impl Store {
     /// Runs one backend call; a remote store that does not answer is tried again (with
     /// backoff) until the retry budget is spent, counted from the first try. object_store
     /// retries most failures itself within the same budget; this loop catches the ones it
-    /// returns at once (a timed-out conditional create, a body cut off mid-read).
-    fn call<'s, T, F, Fut>(&'s self, op: &'static str, key: &str, f: F) -> Result<T, StoreError>
-    where
-        F: FnMut(&'s dyn ObjectStore) -> Fut,
-        Fut: std::future::Future<Output = Result<T, object_store::Error>>,
-    {
-        self.rt.block_on(self.call_async(op, key, f))
-    }
-
-    /// [`Store::call`] as a future, so that a batch ([`Store::get_many`], ...) keeps
-    /// several calls in flight on the store's runtime; each has its own retry budget.
+    /// returns at once (a timed-out conditional create, a body cut off mid-read). A future,
+    /// so that a batch ([`Store::get_many`], ...) keeps several calls in flight on the
+    /// store's runtime, each with its own retry budget; single calls block on it.
     async fn call_async<'s, T, F, Fut>(&'s self, op: &'static str, key: &str, mut f: F) -> Result<T, StoreError>
     where
         F: FnMut(&'s dyn ObjectStore) -> Fut,
@@ -344,14 +336,19 @@ impl Store {
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.rt.block_on(self.delete_async(key))
+    }
+
+    async fn delete_async(&self, key: &str) -> Result<(), StoreError> {
         counters::bump(&counters::DELETE);
         let path = &self.path(key);
-        self.call("delete", key, |c| async move {
+        self.call_async("delete", key, |c| async move {
             match c.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e),
             }
         })
+        .await
     }
 
     fn decode_json<T: serde::de::DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
