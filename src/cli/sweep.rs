@@ -136,7 +136,14 @@ fn write_report(sweep: &Path, manifest: &Manifest, store: &Store, out: &Path) ->
 }
 
 /// `ras bench coordinator`: see its --help.
-pub fn bench_coordinator(runs: usize, cycles: usize, cluster: &Path, store: Option<String>, json: bool) -> Result<()> {
+pub fn bench_coordinator(
+    runs: usize,
+    cycles: usize,
+    cluster: &Path,
+    store: Option<String>,
+    json: bool,
+    s3_latency: Option<std::time::Duration>,
+) -> Result<()> {
     let profile = ClusterProfile::load(cluster)?;
     if profile.launcher != LauncherKind::Slurm {
         bail!(
@@ -144,7 +151,7 @@ pub fn bench_coordinator(runs: usize, cycles: usize, cluster: &Path, store: Opti
             cluster.display()
         );
     }
-    let opts = ras::bench::coordinator::Options { runs, cycles, store, json };
+    let opts = ras::bench::coordinator::Options { runs, cycles, store, json, s3_latency };
     eprintln!("{}", ras::bench::coordinator::run(&profile, &opts, &mut std::io::stdout())?);
     Ok(())
 }
