@@ -7,6 +7,9 @@
 //!   `sbatch --parsable`; every job of a sweep polled with ONE `squeue` call per cycle;
 //!   `scancel`.
 //!
+//! - [`memory::Memory`] (memory.rs): for tests only, a cluster in memory (Local-like or
+//!   Slurm-like) whose jobs write what `ras train` would, as each test's script says.
+//!
 //! - [`train_ranks`] (ranks.rs): `ras train CFG --ranks N` itself, N workers under mpirun
 //!   on this machine, and the run's outcome from mpirun's exit.
 //!
@@ -16,6 +19,7 @@
 
 pub mod command;
 pub mod local;
+pub mod memory;
 pub mod mpirun;
 pub mod ranks;
 pub mod slurm;
