@@ -377,6 +377,23 @@ fn a_claim_without_a_job_is_launched_again_only_after_the_grace() {
     }
 }
 
+/// A coordinator killed between claiming an attempt and submitting it: nothing ran, so
+/// the attempt is not the run's to pay for, even with no retries to spare.
+#[test]
+fn a_claim_that_never_became_a_job_uses_no_retry() {
+    let s = Sweep::new(1, 0);
+    let id = s.ids()[0].clone();
+    let mem = Memory::completing();
+    s.coordinate(&mem, &CoordinateOptions { max_cycles: Some(1), ..s.opts(4) });
+    mem.refuse_submits(1);
+    assert!(s.try_coordinate(&mem, &s.opts(4)).is_err());
+    age_claims(&s, CLAIM_GRACE_S + 1);
+    let views = s.coordinate(&mem, &s.opts(4));
+    assert_eq!((&views[0].phase, views[0].attempts, &views[0].error), (&RunPhase::Complete, 2, &None));
+    assert_eq!(attempts_submitted(&mem, &id), vec![1]);
+    assert_eq!(s.status(&id).state, RunState::Complete);
+}
+
 #[test]
 fn cancel_stops_the_active_jobs_and_a_later_coordinator_resumes() {
     let s = Sweep::new(3, 0);

@@ -357,6 +357,12 @@ impl<'a> Tracker<'a> {
                 continue;
             }
             let attempts = listing.claims.get(&run.id).map(|s| s.len()).unwrap_or(0);
+            // Claims that became jobs: one whose coordinator died before submitting ran
+            // nothing, and must not use up the run's retries.
+            let submitted = listing
+                .claims
+                .get(&run.id)
+                .map_or(0, |s| s.iter().filter(|&&a| listing.jobs.contains(&(run.id.clone(), a))).count());
             let job_state = run_states[i].clone();
             let attempt = latest[i].as_ref().map(|(a, _)| *a);
             // Read the status when it can have changed: first pass, job running (not
@@ -435,7 +441,7 @@ impl<'a> Tracker<'a> {
                 }
                 if alive {
                     RunPhase::Active
-                } else if out_of_attempts(attempts, manifest.max_retries, status.as_ref()) {
+                } else if out_of_attempts(submitted, manifest.max_retries, status.as_ref()) {
                     if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
                         // The job died without recording why (killed from outside).
                         let reason = format!("job ended without recording an outcome after {attempts} attempts");
