@@ -387,3 +387,7 @@ pub fn submit_report_job(
     store.put_json(&format!("sweeps/{}/report.json", manifest.name), &job)?;
     Ok(Some(job))
 }
+
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod tests;

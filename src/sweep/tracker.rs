@@ -236,7 +236,10 @@ impl<'a> Tracker<'a> {
         self.fetch_records(vec![], wanted_claims)?;
         let mut alive: Vec<bool> = (0..n)
             .map(|i| match (&job_states[i], claim_key(i)) {
-                (None, Some(k)) => unix_now().saturating_sub(self.claims[&k].unix) < CLAIM_GRACE_S,
+                // (Read above for every run not complete; a complete one's is not needed.)
+                (None, Some(k)) => {
+                    self.claims.get(&k).is_some_and(|c| unix_now().saturating_sub(c.unix) < CLAIM_GRACE_S)
+                }
                 (Some(s), _) => s.is_alive(),
                 (None, None) => false,
             })
@@ -264,6 +267,12 @@ impl<'a> Tracker<'a> {
                 continue;
             }
             let attempts = listing.claims.get(&run.id).map(|s| s.len()).unwrap_or(0);
+            // Claims that became jobs: one whose coordinator died before submitting ran
+            // nothing, and must not use up the run's retries.
+            let submitted = listing
+                .claims
+                .get(&run.id)
+                .map_or(0, |s| s.iter().filter(|&&a| listing.jobs.contains(&(run.id.clone(), a))).count());
             let status = self.runs[i].status.clone();
             let mut view = RunView {
                 id: run.id.clone(),
@@ -300,7 +309,7 @@ impl<'a> Tracker<'a> {
                 }
                 if alive[i] {
                     RunPhase::Active
-                } else if out_of_attempts(attempts, manifest.max_retries, status.as_ref()) {
+                } else if out_of_attempts(submitted, manifest.max_retries, status.as_ref()) {
                     if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
                         // The job died without recording why (killed from outside).
                         let reason = format!("job ended without recording an outcome after {attempts} attempts");
