@@ -12,7 +12,7 @@ DEMO_DATA := out/demo-data
 dist: build
 	bash scripts/dist.sh $(RAS)
 
-.PHONY: setup setup-python setup-s3 build build-cuda check-cuda-build lint demo test bench bench-coordinator clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: setup setup-python setup-s3 build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -74,6 +74,15 @@ bench-coordinator: build
 	bash cluster/slurm-up.sh
 	scontrol update PartitionName=debug State=DOWN
 	$(RAS) bench coordinator --runs 2000 --cycles 6 --cluster cluster/ci-slurm.toml; rc=$$?; \
+	  scontrol update PartitionName=debug State=UP; exit $$rc
+
+# The same against the test S3 server behind a loopback forwarder adding 20 ms to every
+# request (a cloud store's round trip), then `ras status`, `ras report` and `ras runs` of
+# the sweep once finished. Figures in README (Sweeps at scale).
+bench-coordinator-s3: build setup-s3
+	bash cluster/slurm-up.sh
+	scontrol update PartitionName=debug State=DOWN
+	$(RAS) bench coordinator --runs 2000 --cycles 6 --cluster cluster/ci-slurm.toml --s3 --latency-ms 20; rc=$$?; \
 	  scontrol update PartitionName=debug State=UP; exit $$rc
 
 clean-demo:

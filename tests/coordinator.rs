@@ -77,12 +77,22 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
         assert_eq!(env["feature_cache"]["classes_computed"], 0, "run {id}: {env}");
     }
 
-    // Each run's log is kept in the store under its own prefix.
+    // Each run's log is kept in the store under its own prefix, and beside it the job's
+    // record and command line (the coordinator records them for the local launcher too).
     for id in run_ids(&store, "quickstart") {
         let logs = files(&store.join(format!("runs/{id}/logs")));
         assert_eq!(logs.len(), 1, "run {id}: {logs:?}");
         let text = std::fs::read_to_string(store.join(format!("runs/{id}/logs/{}", logs[0]))).unwrap();
         assert!(text.contains(&id), "run {id}'s log names it: {text}");
+        let job = logs[0].trim_end_matches(".log");
+        let record = json(&store.join(format!("runs/{id}/jobs/{job}.json")));
+        assert_eq!(
+            (record["kind"].as_str(), record["run_id"].as_str()),
+            (Some("local"), Some(id.as_str())),
+            "{record}"
+        );
+        let line = std::fs::read_to_string(store.join(format!("runs/{id}/jobs/{job}.sh"))).unwrap();
+        assert!(line.contains(" train ") && line.contains(&format!("{id}.toml")), "{line}");
     }
 
     // Resubmission: everything complete, nothing launched again.
@@ -266,14 +276,14 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
     for id in run_ids(&store, "slurm2") {
         let env: serde_json::Value = json(&store.join(format!("runs/{id}/env.json")));
         assert_eq!(env["world"]["world_size"], 2, "{id} ran on 2 ranks: {env}");
-        let slurm = files(&store.join(format!("runs/{id}/slurm")));
+        let slurm = files(&store.join(format!("runs/{id}/jobs")));
         assert_eq!(slurm.len(), 2, "script + record: {slurm:?}");
         let script_name = slurm.iter().find(|f| f.ends_with(".sbatch")).unwrap();
-        let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{script_name}"))).unwrap();
+        let script = std::fs::read_to_string(store.join(format!("runs/{id}/jobs/{script_name}"))).unwrap();
         assert!(script.contains("#SBATCH --signal=USR1@60") && script.contains("#SBATCH --requeue"), "{script}");
         assert!(script.contains("srun --mpi=pmix -n 2 ") && script.contains("scontrol requeue"), "{script}");
         let record: serde_json::Value =
-            json(&store.join(format!("runs/{id}/slurm/{}", script_name.replace(".sbatch", ".json"))));
+            json(&store.join(format!("runs/{id}/jobs/{}", script_name.replace(".sbatch", ".json"))));
         let job_id = record["id"].as_str().unwrap();
         let sc = finished_job(job_id);
         assert!(sc.contains("JobState=COMPLETED") && sc.contains("NumTasks=2"), "{sc}");
@@ -590,6 +600,12 @@ fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
     // The first cycle submits the feature-cache job and 300 runs (as job arrays).
     assert_eq!(cycles[0]["submitted"], 301, "{stdout}");
     assert!(cycles[0]["scheduler_calls"].as_u64().unwrap() <= 4, "sbatch for the cache job and one array: {stdout}");
+    // Its writes and reads went out in batches, many at once; per run: a claim, the
+    // launch audit, the job record and script beside the run, the sweep's job record.
+    let first = &cycles[0];
+    assert!(first["max_in_flight"].as_u64().unwrap() >= 8, "the submission's requests went one at a time: {first}");
+    let put = first["store"]["put"].as_u64().unwrap();
+    assert!((5 * 300..5 * 300 + 10).contains(&put), "5 writes a run, and a few for the sweep: {first}");
     for c in &cycles[1..] {
         assert_eq!(c["submitted"], 0, "{c}");
         assert_eq!(c["scheduler_calls"], 1, "one squeue for all jobs: {c}");
@@ -598,5 +614,44 @@ fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
             (Some(1), Some(0), Some(0)),
             "one LIST: {c}"
         );
+    }
+    // Then the finished sweep's status, report and runs all worked.
+    for cmd in ["ras status", "ras report", "ras runs"] {
+        let line = stdout.lines().find(|l| l.starts_with(cmd)).unwrap_or_else(|| panic!("no {cmd} line: {stdout}"));
+        assert!(line.ends_with("(ok)"), "{line}");
+    }
+}
+
+/// The same bench on the test S3 server behind the latency forwarder (5 ms here): the
+/// path `make bench-coordinator-s3` measures works, and over S3 too the submission keeps
+/// many requests in flight (a sequential one would take 5 ms x 5 writes x 60 runs more).
+#[test]
+fn coordinator_bench_on_slow_s3_batches_its_requests() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    slurm_up();
+    struct PartitionUp;
+    impl Drop for PartitionUp {
+        fn drop(&mut self) {
+            let _ = Command::new("scancel").args(["--state=PENDING", "--partition=debug"]).status();
+            let _ = Command::new("scontrol").args(["update", "PartitionName=debug", "State=UP"]).status();
+        }
+    }
+    let _up = PartitionUp;
+    let st = Command::new("scontrol").args(["update", "PartitionName=debug", "State=DOWN"]).status().unwrap();
+    assert!(st.success());
+    let dir = tempfile::tempdir().unwrap();
+    let prof = repo().join("cluster/ci-slurm.toml");
+    let args = ["bench", "coordinator", "--runs", "60", "--cycles", "2", "--json", "--s3", "--latency-ms", "5"];
+    let out = run_ok(dir.path(), &[&args[..], &["--cluster", prof.to_str().unwrap()]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("test S3 server (s3s-fs) behind 5 ms per request"), "{stdout}");
+    let cycles: Vec<serde_json::Value> =
+        stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(cycles[0]["submitted"], 61, "{stdout}");
+    assert!(cycles[0]["max_in_flight"].as_u64().unwrap() >= 8, "{stdout}");
+    assert_eq!(cycles[1]["store"]["list"], 1, "{stdout}");
+    for cmd in ["ras status", "ras report", "ras runs"] {
+        let line = stdout.lines().find(|l| l.starts_with(cmd)).unwrap_or_else(|| panic!("no {cmd} line: {stdout}"));
+        assert!(line.ends_with("(ok)"), "{line}");
     }
 }

@@ -98,7 +98,7 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
         assert_eq!(&rank_nodes(&store, id), nodes, "run {id}: rank 0 ran on the planned node");
         let (job, sc) = slurm_job(&store, id);
         assert_eq!(field(&sc, "NodeList"), nodes[0], "Slurm agrees for job {job}: {sc}");
-        let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{job}.sbatch"))).unwrap();
+        let script = std::fs::read_to_string(store.join(format!("runs/{id}/jobs/{job}.sbatch"))).unwrap();
         assert!(script.contains(&format!("#SBATCH --nodelist={}", nodes[0])), "{script}");
         spans.push((secs(field(&sc, "StartTime")), secs(field(&sc, "EndTime"))));
     }
@@ -111,7 +111,7 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
     assert!(finished_job(&fjob).contains("JobState=COMPLETED"), "feature-cache job {fjob}");
     for (id, _, _, _) in &planned {
         let (job, _) = slurm_job(&store, id);
-        let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{job}.sbatch"))).unwrap();
+        let script = std::fs::read_to_string(store.join(format!("runs/{id}/jobs/{job}.sbatch"))).unwrap();
         assert!(script.contains(&format!("#SBATCH --dependency=afterany:{fjob}")), "{script}");
         let cache = &json(&store.join(format!("runs/{id}/env.json")))["feature_cache"];
         assert_eq!(
@@ -145,7 +145,7 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
         sc.contains("NumNodes=2") && sc.contains("NumTasks=2") && field(&sc, "NodeList") == "n[1-2]",
         "job {job}: {sc}"
     );
-    let script = std::fs::read_to_string(store.join(format!("runs/{id}/slurm/{job}.sbatch"))).unwrap();
+    let script = std::fs::read_to_string(store.join(format!("runs/{id}/jobs/{job}.sbatch"))).unwrap();
     assert!(
         script.contains("#SBATCH --nodes=2")
             && script.contains("#SBATCH --ntasks-per-node=1")

@@ -1,6 +1,11 @@
 //! `ras bench coordinator`: a synthetic sweep of N one-rank runs (random-init backbone,
 //! a dataset folder that does not exist, so planning uses MVTec's published size and no
 //! job would get far), for measuring what a coordinator's poll cycle costs at scale.
+//! Then every run is given the records of a finished run (config, status, final metrics,
+//! a cost record) and `ras status`, `ras report` and `ras runs` of the sweep are timed.
+//!
+//! With `--s3` the store is the test S3 server behind a forwarder that adds a round
+//! trip's latency to every request (s3.rs): what a cloud store costs, on loopback.
 
 use crate::config::ClusterProfile;
 use crate::store::Store;
@@ -17,6 +22,9 @@ pub struct Options {
     pub store: Option<String>,
     /// JSON lines instead of a table.
     pub json: bool,
+    /// Some: the store is the test S3 server behind this much latency per request
+    /// (`store` is then ignored).
+    pub s3_latency: Option<Duration>,
 }
 
 /// Expands the synthetic sweep, coordinates it on `profile`'s cluster for `cycles`
@@ -25,11 +33,29 @@ pub struct Options {
 pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
     let tmp = std::env::temp_dir().join(format!("ras-bench-coordinator-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let store_url = opts.store.clone().unwrap_or_else(|| format!("file://{}", tmp.join("store").display()));
+    let mut store_url = opts.store.clone().unwrap_or_else(|| format!("file://{}", tmp.join("store").display()));
+    let _server = match opts.s3_latency {
+        Some(latency) => {
+            let server = super::s3::SlowS3::start(&tmp.join("s3"), latency)?;
+            // The bench's own clients and the `ras` commands it times read these.
+            for (k, v) in server.client_env() {
+                std::env::set_var(k, v);
+            }
+            store_url = format!("s3://{}/sweeps-bench", super::s3::BUCKET);
+            writeln!(
+                out,
+                "test S3 server (s3s-fs) behind {} ms per request: {}",
+                latency.as_millis(),
+                server.endpoint
+            )?;
+            Some(server)
+        }
+        None => None,
+    };
     let manifest = synthetic_sweep(opts.runs, &store_url, &tmp)?;
     let store = Store::open(&manifest.store)?;
     let exe = std::env::current_exe()?;
-    let mut launcher = crate::launch::for_profile(profile, exe, tmp.join("logs"), std::env::current_dir()?, &store);
+    let mut launcher = crate::launch::for_profile(profile, exe.clone(), tmp.join("logs"), std::env::current_dir()?);
     let copts = CoordinateOptions {
         poll_min: Duration::from_millis(100),
         poll_max: Duration::from_millis(100),
@@ -40,8 +66,8 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
     if !opts.json {
         writeln!(
             out,
-            "{:>5} {:>9} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}",
-            "cycle", "wall s", "scheduler", "get", "put", "head", "list", "delete", "changed", "submitted"
+            "{:>5} {:>9} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9}",
+            "cycle", "wall s", "scheduler", "get", "put", "head", "list", "delete", "in flight", "changed", "submitted"
         )?;
     }
     let mut line = |c: &CycleStats| -> std::io::Result<()> {
@@ -51,7 +77,7 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
             let s = &c.store;
             writeln!(
                 out,
-                "{:>5} {:>9.3} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>9}",
+                "{:>5} {:>9.3} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9}",
                 c.cycle,
                 c.wall_s,
                 c.scheduler_calls,
@@ -60,6 +86,7 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
                 s.head,
                 s.list,
                 s.delete,
+                c.max_in_flight,
                 c.runs_changed,
                 c.submitted
             )
@@ -75,9 +102,105 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
     let live = views.iter().filter(|v| v.phase == RunPhase::Active).count();
     let n = crate::sweep::cancel(&store, &manifest, launcher.as_mut())?;
     let _ = std::fs::remove_dir_all(tmp.join("configs"));
-    Ok(format!("{live} of {} runs were queued or running; cancelled {n} jobs", opts.runs))
+    writeln!(out, "{live} of {} runs were queued or running; cancelled {n} jobs", opts.runs)?;
+    // The same sweep, finished: the commands that read every run.
+    let t = std::time::Instant::now();
+    finish_synthetically(&store, &manifest)?;
+    writeln!(out, "wrote the records of {} finished runs in {:.1} s", opts.runs, t.elapsed().as_secs_f64())?;
+    let url = store.url().to_string();
+    let report_dir = tmp.join("report");
+    let name = manifest.name.as_str();
+    let commands: [(&str, Vec<&str>); 3] = [
+        ("ras status", vec!["status", name, "--store", &url]),
+        ("ras report", vec!["report", name, "--store", &url, "--out", report_dir.to_str().unwrap_or("report")]),
+        ("ras runs", vec!["runs", "--store", &url]),
+    ];
+    let mut summary = vec![];
+    for (label, args) in commands {
+        let t = std::time::Instant::now();
+        let res = std::process::Command::new(&exe).arg("--quiet").args(&args).output()?;
+        let wall = t.elapsed().as_secs_f64();
+        let ok = if res.status.success() {
+            "ok".to_string()
+        } else {
+            format!("FAILED: {}", String::from_utf8_lossy(&res.stderr).trim())
+        };
+        writeln!(out, "{label:<11} of the finished sweep: {wall:>7.2} s  ({ok})")?;
+        summary.push(format!("{label} {wall:.2} s"));
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(format!("{} runs on {}: {}", opts.runs, url, summary.join(", ")))
 }
 
+/// Gives every run of `manifest` the records `ras train` leaves when a run completes:
+/// its config, a complete status, final metrics (over 15 classes, as MVTec-AD has) and
+/// one cost record. Written in batches.
+fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result<(), SweepError> {
+    use crate::eval::{ClassMetrics, MetricsTable};
+    use crate::run::cost::{AttemptCost, Job, Outcome, Phases};
+    use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};
+    let now = crate::unix_now();
+    let mut items: Vec<(String, bytes::Bytes)> = vec![];
+    for (i, run) in manifest.runs.iter().enumerate() {
+        let paths = RunPaths::new(run.id.as_str());
+        let m = |k: f64| 0.5 + 0.5 * ((i as f64 * 0.37 + k).sin().abs());
+        let classes = (0..15)
+            .map(|c| {
+                let x = m(c as f64);
+                let cm = ClassMetrics {
+                    image_auroc: x,
+                    pixel_auroc: x,
+                    aupro: x,
+                    image_f1_max: x,
+                    pixel_f1_max: x,
+                    image_ap: x,
+                    pixel_ap: x,
+                    image_threshold: Some(0.5),
+                };
+                (format!("class{c:02}"), cm)
+            })
+            .collect();
+        let fm = FinalMetrics {
+            epoch: 1,
+            setting: crate::config::Setting::Unified,
+            metrics: MetricsTable::new(classes),
+            best_on_test_extra: None,
+            backbone_pretrained: false,
+            feature_cache: Default::default(),
+        };
+        let status =
+            RunStatus { state: RunState::Complete, run_id: run.id.clone(), epoch: 1, updated_unix: now, error: None };
+        let cost = AttemptCost {
+            started_unix: now - 60,
+            ended_unix: now,
+            job: Job::default(),
+            outcome: Outcome::Complete,
+            host: crate::hostname(),
+            pid: 1,
+            device: "cpu".into(),
+            gpu_name: None,
+            ranks: 1,
+            wall_s: 60.0,
+            phases: Phases { train_s: 60.0, ..Default::default() },
+            rank_hours: 60.0 / 3600.0,
+            gpu_hours: None,
+            images_trained: run.train_images as u64,
+            features_computed: 0,
+            feature_images: 0,
+            eval_images: run.test_images as u64,
+            shape: String::new(),
+        };
+        items.push((paths.config(), bytes::Bytes::from(run.config_toml.clone())));
+        items.push((paths.final_metrics(), json(&fm)));
+        items.push((paths.attempt(now - 60, &cost.host, 1), json(&cost)));
+        items.push((paths.status(), json(&status)));
+    }
+    Ok(store.put_many(items)?)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> bytes::Bytes {
+    serde_json::to_vec_pretty(v).expect("json").into()
+}
 /// Writes the base config and sweep file into `dir` and expands them: `runs` runs that
 /// differ by seed, state in `store_url`.
 pub fn synthetic_sweep(runs: usize, store_url: &str, dir: &Path) -> Result<Manifest, SweepError> {

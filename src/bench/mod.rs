@@ -2,6 +2,7 @@
 
 pub mod coordinator;
 pub mod ranks;
+pub mod s3;
 
 use crate::backbone::FeatureExtractor;
 use crate::config::{BackboneConfig, ModelConfig, TrainConfig};

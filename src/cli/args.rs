@@ -491,13 +491,20 @@ pub enum BenchCommand {
     /// One rank of `ras bench ranks` (started by mpirun).
     #[command(hide = true)]
     DpWorker(TrainStepArgs),
-    /// The coordinator's cost per poll cycle: scheduler calls, store requests, wall time.
+    /// The coordinator's cost per poll cycle: scheduler calls, store requests (by kind,
+    /// and the most in flight at once), wall time; then `ras status`, `ras report` and
+    /// `ras runs` of the same sweep once finished.
     ///
     /// A synthetic sweep of N one-rank runs is submitted to the profile's Slurm, then K
     /// poll cycles are measured. Use a Slurm whose partition is DOWN so that every job
     /// stays pending: `make bench-coordinator` sets that up on the test Slurm. The jobs are
-    /// cancelled at the end.
-    #[command(after_help = "Example:\n  ras bench coordinator --runs 2000 --cycles 5 --cluster cluster/ci-slurm.toml")]
+    /// cancelled at the end; then every run gets the records of a finished run and the
+    /// three commands are timed. With `--s3` the store is the test S3 server (s3s-fs,
+    /// `make setup-s3`) behind a loopback forwarder adding `--latency-ms` to every
+    /// request, as a cloud store's round trip would.
+    #[command(
+        after_help = "Examples:\n  ras bench coordinator --runs 2000 --cycles 5 --cluster cluster/ci-slurm.toml\n  ras bench coordinator --runs 2000 --cycles 6 --s3 --latency-ms 20   # make bench-coordinator-s3"
+    )]
     Coordinator {
         /// Runs in the synthetic sweep.
         #[arg(long, default_value_t = 2000)]
@@ -514,6 +521,12 @@ pub enum BenchCommand {
         /// Print the cycles as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Store the sweep on the test S3 server (s3s-fs) behind a latency forwarder.
+        #[arg(long, conflicts_with = "store")]
+        s3: bool,
+        /// With --s3: milliseconds added to every request (a cloud store's round trip).
+        #[arg(long, default_value_t = 20, requires = "s3")]
+        latency_ms: u64,
     },
 }
 

@@ -7,16 +7,12 @@ use std::path::Path;
 
 pub fn doctor(cluster: &Path, mut opts: ras::doctor::DoctorOptions) -> Result<ExitStatus> {
     let profile = ClusterProfile::load(cluster)?;
-    // One folder per check: the job's script and log, the store a Slurm launcher records
-    // into (a throwaway one, not the sweeps' store) and the rank files.
+    // One folder per check: the job's script and log, and the rank files.
     let name = format!("doctor-{}-{}", ras::unix_now(), std::process::id());
     opts.dir = opts.dir.join(&name);
     std::fs::create_dir_all(&opts.dir).with_context(|| format!("cannot create {}", opts.dir.display()))?;
-    let store =
-        ras::store::Store::open(&format!("file://{}", std::fs::canonicalize(&opts.dir)?.join("store").display()))?;
     let exe = std::env::current_exe().context("locating the ras binary")?;
-    let mut launcher =
-        ras::launch::for_profile(&profile, exe.clone(), opts.dir.join("logs"), std::env::current_dir()?, &store);
+    let mut launcher = ras::launch::for_profile(&profile, exe.clone(), opts.dir.join("logs"), std::env::current_dir()?);
     print!("{}", ras::doctor::render_start(cluster, &profile, &opts, &exe));
     let out = ras::doctor::doctor(&profile, launcher.as_mut(), &opts, &name)?;
     print!("{}", out.render());

@@ -184,8 +184,9 @@ fn run() -> Result<ExitStatus> {
         Command::DoctorNode { out, collective, elements, .. } => {
             return doctor::doctor_node(&out, collective, elements)
         }
-        Command::Bench(BenchCommand::Coordinator { runs, cycles, cluster, store, json }) => {
-            sweep::bench_coordinator(runs, cycles, &cluster, store, json)?
+        Command::Bench(BenchCommand::Coordinator { runs, cycles, cluster, store, json, s3, latency_ms }) => {
+            let s3_latency = s3.then(|| std::time::Duration::from_millis(latency_ms));
+            sweep::bench_coordinator(runs, cycles, &cluster, store, json, s3_latency)?
         }
     }
     Ok(ExitStatus::Ok)

@@ -23,7 +23,7 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let work = ras::runs::work_dir(&manifest);
     let exe = std::env::current_exe().context("locating the ras binary")?;
-    let mut launcher = ras::launch::for_profile(&profile, exe, work.join("logs"), std::env::current_dir()?, &store);
+    let mut launcher = ras::launch::for_profile(&profile, exe, work.join("logs"), std::env::current_dir()?);
     let opts = ras::sweep::CoordinateOptions::for_profile(&profile, work.join("configs"), no_wait);
     println!(
         "sweep {}: {} runs, store {}, {} slots ({})",
@@ -136,7 +136,14 @@ fn write_report(sweep: &Path, manifest: &Manifest, store: &Store, out: &Path) ->
 }
 
 /// `ras bench coordinator`: see its --help.
-pub fn bench_coordinator(runs: usize, cycles: usize, cluster: &Path, store: Option<String>, json: bool) -> Result<()> {
+pub fn bench_coordinator(
+    runs: usize,
+    cycles: usize,
+    cluster: &Path,
+    store: Option<String>,
+    json: bool,
+    s3_latency: Option<std::time::Duration>,
+) -> Result<()> {
     let profile = ClusterProfile::load(cluster)?;
     if profile.launcher != LauncherKind::Slurm {
         bail!(
@@ -144,7 +151,7 @@ pub fn bench_coordinator(runs: usize, cycles: usize, cluster: &Path, store: Opti
             cluster.display()
         );
     }
-    let opts = ras::bench::coordinator::Options { runs, cycles, store, json };
+    let opts = ras::bench::coordinator::Options { runs, cycles, store, json, s3_latency };
     eprintln!("{}", ras::bench::coordinator::run(&profile, &opts, &mut std::io::stdout())?);
     Ok(())
 }

@@ -124,6 +124,8 @@ pub fn load_or_compute(
         let bar = progress.bar(all.len() as u64, &format!("features {class}"));
         let mut splits = vec![];
         let mut tensors_out = vec![];
+        // The class's shards go out in one batch once computed, then the manifest alone.
+        let mut shard_bytes: Vec<(String, bytes::Bytes)> = vec![];
         for (split, list) in [("train", &samples.train), ("test", &samples.test)] {
             let mut shards = vec![];
             let mut parts = vec![];
@@ -140,7 +142,7 @@ pub fn load_or_compute(
                 let bytes = tensors::encode(&[("features", &shard)])
                     .map_err(|e| FeatureError::Shard { key: key.clone(), message: e.to_string() })?;
                 shards.push((key.clone(), sha256_hex(&bytes)));
-                store.put(&key, bytes)?;
+                shard_bytes.push((key, bytes.into()));
                 parts.push(shard);
             }
             stats.images_computed += list.len();
@@ -152,6 +154,7 @@ pub fn load_or_compute(
             tensors_out.push(Tensor::cat(&parts, 0));
         }
         bar.finish();
+        store.put_many(shard_bytes)?;
         // Publish: the manifest goes last, so readers never see a partial entry.
         store.put_json(
             &format!("{prefix}/manifest.json"),
@@ -186,16 +189,18 @@ fn read_entry(
         return Ok(None);
     }
     let mut parts = vec![];
+    // Every shard of the entry in one batch, each checked against its recorded sha256.
+    let keys: Vec<&String> = manifest.splits.iter().flat_map(|s| s.shards.iter().map(|(k, _)| k)).collect();
+    let mut fetched = store.get_many(&keys)?.into_iter();
     for (split, expect) in manifest.splits.iter().zip([n_train, n_test]) {
         let mut shards = vec![];
         for (key, sha) in &split.shards {
-            let bytes = match store.get_verified(key, sha) {
-                Ok(Some(b)) => b,
-                Ok(None) | Err(StoreError::Corrupt { .. }) => {
+            let bytes = match fetched.next().flatten() {
+                Some(b) if sha256_hex(&b) == *sha => b,
+                _ => {
                     tracing::warn!(key, "feature shard missing or corrupt; recomputing the class");
                     return Ok(None);
                 }
-                Err(e) => return Err(e.into()),
             };
             let mut named = tensors::decode(&bytes)
                 .map_err(|e| FeatureError::Shard { key: key.clone(), message: e.to_string() })?;

@@ -40,7 +40,13 @@ impl Local {
         // Ctrl-C (or kill) of the coordinator leaves the run going, to be adopted by the
         // next coordinator.
         cmd.process_group(0).stdin(Stdio::null()).stdout(file).stderr(err);
-        tracing::debug!(command = super::command::command_line(&cmd), log = %log.display(), "starting");
+        // Quoted as a shell would need it: kept with the run as what the job ran.
+        let line = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| super::shell_word(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::debug!(command = line, log = %log.display(), "starting");
         let program = PathBuf::from(cmd.get_program());
         let child = cmd.spawn().map_err(|source| LaunchError::Io { path: program, source })?;
         let id = child.id().to_string();
@@ -52,6 +58,7 @@ impl Local {
             run_id: name.to_string(),
             log,
             nodes: vec![],
+            submitted: Some(format!("#!/bin/sh\n# started by ras (local launcher) on {}\n{line}\n", crate::hostname())),
         })
     }
 

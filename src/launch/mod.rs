@@ -7,6 +7,9 @@
 //!   `sbatch --parsable`; every job of a sweep polled with ONE `squeue` call per cycle;
 //!   `scancel`.
 //!
+//! - [`memory::Memory`] (memory.rs): for tests only, a cluster in memory (Local-like or
+//!   Slurm-like) whose jobs write what `ras train` would, as each test's script says.
+//!
 //! - [`train_ranks`] (ranks.rs): `ras train CFG --ranks N` itself, N workers under mpirun
 //!   on this machine, and the run's outcome from mpirun's exit.
 //!
@@ -16,6 +19,7 @@
 
 pub mod command;
 pub mod local;
+pub mod memory;
 pub mod mpirun;
 pub mod ranks;
 pub mod slurm;
@@ -55,7 +59,8 @@ impl LaunchError {
 }
 
 /// What a launcher started, as stored in `sweeps/<name>/jobs/<run>.<attempt>.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Two records are equal when what is stored of them is (`submitted` is not).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     /// Which launcher started it ("local" or "slurm"): whoever polls it asks that one.
     pub kind: LauncherKind,
@@ -68,6 +73,18 @@ pub struct JobRecord {
     /// Nodes the job was placed on (named profiles only; empty: the cluster chose).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
+    /// What was submitted (the sbatch script; a local job's command line), which the
+    /// coordinator keeps with the run (`RunPaths::job_script`). Not part of the stored
+    /// record: only the process that submitted the job has it.
+    #[serde(skip)]
+    pub submitted: Option<String>,
+}
+
+impl PartialEq for JobRecord {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.kind, &self.id, &self.host, &self.run_id, &self.log, &self.nodes)
+            == (&other.kind, &other.id, &other.host, &other.run_id, &other.log, &other.nodes)
+    }
 }
 
 /// What the scheduler says of a job.
@@ -168,17 +185,17 @@ pub trait Launcher {
     }
 }
 
-/// The launcher a cluster profile names. `work_dir` is where jobs start (relative
+/// The launcher a cluster profile names (it writes nothing to the store: the coordinator
+/// records what it submitted). `work_dir` is where jobs start (relative
 /// dataset paths in configs mean the same there as here); logs go to `log_dir`.
 pub fn for_profile(
     profile: &crate::config::ClusterProfile,
     exe: PathBuf,
     log_dir: PathBuf,
     work_dir: PathBuf,
-    store: &crate::store::Store,
 ) -> Box<dyn Launcher> {
     match profile.launcher {
-        LauncherKind::Slurm => Box::new(Slurm::new(profile.clone(), exe, log_dir, work_dir, store.clone())),
+        LauncherKind::Slurm => Box::new(Slurm::new(profile.clone(), exe, log_dir, work_dir)),
         LauncherKind::Local => Box::new(Local::new(exe, log_dir)),
     }
 }

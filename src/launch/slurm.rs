@@ -8,7 +8,6 @@ use super::template::render_template;
 use super::{shell_word, Dependency, JobCommand, JobRecord, JobSpec, JobState, LaunchError, Launcher};
 use crate::config::{ClusterProfile, LauncherKind};
 use crate::exit::ExitStatus;
-use crate::store::Store;
 use minijinja::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +20,6 @@ pub struct Slurm {
     exe: PathBuf,
     log_dir: PathBuf,
     work_dir: PathBuf,
-    store: Store,
 }
 
 /// sbatch is retried only while the controller cannot be reached: then nothing was
@@ -30,8 +28,8 @@ const SBATCH_RETRY: Retry =
     Retry::Transient { patterns: SLURM_UNREACHABLE, times: 6, max_delay: Duration::from_secs(20) };
 
 impl Slurm {
-    pub fn new(profile: ClusterProfile, exe: PathBuf, log_dir: PathBuf, work_dir: PathBuf, store: Store) -> Self {
-        Self { profile, exe, log_dir, work_dir, store }
+    pub fn new(profile: ClusterProfile, exe: PathBuf, log_dir: PathBuf, work_dir: PathBuf) -> Self {
+        Self { profile, exe, log_dir, work_dir }
     }
 
     /// Variables every job script gets: the profile's options, setup lines and srun
@@ -209,11 +207,8 @@ impl Slurm {
                 run_id: job.name.clone(),
                 log,
                 nodes: job.nodes.clone(),
+                submitted: Some(script.clone()),
             };
-            // Kept with the run: the script that ran, its job id and log path.
-            let paths = crate::run::RunPaths::new(job.name.as_str());
-            self.store.put(&paths.slurm_script(&job_id), script.clone())?;
-            self.store.put_json(&paths.slurm_record(&job_id), &record)?;
             out.push(record);
         }
         Ok(out)
@@ -248,6 +243,7 @@ impl Launcher for Slurm {
                         run_id: job.name.clone(),
                         log,
                         nodes: vec![],
+                        submitted: Some(script),
                     });
                 }
                 Ok(out)
@@ -361,8 +357,7 @@ mod tests {
         )
         .unwrap();
         let profile = ClusterProfile::load(&prof).unwrap();
-        let store = Store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
-        let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into(), store);
+        let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into());
         let cfg_a = dir.path().join("a 1.toml");
         let cfg_b = dir.path().join("b.toml");
         let dep = JobRecord {
@@ -372,6 +367,7 @@ mod tests {
             run_id: "features-x".into(),
             log: "l".into(),
             nodes: vec![],
+            submitted: None,
         };
         let spec = |name: &str, config: &Path, attempt: usize| JobSpec {
             name: name.into(),
@@ -418,8 +414,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let profile =
             ClusterProfile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/example-gpu.toml")).unwrap();
-        let store = Store::open(&format!("file://{}", dir.path().join("store").display())).unwrap();
-        let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into(), store);
+        let slurm = Slurm::new(profile, "/opt/ras".into(), dir.path().join("logs"), dir.path().into());
         let job = |ranks: usize, command: Option<JobCommand>| {
             let spec = JobSpec {
                 name: "r".into(),

@@ -3,7 +3,7 @@
 //! estimated before the sweep ran (the estimates in the sweep's stored manifest).
 
 use super::{write_file, ReportError};
-use crate::run::cost::{read_attempts, CostSummary};
+use crate::run::cost::{read_attempts_many, CostSummary};
 use crate::run::RunPaths;
 use crate::store::Store;
 use crate::sweep::estimate::Estimate;
@@ -36,8 +36,8 @@ pub fn collect_cost(store: &Store, manifest: &Manifest) -> Result<Vec<CostRow>, 
         .rev()
         .collect();
     let mut rows = vec![];
-    for run in &manifest.runs {
-        let records = read_attempts(store, &RunPaths::new(run.id.as_str()))?;
+    let paths: Vec<RunPaths> = manifest.runs.iter().map(|r| RunPaths::new(r.id.as_str())).collect();
+    for (run, records) in manifest.runs.iter().zip(read_attempts_many(store, &paths)?) {
         if records.is_empty() {
             continue;
         }

@@ -132,13 +132,10 @@ fn complete_runs<'a>(
     store: &Store,
     manifest: &'a Manifest,
 ) -> Result<Vec<(&'a PlannedRun, FinalMetrics)>, ReportError> {
-    let mut out = vec![];
-    for run in &manifest.runs {
-        if let Some(fm) = store.get_json::<FinalMetrics>(&crate::run::RunPaths::new(run.id.as_str()).final_metrics())? {
-            out.push((run, fm));
-        }
-    }
-    Ok(out)
+    let keys: Vec<String> =
+        manifest.runs.iter().map(|r| crate::run::RunPaths::new(r.id.as_str()).final_metrics()).collect();
+    let finals = store.get_json_many::<FinalMetrics, _>(&keys)?;
+    Ok(manifest.runs.iter().zip(finals).filter_map(|(run, fm)| Some((run, fm?))).collect())
 }
 
 /// The variant label without its `key=value` parts for the given keys (and without the

@@ -40,21 +40,32 @@ pub(super) fn curves(
     type ByScale = BTreeMap<i64, Vec<(f64, f64)>>;
     let mut curves: BTreeMap<(String, String), ByScale> = BTreeMap::new();
     let milli = |s: f64| (s * 1000.0).round() as i64;
-    for (run, fm) in runs {
+    // Every run's re-evaluations: one batch of LISTs, then one batch of GETs.
+    let prefixes: Vec<String> =
+        runs.iter().map(|(run, _)| format!("{}/", RunPaths::new(run.id.as_str()).evals())).collect();
+    let listed = store.list_many(&prefixes)?;
+    let mut evals: Vec<Vec<(f64, String)>> = vec![];
+    for ((run, _), keys) in runs.iter().zip(&listed) {
+        let own = run.config()?.eval.test_jitter_scale;
+        // The final model's evaluations only (not those of other checkpoints), and one at
+        // the run's own scale repeats its final metrics: count it once.
+        let scale_of = |k: &str| match RunPaths::parse(k) {
+            Some((_, RunKey::EvalNoise { scale })) if milli(scale) != milli(own) => Some(scale),
+            _ => None,
+        };
+        evals.push(keys.iter().filter_map(|k| Some((scale_of(k)?, k.clone()))).collect());
+    }
+    let keys: Vec<&String> = evals.iter().flatten().map(|(_, k)| k).collect();
+    let mut tables = store.get_json_many::<MetricsTable, _>(&keys)?.into_iter();
+    for ((run, fm), evals) in runs.iter().zip(&evals) {
         let variant = variant_without(&run.variant, &["eval.test_jitter_scale"]);
         let curve = curves.entry((run.dataset.clone(), variant)).or_default();
         let own = run.config()?.eval.test_jitter_scale;
         let mean = &fm.metrics.mean;
         curve.entry(milli(own)).or_default().push((100.0 * mean.image_auroc, 100.0 * mean.pixel_auroc));
-        for key in store.list(&format!("{}/", RunPaths::new(run.id.as_str()).evals()))? {
-            // The final model's evaluations only (not those of other checkpoints), and one
-            // at the run's own scale repeats its final metrics: count it once.
-            let Some((_, RunKey::EvalNoise { scale })) = RunPaths::parse(&key) else { continue };
-            if milli(scale) == milli(own) {
-                continue;
-            }
-            if let Some(t) = store.get_json::<MetricsTable>(&key)? {
-                curve.entry(milli(scale)).or_default().push((100.0 * t.mean.image_auroc, 100.0 * t.mean.pixel_auroc));
+        for (scale, _) in evals {
+            if let Some(t) = tables.next().flatten() {
+                curve.entry(milli(*scale)).or_default().push((100.0 * t.mean.image_auroc, 100.0 * t.mean.pixel_auroc));
             }
         }
     }

@@ -146,11 +146,13 @@ impl<'a> Checkpointer<'a> {
     /// records are skipped with a warning.
     pub fn records(&self, model: &str) -> Result<Vec<CheckpointRecord>> {
         let mut recs = vec![];
-        for key in self.store.list(&self.paths.checkpoints(model))?.into_iter().filter(|k| k.ends_with(".json")) {
-            match self.store.get_json::<CheckpointRecord>(&key) {
-                Ok(Some(r)) => recs.push(r),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(key, "ignoring unreadable checkpoint record: {e}"),
+        let keys: Vec<String> =
+            self.store.list(&self.paths.checkpoints(model))?.into_iter().filter(|k| k.ends_with(".json")).collect();
+        for (key, bytes) in keys.iter().zip(self.store.get_many(&keys)?) {
+            match bytes.map(|b| serde_json::from_slice::<CheckpointRecord>(&b)) {
+                Some(Ok(r)) => recs.push(r),
+                None => {}
+                Some(Err(e)) => tracing::warn!(key, "ignoring unreadable checkpoint record: {e}"),
             }
         }
         recs.sort_by_key(|r| (r.epoch, r.step));

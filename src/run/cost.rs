@@ -227,15 +227,28 @@ pub fn write_attempt(store: &Store, paths: &RunPaths, rec: &AttemptCost) -> Resu
 /// Every attempt record of a run, oldest first (one LIST, one GET each). A record that
 /// does not parse (another version's) is skipped: cost is reported, never relied upon.
 pub fn read_attempts(store: &Store, paths: &RunPaths) -> Result<Vec<AttemptCost>, StoreError> {
-    let mut keys = store.list(&format!("{}/", paths.attempts()))?;
-    keys.sort();
+    Ok(read_attempts_many(store, std::slice::from_ref(paths))?.remove(0))
+}
+
+/// [`read_attempts`] of many runs: one batch of LISTs, then one batch of GETs.
+pub fn read_attempts_many(store: &Store, runs: &[RunPaths]) -> Result<Vec<Vec<AttemptCost>>, StoreError> {
+    let prefixes: Vec<String> = runs.iter().map(|p| format!("{}/", p.attempts())).collect();
+    let listed = store.list_many(&prefixes)?;
+    let is_attempt = |k: &str| matches!(RunPaths::parse(k), Some((_, RunKey::Attempt { .. })));
+    let keys: Vec<&String> = listed.iter().flatten().filter(|k| is_attempt(k)).collect();
+    let mut bytes = store.get_many(&keys)?.into_iter();
     let mut out = vec![];
-    for key in keys.iter().filter(|k| matches!(RunPaths::parse(k), Some((_, RunKey::Attempt { .. })))) {
-        if let Ok(Some(rec)) = store.get_json::<AttemptCost>(key) {
-            out.push(rec);
-        }
+    for list in &listed {
+        // A record that does not parse (torn by a crash) is left out, not an error.
+        let mut recs: Vec<AttemptCost> = list
+            .iter()
+            .filter(|k| is_attempt(k))
+            .filter_map(|_| bytes.next().flatten())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        recs.sort_by_key(|r| r.started_unix);
+        out.push(recs);
     }
-    out.sort_by_key(|r| r.started_unix);
     Ok(out)
 }
 

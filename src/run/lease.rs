@@ -97,8 +97,14 @@ pub fn ttl() -> Duration {
 
 /// The run's lease when it is live (see [`LeaseRecord::is_live`]).
 pub fn live_holder(store: &Store, paths: &RunPaths) -> Result<Option<LeaseRecord>, StoreError> {
+    Ok(live_holders(store, std::slice::from_ref(paths))?.remove(0))
+}
+
+/// [`live_holder`] of many runs, in one batch.
+pub fn live_holders(store: &Store, runs: &[RunPaths]) -> Result<Vec<Option<LeaseRecord>>, StoreError> {
+    let keys: Vec<String> = runs.iter().map(|p| p.lease()).collect();
     let now = crate::unix_now();
-    Ok(store.get_json::<LeaseRecord>(&paths.lease())?.filter(|l| l.is_live(now)))
+    Ok(store.get_json_many::<LeaseRecord, _>(&keys)?.into_iter().map(|l| l.filter(|l| l.is_live(now))).collect())
 }
 
 /// A held lease: renewed in the background until released or dropped.

@@ -79,8 +79,11 @@ fn write_predictions(run: &Run, class: &str, samples: &[Sample], p: &Predictions
         ("labels", &labels),
         ("masks", &masks.to_kind(Kind::Uint8)),
     ])?;
-    run.store.put(&run.paths.predictions(class), bytes)?;
-    run.store.put_json(&run.paths.predictions_samples(class), &samples)?;
+    let samples = serde_json::to_vec_pretty(&samples).expect("json");
+    run.store.put_many(vec![
+        (run.paths.predictions(class), bytes.into()),
+        (run.paths.predictions_samples(class), samples.into()),
+    ])?;
     Ok(())
 }
 
@@ -90,11 +93,13 @@ fn write_pictures(run: &Run, class: &str, samples: &[Sample], p: &Predictions, m
     let vmax = p.maps.max().double_value(&[]);
     let anomalous = samples.iter().enumerate().filter(|(_, s)| s.label).take(run.cfg.eval.pictures);
     let normal = samples.iter().enumerate().filter(|(_, s)| !s.label).take(1);
+    let mut pngs: Vec<(String, bytes::Bytes)> = vec![];
     for (j, s) in anomalous.chain(normal) {
         let png = crate::eval::pictures::panel_png(&s.path, &masks.get(j as i64), &p.maps.get(j as i64), vmax)?;
         // `test/crack/000.png` -> `test_crack_000` (the picture adds its own `.png`).
         let stem = std::path::Path::new(&s.key).with_extension("").to_string_lossy().replace('/', "_");
-        run.store.put(&run.paths.pictures(class, &stem), png)?;
+        pngs.push((run.paths.pictures(class, &stem), png.into()));
     }
+    run.store.put_many(pngs)?;
     Ok(())
 }

@@ -23,7 +23,10 @@
 //!                        <model> is "unified" or the class name (separate setting)
 //! logs/<job id>.log      the log of every ended job of the run (kept by the sweep
 //!                        coordinator, so it outlives the scratch folder)
-//! slurm/<job id>.sbatch + .json  the script a Slurm job ran, and its job record
+//! jobs/<job id>.json     the record of every job of the run (launcher, id, host, log
+//!                        path, nodes), written by the coordinator that submitted it
+//! jobs/<job id>.sbatch|.sh  what that job ran: its Slurm batch script, or the command
+//!                        line of a local job
 //! attempts/<started unix>-<host>-<pid>.json  what one attempt cost: phases, device,
 //!                        ranks, rank-hours (written by rank 0 when the attempt ends)
 //! ```
@@ -252,9 +255,10 @@ impl RunPaths {
         self.key(&format!("logs/{job_id}.log"))
     }
 
-    /// The batch script a Slurm job of this run ran.
-    pub fn slurm_script(&self, job_id: &str) -> String {
-        self.key(&format!("slurm/{job_id}.sbatch"))
+    /// What a job of this run ran, as its launcher submitted it: `ext` "sbatch" (a Slurm
+    /// batch script) or "sh" (a local job's command line).
+    pub fn job_script(&self, job_id: &str, ext: &str) -> String {
+        self.key(&format!("jobs/{job_id}.{ext}"))
     }
 
     /// Folder of the attempts' cost records.
@@ -268,9 +272,9 @@ impl RunPaths {
         self.key(&format!("attempts/{started_unix}-{host}-{pid}.json"))
     }
 
-    /// The job record (id, host, log path, nodes) of a Slurm job of this run.
-    pub fn slurm_record(&self, job_id: &str) -> String {
-        self.key(&format!("slurm/{job_id}.json"))
+    /// The record (launcher, id, host, log path, nodes) of a job of this run.
+    pub fn job_record(&self, job_id: &str) -> String {
+        self.key(&format!("jobs/{job_id}.json"))
     }
 }
 
@@ -308,8 +312,9 @@ mod tests {
         assert_eq!(p.pictures("bottle", "test_broken_000"), "runs/demo-1a2b3c4d/pictures/bottle/test_broken_000.png");
         assert_eq!(p.logs("4711"), "runs/demo-1a2b3c4d/logs/4711.log");
         assert_eq!(p.logs("4711_3"), "runs/demo-1a2b3c4d/logs/4711_3.log");
-        assert_eq!(p.slurm_script("4711_3"), "runs/demo-1a2b3c4d/slurm/4711_3.sbatch");
-        assert_eq!(p.slurm_record("4711_3"), "runs/demo-1a2b3c4d/slurm/4711_3.json");
+        assert_eq!(p.job_script("4711_3", "sbatch"), "runs/demo-1a2b3c4d/jobs/4711_3.sbatch");
+        assert_eq!(p.job_script("90210", "sh"), "runs/demo-1a2b3c4d/jobs/90210.sh");
+        assert_eq!(p.job_record("4711_3"), "runs/demo-1a2b3c4d/jobs/4711_3.json");
         assert_eq!(p.attempts(), "runs/demo-1a2b3c4d/attempts");
         assert_eq!(p.attempt(1700000000, "node7", 4242), "runs/demo-1a2b3c4d/attempts/1700000000-node7-4242.json");
     }

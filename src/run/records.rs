@@ -162,10 +162,8 @@ pub fn stored_config(store: &Store, paths: &RunPaths) -> Result<Option<RunConfig
 pub fn discard(store: &Store, paths: &RunPaths) -> Result<(), StoreError> {
     // The lease stays: it is the caller's (`--force` takes it before discarding).
     let lease = paths.lease();
-    for key in store.list(&paths.prefix())?.into_iter().filter(|k| !k.starts_with(&lease)) {
-        store.delete(&key)?;
-    }
-    Ok(())
+    let keys: Vec<String> = store.list(&paths.prefix())?.into_iter().filter(|k| !k.starts_with(&lease)).collect();
+    store.delete_many(&keys)
 }
 
 /// What a run records about the software and machine that produced it.
@@ -204,7 +202,8 @@ impl RunLogs {
     pub fn load(store: &Store, paths: &RunPaths) -> Result<Self> {
         let mut logs = Self::default();
         let key = paths.metrics_log();
-        if let Some(text) = store.get(&key)? {
+        let [metrics, train] = <[_; 2]>::try_from(store.get_many(&[&key, &paths.train_log()])?).expect("two answers");
+        if let Some(text) = metrics {
             for (n, v) in read_jsonl(&text, &key)? {
                 let e = v["epoch"].as_u64().ok_or_else(|| RunError::LogNoEpoch { key: key.clone(), line: n })? as usize;
                 let t: MetricsTable = serde_json::from_value(v["metrics"].clone())
@@ -213,7 +212,7 @@ impl RunLogs {
             }
         }
         let key = paths.train_log();
-        if let Some(text) = store.get(&key)? {
+        if let Some(text) = train {
             logs.train_log = read_jsonl(&text, &key)?.into_iter().map(|(_, v)| v).collect();
         }
         Ok(logs)

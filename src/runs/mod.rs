@@ -228,11 +228,22 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
     }
     let mut out = vec![];
     let mut known_keys: BTreeSet<String> = ["state", "id", "name"].iter().map(|s| s.to_string()).collect();
-    'runs: for (id, l) in runs {
-        let paths = RunPaths::new(id.as_str());
+    // Configs and statuses of every run in one batch each; then, of the runs that pass
+    // the filters, final metrics and cost records in one batch each.
+    let ids: Vec<&String> = runs.keys().collect();
+    let config_keys: Vec<String> =
+        runs.iter().filter(|(_, l)| l.config).map(|(id, _)| RunPaths::new(id.as_str()).config()).collect();
+    let status_keys: Vec<String> =
+        runs.iter().filter(|(_, l)| l.status).map(|(id, _)| RunPaths::new(id.as_str()).status()).collect();
+    let mut configs = store.get_many(&config_keys)?.into_iter();
+    let mut statuses = store.get_json_many::<RunStatus, _>(&status_keys)?.into_iter();
+    let mut passed: Vec<(RunSummary, &Listed)> = vec![];
+    'runs: for id in ids {
+        let l = &runs[id];
         let config: Option<BTreeMap<String, String>> = match l.config {
-            true => store
-                .get(&paths.config())?
+            true => configs
+                .next()
+                .flatten()
                 .and_then(|b| toml::from_str::<toml::Value>(&String::from_utf8_lossy(&b)).ok())
                 .map(|v| flatten(&v)),
             false => None,
@@ -240,7 +251,7 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
         if let Some(c) = &config {
             known_keys.extend(c.keys().cloned());
         }
-        let status: Option<RunStatus> = if l.status { store.get_json(&paths.status())? } else { None };
+        let status: Option<RunStatus> = if l.status { statuses.next().flatten() } else { None };
         let state = state_name(&status);
         for f in filters {
             let have = match f.key.as_str() {
@@ -252,7 +263,7 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
                 continue 'runs;
             }
         }
-        let mut summary = RunSummary {
+        let summary = RunSummary {
             id: id.clone(),
             name: config.as_ref().and_then(|c| c.get("name").cloned()),
             state,
@@ -265,17 +276,27 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
             mean_pixel_auroc: None,
             rank_hours: None,
         };
-        if l.final_metrics && summary.state == "complete" {
-            if let Some(fm) = store.get_json::<FinalMetrics>(&paths.final_metrics())? {
-                summary.mean_image_auroc = Some(fm.metrics.mean.image_auroc);
-                summary.mean_pixel_auroc = Some(fm.metrics.mean.pixel_auroc);
-            }
+        passed.push((summary, l));
+    }
+    let with_metrics: Vec<usize> =
+        (0..passed.len()).filter(|&i| passed[i].1.final_metrics && passed[i].0.state == "complete").collect();
+    let keys: Vec<String> =
+        with_metrics.iter().map(|&i| RunPaths::new(passed[i].0.id.as_str()).final_metrics()).collect();
+    for (&i, fm) in with_metrics.iter().zip(store.get_json_many::<FinalMetrics, _>(&keys)?) {
+        if let Some(fm) = fm {
+            passed[i].0.mean_image_auroc = Some(fm.metrics.mean.image_auroc);
+            passed[i].0.mean_pixel_auroc = Some(fm.metrics.mean.pixel_auroc);
         }
-        for key in l.attempts.iter().take(MAX_ATTEMPT_RECORDS) {
-            if let Some(rec) = store.get_json::<serde_json::Value>(key).ok().flatten() {
-                if let Some(h) = rec.get("rank_hours").and_then(|h| h.as_f64()) {
-                    *summary.rank_hours.get_or_insert(0.0) += h;
-                }
+    }
+    let attempt_keys: Vec<&String> =
+        passed.iter().flat_map(|(_, l)| l.attempts.iter().take(MAX_ATTEMPT_RECORDS)).collect();
+    let mut records = store.get_many(&attempt_keys)?.into_iter();
+    for (mut summary, l) in passed {
+        for _ in l.attempts.iter().take(MAX_ATTEMPT_RECORDS) {
+            // A record that does not parse (torn by a crash) is left out.
+            let rec = records.next().flatten().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if let Some(h) = rec.as_ref().and_then(|r| r.get("rank_hours")).and_then(|h| h.as_f64()) {
+                *summary.rank_hours.get_or_insert(0.0) += h;
             }
         }
         out.push(summary);
@@ -340,20 +361,19 @@ pub struct ComparedRun {
 pub fn compare(store: &Store, ids: &[String]) -> Result<Comparison, RunsError> {
     let mut configs = vec![];
     let mut runs = vec![];
-    for id in ids {
-        let paths = RunPaths::new(id.as_str());
-        let cfg = store
-            .get(&paths.config())?
+    // One batch of each kind of record (a comparison of many runs on a remote store).
+    let paths: Vec<RunPaths> = ids.iter().map(|id| RunPaths::new(id.as_str())).collect();
+    let cfgs = store.get_many(&paths.iter().map(|p| p.config()).collect::<Vec<_>>())?;
+    let statuses = store.get_json_many::<RunStatus, _>(&paths.iter().map(|p| p.status()).collect::<Vec<_>>())?;
+    let finals =
+        store.get_json_many::<FinalMetrics, _>(&paths.iter().map(|p| p.final_metrics()).collect::<Vec<_>>())?;
+    for (((id, cfg), status), fm) in ids.iter().zip(cfgs).zip(statuses).zip(finals) {
+        let cfg = cfg
             .and_then(|b| toml::from_str::<toml::Value>(&String::from_utf8_lossy(&b)).ok())
             .ok_or_else(|| RunsError::NoRun { run: id.clone(), url: store.url().to_string() })?;
         configs.push(flatten(&cfg));
-        let status: Option<RunStatus> = store.get_json(&paths.status())?;
         let state = state_name(&status);
-        let metrics = if state == "complete" {
-            store.get_json::<FinalMetrics>(&paths.final_metrics())?.map(|f| f.metrics)
-        } else {
-            None
-        };
+        let metrics = if state == "complete" { fm.map(|f| f.metrics) } else { None };
         runs.push(ComparedRun { id: id.clone(), state, metrics });
     }
     let keys: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();

@@ -14,7 +14,15 @@
 //! and renames it). Multi-object artefacts are "write then publish": the data objects
 //! first, then a small JSON record holding their sha256, which readers verify.
 
+mod batch;
+mod remote;
+mod requests;
 pub mod tensors;
+
+pub use remote::{known_down, Outage, Patience, DEFAULT_RETRY_S};
+use remote::{remote_backend, transient, Remote, DOWN, QUICK};
+pub use requests::{concurrency, request_counts, take_max_in_flight, RequestCounts, DEFAULT_CONCURRENCY};
+use requests::{counters, InFlight};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -23,99 +31,6 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Default retry budget of a remote store, in seconds (`RAS_STORE_RETRY_S` overrides it).
-pub const DEFAULT_RETRY_S: u64 = 300;
-
-/// How long a remote store is given: the retry budget of one operation
-/// (`RAS_STORE_RETRY_S`) and, when set, the limit of one request (`RAS_STORE_TIMEOUT_S`;
-/// unset: object_store's 30 s).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Patience {
-    pub retry: Duration,
-    pub timeout: Option<Duration>,
-}
-
-impl Patience {
-    /// From the environment; a value that is not a number of seconds is an error naming it.
-    pub fn from_env() -> Result<Self, StoreError> {
-        Self::parse(
-            std::env::var("RAS_STORE_RETRY_S").ok().as_deref(),
-            std::env::var("RAS_STORE_TIMEOUT_S").ok().as_deref(),
-        )
-    }
-
-    fn parse(retry: Option<&str>, timeout: Option<&str>) -> Result<Self, StoreError> {
-        let secs = |var: &str, v: &str, min: f64| -> Result<Duration, StoreError> {
-            match v.trim().parse::<f64>() {
-                Ok(s) if s.is_finite() && s >= min => Ok(Duration::from_secs_f64(s)),
-                _ => Err(StoreError::Setting(format!(
-                    "{var}={v:?} is not a number of seconds{} (unset it for the default)",
-                    if min > 0.0 { " above 0" } else { "" }
-                ))),
-            }
-        };
-        let retry = match retry.filter(|v| !v.trim().is_empty()) {
-            Some(v) => secs("RAS_STORE_RETRY_S", v, 0.0)?,
-            None => Duration::from_secs(DEFAULT_RETRY_S),
-        };
-        let timeout =
-            timeout.filter(|v| !v.trim().is_empty()).map(|v| secs("RAS_STORE_TIMEOUT_S", v, 0.001)).transpose()?;
-        Ok(Self { retry, timeout })
-    }
-
-    /// object_store's retry policy: any number of retries, for `retry` at most.
-    fn retry_config(&self) -> object_store::RetryConfig {
-        object_store::RetryConfig {
-            backoff: object_store::BackoffConfig { max_backoff: Duration::from_secs(5), ..Default::default() },
-            max_retries: usize::MAX,
-            retry_timeout: self.retry,
-        }
-    }
-
-    /// The request timeout as a client option value (humantime syntax).
-    fn timeout_value(&self) -> Option<String> {
-        self.timeout.map(|t| format!("{}ms", t.as_millis().max(1)))
-    }
-}
-
-/// Why a store operation was given up: the store did not answer within the retry budget.
-/// It is the source of [`StoreError::Unavailable`] (see [`StoreError::is_outage`]).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "no answer from the store for {waited_s:.1} s, past the retry budget of {budget_s} s \
-     (RAS_STORE_RETRY_S: raise it to ride out longer outages; start the run again to resume it)"
-)]
-pub struct Outage {
-    pub waited_s: f64,
-    pub budget_s: f64,
-    #[source]
-    pub source: Box<object_store::Error>,
-}
-
-/// Whether a backend error is the store not answering (worth retrying): a connection
-/// refused, reset or timed out, or a 5xx / 429 / 408 status. Local-folder errors never are.
-fn transient(e: &object_store::Error) -> bool {
-    let object_store::Error::Generic { .. } = e else { return false };
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
-            use object_store::client::HttpErrorKind as K;
-            return matches!(h.kind(), K::Connect | K::Request | K::Timeout | K::Interrupted);
-        }
-        // object_store's RetryError is private: its status is only in its message.
-        let text = c.to_string();
-        if let Some(i) = text.find("non-2xx status code: ") {
-            let code: u16 = text[i + 21..].chars().take(3).collect::<String>().parse().unwrap_or(0);
-            return code >= 500 || code == 429 || code == 408;
-        }
-        if text.contains("Server returned error response") {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -172,112 +87,15 @@ pub struct Store {
     remote: Option<Remote>,
 }
 
-/// What a remote store adds: its patience, and a second client with a short budget
-/// ([`QUICK`]) used while the store is known to be down, so that the writes a failing run
-/// still attempts (its status, cost record, lease) do not each wait a whole budget.
-#[derive(Clone)]
-struct Remote {
-    patience: Patience,
-    quick: Arc<dyn ObjectStore>,
-}
-
-/// The budget of store calls made after one gave up, until one succeeds again.
-const QUICK: Duration = Duration::from_secs(5);
-
-/// Set when a store call gave up (an outage), cleared by the next call that succeeds.
-static DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether the last remote store call of this process gave up (the store is down).
-pub fn known_down() -> bool {
-    DOWN.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// A cloud backend for `url` with the retry budget `budget` and the request timeout of
-/// `p` (as a client option, so the other client options from the environment stay).
-fn remote_backend(url: &str, scheme: &str, p: &Patience, budget: Duration) -> Result<Arc<dyn ObjectStore>, String> {
-    use object_store::ClientConfigKey::Timeout;
-    let retry = Patience { retry: budget, ..*p }.retry_config();
-    Ok(match scheme {
-        "s3" => {
-            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-            let mut b = AmazonS3Builder::from_env().with_url(url).with_retry(retry);
-            if let Some(t) = p.timeout_value() {
-                b = b.with_config(AmazonS3ConfigKey::Client(Timeout), t);
-            }
-            Arc::new(b.build().map_err(|e| e.to_string())?)
-        }
-        "gs" => {
-            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry);
-            if let Some(t) = p.timeout_value() {
-                b = b.with_config(GoogleConfigKey::Client(Timeout), t);
-            }
-            Arc::new(b.build().map_err(|e| e.to_string())?)
-        }
-        "az" | "abfs" | "abfss" | "azure" => {
-            use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(url).with_retry(retry);
-            if let Some(t) = p.timeout_value() {
-                b = b.with_config(AzureConfigKey::Client(Timeout), t);
-            }
-            Arc::new(b.build().map_err(|e| e.to_string())?)
-        }
-        other => return Err(format!("unknown scheme {other:?}; use file://, s3://, gs:// or az://")),
-    })
-}
-
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.url)
     }
 }
 
-/// Store calls made by this process, by kind (`ras bench coordinator` prints them per
-/// poll cycle). A `list` counts once however many pages the backend returns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct RequestCounts {
-    pub get: u64,
-    pub put: u64,
-    pub head: u64,
-    pub list: u64,
-    pub delete: u64,
-}
-
-impl RequestCounts {
-    /// What was made between `earlier` and `self`.
-    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
-        RequestCounts {
-            get: self.get - earlier.get,
-            put: self.put - earlier.put,
-            head: self.head - earlier.head,
-            list: self.list - earlier.list,
-            delete: self.delete - earlier.delete,
-        }
-    }
-}
-
-mod counters {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    pub static GET: AtomicU64 = AtomicU64::new(0);
-    pub static PUT: AtomicU64 = AtomicU64::new(0);
-    pub static HEAD: AtomicU64 = AtomicU64::new(0);
-    pub static LIST: AtomicU64 = AtomicU64::new(0);
-    pub static DELETE: AtomicU64 = AtomicU64::new(0);
-    pub fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Store calls made so far by this process.
-pub fn request_counts() -> RequestCounts {
-    use std::sync::atomic::Ordering::Relaxed;
-    RequestCounts {
-        get: counters::GET.load(Relaxed),
-        put: counters::PUT.load(Relaxed),
-        head: counters::HEAD.load(Relaxed),
-        list: counters::LIST.load(Relaxed),
-        delete: counters::DELETE.load(Relaxed),
-    }
+/// A record as the store keeps it (pretty JSON).
+fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).expect("serialisable record")
 }
 
 /// The folder of a `file://` URL, given what follows `file://`. A URL's host part is not
@@ -369,8 +187,10 @@ impl Store {
     /// Runs one backend call; a remote store that does not answer is tried again (with
     /// backoff) until the retry budget is spent, counted from the first try. object_store
     /// retries most failures itself within the same budget; this loop catches the ones it
-    /// returns at once (a timed-out conditional create, a body cut off mid-read).
-    fn call<'s, T, F, Fut>(&'s self, op: &'static str, key: &str, mut f: F) -> Result<T, StoreError>
+    /// returns at once (a timed-out conditional create, a body cut off mid-read). A future,
+    /// so that a batch ([`Store::get_many`], ...) keeps several calls in flight on the
+    /// store's runtime, each with its own retry budget; single calls block on it.
+    async fn call_async<'s, T, F, Fut>(&'s self, op: &'static str, key: &str, mut f: F) -> Result<T, StoreError>
     where
         F: FnMut(&'s dyn ObjectStore) -> Fut,
         Fut: std::future::Future<Output = Result<T, object_store::Error>>,
@@ -385,7 +205,11 @@ impl Store {
             None => (self.inner.as_ref(), Duration::ZERO),
         };
         loop {
-            let e = match self.rt.block_on(f(client)) {
+            let res = {
+                let _in_flight = InFlight::enter();
+                f(client).await
+            };
+            let e = match res {
                 Ok(v) => {
                     if self.remote.is_some() {
                         DOWN.store(false, SeqCst);
@@ -399,7 +223,7 @@ impl Store {
             };
             if start.elapsed() + pause < budget {
                 tracing::warn!(store = %self.url, key, "store did not answer ({e}); retrying in {:.1} s", pause.as_secs_f64());
-                std::thread::sleep(pause);
+                tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
                 continue;
             }
@@ -415,29 +239,38 @@ impl Store {
 
     /// Writes (or replaces) one object atomically.
     pub fn put(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
+        self.rt.block_on(self.put_async(key, bytes.into()))
+    }
+
+    async fn put_async(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         counters::bump(&counters::PUT);
         let path = self.path(key);
-        let payload = PutPayload::from(bytes.into());
-        self.call("write", key, |c| c.put(&path, payload.clone())).map(|_| ())
+        let payload = PutPayload::from(bytes);
+        self.call_async("write", key, |c| c.put(&path, payload.clone())).await.map(|_| ())
     }
 
     /// Writes an object only if it does not exist yet (conditional create). When a try
     /// got no answer and a later one finds the object, the object is read back: holding
     /// exactly these bytes, it is the earlier try's (it landed, its answer was lost).
     pub fn put_new(&self, key: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
+        self.rt.block_on(self.put_new_async(key, bytes.into()))
+    }
+
+    async fn put_new_async(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         counters::bump(&counters::PUT);
         let path = self.path(key);
-        let bytes: Bytes = bytes.into();
         let tries = std::cell::Cell::new(0u32);
-        let res = self.call("create", key, |c| {
-            tries.set(tries.get() + 1);
-            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-            c.put_opts(&path, PutPayload::from(bytes.clone()), opts)
-        });
+        let res = self
+            .call_async("create", key, |c| {
+                tries.set(tries.get() + 1);
+                let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+                c.put_opts(&path, PutPayload::from(bytes.clone()), opts)
+            })
+            .await;
         match res {
             Ok(_) => Ok(()),
             Err(StoreError::Backend { source, .. }) if matches!(*source, object_store::Error::AlreadyExists { .. }) => {
-                if tries.get() > 1 && self.get(key)?.is_some_and(|b| b == bytes) {
+                if tries.get() > 1 && self.get_async(key).await?.is_some_and(|b| b == bytes) {
                     return Ok(());
                 }
                 Err(StoreError::AlreadyExists { url: self.url.clone(), key: key.to_string() })
@@ -448,34 +281,48 @@ impl Store {
 
     /// Reads one object; `None` if it does not exist.
     pub fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.rt.block_on(self.get_async(key))
+    }
+
+    async fn get_async(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         counters::bump(&counters::GET);
         let path = &self.path(key);
-        self.call("read", key, |c| async move {
+        self.call_async("read", key, |c| async move {
             match c.get(path).await {
                 Ok(r) => r.bytes().await.map(Some),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
             }
         })
+        .await
     }
 
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.rt.block_on(self.exists_async(key))
+    }
+
+    async fn exists_async(&self, key: &str) -> Result<bool, StoreError> {
         counters::bump(&counters::HEAD);
         let path = &self.path(key);
-        self.call("inspect", key, |c| async move {
+        self.call_async("inspect", key, |c| async move {
             match c.head(path).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
                 Err(e) => Err(e),
             }
         })
+        .await
     }
 
     /// Keys (relative to the store root) of every object under `prefix`, sorted.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.rt.block_on(self.list_async(prefix))
+    }
+
+    async fn list_async(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         counters::bump(&counters::LIST);
         let path = self.path(prefix);
-        let metas: Vec<_> = self.call("list", prefix, |c| c.list(Some(&path)).try_collect::<Vec<_>>())?;
+        let metas: Vec<_> = self.call_async("list", prefix, |c| c.list(Some(&path)).try_collect::<Vec<_>>()).await?;
         let root = self.root.as_ref();
         let mut keys: Vec<String> = metas
             .into_iter()
@@ -489,32 +336,37 @@ impl Store {
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.rt.block_on(self.delete_async(key))
+    }
+
+    async fn delete_async(&self, key: &str) -> Result<(), StoreError> {
         counters::bump(&counters::DELETE);
         let path = &self.path(key);
-        self.call("delete", key, |c| async move {
+        self.call_async("delete", key, |c| async move {
             match c.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e),
             }
         })
+        .await
+    }
+
+    fn decode_json<T: serde::de::DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            url: self.url.clone(),
+            key: key.to_string(),
+            expected: "valid JSON".into(),
+            actual: e.to_string(),
+        })
     }
 
     pub fn put_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let text = serde_json::to_vec_pretty(value).expect("serialisable record");
-        self.put(key, text)
+        self.put(key, json_bytes(value))
     }
 
     /// Reads a JSON object; `Ok(None)` when missing; an undecodable one is reported as corrupt.
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        match self.get(key)? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| StoreError::Corrupt {
-                url: self.url.clone(),
-                key: key.to_string(),
-                expected: "valid JSON".into(),
-                actual: e.to_string(),
-            }),
-        }
+        self.get(key)?.map(|b| self.decode_json(key, &b)).transpose()
     }
 
     /// Reads an object and checks it against the sha256 recorded when it was published.

@@ -5,8 +5,9 @@
 //! nothing changes.
 
 use super::plan::place;
-use super::state::{FeatureState, SweepState, Tracker};
+use super::state::{FeatureState, SweepState};
 use super::status::{RunPhase, RunView};
+use super::tracker::Tracker;
 use super::{Manifest, SweepError};
 use crate::config::ClusterShape;
 use crate::launch::{Dependency, JobCommand, JobRecord, JobSpec, Launcher};
@@ -61,6 +62,8 @@ pub struct CycleStats {
     /// External scheduler commands (squeue, sbatch, scancel, ...) run this cycle.
     pub scheduler_calls: u64,
     pub store: RequestCounts,
+    /// The most store requests in flight at once during the cycle.
+    pub max_in_flight: u64,
     /// Runs whose phase, epoch or attempts changed.
     pub runs_changed: usize,
     /// Jobs submitted this cycle.
@@ -94,6 +97,7 @@ pub fn coordinate(
     loop {
         cycle += 1;
         let (t0, calls0, store0) = (Instant::now(), scheduler_calls(), crate::store::request_counts());
+        crate::store::take_max_in_flight();
         let mut views = tracker.refresh(launcher)?;
         // (Before a retry replaces the failed attempt's job in its view.)
         keep_logs(store, &views, &mut logs_kept);
@@ -120,6 +124,7 @@ pub fn coordinate(
             wall_s: t0.elapsed().as_secs_f64(),
             scheduler_calls: scheduler_calls() - calls0,
             store: crate::store::request_counts().since(&store0),
+            max_in_flight: crate::store::take_max_in_flight(),
             runs_changed: changed,
             submitted,
             next_poll_s: interval.as_secs_f64(),
@@ -200,8 +205,8 @@ fn launch_pending(
         }
         features.insert(run.feature_key.clone(), st);
     }
-    // Claimed this pass: (run index, spec).
-    let mut claimed: Vec<(usize, JobSpec)> = vec![];
+    // The runs to launch this pass, in plan order: (run index, attempt, placement, after).
+    let mut picked: Vec<(usize, usize, Vec<usize>, Vec<JobRecord>)> = vec![];
     // A cluster that queues jobs gets every run at once (in plan order) unless the
     // coordinator places runs on named nodes itself, which needs free nodes.
     let cap_slots = !queues || !opts.node_names.is_empty();
@@ -231,13 +236,23 @@ fn launch_pending(
                 None => continue, // its nodes are busy: a later pass places it
             }
         };
-        let attempt = view.attempts;
-        if !tracker.state.claim(&run.id, attempt)? {
-            continue; // another coordinator launches it
-        }
         for &i in &placement {
             used[i] += m;
         }
+        busy += run.ranks;
+        picked.push((idx, view.attempts, placement, after));
+    }
+    // Claimed in one batch (so that two coordinators never launch the same attempt).
+    // The slots of an attempt another coordinator claimed first stay unused until the
+    // next pass.
+    let attempts: Vec<(&str, usize)> = picked.iter().map(|(i, a, ..)| (manifest.runs[*i].id.as_str(), *a)).collect();
+    let won = tracker.state.claim_many(&attempts)?;
+    let mut claimed: Vec<(usize, JobSpec)> = vec![];
+    for ((idx, attempt, placement, after), won) in picked.into_iter().zip(won) {
+        if !won {
+            continue; // another coordinator launches it
+        }
+        let run = &manifest.runs[idx];
         let config = write_config(&opts.work_dir, &run.id, &run.config_toml)?;
         claimed.push((
             idx,
@@ -249,7 +264,6 @@ fn launch_pending(
                 dependency: Dependency::AfterAny,
             },
         ));
-        busy += run.ranks;
     }
     // Alike runs (same ranks, nodes and dependencies) go out together: one job array on
     // Slurm, at most max_array_size tasks each. Groups keep plan order.
@@ -270,15 +284,18 @@ fn launch_pending(
     for g in groups {
         let specs: Vec<JobSpec> = g.iter().map(|&k| claimed[k].1.clone()).collect();
         let jobs = launcher.submit(&specs)?;
+        // Recorded as soon as the group is out (one batch per kind of record), before
+        // the next group is submitted.
+        let records: Vec<(&str, usize, &JobRecord)> = g
+            .iter()
+            .zip(&jobs)
+            .map(|(&k, job)| (manifest.runs[claimed[k].0].id.as_str(), claimed[k].1.attempt(), job))
+            .collect();
+        tracker.state.record_jobs(&records)?;
         for (&k, job) in g.iter().zip(jobs) {
             let (idx, spec) = &claimed[k];
-            let JobCommand::Run { attempt, .. } = spec.command else { continue };
             let id = &manifest.runs[*idx].id;
-            // The audit entry first: a coordinator killed between the two writes leaves a
-            // launch with no job record (the claim makes a restarted coordinator wait for
-            // it), never a job record with no launch in the audit.
-            tracker.state.record_launch(id, attempt, &job)?;
-            tracker.state.record_job(id, attempt, &job)?;
+            let attempt = spec.attempt();
             tracker.note_job(id, attempt, &job);
             tracing::info!(run = id, attempt, job = job.id, nodes = spec.nodes.join(","), "launched");
             let view = &mut views[*idx];
@@ -370,3 +387,7 @@ pub fn submit_report_job(
     store.put_json(&super::SweepPaths::new(manifest.name.as_str()).report(), &job)?;
     Ok(Some(job))
 }
+
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod tests;

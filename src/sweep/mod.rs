@@ -19,13 +19,15 @@ pub mod paths;
 pub mod plan;
 pub mod state;
 pub mod status;
+pub mod tracker;
 
 pub use coordinator::{cancel, coordinate, submit_report_job, CoordinateOptions, CycleStats};
 pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions};
 pub use manifest::{Manifest, PlannedRun, MANIFEST_FORMAT};
 pub use paths::{SweepKey, SweepPaths};
-pub use state::{SweepState, Tracker};
+pub use state::SweepState;
 pub use status::{render_failed, render_views, RunPhase, RunView};
+pub use tracker::Tracker;
 
 use crate::config::{ConfigError, SweepFileError};
 use crate::store::StoreError;

@@ -1,22 +1,11 @@
-//! The sweep's state in the store (`sweeps/<name>/`, layout in `sweep/paths.rs`), and the
-//! [`Tracker`] that turns it plus the scheduler's answers into one [`RunView`] per run.
-//!
-//! The tracker reads only what can have changed since its last pass, so that a poll
-//! cycle costs one LIST of the sweep's prefix, one scheduler call, and one GET per run
-//! that is actually running or has just ended:
-//! - run configs are parsed once (the manifest does not change under a coordinator);
-//! - job records and claims are written once per attempt: each is read once, when the
-//!   listing first shows it;
-//! - a run's status is read on the first pass, then only while its job runs (not while
-//!   it waits in the queue) and once when it ends; complete and failed runs are settled
-//!   and never read again.
+//! The sweep's state in the store (`sweeps/<name>/`, layout in `sweep/paths.rs`): the
+//! writes a coordinator makes there, and the parse of one LIST of it ([`Listing`]),
+//! which the [`super::Tracker`] (tracker.rs) reads pass after pass.
 
 use super::paths::{SweepKey, SweepPaths};
-use super::status::{RunPhase, RunView};
 use super::{Manifest, SweepError};
-use crate::launch::{JobRecord, JobState, Launcher};
-use crate::run::cost::{read_attempts, CostSummary};
-use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};
+use crate::launch::JobRecord;
+use crate::run::RunPaths;
 use crate::store::{Store, StoreError};
 use crate::{hostname, unix_now};
 use serde::{Deserialize, Serialize};
@@ -96,11 +85,11 @@ impl<'a> SweepState<'a> {
         Ok(self.store.put(&self.cancelled_key(), format!("{}\n", unix_now()))?)
     }
 
-    fn claim_key_of(&self, id: &str, attempt: usize) -> String {
+    pub(super) fn claim_key_of(&self, id: &str, attempt: usize) -> String {
         self.paths().claim(id, attempt)
     }
 
-    fn job_key(&self, id: &str, attempt: usize) -> String {
+    pub(super) fn job_key(&self, id: &str, attempt: usize) -> String {
         self.paths().job(id, attempt)
     }
 
@@ -120,14 +109,42 @@ impl<'a> SweepState<'a> {
         }
     }
 
-    pub fn record_job(&self, id: &str, attempt: usize, job: &JobRecord) -> Result<(), SweepError> {
-        Ok(self.store.put_json(&self.job_key(id, attempt), job)?)
+    /// Claims many attempts in one batch: for each (run id, attempt), whether this
+    /// process got it (false: another coordinator did, and launches it).
+    pub fn claim_many(&self, attempts: &[(&str, usize)]) -> Result<Vec<bool>, SweepError> {
+        let c = Claim { host: hostname(), pid: std::process::id(), unix: unix_now() };
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&c).expect("json"));
+        let items = attempts.iter().map(|(id, a)| (self.claim_key_of(id, *a), bytes.clone())).collect();
+        Ok(self.store.put_new_many(items)?)
     }
 
-    /// Appends to the launch audit (a distinct key per submitting process).
-    pub fn record_launch(&self, id: &str, attempt: usize, job: &JobRecord) -> Result<(), SweepError> {
-        let key = self.paths().launch(id, attempt, &hostname(), std::process::id());
-        Ok(self.store.put_json(&key, job)?)
+    /// Records jobs just submitted, each (run id, attempt, job), for every launcher:
+    /// first the launch audit (a distinct key per submitting process), then the record
+    /// and what the job runs beside each run (`runs/<id>/jobs/`), and last the sweep's job
+    /// records, which are what tells other coordinators the attempt is launched. Each
+    /// step is one batch. A coordinator killed in between leaves a claim without a job
+    /// record (relaunched after CLAIM_GRACE_S unless the run's lease is live), never a
+    /// job record missing from the audit.
+    pub fn record_jobs(&self, jobs: &[(&str, usize, &JobRecord)]) -> Result<(), SweepError> {
+        let (host, pid) = (hostname(), std::process::id());
+        let launches: Vec<(String, &JobRecord)> = jobs
+            .iter()
+            .map(|(id, a, job)| (self.paths().launch(id, *a, &host, pid), *job))
+            .collect();
+        self.store.put_json_many(&launches)?;
+        let mut beside: Vec<(String, bytes::Bytes)> = vec![];
+        for (id, _, job) in jobs {
+            let paths = RunPaths::new(*id);
+            let record = serde_json::to_vec_pretty(job).expect("json");
+            beside.push((paths.job_record(&job.id), record.into()));
+            if let Some(text) = &job.submitted {
+                let ext = if job.kind == crate::config::LauncherKind::Slurm { "sbatch" } else { "sh" };
+                beside.push((paths.job_script(&job.id, ext), text.clone().into_bytes().into()));
+            }
+        }
+        self.store.put_many(beside)?;
+        let records: Vec<(String, &JobRecord)> = jobs.iter().map(|(id, a, job)| (self.job_key(id, *a), *job)).collect();
+        Ok(self.store.put_json_many(&records)?)
     }
 
     /// Short name of a feature-cache key (store keys and job names).
@@ -137,7 +154,7 @@ impl<'a> SweepState<'a> {
 
     /// `features/<name>.claim` (who submits the cache job) or `features/<name>.json` (its
     /// job record) of the cache named `name` (`feature_name`).
-    fn feature_object(&self, name: &str, ext: &str) -> String {
+    pub(super) fn feature_object(&self, name: &str, ext: &str) -> String {
         match ext {
             "claim" => self.paths().feature_claim(name),
             _ => self.paths().feature_job(name),
@@ -177,21 +194,21 @@ pub enum FeatureState {
 
 /// What one LIST of `sweeps/<name>/` shows.
 #[derive(Debug, Default)]
-struct Listing {
+pub(super) struct Listing {
     /// Claimed attempts per run id.
-    claims: BTreeMap<String, BTreeSet<usize>>,
+    pub(super) claims: BTreeMap<String, BTreeSet<usize>>,
     /// (run id, attempt) with a job record.
-    jobs: BTreeSet<(String, usize)>,
+    pub(super) jobs: BTreeSet<(String, usize)>,
     /// Feature-cache names with a claim / with a job record.
-    feature_claims: BTreeSet<String>,
-    feature_jobs: BTreeSet<String>,
-    cancelled: bool,
+    pub(super) feature_claims: BTreeSet<String>,
+    pub(super) feature_jobs: BTreeSet<String>,
+    pub(super) cancelled: bool,
 }
 
 impl Listing {
     /// The keys (of a LIST) of the sweep whose prefix is `prefix` (`SweepPaths::prefix`),
     /// read by `SweepPaths::parse`; keys of other sweeps are skipped.
-    fn parse(prefix: &str, keys: &[String]) -> Self {
+    pub(super) fn parse(prefix: &str, keys: &[String]) -> Self {
         let mut l = Listing::default();
         for key in keys {
             let Some((paths, kind)) = SweepPaths::parse(key) else { continue };
@@ -216,263 +233,6 @@ impl Listing {
             }
         }
         l
-    }
-}
-
-/// Whether a run whose latest attempt ended (not complete) has used up its attempts:
-/// `attempts` (1 + retries) past `max_retries`, unless the attempt ended in a state that
-/// does not use one ([`RunState::uses_an_attempt`]: preempted after a checkpoint, or
-/// stopped by a store outage), which is requeued whatever the count. An attempt that
-/// recorded nothing (no status, or still "running": killed from outside, or its store
-/// was down when it gave up) counts.
-fn out_of_attempts(attempts: usize, max_retries: usize, status: Option<&RunStatus>) -> bool {
-    attempts > max_retries && status.is_none_or(|s| s.state.uses_an_attempt())
-}
-
-/// What the tracker remembers of one run between passes.
-#[derive(Default)]
-struct Tracked {
-    status: Option<RunStatus>,
-    /// Job state of the latest attempt at the last pass (None: no job yet).
-    last_state: Option<(usize, JobState)>,
-    /// Complete, or failed for good: this view is final.
-    settled: Option<RunView>,
-    /// Summed cost records, read when an attempt has ended (not every pass).
-    cost: Option<CostSummary>,
-}
-
-/// Views of a sweep's runs, kept up to date pass after pass (see the module doc).
-pub struct Tracker<'a> {
-    pub state: SweepState<'a>,
-    epochs: Vec<usize>,
-    runs: Vec<Tracked>,
-    claims: BTreeMap<String, Claim>,
-    jobs: BTreeMap<String, JobRecord>,
-    first: bool,
-    /// Feature-cache states of the last pass, by cache name.
-    pub features: BTreeMap<String, FeatureState>,
-    /// Whether `ras cancel` flagged the sweep (at the last pass).
-    pub cancelled: bool,
-}
-
-impl<'a> Tracker<'a> {
-    /// Err: a run config of the manifest does not parse (`Manifest::configs`).
-    pub fn new(store: &'a Store, manifest: &'a Manifest) -> Result<Self, SweepError> {
-        // Parsed once: the manifest's configs do not change under a coordinator.
-        let epochs = manifest.configs()?.iter().map(|c| c.train.epochs).collect();
-        Ok(Self {
-            state: SweepState { store, manifest },
-            epochs,
-            runs: manifest.runs.iter().map(|_| Tracked::default()).collect(),
-            claims: BTreeMap::new(),
-            jobs: BTreeMap::new(),
-            first: true,
-            features: BTreeMap::new(),
-            cancelled: false,
-        })
-    }
-
-    /// A claim's record, read once.
-    fn claim_record(&mut self, key: &str) -> Result<Claim, SweepError> {
-        if let Some(c) = self.claims.get(key) {
-            return Ok(c.clone());
-        }
-        let c = self.state.store.get_json::<Claim>(key)?.unwrap_or(Claim { host: String::new(), pid: 0, unix: 0 });
-        self.claims.insert(key.to_string(), c.clone());
-        Ok(c)
-    }
-
-    /// A job record, read once.
-    fn job_record(&mut self, key: &str) -> Result<Option<JobRecord>, SweepError> {
-        if let Some(j) = self.jobs.get(key) {
-            return Ok(Some(j.clone()));
-        }
-        let j: Option<JobRecord> = self.state.store.get_json(key)?;
-        if let Some(j) = &j {
-            self.jobs.insert(key.to_string(), j.clone());
-        }
-        Ok(j)
-    }
-
-    /// Remembers a job this coordinator just recorded (saves reading it back).
-    pub fn note_job(&mut self, id: &str, attempt: usize, job: &JobRecord) {
-        self.jobs.insert(self.state.job_key(id, attempt), job.clone());
-    }
-
-    /// Remembers a feature-cache job this coordinator just recorded.
-    pub fn note_feature_job(&mut self, key: &str, job: &JobRecord) {
-        let name = SweepState::feature_name(key);
-        self.jobs.insert(self.state.feature_object(&name, "json"), job.clone());
-    }
-
-    /// One pass: list the sweep's prefix, ask the scheduler about every live job at once,
-    /// read the status of runs that can have changed, and return a view of every run (in
-    /// manifest order).
-    pub fn refresh(&mut self, launcher: &mut dyn Launcher) -> Result<Vec<RunView>, SweepError> {
-        let prefix = self.state.prefix();
-        let listing = Listing::parse(&prefix, &self.state.store.list(&format!("{prefix}/"))?);
-        self.cancelled = listing.cancelled;
-        let manifest = self.state.manifest;
-        // The latest attempt's job of every run not settled, and the feature-cache jobs.
-        let mut latest: Vec<Option<(usize, Option<JobRecord>)>> = vec![None; manifest.runs.len()];
-        for (i, run) in manifest.runs.iter().enumerate() {
-            if self.runs[i].settled.is_some() {
-                continue;
-            }
-            if let Some(&a) = listing.claims.get(&run.id).and_then(|s| s.last()) {
-                let job = if listing.jobs.contains(&(run.id.clone(), a)) {
-                    self.job_record(&self.state.job_key(&run.id, a))?
-                } else {
-                    None
-                };
-                latest[i] = Some((a, job));
-            }
-        }
-        let mut feature_records: Vec<(String, JobRecord)> = vec![];
-        for name in &listing.feature_jobs {
-            let key = self.state.feature_object(name, "json");
-            if let Some(j) = self.job_record(&key)? {
-                feature_records.push((name.clone(), j));
-            }
-        }
-        // One scheduler call for all of them.
-        let mut polled: Vec<&JobRecord> =
-            latest.iter().filter_map(|l| l.as_ref().and_then(|(_, j)| j.as_ref())).collect();
-        polled.extend(feature_records.iter().map(|(_, j)| j));
-        let states = if polled.is_empty() { vec![] } else { launcher.poll(&polled)? };
-        let mut states = states.into_iter();
-        let run_states: Vec<Option<JobState>> = latest
-            .iter()
-            .map(|l| l.as_ref().and_then(|(_, j)| j.as_ref()).map(|_| states.next().expect("a state per job")))
-            .collect();
-        self.features.clear();
-        for ((name, job), st) in feature_records.into_iter().zip(states) {
-            let fs = if st.is_alive() { FeatureState::Running(job) } else { FeatureState::Ready };
-            self.features.insert(name, fs);
-        }
-        for name in listing.feature_claims.difference(&listing.feature_jobs) {
-            let c = self.claim_record(&self.state.feature_object(name, "claim"))?;
-            // Claimed by a coordinator that died before submitting: the runs fill the
-            // cache themselves (each computes only what is missing).
-            let fs = if unix_now().saturating_sub(c.unix) >= CLAIM_GRACE_S {
-                FeatureState::Ready
-            } else {
-                FeatureState::Claimed
-            };
-            self.features.insert(name.clone(), fs);
-        }
-
-        let mut out = Vec::with_capacity(manifest.runs.len());
-        for (i, run) in manifest.runs.iter().enumerate() {
-            if let Some(v) = &self.runs[i].settled {
-                out.push(v.clone());
-                continue;
-            }
-            let attempts = listing.claims.get(&run.id).map(|s| s.len()).unwrap_or(0);
-            let job_state = run_states[i].clone();
-            let attempt = latest[i].as_ref().map(|(a, _)| *a);
-            // Read the status when it can have changed: first pass, job running (not
-            // queued) or unknown, or the job ended since the last pass.
-            let prev = self.runs[i].last_state.clone();
-            let ended_now = matches!(job_state, Some(JobState::Ended))
-                && prev.as_ref().map(|(a, s)| Some(*a) != attempt || *s != JobState::Ended).unwrap_or(true);
-            let read = self.first
-                || ended_now
-                || matches!(job_state, Some(JobState::Active) | Some(JobState::Unknown(_)))
-                || (attempt.is_some() && job_state.is_none() && prev.is_none());
-            if read {
-                self.runs[i].status = self.state.store.get_json(&RunPaths::new(run.id.as_str()).status())?;
-                // Cost records are written as attempts end: read them on the first pass
-                // and when a job ended since the last, never while one runs.
-                let ended = self.runs[i].status.as_ref().is_some_and(|s| s.state != RunState::Running);
-                if (self.first || ended_now) && ended {
-                    let records = read_attempts(self.state.store, &RunPaths::new(run.id.as_str()))?;
-                    self.runs[i].cost = (!records.is_empty()).then(|| CostSummary::of(&records));
-                }
-            }
-            if let (Some(a), Some(s)) = (attempt, &job_state) {
-                self.runs[i].last_state = Some((a, s.clone()));
-            }
-            let status = self.runs[i].status.clone();
-            let mut view = RunView {
-                id: run.id.clone(),
-                label: run.label.clone(),
-                phase: RunPhase::Pending,
-                attempts,
-                epoch: status.as_ref().map(|s| s.epoch).unwrap_or(0),
-                epochs: self.epochs[i],
-                ranks: run.ranks,
-                job: latest[i].as_ref().and_then(|(_, j)| j.clone()),
-                error: status.as_ref().and_then(|s| s.error.clone()),
-                mean_iauroc: None,
-                mean_pauroc: None,
-                eta_s: None,
-                unknown: None,
-                cost: self.runs[i].cost.clone(),
-                job_ended: !matches!(job_state, Some(JobState::Active)),
-            };
-            let complete = status.as_ref().map(|s| s.state == RunState::Complete).unwrap_or(false);
-            view.phase = if complete {
-                if let Some(fm) =
-                    self.state.store.get_json::<FinalMetrics>(&RunPaths::new(run.id.as_str()).final_metrics())?
-                {
-                    view.mean_iauroc = Some(fm.metrics.mean.image_auroc);
-                    view.mean_pauroc = Some(fm.metrics.mean.pixel_auroc);
-                }
-                RunPhase::Complete
-            } else if let Some(a) = attempt {
-                let alive = match &job_state {
-                    None => {
-                        let c = self.claim_record(&self.state.claim_key_of(&run.id, a))?;
-                        unix_now().saturating_sub(c.unix) < CLAIM_GRACE_S
-                    }
-                    Some(JobState::Unknown(why)) => {
-                        view.unknown = Some(why.clone());
-                        true
-                    }
-                    Some(s) => s.is_alive(),
-                };
-                // The scheduler says the job ended, but the run is not complete: if its lease
-                // is live, a process still trains it (a job the scheduler lost track of, or
-                // a run started by hand): running, whatever the scheduler says. Read only for
-                // runs that look ended, so the poll cycle's cost does not grow.
-                let alive = alive
-                    || crate::run::lease::live_holder(self.state.store, &RunPaths::new(run.id.as_str()))?.is_some();
-                if let (true, Some(st)) = (alive, &status) {
-                    let c = self.claim_record(&self.state.claim_key_of(&run.id, a))?;
-                    if st.epoch > 0 && st.epoch < view.epochs && st.updated_unix > c.unix {
-                        let per_epoch = (st.updated_unix - c.unix) as f64 / st.epoch as f64;
-                        view.eta_s = Some((per_epoch * (view.epochs - st.epoch) as f64) as u64);
-                    }
-                }
-                if alive {
-                    RunPhase::Active
-                } else if out_of_attempts(attempts, manifest.max_retries, status.as_ref()) {
-                    if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
-                        // The job died without recording why (killed from outside).
-                        let reason = format!("job ended without recording an outcome after {attempts} attempts");
-                        crate::run::mark_failed_unless_recorded(&run.config()?, &reason)?;
-                        view.error.get_or_insert(reason);
-                    }
-                    RunPhase::Failed
-                } else {
-                    RunPhase::Retry
-                }
-            } else {
-                RunPhase::Pending
-            };
-            if view.is_final() {
-                self.runs[i].settled = Some(view.clone());
-            }
-            out.push(view);
-        }
-        self.first = false;
-        Ok(out)
-    }
-
-    /// The feature-cache state of a feature key (a run's `feature_key`).
-    pub fn feature_state(&self, key: &str) -> FeatureState {
-        self.features.get(&SweepState::feature_name(key)).cloned().unwrap_or(FeatureState::Unclaimed)
     }
 }
 
@@ -531,26 +291,6 @@ mod tests {
         assert_eq!(stored.written_by.as_deref(), Some(env!("CARGO_PKG_VERSION")), "stamped by its writer");
         assert_eq!(stored.runs[0].estimate, first.runs[0].estimate, "a's plan is the one made before it ran");
         assert_eq!(stored.runs[1].estimate, again.runs[1].estimate, "b is new: its plan is today's");
-    }
-
-    #[test]
-    fn preempted_and_infra_attempts_are_requeued_without_using_one() {
-        let st = |state: RunState| RunStatus { state, run_id: "r".into(), epoch: 1, updated_unix: 0, error: None };
-        // Within the retries, everything is retried.
-        for s in [RunState::Running, RunState::Failed, RunState::Preempted, RunState::Infra] {
-            assert!(!out_of_attempts(1, 2, Some(&st(s))));
-        }
-        // Past them: a failure, or an attempt that recorded nothing, ends the run...
-        assert!(out_of_attempts(3, 2, Some(&st(RunState::Failed))));
-        assert!(out_of_attempts(3, 2, Some(&st(RunState::Running))));
-        assert!(out_of_attempts(3, 2, None));
-        assert!(out_of_attempts(1, 0, Some(&st(RunState::Failed))));
-        // ...but a checkpointed preemption or a store outage is requeued whatever the count.
-        assert!(!out_of_attempts(3, 2, Some(&st(RunState::Preempted))));
-        assert!(!out_of_attempts(50, 0, Some(&st(RunState::Infra))));
-        assert!(!RunState::Infra.uses_an_attempt() && RunState::Failed.uses_an_attempt());
-        // The state as status.json spells it.
-        assert_eq!(serde_json::to_string(&RunState::Infra).unwrap(), "\"infra\"");
     }
 
     #[test]
