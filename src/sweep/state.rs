@@ -127,10 +127,8 @@ impl<'a> SweepState<'a> {
     /// job record missing from the audit.
     pub fn record_jobs(&self, jobs: &[(&str, usize, &JobRecord)]) -> Result<(), SweepError> {
         let (host, pid) = (hostname(), std::process::id());
-        let launches: Vec<(String, &JobRecord)> = jobs
-            .iter()
-            .map(|(id, a, job)| (self.paths().launch(id, *a, &host, pid), *job))
-            .collect();
+        let launches: Vec<(String, &JobRecord)> =
+            jobs.iter().map(|(id, a, job)| (self.paths().launch(id, *a, &host, pid), *job)).collect();
         self.store.put_json_many(&launches)?;
         let mut beside: Vec<(String, bytes::Bytes)> = vec![];
         for (id, _, job) in jobs {
