@@ -66,8 +66,19 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
     if !opts.json {
         writeln!(
             out,
-            "{:>5} {:>9} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9}",
-            "cycle", "wall s", "scheduler", "get", "put", "head", "list", "delete", "in flight", "changed", "submitted"
+            "{:>5} {:>9} {:>10} {:>12} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9}",
+            "cycle",
+            "wall s",
+            "scheduler",
+            "scheduler s",
+            "get",
+            "put",
+            "head",
+            "list",
+            "delete",
+            "in flight",
+            "changed",
+            "submitted"
         )?;
     }
     let mut line = |c: &CycleStats| -> std::io::Result<()> {
@@ -77,10 +88,11 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
             let s = &c.store;
             writeln!(
                 out,
-                "{:>5} {:>9.3} {:>10} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9}",
+                "{:>5} {:>9.3} {:>10} {:>12.3} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9} {:>8} {:>9}",
                 c.cycle,
                 c.wall_s,
                 c.scheduler_calls,
+                c.scheduler_s,
                 s.get,
                 s.put,
                 s.head,
@@ -99,6 +111,10 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
         }
     })?;
     written?;
+    // The floor of a steady cycle on this store: one bare LIST of the sweep's prefix.
+    let t = std::time::Instant::now();
+    let listed = store.list(&format!("{}/", crate::sweep::SweepPaths::new(manifest.name.as_str()).prefix()))?;
+    writeln!(out, "one LIST of the sweep's prefix ({} keys): {:.3} s", listed.len(), t.elapsed().as_secs_f64())?;
     let live = views.iter().filter(|v| v.phase == RunPhase::Active).count();
     let n = crate::sweep::cancel(&store, &manifest, launcher.as_mut())?;
     let _ = std::fs::remove_dir_all(tmp.join("configs"));

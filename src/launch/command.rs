@@ -61,6 +61,13 @@ pub struct CommandOutput {
 }
 
 static CALLS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// Microseconds spent waiting for external commands, all together.
+static WAITED_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Seconds this process spent waiting for external commands (scheduler calls) so far.
+pub fn waited_s() -> f64 {
+    WAITED_US.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
+}
 
 /// How many times each program was started by this process (retries included).
 pub fn calls() -> BTreeMap<String, u64> {
@@ -83,11 +90,10 @@ pub fn run_command(cmd: &mut Command, retry: Retry, hint: &str) -> Result<Comman
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut once = || -> Result<CommandOutput, CommandError> {
         *CALLS.lock().unwrap_or_else(|p| p.into_inner()).entry(program.clone()).or_default() += 1;
-        let out = cmd.output().map_err(|source| CommandError::Spawn {
-            line: line.clone(),
-            hint: hint.to_string(),
-            source,
-        })?;
+        let t = std::time::Instant::now();
+        let out = cmd.output();
+        WAITED_US.fetch_add(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        let out = out.map_err(|source| CommandError::Spawn { line: line.clone(), hint: hint.to_string(), source })?;
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         tracing::debug!(command = line, status = %out.status, stderr, "ran");
         if !out.status.success() {

@@ -61,6 +61,8 @@ pub struct CycleStats {
     pub wall_s: f64,
     /// External scheduler commands (squeue, sbatch, scancel, ...) run this cycle.
     pub scheduler_calls: u64,
+    /// Seconds of the cycle spent waiting for them (the rest is the store and ras).
+    pub scheduler_s: f64,
     pub store: RequestCounts,
     /// The most store requests in flight at once during the cycle.
     pub max_in_flight: u64,
@@ -97,6 +99,7 @@ pub fn coordinate(
     loop {
         cycle += 1;
         let (t0, calls0, store0) = (Instant::now(), scheduler_calls(), crate::store::request_counts());
+        let waited0 = crate::launch::command::waited_s();
         crate::store::take_max_in_flight();
         let mut views = tracker.refresh(launcher)?;
         // (Before a retry replaces the failed attempt's job in its view.)
@@ -123,6 +126,7 @@ pub fn coordinate(
             cycle,
             wall_s: t0.elapsed().as_secs_f64(),
             scheduler_calls: scheduler_calls() - calls0,
+            scheduler_s: crate::launch::command::waited_s() - waited0,
             store: crate::store::request_counts().since(&store0),
             max_in_flight: crate::store::take_max_in_flight(),
             runs_changed: changed,
@@ -319,25 +323,37 @@ fn write_config(dir: &std::path::Path, name: &str, toml: &str) -> Result<PathBuf
 /// into the store beside the run, `runs/<id>/logs/<job id>.log`, so it outlives the
 /// scratch folder and the machine. `kept` remembers what this coordinator already checked.
 fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTreeSet<String>) {
+    // (run id, store key, log file) of each ended job not checked yet.
+    let mut ended: Vec<(&str, String, &std::path::Path)> = vec![];
     for v in views {
         let Some(job) = &v.job else { continue };
         if v.phase == RunPhase::Active || !v.job_ended {
             continue;
         }
         let key = crate::run::RunPaths::new(v.id.as_str()).logs(&job.id);
-        if !kept.insert(key.clone()) {
-            continue;
+        if kept.insert(key.clone()) {
+            ended.push((v.id.as_str(), key, job.log.as_path()));
         }
-        match (store.exists(&key), std::fs::read(&job.log)) {
-            (Ok(false), Ok(bytes)) => {
-                if let Err(e) = store.put(&key, bytes) {
-                    tracing::warn!(run = v.id, "keeping log {}: {e}", job.log.display());
-                }
-            }
-            // Already kept, or the log is on a file system this machine does not see.
-            (Ok(true), _) | (_, Err(_)) => {}
-            (Err(e), _) => tracing::warn!(run = v.id, "store: {e}"),
+    }
+    if ended.is_empty() {
+        return;
+    }
+    // One batch of HEADs, then one of PUTs (many runs can end in one cycle).
+    let keys: Vec<&String> = ended.iter().map(|(_, k, _)| k).collect();
+    let there = match store.exists_many(&keys) {
+        Ok(t) => t,
+        Err(e) => return tracing::warn!("store: {e}"),
+    };
+    let mut logs: Vec<(String, bytes::Bytes)> = vec![];
+    for ((run, key, file), there) in ended.into_iter().zip(there) {
+        // Already kept, or the log is on a file system this machine does not see.
+        if let (false, Ok(bytes)) = (there, std::fs::read(file)) {
+            tracing::debug!(run, "keeping log {}", file.display());
+            logs.push((key, bytes.into()));
         }
+    }
+    if let Err(e) = store.put_many(logs) {
+        tracing::warn!("keeping job logs: {e}");
     }
 }
 
