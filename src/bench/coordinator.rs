@@ -150,7 +150,7 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
 
 /// Gives every run of `manifest` the records `ras train` leaves when a run completes:
 /// its config, a complete status, final metrics (over 15 classes, as MVTec-AD has) and
-/// one cost record. Written in batches.
+/// one cost record (with its index). Written in batches.
 fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result<(), SweepError> {
     use crate::eval::{ClassMetrics, MetricsTable};
     use crate::run::cost::{AttemptCost, Job, Outcome, Phases};
@@ -209,6 +209,7 @@ fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result<(), SweepE
         items.push((paths.config(), bytes::Bytes::from(run.config_toml.clone())));
         items.push((paths.final_metrics(), json(&fm)));
         items.push((paths.attempt(now - 60, &cost.host, 1), json(&cost)));
+        items.push((paths.cost_index(), json(&crate::run::cost::CostIndex { attempts: vec![cost] })));
         items.push((paths.status(), json(&status)));
     }
     Ok(store.put_many(items)?)

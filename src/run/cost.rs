@@ -219,19 +219,62 @@ impl PhaseTimer {
     }
 }
 
-/// Writes an attempt's record under its run.
-pub fn write_attempt(store: &Store, paths: &RunPaths, rec: &AttemptCost) -> Result<(), StoreError> {
-    store.put_json(&paths.attempt(rec.started_unix, &rec.host, rec.pid), rec)
+/// `runs/<id>/cost.json`: every attempt record of a run in one object, so that a reader
+/// of many runs (`ras status`, `ras report` of a 2,000-run sweep on a remote store) makes
+/// one GET a run instead of a LIST and a GET per record. The records under `attempts/`
+/// stay the audit; the index is written first and holds the record itself, so a crash
+/// between the two writes loses nothing from it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostIndex {
+    /// Oldest first.
+    pub attempts: Vec<AttemptCost>,
 }
 
-/// Every attempt record of a run, oldest first (one LIST, one GET each). A record that
-/// does not parse (another version's) is skipped: cost is reported, never relied upon.
+/// Writes an attempt's record under its run: into the run's index, then on its own.
+/// One writer at a time: a run's attempts hold its lease, and its feature-cache job ends
+/// before the run starts.
+pub fn write_attempt(store: &Store, paths: &RunPaths, rec: &AttemptCost) -> Result<(), StoreError> {
+    let key = paths.attempt(rec.started_unix, &rec.host, rec.pid);
+    let mut index = match store.get_json::<CostIndex>(&paths.cost_index()) {
+        Ok(Some(index)) => index,
+        // No index yet (or a torn one): the records written so far are its start.
+        Ok(None) | Err(StoreError::Corrupt { .. }) => {
+            CostIndex { attempts: listed_attempts(store, &[paths.clone()])?.remove(0) }
+        }
+        Err(e) => return Err(e),
+    };
+    index.attempts.retain(|r| paths.attempt(r.started_unix, &r.host, r.pid) != key);
+    index.attempts.push(rec.clone());
+    index.attempts.sort_by_key(|r| r.started_unix);
+    store.put_json(&paths.cost_index(), &index)?;
+    store.put_json(&key, rec)
+}
+
+/// Every attempt record of a run, oldest first. A record that does not parse (another
+/// version's) is skipped: cost is reported, never relied upon.
 pub fn read_attempts(store: &Store, paths: &RunPaths) -> Result<Vec<AttemptCost>, StoreError> {
     Ok(read_attempts_many(store, std::slice::from_ref(paths))?.remove(0))
 }
 
-/// [`read_attempts`] of many runs: one batch of LISTs, then one batch of GETs.
+/// [`read_attempts`] of many runs: one batch of GETs of their indexes; only runs with no
+/// index (written by a ras before it) are listed, in one batch of LISTs and GETs.
 pub fn read_attempts_many(store: &Store, runs: &[RunPaths]) -> Result<Vec<Vec<AttemptCost>>, StoreError> {
+    let keys: Vec<String> = runs.iter().map(|p| p.cost_index()).collect();
+    let mut out: Vec<Option<Vec<AttemptCost>>> = store
+        .get_many(&keys)?
+        .into_iter()
+        .map(|b| b.and_then(|b| serde_json::from_slice::<CostIndex>(&b).ok()).map(|i| i.attempts))
+        .collect();
+    let missing: Vec<usize> = (0..runs.len()).filter(|&i| out[i].is_none()).collect();
+    let paths: Vec<RunPaths> = missing.iter().map(|&i| runs[i].clone()).collect();
+    for (&i, recs) in missing.iter().zip(listed_attempts(store, &paths)?) {
+        out[i] = Some(recs);
+    }
+    Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// The records under `attempts/` of many runs: one batch of LISTs, then one of GETs.
+fn listed_attempts(store: &Store, runs: &[RunPaths]) -> Result<Vec<Vec<AttemptCost>>, StoreError> {
     let prefixes: Vec<String> = runs.iter().map(|p| format!("{}/", p.attempts())).collect();
     let listed = store.list_many(&prefixes)?;
     let is_attempt = |k: &str| matches!(RunPaths::parse(k), Some((_, RunKey::Attempt { .. })));
@@ -291,6 +334,45 @@ impl CostSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attempts written through the index are read back with one GET a run and no LIST;
+    /// a run written before the index existed (records only under attempts/) is listed.
+    #[test]
+    fn the_cost_index_holds_every_attempt_and_saves_the_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let t = PhaseTimer::new();
+        let mut first = t.finish(Outcome::Preempted, tch::Device::Cpu, 1, "s".into());
+        first.started_unix = 100;
+        let mut second = first.clone();
+        second.started_unix = 200;
+        second.outcome = Outcome::Complete;
+        let (a, b) = (RunPaths::new("run-a"), RunPaths::new("run-b"));
+        write_attempt(&store, &a, &second).unwrap();
+        write_attempt(&store, &a, &first).unwrap();
+        write_attempt(&store, &a, &first).unwrap(); // written again: once in the index
+        let index: CostIndex = store.get_json(&a.cost_index()).unwrap().unwrap();
+        assert_eq!(index.attempts, vec![first.clone(), second.clone()], "oldest first, no duplicate");
+        assert_eq!(store.list(&format!("{}/", a.attempts())).unwrap().len(), 2, "each record also on its own");
+        // run-b: an older ras wrote its record without an index.
+        store.put_json(&b.attempt(first.started_unix, &first.host, first.pid), &first).unwrap();
+        let before = crate::store::request_counts();
+        let got = read_attempts_many(&store, &[a.clone(), b.clone()]).unwrap();
+        let made = crate::store::request_counts().since(&before);
+        assert_eq!(got, vec![vec![first.clone(), second], vec![first]]);
+        // Other tests may run store calls at the same time: at least, never fewer.
+        assert!(made.get >= 3 && made.list >= 1, "{made:?}");
+        let before = crate::store::request_counts();
+        read_attempts_many(&store, std::slice::from_ref(&a)).unwrap();
+        let made = crate::store::request_counts().since(&before);
+        assert!(made.get >= 1, "{made:?}");
+        // A later attempt of run-b starts its index from the listed record.
+        let mut third = index.attempts[1].clone();
+        third.started_unix = 300;
+        write_attempt(&store, &b, &third).unwrap();
+        let index: CostIndex = store.get_json(&b.cost_index()).unwrap().unwrap();
+        assert_eq!(index.attempts.iter().map(|r| r.started_unix).collect::<Vec<_>>(), vec![100, 300]);
+    }
 
     #[test]
     fn a_timer_splits_wall_time_into_phases() {

@@ -27,6 +27,8 @@
 //!                        path, nodes), written by the coordinator that submitted it
 //! jobs/<job id>.sbatch|.sh  what that job ran: its Slurm batch script, or the command
 //!                        line of a local job
+//! cost.json              every attempt's cost record in one object, so that a reader
+//!                        needs one GET, not a LIST and a GET per record (`CostIndex`)
 //! attempts/<started unix>-<host>-<pid>.json  what one attempt cost: phases, device,
 //!                        ranks, rank-hours (written by rank 0 when the attempt ends)
 //! ```
@@ -58,6 +60,8 @@ pub enum RunKey {
     TrainLog,
     MetricsLog,
     FinalMetrics,
+    /// `cost.json`: every attempt record of the run in one object.
+    CostIndex,
     /// `attempts/<started unix>-<host>-<pid>.json`: one attempt's cost record.
     Attempt {
         started_unix: u64,
@@ -129,6 +133,7 @@ impl RunPaths {
             "train_log.jsonl" => RunKey::TrainLog,
             "metrics.jsonl" => RunKey::MetricsLog,
             "final_metrics.json" => RunKey::FinalMetrics,
+            "cost.json" => RunKey::CostIndex,
             _ => {
                 let named = |folder: &str| rest.strip_prefix(folder)?.strip_suffix(".json");
                 named("attempts/")
@@ -201,6 +206,11 @@ impl RunPaths {
 
     pub fn final_metrics(&self) -> String {
         self.key("final_metrics.json")
+    }
+
+    /// Every attempt's cost record in one object (`run::cost::CostIndex`).
+    pub fn cost_index(&self) -> String {
+        self.key("cost.json")
     }
 
     /// Scores, maps, labels and masks of one class's test set.
@@ -295,6 +305,7 @@ mod tests {
         assert_eq!(p.train_log(), "runs/demo-1a2b3c4d/train_log.jsonl");
         assert_eq!(p.metrics_log(), "runs/demo-1a2b3c4d/metrics.jsonl");
         assert_eq!(p.final_metrics(), "runs/demo-1a2b3c4d/final_metrics.json");
+        assert_eq!(p.cost_index(), "runs/demo-1a2b3c4d/cost.json");
         assert_eq!(p.predictions("bottle"), "runs/demo-1a2b3c4d/predictions/bottle.safetensors");
         assert_eq!(p.predictions_samples("bottle"), "runs/demo-1a2b3c4d/predictions/bottle.json");
         assert_eq!(p.evals(), "runs/demo-1a2b3c4d/evals");
@@ -331,6 +342,7 @@ mod tests {
             (p.train_log(), RunKey::TrainLog),
             (p.metrics_log(), RunKey::MetricsLog),
             (p.final_metrics(), RunKey::FinalMetrics),
+            (p.cost_index(), RunKey::CostIndex),
             (
                 p.attempt(1700000000, "gpu-node-7", 4242),
                 RunKey::Attempt { started_unix: 1700000000, host: "gpu-node-7".into(), pid: 4242 },
