@@ -239,7 +239,7 @@ pub fn write_attempt(store: &Store, paths: &RunPaths, rec: &AttemptCost) -> Resu
         Ok(Some(index)) => index,
         // No index yet (or a torn one): the records written so far are its start.
         Ok(None) | Err(StoreError::Corrupt { .. }) => {
-            CostIndex { attempts: listed_attempts(store, &[paths.clone()])?.remove(0) }
+            CostIndex { attempts: listed_attempts(store, std::slice::from_ref(paths))?.remove(0) }
         }
         Err(e) => return Err(e),
     };
