@@ -472,7 +472,7 @@ fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let rec = files(&store.join(format!("runs/{id}/slurm"))).into_iter().find(|f| f.ends_with(".json")).unwrap();
+    let rec = files(&store.join(format!("runs/{id}/jobs"))).into_iter().find(|f| f.ends_with(".json")).unwrap();
     let job = rec.trim_end_matches(".json").to_string();
     // What Slurm does 60 s before the time limit: USR1 to the job's steps.
     let st = Command::new("scancel").args(["--signal=USR1", &job]).status().unwrap();

@@ -30,7 +30,7 @@ fn secs(ts: &str) -> u64 {
 
 /// (Slurm job id, its finished `scontrol show job`) of a run's only job.
 fn slurm_job(store: &Path, id: &str) -> (String, String) {
-    let rec = files(&store.join(format!("runs/{id}/slurm"))).into_iter().find(|f| f.ends_with(".json")).unwrap();
+    let rec = files(&store.join(format!("runs/{id}/jobs"))).into_iter().find(|f| f.ends_with(".json")).unwrap();
     let job = rec.trim_end_matches(".json").to_string();
     let sc = finished_job(&job);
     assert!(sc.contains("JobState=COMPLETED"), "{sc}");
