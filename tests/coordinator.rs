@@ -569,13 +569,10 @@ fn slurm_controller_outage_is_unknown_not_ended() {
     }
 }
 
-/// The coordinator's cost per poll cycle does not grow with the runs that did not change:
-/// 300 runs queued behind a DOWN partition cost, per steady cycle, one scheduler call
-/// (squeue for every job) and one store request (the LIST of the sweep's prefix). Counts,
-/// not times (`ras bench coordinator` prints the times).
-#[test]
-fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// `ras bench coordinator --json ARGS` on the test Slurm with its partition DOWN (every
+/// job stays pending; set UP again and the jobs cancelled however the test ends): its
+/// output, and its cycles as JSON.
+fn bench_on_a_down_partition(args: &[&str]) -> (String, Vec<serde_json::Value>) {
     slurm_up();
     struct PartitionUp;
     impl Drop for PartitionUp {
@@ -589,13 +586,29 @@ fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
     assert!(st.success());
     let dir = tempfile::tempdir().unwrap();
     let prof = repo().join("cluster/ci-slurm.toml");
-    let out = run_ok(
-        dir.path(),
-        &["bench", "coordinator", "--runs", "300", "--cycles", "4", "--json", "--cluster", prof.to_str().unwrap()],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let cycles: Vec<serde_json::Value> =
-        stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let base = ["bench", "coordinator", "--json", "--cluster", prof.to_str().unwrap()];
+    let out = run_ok(dir.path(), &[&base[..], args].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let cycles = stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    (stdout, cycles)
+}
+
+/// The bench's `ras status`, `ras report` and `ras runs` of the finished sweep all worked.
+fn finished_sweep_commands_worked(stdout: &str) {
+    for cmd in ["ras status", "ras report", "ras runs"] {
+        let line = stdout.lines().find(|l| l.starts_with(cmd)).unwrap_or_else(|| panic!("no {cmd} line: {stdout}"));
+        assert!(line.ends_with("(ok)"), "{line}");
+    }
+}
+
+/// The coordinator's cost per poll cycle does not grow with the runs that did not change:
+/// 300 runs queued behind a DOWN partition cost, per steady cycle, one scheduler call
+/// (squeue for every job) and one store request (the LIST of the sweep's prefix). Counts,
+/// not times (`ras bench coordinator` prints the times).
+#[test]
+fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (stdout, cycles) = bench_on_a_down_partition(&["--runs", "300", "--cycles", "4"]);
     assert_eq!(cycles.len(), 4, "{stdout}");
     // The first cycle submits the feature-cache job and 300 runs (as job arrays).
     assert_eq!(cycles[0]["submitted"], 301, "{stdout}");
@@ -616,10 +629,7 @@ fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
         );
     }
     // Then the finished sweep's status, report and runs all worked.
-    for cmd in ["ras status", "ras report", "ras runs"] {
-        let line = stdout.lines().find(|l| l.starts_with(cmd)).unwrap_or_else(|| panic!("no {cmd} line: {stdout}"));
-        assert!(line.ends_with("(ok)"), "{line}");
-    }
+    finished_sweep_commands_worked(&stdout);
 }
 
 /// The same bench on the test S3 server behind the latency forwarder (5 ms here): the
@@ -628,30 +638,10 @@ fn coordinator_cycle_costs_one_scheduler_call_and_one_listing() {
 #[test]
 fn coordinator_bench_on_slow_s3_batches_its_requests() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    slurm_up();
-    struct PartitionUp;
-    impl Drop for PartitionUp {
-        fn drop(&mut self) {
-            let _ = Command::new("scancel").args(["--state=PENDING", "--partition=debug"]).status();
-            let _ = Command::new("scontrol").args(["update", "PartitionName=debug", "State=UP"]).status();
-        }
-    }
-    let _up = PartitionUp;
-    let st = Command::new("scontrol").args(["update", "PartitionName=debug", "State=DOWN"]).status().unwrap();
-    assert!(st.success());
-    let dir = tempfile::tempdir().unwrap();
-    let prof = repo().join("cluster/ci-slurm.toml");
-    let args = ["bench", "coordinator", "--runs", "60", "--cycles", "2", "--json", "--s3", "--latency-ms", "5"];
-    let out = run_ok(dir.path(), &[&args[..], &["--cluster", prof.to_str().unwrap()]].concat());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, cycles) = bench_on_a_down_partition(&["--runs", "60", "--cycles", "2", "--s3", "--latency-ms", "5"]);
     assert!(stdout.contains("test S3 server (s3s-fs) behind 5 ms per request"), "{stdout}");
-    let cycles: Vec<serde_json::Value> =
-        stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(cycles[0]["submitted"], 61, "{stdout}");
     assert!(cycles[0]["max_in_flight"].as_u64().unwrap() >= 8, "{stdout}");
     assert_eq!(cycles[1]["store"]["list"], 1, "{stdout}");
-    for cmd in ["ras status", "ras report", "ras runs"] {
-        let line = stdout.lines().find(|l| l.starts_with(cmd)).unwrap_or_else(|| panic!("no {cmd} line: {stdout}"));
-        assert!(line.ends_with("(ok)"), "{line}");
-    }
+    finished_sweep_commands_worked(&stdout);
 }

@@ -155,6 +155,7 @@ fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result<(), SweepE
     use crate::eval::{ClassMetrics, MetricsTable};
     use crate::run::cost::{AttemptCost, Job, Outcome, Phases};
     use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};
+    use crate::store::json_bytes;
     let now = crate::unix_now();
     let mut items: Vec<(String, bytes::Bytes)> = vec![];
     for (i, run) in manifest.runs.iter().enumerate() {
@@ -207,17 +208,14 @@ fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result<(), SweepE
             shape: String::new(),
         };
         items.push((paths.config(), bytes::Bytes::from(run.config_toml.clone())));
-        items.push((paths.final_metrics(), json(&fm)));
-        items.push((paths.attempt(now - 60, &cost.host, 1), json(&cost)));
-        items.push((paths.cost_index(), json(&crate::run::cost::CostIndex { attempts: vec![cost] })));
-        items.push((paths.status(), json(&status)));
+        items.push((paths.final_metrics(), json_bytes(&fm).into()));
+        items.push((paths.attempt(now - 60, &cost.host, 1), json_bytes(&cost).into()));
+        items.push((paths.cost_index(), json_bytes(&crate::run::cost::CostIndex { attempts: vec![cost] }).into()));
+        items.push((paths.status(), json_bytes(&status).into()));
     }
     Ok(store.put_many(items)?)
 }
 
-fn json<T: serde::Serialize>(v: &T) -> bytes::Bytes {
-    serde_json::to_vec_pretty(v).expect("json").into()
-}
 /// Writes the base config and sweep file into `dir` and expands them: `runs` runs that
 /// differ by seed, state in `store_url`.
 pub fn synthetic_sweep(runs: usize, store_url: &str, dir: &Path) -> Result<Manifest, SweepError> {

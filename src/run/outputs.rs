@@ -79,10 +79,9 @@ fn write_predictions(run: &Run, class: &str, samples: &[Sample], p: &Predictions
         ("labels", &labels),
         ("masks", &masks.to_kind(Kind::Uint8)),
     ])?;
-    let samples = serde_json::to_vec_pretty(&samples).expect("json");
     run.store.put_many(vec![
         (run.paths.predictions(class), bytes.into()),
-        (run.paths.predictions_samples(class), samples.into()),
+        (run.paths.predictions_samples(class), crate::store::json_bytes(&samples).into()),
     ])?;
     Ok(())
 }

@@ -93,8 +93,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A record as the store keeps it (pretty JSON).
-fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+/// A record as the store keeps it (pretty JSON): what `put_json` writes, for callers that
+/// batch records with other objects (`put_many`).
+pub fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(value).expect("serialisable record")
 }
 

@@ -6,7 +6,7 @@ use super::paths::{SweepKey, SweepPaths};
 use super::{Manifest, SweepError};
 use crate::launch::JobRecord;
 use crate::run::RunPaths;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::{hostname, unix_now};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,29 +93,18 @@ impl<'a> SweepState<'a> {
         self.paths().job(id, attempt)
     }
 
-    /// Claims attempt `attempt` of a run; false if someone else already did.
-    pub fn claim(&self, id: &str, attempt: usize) -> Result<bool, SweepError> {
-        self.claim_key(&self.claim_key_of(id, attempt))
-    }
-
-    /// Creates `key` with this process's claim unless it exists (conditional put): true
-    /// for the one caller that created it.
-    fn claim_key(&self, key: &str) -> Result<bool, SweepError> {
+    /// Creates each of `keys` with this process's claim unless it exists (conditional
+    /// puts, one batch): for each, whether this caller created it.
+    fn claim_keys(&self, keys: Vec<String>) -> Result<Vec<bool>, SweepError> {
         let c = Claim { host: hostname(), pid: std::process::id(), unix: unix_now() };
-        match self.store.put_new(key, serde_json::to_vec(&c).expect("json")) {
-            Ok(()) => Ok(true),
-            Err(StoreError::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&c).expect("json"));
+        Ok(self.store.put_new_many(keys.into_iter().map(|k| (k, bytes.clone())).collect())?)
     }
 
     /// Claims many attempts in one batch: for each (run id, attempt), whether this
     /// process got it (false: another coordinator did, and launches it).
     pub fn claim_many(&self, attempts: &[(&str, usize)]) -> Result<Vec<bool>, SweepError> {
-        let c = Claim { host: hostname(), pid: std::process::id(), unix: unix_now() };
-        let bytes = bytes::Bytes::from(serde_json::to_vec(&c).expect("json"));
-        let items = attempts.iter().map(|(id, a)| (self.claim_key_of(id, *a), bytes.clone())).collect();
-        Ok(self.store.put_new_many(items)?)
+        self.claim_keys(attempts.iter().map(|(id, a)| self.claim_key_of(id, *a)).collect())
     }
 
     /// Records jobs just submitted, each (run id, attempt, job), for every launcher:
@@ -133,8 +122,7 @@ impl<'a> SweepState<'a> {
         let mut beside: Vec<(String, bytes::Bytes)> = vec![];
         for (id, _, job) in jobs {
             let paths = RunPaths::new(*id);
-            let record = serde_json::to_vec_pretty(job).expect("json");
-            beside.push((paths.job_record(&job.id), record.into()));
+            beside.push((paths.job_record(&job.id), crate::store::json_bytes(job).into()));
             if let Some(text) = &job.submitted {
                 let ext = if job.kind == crate::config::LauncherKind::Slurm { "sbatch" } else { "sh" };
                 beside.push((paths.job_script(&job.id, ext), text.clone().into_bytes().into()));
@@ -160,7 +148,7 @@ impl<'a> SweepState<'a> {
     }
 
     pub fn claim_features(&self, key: &str) -> Result<bool, SweepError> {
-        self.claim_key(&self.feature_object(&Self::feature_name(key), "claim"))
+        Ok(self.claim_keys(vec![self.feature_object(&Self::feature_name(key), "claim")])?[0])
     }
 
     pub fn record_features(&self, key: &str, job: &JobRecord) -> Result<(), SweepError> {
