@@ -190,17 +190,21 @@ fn read_entry(
     }
     let mut parts = vec![];
     // Every shard of the entry in one batch, each checked against its recorded sha256.
-    let keys: Vec<&String> = manifest.splits.iter().flat_map(|s| s.shards.iter().map(|(k, _)| k)).collect();
-    let mut fetched = store.get_many(&keys)?.into_iter();
+    let shards: Vec<&(String, String)> = manifest.splits.iter().flat_map(|s| &s.shards).collect();
+    let mut fetched = match store.get_verified_many(&shards.iter().map(|(k, sha)| (k, sha)).collect::<Vec<_>>()) {
+        Ok(f) => f.into_iter(),
+        Err(StoreError::Corrupt { key, .. }) => {
+            tracing::warn!(key, "feature shard corrupt; recomputing the class");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
     for (split, expect) in manifest.splits.iter().zip([n_train, n_test]) {
         let mut shards = vec![];
-        for (key, sha) in &split.shards {
-            let bytes = match fetched.next().flatten() {
-                Some(b) if sha256_hex(&b) == *sha => b,
-                _ => {
-                    tracing::warn!(key, "feature shard missing or corrupt; recomputing the class");
-                    return Ok(None);
-                }
+        for (key, _) in &split.shards {
+            let Some(bytes) = fetched.next().flatten() else {
+                tracing::warn!(key, "feature shard missing; recomputing the class");
+                return Ok(None);
             };
             let mut named = tensors::decode(&bytes)
                 .map_err(|e| FeatureError::Shard { key: key.clone(), message: e.to_string() })?;

@@ -39,6 +39,22 @@ impl Store {
         keys.iter().zip(bytes).map(|(k, b)| b.map(|b| self.decode_json(k.as_ref(), &b)).transpose()).collect()
     }
 
+    /// [`Store::get_verified`] of many (key, sha256) pairs in one batch: `None` for each
+    /// missing; the first (in order) that does not match its sha256 is
+    /// [`StoreError::Corrupt`].
+    pub fn get_verified_many<K: AsRef<str>, S: AsRef<str>>(
+        &self,
+        items: &[(K, S)],
+    ) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_ref()).collect();
+        let fetched = self.get_many(&keys)?;
+        items
+            .iter()
+            .zip(fetched)
+            .map(|((k, sha), b)| b.map(|b| self.verify(k.as_ref(), sha.as_ref(), b)).transpose())
+            .collect()
+    }
+
     /// Writes (or replaces) many objects, each atomically; all are written when it returns Ok.
     pub fn put_many(&self, items: Vec<(String, Bytes)>) -> Result<(), StoreError> {
         self.batch(items, |(k, b)| async move { self.put_async(&k, b).await }).map(|_| ())
@@ -120,6 +136,18 @@ mod tests {
         assert_eq!(s.put_new_many(items.to_vec()).unwrap(), vec![true, false, true]);
         assert_eq!(s.get("claims/b.0").unwrap().unwrap().as_ref(), b"theirs");
         assert_eq!(s.put_new_many(items.to_vec()).unwrap(), vec![false, false, false]);
+    }
+
+    #[test]
+    fn verified_reads_in_a_batch_name_the_corrupt_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap()).unwrap();
+        s.put_many(vec![("a".into(), Bytes::from_static(b"one")), ("b".into(), Bytes::from_static(b"two"))]).unwrap();
+        let sha = |b: &[u8]| crate::store::sha256_hex(b);
+        let got = s.get_verified_many(&[("a", sha(b"one")), ("gone", sha(b"x")), ("b", sha(b"two"))]).unwrap();
+        assert_eq!(got, vec![Some(Bytes::from_static(b"one")), None, Some(Bytes::from_static(b"two"))]);
+        let err = s.get_verified_many(&[("a", sha(b"one")), ("b", sha(b"tw0"))]).unwrap_err();
+        assert!(matches!(&err, StoreError::Corrupt { key, .. } if key == "b"), "{err:?}");
     }
 
     #[test]

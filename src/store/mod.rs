@@ -372,7 +372,11 @@ impl Store {
 
     /// Reads an object and checks it against the sha256 recorded when it was published.
     pub fn get_verified(&self, key: &str, sha256: &str) -> Result<Option<Bytes>, StoreError> {
-        let Some(bytes) = self.get(key)? else { return Ok(None) };
+        self.get(key)?.map(|b| self.verify(key, sha256, b)).transpose()
+    }
+
+    /// `bytes` of `key` if they hash to `sha256`, else [`StoreError::Corrupt`].
+    fn verify(&self, key: &str, sha256: &str, bytes: Bytes) -> Result<Bytes, StoreError> {
         let actual = sha256_hex(&bytes);
         if actual != sha256 {
             return Err(StoreError::Corrupt {
@@ -382,7 +386,7 @@ impl Store {
                 actual,
             });
         }
-        Ok(Some(bytes))
+        Ok(bytes)
     }
 }
 
