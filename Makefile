@@ -85,8 +85,11 @@ bench-coordinator-s3: build setup-s3
 	$(RAS) bench coordinator --runs 2000 --cycles 6 --cluster cluster/ci-slurm.toml --s3 --latency-ms 20; rc=$$?; \
 	  scontrol update PartitionName=debug State=UP; exit $$rc
 
+# The demo's data and what the demo and the quickstart sweep wrote to the default store
+# (./ras-store, where `ras runs` and friends look); other runs there are kept.
 clean-demo:
-	rm -rf out/demo-data out/demo-store
+	rm -rf out/demo-data out/demo-store .ras-sweeps/quickstart reports/quickstart
+	rm -rf ras-store/runs/demo-* ras-store/runs/quickstart-* ras-store/sweeps/quickstart
 
 # The single-node Slurm the coordinator tests use (root; idempotent). tests/coordinator.rs
 # calls slurm-up.sh itself; these targets are for trying `ras sweep` by hand.

@@ -71,7 +71,7 @@ if [ "${1:-}" = "--check" ]; then check "${2:?--check DIR}"; exit; fi
 
 BIN=${1:-target/release/ras}
 [ -x "$BIN" ] || { echo "no $BIN: build first (cargo build --release --features nccl; make dist does)" >&2; exit 1; }
-command -v patchelf >/dev/null || { echo "patchelf is missing: apt-get install patchelf" >&2; exit 1; }
+command -v patchelf >/dev/null || { echo "patchelf is missing: run scripts/setup.sh (make dist does), or apt-get install patchelf" >&2; exit 1; }
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -1)
 OUT=${DIST_DIR:-dist}/ras-$VERSION
 rm -rf "$OUT.partial"; mkdir -p "$OUT.partial/bin" "$OUT.partial/lib"

@@ -11,7 +11,8 @@ LIBTORCH_DIR="${LIBTORCH:-$HOME/.cache/libtorch-2.11.0-cpu}"
 need=()
 # openmpi + libclang: the `mpi` crate (bindgen) and mpirun for data-parallel ranks.
 # libturbojpeg0-dev: the `turbojpeg` crate (JPEGs decoded as PIL and OpenCV decode them).
-for pkg in g++ pkg-config python3 python3-pip ca-certificates openmpi-bin libopenmpi-dev libclang-dev libturbojpeg0-dev; do
+# patchelf: `make dist` sets the bundle's RUNPATH with it.
+for pkg in g++ pkg-config python3 python3-pip ca-certificates openmpi-bin libopenmpi-dev libclang-dev libturbojpeg0-dev patchelf; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # python3/pip may come from elsewhere (pyenv): only ask apt when the commands are missing.

@@ -377,7 +377,7 @@ fn cases() -> Vec<Case> {
             name: "eval_of_a_missing_store_creates_nothing",
             setup: |_| s(&["eval", "nosuchrun-12345678"]),
             // Readers say "no run RUN in STORE" for a missing store (src/runs.rs open_run).
-            expect: &["no run nosuchrun-12345678 in file://./ras-store"],
+            expect: &["no run nosuchrun-12345678: no store at file://./ras-store", "--store URL or RAS_STORE=URL"],
             check: |d| assert!(!d.join("ras-store").exists(), "eval created ./ras-store"),
         },
         Case {
@@ -768,7 +768,7 @@ fn cases() -> Vec<Case> {
                 with_run(d);
                 s(&["export", "nosuch-1", "--store", &store_url(d)])
             },
-            expect: &["nosuch-1", "runs/nosuch-1/config.toml"],
+            expect: &["no run nosuch-1 in the store file://", "--store URL or RAS_STORE=URL"],
             check: nothing,
         },
         Case {

@@ -56,7 +56,7 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
     let sweep = repo().join("jobs/quickstart.toml");
     let local = repo().join("cluster/local.toml");
     let (sweep, local) = (sweep.to_str().unwrap(), local.to_str().unwrap());
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
 
     let plan = run_ok(cwd, &["plan", sweep, "--cluster", local]);
     let plan = String::from_utf8_lossy(&plan.stdout);
@@ -68,6 +68,14 @@ fn quickstart_sweep_runs_resubmission_skips_and_report_matches() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("4 runs: 4 complete"), "{text}");
     assert_launched_once(&store, "quickstart");
+    // Off a terminal: the table once, at the end, after one line per state change (each
+    // run: pending, active, complete at least).
+    assert_eq!(text.matches("total cost:").count(), 1, "the table is printed once:\n{text}");
+    assert_eq!(text.matches(": active -> complete").count(), 4, "{text}");
+    // The last table is the final one: its cost line is what `ras status` says now.
+    let st = run_ok(cwd, &["status", sweep, "--cluster", local]);
+    let cost = |t: &str| t.lines().find(|l| l.starts_with("total cost:")).map(str::to_string);
+    assert_eq!(cost(&text), cost(&String::from_utf8_lossy(&st.stdout)), "{text}");
     // The feature cache was filled once, by its own job, before the runs: the runs (two
     // of which ran at once) computed nothing.
     let fjobs = files(&store.join("sweeps/quickstart/features"));
@@ -155,7 +163,7 @@ fn two_coordinators_racing_never_launch_a_run_twice() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
     assert_eq!(run_ids(&store, "race").len(), 4);
     assert_launched_once(&store, "race");
     // The report: runs that differ only by seed are one variant, mean ± std over seeds.
@@ -204,7 +212,7 @@ fn killed_coordinator_restarted_completes_the_sweep() {
     let local = profile(cwd, "one", "launcher = \"local\"\ncpus_per_node = 1\n");
     let args = ["sweep", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
     let mut first = sweep_cmd(cwd, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
     let jobs = store.join("sweeps/killme/jobs");
     let t = Instant::now();
     while files(&jobs).is_empty() {
@@ -250,7 +258,7 @@ fn slurm_two_rank_runs_through_sbatch_and_srun() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
     assert_launched_once(&store, "slurm2");
     // The report job ran after both runs, and its table holds their final metrics.
     let report = json(&store.join("sweeps/slurm2/report.json"));
@@ -327,7 +335,7 @@ fn slurm_failed_run_is_retried_then_marked_failed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the sweep must fail: {stderr}");
     assert!(stderr.contains("failed after 2 attempts"), "{stderr}");
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
     let ids = run_ids(&store, "failing");
     assert_eq!(ids.len(), 1);
     assert_eq!(files(&store.join("sweeps/failing/claims")), vec![format!("{}.0", ids[0]), format!("{}.1", ids[0])]);
@@ -397,7 +405,7 @@ fn cancelled_sweep_stops_and_resumes_from_checkpoints() {
     let long = ["--set", "train.epochs=60", "--set", "train.eval_every=30", "--set", "checkpoint.every=2"];
     args.extend(long);
     let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
     let t = Instant::now();
     // Wait for the first run's first checkpoint, then cancel.
     let first = loop {
@@ -459,7 +467,7 @@ fn slurm_usr1_checkpoints_and_the_job_requeues_itself() {
         "checkpoint.every=2",
     ];
     let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
     let t = Instant::now();
     let id = loop {
         assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
@@ -530,7 +538,7 @@ fn slurm_controller_outage_is_unknown_not_ended() {
     .spawn()
     .unwrap();
     // Wait until the run itself is training (its status says running).
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
     let t = Instant::now();
     let running = || statuses(&store).iter().any(|s| s.contains("\"running\""));
     while !running() {

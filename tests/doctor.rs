@@ -42,9 +42,14 @@ fn doctor_passes_on_this_machine_through_the_local_launcher() {
     assert!(line(&out, "mpi").contains("all-reduce over 2 rank(s) on one node: 3 == 3"), "{out}");
     assert!(line(&out, "nccl").contains("no GPU"), "{out}");
 
+    // A check leaves nothing behind in the folder it ran in.
+    assert_eq!(files(dir.path()), Vec::<String>::new(), "ras doctor left files");
+
     // A job that does not end in time is cancelled, and the check fails (exit 1).
     let (ok, out) = doctor(dir.path(), &["--cluster", profile.to_str().unwrap(), "--timeout", "0"]);
     assert!(!ok && line(&out, "finish").contains("FAIL") && out.contains("cancelled"), "{out}");
+    assert!(out.contains("`ras doctor --dir DIR` keeps the job's files"), "{out}");
+    assert_eq!(files(dir.path()), Vec::<String>::new(), "a failed ras doctor left files");
 }
 
 #[test]
@@ -56,7 +61,7 @@ fn doctor_passes_mpi_across_the_two_slurm_nodes() {
     // The profile's GPUs are fake (/dev/null): --cpu, as the test cluster has no CUDA.
     let (ok, out) = doctor(
         dir.path(),
-        &["--cluster", profile.to_str().unwrap(), "--cpu", "--elements", "100000", "--timeout", "120"],
+        &["--cluster", profile.to_str().unwrap(), "--cpu", "--elements", "100000", "--timeout", "120", "--dir", "kept"],
     );
     assert!(ok, "{out}");
     assert!(line(&out, "submit").contains("slurm job"), "{out}");
@@ -71,7 +76,8 @@ fn doctor_passes_mpi_across_the_two_slurm_nodes() {
 
     // The job's script: one rank per named node, each node's GPU by --gres (no per-task
     // cgroup), and the node to itself since one rank fills its one GPU.
-    let run = std::fs::read_dir(dir.path().join(".ras-doctor")).unwrap().next().unwrap().unwrap().path();
+    assert!(out.contains("all checks passed (files in "), "{out}");
+    let run = std::fs::read_dir(dir.path().join("kept")).unwrap().next().unwrap().unwrap().path();
     let script_file = files(&run.join("logs")).into_iter().find(|f| f.ends_with(".sbatch")).expect("the job script");
     let script = std::fs::read_to_string(run.join("logs").join(script_file)).unwrap();
     for want in [

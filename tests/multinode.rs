@@ -81,7 +81,7 @@ fn planner_places_runs_across_two_nodes_and_slurm_runs_them_there() {
     let cwd = dir.path();
     dataset_at(cwd, "out/demo-data");
     let profile = repo().join("cluster/ci-slurm-2node.toml");
-    let store = cwd.join("out/demo-store");
+    let store = cwd.join("ras-store");
 
     // Sweep 1: two 1-rank runs, side by side on the two nodes.
     let side = small_sweep(cwd, "side", "ranks = 1\n[grid]\n\"model.encoder_layers\" = [0, 1]\n");

@@ -182,7 +182,7 @@ fn quickstart_sweep_and_report_on_s3() {
     eprintln!("quickstart sweep on S3 took {:.1} s", t.elapsed().as_secs_f64());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 runs: 4 complete"), "{stdout}");
-    assert!(!cwd.join("out/demo-store").exists(), "nothing went to the configs' local store");
+    assert!(!cwd.join("ras-store").exists(), "nothing went to the configs' local store");
     let manifest = s3.json("qs/sweeps/quickstart/manifest.json");
     let ids: Vec<String> =
         manifest["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();

@@ -118,6 +118,11 @@ fn store_commands_work_from_anywhere_and_plan_refuses_bad_data() {
         "{plan}"
     );
 
+    // Planning is read-only: the sweep's store (named by the sweep, not there yet) and the
+    // default one were not created.
+    assert!(!store.exists(), "ras plan created the sweep's store folder");
+    assert_eq!(files(&work), Vec::<String>::new(), "ras plan wrote into the folder it ran in");
+
     // The sweep, from a folder that is neither the repository nor the sweep file's.
     let out = ok(&["sweep", "../exp/s.toml", "--cluster", local], &work);
     assert!(out.contains("2 runs: 2 complete"), "{out}");
@@ -142,6 +147,8 @@ fn store_commands_work_from_anywhere_and_plan_refuses_bad_data() {
     // ras runs: every run, filters on config keys and state, JSON.
     let all = ok(&["runs", "--store", &url], &elsewhere);
     assert!(ids.iter().all(|id| all.contains(id.as_str())) && all.contains("2 runs in"), "{all}");
+    // The backbone column: what each run recorded it learnt from (no weights: the seed).
+    assert_eq!(all.matches("  b0 random-init-seed-0\n").count(), 2, "{all}");
     let gate = ok(&["runs", "--store", &url, "--filter", "model.decoder=gate_only"], &elsewhere);
     assert!(gate.contains("1 runs in") && gate.contains("gate_only") && gate.contains("complete"), "{gate}");
     let runs: serde_json::Value = serde_json::from_str(&ok(
@@ -174,12 +181,25 @@ fn store_commands_work_from_anywhere_and_plan_refuses_bad_data() {
 
     // ras eval of an unknown run: the message, and nothing created.
     let err = fails(&["eval", "nope-1234", "--store", &url], &elsewhere);
-    assert!(err.contains(&format!("no run nope-1234 in {url}")), "{err}");
+    assert!(err.contains(&format!("no run nope-1234 in the store {url}")), "{err}");
+    assert!(err.contains("--store URL or RAS_STORE=URL"), "the error says how to name another store: {err}");
     assert!(!store.join("runs/nope-1234").exists());
     let absent = dir.path().join("absent-store");
     let err = fails(&["eval", "nope-1234", "--store", absent.to_str().unwrap()], &elsewhere);
-    assert!(err.contains("no run nope-1234 in"), "{err}");
+    assert!(err.contains("no run nope-1234: no store at"), "{err}");
     assert!(!absent.exists(), "ras eval created the store folder");
+    assert!(!elsewhere.join("ras-store").exists());
+
+    // RAS_STORE names the store of every command that is given no --store.
+    let env = [("RAS_STORE", url.as_str())];
+    let by_env = ras_env(&["runs"], &elsewhere, &env);
+    assert!(by_env.status.success(), "{}", text(&by_env));
+    assert_eq!(String::from_utf8_lossy(&by_env.stdout), all, "ras runs with RAS_STORE = ras runs --store");
+    let st = ras_env(&["status", "s"], &elsewhere, &env);
+    assert!(String::from_utf8_lossy(&st.stdout).contains("2 runs: 2 complete"), "{}", text(&st));
+    assert!(ras_env(&["eval", &ids[0]], &elsewhere, &env).status.success());
+    let err = ras_env(&["compare", "nope-1234", &ids[0]], &elsewhere, &env);
+    assert!(String::from_utf8_lossy(&err.stderr).contains(&format!("in the store {url}")), "{}", text(&err));
     assert!(!elsewhere.join("ras-store").exists());
 
     // ras cancel by name: no profile needed (no job is active here).

@@ -11,6 +11,11 @@ use std::path::PathBuf;
 /// per-class table. Everything a run produces is kept in the object store named by the
 /// config's `store` (a local folder by default). Logs: RUST_LOG=debug.
 ///
+/// One store for every command: `--store URL` where a command has it, else a config's
+/// `store` key, else $RAS_STORE, else file://./ras-store. The shipped configs name no
+/// store, so `export RAS_STORE=s3://bucket/ras` once sends `ras train`, `sweep`, `runs`,
+/// `eval`, `status` ... all to the same place.
+///
 /// Stores: `file:///abs/path`, `file://./relative`, or `s3://bucket/prefix`, `gs://...`,
 /// `az://...` with credentials and endpoint from the usual environment variables
 /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT, AWS_ALLOW_HTTP, ...).
@@ -66,8 +71,9 @@ pub enum Command {
         /// Run id (as printed by `ras train`, the folder name under runs/).
         run: String,
         /// Store URL holding the run.
-        #[arg(long, default_value = "file://./ras-store")]
-        store: String,
+        /// [default: $RAS_STORE, else file://./ras-store]
+        #[arg(long)]
+        store: Option<String>,
         /// Test-time jitter scales, e.g. 0,10,20,30,40,50 (Table 6); re-evaluates from the
         /// final checkpoint (or --checkpoint) when given, each result a new object under evals/.
         #[arg(long, value_delimiter = ',')]
@@ -99,7 +105,8 @@ pub enum Command {
         /// Override a config key, e.g. --set dataset.root=/data/mvtec.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// Store URL for the run (default: the config's).
+        /// Store URL for the run [default: the config's `store`, else $RAS_STORE, else
+        /// file://./ras-store].
         #[arg(long)]
         store: Option<String>,
         /// Python with torch and safetensors, to read pickled checkpoints (default:
@@ -121,8 +128,9 @@ pub enum Command {
         /// Run id (the folder name under runs/).
         run: String,
         /// Store URL holding the run.
-        #[arg(long, default_value = "file://./ras-store")]
-        store: String,
+        /// [default: $RAS_STORE, else file://./ras-store]
+        #[arg(long)]
+        store: Option<String>,
         #[arg(long, value_enum, default_value_t = ExportFormatArg::Public)]
         format: ExportFormatArg,
         /// Output file (default: <run id>.pth.tar or <run id>.safetensors here).
@@ -165,8 +173,9 @@ pub enum Command {
         #[arg(required = true, value_name = "IMAGES")]
         images: Vec<PathBuf>,
         /// Store URL holding the run.
-        #[arg(long, default_value = "file://./ras-store")]
-        store: String,
+        /// [default: $RAS_STORE, else file://./ras-store]
+        #[arg(long)]
+        store: Option<String>,
         /// Output folder (created) [default: predictions/<RUN>].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -263,13 +272,14 @@ pub enum Command {
     /// decoder, T_e, T_d, setting, seed, epochs), mean I-AUROC / P-AUROC when complete, and
     /// rank-hours when the run has cost records.
     #[command(after_help = "Examples:\n  \
-        ras runs --store file://./out/demo-store\n  \
+        ras runs                       # the store of $RAS_STORE, else ./ras-store\n  \
         ras runs --filter model.decoder=gate_only --filter state=complete\n  \
         ras runs --filter T_e=1 --json")]
     Runs {
         /// Store URL.
-        #[arg(long, default_value = "file://./ras-store")]
-        store: String,
+        /// [default: $RAS_STORE, else file://./ras-store]
+        #[arg(long)]
+        store: Option<String>,
         /// Only runs whose resolved config has KEY=VALUE (model.decoder=ras; short names
         /// decoder, T_e, T_d, setting, epochs), or state=complete|running|failed|preempted.
         /// Repeat: all must match.
@@ -281,14 +291,17 @@ pub enum Command {
     },
     /// Runs side by side: the config keys whose values differ, then mean and per-class
     /// final metrics (I-AUROC, P-AUROC, AUPRO).
-    #[command(after_help = "Example:\n  ras compare demo-1a2b3c4d demo-5e6f7a8b --store file://./out/demo-store")]
+    #[command(
+        after_help = "Example:\n  ras compare demo-1a2b3c4d demo-5e6f7a8b\n  ras compare demo-1a2b3c4d demo-5e6f7a8b --store s3://bucket/ras"
+    )]
     Compare {
         /// Run ids (two or more).
         #[arg(required = true, num_args = 2..)]
         runs: Vec<String>,
         /// Store URL holding the runs.
-        #[arg(long, default_value = "file://./ras-store")]
-        store: String,
+        /// [default: $RAS_STORE, else file://./ras-store]
+        #[arg(long)]
+        store: Option<String>,
         /// Print the comparison as JSON.
         #[arg(long)]
         json: bool,
@@ -330,10 +343,11 @@ pub enum Command {
         /// check fails.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
-        /// Folder for the job's script, log and rank files: must be on a filesystem the
-        /// compute nodes share (as a sweep's .ras-sweeps/ is).
-        #[arg(long, default_value = ".ras-doctor")]
-        dir: PathBuf,
+        /// Keep the job's script, log and rank files in this folder (it must be on a
+        /// filesystem the compute nodes share, as a sweep's .ras-sweeps/ is). Default: a
+        /// temporary folder here (.ras-doctor-*), removed when the check ends.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Floats in the timed all-reduce (after the one-float check).
         #[arg(long, default_value_t = 1 << 22)]
         elements: usize,
@@ -370,7 +384,8 @@ pub struct SweepArgs {
     /// Cluster profile (cluster/*.toml).
     #[arg(long, default_value = "cluster/local.toml")]
     pub cluster: PathBuf,
-    /// Store URL for every run and the sweep's state (default: the configs' own).
+    /// Store URL for every run and the sweep's state [default: the configs' `store`, else
+    /// $RAS_STORE, else file://./ras-store].
     #[arg(long)]
     pub store: Option<String>,
     /// Override a config key in every run of the sweep.
@@ -388,8 +403,8 @@ pub struct SweepRefArgs {
     /// cluster/local.toml when it exists here]; never needed for a sweep named by its store.
     #[arg(long)]
     pub cluster: Option<PathBuf>,
-    /// Store URL of the sweep's state (default: the sweep file's configs' own, or
-    /// file://./ras-store for a sweep named by its name).
+    /// Store URL of the sweep's state [default: a sweep file's configs' `store`, else
+    /// $RAS_STORE, else file://./ras-store].
     #[arg(long)]
     pub store: Option<String>,
     /// Override a config key in every run of the sweep (sweep files only).

@@ -3,24 +3,43 @@
 use anyhow::{Context, Result};
 use ras::config::ClusterProfile;
 use ras::exit::ExitStatus;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub fn doctor(cluster: &Path, mut opts: ras::doctor::DoctorOptions) -> Result<ExitStatus> {
+/// Removes the check's temporary folder however `doctor` ends (error and panic included).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `keep`: `opts.dir` was named by --dir (the files stay there); else the check's files go
+/// to a temporary folder in the current one (a folder the nodes share when it is), removed
+/// at the end: a check leaves nothing behind.
+pub fn doctor(cluster: &Path, mut opts: ras::doctor::DoctorOptions, keep: bool) -> Result<ExitStatus> {
     let profile = ClusterProfile::load(cluster)?;
     // One folder per check: the job's script and log, and the rank files.
     let name = format!("doctor-{}-{}", ras::unix_now(), std::process::id());
-    opts.dir = opts.dir.join(&name);
+    opts.dir = if keep { opts.dir.join(&name) } else { std::env::current_dir()?.join(format!(".ras-{name}")) };
     std::fs::create_dir_all(&opts.dir).with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let _temporary = RemoveOnDrop((!keep).then(|| opts.dir.clone()));
     let exe = std::env::current_exe().context("locating the ras binary")?;
     let mut launcher = ras::launch::for_profile(&profile, exe.clone(), opts.dir.join("logs"), std::env::current_dir()?);
     print!("{}", ras::doctor::render_start(cluster, &profile, &opts, &exe));
     let out = ras::doctor::doctor(&profile, launcher.as_mut(), &opts, &name)?;
     print!("{}", out.render());
     if out.ok() {
-        println!("all checks passed (files in {})", out.dir.display());
+        if keep {
+            println!("all checks passed (files in {})", out.dir.display());
+        } else {
+            println!("all checks passed");
+        }
         Ok(ExitStatus::Ok)
     } else {
-        eprint!("{}", out.render_failure());
+        eprint!("{}", out.render_failure(keep));
         Ok(ExitStatus::Failed)
     }
 }

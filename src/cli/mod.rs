@@ -76,7 +76,7 @@ fn run() -> Result<ExitStatus> {
         Command::Worker { config } => return train(&config, false, Progress::hidden()),
         Command::Eval { run, store, test_jitter, checkpoint } => {
             // An unknown run (or store) is an error that creates nothing.
-            let store = ras::runs::open_run(&store, &run)?;
+            let store = ras::runs::open_run(&store.unwrap_or_else(ras::config::default_store), &run)?;
             if test_jitter.is_empty() {
                 if let Some(c) = checkpoint {
                     bail!("--checkpoint {c} chooses the model that --test-jitter re-evaluates; give --test-jitter too");
@@ -111,7 +111,7 @@ fn run() -> Result<ExitStatus> {
             print!("{}", done.render(&checkpoint, store.url()));
         }
         Command::Export { run, store, format, out, model, no_backbone } => {
-            let store = ras::store::Store::open(&store)?;
+            let store = ras::runs::open_run(&store.unwrap_or_else(ras::config::default_store), &run)?;
             let format = match format {
                 ExportFormatArg::Public => ras::interop::export::ExportFormat::Public,
                 ExportFormatArg::Safetensors => ras::interop::export::ExportFormat::Safetensors,
@@ -124,7 +124,7 @@ fn run() -> Result<ExitStatus> {
             print!("{}", done.render(&out));
         }
         Command::Predict { run, images, store, out, class, batch, device } => {
-            let store = ras::store::Store::open(&store)?;
+            let store = ras::runs::open_run(&store.unwrap_or_else(ras::config::default_store), &run)?;
             let out = out.unwrap_or_else(|| ras::predict::PredictOptions::default_out(&run));
             let opts = ras::predict::PredictOptions { out, class, batch: batch.map(|b| b as usize), device };
             let summary = ras::predict::predict_images(&store, &run, &images, &opts, &progress)?;
@@ -141,7 +141,7 @@ fn run() -> Result<ExitStatus> {
         Command::Report { sweep, out } => sweep::report(&sweep, &out)?,
         Command::Runs { store, filter, json } => {
             let filters = filter.iter().map(|f| f.parse()).collect::<Result<Vec<ras::runs::Filter>, _>>()?;
-            let store = ras::runs::open_existing(&store)?;
+            let store = ras::runs::open_existing(&store.unwrap_or_else(ras::config::default_store))?;
             let runs = ras::runs::list_runs(&store, &filters)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -150,7 +150,7 @@ fn run() -> Result<ExitStatus> {
             }
         }
         Command::Compare { runs, store, json } => {
-            let store = ras::runs::open_existing(&store)?;
+            let store = ras::runs::open_existing(&store.unwrap_or_else(ras::config::default_store))?;
             let c = ras::runs::compare(&store, &runs)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
@@ -176,10 +176,10 @@ fn run() -> Result<ExitStatus> {
                 nodes,
                 cpu,
                 timeout: std::time::Duration::from_secs(timeout),
-                dir,
+                dir: dir.clone().unwrap_or_default(),
                 elements,
             };
-            return doctor::doctor(&cluster, opts);
+            return doctor::doctor(&cluster, opts, dir.is_some());
         }
         Command::DoctorNode { out, collective, elements, .. } => {
             return doctor::doctor_node(&out, collective, elements)

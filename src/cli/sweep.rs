@@ -7,10 +7,11 @@ use ras::config::{ClusterProfile, LauncherKind};
 use ras::exit::ExitStatus;
 use ras::store::Store;
 use ras::sweep::{Manifest, RunPhase};
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-fn load(args: &SweepArgs, check: bool, skip_launched: bool) -> Result<ras::runs::LoadedSweep> {
-    Ok(ras::runs::load_sweep(&args.sweep, &args.cluster, args.store.clone(), &args.overrides, check, skip_launched)?)
+fn load(args: &SweepArgs, check: bool, launching: bool) -> Result<ras::runs::LoadedSweep> {
+    Ok(ras::runs::load_sweep(&args.sweep, &args.cluster, args.store.clone(), &args.overrides, check, launching)?)
 }
 
 fn find(args: &SweepRefArgs) -> Result<(Manifest, Store)> {
@@ -34,8 +35,15 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
         profile.launcher
     );
     let name = &manifest.name;
-    let print = &mut |v: &[ras::sweep::RunView]| println!("{}", ras::sweep::render_views(v));
+    // Redrawn in place on a terminal; one line per change in a log. The last table is
+    // drawn from the final views (a run's cost is recorded after it shows as complete).
+    let mut progress = ras::sweep::SweepProgress::new(std::io::stdout().is_terminal());
+    let print = &mut |v: &[ras::sweep::RunView]| {
+        print!("{}", progress.update(v));
+        let _ = std::io::stdout().flush();
+    };
     let views = ras::sweep::coordinate(&store, &manifest, launcher.as_mut(), &opts, print, &mut |_| {})?;
+    print!("{}", progress.finish(&views));
     if let Some(out) = report {
         let queued = no_wait && launcher.queues_jobs();
         let cmd =

@@ -19,7 +19,8 @@ pub use batch::BatchSplitError;
 pub use cluster::{ClusterProfile, ClusterShape, ProfileError};
 pub use kinds::{BackboneArch, DatasetKind, DeviceSpec, LauncherKind, Precision, Setting};
 pub use run::{
-    BackboneConfig, CheckpointConfig, DatasetConfig, DecoderKind, EvalConfig, ModelConfig, RunConfig, TrainConfig,
+    default_store, BackboneConfig, CheckpointConfig, DatasetConfig, DecoderKind, EvalConfig, ModelConfig, RunConfig,
+    TrainConfig, FALLBACK_STORE, STORE_ENV,
 };
 pub use sweep_file::{OneOrMany, PaperLayout, PaperMatch, SweepFile, SweepFileError};
 

@@ -17,7 +17,8 @@ pub struct RunConfig {
     /// Seed for model init, data order and jitter noise.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Object-store URL where runs and the feature cache live (file:// path, s3://, gs://, az://).
+    /// Object-store URL where runs and the feature cache live (file:// path, s3://, gs://,
+    /// az://). Default: $RAS_STORE, else file://./ras-store (see [`default_store`]).
     #[serde(default = "default_store")]
     pub store: String,
     pub dataset: DatasetConfig,
@@ -53,8 +54,17 @@ impl Default for CheckpointConfig {
 fn default_seed() -> u64 {
     333
 }
-fn default_store() -> String {
-    "file://./ras-store".into()
+/// The environment variable naming the store every command uses when neither `--store`
+/// nor a config's `store` key names one.
+pub const STORE_ENV: &str = "RAS_STORE";
+/// The store of last resort: a folder here.
+pub const FALLBACK_STORE: &str = "file://./ras-store";
+
+/// The store used where none is named: `$RAS_STORE` when set (and not empty), else
+/// file://./ras-store. The one rule for every command: `ras train` of a config without a
+/// `store` key writes where `ras runs`, `eval`, `compare`, `status` ... look by default.
+pub fn default_store() -> String {
+    std::env::var(STORE_ENV).ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| FALLBACK_STORE.into())
 }
 
 /// Which dataset, where, and which classes.

@@ -139,8 +139,9 @@ impl DoctorOutcome {
         s
     }
 
-    /// For stderr when a check failed: the job's log (last lines) and the error.
-    pub fn render_failure(&self) -> String {
+    /// For stderr when a check failed: the job's log (last lines) and the error; where
+    /// the job's files are when they are `kept` (`ras doctor --dir`), else how to keep them.
+    pub fn render_failure(&self, kept: bool) -> String {
         let mut s = String::new();
         if !self.log_tail.is_empty() {
             let log = self.job.as_ref().map(|j| j.log.display().to_string()).unwrap_or_default();
@@ -150,7 +151,12 @@ impl DoctorOutcome {
             }
         }
         let failed = self.checks.iter().filter(|c| c.status == "FAIL").count();
-        s + &format!("error: {failed} check(s) failed; the job's files are in {}\n", self.dir.display())
+        let files = if kept {
+            format!("the job's files are in {}", self.dir.display())
+        } else {
+            "`ras doctor --dir DIR` keeps the job's files".to_string()
+        };
+        s + &format!("error: {failed} check(s) failed; {files}\n")
     }
 }
 

@@ -4,8 +4,9 @@
 //! `ras status NAME --store URL`; a sweep file or name: `sweeps`).
 //!
 //! Cost of a listing: ONE LIST of `runs/` (which tells which records each run has), then
-//! at most `3 + MAX_ATTEMPT_RECORDS` GETs per run: its config, its status, its final
-//! metrics (only when complete and not filtered out) and its cost records
+//! at most `4 + MAX_ATTEMPT_RECORDS` GETs per run: its config, its env.json (which
+//! backbone weights it used), its status, its final metrics (only when complete and not
+//! filtered out) and its cost records
 //! (`runs/<id>/attempts/*.json`, objects with a `rank_hours` field). Nothing is read for
 //! a record the listing does not show.
 
@@ -35,13 +36,16 @@ pub const KEY_COLUMNS: [(&str, &str); 7] = [
     ("train.epochs", "epochs"),
 ];
 
+/// How to search another store: the end of every "not found" error.
+pub(crate) const OTHER_STORE: &str = "name another store with --store URL or RAS_STORE=URL";
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunsError {
-    #[error("no store at {url} (no such folder)")]
+    #[error("no store at {url} (no such folder); {OTHER_STORE}")]
     NoStore { url: String },
-    #[error("no run {run} in {url}")]
+    #[error("no run {run} in the store {url}; {OTHER_STORE}, and `ras runs --store URL` lists its runs")]
     NoRun { run: String, url: String },
-    #[error("no run {run} in {url}: no store at {url} (folder {folder} does not exist; check --store)")]
+    #[error("no run {run}: no store at {url} (folder {folder} does not exist); {OTHER_STORE}")]
     NoRunNoStore { run: String, url: String, folder: String },
     #[error("no sweep {name} in {url}; sweeps there: {available}")]
     NoSweep { name: String, url: String, available: String },
@@ -187,6 +191,33 @@ pub struct RunSummary {
     pub mean_pixel_auroc: Option<f64>,
     /// Sum of the run's cost records; None without any.
     pub rank_hours: Option<f64>,
+    /// Which backbone features the run learnt from: its architecture and weights, e.g.
+    /// `b4 sha256:3f2a9c1e` or `b0 random-init-seed-0` (`backbone_label`).
+    pub backbone: String,
+}
+
+/// A run's backbone in a few characters: the architecture, and the weights' sha256 (first
+/// 8 hex digits) or random-init seed, as the run recorded them in env.json; before the
+/// run recorded them (not started), what its config names (a weights file's name, not yet
+/// hashed). A run's numbers depend on this more than on anything else.
+pub fn backbone_label(config: Option<&BTreeMap<String, String>>, env: Option<&serde_json::Value>) -> String {
+    let arch = config
+        .and_then(|c| c.get("backbone.arch"))
+        .map(|a| a.trim_start_matches("efficientnet-").to_string())
+        .unwrap_or_else(|| "-".into());
+    let recorded = env.and_then(|e| e.pointer("/backbone/weights")).and_then(|w| w.as_str());
+    let weights = match recorded {
+        Some(w) if w.starts_with("random-init") => w.to_string(),
+        Some(w) => format!("sha256:{}", &w[..w.len().min(8)]),
+        None => match config.and_then(|c| c.get("backbone.weights")).filter(|w| !w.is_empty()) {
+            Some(file) => format!("file {}", file.rsplit('/').next().unwrap_or(file)),
+            None => format!(
+                "random-init-seed-{}",
+                config.and_then(|c| c.get("backbone.init_seed")).map(String::as_str).unwrap_or("0")
+            ),
+        },
+    };
+    format!("{arch} {weights}")
 }
 
 fn state_name(s: &Option<RunStatus>) -> String {
@@ -205,6 +236,7 @@ fn state_name(s: &Option<RunStatus>) -> String {
 #[derive(Default)]
 struct Listed {
     config: bool,
+    env: bool,
     status: bool,
     final_metrics: bool,
     attempts: Vec<String>,
@@ -220,6 +252,7 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
         let l = runs.entry(paths.id().to_string()).or_default();
         match kind {
             RunKey::Config => l.config = true,
+            RunKey::Env => l.env = true,
             RunKey::Status => l.status = true,
             RunKey::FinalMetrics => l.final_metrics = true,
             RunKey::Attempt { .. } => l.attempts.push(key),
@@ -235,7 +268,10 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
         runs.iter().filter(|(_, l)| l.config).map(|(id, _)| RunPaths::new(id.as_str()).config()).collect();
     let status_keys: Vec<String> =
         runs.iter().filter(|(_, l)| l.status).map(|(id, _)| RunPaths::new(id.as_str()).status()).collect();
+    let env_keys: Vec<String> =
+        runs.iter().filter(|(_, l)| l.env).map(|(id, _)| RunPaths::new(id.as_str()).env()).collect();
     let mut configs = store.get_many(&config_keys)?.into_iter();
+    let mut envs = store.get_json_many::<serde_json::Value, _>(&env_keys)?.into_iter();
     let mut statuses = store.get_json_many::<RunStatus, _>(&status_keys)?.into_iter();
     let mut passed: Vec<(RunSummary, &Listed)> = vec![];
     'runs: for id in ids {
@@ -252,6 +288,8 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
             known_keys.extend(c.keys().cloned());
         }
         let status: Option<RunStatus> = if l.status { statuses.next().flatten() } else { None };
+        // (Read for every run, filtered or not: the batches are consumed in order.)
+        let env: Option<serde_json::Value> = if l.env { envs.next().flatten() } else { None };
         let state = state_name(&status);
         for f in filters {
             let have = match f.key.as_str() {
@@ -275,6 +313,7 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
             mean_image_auroc: None,
             mean_pixel_auroc: None,
             rank_hours: None,
+            backbone: backbone_label(config.as_ref(), env.as_ref()),
         };
         passed.push((summary, l));
     }
@@ -322,7 +361,7 @@ pub fn render_runs(runs: &[RunSummary], store: &str) -> String {
     for (_, title) in KEY_COLUMNS {
         s += &format!(" {title:>8}");
     }
-    s += &format!(" {:>8} {:>8} {:>8}\n", "I-AUROC", "P-AUROC", "rank-h");
+    s += &format!(" {:>8} {:>8} {:>8}  {}\n", "I-AUROC", "P-AUROC", "rank-h", "backbone");
     for r in runs {
         let epoch = match (r.epoch, r.values.get("train.epochs")) {
             (Some(e), Some(n)) => format!("{e}/{n}"),
@@ -334,7 +373,7 @@ pub fn render_runs(runs: &[RunSummary], store: &str) -> String {
             s += &format!(" {:>8}", r.values.get(k).map(String::as_str).unwrap_or("-"));
         }
         let h = r.rank_hours.map(|h| format!("{h:.3}")).unwrap_or_else(|| "-".into());
-        s += &format!(" {:>8} {:>8} {:>8}\n", pct(r.mean_image_auroc), pct(r.mean_pixel_auroc), h);
+        s += &format!(" {:>8} {:>8} {:>8}  {}\n", pct(r.mean_image_auroc), pct(r.mean_pixel_auroc), h, r.backbone);
     }
     s += &format!("{} runs in {store}\n", runs.len());
     s
@@ -479,14 +518,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().join("nope").display());
         let err = open_run(&url, "x-1234").unwrap_err().to_string();
-        assert!(err.starts_with(&format!("no run x-1234 in {url}: no store at {url}")), "{err}");
+        assert!(err.starts_with(&format!("no run x-1234: no store at {url}")), "{err}");
         assert!(!dir.path().join("nope").exists());
         let store = Store::open(&format!("file://{}", dir.path().join("s").display())).unwrap();
         let err = open_run(store.url(), "x-1234").unwrap_err().to_string();
-        assert_eq!(err, format!("no run x-1234 in {}", store.url()));
+        assert!(err.starts_with(&format!("no run x-1234 in the store {};", store.url())), "{err}");
         assert!(!dir.path().join("s/runs").exists());
         let err = saved_sweep(&store, "t").unwrap_err().to_string();
         assert!(err.contains("no sweep t in") && err.ends_with("sweeps there: none"), "{err}");
+    }
+
+    #[test]
+    fn backbone_label_prefers_what_the_run_recorded() {
+        let cfg: BTreeMap<String, String> =
+            [("backbone.arch", "efficientnet-b4"), ("backbone.weights", "/w/efficientnet-b4.safetensors")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let env = serde_json::json!({"backbone": {"weights": "3f2a9c1e77aa0000ffff"}});
+        assert_eq!(backbone_label(Some(&cfg), Some(&env)), "b4 sha256:3f2a9c1e");
+        assert_eq!(backbone_label(Some(&cfg), None), "b4 file efficientnet-b4.safetensors");
+        let random = serde_json::json!({"backbone": {"weights": "random-init-seed-7"}});
+        assert_eq!(backbone_label(Some(&cfg), Some(&random)), "b4 random-init-seed-7");
+        let mut unset = cfg.clone();
+        unset.remove("backbone.weights");
+        unset.insert("backbone.init_seed".into(), "5".into());
+        assert_eq!(backbone_label(Some(&unset), None), "b4 random-init-seed-5");
     }
 
     #[test]

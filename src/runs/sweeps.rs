@@ -13,7 +13,7 @@ pub enum OpenError {
     NoFile(String),
     #[error("--set applies to sweep files; sweep {0} is read from its store as it ran")]
     OverridesOnName(String),
-    #[error("no sweep {name} in {url} (no store there; give --store URL)")]
+    #[error("no sweep {name}: no store at {url}; {}", super::OTHER_STORE)]
     NoStore { name: String, url: String },
     #[error("{}", path.display())]
     Path {
@@ -44,24 +44,27 @@ pub struct LoadedSweep {
 
 /// Expands `sweep` (with `--store` and `--set`) for the profile `cluster`, for `ras sweep`
 /// and `ras plan`. `check`: refuse a run whose dataset does not hold what it names
-/// (missing root, unknown class, empty split); `skip_launched`: not for runs this sweep
-/// already launched (a resumed sweep retries them, and their jobs say what is wrong).
+/// (missing root, unknown class, empty split). `launching` (`ras sweep`): the store is
+/// created if missing, and runs this sweep already launched are not checked (a resumed
+/// sweep retries them, and their jobs say what is wrong); without it (`ras plan`) the
+/// store is only read and never created.
 pub fn load_sweep(
     sweep: &Path,
     cluster: &Path,
     store: Option<String>,
     overrides: &[String],
     check: bool,
-    skip_launched: bool,
+    launching: bool,
 ) -> Result<LoadedSweep, OpenError> {
     let profile = ClusterProfile::load(cluster)?;
     let opts = ExpandOptions { store, overrides: overrides.to_vec(), max_ranks: profile.slots(), check_data: check };
     let (manifest, mut issues) = expand_checked(sweep, &opts)?;
-    let store = Store::open(&manifest.store)?;
+    // `ras plan` only reads (its estimates' measurements): it creates no store folder.
+    let store = if launching { Store::open(&manifest.store)? } else { Store::open_for_reading(&manifest.store)? };
     if !check {
         return Ok(LoadedSweep { manifest, store, profile, unchecked: issues });
     }
-    if skip_launched && !issues.is_empty() {
+    if launching && !issues.is_empty() {
         let claimed = crate::sweep::SweepState { store: &store, manifest: &manifest }.claimed_runs()?;
         issues.retain(|i| !claimed.contains(&i.run_id));
     }
@@ -74,7 +77,7 @@ pub fn load_sweep(
 /// The sweep `ras status`, `report` and `cancel` name: a sweep file (expanded as `ras
 /// sweep` does, without checking data; the profile `cluster`, else cluster/local.toml if
 /// present, only sizes ranks), or else a sweep's name, whose manifest is read from the
-/// store (`store`, else file://./ras-store).
+/// store (`store`, else `config::default_store`: $RAS_STORE or file://./ras-store).
 pub fn find_sweep(
     sweep: &Path,
     cluster: Option<&Path>,
@@ -111,7 +114,7 @@ pub fn find_sweep(
     if !overrides.is_empty() {
         return Err(OpenError::OverridesOnName(name));
     }
-    let url = store.unwrap_or_else(|| "file://./ras-store".into());
+    let url = store.unwrap_or_else(crate::config::default_store);
     let store = match super::open_existing(&url) {
         Err(RunsError::NoStore { .. }) => return Err(OpenError::NoStore { name, url }),
         r => r?,

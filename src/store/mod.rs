@@ -137,6 +137,29 @@ impl Store {
         Self::open_with(url, false)
     }
 
+    /// Opens a store to read what it may already hold (`ras plan`'s measurements): a local
+    /// folder that is not there reads as an empty store and is not created. Nothing is
+    /// ever written through it.
+    pub fn open_for_reading(url: &str) -> Result<Self, StoreError> {
+        match Self::open_with(url, false) {
+            Err(StoreError::Missing { .. }) => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| StoreError::Runtime(url.to_string(), e))?;
+                let empty = Arc::new(object_store::memory::InMemory::new());
+                Ok(Self {
+                    inner: empty,
+                    root: ObjPath::default(),
+                    url: url.to_string(),
+                    rt: Arc::new(rt),
+                    remote: None,
+                })
+            }
+            r => r,
+        }
+    }
+
     fn open_with(url: &str, create: bool) -> Result<Self, StoreError> {
         let bad = |message: String| StoreError::Url { url: url.to_string(), message };
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -514,6 +537,19 @@ mod tests {
         let e = local.put("d/x", b"1".to_vec()).unwrap_err();
         assert!(!matches!(e, StoreError::Unavailable { .. }), "{e:?}");
         DOWN.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_store_opened_for_reading_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}/not-yet", dir.path().display());
+        let s = Store::open_for_reading(&url).unwrap();
+        assert!(s.list("runs/").unwrap().is_empty());
+        assert!(s.get("runs/x/status.json").unwrap().is_none());
+        assert!(!dir.path().join("not-yet").exists(), "reading created the folder");
+        // An existing one is read as it is.
+        Store::open(&url).unwrap().put("runs/x/a.json", b"{}".to_vec()).unwrap();
+        assert_eq!(Store::open_for_reading(&url).unwrap().list("runs/").unwrap(), vec!["runs/x/a.json".to_string()]);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod expand;
 pub mod manifest;
 pub mod paths;
 pub mod plan;
+pub mod progress;
 pub mod state;
 pub mod status;
 pub mod tracker;
@@ -25,6 +26,7 @@ pub use coordinator::{cancel, coordinate, submit_report_job, CoordinateOptions, 
 pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions};
 pub use manifest::{Manifest, PlannedRun, MANIFEST_FORMAT};
 pub use paths::{SweepKey, SweepPaths};
+pub use progress::SweepProgress;
 pub use state::SweepState;
 pub use status::{render_failed, render_views, RunPhase, RunView};
 pub use tracker::Tracker;

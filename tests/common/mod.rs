@@ -56,11 +56,20 @@ batch_size = 16
     p
 }
 
+/// `ras args` in `cwd`, with no RAS_STORE from the caller's environment (tests name their
+/// stores, or mean the built-in default).
 pub fn ras(args: &[&str], cwd: &Path) -> Output {
+    ras_env(args, cwd, &[])
+}
+
+/// `ras args` in `cwd` with these environment variables set.
+pub fn ras_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ras"))
         .args(args)
         .current_dir(cwd)
         .env("RUST_LOG", "warn")
+        .env_remove("RAS_STORE")
+        .envs(env.iter().copied())
         .output()
         .expect("ras runs")
 }
@@ -119,7 +128,7 @@ pub fn dataset_at(dir: &Path, rel: &str) -> PathBuf {
 
 pub fn sweep_cmd(cwd: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ras"));
-    c.args(args).current_dir(cwd).env("RUST_LOG", "warn");
+    c.args(args).current_dir(cwd).env("RUST_LOG", "warn").env_remove("RAS_STORE");
     c
 }
 
