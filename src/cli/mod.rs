@@ -2,6 +2,7 @@
 //! command is a few calls into the library; the library never sees these structs.
 
 mod args;
+mod bench_args;
 mod doctor;
 mod sweep;
 

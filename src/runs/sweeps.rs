@@ -59,9 +59,12 @@ pub fn load_sweep(
     let profile = ClusterProfile::load(cluster)?;
     let opts = ExpandOptions { store, overrides: overrides.to_vec(), max_ranks: profile.slots(), check_data: check };
     let (manifest, mut issues) = expand_checked(sweep, &opts)?;
-    // `ras plan` only reads (its estimates' measurements): it creates no store folder.
-    let store = if launching { Store::open(&manifest.store)? } else { Store::open_for_reading(&manifest.store)? };
+    // `ras plan` only reads (its estimates' measurements), and a sweep that fails its
+    // checks submits nothing: neither creates a store folder. Only a sweep that passed
+    // opens its store for writing (below).
+    let store = Store::open_for_reading(&manifest.store)?;
     if !check {
+        let store = if launching { Store::open(&manifest.store)? } else { store };
         return Ok(LoadedSweep { manifest, store, profile, unchecked: issues });
     }
     if launching && !issues.is_empty() {
@@ -71,6 +74,7 @@ pub fn load_sweep(
     if let Some(i) = issues.into_iter().next() {
         return Err(i.into_error(sweep).into());
     }
+    let store = if launching { Store::open(&manifest.store)? } else { store };
     Ok(LoadedSweep { manifest, store, profile, unchecked: vec![] })
 }
 

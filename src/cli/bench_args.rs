@@ -1,0 +1,129 @@
+//! The clap structs of `ras bench`: what `ras bench --help` teaches. Nothing here runs.
+
+use clap::{Args, Subcommand};
+use ras::config::BackboneArch;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// RAS training steps per second at given shapes (default: the paper's, batch 64,
+    /// 272x14x14, T_e=2, T_d=4), and the speed-up of an epoch on cached features over an
+    /// epoch that decodes images and runs the backbone.
+    TrainStep(TrainStepArgs),
+    /// Data-parallel scaling on this machine: samples/s of 1, 2, 4 ... ranks (mpirun),
+    /// the all-reduce share of step time, and the bytes all-reduced per step. CPU ranks
+    /// all-reduce with MPI; with `--device cuda` each rank takes the GPU of its local rank
+    /// and all-reduces with NCCL (give at most as many ranks as GPUs).
+    Ranks {
+        /// Rank counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        ranks: Vec<usize>,
+        #[command(flatten)]
+        shapes: TrainStepArgs,
+    },
+    /// Whole training epochs on cached features resident on the device, then one
+    /// evaluation (maps, scores, metrics), as a run does them: samples/s, achieved
+    /// TFLOP/s and wall time. The defaults are MVTec-AD's sizes (3629 train and 1725 test
+    /// images at 272x14x14) and the paper's model.
+    #[command(
+        after_help = "Examples:\n  ras bench epoch --device cuda --epochs 20            # MVTec-AD-sized, on a GPU\n  ras bench epoch --images 64 --test-images 16 --epochs 2 --hidden-dim 64   # a quick CPU look"
+    )]
+    Epoch {
+        /// Cached training images per epoch.
+        #[arg(long, default_value_t = 3629)]
+        images: usize,
+        /// Test images evaluated after the last epoch.
+        #[arg(long, default_value_t = 1725)]
+        test_images: usize,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        #[command(flatten)]
+        shapes: TrainStepArgs,
+    },
+    /// One rank of `ras bench ranks` (started by mpirun).
+    #[command(hide = true)]
+    DpWorker(TrainStepArgs),
+    /// The coordinator's cost per poll cycle: scheduler calls, store requests (by kind,
+    /// and the most in flight at once), wall time; then `ras status`, `ras report` and
+    /// `ras runs` of the same sweep once finished.
+    ///
+    /// A synthetic sweep of N one-rank runs is submitted to the profile's Slurm, then K
+    /// poll cycles are measured. Use a Slurm whose partition is DOWN so that every job
+    /// stays pending: `make bench-coordinator` sets that up on the test Slurm. The jobs are
+    /// cancelled at the end; then every run gets the records of a finished run and the
+    /// three commands are timed. With `--s3` the store is the test S3 server (s3s-fs,
+    /// `make setup-s3`) behind a loopback forwarder adding `--latency-ms` to every
+    /// request, as a cloud store's round trip would.
+    #[command(
+        after_help = "Examples:\n  ras bench coordinator --runs 2000 --cycles 5 --cluster cluster/ci-slurm.toml\n  ras bench coordinator --runs 2000 --cycles 6 --s3 --latency-ms 20   # make bench-coordinator-s3"
+    )]
+    Coordinator {
+        /// Runs in the synthetic sweep.
+        #[arg(long, default_value_t = 2000)]
+        runs: usize,
+        /// Poll cycles to measure (the first one submits everything).
+        #[arg(long, default_value_t = 5)]
+        cycles: usize,
+        /// A Slurm cluster profile.
+        #[arg(long, default_value = "cluster/ci-slurm.toml")]
+        cluster: PathBuf,
+        /// Store URL for the sweep's state (default: a fresh temporary folder).
+        #[arg(long)]
+        store: Option<String>,
+        /// Print the cycles as JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Store the sweep on the test S3 server (s3s-fs) behind a latency forwarder.
+        #[arg(long, conflicts_with = "store")]
+        s3: bool,
+        /// With --s3: milliseconds added to every request (a cloud store's round trip).
+        #[arg(long, default_value_t = 20, requires = "s3")]
+        latency_ms: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TrainStepArgs {
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// C_org: feature channels (272 for EfficientNet-B4).
+    #[arg(long, default_value_t = 272)]
+    pub channels: i64,
+    /// Token grid side (14 at 224 px).
+    #[arg(long, default_value_t = 14)]
+    pub grid: i64,
+    #[arg(long, default_value_t = 2)]
+    pub encoder_layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub decoder_layers: usize,
+    #[arg(long, default_value_t = 256)]
+    pub hidden_dim: i64,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Images in the cached-vs-uncached epoch comparison (0: skip it).
+    #[arg(long, default_value_t = 64)]
+    pub epoch_images: usize,
+    /// Backbone of the uncached epoch.
+    #[arg(long, default_value = "efficientnet-b4")]
+    pub arch: BackboneArch,
+    /// torch intra-op threads (default: torch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Device of `ras bench train-step` (cpu, cuda, cuda:N, auto): measure on the device
+    /// of the cluster profile whose throughput keys the bench's last lines fill.
+    #[arg(long, default_value = "cpu")]
+    pub device: ras::config::DeviceSpec,
+    /// Also time the PyTorch reference step side by side (default: on when .venv-ref,
+    /// made by `make setup-python`, exists).
+    #[arg(long, conflicts_with = "no_pytorch")]
+    pub pytorch: bool,
+    /// Do not time the PyTorch reference.
+    #[arg(long)]
+    pub no_pytorch: bool,
+    /// fp32, tf32 (TF32 matrix products on CUDA) or bf16 (bf16 autocast, fp32 master
+    /// weights). Default: tf32 on CUDA, fp32 on a CPU. TF32 is a process-wide switch:
+    /// compare precisions in separate runs of the command.
+    #[arg(long)]
+    pub precision: Option<ras::train::Precision>,
+}
