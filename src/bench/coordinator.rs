@@ -206,6 +206,8 @@ fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result<(), SweepE
             feature_images: 0,
             eval_images: run.test_images as u64,
             shape: String::new(),
+            gflop_per_image: None,
+            feature_key: None,
         };
         items.push((paths.config(), bytes::Bytes::from(run.config_toml.clone())));
         items.push((paths.final_metrics(), json_bytes(&fm).into()));

@@ -39,15 +39,23 @@ pub struct ClusterProfile {
     /// `--cpu-bind=cores`.
     #[serde(default)]
     pub srun_args: Vec<String>,
-    /// Assumed sustained TFLOP/s per rank: `ras plan`'s last resort, when neither the
-    /// store's measurements nor the bench figures below are there.
+    /// A training rate per rank, TFLOP/s achieved, that the profile asserts: replaces
+    /// `ras plan`'s default rate for the device (the plan labels it asserted). Measured
+    /// runs in the store and the bench lines below come first.
     pub tflops_per_rank: Option<f64>,
+    /// Dense peak TFLOP/s of one GPU at the precision the runs train in (TF32 by default
+    /// on CUDA: H100 SXM 495, A100 156; BF16: 989, 312). Without measurements, `ras plan`
+    /// prices GPU training at a cited fraction of it (`sweep::rates`).
+    pub gpu_peak_tflops: Option<f64>,
     /// Measured training images/s of one rank on this profile's device: the line
     /// `ras bench train-step` prints, pasted here. `ras plan` uses it for shapes the
-    /// store has no finished run of (it is measured at the bench's shapes: rerun the
-    /// bench with the sweep's `--hidden-dim`, T_e, T_d for a closer figure).
+    /// store has no finished run of, scaled from the bench's shape by FLOPs.
     #[serde(default)]
     pub train_images_per_s_per_rank: Option<f64>,
+    /// GFLOP per training image at the shape the bench lines were measured at (the bench
+    /// prints it; default: the paper's shapes, 7.40).
+    #[serde(default)]
+    pub bench_gflop_per_image: Option<f64>,
     /// Backbone feature extraction, images/s (decode included), from the same bench.
     #[serde(default)]
     pub feature_images_per_s: Option<f64>,
@@ -104,13 +112,18 @@ impl ClusterProfile {
             });
         }
         let bad_rate = |v: Option<f64>| v.is_some_and(|r| !(r.is_finite() && r > 0.0));
-        if bad_rate(p.train_images_per_s_per_rank) || bad_rate(p.feature_images_per_s) || bad_rate(p.eval_images_per_s)
-        {
+        let rates = [
+            ("train_images_per_s_per_rank", p.train_images_per_s_per_rank),
+            ("feature_images_per_s", p.feature_images_per_s),
+            ("eval_images_per_s", p.eval_images_per_s),
+            ("bench_gflop_per_image", p.bench_gflop_per_image),
+            ("tflops_per_rank", p.tflops_per_rank),
+            ("gpu_peak_tflops", p.gpu_peak_tflops),
+        ];
+        if let Some((key, v)) = rates.iter().find(|(_, v)| bad_rate(*v)) {
             return Err(ProfileError::Invalid {
                 path: path.into(),
-                message:
-                    "train_images_per_s_per_rank, feature_images_per_s and eval_images_per_s must be rates above 0"
-                        .into(),
+                message: format!("{key} = {}: must be a number above 0", v.unwrap_or_default()),
             });
         }
         if p.max_array_size == 0 {
@@ -179,11 +192,6 @@ impl ClusterProfile {
     /// Node `i`'s name: its Slurm name when the profile lists them, else `node<i>`.
     pub fn node_name(&self, i: usize) -> String {
         self.node_names.get(i).cloned().unwrap_or_else(|| format!("node{i}"))
-    }
-
-    /// Sustained TFLOP/s per rank assumed by the planner.
-    pub fn tflops(&self) -> f64 {
-        self.tflops_per_rank.unwrap_or(if self.gpus_per_node > 0 { 20.0 } else { 0.05 })
     }
 }
 

@@ -219,13 +219,17 @@ mod tests {
     fn row(table: &str, variant: &str, rank_hours: f64, planned: Option<f64>) -> CostRow {
         let cost = CostSummary { attempts: 1, wall_s: rank_hours * 3600.0, rank_hours, ..Default::default() };
         let planned = planned.map(|p| Estimate {
-            source: Source::Bench,
+            source: Source::Bench { flop_ratio: None },
             features_s: 0.0,
             train_s: 0.0,
             eval_s: 0.0,
             other_s: 0.0,
             wall_s: 0.0,
             rank_hours: p,
+            low_s: 0.0,
+            high_s: 0.0,
+            basis: String::new(),
+            cache_job: None,
         });
         CostRow { id: format!("{variant}-{rank_hours}"), table: table.into(), variant: variant.into(), cost, planned }
     }

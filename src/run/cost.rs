@@ -30,6 +30,37 @@ pub fn shape_key(cfg: &RunConfig, device_kind: &str) -> String {
     )
 }
 
+/// Forward+backward FLOPs of one training image of `cfg`: its backbone's feature channels
+/// (from the architecture and output blocks: B0's 120 are not B4's 272) and its token grid
+/// (image_size / 16). The planner orders runs by it, scales measured rates with it, and
+/// each attempt record keeps it (`AttemptCost::gflop_per_image`).
+pub fn flops_per_image(cfg: &RunConfig) -> f64 {
+    let channels = crate::backbone::feature_channels(&cfg.backbone);
+    crate::model::flops::train_flops_per_image(&cfg.model, channels, cfg.backbone.image_size / 16)
+}
+
+/// Which feature cache a run reads, as far as its config says (dataset root and backbone
+/// identity; the cache's own key also hashes every image): runs with the same key share
+/// one cache, and the planner knows a cache is filled once a record with its key exists.
+pub fn feature_key(cfg: &RunConfig) -> String {
+    let b = &cfg.backbone;
+    format!(
+        "{}:{}:{:?}:{}:{}",
+        cfg.dataset.root.display(),
+        b.arch,
+        b.outblocks,
+        b.image_size,
+        b.weights.as_ref().map(|w| w.display().to_string()).unwrap_or_else(|| format!("init{}", b.init_seed)),
+    )
+}
+
+/// What a shape key says beyond the model: image size, backbone and device kind (its last
+/// three words). Rates of one family may be scaled to another shape of it by FLOPs.
+pub fn shape_family(shape: &str) -> String {
+    let words: Vec<&str> = shape.split_whitespace().collect();
+    words[words.len().saturating_sub(3)..].join(" ")
+}
+
 /// The device kind a run of `cfg` computes on where GPUs are `gpus` ("auto" follows the
 /// machine): what the planner puts into a shape key before the run exists.
 pub fn planned_device_kind(spec: DeviceSpec, gpus: bool) -> &'static str {
@@ -123,6 +154,14 @@ pub struct AttemptCost {
     /// Test images predicted, summed over every evaluation.
     pub eval_images: u64,
     pub shape: String,
+    /// Forward+backward GFLOP of one training image at the run's shape ([`flops_per_image`]):
+    /// what the planner scales this record's rates to other shapes by. None in records
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gflop_per_image: Option<f64>,
+    /// The run's [`feature_key`] (None in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_key: Option<String>,
 }
 
 /// The counters an attempt fills while it runs.
@@ -215,7 +254,18 @@ impl PhaseTimer {
             feature_images: c.feature_images,
             eval_images: c.eval_images,
             shape,
+            gflop_per_image: None,
+            feature_key: None,
         }
+    }
+
+    /// [`finish`](Self::finish) for a job of `cfg`: its shape key, FLOPs per image and
+    /// feature key filled in.
+    pub fn finish_run(&self, outcome: Outcome, device: tch::Device, ranks: usize, cfg: &RunConfig) -> AttemptCost {
+        let mut rec = self.finish(outcome, device, ranks, shape_key(cfg, device_kind(device)));
+        rec.gflop_per_image = Some(flops_per_image(cfg) / 1e9);
+        rec.feature_key = Some(feature_key(cfg));
+        rec
     }
 }
 

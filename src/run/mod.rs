@@ -185,7 +185,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         Err(_) => Outcome::Failed,
     };
     if root {
-        let rec = timer.finish(outcome, device, world.world_size, cost::shape_key(cfg, cost::device_kind(device)));
+        let rec = timer.finish_run(outcome, device, world.world_size, cfg);
         // Best effort: a lost cost record must not fail (or retry) a trained run.
         if let Err(e) = cost::write_attempt(&store, &paths, &rec) {
             tracing::warn!("cost record of this attempt not written: {e}");
@@ -267,7 +267,7 @@ pub fn fill_feature_cache(cfg: &RunConfig, progress: &Progress) -> Result<(Vec<(
         Ok((feats, stats))
     });
     let outcome = if result.is_ok() { Outcome::Complete } else { Outcome::Failed };
-    let mut rec = timer.finish(outcome, device, 1, cost::shape_key(cfg, cost::device_kind(device)));
+    let mut rec = timer.finish_run(outcome, device, 1, cfg);
     rec.job = cost::Job::FeatureCache;
     // Also when the cache was full already: the scan and the load are cost too.
     if let Err(e) = cost::write_attempt(&store, &RunPaths::of(cfg), &rec) {

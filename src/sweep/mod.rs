@@ -7,7 +7,8 @@
 //!
 //! Files: `expand` (sweep file -> runs), `manifest` (the runs as stored, and the one
 //! reader of a stored manifest), `plan` (ranks, cost, placement, the plan table),
-//! `estimate` (cost from measurements), `paths` (the store keys), `state` (the store
+//! `estimate` (cost from measurements), `rates` (achieved rates, and where they come
+//! from), `paths` (the store keys), `state` (the store
 //! records, read incrementally by `Tracker`), `coordinator` (the loop that launches and
 //! retries), `status` (views and the status table).
 
@@ -18,6 +19,7 @@ pub mod manifest;
 pub mod paths;
 pub mod plan;
 pub mod progress;
+pub mod rates;
 pub mod state;
 pub mod status;
 pub mod tracker;

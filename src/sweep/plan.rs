@@ -2,11 +2,13 @@
 //!
 //! `PlannedRun::cost` is relative: train images x epochs x forward+backward FLOPs of one
 //! image through T_e encoder layers and T_d decoder steps at the configured width. It
-//! orders runs (longest first). Times and rank-hours come from `estimate`: measured
-//! throughputs where the store has them, else the profile's bench figures, else the FLOP
-//! model at an assumed TFLOP/s (the plan says which, per run).
+//! orders runs (longest first). Times, their ranges and rank-hours come from `estimate`
+//! at the rates `rates` chooses: measured in the store (the run's shape, else the nearest
+//! measured shape scaled by FLOPs), else the profile's bench lines scaled by FLOPs, else
+//! the device's defaults (the plan says which, per run, and what each rests on).
 
-use super::estimate::{estimate, flops_per_image, Estimate, Source, Workload};
+use super::estimate::{estimate_runs, flops_per_image, Estimate, Source};
+use super::rates::Measurements;
 use super::{Manifest, PlannedRun, SweepError};
 use crate::config::{ClusterProfile, ClusterShape, RunConfig};
 
@@ -60,15 +62,7 @@ pub(super) fn planned(
 ) -> PlannedRun {
     let ranks = ranks.unwrap_or_else(|| choose_ranks(images, cfg.train.batch_size, max_ranks));
     let cost = images as f64 * cfg.train.epochs as f64 * flops_per_image(&cfg) / 1e9;
-    let b = &cfg.backbone;
-    let feature_key = format!(
-        "{}:{}:{:?}:{}:{}",
-        cfg.dataset.root.display(),
-        b.arch,
-        b.outblocks,
-        b.image_size,
-        b.weights.as_ref().map(|w| w.display().to_string()).unwrap_or_else(|| format!("init{}", b.init_seed)),
-    );
+    let feature_key = crate::run::cost::feature_key(&cfg);
     PlannedRun {
         id: cfg.run_id(),
         label,
@@ -146,20 +140,13 @@ fn slot_nodes(slot: &Slot, profile: &ClusterProfile) -> Vec<String> {
 }
 
 /// Every run's estimate: the manifest's (`estimate::estimate_all` filled it from the
-/// store), else the profile's bench figures or the FLOP model.
+/// store), else from the profile's bench lines or the device's defaults.
 pub fn estimates(manifest: &Manifest, profile: &ClusterProfile) -> Result<Vec<Estimate>, SweepError> {
-    let mut filled = std::collections::BTreeSet::new();
-    manifest
-        .runs
-        .iter()
-        .map(|r| {
-            let fills = filled.insert(r.feature_key.clone());
-            match &r.estimate {
-                Some(e) => Ok(e.clone()),
-                None => Ok(estimate(&Workload::of(r, &r.config()?, profile, fills), None, profile)),
-            }
-        })
-        .collect()
+    if manifest.runs.iter().all(|r| r.estimate.is_some()) {
+        return Ok(manifest.runs.iter().filter_map(|r| r.estimate.clone()).collect());
+    }
+    let fresh = estimate_runs(manifest, &Measurements::default(), profile)?;
+    Ok(manifest.runs.iter().zip(fresh).map(|(r, e)| r.estimate.clone().unwrap_or(e)).collect())
 }
 
 /// The plan: estimates, slots (in seconds) and the makespan.
@@ -199,14 +186,18 @@ pub fn plan_json(manifest: &Manifest, profile: &ClusterProfile) -> Result<serde_
                 "id": r.id, "label": r.label, "ranks": r.ranks, "nodes": slot_nodes(s, profile),
                 "ranks_per_node": s.ranks_per_node, "train_images": r.train_images, "test_images": r.test_images,
                 "pflop": r.cost / 1e6, "estimate": e, "source": e.source.to_string(),
+                "wall_s": e.wall_s, "low_s": e.low_s, "high_s": e.high_s,
                 "start_h": s.start / 3600.0, "end_h": s.end / 3600.0,
             })
         })
         .collect();
     let rank_hours: f64 = est.iter().map(|e| e.rank_hours).sum();
-    Ok(
-        serde_json::json!({"sweep": manifest.name, "pinned": !profile.node_names.is_empty(), "rank_hours": rank_hours, "makespan_h": total / 3600.0, "runs": runs}),
-    )
+    let (low, high) = rank_hours_range(&est);
+    Ok(serde_json::json!({
+        "sweep": manifest.name, "pinned": !profile.node_names.is_empty(), "rank_hours": rank_hours,
+        "rank_hours_low": low, "rank_hours_high": high, "makespan_h": total / 3600.0,
+        "bases": bases(&est), "runs": runs,
+    }))
 }
 
 /// Seconds as `12s`, `3m20s` or `2h05m`.
@@ -236,7 +227,7 @@ pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> Result<Stri
         s += &format!("note: {}\n", n.trim());
     }
     s += &format!(
-        "{:>3} {:<30} {:>5} {:<14} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}  {:<22} {}\n",
+        "{:>3} {:<30} {:>5} {:<14} {:>7} {:>7} {:>7} {:>7} {:>7} {:>15} {:>8} {:>7} {:>7}  {:<30} {}\n",
         "#",
         "run",
         "ranks",
@@ -246,17 +237,21 @@ pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> Result<Stri
         "train",
         "eval",
         "wall",
+        "range",
         "rank-h",
         "start",
         "end",
         "estimate from",
         "label"
     );
-    let mut keys = std::collections::BTreeSet::new();
     for (i, ((r, slot), e)) in manifest.runs.iter().zip(&slots).zip(&est).enumerate() {
-        let filler = if keys.insert(r.feature_key.clone()) { " (fills feature cache)" } else { "" };
+        let cache = match e.cache_job {
+            Some(true) => " (fills feature cache)",
+            Some(false) => " (feature-cache job; the cache is filled already)",
+            None => "",
+        };
         s += &format!(
-            "{:>3} {:<30} {:>5} {:<14} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8.4} {:>7} {:>7}  {:<22} {}{}\n",
+            "{:>3} {:<30} {:>5} {:<14} {:>7} {:>7} {:>7} {:>7} {:>7} {:>15} {:>8.4} {:>7} {:>7}  {:<30} {}{}\n",
             i + 1,
             r.id,
             r.ranks,
@@ -266,41 +261,73 @@ pub fn render_plan(manifest: &Manifest, profile: &ClusterProfile) -> Result<Stri
             fmt_secs(e.train_s),
             fmt_secs(e.eval_s),
             fmt_secs(e.wall_s),
+            format!("{}-{}", fmt_secs(e.low_s), fmt_secs(e.high_s)),
             e.rank_hours,
             fmt_secs(slot.start),
             fmt_secs(slot.end),
             e.source.to_string(),
             r.label,
-            filler
+            cache
         );
     }
     let sum = |f: fn(&Estimate) -> f64| est.iter().map(f).sum::<f64>();
+    let (low, high) = rank_hours_range(&est);
     s += &format!(
-        "total {:.4} rank-hours (features {}, train {}, eval {} of wall); makespan {} (greedy, longest first)\n",
+        "total {:.4} rank-hours ({:.4}-{:.4}; features {}, train {}, eval {}, start-up {} of wall); makespan {} (greedy, longest first)\n",
         sum(|e| e.rank_hours),
+        low,
+        high,
         fmt_secs(sum(|e| e.features_s)),
         fmt_secs(sum(|e| e.train_s)),
         fmt_secs(sum(|e| e.eval_s)),
+        fmt_secs(sum(|e| e.other_s)),
         fmt_secs(total)
     );
-    s += &sources_line(&est, profile);
+    s += &sources_line(&est);
+    s += "rates, and where each comes from:\n";
+    for (basis, n) in bases(&est) {
+        s += &format!("  {n} runs: {basis}\n");
+    }
     if profile.node_names.is_empty() {
         s += "nodes: where the plan puts runs; Slurm chooses the actual nodes (name them in the profile's node_names to pin runs)\n";
     }
     Ok(s)
 }
 
-/// How many estimates came from each source, and what to do about assumed ones.
-fn sources_line(est: &[Estimate], profile: &ClusterProfile) -> String {
-    let measured = est.iter().filter(|e| matches!(e.source, Source::Measured { .. })).count();
-    let bench = est.iter().filter(|e| e.source == Source::Bench).count();
-    let assumed = est.len() - measured - bench;
-    let mut s = format!("estimates: {measured} from measured runs of the same shape, {bench} from the profile's bench figures, {assumed} assumed\n");
-    if assumed > 0 {
-        s += &format!(
-            "assumed: {} TFLOP/s per rank with perfect scaling; measure instead: `ras bench train-step` and paste its line into the profile\n",
-            profile.tflops()
-        );
+/// The total rank-hours' low and high ends (each run's rank-hours in the ratio of its
+/// range to its wall time).
+fn rank_hours_range(est: &[Estimate]) -> (f64, f64) {
+    let part = |e: &Estimate, end: f64| if e.wall_s > 0.0 { e.rank_hours * end / e.wall_s } else { 0.0 };
+    (est.iter().map(|e| part(e, e.low_s)).sum(), est.iter().map(|e| part(e, e.high_s)).sum())
+}
+
+/// Each distinct account of where the rates came from, with its number of runs, in
+/// first-seen order.
+fn bases(est: &[Estimate]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = vec![];
+    for e in est.iter().filter(|e| !e.basis.is_empty()) {
+        match out.iter_mut().find(|(b, _)| *b == e.basis) {
+            Some((_, n)) => *n += 1,
+            None => out.push((e.basis.clone(), 1)),
+        }
+    }
+    out
+}
+
+/// How many estimates came from each source, and what to do about unmeasured ones.
+fn sources_line(est: &[Estimate]) -> String {
+    let count = |f: &dyn Fn(&Source) -> bool| est.iter().filter(|e| f(&e.source)).count();
+    let same = count(&|s| matches!(s, Source::Measured { flop_ratio: None, .. }));
+    let scaled = count(&|s| matches!(s, Source::Measured { flop_ratio: Some(_), .. }));
+    let bench = count(&|s| matches!(s, Source::Bench { .. }));
+    let cited = count(&|s| matches!(s, Source::Default { cited: true, .. }));
+    let default = count(&|s| matches!(s, Source::Default { cited: false, .. }));
+    let asserted = count(&|s| matches!(s, Source::Flops { .. }));
+    let mut s = format!(
+        "estimates: {same} from measured runs of the same shape, {scaled} scaled by FLOPs from the nearest measured shape, {bench} from the profile's bench lines, {default} from the CPU rates measured here, {cited} from cited GPU rates (not measured), {asserted} from an asserted TFLOP/s\n"
+    );
+    if cited + default + asserted > 0 {
+        s += "  (measure instead: run one job of the sweep first, or paste the lines of `ras bench train-step` on the profile's device into the profile)\n";
     }
     s
 }

@@ -240,6 +240,10 @@ mod tests {
                 other_s: 0.0,
                 wall_s,
                 rank_hours: wall_s / 3600.0,
+                low_s: wall_s,
+                high_s: wall_s,
+                basis: String::new(),
+                cache_job: None,
             })
         };
         let run = |id: &str, estimate| super::super::PlannedRun {
@@ -269,8 +273,10 @@ mod tests {
         let first = manifest(vec![run("a", est(10.0, Source::Flops { tflops: 1.0 }))]);
         SweepState { store: &store, manifest: &first }.publish_manifest().unwrap();
         // Planned again after "a" ran (now from its measurements), with a new run "b".
-        let again =
-            manifest(vec![run("a", est(99.0, Source::Measured { attempts: 1 })), run("b", est(5.0, Source::Bench))]);
+        let again = manifest(vec![
+            run("a", est(99.0, Source::Measured { attempts: 1, flop_ratio: None })),
+            run("b", est(5.0, Source::Bench { flop_ratio: None })),
+        ]);
         let state = SweepState { store: &store, manifest: &again };
         state.publish_manifest().unwrap();
         let stored = Manifest::read(&store, "s").unwrap().unwrap();
