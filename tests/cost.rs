@@ -4,7 +4,8 @@
 //! account for its wall time and whose rank-hours are wall x ranks / 3600, and the
 //! sweep's feature-cache job one record with the run it was launched for; `ras status`
 //! and the report's cost table total the records; the report sets them against the plan
-//! stored in the manifest; `ras plan` afterwards estimates from the measured runs.
+//! stored in the manifest; `ras plan` afterwards estimates from the measured runs, and
+//! prices shapes nobody ran from the nearest measured one, scaled by FLOPs.
 
 mod common;
 use common::*;
@@ -86,7 +87,14 @@ store = "file://{store}"
     let local = local.to_str().unwrap();
 
     let before = ok(&["plan", &sweep, "--cluster", local], cwd);
-    assert!(before.contains("estimates: 0 from measured runs") && before.contains("2 assumed"), "{before}");
+    assert!(
+        before.contains("estimates: 0 from measured runs of the same shape, 0 scaled")
+            && before.contains("2 from the CPU rates measured here")
+            && before.contains("cpu default (measured)")
+            && before.contains("2 runs: cpu training measured here")
+            && before.contains("start-up 0.9 s a run"),
+        "{before}"
+    );
     let out = ok(&["sweep", &sweep, "--cluster", local], cwd);
     assert!(out.contains("2 runs: 2 complete"), "{out}");
 
@@ -134,7 +142,11 @@ store = "file://{store}"
             "{r}"
         );
         // The plan made before the sweep is kept in the stored manifest.
-        assert_eq!(run["estimate"]["source"]["kind"].as_str(), Some("flops"), "{run}");
+        let planned = &run["estimate"];
+        assert_eq!(planned["source"]["kind"].as_str(), Some("default"), "{run}");
+        // Fixed costs are in it, and a range around it.
+        assert!(f(planned, "other_s") > 0.0 && f(planned, "features_s") > 0.0, "{run}");
+        assert!(f(planned, "low_s") < f(planned, "wall_s") && f(planned, "wall_s") < f(planned, "high_s"), "{run}");
         sum_rank_hours += f(r, "rank_hours");
     }
     assert_eq!(cache_jobs, 1, "one feature-cache job fills the cache both runs read");
@@ -162,12 +174,29 @@ store = "file://{store}"
     assert!(
         md.contains(&format!("Total: {sum_rank_hours:.4} rank-hours"))
             && md.contains("| **total** |")
-            && md.contains("assumed"),
+            && md.contains("cpu default (measured)"),
         "{md}"
     );
 
     // Planning the same sweep again: every estimate now comes from its measured run.
     let after = ok(&["plan", &sweep, "--cluster", local], cwd);
     assert!(after.contains("estimates: 2 from measured runs") && after.contains("measured (1 attempts)"), "{after}");
-    eprintln!("{before}\n{status}\n{md}\n{after}");
+    let measured: serde_json::Value =
+        serde_json::from_str(&ok(&["plan", &sweep, "--cluster", local, "--json"], cwd)).unwrap();
+
+    // Shapes nobody ran (T_d = 4 where the runs had 2): priced from the nearest measured
+    // shape, its rates scaled by the FLOP counts, so they cost more than the runs did.
+    let other = ok(&["plan", &sweep, "--cluster", local, "--set", "model.decoder_layers=4", "--json"], cwd);
+    let other: serde_json::Value = serde_json::from_str(&other).unwrap();
+    let train_s = |plan: &serde_json::Value, te: &str| {
+        let run = plan["runs"].as_array().unwrap().iter().find(|r| r["label"].as_str().unwrap().ends_with(te)).unwrap();
+        (f(&run["estimate"], "train_s"), run["estimate"]["source"].clone())
+    };
+    for te in ["encoder_layers=0", "encoder_layers=1"] {
+        let (was, _) = train_s(&measured, te);
+        let (now, source) = train_s(&other, te);
+        assert_eq!(source["kind"].as_str(), Some("measured"), "{source}");
+        assert!(f(&source, "flop_ratio") > 1.0 && now > was, "{te}: {now} s vs {was} s measured, {source}");
+    }
+    eprintln!("{before}\n{status}\n{md}\n{after}\n{other:#}");
 }

@@ -1,6 +1,8 @@
-//! Throughput measurements (`ras bench train-step`): measured, printed, never asserted.
+//! Throughput measurements (`ras bench train-step`), and how good the plan is (`ras bench
+//! plan`, plan.rs): measured, printed, never asserted.
 
 pub mod coordinator;
+pub mod plan;
 pub mod ranks;
 pub mod s3;
 
@@ -223,8 +225,9 @@ pub fn train_step(o: &TrainStepOptions) -> Result<String> {
         uncached / cached_secs
     )?;
     let n = samples.len() as f64;
-    writeln!(out, "for `ras plan`, paste into the cluster profile of this device (measured at the shapes above: T_e={} T_d={} C={}, {}):", o.encoder_layers, o.decoder_layers, o.hidden_dim, o.arch)?;
+    writeln!(out, "for `ras plan`, paste into the cluster profile of this device (measured at the shapes above: T_e={} T_d={} C={}, {}; the plan scales them to other shapes by FLOPs):", o.encoder_layers, o.decoder_layers, o.hidden_dim, o.arch)?;
     writeln!(out, "train_images_per_s_per_rank = {sps:.1}")?;
+    writeln!(out, "bench_gflop_per_image = {gflop:.3}")?;
     writeln!(out, "feature_images_per_s = {:.1}", n / feature_secs)?;
     writeln!(out, "eval_images_per_s = {:.1}", n / eval_secs)?;
     Ok(out)

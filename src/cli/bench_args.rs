@@ -40,6 +40,15 @@ pub enum BenchCommand {
         #[command(flatten)]
         shapes: TrainStepArgs,
     },
+    /// How far `ras plan` is from what runs then cost: a Table-5-shaped sweep (every T_e x
+    /// T_d, tiny sizes, 2 synthetic classes) on a cluster. One cell runs first; the sweep
+    /// is planned again (the other cells scaled from it by FLOPs) and run; each other run's
+    /// recorded cost is set against that plan, and against the plan made before anything
+    /// ran (the device's default rates).
+    #[command(
+        after_help = "Examples:\n  make bench-plan                                    # the test Slurm (cluster/slurm-up.sh)\n  ras bench plan --cluster cluster/ci-slurm.toml --epochs 8"
+    )]
+    Plan(PlanBenchArgs),
     /// One rank of `ras bench ranks` (started by mpirun).
     #[command(hide = true)]
     DpWorker(TrainStepArgs),
@@ -126,4 +135,33 @@ pub struct TrainStepArgs {
     /// compare precisions in separate runs of the command.
     #[arg(long)]
     pub precision: Option<ras::train::Precision>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanBenchArgs {
+    /// The cluster profile the sweep runs on.
+    #[arg(long, default_value = "cluster/ci-slurm.toml")]
+    pub cluster: PathBuf,
+    /// T_e values of the grid.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub encoder_layers: Vec<usize>,
+    /// T_d values of the grid.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+    pub decoder_layers: Vec<usize>,
+    /// The cell run first, T_e,T_d.
+    #[arg(long, value_delimiter = ',', num_args = 2, default_value = "1,2")]
+    pub first: Vec<usize>,
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 2)]
+    pub eval_every: usize,
+    /// The model's width (its FFN is twice that).
+    #[arg(long, default_value_t = 64)]
+    pub hidden_dim: usize,
+    /// Training images per class of the synthetic dataset.
+    #[arg(long, default_value_t = 16)]
+    pub train_images: usize,
+    /// Keep the temporary folder (data, store, sweep files, job logs).
+    #[arg(long)]
+    pub keep: bool,
 }
