@@ -493,8 +493,12 @@ mod tests {
     #[test]
     fn throughput_is_a_ratio_of_sums_and_skips_failed_attempts() {
         let a = AttemptCost { ranks: 2, ..record(A, Job::Run, p(15.0, 100.0, 10.0, 5.0), 4000, 150, Some(1.0)) };
-        let b =
-            AttemptCost { outcome: Outcome::Preempted, ..record(A, Job::Run, p(3.0, 100.0, 0.0, 1.0), 1000, 0, None) };
+        // Preempted before its first evaluation.
+        let b = AttemptCost {
+            outcome: Outcome::Preempted,
+            eval_images: 0,
+            ..record(A, Job::Run, p(3.0, 100.0, 0.0, 1.0), 1000, 0, None)
+        };
         let bad = AttemptCost { outcome: Outcome::Failed, ..record(A, Job::Run, p(1.0, 1000.0, 0.0, 0.0), 1, 0, None) };
         let cache_job = record(A, Job::FeatureCache, p(15.0, 0.0, 0.0, 0.0), 0, 150, None);
         let idle_cache_job = record(A, Job::FeatureCache, p(0.5, 0.0, 0.0, 0.0), 0, 0, None);
