@@ -12,7 +12,7 @@ DEMO_DATA := out/demo-data
 dist: build
 	bash scripts/dist.sh $(RAS)
 
-.PHONY: setup setup-python setup-s3 build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: setup setup-python setup-s3 build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -84,6 +84,13 @@ bench-coordinator-s3: build setup-s3
 	scontrol update PartitionName=debug State=DOWN
 	$(RAS) bench coordinator --runs 2000 --cycles 6 --cluster cluster/ci-slurm.toml --s3 --latency-ms 20; rc=$$?; \
 	  scontrol update PartitionName=debug State=UP; exit $$rc
+
+# How far `ras plan` is from what the runs then cost, on the test Slurm: a Table-5-shaped
+# sweep of tiny runs, one run first, then the others planned from it and run (actual /
+# planned per run). Figures in README (Benchmarks: how good the plan is).
+bench-plan: build
+	bash cluster/slurm-up.sh
+	$(RAS) bench plan --cluster cluster/ci-slurm.toml
 
 # The demo's data and what the demo and the quickstart sweep wrote to the default store
 # (./ras-store, where `ras runs` and friends look); other runs there are kept.
