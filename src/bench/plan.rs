@@ -31,6 +31,8 @@ pub struct Options {
     pub hidden_dim: usize,
     /// Training images per class of the synthetic dataset (2 classes).
     pub train_images: usize,
+    /// Each job takes its node to itself (`#SBATCH --exclusive`, on a copy of the profile).
+    pub exclusive: bool,
     /// Keep the folder with the data, store, sweep files and logs (else removed).
     pub keep: bool,
 }
@@ -142,14 +144,36 @@ fn sweep_file(name: &str, base: &Path, te: &[usize], td: &[usize]) -> String {
     )
 }
 
+/// The profile the sweep runs on: `o.cluster`, or with `o.exclusive` a copy in `dir` whose
+/// jobs take their node to themselves (`#SBATCH --exclusive`). On a Slurm that packs jobs
+/// onto shared cores (the test Slurm's partition is OverSubscribe=FORCE:4: it ran 8 of
+/// these runs at once on 2 cores, where the profile plans 2), a run then gets the cores
+/// the profile plans for it, as the measured run did.
+fn profile_path(o: &Options, dir: &Path) -> Result<PathBuf> {
+    let path = std::fs::canonicalize(&o.cluster).with_context(|| format!("{}", o.cluster.display()))?;
+    if !o.exclusive {
+        return Ok(path);
+    }
+    let profile = crate::config::ClusterProfile::load(&path)?;
+    let mut t: toml::Table = toml::from_str(&std::fs::read_to_string(&path)?)?;
+    let mut extra = t.get("extra").and_then(|e| e.as_array()).cloned().unwrap_or_default();
+    extra.push("#SBATCH --exclusive".into());
+    t.insert("extra".into(), extra.into());
+    if let Some(tpl) = profile.template {
+        t.insert("template".into(), std::fs::canonicalize(&tpl)?.display().to_string().into());
+    }
+    let copy = dir.join("profile.toml");
+    std::fs::write(&copy, toml::to_string(&t)?)?;
+    Ok(copy)
+}
+
 /// Runs the benchmark, printing as it goes; returns the summary line.
 pub fn run(o: &Options, out: &mut dyn Write) -> Result<String> {
     let exe = std::env::current_exe()?;
     let profile = crate::config::ClusterProfile::load(&o.cluster)?;
-    let cluster = std::fs::canonicalize(&o.cluster).with_context(|| format!("{}", o.cluster.display()))?;
-    let cluster = cluster.to_str().context("cluster profile path")?.to_string();
     let dir = std::env::temp_dir().join(format!("ras-bench-plan-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let cluster = profile_path(o, &dir)?.to_str().context("cluster profile path")?.to_string();
     let r = Ras { exe: &exe, dir: &dir, threads: profile.cpus_per_gpu.to_string() };
     let (data, store) = (dir.join("data"), dir.join("store"));
     let n = o.train_images.to_string();
@@ -162,13 +186,15 @@ pub fn run(o: &Options, out: &mut dyn Write) -> Result<String> {
     let cells = o.encoder_layers.len() * o.decoder_layers.len();
     writeln!(
         out,
-        "ras bench plan: {cells} runs (T_e {:?} x T_d {:?}, hidden {}, {} epochs), 2 synthetic classes of {} train images, on {cluster} (OMP_NUM_THREADS={}); folder {}",
+        "ras bench plan: {cells} runs (T_e {:?} x T_d {:?}, hidden {}, {} epochs), 2 synthetic classes of {} train images, on {} (OMP_NUM_THREADS={}{}); folder {}",
         o.encoder_layers,
         o.decoder_layers,
         o.hidden_dim,
         o.epochs,
         o.train_images,
+        o.cluster.display(),
         r.threads,
+        if o.exclusive { ", every job --exclusive" } else { "" },
         dir.display()
     )?;
 

@@ -161,6 +161,11 @@ pub struct PlanBenchArgs {
     /// Training images per class of the synthetic dataset.
     #[arg(long, default_value_t = 16)]
     pub train_images: usize,
+    /// Every job takes its node to itself (`#SBATCH --exclusive` added to a copy of the
+    /// profile): on a Slurm that shares cores between jobs (the test Slurm packs up to 4
+    /// jobs a CPU), a run then gets the cores the profile plans for it.
+    #[arg(long)]
+    pub exclusive: bool,
     /// Keep the temporary folder (data, store, sweep files, job logs).
     #[arg(long)]
     pub keep: bool,

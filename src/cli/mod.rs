@@ -196,6 +196,7 @@ fn run() -> Result<ExitStatus> {
                 eval_every: a.eval_every,
                 hidden_dim: a.hidden_dim,
                 train_images: a.train_images,
+                exclusive: a.exclusive,
                 keep: a.keep,
             };
             eprintln!("{}", ras::bench::plan::run(&o, &mut std::io::stdout())?);
