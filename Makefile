@@ -90,7 +90,7 @@ bench-coordinator-s3: build setup-s3
 # planned per run). Figures in README (Benchmarks: how good the plan is).
 bench-plan: build
 	bash cluster/slurm-up.sh
-	$(RAS) bench plan --cluster cluster/ci-slurm.toml
+	$(RAS) bench plan --cluster cluster/ci-slurm.toml --exclusive
 
 # The demo's data and what the demo and the quickstart sweep wrote to the default store
 # (./ras-store, where `ras runs` and friends look); other runs there are kept.
