@@ -240,4 +240,21 @@ mod tests {
         let prof = ClusterProfile::load(&p).unwrap();
         assert_eq!((prof.slots(), prof.ranks_per_node(), prof.node_name(1)), (8, 4, "n2".to_string()));
     }
+
+    #[test]
+    fn plan_rates_must_be_above_zero_and_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rates.toml");
+        for key in ["gpu_peak_tflops", "bench_gflop_per_image", "tflops_per_rank", "eval_images_per_s"] {
+            std::fs::write(&p, format!("launcher = \"slurm\"\n{key} = 0.0\n")).unwrap();
+            let err = ClusterProfile::load(&p).unwrap_err().to_string();
+            assert!(
+                err.contains("rates.toml") && err.contains(&format!("{key} = 0: must be a number above 0")),
+                "{err}"
+            );
+        }
+        std::fs::write(&p, "launcher = \"slurm\"\ngpu_peak_tflops = 494.7\nbench_gflop_per_image = 7.4\n").unwrap();
+        let prof = ClusterProfile::load(&p).unwrap();
+        assert_eq!((prof.gpu_peak_tflops, prof.bench_gflop_per_image), (Some(494.7), Some(7.4)));
+    }
 }
