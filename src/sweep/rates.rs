@@ -434,7 +434,6 @@ pub fn from_measured(run: &RunShape, t: &Throughput, flop_ratio: Option<f64>, pr
             t.other_s,
             if t.feature_images_per_s.is_none() || t.cache_job_s.is_none() { "; the rest as the defaults" } else { "" }
         ),
-        ..base
     }
 }
 
