@@ -276,7 +276,7 @@ pub fn predict_images(
                     images.push(t);
                     ok.push(input.clone());
                 }
-                Err(e) => skipped.push(Skipped { path: input.path.clone(), reason: e.to_string() }),
+                Err(e) => skipped.push(Skipped { path: input.path.clone(), reason: crate::error_text::chain(&e) }),
             }
         }
         bar.inc(chunk.len() as u64);

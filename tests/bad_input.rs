@@ -178,6 +178,13 @@ fn cases() -> Vec<Case> {
             check: no_runs,
         },
         Case {
+            // A list that is not TOML was read as a string: the error shows the TOML.
+            name: "set_list_not_toml",
+            setup: |d| train_set(d, "cls", &["dataset.classes=[bottle]"]),
+            expect: &["dataset.classes", "expected a sequence", "--set 'dataset.classes=[\"bottle\"]'"],
+            check: no_runs,
+        },
+        Case {
             name: "unknown_config_section",
             setup: |d| train_with(d, d, "section", "[bogus]\na = 1\n", &[]),
             expect: &["bogus", "section.toml"],
@@ -683,6 +690,18 @@ fn cases() -> Vec<Case> {
             expect: &["cl.toml", "nodes"],
             check: no_sweep_state,
         },
+        Case {
+            // A sweep file copied out of jobs/: its `base` is not found, and the error
+            // lists where it looked.
+            name: "sweep_base_not_found",
+            setup: |d| {
+                let sw = d.join("copied.toml");
+                std::fs::write(&sw, "name = \"copied\"\nbase = \"configs/nowhere.toml\"\n").unwrap();
+                plan(d, &sw, &local_profile())
+            },
+            expect: &["copied.toml", "base = \"configs/nowhere.toml\" not found", "looked in", "relative to the sweep file's folder"],
+            check: no_sweep_state,
+        },
         // ---- corrupt checkpoints and truncated records of a finished run -------------------
         Case {
             name: "eval_corrupt_checkpoint",
@@ -732,6 +751,26 @@ fn cases() -> Vec<Case> {
             },
             expect: &["epoch_0002.safetensors"],
             check: |d| assert!(!d.join("pr/predictions.csv").exists()),
+        },
+        Case {
+            // A run that failed: eval says why (its status.json's reason), not only that
+            // it is not trained to its last epoch.
+            name: "eval_failed_run_says_why",
+            setup: |d| {
+                let id = with_run(d);
+                let run = d.join(format!("store/runs/{id}"));
+                std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
+                let status = serde_json::json!({"state": "failed", "run_id": id, "epoch": 1, "updated_unix": 0,
+                    "error": "training diverged: loss NaN at epoch 1 of model unified"});
+                std::fs::write(run.join("status.json"), status.to_string()).unwrap();
+                s(&["eval", &id, "--store", &store_url(d), "--test-jitter", "0"])
+            },
+            expect: &[
+                "not trained to its last epoch",
+                "its last attempt failed at epoch 1: training diverged: loss NaN",
+                "finish it with `ras train`",
+            ],
+            check: nothing,
         },
         Case {
             name: "eval_missing_epoch",
@@ -879,6 +918,16 @@ fn run_case(case: &Case) -> Result<(), String> {
     for m in case.expect {
         if !stderr.contains(m) {
             problems.push(format!("stderr does not mention {m:?}"));
+        }
+    }
+    // Said once: no clause of the error line repeated, one OS error at most.
+    for line in stderr.lines().filter(|l| l.starts_with("error: ")) {
+        let repeated = ras::error_text::repeated_clauses(line);
+        if !repeated.is_empty() {
+            problems.push(format!("the error repeats {repeated:?}"));
+        }
+        if line.matches("(os error").count() > 1 {
+            problems.push("the error names its OS error more than once".into());
         }
     }
     let mut all = vec![];

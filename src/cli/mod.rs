@@ -20,7 +20,7 @@ pub fn main() -> std::process::ExitCode {
     match run() {
         Ok(status) => status.into(),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", ras::error_text::chain(err.as_ref()));
             ras::failure::exit_status(&err).into()
         }
     }
@@ -187,7 +187,8 @@ fn run() -> Result<ExitStatus> {
         }
         Command::Bench(BenchCommand::Coordinator { runs, cycles, cluster, store, json, s3, latency_ms }) => {
             let s3_latency = s3.then(|| std::time::Duration::from_millis(latency_ms));
-            sweep::bench_coordinator(runs, cycles, &cluster, store, json, s3_latency)?
+            let opts = ras::bench::coordinator::Options { runs, cycles, store, json, s3_latency };
+            eprintln!("{}", ras::bench::coordinator::run_for_profile(&cluster, &opts, &mut std::io::stdout())?);
         }
     }
     Ok(ExitStatus::Ok)

@@ -3,7 +3,6 @@
 
 use super::args::{SweepArgs, SweepRefArgs};
 use anyhow::{bail, Context, Result};
-use ras::config::{ClusterProfile, LauncherKind};
 use ras::exit::ExitStatus;
 use ras::store::Store;
 use ras::sweep::{Manifest, RunPhase};
@@ -140,26 +139,5 @@ fn write_report(sweep: &Path, manifest: &Manifest, store: &Store, out: &Path) ->
         Err(e @ ras::report::ReportError::NoCompleteRun { .. }) => bail!("{e} (ras status {})", sweep.display()),
         r => print!("{}", r?.render()),
     }
-    Ok(())
-}
-
-/// `ras bench coordinator`: see its --help.
-pub fn bench_coordinator(
-    runs: usize,
-    cycles: usize,
-    cluster: &Path,
-    store: Option<String>,
-    json: bool,
-    s3_latency: Option<std::time::Duration>,
-) -> Result<()> {
-    let profile = ClusterProfile::load(cluster)?;
-    if profile.launcher != LauncherKind::Slurm {
-        bail!(
-            "{}: ras bench coordinator needs a Slurm profile (a local one would start {runs} real runs)",
-            cluster.display()
-        );
-    }
-    let opts = ras::bench::coordinator::Options { runs, cycles, store, json, s3_latency };
-    eprintln!("{}", ras::bench::coordinator::run(&profile, &opts, &mut std::io::stdout())?);
     Ok(())
 }

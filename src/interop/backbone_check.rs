@@ -38,7 +38,7 @@ pub struct BackboneCheck {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneCheckError {
-    #[error("{config}: [backbone]: {source}")]
+    #[error("{config}: [backbone]")]
     Build { config: PathBuf, source: BackboneError },
     #[error("{}", describe(.checkpoint, .config, .backbone, .random_init, .differences, .compared, .pickle))]
     Differs {

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 pub enum LaunchError {
     #[error(transparent)]
     Command(#[from] command::CommandError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -47,7 +47,7 @@ pub enum LaunchError {
     Template { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("store: {0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 

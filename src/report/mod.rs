@@ -38,13 +38,13 @@ pub enum ReportError {
     NoCompleteRun { sweep: String, store: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("CSV: {0}")]
+    #[error("writing CSV")]
     Csv(#[from] ::csv::Error),
     /// The sweep's `[paper]` templates do not fit its runs.
     #[error("{0}")]

@@ -346,7 +346,7 @@ fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTre
     let keys: Vec<&String> = ended.iter().map(|(_, k, _)| k).collect();
     let there = match store.exists_many(&keys) {
         Ok(t) => t,
-        Err(e) => return tracing::warn!("store: {e}"),
+        Err(e) => return tracing::warn!("store: {}", crate::error_text::chain(&e)),
     };
     let mut logs: Vec<(String, bytes::Bytes)> = vec![];
     for ((run, key, file), there) in ended.into_iter().zip(there) {
@@ -357,7 +357,7 @@ fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTre
         }
     }
     if let Err(e) = store.put_many(logs) {
-        tracing::warn!("keeping job logs: {e}");
+        tracing::warn!("keeping job logs: {}", crate::error_text::chain(&e));
     }
 }
 

@@ -44,7 +44,7 @@ pub enum SweepError {
     /// A run's data does not hold what its config names (checked before submitting).
     #[error("sweep file {sweep}, run `{label}`: {key}: {message}")]
     Data { sweep: PathBuf, label: String, key: &'static str, message: String },
-    #[error("sweep {sweep}, run {label}: {source}")]
+    #[error("sweep {sweep}, run {label}")]
     Config {
         sweep: String,
         label: String,
@@ -72,9 +72,9 @@ pub enum SweepError {
     ManifestConfig { manifest: String, run: String, fix: String, error: Box<ConfigError> },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("launcher: {0}")]
+    #[error("launcher")]
     Launch(#[from] crate::launch::LaunchError),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         #[source]
