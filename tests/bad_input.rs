@@ -757,17 +757,23 @@ fn cases() -> Vec<Case> {
             // it is not trained to its last epoch.
             name: "eval_failed_run_says_why",
             setup: |d| {
-                let id = with_run(d);
-                let run = d.join(format!("store/runs/{id}"));
-                std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
-                let status = serde_json::json!({"state": "failed", "run_id": id, "epoch": 1, "updated_unix": 0,
-                    "error": "training diverged: loss NaN at epoch 1 of model unified"});
-                std::fs::write(run.join("status.json"), status.to_string()).unwrap();
-                s(&["eval", &id, "--store", &store_url(d), "--test-jitter", "0"])
+                let fixture_run = with_run(d);
+                // A run that diverges (lr 1e30) in its first epoch: status failed, with why.
+                let cfg = small_config(d, &d.join("data"), "diverges", "");
+                let sets = ["train.epochs=2", "train.eval_every=2", "model.hidden_dim=32", "model.ffn_dim=64", "train.lr=1e30"];
+                let mut args = vec!["train", cfg.to_str().unwrap()];
+                for x in &sets {
+                    args.extend(["--set", x]);
+                }
+                let out = Command::new(env!("CARGO_BIN_EXE_ras")).args(&args).current_dir(d).output().unwrap();
+                assert!(!out.status.success(), "lr 1e30 trained: {}", String::from_utf8_lossy(&out.stderr));
+                let id = files(&d.join("store/runs")).into_iter().find(|r| *r != fixture_run).expect("the failed run");
+                s(&["eval", &id, "--store", &store_url(d)])
             },
             expect: &[
                 "not trained to its last epoch",
-                "its last attempt failed at epoch 1: training diverged: loss NaN",
+                "its last attempt failed at epoch ",
+                ": training diverged",
                 "finish it with `ras train`",
             ],
             check: nothing,
