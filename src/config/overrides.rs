@@ -132,6 +132,8 @@ mod tests {
         let bad: Vec<String> = vec!["x=1".into(), "a.b.c=1".into()];
         let (i, err) = apply(&mut t, &bad, 10).unwrap_err();
         assert!(i == 1 && err.contains("b") && err.contains("not a table"), "{i} {err}");
+        let bad: Vec<String> = vec!["novalue".into()];
+        assert!(apply(&mut t, &bad, 10).unwrap_err().1.contains("key.path=value"));
     }
 
     #[test]
@@ -144,7 +146,5 @@ mod tests {
         assert_eq!(toml_hint("dataset.classes=[\"bottle\"]"), None);
         assert_eq!(toml_hint("train.lr=1e-3"), None);
         assert_eq!(toml_hint("train.lr=fast"), None, "a word is a string as meant");
-        let bad: Vec<String> = vec!["novalue".into()];
-        assert!(apply(&mut t, &bad, 10).unwrap_err().1.contains("key.path=value"));
     }
 }
