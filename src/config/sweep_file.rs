@@ -317,8 +317,7 @@ pub fn resolve_config_path(sweep_path: &Path, p: &Path) -> PathBuf {
     tried.iter().find(|c| c.exists()).unwrap_or(&tried[0]).clone()
 }
 
-/// The places `resolve_config_path` looks, in its order (the current folder's made absolute,
-/// so that an error listing them says where that was).
+/// The places `resolve_config_path` looks, in its order.
 fn config_path_candidates(sweep_path: &Path, p: &Path) -> Vec<PathBuf> {
     if p.is_absolute() {
         return vec![p.to_path_buf()];
@@ -326,8 +325,7 @@ fn config_path_candidates(sweep_path: &Path, p: &Path) -> Vec<PathBuf> {
     let dir = sweep_path.parent().unwrap_or(Path::new(""));
     let mut tried = vec![dir.join(p)];
     tried.extend(dir.parent().map(|r| r.join(p)));
-    tried.push(std::env::current_dir().map(|c| c.join(p)).unwrap_or_else(|_| p.to_path_buf()));
-    tried.dedup();
+    tried.push(p.to_path_buf());
     tried
 }
 
@@ -337,12 +335,23 @@ pub fn locate_config(sweep_path: &Path, key: &str, p: &Path) -> Result<PathBuf, 
     let tried = config_path_candidates(sweep_path, p);
     match tried.iter().find(|c| c.exists()) {
         Some(found) => Ok(found.clone()),
-        None => Err(SweepFileError::ConfigNotFound {
-            path: sweep_path.to_path_buf(),
-            key: key.to_string(),
-            wanted: p.to_path_buf(),
-            tried,
-        }),
+        None => {
+            // Listed as absolute paths, once each: "configs/x.toml" says nothing of where.
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let mut listed: Vec<PathBuf> = vec![];
+            for t in tried {
+                let abs: PathBuf = cwd.join(t).components().filter(|c| *c != std::path::Component::CurDir).collect();
+                if !listed.contains(&abs) {
+                    listed.push(abs);
+                }
+            }
+            Err(SweepFileError::ConfigNotFound {
+                path: sweep_path.to_path_buf(),
+                key: key.to_string(),
+                wanted: p.to_path_buf(),
+                tried: listed,
+            })
+        }
     }
 }
 
@@ -371,6 +380,13 @@ mod tests {
             "then the repository"
         );
         assert_eq!(resolve_config_path(&sweep, Path::new("configs/none.toml")), d.join("jobs/configs/none.toml"));
+        let err = locate_config(&sweep, "base", Path::new("configs/none.toml")).unwrap_err().to_string();
+        let cwd = std::env::current_dir().unwrap();
+        for place in [d.join("jobs/configs/none.toml"), d.join("configs/none.toml"), cwd.join("configs/none.toml")] {
+            assert!(err.contains(&place.display().to_string()), "{place:?} not listed: {err}");
+        }
+        assert!(err.contains("base = \"configs/none.toml\" not found"), "{err}");
+        assert_eq!(locate_config(&sweep, "base", Path::new("configs/repo.toml")).unwrap(), d.join("configs/repo.toml"));
         assert_eq!(resolve_config_path(&sweep, Path::new("/abs/x.toml")), PathBuf::from("/abs/x.toml"));
     }
 }
