@@ -383,13 +383,13 @@ fn sweep_files_expand_and_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = small_sweep(dir.path(), "bad", "");
     std::fs::write(&bad, std::fs::read_to_string(&bad).unwrap() + "\"train.learning_rate\" = 0.1\n").unwrap();
-    let err = ras::sweep::expand(&bad, &opts).unwrap_err().to_string();
+    let err = ras::error_text::chain(&ras::sweep::expand(&bad, &opts).unwrap_err());
     assert!(err.contains("learning_rate") && err.contains("bad"), "{err}");
     let typo = small_sweep(dir.path(), "typo", "max_retires = 2\n");
-    let err = ras::sweep::expand(&typo, &opts).unwrap_err().to_string();
+    let err = ras::error_text::chain(&ras::sweep::expand(&typo, &opts).unwrap_err());
     assert!(err.contains("max_retires") && err.contains("typo.toml"), "{err}");
     let grid = small_sweep(dir.path(), "grid", "[grid]\n\"model.nope\" = [1, 2]\n");
-    let err = ras::sweep::expand(&grid, &opts).unwrap_err().to_string();
+    let err = ras::error_text::chain(&ras::sweep::expand(&grid, &opts).unwrap_err());
     assert!(err.contains("nope"), "{err}");
 }
 
