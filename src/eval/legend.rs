@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(verdict_caption(0.125, None).text, "score 0.1250 (no threshold for its class)");
     }
 
-    /// The bar runs from blue (0, bottom) to red (the top value, top), the threshold is a
+    /// The bar runs from dark blue (0, bottom) to dark red (the top value, top), the threshold is a
     /// white line at its row and its value is written beside it.
     #[test]
     fn the_bar_shows_the_ramp_and_marks_the_threshold() {
@@ -216,8 +216,8 @@ mod tests {
         let (top, bottom) = (bar_row(2.0, 2.0, h), bar_row(0.0, 2.0, h));
         assert_eq!((top, bottom), (BAR_MARGIN, h - BAR_MARGIN - 1));
         let px = |x, y| img.get_pixel(x, y).0;
-        assert!(px(mid, top)[0] > 200 && px(mid, top)[2] < 50, "{:?}", px(mid, top));
-        assert!(px(mid, bottom)[2] > 200 && px(mid, bottom)[0] < 50, "{:?}", px(mid, bottom));
+        // The ramp's ends: dark red (128, 0, 0) and dark blue (0, 0, 128).
+        assert_eq!((px(mid, top), px(mid, bottom)), ([128, 0, 0], [0, 0, 128]));
         let t = bar_row(0.5, 2.0, h);
         assert_eq!(t, bottom - ((bottom - top) as f64 * 0.25).round() as u32);
         let white: Vec<u32> = (0..h).filter(|&y| px(mid, y) == THRESHOLD_MARK).collect();
