@@ -1136,7 +1136,10 @@ fn backbone_weights_of_another_variant_name_the_key_first() {
     let listed: Vec<&str> = full.lines().skip(1).collect();
     assert_eq!(listed.len(), n, "{list}: every difference");
     assert!(examples.iter().all(|e| listed.contains(e)), "the examples are among them");
-    assert!(!d.join("ras-store/runs").exists() || statuses(&d.join("ras-store")).iter().all(|s| !s.contains("running")));
+    for status in statuses(&d.join("ras-store")) {
+        let state = serde_json::from_str::<serde_json::Value>(&status).unwrap()["state"].clone();
+        assert_eq!(state, "failed", "the run is not left running: {status}");
+    }
 
     // RUST_LOG=debug: every difference in the log too.
     let out = ras_env(&args, d, &[("RUST_LOG", "ras=debug")]);
@@ -1184,7 +1187,10 @@ fn a_truncated_safetensors_file_is_named_with_its_lengths() {
         let out = ras(&["import", &p(&f), "--config", &p(&cfg), "--python", "/nonexistent/python"], d);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains(&format!("{} is not a whole safetensors file: ", f.display())) && err.contains(&want), "{name}: {want}\n{err}");
+        assert!(
+            err.contains(&format!("{} is not a whole safetensors file: ", f.display())) && err.contains(&want),
+            "{name}: {want}\n{err}"
+        );
         assert!(!err.contains("python"), "{name}: read natively\n{err}");
     }
     no_runs(d);
@@ -1210,5 +1216,9 @@ fn export_to_an_unwritable_path_says_only_that() {
     let out = ras(&["export", &id, "--store", &store_url(d), "--out", &p(&good)], d);
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("NOTE: the backbone is a seeded random init"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NOTE: the backbone is a seeded random init"),
+        "{}",
+        text(&out)
+    );
 }

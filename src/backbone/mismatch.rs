@@ -68,11 +68,8 @@ impl FileShape {
             .filter_map(|n| n.strip_prefix("_blocks.")?.split('.').next()?.parse::<usize>().ok())
             .max()
             .map_or(0, |m| m + 1);
-        let sig = Signature {
-            stem: channels(stem),
-            head: file.get("_conv_head.weight").map(channels).unwrap_or(0),
-            blocks,
-        };
+        let sig =
+            Signature { stem: channels(stem), head: file.get("_conv_head.weight").map(channels).unwrap_or(0), blocks };
         match BackboneArch::ALL.iter().find(|a| Signature::of(**a) == sig) {
             Some(a) => FileShape::Arch(*a, sig),
             None => FileShape::Unknown(sig),
@@ -150,7 +147,8 @@ impl WeightsMismatch {
     /// the head's before the blocks'), then the rest in order.
     pub fn examples(&self) -> Vec<&str> {
         let of = |kind: &str| -> Vec<&str> {
-            let mut v: Vec<&str> = self.differences.iter().map(String::as_str).filter(|d| d.starts_with(kind)).collect();
+            let mut v: Vec<&str> =
+                self.differences.iter().map(String::as_str).filter(|d| d.starts_with(kind)).collect();
             v.sort_by_key(|d| !(d.contains("_conv_stem") || d.contains("_conv_head")));
             v
         };

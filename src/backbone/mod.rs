@@ -128,7 +128,10 @@ impl FeatureExtractor {
         if let Some(path) = &cfg.weights {
             let hash = load_weights(&mut vs, path, cfg.arch)?;
             if hash != identity.weights {
-                return Err(BackboneError::Read { path: path.clone(), message: "file changed while being read".into() });
+                return Err(BackboneError::Read {
+                    path: path.clone(),
+                    message: "file changed while being read".into(),
+                });
             }
         }
         Ok(Self { net, outblocks: identity.outblocks.clone(), _vs: vs, identity, device })
@@ -175,8 +178,7 @@ fn load_weights(vs: &mut nn::VarStore, path: &std::path::Path, arch: BackboneArc
     let tensors = Tensor::read_safetensors(path).map_err(|e| read_err(e.to_string()))?;
     let file: std::collections::BTreeMap<String, Tensor> =
         tensors.into_iter().filter(|(n, _)| !n.ends_with("num_batches_tracked")).collect();
-    crate::store::tensors::copy_matching(&mut vs.variables(), &file).map_err(|diffs| {
-        BackboneError::Mismatch(Box::new(WeightsMismatch::new(path, &hash, arch, &file, diffs)))
-    })?;
+    crate::store::tensors::copy_matching(&mut vs.variables(), &file)
+        .map_err(|diffs| BackboneError::Mismatch(Box::new(WeightsMismatch::new(path, &hash, arch, &file, diffs))))?;
     Ok(hash)
 }

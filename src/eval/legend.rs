@@ -237,7 +237,10 @@ mod tests {
         let c = verdict_caption(0.5, Some(0.25));
         let (scale, lines) = footer_lines(std::slice::from_ref(&c), 208);
         assert_eq!(scale, 1);
-        assert_eq!(lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["score 0.5000 >= threshold", "0.2500: ANOMALOUS"]);
+        assert_eq!(
+            lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+            ["score 0.5000 >= threshold", "0.2500: ANOMALOUS"]
+        );
         assert!(lines.iter().all(|l| l.colour == ANOMALOUS));
         assert_eq!(footer_lines(std::slice::from_ref(&c), 1000), (2, vec![c]));
     }

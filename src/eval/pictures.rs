@@ -7,8 +7,8 @@
 use std::path::Path;
 use tch::{Kind, Tensor};
 
-pub use super::legend::{Caption, Scale};
 use super::legend::{self, heat};
+pub use super::legend::{Caption, Scale};
 
 /// PNG bytes of [image | ground truth | heat-map overlay], each `size` x `size`.
 pub fn panel_png(image: &Path, mask: &Tensor, map: &Tensor, vmax: f64) -> Result<Vec<u8>, crate::data::DataError> {

@@ -72,9 +72,10 @@ pub fn check(bytes: &[u8]) -> Result<Header, HeaderError> {
             continue;
         }
         tensors += 1;
-        let offsets = entry.get("data_offsets").and_then(|o| o.as_array()).map(|o| {
-            o.iter().map(serde_json::Value::as_u64).collect::<Option<Vec<u64>>>().unwrap_or_default()
-        });
+        let offsets = entry
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .map(|o| o.iter().map(serde_json::Value::as_u64).collect::<Option<Vec<u64>>>().unwrap_or_default());
         let [begin, stop] = offsets.as_deref().unwrap_or_default() else {
             return Err(layout(format!("tensor {name} has no data_offsets [begin, end]")));
         };
