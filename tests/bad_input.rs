@@ -699,7 +699,12 @@ fn cases() -> Vec<Case> {
                 std::fs::write(&sw, "name = \"copied\"\nbase = \"configs/nowhere.toml\"\n").unwrap();
                 plan(d, &sw, &local_profile())
             },
-            expect: &["copied.toml", "base = \"configs/nowhere.toml\" not found", "looked in", "relative to the sweep file's folder"],
+            expect: &[
+                "copied.toml",
+                "base = \"configs/nowhere.toml\" not found",
+                "looked in",
+                "relative to the sweep file's folder",
+            ],
             check: no_sweep_state,
         },
         // ---- corrupt checkpoints and truncated records of a finished run -------------------
@@ -760,7 +765,13 @@ fn cases() -> Vec<Case> {
                 let fixture_run = with_run(d);
                 // A run that diverges (lr 1e30) in its first epoch: status failed, with why.
                 let cfg = small_config(d, &d.join("data"), "diverges", "");
-                let sets = ["train.epochs=2", "train.eval_every=2", "model.hidden_dim=32", "model.ffn_dim=64", "train.lr=1e30"];
+                let sets = [
+                    "train.epochs=2",
+                    "train.eval_every=2",
+                    "model.hidden_dim=32",
+                    "model.ffn_dim=64",
+                    "train.lr=1e30",
+                ];
                 let mut args = vec!["train", cfg.to_str().unwrap()];
                 for x in &sets {
                     args.extend(["--set", x]);
@@ -1120,6 +1131,7 @@ fn backbone_weights_of_another_variant_name_the_key_first() {
             && lines[0].contains("set backbone.arch = \"efficientnet-b0\""),
         "the first line says what is wrong and which key to change:\n{err}"
     );
+    assert_eq!(ras::error_text::repeated_clauses(lines[0]), Vec::<String>::new(), "{err}");
     assert!(lines.len() <= 13, "{} lines: at most 10 examples\n{err}", lines.len());
     let n: usize = lines[1].split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("the count:\n{err}"));
     assert!(lines[1].starts_with(&format!("{n} tensors differ (")) && n > 500, "{err}");
@@ -1192,6 +1204,7 @@ fn a_truncated_safetensors_file_is_named_with_its_lengths() {
             "{name}: {want}\n{err}"
         );
         assert!(!err.contains("python"), "{name}: read natively\n{err}");
+        assert_eq!(ras::error_text::repeated_clauses(&err), Vec::<String>::new(), "{err}");
     }
     no_runs(d);
 }
