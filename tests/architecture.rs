@@ -281,7 +281,10 @@ fn messages_printing_their_source() -> Vec<String> {
                 }
             }
             for s in &sources {
-                if message.contains(&format!("{{{s}}}")) || message.contains(&format!("{{{s}:")) || message.contains(&format!(".{s}")) {
+                if message.contains(&format!("{{{s}}}"))
+                    || message.contains(&format!("{{{s}:"))
+                    || message.contains(&format!(".{s}"))
+                {
                     let line = text[..at].lines().count() + 1;
                     found.push(format!("{}:{line}: {s}", f.display()));
                 }

@@ -1,8 +1,8 @@
 //! The command line's clap structs: what `ras --help` teaches. Nothing here runs.
 
+pub use super::bench_args::{BenchCommand, TrainStepArgs};
 use clap::{Args, Parser, Subcommand};
 use ras::config::DatasetKind;
-pub use super::bench_args::{BenchCommand, TrainStepArgs};
 use std::path::PathBuf;
 
 /// Train and evaluate RAS (Reconstruction as Sequence) unsupervised anomaly detection.

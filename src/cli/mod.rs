@@ -118,9 +118,10 @@ fn run() -> Result<ExitStatus> {
                 ExportFormatArg::Safetensors => ras::interop::export::ExportFormat::Safetensors,
             };
             let opts = ras::interop::export::ExportOptions { format, model, backbone: !no_backbone };
+            let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("{run}.{}", format.extension())));
+            ras::interop::export::check_writable(&out).with_context(|| format!("cannot write {}", out.display()))?;
             let done = ras::interop::export::export_run(&store, &run, &opts)
                 .with_context(|| format!("cannot export run {run}"))?;
-            let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("{run}.{}", format.extension())));
             ras::write_file_atomically(&out, &done.bytes).with_context(|| format!("cannot write {}", out.display()))?;
             print!("{}", done.render(&out));
         }

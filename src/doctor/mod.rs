@@ -227,7 +227,11 @@ pub fn doctor(
         Ok(mut v) if !v.is_empty() => v.remove(0),
         Ok(_) => anyhow::bail!("the launcher returned no job"),
         Err(e) => {
-            out.checks.push(Check::new("submit", "FAIL", format!("{} launcher: {}", launcher.kind(), crate::error_text::chain(&e))));
+            out.checks.push(Check::new(
+                "submit",
+                "FAIL",
+                format!("{} launcher: {}", launcher.kind(), crate::error_text::chain(&e)),
+            ));
             return Ok(out);
         }
     };

@@ -383,7 +383,8 @@ impl Launcher for Memory {
             // The job reads its config as `ras train` would: the run id and store are its.
             let run = match &spec.command {
                 JobCommand::Run { config, .. } => {
-                    let cfg = RunConfig::load(config, &[]).map_err(|e| LaunchError::Invalid(crate::error_text::chain(&e)))?;
+                    let cfg =
+                        RunConfig::load(config, &[]).map_err(|e| LaunchError::Invalid(crate::error_text::chain(&e)))?;
                     Some((cfg.run_id(), cfg.store.clone(), cfg.train.epochs, cfg.train.setting))
                 }
                 JobCommand::Task { .. } | JobCommand::Ranks { .. } => None,

@@ -152,7 +152,9 @@ impl<'a> Checkpointer<'a> {
             match bytes.map(|b| serde_json::from_slice::<CheckpointRecord>(&b)) {
                 Some(Ok(r)) => recs.push(r),
                 None => {}
-                Some(Err(e)) => tracing::warn!(key, "ignoring unreadable checkpoint record: {}", crate::error_text::chain(&e)),
+                Some(Err(e)) => {
+                    tracing::warn!(key, "ignoring unreadable checkpoint record: {}", crate::error_text::chain(&e))
+                }
             }
         }
         recs.sort_by_key(|r| (r.epoch, r.step));

@@ -17,6 +17,7 @@
 mod batch;
 mod remote;
 mod requests;
+pub mod safetensors_header;
 pub mod tensors;
 
 pub use remote::{known_down, Outage, Patience, DEFAULT_RETRY_S};
