@@ -136,9 +136,11 @@ fn run() -> Result<ExitStatus> {
                 return Ok(ExitStatus::Partial);
             }
         }
-        Command::Sweep { sweep, no_wait, report } => return sweep::sweep(&sweep, no_wait, report.as_deref()),
+        Command::Sweep { sweep, no_wait, report, retry_cancelled } => {
+            return sweep::sweep(&sweep, no_wait, report.as_deref(), retry_cancelled)
+        }
         Command::Status { sweep, watch } => sweep::status(&sweep, watch)?,
-        Command::Cancel(args) => sweep::cancel(&args)?,
+        Command::Cancel { sweep, runs, reason } => sweep::cancel(&sweep, &runs, reason.as_deref())?,
         Command::Plan { sweep, json, no_data_check } => sweep::plan(&sweep, json, !no_data_check)?,
         Command::Report { sweep, out } => sweep::report(&sweep, &out)?,
         Command::Runs { store, filter, json } => {

@@ -17,8 +17,12 @@ fn find(args: &SweepRefArgs) -> Result<(Manifest, Store)> {
     Ok(ras::runs::find_sweep(&args.sweep, args.cluster.as_deref(), args.store.clone(), &args.overrides)?)
 }
 
-pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitStatus> {
+pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>, retry_cancelled: bool) -> Result<ExitStatus> {
     let ras::runs::LoadedSweep { mut manifest, store, profile, .. } = load(args, true, true)?;
+    if retry_cancelled {
+        let ids = ras::sweep::retry_cancelled(&store, &manifest)?;
+        println!("sweep {}: {} cancelled runs to launch again{}", manifest.name, ids.len(), list(&ids));
+    }
     // The plan's estimates go into the stored manifest: the report's "planned".
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let work = ras::runs::work_dir(&manifest);
@@ -56,7 +60,9 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
         if let Some(job) = job {
             let n = views.iter().filter(|v| v.phase == RunPhase::Active).count();
             println!("report job {} writes {} once all {n} active runs succeeded", job.id, out.display());
-        } else if views.iter().all(|v| v.phase == RunPhase::Complete) {
+        } else if views.iter().all(|v| matches!(v.phase, RunPhase::Complete | RunPhase::Cancelled))
+            && views.iter().any(|v| v.phase == RunPhase::Complete)
+        {
             write_report(&args.sweep, &manifest, &store, out)?;
         } else if no_wait {
             println!("report: not all runs are complete yet; `ras sweep` (without --no-wait) or `ras report` writes it later");
@@ -103,11 +109,33 @@ pub fn status(args: &SweepRefArgs, watch: Option<f64>) -> Result<()> {
     }
 }
 
-pub fn cancel(args: &SweepRefArgs) -> Result<()> {
+/// `ras cancel`: the whole sweep (paused: the next `ras sweep` resumes it), or with
+/// `--run` some of its runs, for good.
+pub fn cancel(args: &SweepRefArgs, runs: &[String], reason: Option<&str>) -> Result<()> {
     let (manifest, store) = find(args)?;
-    let n = ras::sweep::cancel(&store, &manifest, &mut ras::launch::Records)?;
-    println!("sweep {}: cancelled {n} active jobs; coordinators launch nothing more", manifest.name);
+    if runs.is_empty() {
+        let n = ras::sweep::cancel(&store, &manifest, &mut ras::launch::Records)?;
+        println!("sweep {}: cancelled {n} active jobs; coordinators launch nothing more", manifest.name);
+        return Ok(());
+    }
+    let done = ras::sweep::cancel_runs(&store, &manifest, &mut ras::launch::Records, runs, reason)?;
+    for r in &done {
+        print!("{}", r.render());
+    }
+    println!(
+        "sweep {}: no coordinator launches these runs again (`ras sweep --retry-cancelled` does)",
+        manifest.name
+    );
     Ok(())
+}
+
+/// `: a, b, c` (nothing for an empty list).
+fn list(ids: &[String]) -> String {
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", ids.join(", "))
+    }
 }
 
 pub fn plan(args: &SweepArgs, json: bool, check_data: bool) -> Result<()> {

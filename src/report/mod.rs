@@ -90,7 +90,8 @@ impl ReportOutput {
 /// when no run is complete.
 pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Result<ReportOutput, ReportError> {
     let tables = collect(store, manifest)?;
-    if tables.is_empty() {
+    // (Rows of cancelled runs only have nothing to report.)
+    if tables.values().flatten().all(Row::is_cancelled) {
         return Err(ReportError::NoCompleteRun { sweep: manifest.name.clone(), store: store.url().to_string() });
     }
     let runs = complete_runs(store, manifest)?;

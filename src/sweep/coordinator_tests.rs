@@ -8,7 +8,7 @@ use crate::config::ClusterShape;
 use crate::launch::memory::{Memory, Outcome, Phase, IMAGE_AUROC};
 use crate::run::{RunPaths, RunState, RunStatus};
 use crate::sweep::state::{Claim, CLAIM_GRACE_S};
-use crate::sweep::{expand, render_failed, ExpandOptions};
+use crate::sweep::{cancel, expand, render_failed, ExpandOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
 
