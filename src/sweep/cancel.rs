@@ -125,7 +125,7 @@ fn known_runs(manifest: &Manifest) -> String {
 }
 
 /// Who runs this: `user@host`.
-fn who() -> String {
+pub(crate) fn who() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     format!("{user}@{}", hostname())
 }
