@@ -709,7 +709,8 @@ fn one_run_cancelled_for_good_stays_cancelled_until_retried() {
     assert_eq!(files(&store.join("sweeps/prune/launches")).len(), 2, "each run launched once");
     // A second coordinator launches nothing; status, report and runs say cancelled.
     let again = run_ok(cwd, &args);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("1 complete, 0 active, 0 pending, 0 to retry, 0 failed, 1 cancelled"));
+    assert!(String::from_utf8_lossy(&again.stdout)
+        .contains("1 complete, 0 active, 0 pending, 0 to retry, 0 failed, 1 cancelled"));
     assert_eq!(files(&store.join("sweeps/prune/launches")).len(), 2, "not relaunched");
     let st = String::from_utf8_lossy(&run_ok(cwd, &["status", "prune"]).stdout).into_owned();
     let line = st.lines().find(|l| l.starts_with(&weak)).unwrap_or_else(|| panic!("{st}"));

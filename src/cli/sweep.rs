@@ -122,10 +122,7 @@ pub fn cancel(args: &SweepRefArgs, runs: &[String], reason: Option<&str>) -> Res
     for r in &done {
         print!("{}", r.render());
     }
-    println!(
-        "sweep {}: no coordinator launches these runs again (`ras sweep --retry-cancelled` does)",
-        manifest.name
-    );
+    println!("sweep {}: no coordinator launches these runs again (`ras sweep --retry-cancelled` does)", manifest.name);
     Ok(())
 }
 

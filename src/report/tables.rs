@@ -46,7 +46,11 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         }
         let cfg = run.config()?;
         let classes = cfg.dataset.classes.clone();
-        let e = cancelled.entry((run.dataset.clone(), variant_without(&run.variant, &[]))).or_insert((0, BTreeSet::new(), cfg));
+        let e = cancelled.entry((run.dataset.clone(), variant_without(&run.variant, &[]))).or_insert((
+            0,
+            BTreeSet::new(),
+            cfg,
+        ));
         e.0 += 1;
         e.1.extend(classes);
     }
@@ -170,7 +174,17 @@ fn row_cells(r: &Row, tex: bool) -> [String; 9] {
     if r.is_cancelled() {
         let runs = format!("0 ({} cancelled)", r.cancelled);
         let c = || "cancelled".to_string();
-        return [text(&r.variant), text(&r.class), runs, c(), opt(r.paper_i), "-".into(), c(), opt(r.paper_p), "-".into()];
+        return [
+            text(&r.variant),
+            text(&r.class),
+            runs,
+            c(),
+            opt(r.paper_i),
+            "-".into(),
+            c(),
+            opt(r.paper_p),
+            "-".into(),
+        ];
     }
     let pm_cell = |m: f64, s: f64| match (r.runs > 1, tex) {
         (false, _) => format!("{m:.1}"),

@@ -119,7 +119,11 @@ fn known_runs(manifest: &Manifest) -> String {
     const SHOWN: usize = 30;
     let mut s: String = manifest.runs.iter().take(SHOWN).map(|r| format!("\n  {}  {}", r.id, r.label)).collect();
     if manifest.runs.len() > SHOWN {
-        s += &format!("\n  ... and {} more (`ras status {}` lists them all)", manifest.runs.len() - SHOWN, manifest.name);
+        s += &format!(
+            "\n  ... and {} more (`ras status {}` lists them all)",
+            manifest.runs.len() - SHOWN,
+            manifest.name
+        );
     }
     s
 }
@@ -147,8 +151,11 @@ pub fn cancel_runs(
     let by = who();
     // A job is stopped if it holds slots: active, or cancelled before and still stopping.
     let live = |v: &RunView| v.job.clone().filter(|_| v.holds_slots());
-    let to_mark: Vec<usize> =
-        picked.iter().copied().filter(|&i| !matches!(views[i].phase, RunPhase::Complete | RunPhase::Cancelled)).collect();
+    let to_mark: Vec<usize> = picked
+        .iter()
+        .copied()
+        .filter(|&i| !matches!(views[i].phase, RunPhase::Complete | RunPhase::Cancelled))
+        .collect();
     let marks: Vec<(&str, CancelMark)> = to_mark
         .iter()
         .map(|&i| {

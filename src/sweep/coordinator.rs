@@ -158,7 +158,10 @@ fn stop_cancelled(views: &[RunView], launcher: &mut dyn Launcher, stopping: &mut
     if jobs.is_empty() {
         return;
     }
-    tracing::info!(jobs = jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>().join(","), "stopping the jobs of cancelled runs");
+    tracing::info!(
+        jobs = jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>().join(","),
+        "stopping the jobs of cancelled runs"
+    );
     if let Err(e) = launcher.cancel(&jobs) {
         // Tried again next cycle.
         tracing::warn!("stopping the jobs of cancelled runs: {e}");

@@ -500,7 +500,9 @@ fn a_run_cancelled_for_good_is_never_relaunched_until_retry_cancelled() {
     assert_eq!(phases(&again), phases(&views));
     assert_eq!((mem.submitted(&ids[0]), mem.submitted(&ids[1])), (1, 1));
     let twice = cancel_runs(&s.store, &s.manifest, &mut mem.clone(), &sel(&ids[0]), None).unwrap();
-    assert!(matches!(&twice[0].outcome, CancelOutcome::AlreadyCancelled { mark: Some(m), stopped: None } if m.reason == "weak"));
+    assert!(
+        matches!(&twice[0].outcome, CancelOutcome::AlreadyCancelled { mark: Some(m), stopped: None } if m.reason == "weak")
+    );
     let complete = cancel_runs(&s.store, &s.manifest, &mut mem.clone(), &sel(&ids[2]), None).unwrap();
     assert_eq!(complete[0].outcome, CancelOutcome::Complete);
     // --retry-cancelled: launched again, and the stopped attempt used no retry
@@ -521,9 +523,11 @@ fn a_scancel_by_hand_is_a_cancel_and_a_preemption_still_requeues() {
     let s = Sweep::new(2, 0);
     let ids = s.ids();
     let preempted = ids[1].clone();
-    let mem = Memory::new(move |id, attempt| if id == preempted && attempt == 0 { Outcome::Preempted } else { Outcome::Complete })
-        .queueing(true)
-        .ticks_to_end(3);
+    let mem = Memory::new(
+        move |id, attempt| if id == preempted && attempt == 0 { Outcome::Preempted } else { Outcome::Complete },
+    )
+    .queueing(true)
+    .ticks_to_end(3);
     mem.auto(false);
     s.coordinate(&mem, &CoordinateOptions { no_wait: true, ..s.opts(2) });
     runs_running(&mem);

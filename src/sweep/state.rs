@@ -103,10 +103,8 @@ impl<'a> SweepState<'a> {
     /// (conditional creates, one batch): for each, whether this call created it (false: it
     /// was cancelled before, and its first marker stays).
     pub fn mark_cancelled(&self, marks: &[(&str, CancelMark)]) -> Result<Vec<bool>, SweepError> {
-        let items = marks
-            .iter()
-            .map(|(id, m)| (self.paths().cancelled_run(id), crate::store::json_bytes(m).into()))
-            .collect();
+        let items =
+            marks.iter().map(|(id, m)| (self.paths().cancelled_run(id), crate::store::json_bytes(m).into())).collect();
         Ok(self.store.put_new_many(items)?)
     }
 
