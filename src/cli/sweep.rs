@@ -20,8 +20,7 @@ fn find(args: &SweepRefArgs) -> Result<(Manifest, Store)> {
 pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>, retry_cancelled: bool) -> Result<ExitStatus> {
     let ras::runs::LoadedSweep { mut manifest, store, profile, .. } = load(args, true, true)?;
     if retry_cancelled {
-        let ids = ras::sweep::retry_cancelled(&store, &manifest)?;
-        println!("sweep {}: {} cancelled runs to launch again{}", manifest.name, ids.len(), list(&ids));
+        print!("{}", ras::sweep::cancel::retry_cancelled_said(&store, &manifest)?);
     }
     // The plan's estimates go into the stored manifest: the report's "planned".
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
@@ -60,9 +59,7 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>, retry_cance
         if let Some(job) = job {
             let n = views.iter().filter(|v| v.phase == RunPhase::Active).count();
             println!("report job {} writes {} once all {n} active runs succeeded", job.id, out.display());
-        } else if views.iter().all(|v| matches!(v.phase, RunPhase::Complete | RunPhase::Cancelled))
-            && views.iter().any(|v| v.phase == RunPhase::Complete)
-        {
+        } else if ras::sweep::status::report_ready(&views) {
             write_report(&args.sweep, &manifest, &store, out)?;
         } else if no_wait {
             println!("report: not all runs are complete yet; `ras sweep` (without --no-wait) or `ras report` writes it later");
@@ -109,30 +106,11 @@ pub fn status(args: &SweepRefArgs, watch: Option<f64>) -> Result<()> {
     }
 }
 
-/// `ras cancel`: the whole sweep (paused: the next `ras sweep` resumes it), or with
-/// `--run` some of its runs, for good.
+/// `ras cancel`: the whole sweep (the next `ras sweep` resumes it), or with --run some runs, for good.
 pub fn cancel(args: &SweepRefArgs, runs: &[String], reason: Option<&str>) -> Result<()> {
     let (manifest, store) = find(args)?;
-    if runs.is_empty() {
-        let n = ras::sweep::cancel(&store, &manifest, &mut ras::launch::Records)?;
-        println!("sweep {}: cancelled {n} active jobs; coordinators launch nothing more", manifest.name);
-        return Ok(());
-    }
-    let done = ras::sweep::cancel_runs(&store, &manifest, &mut ras::launch::Records, runs, reason)?;
-    for r in &done {
-        print!("{}", r.render());
-    }
-    println!("sweep {}: no coordinator launches these runs again (`ras sweep --retry-cancelled` does)", manifest.name);
+    print!("{}", ras::sweep::cancel::cancel_command(&store, &manifest, &mut ras::launch::Records, runs, reason)?);
     Ok(())
-}
-
-/// `: a, b, c` (nothing for an empty list).
-fn list(ids: &[String]) -> String {
-    if ids.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", ids.join(", "))
-    }
 }
 
 pub fn plan(args: &SweepArgs, json: bool, check_data: bool) -> Result<()> {

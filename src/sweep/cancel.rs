@@ -49,6 +49,33 @@ pub fn cancel(store: &Store, manifest: &Manifest, launcher: &mut dyn Launcher) -
     Ok(jobs.len())
 }
 
+/// `ras cancel`: the whole sweep when `runs` is empty (`cancel`), else those runs for good
+/// (`cancel_runs`); what to print.
+pub fn cancel_command(
+    store: &Store,
+    manifest: &Manifest,
+    launcher: &mut dyn Launcher,
+    runs: &[String],
+    reason: Option<&str>,
+) -> Result<String, SweepError> {
+    let name = &manifest.name;
+    if runs.is_empty() {
+        let n = cancel(store, manifest, launcher)?;
+        return Ok(format!("sweep {name}: cancelled {n} active jobs; coordinators launch nothing more\n"));
+    }
+    let done = cancel_runs(store, manifest, launcher, runs, reason)?;
+    let mut s: String = done.iter().map(RunCancel::render).collect();
+    s += &format!("sweep {name}: no coordinator launches these runs again (`ras sweep --retry-cancelled` does)\n");
+    Ok(s)
+}
+
+/// `ras sweep --retry-cancelled`: `retry_cancelled`, and what to print of it.
+pub fn retry_cancelled_said(store: &Store, manifest: &Manifest) -> Result<String, SweepError> {
+    let ids = retry_cancelled(store, manifest)?;
+    let list = if ids.is_empty() { String::new() } else { format!(": {}", ids.join(", ")) };
+    Ok(format!("sweep {}: {} cancelled runs to launch again{list}\n", manifest.name, ids.len()))
+}
+
 /// What `cancel_runs` did to one run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CancelOutcome {

@@ -70,6 +70,13 @@ impl RunView {
     }
 }
 
+/// Whether a sweep's report can be written now: every run complete or cancelled, and at
+/// least one complete.
+pub fn report_ready(views: &[RunView]) -> bool {
+    views.iter().all(|v| matches!(v.phase, RunPhase::Complete | RunPhase::Cancelled))
+        && views.iter().any(|v| v.phase == RunPhase::Complete)
+}
+
 /// The total of the runs' measured cost (ended attempts only).
 fn cost_line(views: &[RunView]) -> String {
     let mut total = CostSummary::default();
