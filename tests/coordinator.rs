@@ -8,6 +8,9 @@
 //!   job the dead one started instead of launching it again
 //! - Slurm: 2-rank runs through sbatch + srun --mpi=pmix; a run whose dataset vanished
 //!   after submission is retried max_retries times, then marked failed
+//! - one run cancelled for good (`ras cancel --run`) stays cancelled, in status, report
+//!   and `ras runs`, until `ras sweep --retry-cancelled`; a Slurm job scancel'ed by hand
+//!   is that run's cancel, while a USR1 preemption still requeues
 //!
 //! The tests run one at a time (a lock): they share 2 cores and one Slurm controller.
 //! About 6.5 minutes in all; 2 of them are Slurm's own delay before a requeued job is
