@@ -34,6 +34,7 @@ pub mod config;
 pub mod data;
 pub mod dist;
 pub mod doctor;
+pub mod error_text;
 pub mod eval;
 pub mod exit;
 pub mod failure;

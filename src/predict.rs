@@ -15,7 +15,8 @@
 //! that a killed call never leaves a half-written file under the final name:
 //! - `predictions.csv`  path, class, score, threshold, anomalous (written last)
 //! - `maps.safetensors` `maps` (N, S, S) f32 and `scores` (N) f32, in CSV row order
-//! - `png/<name>.png`   image | heat map over the image, with the score printed on it
+//! - `png/<name>.png`   image | heat map over the image | its colour bar (scale, threshold
+//!   marked), and below "score X >= threshold Y: ANOMALOUS" (or "< ...: normal")
 //!
 //! Unreadable inputs are skipped and reported in [`PredictSummary::skipped`]: one bad
 //! file in a folder of thousands should not cost the other results.
@@ -276,7 +277,7 @@ pub fn predict_images(
                     images.push(t);
                     ok.push(input.clone());
                 }
-                Err(e) => skipped.push(Skipped { path: input.path.clone(), reason: e.to_string() }),
+                Err(e) => skipped.push(Skipped { path: input.path.clone(), reason: crate::error_text::chain(&e) }),
             }
         }
         bar.inc(chunk.len() as u64);
@@ -553,13 +554,9 @@ fn write_outputs(
             Some(false) => {}
             None => unlabelled += 1,
         }
-        let mut captions = vec![pictures::Caption { text: format!("score {:.4}", r.score), colour: [255, 255, 255] }];
-        match verdict {
-            Some(true) => captions.push(pictures::Caption { text: "ANOMALOUS".into(), colour: [255, 64, 64] }),
-            Some(false) => captions.push(pictures::Caption { text: "normal".into(), colour: [96, 255, 96] }),
-            None => {}
-        }
-        let png = pictures::prediction_png(&r.input.path, size as u32, &r.map, vmax[&r.input.class], &captions)?;
+        let scale = pictures::Scale { vmax: vmax[&r.input.class], threshold };
+        let caption = crate::eval::legend::verdict_caption(r.score, threshold);
+        let png = pictures::prediction_png(&r.input.path, size as u32, &r.map, &scale, r.score.into(), &[caption])?;
         write_atomic(&png_dir.join(format!("{name}.png")), &png)?;
         csv_rows.push([
             r.input.path.display().to_string(),

@@ -3,7 +3,10 @@
 //!   `crate::b` in `a`, directly or round a loop), nor between the files of one folder;
 //! - config/ is the bottom of the house: it uses nothing else of the crate;
 //! - no file over 600 lines before its tests (`#[cfg(test)]`), but eval/metrics.rs;
-//! - the command line's dispatch (src/cli but the clap structs of args.rs) under 450 lines.
+//! - the command line's dispatch (src/cli but the clap structs of *args.rs) under 450 lines;
+//! - no `#[error("...")]` message prints its own source (the field named `source` or marked
+//!   `#[source]`/`#[from]`): the error chain prints it (src/error_text.rs), and a message
+//!   that also did said it twice.
 //!
 //! References are read from the text: `crate::x[::y]` (also inside `use crate::{..}`) and
 //! `super::y`, outside comments and test modules. A child module naming its parent
@@ -224,8 +227,78 @@ fn no_file_over_600_lines_before_its_tests_and_a_thin_cli() {
     assert!(long.is_empty(), "split these files: {long:?}");
     let cli: usize = files
         .iter()
-        .filter(|f| f.parent().is_some_and(|p| p.ends_with("cli")) && !f.ends_with("args.rs"))
+        .filter(|f| f.parent().is_some_and(|p| p.ends_with("cli")) && !f.to_string_lossy().ends_with("args.rs"))
         .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
         .sum();
     assert!(cli < 450, "the CLI's dispatch is {cli} lines: move library work into the library");
+}
+
+/// The `#[error("...")]` messages of src that print the variant's (or struct's) source
+/// field, as "file:line: field": the text between the attribute and the next `#[error` or
+/// item end is read for `source:` fields and `#[source]`/`#[from]` attributes (a tuple
+/// field's index is its position among the fields).
+fn messages_printing_their_source() -> Vec<String> {
+    let mut files = vec![];
+    rust_files(&src(), &mut files);
+    let mut found = vec![];
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let text: String = text.lines().take_while(|l| !l.starts_with("#[cfg(test)]")).collect::<Vec<_>>().join("\n");
+        for (at, _) in text.match_indices("#[error(") {
+            let rest = &text[at + 8..];
+            // The attribute ends at `)]` closing it; the fields follow, up to the next
+            // attribute of a variant or the end of the item.
+            let Some(end) = rest.find(")]") else { continue };
+            let message = &rest[..end];
+            if message.trim_start().starts_with("transparent") {
+                continue;
+            }
+            let after = &rest[end + 2..];
+            let stop = after.find("#[error(").unwrap_or(after.len());
+            let stop = after[..stop].find("\n}").map_or(stop, |s| s.min(stop));
+            let body = &after[..stop];
+            let mut sources = BTreeSet::new();
+            if body.contains("source:") {
+                sources.insert("source".to_string());
+            }
+            for attr in ["#[source]", "#[from]"] {
+                for (i, _) in body.match_indices(attr) {
+                    let field = body[i + attr.len()..].trim_start();
+                    // A named field is `name: Type`; a tuple field starts with its type
+                    // (which may be a path: `crate::x::E`).
+                    let name: String = field.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                    let after_name = field[name.len()..].trim_start();
+                    match after_name.strip_prefix(':') {
+                        Some(rest) if !name.is_empty() && !rest.starts_with(':') => {
+                            sources.insert(name);
+                        }
+                        // A tuple field: its index is the number of commas before it.
+                        _ => {
+                            let open = body[..i].rfind('(').unwrap_or(0);
+                            sources.insert(body[open..i].matches(',').count().to_string());
+                        }
+                    }
+                }
+            }
+            for s in &sources {
+                if message.contains(&format!("{{{s}}}"))
+                    || message.contains(&format!("{{{s}:"))
+                    || message.contains(&format!(".{s}"))
+                {
+                    let line = text[..at].lines().count() + 1;
+                    found.push(format!("{}:{line}: {s}", f.display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_error_message_prints_its_source() {
+    assert_eq!(
+        messages_printing_their_source(),
+        Vec::<String>::new(),
+        "these messages print their source, which the error chain prints again: drop it from the message"
+    );
 }

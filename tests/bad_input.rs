@@ -178,6 +178,13 @@ fn cases() -> Vec<Case> {
             check: no_runs,
         },
         Case {
+            // A list that is not TOML was read as a string: the error shows the TOML.
+            name: "set_list_not_toml",
+            setup: |d| train_set(d, "cls", &["dataset.classes=[bottle]"]),
+            expect: &["dataset.classes", "expected a sequence", "--set 'dataset.classes=[\"bottle\"]'"],
+            check: no_runs,
+        },
+        Case {
             name: "unknown_config_section",
             setup: |d| train_with(d, d, "section", "[bogus]\na = 1\n", &[]),
             expect: &["bogus", "section.toml"],
@@ -683,6 +690,23 @@ fn cases() -> Vec<Case> {
             expect: &["cl.toml", "nodes"],
             check: no_sweep_state,
         },
+        Case {
+            // A sweep file copied out of jobs/: its `base` is not found, and the error
+            // lists where it looked.
+            name: "sweep_base_not_found",
+            setup: |d| {
+                let sw = d.join("copied.toml");
+                std::fs::write(&sw, "name = \"copied\"\nbase = \"configs/nowhere.toml\"\n").unwrap();
+                plan(d, &sw, &local_profile())
+            },
+            expect: &[
+                "copied.toml",
+                "base = \"configs/nowhere.toml\" not found",
+                "looked in",
+                "relative to the sweep file's folder",
+            ],
+            check: no_sweep_state,
+        },
         // ---- corrupt checkpoints and truncated records of a finished run -------------------
         Case {
             name: "eval_corrupt_checkpoint",
@@ -732,6 +756,38 @@ fn cases() -> Vec<Case> {
             },
             expect: &["epoch_0002.safetensors"],
             check: |d| assert!(!d.join("pr/predictions.csv").exists()),
+        },
+        Case {
+            // A run that failed: eval says why (its status.json's reason), not only that
+            // it is not trained to its last epoch.
+            name: "eval_failed_run_says_why",
+            setup: |d| {
+                let fixture_run = with_run(d);
+                // A run that diverges (lr 1e30) in its first epoch: status failed, with why.
+                let cfg = small_config(d, &d.join("data"), "diverges", "");
+                let sets = [
+                    "train.epochs=2",
+                    "train.eval_every=2",
+                    "model.hidden_dim=32",
+                    "model.ffn_dim=64",
+                    "train.lr=1e30",
+                ];
+                let mut args = vec!["train", cfg.to_str().unwrap()];
+                for x in &sets {
+                    args.extend(["--set", x]);
+                }
+                let out = Command::new(env!("CARGO_BIN_EXE_ras")).args(&args).current_dir(d).output().unwrap();
+                assert!(!out.status.success(), "lr 1e30 trained: {}", String::from_utf8_lossy(&out.stderr));
+                let id = files(&d.join("store/runs")).into_iter().find(|r| *r != fixture_run).expect("the failed run");
+                s(&["eval", &id, "--store", &store_url(d)])
+            },
+            expect: &[
+                "not trained to its last epoch",
+                "its last attempt failed at epoch ",
+                ": training diverged",
+                "finish it with `ras train`",
+            ],
+            check: nothing,
         },
         Case {
             name: "eval_missing_epoch",
@@ -819,6 +875,29 @@ fn cases() -> Vec<Case> {
             expect: &["ours.safetensors"],
             check: |d| assert!(statuses(&d.join("istore")).is_empty()),
         },
+        Case {
+            name: "import_truncated_safetensors",
+            setup: |d| {
+                let id = with_run(d);
+                let cfg = small_config(d, d, "imp", "");
+                let src = d.join("cut.safetensors");
+                std::fs::copy(ckpt(d, &id), &src).unwrap();
+                let n = std::fs::metadata(&src).unwrap().len() as usize;
+                truncate(&src, n / 2);
+                s(&["import", &p(&src), "--config", &p(&cfg), "--store", &url(&d.join("istore"))])
+            },
+            expect: &["cut.safetensors", "past the end of the file", "the header says", "truncated?"],
+            check: |d| assert!(statuses(&d.join("istore")).is_empty()),
+        },
+        Case {
+            name: "export_unwritable_path",
+            setup: |d| {
+                let id = with_run(d);
+                s(&["export", &id, "--store", &store_url(d), "--out", &p(&d.join("no-such-dir/o.pth.tar"))])
+            },
+            expect: &["cannot write", "no-such-dir/o.pth.tar", "No such file"],
+            check: |d| assert!(!d.join("no-such-dir").exists()),
+        },
         // ---- flags the argument parser refuses ----------------------------------------------
         Case {
             name: "eval_jitter_not_a_number",
@@ -879,6 +958,16 @@ fn run_case(case: &Case) -> Result<(), String> {
     for m in case.expect {
         if !stderr.contains(m) {
             problems.push(format!("stderr does not mention {m:?}"));
+        }
+    }
+    // Said once: no clause of the error line repeated, one OS error at most.
+    for line in stderr.lines().filter(|l| l.starts_with("error: ")) {
+        let repeated = ras::error_text::repeated_clauses(line);
+        if !repeated.is_empty() {
+            problems.push(format!("the error repeats {repeated:?}"));
+        }
+        if line.matches("(os error").count() > 1 {
+            problems.push("the error names its OS error more than once".into());
         }
     }
     let mut all = vec![];
@@ -987,5 +1076,162 @@ fn a_full_store_fails_cleanly() {
     assert!(
         status.iter().all(|s| !s.contains("\"running\"")) || t.contains("status"),
         "run left running with no word about it:\n{status:?}\n{t}"
+    );
+}
+
+// ---- files as PyTorch makes them (needs .venv-ref: `make setup-python`) ------------------
+
+/// An EfficientNet-B0 weights file as people make one: efficientnet_pytorch's own state
+/// dict saved with torch.save (tests/reference/ras_ref.py make-effnet, as the published
+/// efficientnet-b0-355c32eb.pth is), converted by tools/convert_weights.py. Made once.
+fn pytorch_b0() -> &'static Path {
+    static F: OnceLock<PathBuf> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap())).path().to_path_buf();
+        let py = python();
+        for args in [
+            vec![p(&repo().join("tests/reference/ras_ref.py")), "make-effnet".into(), p(&dir)],
+            vec![
+                p(&repo().join("tools/convert_weights.py")),
+                p(&dir.join("efficientnet-b0.pth")),
+                p(&dir.join("b0.safetensors")),
+                "--strict".into(),
+            ],
+        ] {
+            let out = Command::new(&py).args(&args).output().unwrap();
+            assert!(out.status.success(), "{args:?}:\n{}", text(&out));
+        }
+        dir.join("b0.safetensors")
+    })
+}
+
+/// The issue's command: `ras train configs/demo.toml --set backbone.arch=efficientnet-b4
+/// --set backbone.weights=<a B0 file>`. The first line says what the file is and which key
+/// to change; then the count and at most 10 examples; the full list in the file it names,
+/// and in the log with RUST_LOG=debug.
+#[test]
+fn backbone_weights_of_another_variant_name_the_key_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let root = synth_dataset(d, 1, 5, 64, 2);
+    let b0 = pytorch_b0();
+    let (demo, root_set, weights) = (
+        p(&repo().join("configs/demo.toml")),
+        format!("dataset.root={}", root.display()),
+        format!("backbone.weights={}", b0.display()),
+    );
+    let args = ["train", &demo, "--set", &root_set, "--set", "backbone.arch=efficientnet-b4", "--set", &weights];
+    let out = ras(&args, d);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines[0].starts_with("error: ")
+            && lines[0].contains(&format!("backbone weights {} look like efficientnet-b0", b0.display()))
+            && lines[0].contains("set backbone.arch = \"efficientnet-b0\""),
+        "the first line says what is wrong and which key to change:\n{err}"
+    );
+    assert_eq!(ras::error_text::repeated_clauses(lines[0]), Vec::<String>::new(), "{err}");
+    assert!(lines.len() <= 13, "{} lines: at most 10 examples\n{err}", lines.len());
+    let n: usize = lines[1].split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("the count:\n{err}"));
+    assert!(lines[1].starts_with(&format!("{n} tensors differ (")) && n > 500, "{err}");
+    let examples: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("  ")).collect();
+    assert_eq!(examples.len(), 10, "{err}");
+    assert!(examples.iter().any(|e| e.starts_with("shape _conv_stem.weight: file [32, 3, 3, 3]")), "{err}");
+    let last = lines.last().unwrap();
+    let list = last
+        .strip_prefix(&format!("all {n}: "))
+        .and_then(|l| l.strip_suffix(" (or run with RUST_LOG=debug)"))
+        .unwrap_or_else(|| panic!("the file with the full list is named:\n{err}"));
+    assert!(list.starts_with(&p(&std::env::temp_dir().join("ras-backbone-efficientnet-b4-"))), "{list}");
+    let full = std::fs::read_to_string(list).unwrap();
+    let listed: Vec<&str> = full.lines().skip(1).collect();
+    assert_eq!(listed.len(), n, "{list}: every difference");
+    assert!(examples.iter().all(|e| listed.contains(e)), "the examples are among them");
+    for status in statuses(&d.join("ras-store")) {
+        let state = serde_json::from_str::<serde_json::Value>(&status).unwrap()["state"].clone();
+        assert_eq!(state, "failed", "the run is not left running: {status}");
+    }
+
+    // RUST_LOG=debug: every difference in the log too.
+    let out = ras_env(&args, d, &[("RUST_LOG", "ras=debug")]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(listed.iter().all(|l| log.contains(l)), "RUST_LOG=debug lists all {n}");
+}
+
+/// A safetensors file that PyTorch's safetensors wrote, cut short, is read natively
+/// (never handed to the converter of pickles: no word of Python) and refused with what is
+/// wrong: the header length against the file's size, or the data against it. Also when
+/// its name does not say safetensors: its shape does.
+#[test]
+fn a_truncated_safetensors_file_is_named_with_its_lengths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let whole = std::fs::read(pytorch_b0()).unwrap();
+    let header = u64::from_le_bytes(whole[..8].try_into().unwrap());
+    let cfg = small_config(d, d, "imp", "");
+    let n = whole.len() as u64;
+    for (name, keep, want) in [
+        (
+            "data.safetensors",
+            n / 2,
+            format!("past the end of the file: file is {} bytes, the header says {n}: truncated?", n / 2),
+        ),
+        (
+            "header.safetensors",
+            header / 2,
+            format!(
+                "its header length (first 8 bytes) is {header} bytes, larger than the {} bytes that follow it: file \
+                 is {} bytes, the header says at least {}: truncated?",
+                header / 2 - 8,
+                header / 2,
+                header + 8
+            ),
+        ),
+        (
+            "header.bin",
+            header / 2,
+            format!("file is {} bytes, the header says at least {}: truncated?", header / 2, header + 8),
+        ),
+    ] {
+        let f = d.join(name);
+        std::fs::write(&f, &whole[..keep as usize]).unwrap();
+        let out = ras(&["import", &p(&f), "--config", &p(&cfg), "--python", "/nonexistent/python"], d);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("{} is not a whole safetensors file: ", f.display())) && err.contains(&want),
+            "{name}: {want}\n{err}"
+        );
+        assert!(!err.contains("python"), "{name}: read natively\n{err}");
+        assert_eq!(ras::error_text::repeated_clauses(&err), Vec::<String>::new(), "{err}");
+    }
+    no_runs(d);
+}
+
+/// `ras export` to a path it cannot write fails on the path, before it builds the run's
+/// backbone: one line, the error, and no word about the random-init backbone (a warning
+/// that does not concern the command).
+#[test]
+fn export_to_an_unwritable_path_says_only_that() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let id = with_run(d);
+    let out_file = afile(d).join("o.pth.tar");
+    let out = ras(&["export", &id, "--store", &store_url(d), "--out", &p(&out_file)], d);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "the error alone:\n{err}");
+    assert!(err.starts_with(&format!("error: cannot write {}: ", out_file.display())), "{err}");
+    // The same export to a writable path works, and it too is free of the warning: its
+    // summary says what was exported.
+    let good = d.join("o.pth.tar");
+    let out = ras(&["export", &id, "--store", &store_url(d), "--out", &p(&good)], d);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NOTE: the backbone is a seeded random init"),
+        "{}",
+        text(&out)
     );
 }

@@ -8,6 +8,9 @@
 //!   job the dead one started instead of launching it again
 //! - Slurm: 2-rank runs through sbatch + srun --mpi=pmix; a run whose dataset vanished
 //!   after submission is retried max_retries times, then marked failed
+//! - one run cancelled for good (`ras cancel --run`) stays cancelled, in status, report
+//!   and `ras runs`, until `ras sweep --retry-cancelled`; a Slurm job scancel'ed by hand
+//!   is that run's cancel, while a USR1 preemption still requeues
 //!
 //! The tests run one at a time (a lock): they share 2 cores and one Slurm controller.
 //! About 6.5 minutes in all; 2 of them are Slurm's own delay before a requeued job is
@@ -383,13 +386,13 @@ fn sweep_files_expand_and_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = small_sweep(dir.path(), "bad", "");
     std::fs::write(&bad, std::fs::read_to_string(&bad).unwrap() + "\"train.learning_rate\" = 0.1\n").unwrap();
-    let err = ras::sweep::expand(&bad, &opts).unwrap_err().to_string();
+    let err = ras::error_text::chain(&ras::sweep::expand(&bad, &opts).unwrap_err());
     assert!(err.contains("learning_rate") && err.contains("bad"), "{err}");
     let typo = small_sweep(dir.path(), "typo", "max_retires = 2\n");
-    let err = ras::sweep::expand(&typo, &opts).unwrap_err().to_string();
+    let err = ras::error_text::chain(&ras::sweep::expand(&typo, &opts).unwrap_err());
     assert!(err.contains("max_retires") && err.contains("typo.toml"), "{err}");
     let grid = small_sweep(dir.path(), "grid", "[grid]\n\"model.nope\" = [1, 2]\n");
-    let err = ras::sweep::expand(&grid, &opts).unwrap_err().to_string();
+    let err = ras::error_text::chain(&ras::sweep::expand(&grid, &opts).unwrap_err());
     assert!(err.contains("nope"), "{err}");
 }
 
@@ -652,4 +655,121 @@ fn coordinator_bench_on_slow_s3_batches_its_requests() {
     assert!(cycles[0]["max_in_flight"].as_u64().unwrap() >= 8, "{stdout}");
     assert_eq!(cycles[1]["store"]["list"], 1, "{stdout}");
     finished_sweep_commands_worked(&stdout);
+}
+
+/// The first run of the store with a checkpoint (waits up to 2 minutes for one).
+fn wait_for_checkpoint(store: &Path) -> String {
+    let t = Instant::now();
+    loop {
+        assert!(t.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        if let Some(id) = std::fs::read_dir(store.join("runs")).ok().and_then(|rd| {
+            rd.flatten().find(|r| {
+                r.path().join("checkpoints/unified").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false)
+            })
+        }) {
+            return id.file_name().to_string_lossy().into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The manifest's variant of run `id`.
+fn variant_of(store: &Path, sweep: &str, id: &str) -> String {
+    let m = manifest(store, sweep);
+    let run = m["runs"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap().clone();
+    run["variant"].as_str().unwrap().to_string()
+}
+
+/// `ras cancel SWEEP --run ID` mid-training: the run stops for good (its checkpoint
+/// stays), the other completes, the sweep ends with it cancelled; a second coordinator
+/// does not relaunch it; status, report and `ras runs` say cancelled; `ras sweep
+/// --retry-cancelled` resumes it from its checkpoint.
+#[test]
+fn one_run_cancelled_for_good_stays_cancelled_until_retried() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "prune", "[grid]\n\"model.encoder_layers\" = [0, 1]\n");
+    let local = profile(cwd, "one", "launcher = \"local\"\ncpus_per_node = 1\n");
+    let mut args = vec!["sweep", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
+    args.extend(["--set", "train.epochs=60", "--set", "train.eval_every=30", "--set", "checkpoint.every=2"]);
+    let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let store = cwd.join("ras-store");
+    let weak = wait_for_checkpoint(&store);
+    // By the sweep's name (read from the store), with a reason.
+    let out = run_ok(cwd, &["cancel", "prune", "--run", &weak, "--reason", "weak config"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("run {weak} (")) && said.contains("cancelled, job "), "{said}");
+    let out = coord.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("2 runs: 1 complete, 0 active, 0 pending, 0 to retry, 0 failed, 1 cancelled"), "{text}");
+    assert!(text.contains(&format!("run {weak} (")) && text.contains("cancelled: weak config ("), "{text}");
+    assert_eq!(status(&store, &weak)["state"], "preempted", "stopped after a checkpoint");
+    let marker = json(&store.join(format!("sweeps/prune/cancelled-runs/{weak}.json")));
+    assert_eq!(marker["reason"], "weak config", "{marker}");
+    assert_eq!(files(&store.join("sweeps/prune/launches")).len(), 2, "each run launched once");
+    // A second coordinator launches nothing; status, report and runs say cancelled.
+    let again = run_ok(cwd, &args);
+    assert!(String::from_utf8_lossy(&again.stdout)
+        .contains("1 complete, 0 active, 0 pending, 0 to retry, 0 failed, 1 cancelled"));
+    assert_eq!(files(&store.join("sweeps/prune/launches")).len(), 2, "not relaunched");
+    let st = String::from_utf8_lossy(&run_ok(cwd, &["status", "prune"]).stdout).into_owned();
+    let line = st.lines().find(|l| l.starts_with(&weak)).unwrap_or_else(|| panic!("{st}"));
+    assert!(line.contains(" cancelled "), "{st}");
+    run_ok(cwd, &["report", "prune", "--out", "rep"]);
+    let csv = std::fs::read_to_string(cwd.join("rep/demo.csv")).unwrap();
+    let variant = variant_of(&store, "prune", &weak);
+    let row = format!("\"{}\",mean,0,,", variant.replace('"', "\"\""));
+    assert!(csv.lines().any(|l| l.starts_with(&row) && l.ends_with(",1")), "no {row}...,1 in\n{csv}");
+    let md = std::fs::read_to_string(cwd.join("rep/prune-paper.md")).unwrap();
+    assert!(md.contains("| cancelled | cancelled |"), "{md}");
+    let runs = String::from_utf8_lossy(&run_ok(cwd, &["runs"]).stdout).into_owned();
+    assert!(runs.lines().any(|l| l.starts_with(&weak) && l.contains(" cancelled ")), "{runs}");
+    // --retry-cancelled: resumed from its checkpoint, to the end.
+    let mut retry = args.clone();
+    retry.push("--retry-cancelled");
+    let out = run_ok(cwd, &retry);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 cancelled runs to launch again") && text.contains("2 runs: 2 complete"), "{text}");
+    let log = std::fs::read_to_string(store.join(format!("runs/{weak}/train_log.jsonl"))).unwrap();
+    assert_eq!(log.lines().count(), 60, "each epoch once: resumed, not restarted");
+    assert!(files(&store.join("sweeps/prune/cancelled-runs")).is_empty());
+}
+
+/// A Slurm job scancel'ed by hand is the run's cancel, as `ras cancel --run` would be:
+/// the coordinator marks the run cancelled and does not launch it again, while the other
+/// run of the same job array completes.
+#[test]
+fn slurm_scancel_by_hand_cancels_the_run_for_good() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    slurm_up();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset_at(cwd, "out/demo-data");
+    let sweep = small_sweep(cwd, "byhand", "ranks = 1\n[grid]\n\"model.encoder_layers\" = [0, 1]\n");
+    let prof = repo().join("cluster/ci-slurm.toml");
+    let mut args = vec!["sweep", sweep.to_str().unwrap(), "--cluster", prof.to_str().unwrap()];
+    args.extend(["--set", "train.epochs=60", "--set", "train.eval_every=30", "--set", "checkpoint.every=2"]);
+    let coord = sweep_cmd(cwd, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let store = cwd.join("ras-store");
+    let id = wait_for_checkpoint(&store);
+    let rec = files(&store.join(format!("runs/{id}/jobs"))).into_iter().find(|f| f.ends_with(".json")).unwrap();
+    let job = rec.trim_end_matches(".json").to_string();
+    let st = Command::new("scancel").arg(&job).status().unwrap();
+    assert!(st.success());
+    let out = coord.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("2 runs: 1 complete, 0 active, 0 pending, 0 to retry, 0 failed, 1 cancelled"), "{text}");
+    let marker = json(&store.join(format!("sweeps/byhand/cancelled-runs/{id}.json")));
+    assert_eq!((marker["by"].as_str(), marker["job"].as_str()), (Some("slurm"), Some(job.as_str())), "{marker}");
+    assert!(marker["reason"].as_str().unwrap().starts_with("cancelled in Slurm"), "{marker}");
+    assert!(finished_job(&job).contains("JobState=CANCELLED"), "{}", finished_job(&job));
+    assert_eq!(files(&store.join("sweeps/byhand/launches")).len(), 2, "not relaunched");
+    // Nor by a later coordinator.
+    let again = run_ok(cwd, &args);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("1 cancelled"));
+    assert_eq!(files(&store.join("sweeps/byhand/launches")).len(), 2, "not relaunched");
 }

@@ -250,7 +250,7 @@ fn visa_layout_binarises_masks_and_reports_listed_files() {
     let text = report.render();
     assert!(text.contains("404.JPG does not exist but") && text.contains("1cls.csv line 12"), "{text}");
     // Training refuses such a csv, naming the first problem (file and csv line) and the count.
-    let err = scan(&cfg(&root, "visa", &[])).unwrap_err().to_string();
+    let err = ras::error_text::chain(&scan(&cfg(&root, "visa", &[])).unwrap_err());
     assert!(
         err.contains("candle/Data/Images/Anomaly/000.JPG")
             && err.contains("1cls.csv line 14")
@@ -263,7 +263,7 @@ fn visa_layout_binarises_masks_and_reports_listed_files() {
     // A malformed csv is an error naming the file and line.
     rows.push("pcb1,validation,normal,pcb1/Data/Images/Normal/000.JPG,".into());
     write_csv(&root, &rows);
-    let err = scan(&cfg(&root, "visa", &[])).unwrap_err().to_string();
+    let err = ras::error_text::chain(&scan(&cfg(&root, "visa", &[])).unwrap_err());
     assert!(err.contains("1cls.csv line 15") && err.contains("validation"), "{err}");
 }
 
@@ -415,7 +415,7 @@ fn jsonl_paths_outside_the_root_are_refused() {
     let mut c = cfg(&root, "jsonl", &[]);
     c.train_meta = Some("meta/train.jsonl".into());
     c.test_meta = Some("meta/test.jsonl".into());
-    let err = scan(&c).unwrap_err().to_string();
+    let err = ras::error_text::chain(&scan(&c).unwrap_err());
     assert!(
         err.contains("../secret.png") && err.contains("train.jsonl line 2") && err.contains("outside dataset.root"),
         "{err}"
@@ -454,7 +454,7 @@ fn class_folders_without_train_or_test_are_errors() {
     std::fs::write(root.join("license.txt"), "cc").unwrap();
     image_file(&root.join("screw/screw/train/good/000.png"), S, S);
     for kind in ["mvtec", "mpdd", "btad"] {
-        let err = scan(&cfg(&root, kind, &[])).unwrap_err().to_string();
+        let err = ras::error_text::chain(&scan(&cfg(&root, kind, &[])).unwrap_err());
         assert!(
             err.contains("mvtec/screw has neither train/ nor test/") && err.contains("dataset.classes"),
             "{kind}: {err}"
@@ -464,12 +464,12 @@ fn class_folders_without_train_or_test_are_errors() {
     assert!(!ok && out.contains("mvtec/screw"), "{out}");
     // Restricted to other classes: the stray folder does not matter.
     assert_eq!(scan(&cfg(&root, "mvtec", &["bottle", "cable"])).unwrap().class_names(), ["bottle", "cable"]);
-    let err = scan(&cfg(&root, "mvtec", &["screw"])).unwrap_err().to_string();
+    let err = ras::error_text::chain(&scan(&cfg(&root, "mvtec", &["screw"])).unwrap_err());
     assert!(err.contains("mvtec/screw has neither"), "{err}");
     // Test images but no train/: a class without training images, not a missing class.
     std::fs::remove_dir_all(root.join("screw")).unwrap();
     image_file(&root.join("screw/test/good/000.png"), S, S);
-    let err = scan(&cfg(&root, "mvtec", &[])).unwrap_err().to_string();
+    let err = ras::error_text::chain(&scan(&cfg(&root, "mvtec", &[])).unwrap_err());
     assert!(err.contains("\"screw\" has no training images"), "{err}");
     std::fs::remove_dir_all(root.join("screw")).unwrap();
     assert_eq!(scan(&cfg(&root, "mvtec", &[])).unwrap().class_names(), ["bottle", "cable"]);
@@ -482,13 +482,13 @@ fn class_filter_and_unknown_class() {
     mvtec_tree(&root);
     let index = scan(&cfg(&root, "mvtec", &["cable"])).unwrap();
     assert_eq!(index.class_names(), ["cable"]);
-    let err = scan(&cfg(&root, "mvtec", &["screw"])).unwrap_err().to_string();
+    let err = ras::error_text::chain(&scan(&cfg(&root, "mvtec", &["screw"])).unwrap_err());
     assert!(err.contains("screw") && err.contains("found: bottle, cable"), "{err}");
     // An unknown layout is refused where the kind is read (config, `--kind`), naming it.
     let err = "folders".parse::<ras::config::DatasetKind>().map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("folders") && err.contains("visa"), "{err}");
     // The wrong layout is not silently empty: BTAD has no train/ok here.
-    let err = scan(&cfg(&root, "btad", &[])).unwrap_err().to_string();
+    let err = ras::error_text::chain(&scan(&cfg(&root, "btad", &[])).unwrap_err());
     assert!(err.contains("no training images") && err.contains("train/ok"), "{err}");
 }
 

@@ -276,6 +276,15 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
     let ckpt = d.join("rt.pth.tar");
     let out = ras(&["export", &run, "--store", &store_url, "--format", "public", "--out", ckpt.to_str().unwrap()], d);
     assert!(out.status.success(), "export failed:\n{}", text(&out));
+    // What the export wrote, counted as PyTorch reads the file: the counters included.
+    let (total, counters) = read_pth_counts(&ckpt, py);
+    let backbone = read_pth_backbone_count(&ckpt, py);
+    let model = total - backbone - counters;
+    let wrote = format!(
+        "{model} model + {} backbone tensors ({backbone} weights and statistics, {counters} BatchNorm counters)",
+        backbone + counters
+    );
+    assert!(counters > 0 && text(&out).contains(&wrote), "{wrote}\n{}", text(&out));
     let k = ckpt.to_str().unwrap();
     let runs = || -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(d.join("store/runs"))
@@ -324,6 +333,25 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
     let out = ras(&["import", k, "--config", c, "--python", py], d);
     let same_init = imported_run(&out);
     assert!(text(&out).contains("equal to the checkpoint's"), "{}", text(&out));
+    // What is not imported is counted as the file holds it: the parts add up.
+    let counted = [
+        format!("{model} model tensors of the {total} it holds"),
+        format!(
+            "not imported: {} tensors outside the reconstruction model: {backbone} of the backbone, {counters} \
+             BatchNorm counters (num_batches_tracked)",
+            backbone + counters
+        ),
+        format!("in all {backbone} backbone tensors it holds (and {counters} BatchNorm counters"),
+    ];
+    for line in &counted {
+        assert!(text(&out).contains(line.as_str()), "{line}\n{}", text(&out));
+    }
+    // The same from the safetensors export, read natively.
+    let out = ras(&["import", st.to_str().unwrap(), "--config", c], d);
+    imported_run(&out);
+    for line in &counted {
+        assert!(text(&out).contains(line.as_str()), "safetensors: {line}\n{}", text(&out));
+    }
     let exported = read_pth_backbone_count(&ckpt, py);
     let prov: serde_json::Value = store.get_json(&format!("runs/{same_init}/import.json")).unwrap().unwrap();
     assert_eq!(prov["backbone"]["compared_tensors"].as_u64(), Some(exported), "{prov}");
@@ -387,6 +415,17 @@ fn an_exported_run_imports_back_only_with_the_backbone_it_was_trained_with() {
         "mean metrics: trained {} / with another backbone {}",
         original["metrics"]["mean"], fm["metrics"]["mean"]
     );
+}
+
+/// How many tensors a `.pth.tar`'s state dict holds, and how many of them are BatchNorm
+/// counters (`num_batches_tracked`), as PyTorch reads it.
+fn read_pth_counts(path: &Path, py: &str) -> (u64, u64) {
+    let code = "import sys, torch; sd = torch.load(sys.argv[1], weights_only=True)['state_dict']; \
+                print(len(sd), sum(1 for k in sd if k.endswith('num_batches_tracked')))";
+    let out = Command::new(py).args(["-c", code, path.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Vec<u64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|n| n.parse().unwrap()).collect();
+    (v[0], v[1])
 }
 
 /// How many backbone tensors (not counting `num_batches_tracked`) a `.pth.tar` holds, as

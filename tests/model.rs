@@ -299,6 +299,6 @@ fn checkpoint_round_trip_is_bit_exact() {
     assert!(m.forward_t(&x, false).equal(&m2.forward_t(&x, false)));
     // A checkpoint of another shape is refused, naming the tensors.
     let (mut vs3, _) = build(&small(1, 2, DecoderKind::Ras), 0);
-    let err = load_model_weights(&mut vs3, &bytes).unwrap_err().to_string();
+    let err = ras::error_text::chain(&load_model_weights(&mut vs3, &bytes).unwrap_err());
     assert!(err.contains("unexpected transformer.encoder.layers.1"), "{err}");
 }

@@ -35,6 +35,50 @@ fn text(out: &std::process::Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// The picture name `ras predict` gives a row's image: its stem, or where stems repeat,
+/// its path below the folder given with '/' -> '_'.
+fn picture_name(row: &[String; 5], rows: &[[String; 5]], folder: &Path) -> String {
+    let stem = |r: &[String; 5]| Path::new(&r[0]).file_stem().unwrap().to_string_lossy().into_owned();
+    let name = if rows.iter().filter(|r| stem(r) == stem(row)).count() > 1 {
+        let rel = Path::new(&row[0]).strip_prefix(folder).unwrap().with_extension("");
+        rel.iter().map(|c| c.to_string_lossy().into_owned()).collect::<Vec<_>>().join("_")
+    } else {
+        stem(row)
+    };
+    format!("{name}.png")
+}
+
+/// A `ras predict` picture of a 128 px image: the colour bar's ramp and threshold mark,
+/// and the verdict band below (drawn again here from the CSV row's numbers: the same
+/// pixels, so the same text).
+fn check_picture(path: &Path, row: &[String; 5], vmax: f64) {
+    use ras::eval::legend::{self, bar_row, BAR_PANEL, BAR_X, THRESHOLD_MARK};
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+    let (size, p) = (128, path.display());
+    assert_eq!(img.width(), 2 * size + BAR_PANEL, "{p}");
+    assert!(img.height() > size, "{p}: a text band below the panels");
+    let (score, threshold): (f32, f64) = (row[2].parse().unwrap(), row[3].parse().unwrap());
+    let mid = 2 * size + (BAR_X.0 + BAR_X.1) / 2;
+    let px = |y| img.get_pixel(mid, y).0;
+    let (top, bottom) = (bar_row(vmax, vmax, size), bar_row(0.0, vmax, size));
+    assert_eq!((px(top), px(bottom)), ([128, 0, 0], [0, 0, 128]), "{p}: the ramp, dark red at the top to dark blue");
+    let marks: Vec<u32> = (0..size).filter(|&y| px(y) == THRESHOLD_MARK).collect();
+    assert_eq!(marks, [bar_row(threshold, vmax, size)], "{p}: the threshold {threshold} on the scale 0..{vmax}");
+
+    let caption = legend::verdict_caption(score, Some(threshold));
+    let verdict = if row[4] == "true" { "ANOMALOUS" } else { "normal" };
+    assert!(caption.text.ends_with(&format!(": {verdict}")), "{p}: {} for the row {row:?}", caption.text);
+    let mut want = image::RgbImage::new(img.width(), img.height());
+    let (glyphs, lines) = legend::footer_lines(&[caption], img.width());
+    assert_eq!(img.height(), size + legend::footer_height(lines.len(), glyphs), "{p}");
+    legend::draw_footer(&mut want, size, glyphs, &lines);
+    for y in size..img.height() {
+        for x in 0..img.width() {
+            assert_eq!(img.get_pixel(x, y), want.get_pixel(x, y), "{p}: the text band at ({x}, {y})");
+        }
+    }
+}
+
 #[test]
 fn predict_reproduces_the_runs_scores_and_skips_a_corrupt_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,8 +158,13 @@ fn predict_reproduces_the_runs_scores_and_skips_a_corrupt_file() {
     assert_eq!(pngs.len(), rows.len(), "one picture per image: {pngs:?}");
     for p in &pngs {
         assert!(p.ends_with(".png") && !p.starts_with('.'), "{p}");
-        let img = image::open(out_dir.join("png").join(p)).unwrap();
-        assert_eq!((img.width(), img.height()), (2 * 128, 128), "{p}");
+    }
+    // Each picture: image | overlay | colour bar on the class's scale (the largest map
+    // value the run stored for it) with the threshold marked at its height, and below,
+    // the score against the threshold and the verdict of the CSV row.
+    let vmax = decode(&run_dir.join(format!("predictions/{class}.safetensors")))["maps"].max().double_value(&[]);
+    for row in &rows {
+        check_picture(&out_dir.join("png").join(picture_name(row, &rows, &test_dir)), row, vmax);
     }
     assert!(files(&out_dir).iter().all(|f| !f.ends_with(".tmp")), "no temporary files left: {:?}", files(&out_dir));
 

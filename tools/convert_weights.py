@@ -20,12 +20,14 @@ SRC is either
 --part auto (default) picks 'backbone' when the file has efficientnet names and no
 'reconstruction.' prefix, 'model' otherwise.
 
-Every source name that could not be mapped is listed on stderr ("not mapped: ..."), as are
-BatchNorm's num_batches_tracked counters (dropped: ras never reads them); --strict makes
-any unmapped name an error (exit 1). With --part model, the backbone's and the neck's
-tensors of a whole public checkpoint ('module.backbone.*') are listed as "not imported: ..."
-and are not errors (ras reads the backbone from its own backbone.weights file); with
---part backbone, the reconstruction model's and the neck's are listed the same way.
+Every source name that could not be mapped is listed on stderr ("not mapped: ..."), and
+BatchNorm's num_batches_tracked counters are dropped (ras never reads them) and counted;
+--strict makes any unmapped name an error (exit 1). With --part model, the backbone's and
+the neck's tensors of a whole public checkpoint ('module.backbone.*') are listed as "not
+imported: ..." and are not errors (ras reads the backbone from its own backbone.weights
+file), and so is each counter, so that what is listed and what is written add up to what
+the file holds; with --part backbone, the reconstruction model's and the neck's are
+listed the same way.
 --backbone-out DST2 (with --part model) also writes the backbone's tensors to DST2, in the
 same run, when the checkpoint holds any (`ras import` compares them with the config's
 backbone). Tensors are written as contiguous float32. `ras import` runs this script (a copy
@@ -163,6 +165,9 @@ def main(argv=None):
     for k in other_part:
         print(f"not imported: {k} (not part of the {'reconstruction model' if part == 'model' else 'backbone'})",
               file=sys.stderr)
+    if part == "model":
+        for k in dropped:
+            print(f"not imported: {k} (a BatchNorm counter, never read)", file=sys.stderr)
     if dropped:
         print(f"dropped {len(dropped)} num_batches_tracked counters", file=sys.stderr)
     save_file(out, a.dst, metadata={"source": a.src, "part": part})

@@ -3,8 +3,10 @@
 //! (image, weights, image size), which is what makes the feature cache valid.
 
 pub mod efficientnet;
+pub mod mismatch;
 
 pub use efficientnet::{EfficientNet, EfficientNetSpec};
+pub use mismatch::WeightsMismatch;
 
 use crate::config::{BackboneArch, BackboneConfig};
 use std::path::PathBuf;
@@ -16,8 +18,8 @@ pub enum BackboneError {
     Blocks { blocks: Vec<usize>, arch: BackboneArch, count: usize },
     #[error("cannot read backbone weights {path}: {message}")]
     Read { path: PathBuf, message: String },
-    #[error("backbone weights {path} do not match {arch}:\n{differences}")]
-    Mismatch { path: PathBuf, arch: String, differences: String },
+    #[error("{0}")]
+    Mismatch(Box<WeightsMismatch>),
 }
 
 /// Feature channels `cfg` produces (the sum over its output blocks), from the architecture
@@ -97,26 +99,40 @@ pub struct FeatureExtractor {
 }
 
 impl FeatureExtractor {
+    /// The backbone `cfg` describes, warning when it is a random init (no
+    /// `backbone.weights`): its features are then not the paper's.
     pub fn new(cfg: &BackboneConfig, device: Device) -> Result<Self, BackboneError> {
+        let fx = Self::quiet(cfg, device)?;
+        if cfg.weights.is_none() {
+            tracing::warn!(
+                "NO BACKBONE WEIGHTS: {} runs with a seeded random init (seed {}); features and metrics are NOT \
+                 comparable to the paper. Set backbone.weights to an efficientnet_pytorch safetensors file for real \
+                 results.",
+                cfg.arch,
+                cfg.init_seed
+            );
+        }
+        Ok(fx)
+    }
+
+    /// [`FeatureExtractor::new`] without the random-init warning, for commands that only
+    /// read the weights (`ras export`, the comparison of `ras import`) and say themselves
+    /// what they are.
+    pub fn quiet(cfg: &BackboneConfig, device: Device) -> Result<Self, BackboneError> {
         crate::threads::pin();
         let identity = BackboneIdentity::resolve(cfg)?;
         let spec = EfficientNetSpec::of(cfg.arch);
         let mut vs = nn::VarStore::new(device);
         let net = crate::rng::with_torch_seed(cfg.init_seed, || EfficientNet::new(&vs.root(), spec));
         vs.freeze();
-        match &cfg.weights {
-            Some(path) => {
-                let hash = load_weights(&mut vs, path, spec.name)?;
-                if hash != identity.weights {
-                    return Err(BackboneError::Read { path: path.clone(), message: "file changed while being read".into() });
-                }
+        if let Some(path) = &cfg.weights {
+            let hash = load_weights(&mut vs, path, cfg.arch)?;
+            if hash != identity.weights {
+                return Err(BackboneError::Read {
+                    path: path.clone(),
+                    message: "file changed while being read".into(),
+                });
             }
-            None => tracing::warn!(
-                "NO BACKBONE WEIGHTS: {} runs with a seeded random init (seed {}); features and metrics are NOT comparable \
-                 to the paper. Set backbone.weights to an efficientnet_pytorch safetensors file for real results.",
-                cfg.arch,
-                cfg.init_seed
-            ),
         }
         Ok(Self { net, outblocks: identity.outblocks.clone(), _vs: vs, identity, device })
     }
@@ -151,18 +167,18 @@ impl FeatureExtractor {
 }
 
 /// Loads an efficientnet_pytorch state_dict saved as safetensors into `vs`, refusing
-/// missing, unexpected or wrongly shaped tensors (all listed). Returns the file's sha256.
-fn load_weights(vs: &mut nn::VarStore, path: &std::path::Path, arch: &str) -> Result<String, BackboneError> {
+/// missing, unexpected or wrongly shaped tensors ([`WeightsMismatch`]: what the file looks
+/// like, some examples, the full list in a file). Returns the file's sha256.
+fn load_weights(vs: &mut nn::VarStore, path: &std::path::Path, arch: BackboneArch) -> Result<String, BackboneError> {
     let read_err = |message: String| BackboneError::Read { path: path.to_path_buf(), message };
     let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
     let hash = crate::store::sha256_hex(&bytes);
+    crate::store::safetensors_header::check(&bytes)
+        .map_err(|e| read_err(format!("not a whole safetensors file: {e}")))?;
     let tensors = Tensor::read_safetensors(path).map_err(|e| read_err(e.to_string()))?;
     let file: std::collections::BTreeMap<String, Tensor> =
         tensors.into_iter().filter(|(n, _)| !n.ends_with("num_batches_tracked")).collect();
-    crate::store::tensors::copy_matching(&mut vs.variables(), &file).map_err(|diffs| BackboneError::Mismatch {
-        path: path.to_path_buf(),
-        arch: arch.into(),
-        differences: diffs.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n"),
-    })?;
+    crate::store::tensors::copy_matching(&mut vs.variables(), &file)
+        .map_err(|diffs| BackboneError::Mismatch(Box::new(WeightsMismatch::new(path, &hash, arch, &file, diffs))))?;
     Ok(hash)
 }

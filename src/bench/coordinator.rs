@@ -30,6 +30,19 @@ pub struct Options {
 /// Expands the synthetic sweep, coordinates it on `profile`'s cluster for `cycles`
 /// cycles back to back (the sleep between cycles is not part of a cycle's cost), prints a
 /// line per cycle to `out`, cancels every job, and returns a one-line summary.
+/// `ras bench coordinator` with the profile at `cluster`, which must be a Slurm one.
+pub fn run_for_profile(cluster: &std::path::Path, opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
+    let profile = ClusterProfile::load(cluster)?;
+    if profile.launcher != crate::config::LauncherKind::Slurm {
+        anyhow::bail!(
+            "{}: ras bench coordinator needs a Slurm profile (a local one would start {} real runs)",
+            cluster.display(),
+            opts.runs
+        );
+    }
+    run(&profile, opts, out)
+}
+
 pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
     let tmp = std::env::temp_dir().join(format!("ras-bench-coordinator-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;

@@ -23,7 +23,7 @@ pub enum S3BenchError {
          (scripts/setup-s3.sh installs it), or set RAS_S3S_FS to its path"
     )]
     NoServer,
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

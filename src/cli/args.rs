@@ -203,7 +203,9 @@ pub enum Command {
         ras sweep jobs/table1-2.toml --set train.epochs=100 --store s3://bucket/ras\n\n\
         Start it again at any time (after a crash or a cancel): finished runs are skipped,\n\
         running ones adopted, unfinished ones resume from their checkpoints. A run that failed\n\
-        1 + max_retries times stays failed; raise max_retries in the sweep file to try again.")]
+        1 + max_retries times stays failed; raise max_retries in the sweep file to try again.\n\
+        A run cancelled with `ras cancel SWEEP --run` (or scancel'ed by hand) stays cancelled:\n\
+        --retry-cancelled launches it again.")]
     Sweep {
         #[command(flatten)]
         sweep: SweepArgs,
@@ -215,6 +217,10 @@ pub enum Command {
         /// has succeeded (--dependency=afterok).
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        /// Launch again the runs cancelled for good (`ras cancel --run`, or their Slurm
+        /// job scancel'ed by hand); they resume from their checkpoints.
+        #[arg(long)]
+        retry_cancelled: bool,
     },
     /// A sweep's runs: state, epoch, attempts, latest mean metrics.
     #[command(after_help = "Examples:\n  \
@@ -228,11 +234,28 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS")]
         watch: Option<f64>,
     },
-    /// Cancel a sweep's running jobs and stop its coordinators from launching more.
+    /// Cancel a sweep's running jobs and stop its coordinators from launching more (the
+    /// next `ras sweep` resumes them); with --run, stop only those runs, for good.
     ///
     /// Needs no cluster profile: each job's record in the store says which launcher
     /// started it (a local process is signalled, a Slurm job scancel'ed).
-    Cancel(SweepRefArgs),
+    #[command(after_help = "Examples:\n  \
+        ras cancel quickstart                                  # pause the sweep\n  \
+        ras cancel table5 --run mvtec-1a2b3c4d5e6f             # one run, by id\n  \
+        ras cancel table5 --run 'mvtec model.encoder_layers=0' # every seed of a variant")]
+    Cancel {
+        #[command(flatten)]
+        sweep: SweepRefArgs,
+        /// Cancel only this run, for good: a run id, a label as `ras status` shows it, or
+        /// a variant (a label without its seed: every seed). Repeat for several. No
+        /// coordinator launches it again (`ras sweep --retry-cancelled` does); its
+        /// status and report cells say cancelled.
+        #[arg(long = "run", value_name = "ID|LABEL")]
+        runs: Vec<String>,
+        /// Why (kept with the cancel, shown by `ras status`) [default: ras cancel --run].
+        #[arg(long, requires = "runs")]
+        reason: Option<String>,
+    },
     /// Print a sweep's runs, ranks and nodes each, estimated cost, launch order and
     /// makespan, without submitting anything.
     #[command(after_help = "Examples:\n  \

@@ -20,7 +20,7 @@ pub fn main() -> std::process::ExitCode {
     match run() {
         Ok(status) => status.into(),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", ras::error_text::chain(err.as_ref()));
             ras::failure::exit_status(&err).into()
         }
     }
@@ -118,9 +118,10 @@ fn run() -> Result<ExitStatus> {
                 ExportFormatArg::Safetensors => ras::interop::export::ExportFormat::Safetensors,
             };
             let opts = ras::interop::export::ExportOptions { format, model, backbone: !no_backbone };
+            let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("{run}.{}", format.extension())));
+            ras::interop::export::check_writable(&out).with_context(|| format!("cannot write {}", out.display()))?;
             let done = ras::interop::export::export_run(&store, &run, &opts)
                 .with_context(|| format!("cannot export run {run}"))?;
-            let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("{run}.{}", format.extension())));
             ras::write_file_atomically(&out, &done.bytes).with_context(|| format!("cannot write {}", out.display()))?;
             print!("{}", done.render(&out));
         }
@@ -135,9 +136,11 @@ fn run() -> Result<ExitStatus> {
                 return Ok(ExitStatus::Partial);
             }
         }
-        Command::Sweep { sweep, no_wait, report } => return sweep::sweep(&sweep, no_wait, report.as_deref()),
+        Command::Sweep { sweep, no_wait, report, retry_cancelled } => {
+            return sweep::sweep(&sweep, no_wait, report.as_deref(), retry_cancelled)
+        }
         Command::Status { sweep, watch } => sweep::status(&sweep, watch)?,
-        Command::Cancel(args) => sweep::cancel(&args)?,
+        Command::Cancel { sweep, runs, reason } => sweep::cancel(&sweep, &runs, reason.as_deref())?,
         Command::Plan { sweep, json, no_data_check } => sweep::plan(&sweep, json, !no_data_check)?,
         Command::Report { sweep, out } => sweep::report(&sweep, &out)?,
         Command::Runs { store, filter, json } => {
@@ -203,7 +206,8 @@ fn run() -> Result<ExitStatus> {
         }
         Command::Bench(BenchCommand::Coordinator { runs, cycles, cluster, store, json, s3, latency_ms }) => {
             let s3_latency = s3.then(|| std::time::Duration::from_millis(latency_ms));
-            sweep::bench_coordinator(runs, cycles, &cluster, store, json, s3_latency)?
+            let opts = ras::bench::coordinator::Options { runs, cycles, store, json, s3_latency };
+            eprintln!("{}", ras::bench::coordinator::run_for_profile(&cluster, &opts, &mut std::io::stdout())?);
         }
     }
     Ok(ExitStatus::Ok)

@@ -3,7 +3,6 @@
 
 use super::args::{SweepArgs, SweepRefArgs};
 use anyhow::{bail, Context, Result};
-use ras::config::{ClusterProfile, LauncherKind};
 use ras::exit::ExitStatus;
 use ras::store::Store;
 use ras::sweep::{Manifest, RunPhase};
@@ -18,8 +17,11 @@ fn find(args: &SweepRefArgs) -> Result<(Manifest, Store)> {
     Ok(ras::runs::find_sweep(&args.sweep, args.cluster.as_deref(), args.store.clone(), &args.overrides)?)
 }
 
-pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<ExitStatus> {
+pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>, retry_cancelled: bool) -> Result<ExitStatus> {
     let ras::runs::LoadedSweep { mut manifest, store, profile, .. } = load(args, true, true)?;
+    if retry_cancelled {
+        print!("{}", ras::sweep::cancel::retry_cancelled_said(&store, &manifest)?);
+    }
     // The plan's estimates go into the stored manifest: the report's "planned".
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
     let work = ras::runs::work_dir(&manifest);
@@ -57,7 +59,7 @@ pub fn sweep(args: &SweepArgs, no_wait: bool, report: Option<&Path>) -> Result<E
         if let Some(job) = job {
             let n = views.iter().filter(|v| v.phase == RunPhase::Active).count();
             println!("report job {} writes {} once all {n} active runs succeeded", job.id, out.display());
-        } else if views.iter().all(|v| v.phase == RunPhase::Complete) {
+        } else if ras::sweep::status::report_ready(&views) {
             write_report(&args.sweep, &manifest, &store, out)?;
         } else if no_wait {
             println!("report: not all runs are complete yet; `ras sweep` (without --no-wait) or `ras report` writes it later");
@@ -104,10 +106,10 @@ pub fn status(args: &SweepRefArgs, watch: Option<f64>) -> Result<()> {
     }
 }
 
-pub fn cancel(args: &SweepRefArgs) -> Result<()> {
+/// `ras cancel`: the whole sweep (the next `ras sweep` resumes it), or with --run some runs, for good.
+pub fn cancel(args: &SweepRefArgs, runs: &[String], reason: Option<&str>) -> Result<()> {
     let (manifest, store) = find(args)?;
-    let n = ras::sweep::cancel(&store, &manifest, &mut ras::launch::Records)?;
-    println!("sweep {}: cancelled {n} active jobs; coordinators launch nothing more", manifest.name);
+    print!("{}", ras::sweep::cancel::cancel_command(&store, &manifest, &mut ras::launch::Records, runs, reason)?);
     Ok(())
 }
 
@@ -140,26 +142,5 @@ fn write_report(sweep: &Path, manifest: &Manifest, store: &Store, out: &Path) ->
         Err(e @ ras::report::ReportError::NoCompleteRun { .. }) => bail!("{e} (ras status {})", sweep.display()),
         r => print!("{}", r?.render()),
     }
-    Ok(())
-}
-
-/// `ras bench coordinator`: see its --help.
-pub fn bench_coordinator(
-    runs: usize,
-    cycles: usize,
-    cluster: &Path,
-    store: Option<String>,
-    json: bool,
-    s3_latency: Option<std::time::Duration>,
-) -> Result<()> {
-    let profile = ClusterProfile::load(cluster)?;
-    if profile.launcher != LauncherKind::Slurm {
-        bail!(
-            "{}: ras bench coordinator needs a Slurm profile (a local one would start {runs} real runs)",
-            cluster.display()
-        );
-    }
-    let opts = ras::bench::coordinator::Options { runs, cycles, store, json, s3_latency };
-    eprintln!("{}", ras::bench::coordinator::run(&profile, &opts, &mut std::io::stdout())?);
     Ok(())
 }

@@ -89,7 +89,7 @@ fn one() -> usize {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("cannot read cluster profile {path}: {source}")]
+    #[error("cannot read cluster profile {path}")]
     Read {
         path: PathBuf,
         #[source]

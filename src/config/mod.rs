@@ -31,7 +31,7 @@ use std::path::PathBuf;
 /// `--set KEY=VALUE` argument.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
         #[source]

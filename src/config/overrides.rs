@@ -56,6 +56,33 @@ pub fn apply<'i>(table: &mut DeTable<'i>, overrides: &'i [String], file_len: usi
     Ok(())
 }
 
+/// For an override whose value looks like a list but is not TOML (so it was taken as a bare
+/// string), what the
+/// TOML list it probably meant looks like, as a hint after the error its type caused:
+/// `dataset.classes=[bottle]` -> `; [bottle] is not TOML (read as a string): write
+/// --set 'dataset.classes=["bottle"]'`. None when the value parses as TOML.
+pub fn toml_hint(arg: &str) -> Option<String> {
+    let (key, raw) = arg.split_once('=')?;
+    let raw = raw.trim();
+    // Only a list is hinted: a bare word is a string as meant, and quoting a word where a
+    // number was expected would not help.
+    if !raw.starts_with('[') || DeValue::parse(raw).is_ok() {
+        return None;
+    }
+    let quote = |s: &str| -> String {
+        let s = s.trim();
+        if DeValue::parse(s).is_ok() {
+            s.to_string()
+        } else {
+            toml::Value::String(s.trim_matches(|c| c == '"' || c == '\'').to_string()).to_string()
+        }
+    };
+    let inner = raw.trim_start_matches('[').trim_end_matches(']');
+    let items: Vec<String> = inner.split(',').filter(|s| !s.trim().is_empty()).map(quote).collect();
+    let meant = format!("[{}]", items.join(", "));
+    Some(format!("; {raw} is not TOML (so it was read as a string): write --set '{}={meant}'", key.trim()))
+}
+
 /// `value` with every span inside it (array items, table keys) set to `span`: the
 /// parser's spans are relative to the override's text, which is not the file.
 fn relabel<'i>(value: DeValue<'i>, span: &std::ops::Range<usize>) -> Spanned<DeValue<'i>> {
@@ -107,5 +134,17 @@ mod tests {
         assert!(i == 1 && err.contains("b") && err.contains("not a table"), "{i} {err}");
         let bad: Vec<String> = vec!["novalue".into()];
         assert!(apply(&mut t, &bad, 10).unwrap_err().1.contains("key.path=value"));
+    }
+
+    #[test]
+    fn a_value_that_is_not_toml_gets_the_toml_it_needs() {
+        assert_eq!(
+            toml_hint("dataset.classes=[bottle]").unwrap(),
+            "; [bottle] is not TOML (so it was read as a string): write --set 'dataset.classes=[\"bottle\"]'"
+        );
+        assert!(toml_hint("dataset.classes=[bottle, 3,cable]").unwrap().ends_with("=[\"bottle\", 3, \"cable\"]'"));
+        assert_eq!(toml_hint("dataset.classes=[\"bottle\"]"), None);
+        assert_eq!(toml_hint("train.lr=1e-3"), None);
+        assert_eq!(toml_hint("train.lr=fast"), None, "a word is a string as meant");
     }
 }

@@ -517,7 +517,8 @@ impl Source<'_> {
         let Some(span) = e.span() else { return ConfigError::Parse { path, message } };
         if let Some(i) = super::overrides::blame(self.text.len(), &span) {
             if let Some(arg) = self.overrides.get(i) {
-                return ConfigError::Override { path, arg: arg.clone(), message };
+                let hint = super::overrides::toml_hint(arg).unwrap_or_default();
+                return ConfigError::Override { path, arg: arg.clone(), message: format!("{message}{hint}") };
             }
         }
         let (line, column, text) = self.locate(span.start);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepFileError {
-    #[error("cannot read sweep file {path}: {source}")]
+    #[error("cannot read sweep file {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -18,6 +18,11 @@ pub enum SweepFileError {
     },
     #[error("sweep file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(
+        "sweep file {path}: {key} = {wanted:?} not found; looked in {}. Give a path relative to the sweep file's folder, or an absolute one (a sweep file kept in a jobs/ folder also finds configs/ beside it)",
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    ConfigNotFound { path: PathBuf, key: String, wanted: PathBuf, tried: Vec<PathBuf> },
 }
 
 /// One value or a list of them (`setting = "unified"` or `setting = ["unified", "separate"]`).
@@ -308,13 +313,46 @@ fn value_text(v: &toml::Value) -> String {
 /// (as before sweep files resolved against their own folder). None existing: relative to
 /// the sweep file's folder, so that the error names where it was looked for.
 pub fn resolve_config_path(sweep_path: &Path, p: &Path) -> PathBuf {
+    let tried = config_path_candidates(sweep_path, p);
+    tried.iter().find(|c| c.exists()).unwrap_or(&tried[0]).clone()
+}
+
+/// The places `resolve_config_path` looks, in its order.
+fn config_path_candidates(sweep_path: &Path, p: &Path) -> Vec<PathBuf> {
     if p.is_absolute() {
-        return p.to_path_buf();
+        return vec![p.to_path_buf()];
     }
     let dir = sweep_path.parent().unwrap_or(Path::new(""));
-    let own = dir.join(p);
-    let repo = dir.parent().map(|r| r.join(p));
-    [Some(own.clone()), repo, Some(p.to_path_buf())].into_iter().flatten().find(|c| c.exists()).unwrap_or(own)
+    let mut tried = vec![dir.join(p)];
+    tried.extend(dir.parent().map(|r| r.join(p)));
+    tried.push(p.to_path_buf());
+    tried
+}
+
+/// `key = p` of the sweep file at `sweep_path` (`base`, `datasets`, a `[bases]` entry):
+/// where `resolve_config_path` finds it, or an error listing every place it looked.
+pub fn locate_config(sweep_path: &Path, key: &str, p: &Path) -> Result<PathBuf, SweepFileError> {
+    let tried = config_path_candidates(sweep_path, p);
+    match tried.iter().find(|c| c.exists()) {
+        Some(found) => Ok(found.clone()),
+        None => {
+            // Listed as absolute paths, once each: "configs/x.toml" says nothing of where.
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let mut listed: Vec<PathBuf> = vec![];
+            for t in tried {
+                let abs: PathBuf = cwd.join(t).components().filter(|c| *c != std::path::Component::CurDir).collect();
+                if !listed.contains(&abs) {
+                    listed.push(abs);
+                }
+            }
+            Err(SweepFileError::ConfigNotFound {
+                path: sweep_path.to_path_buf(),
+                key: key.to_string(),
+                wanted: p.to_path_buf(),
+                tried: listed,
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -342,6 +380,13 @@ mod tests {
             "then the repository"
         );
         assert_eq!(resolve_config_path(&sweep, Path::new("configs/none.toml")), d.join("jobs/configs/none.toml"));
+        let err = locate_config(&sweep, "base", Path::new("configs/none.toml")).unwrap_err().to_string();
+        let cwd = std::env::current_dir().unwrap();
+        for place in [d.join("jobs/configs/none.toml"), d.join("configs/none.toml"), cwd.join("configs/none.toml")] {
+            assert!(err.contains(&place.display().to_string()), "{place:?} not listed: {err}");
+        }
+        assert!(err.contains("base = \"configs/none.toml\" not found"), "{err}");
+        assert_eq!(locate_config(&sweep, "base", Path::new("configs/repo.toml")).unwrap(), d.join("configs/repo.toml"));
         assert_eq!(resolve_config_path(&sweep, Path::new("/abs/x.toml")), PathBuf::from("/abs/x.toml"));
     }
 }

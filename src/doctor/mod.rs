@@ -227,7 +227,11 @@ pub fn doctor(
         Ok(mut v) if !v.is_empty() => v.remove(0),
         Ok(_) => anyhow::bail!("the launcher returned no job"),
         Err(e) => {
-            out.checks.push(Check::new("submit", "FAIL", format!("{} launcher: {e}", launcher.kind())));
+            out.checks.push(Check::new(
+                "submit",
+                "FAIL",
+                format!("{} launcher: {}", launcher.kind(), crate::error_text::chain(&e)),
+            ));
             return Ok(out);
         }
     };
@@ -245,10 +249,10 @@ pub fn doctor(
     std::thread::sleep(Duration::from_millis(500));
     let ended = loop {
         let state = launcher.poll(&[&job])?.pop().unwrap_or(JobState::Ended);
-        if state == JobState::Ended && ended_once {
+        if state.is_ended() && ended_once {
             break true;
         }
-        ended_once = state == JobState::Ended;
+        ended_once = state.is_ended();
         match state {
             JobState::Queued if !said_queued => {
                 eprintln!(

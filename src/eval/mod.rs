@@ -1,6 +1,7 @@
 //! Evaluation: anomaly maps and image scores (spec section 6), then metrics per class
 //! and their mean. Numbers are honest: an AUROC under 0.5 stays under 0.5.
 
+pub mod legend;
 pub mod metrics;
 pub mod pictures;
 

@@ -38,7 +38,7 @@ pub struct BackboneCheck {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneCheckError {
-    #[error("{config}: [backbone]: {source}")]
+    #[error("{config}: [backbone]")]
     Build { config: PathBuf, source: BackboneError },
     #[error("{}", describe(.checkpoint, .config, .backbone, .random_init, .differences, .compared, .pickle))]
     Differs {
@@ -119,7 +119,7 @@ pub fn check_backbone(
     if held.is_empty() {
         return Ok(unchecked(cfg, &identity.weights));
     }
-    let ours = FeatureExtractor::new(cfg, Device::Cpu).map_err(build)?.named_weights();
+    let ours = FeatureExtractor::quiet(cfg, Device::Cpu).map_err(build)?.named_weights();
     compare(cfg, &identity.weights, config_path, checkpoint, pickle, held, ours)
 }
 

@@ -57,7 +57,10 @@ pub struct Exported {
     pub epoch: usize,
     pub epochs: usize,
     pub model_tensors: usize,
+    /// Backbone tensors written, its BatchNorm `num_batches_tracked` counters included.
     pub backbone_tensors: usize,
+    /// Of those, the counters.
+    pub backbone_counters: usize,
     /// The backbone exported is a seeded random init (the run had no `backbone.weights`).
     pub backbone_random_init: bool,
 }
@@ -65,8 +68,12 @@ pub struct Exported {
 impl Exported {
     /// What `ras export` prints once the bytes are written to `out`.
     pub fn render(&self, out: &Path) -> String {
+        let counters = match self.backbone_counters {
+            0 => String::new(),
+            n => format!(" ({} weights and statistics, {n} BatchNorm counters)", self.backbone_tensors - n),
+        };
         let mut s = format!(
-            "wrote {} ({} bytes): model {} at epoch {} of {}, {} model + {} backbone tensors\n",
+            "wrote {} ({} bytes): model {} at epoch {} of {}, {} model + {} backbone tensors{counters}\n",
             out.display(),
             self.bytes.len(),
             self.model,
@@ -83,6 +90,19 @@ impl Exported {
         }
         s
     }
+}
+
+/// Fails when no file can be written at `out` (its folder missing or read-only, or `out`
+/// a folder), before any work is done: `ras export` checks its output first. Probes with
+/// the temporary name [`crate::write_file_atomically`] writes, and removes it.
+pub fn check_writable(out: &Path) -> std::io::Result<()> {
+    if out.is_dir() {
+        return Err(std::io::Error::other("it is a folder: give a file name"));
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let probe = out.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
 }
 
 /// The export of `run`'s model (see the module doc).
@@ -120,7 +140,9 @@ pub fn export_run(store: &Store, run: &str, opts: &ExportOptions) -> Result<Expo
     let mut backbone = vec![];
     let mut random_init = false;
     if opts.backbone {
-        let fx = FeatureExtractor::new(&cfg.backbone, Device::Cpu).with_context(|| {
+        // Only its weights are read: no word about a random init on the way (the summary
+        // says what was exported).
+        let fx = FeatureExtractor::quiet(&cfg.backbone, Device::Cpu).with_context(|| {
             format!("loading the backbone run {run} used (its config's [backbone]); pass --no-backbone to export the model alone")
         })?;
         if let Some(env) = store.get_json::<serde_json::Value>(&paths.env())? {
@@ -148,6 +170,7 @@ pub fn export_run(store: &Store, run: &str, opts: &ExportOptions) -> Result<Expo
         backbone.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let backbone_tensors = backbone.len();
+    let backbone_counters = backbone.iter().filter(|(n, _)| n.ends_with(".num_batches_tracked")).count();
     // The public ModelHelper's order: backbone, (neck: no tensors), reconstruction.
     let all: Vec<(String, Tensor)> = backbone.into_iter().chain(state).collect();
     for (n, t) in &all {
@@ -191,6 +214,7 @@ pub fn export_run(store: &Store, run: &str, opts: &ExportOptions) -> Result<Expo
         epochs: cfg.train.epochs,
         model_tensors,
         backbone_tensors,
+        backbone_counters,
         backbone_random_init: random_init,
     })
 }

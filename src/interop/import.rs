@@ -25,7 +25,7 @@ use super::{classify, PublicName};
 use crate::backbone::BackboneIdentity;
 use crate::config::{RunConfig, Setting};
 use crate::run::{load_trained, Checkpointer, RunPaths, TrainedWeights};
-use crate::store::{sha256_hex, tensors, Store};
+use crate::store::{safetensors_header, sha256_hex, tensors, Store};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -83,23 +83,27 @@ impl Imported {
         if self.already_present {
             s += &format!("already imported (sha256 {}): run {id}\n", p.sha256);
         } else {
+            let count = NotImported::of(&p.not_imported);
             s += &format!(
-                "imported {} ({}, sha256 {}): {} model tensors\n",
+                "imported {} ({}, sha256 {}): {} model tensors of the {} it holds\n",
                 checkpoint.display(),
                 p.format,
                 p.sha256,
-                p.tensors
+                p.tensors,
+                p.tensors + p.not_imported.len()
             );
             if !p.not_imported.is_empty() {
-                s += &format!(
-                    "not imported: {} tensors outside the reconstruction model (backbone, counters)\n",
-                    p.not_imported.len()
-                );
+                s += &format!("not imported: {}\n", count.render());
             }
             match &p.backbone {
                 Some(b) if b.compared_tensors > 0 => {
+                    let counters = match count.backbone_counters {
+                        0 => String::new(),
+                        n => format!(" (and {n} BatchNorm counters, never read, not compared)"),
+                    };
                     s += &format!(
-                        "backbone: the config's ({}), equal to the checkpoint's in all {} tensors it holds\n",
+                        "backbone: the config's ({}), equal to the checkpoint's in all {} backbone tensors it \
+                         holds{counters}\n",
                         b.weights, b.compared_tensors
                     )
                 }
@@ -114,6 +118,57 @@ impl Imported {
             s += &format!("run {id} in {store_url}/{}\n", RunPaths::new(id.as_str()).prefix());
         }
         s + &format!("evaluate it: ras eval {id} --store {store_url}\n")
+    }
+}
+
+/// The tensors of a checkpoint that an import leaves out, counted by kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NotImported {
+    /// The backbone's weights and BatchNorm statistics (`module.backbone.*`).
+    pub backbone: usize,
+    /// BatchNorm `num_batches_tracked` counters of the backbone.
+    pub backbone_counters: usize,
+    /// Counters elsewhere (a neck's, a model's).
+    pub other_counters: usize,
+    /// Anything else (a neck's tensors).
+    pub other: usize,
+}
+
+impl NotImported {
+    /// Counts `names` (a public state dict's names) by kind.
+    pub fn of(names: &[String]) -> Self {
+        let mut c = Self::default();
+        for n in names {
+            let in_backbone = super::without_module(n).starts_with("backbone.");
+            match (in_backbone, n.ends_with("num_batches_tracked")) {
+                (true, true) => c.backbone_counters += 1,
+                (true, false) => c.backbone += 1,
+                (false, true) => c.other_counters += 1,
+                (false, false) => c.other += 1,
+            }
+        }
+        c
+    }
+
+    pub fn total(&self) -> usize {
+        self.backbone + self.backbone_counters + self.other_counters + self.other
+    }
+
+    /// "360 tensors outside the reconstruction model: 311 of the backbone, 49 BatchNorm
+    /// counters (num_batches_tracked)": the parts add up to the total.
+    pub fn render(&self) -> String {
+        let mut parts = vec![];
+        if self.backbone > 0 {
+            parts.push(format!("{} of the backbone", self.backbone));
+        }
+        let counters = self.backbone_counters + self.other_counters;
+        if counters > 0 {
+            parts.push(format!("{counters} BatchNorm counters (num_batches_tracked)"));
+        }
+        if self.other > 0 {
+            parts.push(format!("{} others (the neck's)", self.other));
+        }
+        format!("{} tensors outside the reconstruction model: {}", self.total(), parts.join(", "))
     }
 }
 
@@ -158,10 +213,14 @@ pub fn import_checkpoint(
         }
     }
 
-    let pickle = !is_safetensors(&bytes);
+    // A file named or shaped as safetensors is read here, and refused with what is wrong
+    // with it: never handed to the converter of pickles.
+    let pickle = !safetensors_header::looks_like(src, &bytes);
     let (named, held_backbone, mut not_imported) = if pickle {
         convert_pickle(src, opts)?
     } else {
+        safetensors_header::check(&bytes)
+            .with_context(|| format!("{} is not a whole safetensors file", src.display()))?;
         model_tensors(
             tensors::decode(&bytes).with_context(|| format!("{}: not a valid safetensors file", src.display()))?,
         )
@@ -225,14 +284,6 @@ pub fn import_checkpoint(
     store.put_json(&paths.import_record(), &provenance)?;
     checkpoints.save_state(&model, cfg.train.epochs, 0, None, &crate::train::initial_state(&trained.vs))?;
     Ok(Imported { run_id: paths.id().to_string(), config: cfg, provenance, already_present: false })
-}
-
-/// safetensors: an 8-byte little-endian header length, then a JSON header. (A
-/// `torch.save` file starts with "PK" (zip) or 0x80 (a legacy pickle).)
-fn is_safetensors(bytes: &[u8]) -> bool {
-    bytes.len() > 9
-        && bytes[8] == b'{'
-        && u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) < bytes.len() as u64
 }
 
 /// A public state dict's tensors, sorted out: the reconstruction model's (by their names
@@ -319,4 +370,31 @@ fn convert_pickle(src: &Path, opts: &ImportOptions) -> Result<Parts> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", backbone_out.display())),
     };
     Ok((tensors::decode(&bytes)?, backbone, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotImported;
+
+    #[test]
+    fn what_is_not_imported_is_counted_by_kind_and_adds_up() {
+        let names: Vec<String> = [
+            "module.backbone._conv_stem.weight",
+            "module.backbone._bn0.running_var",
+            "module.backbone._bn0.num_batches_tracked",
+            "backbone._blocks.0._bn1.num_batches_tracked",
+            "module.neck.x.num_batches_tracked",
+            "module.neck.proj.weight",
+        ]
+        .map(String::from)
+        .to_vec();
+        let c = NotImported::of(&names);
+        assert_eq!(c, NotImported { backbone: 2, backbone_counters: 2, other_counters: 1, other: 1 });
+        assert_eq!(c.total(), names.len());
+        assert_eq!(
+            c.render(),
+            "6 tensors outside the reconstruction model: 2 of the backbone, 3 BatchNorm counters \
+             (num_batches_tracked), 1 others (the neck's)"
+        );
+    }
 }

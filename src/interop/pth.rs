@@ -19,9 +19,9 @@ use tch::{Kind, Tensor};
 pub enum PthError {
     #[error("tensor {name}: {kind:?} cannot be written (float32 or int64 only)")]
     Kind { name: String, kind: Kind },
-    #[error("writing the archive: {0}")]
+    #[error("writing the archive")]
     Zip(#[from] zip::result::ZipError),
-    #[error("writing the archive: {0}")]
+    #[error("writing the archive")]
     Io(#[from] std::io::Error),
 }
 

@@ -13,13 +13,9 @@ use std::time::Duration;
 /// A command that could not run or did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("cannot start `{line}`: {source}{hint}")]
-    Spawn {
-        line: String,
-        hint: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The OS error is part of the message, not a source: the install hint reads after it.
+    #[error("cannot start `{line}`: {error}{hint}")]
+    Spawn { line: String, hint: String, error: std::io::Error },
     #[error("`{line}` failed ({status}): {stderr}")]
     Failed { line: String, status: String, stderr: String },
 }
@@ -93,7 +89,7 @@ pub fn run_command(cmd: &mut Command, retry: Retry, hint: &str) -> Result<Comman
         let t = std::time::Instant::now();
         let out = cmd.output();
         WAITED_US.fetch_add(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
-        let out = out.map_err(|source| CommandError::Spawn { line: line.clone(), hint: hint.to_string(), source })?;
+        let out = out.map_err(|error| CommandError::Spawn { line: line.clone(), hint: hint.to_string(), error })?;
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         tracing::debug!(command = line, status = %out.status, stderr, "ran");
         if !out.status.success() {

@@ -12,7 +12,8 @@
 //! - `ras train` itself: a run's job reads the config file it was given, writes status
 //!   "running" when it starts, and when it ends writes what a real attempt leaves in the
 //!   run's store ([`Outcome`], decided by the test's script); a cancelled running run
-//!   checkpoints and writes "preempted", as on SIGTERM. Tasks (feature caches, reports)
+//!   checkpoints and writes "preempted", as on SIGTERM; a Slurm-like cluster then
+//!   reports the job as cancelled (Slurm's CANCELLED). Tasks (feature caches, reports)
 //!   write nothing and succeed.
 //!
 //! Time is ticks: every `poll` call is one tick of the whole cluster (or only
@@ -383,7 +384,8 @@ impl Launcher for Memory {
             // The job reads its config as `ras train` would: the run id and store are its.
             let run = match &spec.command {
                 JobCommand::Run { config, .. } => {
-                    let cfg = RunConfig::load(config, &[]).map_err(|e| LaunchError::Invalid(e.to_string()))?;
+                    let cfg =
+                        RunConfig::load(config, &[]).map_err(|e| LaunchError::Invalid(crate::error_text::chain(&e)))?;
                     Some((cfg.run_id(), cfg.store.clone(), cfg.train.epochs, cfg.train.setting))
                 }
                 JobCommand::Task { .. } | JobCommand::Ranks { .. } => None,
@@ -431,6 +433,8 @@ impl Launcher for Memory {
                 _ if c.unreachable => JobState::Unknown("memory cluster: unreachable (scripted)".into()),
                 Some(j) if j.phase == Phase::Queued => JobState::Queued,
                 Some(j) if j.phase == Phase::Active => JobState::Active,
+                // As Slurm says of a scancel'ed job (a local process just ends).
+                Some(j) if j.cancelled && c.queues => JobState::Cancelled,
                 Some(_) | None => JobState::Ended,
             })
             .collect())

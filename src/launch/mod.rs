@@ -37,7 +37,7 @@ use std::path::PathBuf;
 pub enum LaunchError {
     #[error(transparent)]
     Command(#[from] command::CommandError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -47,7 +47,7 @@ pub enum LaunchError {
     Template { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("store: {0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
@@ -95,6 +95,10 @@ pub enum JobState {
     /// Running (or starting, completing).
     Active,
     Ended,
+    /// Ended by a cancel in the scheduler (Slurm's state CANCELLED: `scancel`, by a person
+    /// or by ras), not by a preemption or a requeue. The tracker tells a person's cancel
+    /// from ras's own by the jobs ras records as stopped.
+    Cancelled,
     /// The scheduler could not be asked (controller unreachable). Not "ended": a job
     /// that may still run must not be launched a second time. The text says why.
     Unknown(String),
@@ -103,7 +107,12 @@ pub enum JobState {
 impl JobState {
     /// Queued, running, or possibly either (unknown): not to be launched again.
     pub fn is_alive(&self) -> bool {
-        !matches!(self, JobState::Ended)
+        !self.is_ended()
+    }
+
+    /// Ended, cancelled or not.
+    pub fn is_ended(&self) -> bool {
+        matches!(self, JobState::Ended | JobState::Cancelled)
     }
 }
 
@@ -177,6 +186,13 @@ pub trait Launcher {
     /// Stops jobs: a run checkpoints and exits 75 ("requeue me"), as on preemption.
     fn cancel(&mut self, jobs: &[&JobRecord]) -> Result<(), LaunchError>;
 
+    /// Who cancelled each of these jobs (ended [`JobState::Cancelled`]), where the
+    /// scheduler's accounting says: a uid, or None. Asked only when a job was cancelled
+    /// by someone other than ras (rare), so it costs no poll cycle anything.
+    fn cancelled_by(&mut self, jobs: &[&JobRecord]) -> Vec<Option<String>> {
+        cancelled_by_records(jobs)
+    }
+
     /// Whether the cluster queues jobs itself (Slurm): a job submitted with `after` waits
     /// for those jobs by itself, and jobs beyond the free slots wait their turn. If not,
     /// the coordinator waits before submitting.
@@ -236,6 +252,19 @@ pub(crate) fn poll_records(jobs: &[&JobRecord]) -> Vec<JobState> {
         .map(|j| match j.kind {
             LauncherKind::Local => local::poll_pid(j),
             LauncherKind::Slurm => slurm_states.next().expect("a state per Slurm record"),
+        })
+        .collect()
+}
+
+/// Who cancelled each record: Slurm records from `sacct` (one call), where the cluster
+/// keeps accounting; None for the others.
+pub(crate) fn cancelled_by_records(jobs: &[&JobRecord]) -> Vec<Option<String>> {
+    let slurm: Vec<&JobRecord> = jobs.iter().copied().filter(|j| j.kind == LauncherKind::Slurm).collect();
+    let mut by = slurm::sacct_cancelled_by(&slurm).into_iter();
+    jobs.iter()
+        .map(|j| match j.kind {
+            LauncherKind::Slurm => by.next().flatten(),
+            LauncherKind::Local => None,
         })
         .collect()
 }

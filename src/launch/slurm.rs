@@ -312,6 +312,8 @@ pub(crate) fn squeue_states(jobs: &[&JobRecord]) -> Vec<JobState> {
                 .map(|j| match states.get(j.id.as_str()) {
                     Some(s) if QUEUED.contains(&s.as_str()) => JobState::Queued,
                     Some(s) if ACTIVE.contains(&s.as_str()) => JobState::Active,
+                    // scancel (a preemption reads PREEMPTED, or requeues: PENDING).
+                    Some(s) if s == "CANCELLED" => JobState::Cancelled,
                     _ => JobState::Ended,
                 })
                 .collect()
@@ -321,6 +323,38 @@ pub(crate) fn squeue_states(jobs: &[&JobRecord]) -> Vec<JobState> {
             jobs.iter().map(|_| JobState::Unknown(why.clone())).collect()
         }
     }
+}
+
+/// Who cancelled each job, in ONE `sacct` call: the uid of its state "CANCELLED by
+/// <uid>", or None (not cancelled, or no accounting on this cluster: sacct fails there,
+/// and nothing is lost but the uid).
+pub(crate) fn sacct_cancelled_by(jobs: &[&JobRecord]) -> Vec<Option<String>> {
+    if jobs.is_empty() {
+        return vec![];
+    }
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let mut cmd = Command::new("sacct");
+    cmd.args(["--noheader", "--parsable2", "--allocations", "--format=JobID,State"]);
+    cmd.arg(format!("--jobs={}", ids.join(",")));
+    match run_command(&mut cmd, Retry::Never, "") {
+        Ok(out) => {
+            let by = parse_sacct_cancelled(&out.stdout);
+            jobs.iter().map(|j| by.get(&j.id).cloned()).collect()
+        }
+        Err(e) => {
+            tracing::debug!("who cancelled the jobs is not known (no Slurm accounting?): {e}");
+            vec![None; jobs.len()]
+        }
+    }
+}
+
+/// `ID|STATE` lines of `sacct --parsable2 --format=JobID,State` -> the uid of each job
+/// whose state is "CANCELLED by <uid>".
+fn parse_sacct_cancelled(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once('|'))
+        .filter_map(|(id, st)| Some((id.trim().to_string(), st.trim().strip_prefix("CANCELLED by ")?.to_string())))
+        .collect()
 }
 
 /// `ID|STATE` lines of `squeue --format=%i|%T` -> state by job id.
@@ -341,6 +375,14 @@ mod tests {
         assert_eq!(m.get("12").map(String::as_str), Some("RUNNING"));
         assert_eq!(m.get("13_1").map(String::as_str), Some("COMPLETED"));
         assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn sacct_output_gives_the_uid_of_a_cancel() {
+        let m = parse_sacct_cancelled("12|CANCELLED by 1000\n13_1|COMPLETED\n13_0|CANCELLED by 0\n14|PREEMPTED\n");
+        assert_eq!(m.get("12").map(String::as_str), Some("1000"));
+        assert_eq!(m.get("13_0").map(String::as_str), Some("0"));
+        assert_eq!(m.len(), 2);
     }
 
     #[test]

@@ -31,7 +31,8 @@ fn text(header: &[&str], records: impl IntoIterator<Item = (String, Vec<String>)
 }
 
 /// Ours, the paper's and the difference, in percent with 4 decimals; empty where the
-/// paper has no number.
+/// paper has no number, and ours empty in a row of cancelled runs only (runs 0); the last
+/// column counts the variant's cancelled runs.
 pub(super) fn rows(rows: &[Row]) -> Result<Vec<u8>, ReportError> {
     let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
     text(
@@ -58,26 +59,30 @@ pub(super) fn rows(rows: &[Row]) -> Result<Vec<u8>, ReportError> {
             "p_f1max",
             "p_f1max_std",
             "paper_row",
+            "cancelled",
         ],
         rows.iter().map(|r| {
+            // (NaN in a row of cancelled runs only: left empty.)
+            let num = |v: Option<f64>| num(v.filter(|x| x.is_finite()));
             let rest = vec![
                 r.class.clone(),
                 r.runs.to_string(),
-                format!("{:.4}", r.i_auroc),
-                format!("{:.4}", r.i_std),
+                num(Some(r.i_auroc)),
+                num(Some(r.i_std)),
                 num(r.paper_i),
                 num(r.paper_i.map(|p| r.i_auroc - p)),
-                format!("{:.4}", r.p_auroc),
-                format!("{:.4}", r.p_std),
+                num(Some(r.p_auroc)),
+                num(Some(r.p_std)),
                 num(r.paper_p),
                 num(r.paper_p.map(|p| r.p_auroc - p)),
             ];
             let mut rest = rest;
             for (m, sd) in r.extra {
-                rest.push(format!("{m:.4}"));
-                rest.push(format!("{sd:.4}"));
+                rest.push(num(Some(m)));
+                rest.push(num(Some(sd)));
             }
             rest.push(r.paper_row.as_ref().map(|p| p.label()).unwrap_or_default());
+            rest.push(r.cancelled.to_string());
             (r.variant.clone(), rest)
         }),
     )
@@ -113,6 +118,7 @@ mod tests {
             variant: variant.into(),
             class: class.into(),
             runs: 2,
+            cancelled: 0,
             i_auroc: 97.25,
             i_std: 0.5,
             p_auroc: 95.0,
@@ -131,9 +137,9 @@ mod tests {
         let csv = rows(&[row("demo model.decoder=\"ras\"", "mean", Some(98.0)), row("demo", "a,b", None)]).unwrap();
         assert_eq!(
             String::from_utf8(csv).unwrap(),
-            "variant,class,runs,i_auroc,i_std,paper_i,delta_i,p_auroc,p_std,paper_p,delta_p,aupro,aupro_std,i_ap,i_ap_std,p_ap,p_ap_std,i_f1max,i_f1max_std,p_f1max,p_f1max_std,paper_row\n\
-             \"demo model.decoder=\"\"ras\"\"\",mean,2,97.2500,0.5000,98.0000,-0.7500,95.0000,0.2500,,,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,\n\
-             \"demo\",\"a,b\",2,97.2500,0.5000,,,95.0000,0.2500,,,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,\n"
+            "variant,class,runs,i_auroc,i_std,paper_i,delta_i,p_auroc,p_std,paper_p,delta_p,aupro,aupro_std,i_ap,i_ap_std,p_ap,p_ap_std,i_f1max,i_f1max_std,p_f1max,p_f1max_std,paper_row,cancelled\n\
+             \"demo model.decoder=\"\"ras\"\"\",mean,2,97.2500,0.5000,98.0000,-0.7500,95.0000,0.2500,,,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,,0\n\
+             \"demo\",\"a,b\",2,97.2500,0.5000,,,95.0000,0.2500,,,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,1.0000,0.5000,,0\n"
         );
     }
 

@@ -39,6 +39,16 @@ pub fn cell(ours: f64, std: f64, runs: usize, paper: Option<f64>) -> String {
     }
 }
 
+/// A row's I-AUROC (`image`) or P-AUROC cell: `cell`, or "cancelled" for a row of
+/// cancelled runs only.
+fn row_cell(r: &Row, image: bool) -> String {
+    match (r.is_cancelled(), image) {
+        (true, _) => "cancelled".into(),
+        (false, true) => cell(r.i_auroc, r.i_std, r.runs, r.paper_i),
+        (false, false) => cell(r.p_auroc, r.p_std, r.runs, r.paper_p),
+    }
+}
+
 /// The rounded "ours" of a cell, so that the difference shown is that of the numbers shown.
 fn ours_value(ours: &str) -> f64 {
     ours.split(' ').next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
@@ -97,8 +107,12 @@ pub fn paper_layout(
                         for v in &vs {
                             match rows.iter().find(|r| &r.variant == v && &r.class == class) {
                                 Some(r) => {
-                                    line.push(cell(r.i_auroc, r.i_std, r.runs, r.paper_i));
-                                    line.push(cell(r.p_auroc, r.p_std, r.runs, r.paper_p));
+                                    line.push(row_cell(r, true));
+                                    line.push(row_cell(r, false));
+                                }
+                                // A variant whose runs were all cancelled has its mean row only.
+                                None if mean_row(rows, v).is_some_and(Row::is_cancelled) => {
+                                    line.extend(["cancelled".to_string(), "cancelled".to_string()])
                                 }
                                 None => line.extend(["".to_string(), "".to_string()]),
                             }
@@ -124,8 +138,8 @@ pub fn paper_layout(
                             dataset.clone(),
                             short(&v, dataset),
                             paper,
-                            cell(r.i_auroc, r.i_std, r.runs, r.paper_i),
-                            cell(r.p_auroc, r.p_std, r.runs, r.paper_p),
+                            row_cell(r, true),
+                            row_cell(r, false),
                         ]);
                     }
                 }
@@ -155,8 +169,7 @@ pub fn paper_layout(
                             let mut line = vec![rv.clone()];
                             for cv in &cvals {
                                 line.push(match means.iter().find(|r| &key(r, &rk) == rv && &key(r, &ck) == cv) {
-                                    Some(r) if get == 0 => cell(r.i_auroc, r.i_std, r.runs, r.paper_i),
-                                    Some(r) => cell(r.p_auroc, r.p_std, r.runs, r.paper_p),
+                                    Some(r) => row_cell(r, get == 0),
                                     None => String::new(),
                                 });
                             }
@@ -216,7 +229,9 @@ pub fn paper_layout(
             if let Some(r) = mean_row(rows, &v) {
                 let mut line = vec![dataset.clone(), short(&v, dataset)];
                 line.extend(r.extra.iter().map(|(m, s)| {
-                    if r.runs > 1 {
+                    if r.is_cancelled() {
+                        "cancelled".to_string()
+                    } else if r.runs > 1 {
                         format!("{m:.1} ± {s:.1}")
                     } else {
                         format!("{m:.1}")
@@ -303,7 +318,7 @@ pub fn noise_with_configs(
 pub fn markdown(sweep: &str, caveats: &[String], grids: &[Grid], recipes: &[String]) -> String {
     let mut md = format!("# {sweep}: the paper's layout\n\n");
     md += &caveat_block(caveats, "> ");
-    md += "Cells: ours (mean ± std over seeds when several) (paper, ours − paper), in percent; `(-)`: no paper row for this variant.\n";
+    md += "Cells: ours (mean ± std over seeds when several) (paper, ours − paper), in percent; `(-)`: no paper row for this variant; `cancelled`: the variant's runs were cancelled (`ras cancel --run`) before they completed.\n";
     for g in grids {
         md += &format!("\n## {}\n\n| {} |\n|{}\n", g.title, g.header.join(" | "), "---|".repeat(g.header.len()));
         for r in &g.rows {

@@ -38,13 +38,13 @@ pub enum ReportError {
     NoCompleteRun { sweep: String, store: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("CSV: {0}")]
+    #[error("writing CSV")]
     Csv(#[from] ::csv::Error),
     /// The sweep's `[paper]` templates do not fit its runs.
     #[error("{0}")]
@@ -90,7 +90,8 @@ impl ReportOutput {
 /// when no run is complete.
 pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Result<ReportOutput, ReportError> {
     let tables = collect(store, manifest)?;
-    if tables.is_empty() {
+    // (Rows of cancelled runs only have nothing to report.)
+    if tables.values().flatten().all(Row::is_cancelled) {
         return Err(ReportError::NoCompleteRun { sweep: manifest.name.clone(), store: store.url().to_string() });
     }
     let runs = complete_runs(store, manifest)?;

@@ -9,7 +9,11 @@ use crate::config::RunConfig;
 pub struct Row {
     pub variant: String,
     pub class: String,
+    /// Complete runs averaged here. 0: every run of the variant that would have given
+    /// this row was cancelled (`ras cancel --run`): its cells say "cancelled".
     pub runs: usize,
+    /// Runs of the variant cancelled before they completed (not in the numbers).
+    pub cancelled: usize,
     pub i_auroc: f64,
     pub i_std: f64,
     pub p_auroc: f64,
@@ -26,6 +30,13 @@ pub struct Row {
     /// A config of the variant (the seed aside, its runs share it): for grid layouts.
     #[serde(skip)]
     pub config: Option<RunConfig>,
+}
+
+impl Row {
+    /// A row of cancelled runs only: no numbers, its cells say "cancelled".
+    pub fn is_cancelled(&self) -> bool {
+        self.runs == 0
+    }
 }
 
 /// Names of `Row::extra`, in order.

@@ -28,12 +28,33 @@ fn percent(m: &ClassMetrics) -> [f64; 7] {
 
 /// Per dataset (base config stem), the rows of every variant: one per class and a mean,
 /// each compared with the paper row the sweep's `[paper]` names for it (none without).
+/// Runs cancelled before they completed (`ras cancel --run`) are counted in their
+/// variant's rows; where they were all a variant (or a class of it) had, a row of no
+/// numbers says so ([`Row::is_cancelled`]).
 pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Vec<Row>>, ReportError> {
     let paper = PaperTables::load();
     // (dataset, variant without class) -> class -> per run [7 metrics], plus a config and recipes
     type Group = (RunConfig, BTreeSet<String>, BTreeMap<String, Vec<[f64; 7]>>);
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
-    for (run, fm) in complete_runs(store, manifest)? {
+    let complete = complete_runs(store, manifest)?;
+    // (dataset, variant) -> cancelled runs, the classes they were to give, a config.
+    let mut cancelled: BTreeMap<(String, String), (usize, BTreeSet<String>, RunConfig)> = BTreeMap::new();
+    let marked = crate::sweep::cancel::cancelled_runs(store, &manifest.name)?;
+    for run in manifest.runs.iter().filter(|r| marked.contains(&r.id)) {
+        if complete.iter().any(|(c, _)| c.id == run.id) {
+            continue;
+        }
+        let cfg = run.config()?;
+        let classes = cfg.dataset.classes.clone();
+        let e = cancelled.entry((run.dataset.clone(), variant_without(&run.variant, &[]))).or_insert((
+            0,
+            BTreeSet::new(),
+            cfg,
+        ));
+        e.0 += 1;
+        e.1.extend(classes);
+    }
+    for (run, fm) in complete {
         let cfg = run.config()?;
         let variant = variant_without(&run.variant, &[]);
         let recipe = cfg.recipe();
@@ -64,7 +85,9 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         }
         let recipe = recipes.into_iter().collect::<Vec<_>>().join("; ");
         let mut rows = vec![];
-        for (class, vals) in classes {
+        let gone = cancelled.remove(&(dataset.clone(), variant.clone()));
+        for (class, vals) in &classes {
+            let (class, vals) = (class.clone(), vals.clone());
             let stat = |j: usize| mean_std(&vals.iter().map(|v| v[j]).collect::<Vec<_>>());
             // The final metrics are at the run's own test-time noise (alpha for Table 6).
             let paper_row = match &manifest.paper {
@@ -86,13 +109,61 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
                 paper_row,
                 extra: std::array::from_fn(|k| stat(k + 2)),
                 config: Some(cfg.clone()),
+                cancelled: gone.as_ref().map_or(0, |g| g.0),
             });
+        }
+        // Classes that only cancelled runs were to give.
+        if let Some((n, gone_classes, _)) = &gone {
+            for class in gone_classes.iter().filter(|c| !classes.contains_key(*c)) {
+                rows.push(cancelled_row(manifest, &variant, class, *n, &cfg, &recipe)?);
+            }
         }
         // "mean" last.
         rows.sort_by_key(|r| (r.class == "mean", r.class.clone()));
         out.entry(dataset).or_default().extend(rows);
     }
+    // Variants of cancelled runs only: a row per class they were to give, and a mean.
+    for ((dataset, variant), (n, classes, cfg)) in cancelled {
+        let recipe = cfg.recipe();
+        let mut rows = vec![];
+        for class in classes.iter().map(String::as_str).chain(["mean"]) {
+            rows.push(cancelled_row(manifest, &variant, class, n, &cfg, &recipe)?);
+        }
+        out.entry(dataset).or_default().extend(rows);
+    }
     Ok(out)
+}
+
+/// The row of a class that only cancelled runs were to give: no numbers, the paper's.
+fn cancelled_row(
+    manifest: &Manifest,
+    variant: &str,
+    class: &str,
+    cancelled: usize,
+    cfg: &RunConfig,
+    recipe: &str,
+) -> Result<Row, ReportError> {
+    let paper = PaperTables::load();
+    let paper_row = match &manifest.paper {
+        Some(m) => paper_row(m, cfg, class, Some(cfg.eval.test_jitter_scale)).map_err(ReportError::Paper)?,
+        None => None,
+    };
+    Ok(Row {
+        variant: variant.to_string(),
+        class: class.to_string(),
+        runs: 0,
+        cancelled,
+        i_auroc: f64::NAN,
+        i_std: f64::NAN,
+        p_auroc: f64::NAN,
+        p_std: f64::NAN,
+        paper_i: paper_row.as_ref().and_then(|r| r.value(&paper, "I")),
+        paper_p: paper_row.as_ref().and_then(|r| r.value(&paper, "P")),
+        recipe: recipe.to_string(),
+        paper_row,
+        extra: [(f64::NAN, f64::NAN); 5],
+        config: Some(cfg.clone()),
+    })
 }
 
 /// One table row's cells: variant, class, runs, then ours, paper, delta for I and P.
@@ -100,6 +171,21 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
 /// hyphen is too short for a minus sign).
 fn row_cells(r: &Row, tex: bool) -> [String; 9] {
     let text = |s: &str| if tex { tex_escape(s) } else { s.to_string() };
+    if r.is_cancelled() {
+        let runs = format!("0 ({} cancelled)", r.cancelled);
+        let c = || "cancelled".to_string();
+        return [
+            text(&r.variant),
+            text(&r.class),
+            runs,
+            c(),
+            opt(r.paper_i),
+            "-".into(),
+            c(),
+            opt(r.paper_p),
+            "-".into(),
+        ];
+    }
     let pm_cell = |m: f64, s: f64| match (r.runs > 1, tex) {
         (false, _) => format!("{m:.1}"),
         (true, false) => format!("{m:.1} ± {s:.1}"),
@@ -115,7 +201,7 @@ fn row_cells(r: &Row, tex: bool) -> [String; 9] {
     [
         text(&r.variant),
         text(&r.class),
-        r.runs.to_string(),
+        if r.cancelled > 0 { format!("{} (+{} cancelled)", r.runs, r.cancelled) } else { r.runs.to_string() },
         pm_cell(r.i_auroc, r.i_std),
         opt(r.paper_i),
         delta_cell(r.i_auroc, r.paper_i),
@@ -136,7 +222,7 @@ fn delta(ours: f64, paper: Option<f64>) -> String {
 /// The Markdown table of one dataset (also what `ras report` prints).
 pub fn markdown(sweep: &str, dataset: &str, rows: &[Row]) -> String {
     let mut md = format!(
-        "# {sweep}: {dataset}\n\nI-AUROC / P-AUROC in percent (last epoch); mean ± std over seeds when several; paper = the paper row the sweep's [paper] names for the variant (`-`: none).\n\n| variant | class | runs | I-AUROC | paper I | Δ I | P-AUROC | paper P | Δ P |\n|---|---|---|---|---|---|---|---|---|\n"
+        "# {sweep}: {dataset}\n\nI-AUROC / P-AUROC in percent (last epoch); mean ± std over seeds when several; paper = the paper row the sweep's [paper] names for the variant (`-`: none); `cancelled`: the variant's runs were cancelled (`ras cancel --run`) before they completed.\n\n| variant | class | runs | I-AUROC | paper I | Δ I | P-AUROC | paper P | Δ P |\n|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in rows {
         md += &format!("| {} |\n", row_cells(r, false).join(" | "));
@@ -174,6 +260,7 @@ mod tests {
             variant: variant.into(),
             class: "metal_nut".into(),
             runs,
+            cancelled: 0,
             i_auroc: 97.25,
             i_std: 0.5,
             p_auroc: 95.0,

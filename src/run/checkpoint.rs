@@ -152,7 +152,9 @@ impl<'a> Checkpointer<'a> {
             match bytes.map(|b| serde_json::from_slice::<CheckpointRecord>(&b)) {
                 Some(Ok(r)) => recs.push(r),
                 None => {}
-                Some(Err(e)) => tracing::warn!(key, "ignoring unreadable checkpoint record: {e}"),
+                Some(Err(e)) => {
+                    tracing::warn!(key, "ignoring unreadable checkpoint record: {}", crate::error_text::chain(&e))
+                }
             }
         }
         recs.sort_by_key(|r| (r.epoch, r.step));
@@ -167,7 +169,7 @@ impl<'a> Checkpointer<'a> {
             match self.store.get_verified(&rec.weights, &rec.sha256) {
                 Ok(Some(b)) => return Ok(Some((rec, b))),
                 Ok(None) => tracing::warn!(key = rec.weights, "checkpoint weights missing; trying the previous one"),
-                Err(e) => tracing::warn!("{e}; trying the previous checkpoint"),
+                Err(e) => tracing::warn!("{}; trying the previous checkpoint", crate::error_text::chain(&e)),
             }
         }
         Ok(None)

@@ -94,8 +94,10 @@ pub enum RunError {
         "run {run} keeps its outputs in the store its config names ({store}): run `ras eval {run} --store {store}`"
     )]
     StoreMismatch { run: String, store: String },
-    #[error("run {run} is not trained to its last epoch (model {model}: epoch {epoch} of {epochs}): finish it with                  `ras train` on its config ({config}) first")]
-    NotTrained { run: String, model: String, epoch: usize, epochs: usize, config: String },
+    /// `why`: what its status.json says about its last attempt ("", "; its last attempt
+    /// failed at epoch 3: training diverged ...", ...).
+    #[error("run {run} is not trained to its last epoch (model {model}: epoch {epoch} of {epochs}){why}: finish it with `ras train` on its config ({config}) first")]
+    NotTrained { run: String, model: String, epoch: usize, epochs: usize, config: String, why: String },
     #[error("run {run} stopped before its final metrics")]
     NoFinalMetrics { run: String },
     #[error("metrics of class {class}")]
@@ -145,16 +147,4 @@ impl RunError {
             _ => false,
         }
     }
-}
-
-/// `err` and its sources, joined by ": " (what anyhow's `{:#}` prints).
-pub fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }

@@ -268,6 +268,7 @@ pub fn evaluate_trained(store: &Store, run: &str, progress: Progress) -> Result<
                 epoch,
                 epochs: cfg.train.epochs,
                 config: paths.config(),
+                why: super::records::last_attempt_text(store, &paths)?,
             });
         }
     }

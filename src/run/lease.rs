@@ -219,7 +219,10 @@ fn renew(url: &str, key: &str, token: &str, ttl: Duration, stop: &AtomicBool, lo
             Ok(Some(mut rec)) if rec.token == token => {
                 rec.expires_unix = crate::unix_now() + ttl.as_secs();
                 if let Err(e) = store.put_json(key, &rec) {
-                    tracing::warn!("renewing the run's lease failed (retrying at the next beat): {e}");
+                    tracing::warn!(
+                        "renewing the run's lease failed (retrying at the next beat): {}",
+                        crate::error_text::chain(&e)
+                    );
                 }
             }
             Ok(_) => {
@@ -227,7 +230,10 @@ fn renew(url: &str, key: &str, token: &str, ttl: Duration, stop: &AtomicBool, lo
                 lost.store(true, Ordering::SeqCst);
                 return;
             }
-            Err(e) => tracing::warn!("reading the run's lease failed (retrying at the next beat): {e}"),
+            Err(e) => tracing::warn!(
+                "reading the run's lease failed (retrying at the next beat): {}",
+                crate::error_text::chain(&e)
+            ),
         }
     }
 }

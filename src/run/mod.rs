@@ -146,7 +146,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         Ok(l) => l,
         Err(e) => {
             if world.world_size > 1 {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::error_text::chain(&e));
                 coll.abort(1);
             }
             return Err(e.into());
@@ -188,7 +188,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         let rec = timer.finish_run(outcome, device, world.world_size, cfg);
         // Best effort: a lost cost record must not fail (or retry) a trained run.
         if let Err(e) = cost::write_attempt(&store, &paths, &rec) {
-            tracing::warn!("cost record of this attempt not written: {e}");
+            tracing::warn!("cost record of this attempt not written: {}", crate::error_text::chain(&e));
         }
     }
     match result {
@@ -200,9 +200,9 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         Ok(Finished::Preempted) => Ok(RunOutcome::new(&paths, None, true)),
         Err(e) => {
             let reason = if world.world_size > 1 {
-                format!("rank {} of {}: {}", world.rank, world.world_size, error::chain_text(&e))
+                format!("rank {} of {}: {}", world.rank, world.world_size, crate::error_text::chain(&e))
             } else {
-                error::chain_text(&e)
+                crate::error_text::chain(&e)
             };
             // A store that stayed unreachable is the infrastructure's failure, not the
             // run's: recorded as such (the coordinator requeues it without using up an
@@ -271,7 +271,7 @@ pub fn fill_feature_cache(cfg: &RunConfig, progress: &Progress) -> Result<(Vec<(
     rec.job = cost::Job::FeatureCache;
     // Also when the cache was full already: the scan and the load are cost too.
     if let Err(e) = cost::write_attempt(&store, &RunPaths::of(cfg), &rec) {
-        tracing::warn!("cost record of the feature-cache job not written: {e}");
+        tracing::warn!("cost record of the feature-cache job not written: {}", crate::error_text::chain(&e));
     }
     result
 }

@@ -123,6 +123,21 @@ pub(crate) fn completed(store: &Store, paths: &RunPaths) -> Result<Option<FinalM
     }
 }
 
+/// What a run's status.json says of its last attempt, for an error about a run that is
+/// not finished: "" when it is running or has no status, else "; its last attempt <state>
+/// at epoch N: <reason>".
+pub(crate) fn last_attempt_text(store: &Store, paths: &RunPaths) -> Result<String, StoreError> {
+    let Some(st) = store.get_json::<RunStatus>(&paths.status())? else { return Ok(String::new()) };
+    let state = match st.state {
+        RunState::Running | RunState::Complete => return Ok(String::new()),
+        RunState::Failed => "failed",
+        RunState::Preempted => "was preempted (stopped after a checkpoint)",
+        RunState::Infra => "stopped on a store outage",
+    };
+    let reason = st.error.map(|e| format!(": {e}")).unwrap_or_default();
+    Ok(format!("; its last attempt {state} at epoch {}{reason}", st.epoch))
+}
+
 /// Marks a run failed with `reason` unless a rank already recorded an outcome
 /// (complete, failed, preempted): used by launchers when the job dies from outside.
 pub fn mark_failed_unless_recorded(cfg: &RunConfig, reason: &str) -> Result<(), StoreError> {

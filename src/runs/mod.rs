@@ -8,7 +8,8 @@
 //! backbone weights it used), its status, its final metrics (only when complete and not
 //! filtered out) and its cost records
 //! (`runs/<id>/attempts/*.json`, objects with a `rank_hours` field). Nothing is read for
-//! a record the listing does not show.
+//! a record the listing does not show. And one LIST of `sweeps/`: which runs a sweep
+//! cancelled for good (`ras cancel --run`), shown as cancelled unless complete.
 
 pub mod sweeps;
 
@@ -182,7 +183,8 @@ impl std::str::FromStr for Filter {
 pub struct RunSummary {
     pub id: String,
     pub name: Option<String>,
-    /// running, complete, failed, preempted; "unknown" without a status record.
+    /// running, complete, failed, preempted, cancelled (for good, by its sweep); "unknown"
+    /// without a status record.
     pub state: String,
     pub epoch: Option<usize>,
     /// The shown config values (`KEY_COLUMNS`), by dotted key.
@@ -273,6 +275,7 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
     let mut configs = store.get_many(&config_keys)?.into_iter();
     let mut envs = store.get_json_many::<serde_json::Value, _>(&env_keys)?.into_iter();
     let mut statuses = store.get_json_many::<RunStatus, _>(&status_keys)?.into_iter();
+    let cancelled = crate::sweep::cancel::cancelled_in_store(store)?;
     let mut passed: Vec<(RunSummary, &Listed)> = vec![];
     'runs: for id in ids {
         let l = &runs[id];
@@ -290,7 +293,10 @@ pub fn list_runs(store: &Store, filters: &[Filter]) -> Result<Vec<RunSummary>, R
         let status: Option<RunStatus> = if l.status { statuses.next().flatten() } else { None };
         // (Read for every run, filtered or not: the batches are consumed in order.)
         let env: Option<serde_json::Value> = if l.env { envs.next().flatten() } else { None };
-        let state = state_name(&status);
+        let mut state = state_name(&status);
+        if state != "complete" && cancelled.contains(id) {
+            state = "cancelled".into();
+        }
         for f in filters {
             let have = match f.key.as_str() {
                 "state" => Some(state.clone()),

@@ -17,6 +17,7 @@
 mod batch;
 mod remote;
 mod requests;
+pub mod safetensors_header;
 pub mod tensors;
 
 pub use remote::{known_down, Outage, Patience, DEFAULT_RETRY_S};
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 pub enum StoreError {
     #[error("invalid store URL {url:?}: {message}")]
     Url { url: String, message: String },
-    #[error("store {url}: cannot {op} {key}: {source}")]
+    #[error("store {url}: cannot {op} {key}")]
     Backend {
         url: String,
         op: &'static str,
@@ -53,9 +54,9 @@ pub enum StoreError {
         "no store at {url}: folder {folder} does not exist (check the store URL: --store, or the config's `store`)"
     )]
     Missing { url: String, folder: String },
-    #[error("store {0}: cannot start I/O runtime: {1}")]
+    #[error("store {0}: cannot start I/O runtime")]
     Runtime(String, #[source] std::io::Error),
-    #[error("store {url}: cannot {op} {key}: {source}")]
+    #[error("store {url}: cannot {op} {key}")]
     Unavailable {
         url: String,
         op: &'static str,

@@ -94,6 +94,7 @@ pub fn coordinate(
     std::fs::create_dir_all(&opts.work_dir).map_err(|source| SweepError::Io { path: opts.work_dir.clone(), source })?;
     let mut last_shown: Vec<(RunPhase, usize, usize, bool)> = vec![];
     let mut logs_kept = std::collections::BTreeSet::new();
+    let mut stopping = std::collections::BTreeSet::new();
     let mut interval = opts.poll_min;
     let mut cycle = 0;
     loop {
@@ -104,6 +105,7 @@ pub fn coordinate(
         let mut views = tracker.refresh(launcher)?;
         // (Before a retry replaces the failed attempt's job in its view.)
         keep_logs(store, &views, &mut logs_kept);
+        stop_cancelled(&views, launcher, &mut stopping);
         let cancelled = tracker.cancelled;
         // While the scheduler cannot be reached, submitting would fail or duplicate.
         let unreachable = views.iter().any(|v| v.unknown.is_some());
@@ -143,6 +145,32 @@ pub fn coordinate(
     }
 }
 
+/// Stops the live job of every run cancelled for good (a job launched as its marker was
+/// written, or one whose `ras cancel --run` died before stopping it), once per job: its
+/// marker says the run is over, whoever launched the job.
+fn stop_cancelled(views: &[RunView], launcher: &mut dyn Launcher, stopping: &mut std::collections::BTreeSet<String>) {
+    let jobs: Vec<&JobRecord> = views
+        .iter()
+        .filter(|v| v.phase == RunPhase::Cancelled && !v.job_ended)
+        .filter_map(|v| v.job.as_ref())
+        .filter(|j| stopping.insert(j.id.clone()))
+        .collect();
+    if jobs.is_empty() {
+        return;
+    }
+    tracing::info!(
+        jobs = jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>().join(","),
+        "stopping the jobs of cancelled runs"
+    );
+    if let Err(e) = launcher.cancel(&jobs) {
+        // Tried again next cycle.
+        tracing::warn!("stopping the jobs of cancelled runs: {e}");
+        for j in jobs {
+            stopping.remove(&j.id);
+        }
+    }
+}
+
 /// External commands run so far by this process (the launchers' scheduler calls).
 fn scheduler_calls() -> u64 {
     crate::launch::command::calls().values().sum()
@@ -160,13 +188,13 @@ fn launch_pending(
     let manifest = tracker.state.manifest;
     let queues = launcher.queues_jobs();
     let mut submitted = 0;
-    let mut busy: usize = views.iter().filter(|v| v.phase == RunPhase::Active).map(|v| v.ranks).sum();
+    let mut busy: usize = views.iter().filter(|v| v.holds_slots()).map(|v| v.ranks).sum();
     let slots = opts.shape.slots();
     let per_node = opts.shape.ranks_per_node.max(1);
     // Slots in use per named node, from the job records of active runs.
     let mut used = vec![0usize; opts.node_names.len()];
     for (run, view) in manifest.runs.iter().zip(views.iter()) {
-        if let (RunPhase::Active, Some(job)) = (&view.phase, &view.job) {
+        if let (true, Some(job)) = (view.holds_slots(), &view.job) {
             let (_, m) = opts.shape.layout(run.ranks);
             for n in &job.nodes {
                 if let Some(i) = opts.node_names.iter().position(|x| x == n) {
@@ -346,7 +374,7 @@ fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTre
     let keys: Vec<&String> = ended.iter().map(|(_, k, _)| k).collect();
     let there = match store.exists_many(&keys) {
         Ok(t) => t,
-        Err(e) => return tracing::warn!("store: {e}"),
+        Err(e) => return tracing::warn!("store: {}", crate::error_text::chain(&e)),
     };
     let mut logs: Vec<(String, bytes::Bytes)> = vec![];
     for ((run, key, file), there) in ended.into_iter().zip(there) {
@@ -357,28 +385,8 @@ fn keep_logs(store: &Store, views: &[RunView], kept: &mut std::collections::BTre
         }
     }
     if let Err(e) = store.put_many(logs) {
-        tracing::warn!("keeping job logs: {e}");
+        tracing::warn!("keeping job logs: {}", crate::error_text::chain(&e));
     }
-}
-
-/// Cancels every live job of a sweep (one scheduler call) and stops its coordinators
-/// from launching more. Returns how many jobs were cancelled.
-pub fn cancel(store: &Store, manifest: &Manifest, launcher: &mut dyn Launcher) -> Result<usize, SweepError> {
-    let mut tracker = Tracker::new(store, manifest)?;
-    tracker.state.set_cancelled()?;
-    let views = tracker.refresh(launcher)?;
-    let mut jobs: Vec<JobRecord> = tracker
-        .features
-        .values()
-        .filter_map(|f| match f {
-            FeatureState::Running(j) => Some(j.clone()),
-            _ => None,
-        })
-        .collect();
-    jobs.extend(views.iter().filter(|v| v.phase == RunPhase::Active).filter_map(|v| v.job.clone()));
-    let refs: Vec<&JobRecord> = jobs.iter().collect();
-    launcher.cancel(&refs)?;
-    Ok(jobs.len())
 }
 
 /// A report job behind every active run's job (Slurm afterok: it runs only if all of them

@@ -7,8 +7,8 @@ use super::*;
 use crate::config::ClusterShape;
 use crate::launch::memory::{Memory, Outcome, Phase, IMAGE_AUROC};
 use crate::run::{RunPaths, RunState, RunStatus};
-use crate::sweep::state::{Claim, CLAIM_GRACE_S};
-use crate::sweep::{expand, render_failed, ExpandOptions};
+use crate::sweep::state::{CancelMark, Claim, CLAIM_GRACE_S};
+use crate::sweep::{cancel, expand, render_failed, render_views, ExpandOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -89,6 +89,10 @@ impl Sweep {
     fn records(&self, id: &str) -> (usize, usize, usize) {
         let n = |folder| self.keys(folder, Some(id)).len();
         (n("claims"), n("jobs"), n("launches"))
+    }
+
+    fn state(&self) -> SweepState<'_> {
+        SweepState { store: &self.store, manifest: &self.manifest }
     }
 
     fn status(&self, id: &str) -> RunStatus {
@@ -449,4 +453,97 @@ fn nothing_is_launched_while_the_scheduler_cannot_be_asked() {
     let views = run(&s.opts(4));
     assert_eq!(phases(&views), vec![RunPhase::Complete; 3]);
     assert!(grown.runs.iter().all(|r| mem.submitted(&r.id) == 1));
+}
+
+/// Ticks the cluster until every run's job runs (its feature-cache job has ended).
+fn runs_running(mem: &Memory) {
+    let waiting = || mem.jobs().iter().any(|j| !j.spec.name.starts_with("features-") && j.phase != Phase::Active);
+    for _ in 0..20 {
+        if !waiting() {
+            return;
+        }
+        mem.step().unwrap();
+    }
+    panic!("the runs never started");
+}
+
+#[test]
+fn a_run_cancelled_for_good_is_never_relaunched_until_retry_cancelled() {
+    use crate::sweep::{cancel_runs, retry_cancelled, CancelOutcome};
+    let s = Sweep::new(3, 0);
+    let (ids, sel) = (s.ids(), |id: &str| vec![id.to_string()]);
+    let mem = Memory::completing().queueing(true).ticks_to_end(4);
+    mem.auto(false);
+    s.coordinate(&mem, &CoordinateOptions { no_wait: true, ..s.opts(3) });
+    runs_running(&mem);
+    // By label (as `ras status` shows it): marked, then its running job stopped.
+    let label = s.manifest.runs[0].label.clone();
+    let done = cancel_runs(&s.store, &s.manifest, &mut mem.clone(), &[label], Some("weak")).unwrap();
+    let job0 = mem.jobs().into_iter().find(|j| j.spec.name == ids[0]).unwrap();
+    assert_eq!(done[0].outcome, CancelOutcome::Cancelled { stopped: Some(job0.record.id.clone()) });
+    assert!(job0.cancelled && job0.phase == Phase::Ended);
+    // A marker this process wrote, but whose job nobody stopped (its `ras cancel` died):
+    // the coordinator stops the job itself.
+    let mark = CancelMark { by: "t".into(), unix: 0, reason: "r".into(), job: None };
+    assert_eq!(s.state().mark_cancelled(&[(ids[1].as_str(), mark.clone())]).unwrap(), [true]);
+    assert_eq!(s.state().mark_cancelled(&[(ids[1].as_str(), mark)]).unwrap(), [false], "created once");
+    mem.auto(true);
+    let views = s.coordinate(&mem, &s.opts(3));
+    assert_eq!(phases(&views), [RunPhase::Cancelled, RunPhase::Cancelled, RunPhase::Complete]);
+    assert!(mem.jobs().iter().find(|j| j.spec.name == ids[1]).unwrap().cancelled);
+    assert_eq!(views[0].error.as_deref(), Some(format!("weak ({})", crate::sweep::cancel::who()).as_str()));
+    let table = render_views(&views);
+    assert!(table.contains("3 runs: 1 complete, 0 active, 0 pending, 0 to retry, 0 failed, 2 cancelled"), "{table}");
+    assert!(table.contains(&format!("run {} (", ids[0])) && table.contains(") cancelled: weak ("), "{table}");
+    // Neither this coordinator nor another relaunches them; a second cancel says so.
+    let again = s.coordinate(&mem, &s.opts(3));
+    assert_eq!(phases(&again), phases(&views));
+    assert_eq!((mem.submitted(&ids[0]), mem.submitted(&ids[1])), (1, 1));
+    let twice = cancel_runs(&s.store, &s.manifest, &mut mem.clone(), &sel(&ids[0]), None).unwrap();
+    assert!(
+        matches!(&twice[0].outcome, CancelOutcome::AlreadyCancelled { mark: Some(m), stopped: None } if m.reason == "weak")
+    );
+    let complete = cancel_runs(&s.store, &s.manifest, &mut mem.clone(), &sel(&ids[2]), None).unwrap();
+    assert_eq!(complete[0].outcome, CancelOutcome::Complete);
+    // --retry-cancelled: launched again, and the stopped attempt used no retry
+    // (max_retries = 0).
+    let mut retried = retry_cancelled(&s.store, &s.manifest).unwrap();
+    retried.sort();
+    let mut want = vec![ids[0].clone(), ids[1].clone()];
+    want.sort();
+    assert_eq!(retried, want);
+    let views = s.coordinate(&mem, &s.opts(3));
+    assert_eq!(phases(&views), vec![RunPhase::Complete; 3]);
+    assert_eq!((mem.submitted(&ids[0]), mem.submitted(&ids[1]), mem.submitted(&ids[2])), (2, 2, 1));
+    assert!(s.keys("cancelled-runs", None).is_empty());
+}
+
+#[test]
+fn a_scancel_by_hand_is_a_cancel_and_a_preemption_still_requeues() {
+    let s = Sweep::new(2, 0);
+    let ids = s.ids();
+    let preempted = ids[1].clone();
+    let mem = Memory::new(
+        move |id, attempt| if id == preempted && attempt == 0 { Outcome::Preempted } else { Outcome::Complete },
+    )
+    .queueing(true)
+    .ticks_to_end(3);
+    mem.auto(false);
+    s.coordinate(&mem, &CoordinateOptions { no_wait: true, ..s.opts(2) });
+    runs_running(&mem);
+    // A person's scancel of run 0's job (no ras command: no marker, no stopped record).
+    let job0 = mem.jobs().into_iter().find(|j| j.spec.name == ids[0]).unwrap().record;
+    mem.clone().cancel(&[&job0]).unwrap();
+    mem.auto(true);
+    let views = s.coordinate(&mem, &s.opts(2));
+    assert_eq!(phases(&views), [RunPhase::Cancelled, RunPhase::Complete]);
+    assert_eq!((mem.submitted(&ids[0]), mem.submitted(&ids[1])), (1, 2), "the preempted run was requeued");
+    let mark: CancelMark = s.store.get_json(&format!("sweeps/mem/cancelled-runs/{}.json", ids[0])).unwrap().unwrap();
+    assert_eq!((mark.by.as_str(), mark.job.as_deref()), ("slurm", Some(job0.id.as_str())));
+    assert!(mark.reason.contains("cancelled in Slurm") && mark.reason.contains(&job0.id), "{}", mark.reason);
+    // Unknown names are refused with the runs there are; a variant names every seed.
+    let err = crate::sweep::cancel::select_runs(&s.manifest, &["nope".into()]).unwrap_err().to_string();
+    assert!(err.contains("`nope`") && ids.iter().all(|id| err.contains(id.as_str())), "{err}");
+    let variant = s.manifest.runs[0].variant.clone();
+    assert_eq!(crate::sweep::cancel::select_runs(&s.manifest, &[variant, ids[1].clone()]).unwrap(), [0, 1]);
 }

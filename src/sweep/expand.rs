@@ -5,7 +5,7 @@
 use super::manifest::{Manifest, PlannedRun, MANIFEST_FORMAT, RAS_VERSION};
 use super::{plan, SweepError};
 use crate::config::overrides::format as kv;
-use crate::config::sweep_file::resolve_config_path;
+use crate::config::sweep_file::{locate_config, resolve_config_path};
 use crate::config::{RunConfig, Setting, SweepFile};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -151,8 +151,15 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
     }
     let mut runs = vec![];
     let mut store = opts.store.clone();
+    let base_key = if file.base.is_some() { "base" } else { "datasets" };
+    // Every `[bases]` entry is looked for before anything expands: a missing one is named.
+    for (axis, by_value) in &file.bases {
+        for (value, p) in by_value {
+            locate_config(path, &format!("[bases.{axis:?}] {value:?}"), p)?;
+        }
+    }
     for base in &bases {
-        let base_path = resolve_config_path(path, base);
+        let base_path = locate_config(path, base_key, base)?;
         let stem = base_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         for setting in &settings {
             for run in &explicit {

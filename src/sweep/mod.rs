@@ -10,8 +10,10 @@
 //! `estimate` (cost from measurements), `rates` (achieved rates, and where they come
 //! from), `paths` (the store keys), `state` (the store
 //! records, read incrementally by `Tracker`), `coordinator` (the loop that launches and
-//! retries), `status` (views and the status table).
+//! retries), `cancel` (stopping a sweep, or some of its runs for good), `status` (views
+//! and the status table).
 
+pub mod cancel;
 pub mod coordinator;
 pub mod estimate;
 pub mod expand;
@@ -24,12 +26,13 @@ pub mod state;
 pub mod status;
 pub mod tracker;
 
-pub use coordinator::{cancel, coordinate, submit_report_job, CoordinateOptions, CycleStats};
+pub use cancel::{cancel, cancel_runs, retry_cancelled, CancelOutcome, RunCancel};
+pub use coordinator::{coordinate, submit_report_job, CoordinateOptions, CycleStats};
 pub use expand::{expand, expand_checked, DataIssue, DataScans, ExpandOptions};
 pub use manifest::{Manifest, PlannedRun, MANIFEST_FORMAT};
 pub use paths::{SweepKey, SweepPaths};
 pub use progress::SweepProgress;
-pub use state::SweepState;
+pub use state::{CancelMark, SweepState};
 pub use status::{render_failed, render_views, RunPhase, RunView};
 pub use tracker::Tracker;
 
@@ -46,7 +49,7 @@ pub enum SweepError {
     /// A run's data does not hold what its config names (checked before submitting).
     #[error("sweep file {sweep}, run `{label}`: {key}: {message}")]
     Data { sweep: PathBuf, label: String, key: &'static str, message: String },
-    #[error("sweep {sweep}, run {label}: {source}")]
+    #[error("sweep {sweep}, run {label}")]
     Config {
         sweep: String,
         label: String,
@@ -72,11 +75,14 @@ pub enum SweepError {
     /// the error chain would print it twice.
     #[error("{manifest}: the config of run {run} does not parse with ras {}: {fix}; {error}", manifest::RAS_VERSION)]
     ManifestConfig { manifest: String, run: String, fix: String, error: Box<ConfigError> },
+    /// `ras cancel --run` names no run of the sweep; `known` lists them, a line each.
+    #[error("sweep {sweep} has no run, label or variant `{given}`; its runs (id, label):{known}")]
+    UnknownRun { sweep: String, given: String, known: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("launcher: {0}")]
+    #[error("launcher")]
     Launch(#[from] crate::launch::LaunchError),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -18,6 +18,13 @@
 //! cancelled                 written by `ras cancel`: running coordinators launch nothing
 //!                           more and exit; a coordinator started afterwards removes it
 //!                           and resumes
+//! cancelled-runs/<run id>.json  one run stopped for good (`ras cancel --run`, or its
+//!                           Slurm job scancel'ed by a person): who, when, why; created
+//!                           once (put_new); no coordinator launches the run again until
+//!                           `ras sweep --retry-cancelled` removes it
+//! stopped-jobs/<job id>     a job ras itself stopped to be resumed (`ras cancel` of the
+//!                           whole sweep), or whose cancel `--retry-cancelled` undid: its
+//!                           CANCELLED state is not a person's cancel of the run
 //! report.json               the job record of the report job `ras sweep --no-wait
 //!                           --report` submits behind the runs
 //! ```
@@ -60,6 +67,10 @@ pub enum SweepKey {
     FeatureClaim(String),
     /// `features/<name>.json`.
     FeatureJob(String),
+    /// `cancelled-runs/<run>.json`.
+    CancelledRun(String),
+    /// `stopped-jobs/<job id>`.
+    StoppedJob(String),
 }
 
 /// `<run id>.<attempt>`, the name of a claim and of a job record, split at the last dot
@@ -102,6 +113,21 @@ impl SweepPaths {
     /// Present while `ras cancel` stops the sweep.
     pub fn cancelled(&self) -> String {
         self.key("cancelled")
+    }
+
+    /// Folder of the runs cancelled for good (a LIST of it: which).
+    pub fn cancelled_runs(&self) -> String {
+        self.key("cancelled-runs")
+    }
+
+    /// The marker of run `run`, cancelled for good (`state::CancelMark`).
+    pub fn cancelled_run(&self, run: &str) -> String {
+        self.key(&format!("cancelled-runs/{run}.json"))
+    }
+
+    /// A job ras stopped itself, to be resumed (its CANCELLED state is no person's cancel).
+    pub fn stopped_job(&self, job_id: &str) -> String {
+        self.key(&format!("stopped-jobs/{job_id}"))
     }
 
     /// The report job's record.
@@ -166,6 +192,11 @@ impl SweepPaths {
                     "jobs" => run_attempt(entry.strip_suffix(".json")?)
                         .map(|(run, attempt)| SweepKey::Job { run, attempt })?,
                     "launches" => SweepKey::Launch(entry.to_string()),
+                    "cancelled-runs" => match entry.strip_suffix(".json") {
+                        Some(run) if !run.is_empty() => SweepKey::CancelledRun(run.to_string()),
+                        _ => return None,
+                    },
+                    "stopped-jobs" => SweepKey::StoppedJob(entry.to_string()),
                     "features" => match (entry.strip_suffix(".claim"), entry.strip_suffix(".json")) {
                         (Some(n), _) if !n.is_empty() => SweepKey::FeatureClaim(n.to_string()),
                         (_, Some(n)) if !n.is_empty() => SweepKey::FeatureJob(n.to_string()),
@@ -200,6 +231,9 @@ mod tests {
         assert_eq!(p.launch("mvtec-1a2b3c4d", 1, "node7", 4242), "sweeps/table3/launches/mvtec-1a2b3c4d.1.node7.4242");
         assert_eq!(p.feature_claim("features-0123456789ab"), "sweeps/table3/features/features-0123456789ab.claim");
         assert_eq!(p.feature_job("features-0123456789ab"), "sweeps/table3/features/features-0123456789ab.json");
+        assert_eq!(p.cancelled_runs(), "sweeps/table3/cancelled-runs");
+        assert_eq!(p.cancelled_run("mvtec-1a2b3c4d"), "sweeps/table3/cancelled-runs/mvtec-1a2b3c4d.json");
+        assert_eq!(p.stopped_job("1234_5"), "sweeps/table3/stopped-jobs/1234_5");
     }
 
     #[test]
@@ -215,6 +249,8 @@ mod tests {
             (p.launch(run, 3, "node7.cluster", 42), SweepKey::Launch(format!("{run}.3.node7.cluster.42"))),
             (p.feature_claim("features-abc"), SweepKey::FeatureClaim("features-abc".into())),
             (p.feature_job("features-abc"), SweepKey::FeatureJob("features-abc".into())),
+            (p.cancelled_run(run), SweepKey::CancelledRun(run.into())),
+            (p.stopped_job("1234_5"), SweepKey::StoppedJob("1234_5".into())),
         ];
         for (key, kind) in cases {
             assert_eq!(SweepPaths::parse(&key), Some((p.clone(), kind)), "{key}");
@@ -230,6 +266,8 @@ mod tests {
             "sweeps/s/claims/",
             "sweeps/s/claims/a/b.0",
             "sweeps/s/unknown.json",
+            "sweeps/s/cancelled-runs/.json",
+            "sweeps/s/cancelled-runs/run-without-json",
         ] {
             assert_eq!(SweepPaths::parse(key), None, "{key}");
         }

@@ -108,7 +108,7 @@ fn change_line(v: &RunView, before: Option<&Shown>) -> String {
             detail.push(format!("I-AUROC {:.1}", 100.0 * i));
         }
     }
-    if matches!(v.phase, RunPhase::Retry | RunPhase::Failed) {
+    if matches!(v.phase, RunPhase::Retry | RunPhase::Failed | RunPhase::Cancelled) {
         if let Some(e) = &v.error {
             detail.push(e.lines().next().unwrap_or_default().to_string());
         }
@@ -127,14 +127,15 @@ fn summary_line(views: &[RunView]) -> String {
         views.iter().filter(|v| v.phase == RunPhase::Active).map(|v| format!("{}/{}", v.epoch, v.epochs)).collect();
     let epochs = if epochs.is_empty() { String::new() } else { format!(" (epochs {})", epochs.join(", ")) };
     format!(
-        "{} {} runs: {} complete, {} active{epochs}, {} pending, {} to retry, {} failed\n",
+        "{} {} runs: {} complete, {} active{epochs}, {} pending, {} to retry, {} failed, {} cancelled\n",
         clock(),
         views.len(),
         count(RunPhase::Complete),
         count(RunPhase::Active),
         count(RunPhase::Pending),
         count(RunPhase::Retry),
-        count(RunPhase::Failed)
+        count(RunPhase::Failed),
+        count(RunPhase::Cancelled)
     )
 }
 

@@ -23,6 +23,20 @@ pub struct Claim {
     pub unix: u64,
 }
 
+/// Why a run of a sweep was cancelled for good (`sweeps/<name>/cancelled-runs/<run>.json`):
+/// written once, before its job is stopped, by `ras cancel --run` or by a coordinator that
+/// saw a person scancel the run's Slurm job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelMark {
+    /// Who decided: `user@host` of `ras cancel --run`, or `slurm` for a scancel seen in Slurm.
+    pub by: String,
+    pub unix: u64,
+    pub reason: String,
+    /// The run's job when it was cancelled (None: it had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
 /// The sweep's keys in the store and the writes a coordinator makes there.
 pub struct SweepState<'a> {
     pub store: &'a Store,
@@ -83,6 +97,35 @@ impl<'a> SweepState<'a> {
 
     pub fn set_cancelled(&self) -> Result<(), SweepError> {
         Ok(self.store.put(&self.cancelled_key(), format!("{}\n", unix_now()))?)
+    }
+
+    /// Writes the markers of runs cancelled for good, each only if it does not exist yet
+    /// (conditional creates, one batch): for each, whether this call created it (false: it
+    /// was cancelled before, and its first marker stays).
+    pub fn mark_cancelled(&self, marks: &[(&str, CancelMark)]) -> Result<Vec<bool>, SweepError> {
+        let items =
+            marks.iter().map(|(id, m)| (self.paths().cancelled_run(id), crate::store::json_bytes(m).into())).collect();
+        Ok(self.store.put_new_many(items)?)
+    }
+
+    /// The markers of the sweep's runs cancelled for good, by run id (one LIST, one batch
+    /// of reads).
+    pub fn cancel_marks(&self) -> Result<BTreeMap<String, CancelMark>, SweepError> {
+        let keys = self.store.list(&format!("{}/", self.paths().cancelled_runs()))?;
+        let ids: Vec<String> = Listing::parse(&self.prefix(), &keys).cancelled_runs.into_iter().collect();
+        let keys: Vec<String> = ids.iter().map(|id| self.paths().cancelled_run(id)).collect();
+        let marks = self.store.get_json_many::<CancelMark, _>(&keys)?;
+        Ok(ids.into_iter().zip(marks).filter_map(|(id, m)| Some((id, m?))).collect())
+    }
+
+    /// Records jobs ras stops itself to be resumed (or whose cancel is undone): their
+    /// CANCELLED state is then not read as a person's cancel of the run (one batch).
+    pub fn record_stopped(&self, job_ids: &[&str]) -> Result<(), SweepError> {
+        let items = job_ids
+            .iter()
+            .map(|j| (self.paths().stopped_job(j), bytes::Bytes::from(format!("{}\n", unix_now()))))
+            .collect();
+        Ok(self.store.put_many(items)?)
     }
 
     pub(super) fn claim_key_of(&self, id: &str, attempt: usize) -> String {
@@ -189,6 +232,10 @@ pub(super) struct Listing {
     pub(super) feature_claims: BTreeSet<String>,
     pub(super) feature_jobs: BTreeSet<String>,
     pub(super) cancelled: bool,
+    /// Runs cancelled for good (a marker each).
+    pub(super) cancelled_runs: BTreeSet<String>,
+    /// Jobs ras stopped itself (their CANCELLED state is no person's cancel).
+    pub(super) stopped_jobs: BTreeSet<String>,
 }
 
 impl Listing {
@@ -214,6 +261,12 @@ impl Listing {
                 }
                 SweepKey::FeatureJob(name) => {
                     l.feature_jobs.insert(name);
+                }
+                SweepKey::CancelledRun(run) => {
+                    l.cancelled_runs.insert(run);
+                }
+                SweepKey::StoppedJob(job) => {
+                    l.stopped_jobs.insert(job);
                 }
                 SweepKey::Manifest | SweepKey::Report | SweepKey::Launch(_) => {}
             }
@@ -297,6 +350,8 @@ mod tests {
             "sweeps/s/features/features-abc.json",
             "sweeps/s/features/features-def.claim",
             "sweeps/s/cancelled",
+            "sweeps/s/cancelled-runs/run-a-1234.json",
+            "sweeps/s/stopped-jobs/17_2",
             // Another sweep whose name starts alike: not this one's.
             "sweeps/s2/claims/run-b-5678.0",
             "sweeps/s2/cancelled",
@@ -310,5 +365,7 @@ mod tests {
         assert!(l.jobs.contains(&("run-a-1234".to_string(), 0)) && l.jobs.len() == 1);
         assert_eq!(l.feature_claims.len(), 2);
         assert!(l.feature_jobs.contains("features-abc") && l.cancelled);
+        assert_eq!(l.cancelled_runs.iter().collect::<Vec<_>>(), ["run-a-1234"]);
+        assert_eq!(l.stopped_jobs.iter().collect::<Vec<_>>(), ["17_2"]);
     }
 }

@@ -18,6 +18,10 @@ pub enum RunPhase {
     /// Ended without completing after 1 + max_retries attempts (preemptions, which
     /// checkpoint first, do not use up attempts).
     Failed,
+    /// Stopped for good (`ras cancel --run`, or its Slurm job scancel'ed by a person):
+    /// never launched again, unless `ras sweep --retry-cancelled`. Its job may still be
+    /// stopping (`job_ended` false) for a moment.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,9 +53,14 @@ pub struct RunView {
 }
 
 impl RunView {
-    /// Complete or failed for good: nothing will change it any more.
+    /// Complete, failed or cancelled for good: nothing will change it any more.
     pub fn is_settled(&self) -> bool {
-        matches!(self.phase, RunPhase::Complete | RunPhase::Failed)
+        matches!(self.phase, RunPhase::Complete | RunPhase::Failed | RunPhase::Cancelled)
+    }
+
+    /// Its job holds cluster slots: active, or cancelled with its job still stopping.
+    pub fn holds_slots(&self) -> bool {
+        self.phase == RunPhase::Active || (self.phase == RunPhase::Cancelled && !self.job_ended)
     }
 
     /// Settled, and its last job's process is gone: nothing of it will change any more,
@@ -59,6 +68,13 @@ impl RunView {
     pub fn is_final(&self) -> bool {
         self.is_settled() && self.job_ended
     }
+}
+
+/// Whether a sweep's report can be written now: every run complete or cancelled, and at
+/// least one complete.
+pub fn report_ready(views: &[RunView]) -> bool {
+    views.iter().all(|v| matches!(v.phase, RunPhase::Complete | RunPhase::Cancelled))
+        && views.iter().any(|v| v.phase == RunPhase::Complete)
 }
 
 /// The total of the runs' measured cost (ended attempts only).
@@ -109,14 +125,19 @@ pub fn render_views(views: &[RunView]) -> String {
     }
     let count = |p: RunPhase| views.iter().filter(|v| v.phase == p).count();
     s += &format!(
-        "{} runs: {} complete, {} active, {} pending, {} to retry, {} failed\n",
+        "{} runs: {} complete, {} active, {} pending, {} to retry, {} failed, {} cancelled\n",
         views.len(),
         count(RunPhase::Complete),
         count(RunPhase::Active),
         count(RunPhase::Pending),
         count(RunPhase::Retry),
-        count(RunPhase::Failed)
+        count(RunPhase::Failed),
+        count(RunPhase::Cancelled)
     );
+    for v in views.iter().filter(|v| v.phase == RunPhase::Cancelled) {
+        let why = v.error.as_deref().unwrap_or("cancelled");
+        s += &format!("run {} ({}) cancelled: {why}\n", v.id, v.label);
+    }
     s += &cost_line(views);
     if let Some(why) = views.iter().find_map(|v| v.unknown.as_ref()) {
         let n = views.iter().filter(|v| v.unknown.is_some()).count();

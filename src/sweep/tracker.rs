@@ -15,7 +15,7 @@
 //! store a request is a round trip of tens of ms, and the first pass of a 2,000-run
 //! sweep reads 2,000 statuses.
 
-use super::state::{Claim, FeatureState, Listing, SweepState, CLAIM_GRACE_S};
+use super::state::{CancelMark, Claim, FeatureState, Listing, SweepState, CLAIM_GRACE_S};
 use super::status::{RunPhase, RunView};
 use super::{Manifest, SweepError};
 use crate::launch::{JobRecord, JobState, Launcher};
@@ -60,6 +60,8 @@ pub struct Tracker<'a> {
     pub features: BTreeMap<String, FeatureState>,
     /// Whether `ras cancel` flagged the sweep (at the last pass).
     pub cancelled: bool,
+    /// The markers of runs cancelled for good, by run id (each read once).
+    marks: BTreeMap<String, CancelMark>,
 }
 
 impl<'a> Tracker<'a> {
@@ -76,6 +78,7 @@ impl<'a> Tracker<'a> {
             first: true,
             features: BTreeMap::new(),
             cancelled: false,
+            marks: BTreeMap::new(),
         })
     }
 
@@ -175,8 +178,8 @@ impl<'a> Tracker<'a> {
         let unsettled: Vec<usize> = (0..n).filter(|&i| self.runs[i].settled.is_none()).collect();
         for i in unsettled {
             let prev = &self.runs[i].last_state;
-            ended_now[i] = matches!(job_states[i], Some(JobState::Ended))
-                && prev.as_ref().map(|(a, s)| Some(*a) != attempt[i] || *s != JobState::Ended).unwrap_or(true);
+            ended_now[i] = job_states[i].as_ref().is_some_and(JobState::is_ended)
+                && prev.as_ref().map(|(a, s)| Some(*a) != attempt[i] || !s.is_ended()).unwrap_or(true);
             if self.first
                 || ended_now[i]
                 || matches!(job_states[i], Some(JobState::Active) | Some(JobState::Unknown(_)))
@@ -213,6 +216,7 @@ impl<'a> Tracker<'a> {
         for (&i, records) in cost_reads.iter().zip(read_attempts_many(self.state.store, &cost_paths)?) {
             self.runs[i].cost = (!records.is_empty()).then(|| CostSummary::of(&records));
         }
+        let cancelled = self.note_cancels(&listing, &jobs, &job_states, &complete, launcher)?;
         let done: Vec<usize> = (0..n).filter(|&i| complete[i]).collect();
         let keys: Vec<String> = done.iter().map(|&i| paths[i].final_metrics()).collect();
         let mut finals: BTreeMap<usize, FinalMetrics> = BTreeMap::new();
@@ -298,6 +302,11 @@ impl<'a> Tracker<'a> {
                     view.mean_pauroc = Some(fm.metrics.mean.pixel_auroc);
                 }
                 RunPhase::Complete
+            } else if cancelled.contains(&run.id) {
+                // (Its job may still be stopping: not final until it has.)
+                view.job_ended = !matches!(job_states[i], Some(JobState::Queued | JobState::Active));
+                view.error = self.marks.get(&run.id).map(|m| format!("{} ({})", m.reason, m.by));
+                RunPhase::Cancelled
             } else if let Some(key) = claim_key(i) {
                 if let Some(JobState::Unknown(why)) = &job_states[i] {
                     view.unknown = Some(why.clone());
@@ -308,9 +317,12 @@ impl<'a> Tracker<'a> {
                         view.eta_s = Some((per_epoch * (view.epochs - st.epoch) as f64) as u64);
                     }
                 }
+                // A job ras stopped to be resumed (`ras cancel` of the sweep, or a cancel
+                // that --retry-cancelled undid) used no attempt.
+                let stopped = jobs[i].as_ref().is_some_and(|j| listing.stopped_jobs.contains(&j.id));
                 if alive[i] {
                     RunPhase::Active
-                } else if out_of_attempts(submitted, manifest.max_retries, status.as_ref()) {
+                } else if !stopped && out_of_attempts(submitted, manifest.max_retries, status.as_ref()) {
                     if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
                         // The job died without recording why (killed from outside).
                         let reason = format!("job ended without recording an outcome after {attempts} attempts");
@@ -331,6 +343,54 @@ impl<'a> Tracker<'a> {
         }
         self.first = false;
         Ok(out)
+    }
+
+    /// The runs cancelled for good as of this pass. A run whose latest job the scheduler
+    /// says was cancelled (scancel) by someone other than ras (not one of the sweep's
+    /// stopped jobs), and that is not complete, is marked cancelled here, as `ras cancel
+    /// --run` would have (a preemption does not read as cancelled: it requeues). Markers
+    /// not read yet are read, in one batch.
+    fn note_cancels(
+        &mut self,
+        listing: &Listing,
+        jobs: &[Option<JobRecord>],
+        job_states: &[Option<JobState>],
+        complete: &[bool],
+        launcher: &mut dyn Launcher,
+    ) -> Result<std::collections::BTreeSet<String>, SweepError> {
+        let mut cancelled = listing.cancelled_runs.clone();
+        let by_hand: Vec<(&str, &JobRecord)> = (0..jobs.len())
+            .filter(|&i| !complete[i] && self.runs[i].settled.is_none())
+            .filter(|&i| matches!(job_states[i], Some(JobState::Cancelled)))
+            .filter_map(|i| Some((self.state.manifest.runs[i].id.as_str(), jobs[i].as_ref()?)))
+            .filter(|(id, job)| !cancelled.contains(*id) && !listing.stopped_jobs.contains(&job.id))
+            .collect();
+        if !by_hand.is_empty() {
+            let records: Vec<&JobRecord> = by_hand.iter().map(|(_, j)| *j).collect();
+            let who = launcher.cancelled_by(&records);
+            let marks: Vec<(&str, CancelMark)> = by_hand
+                .iter()
+                .zip(who)
+                .map(|((id, job), who)| {
+                    let reason = match who {
+                        Some(uid) => format!("cancelled in Slurm by uid {uid} (job {})", job.id),
+                        None => format!("cancelled in Slurm (job {} scancel'ed, not by ras)", job.id),
+                    };
+                    tracing::info!(run = id, job = job.id, reason, "run cancelled in the scheduler: not relaunched");
+                    (*id, CancelMark { by: "slurm".into(), unix: unix_now(), reason, job: Some(job.id.clone()) })
+                })
+                .collect();
+            self.state.mark_cancelled(&marks)?;
+            cancelled.extend(marks.iter().map(|(id, _)| id.to_string()));
+        }
+        let ids: Vec<&String> = cancelled.iter().filter(|id| !self.marks.contains_key(*id)).collect();
+        let keys: Vec<String> = ids.iter().map(|id| self.state.paths().cancelled_run(id)).collect();
+        for (id, mark) in ids.into_iter().zip(self.state.store.get_json_many::<CancelMark, _>(&keys)?) {
+            if let Some(m) = mark {
+                self.marks.insert(id.clone(), m);
+            }
+        }
+        Ok(cancelled)
     }
 
     /// The feature-cache state of a feature key (a run's `feature_key`).

@@ -50,13 +50,13 @@ impl Default for SynthSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot encode {path}: {source}")]
+    #[error("cannot encode {path}")]
     Image {
         path: PathBuf,
         #[source]
