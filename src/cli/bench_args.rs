@@ -1,4 +1,5 @@
-//! The clap structs of `ras bench`: what `ras bench --help` teaches. Nothing here runs.
+//! The clap structs of `ras bench`: what `ras bench --help` teaches, and what they become
+//! for the library. Nothing here runs.
 
 use clap::{Args, Subcommand};
 use ras::config::BackboneArch;
@@ -169,4 +170,21 @@ pub struct PlanBenchArgs {
     /// Keep the temporary folder (data, store, sweep files, job logs).
     #[arg(long)]
     pub keep: bool,
+}
+
+impl From<PlanBenchArgs> for ras::bench::plan::Options {
+    fn from(a: PlanBenchArgs) -> Self {
+        Self {
+            cluster: a.cluster,
+            encoder_layers: a.encoder_layers,
+            decoder_layers: a.decoder_layers,
+            first: (a.first.first().copied().unwrap_or(1), a.first.get(1).copied().unwrap_or(2)),
+            epochs: a.epochs,
+            eval_every: a.eval_every,
+            hidden_dim: a.hidden_dim,
+            train_images: a.train_images,
+            exclusive: a.exclusive,
+            keep: a.keep,
+        }
+    }
 }

@@ -189,20 +189,7 @@ fn run() -> Result<ExitStatus> {
             return doctor::doctor_node(&out, collective, elements)
         }
         Command::Bench(BenchCommand::Plan(a)) => {
-            let first = (a.first.first().copied().unwrap_or(1), a.first.get(1).copied().unwrap_or(2));
-            let o = ras::bench::plan::Options {
-                cluster: a.cluster,
-                encoder_layers: a.encoder_layers,
-                decoder_layers: a.decoder_layers,
-                first,
-                epochs: a.epochs,
-                eval_every: a.eval_every,
-                hidden_dim: a.hidden_dim,
-                train_images: a.train_images,
-                exclusive: a.exclusive,
-                keep: a.keep,
-            };
-            eprintln!("{}", ras::bench::plan::run(&o, &mut std::io::stdout())?);
+            eprintln!("{}", ras::bench::plan::run(&a.into(), &mut std::io::stdout())?)
         }
         Command::Bench(BenchCommand::Coordinator { runs, cycles, cluster, store, json, s3, latency_ms }) => {
             let s3_latency = s3.then(|| std::time::Duration::from_millis(latency_ms));

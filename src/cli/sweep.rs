@@ -116,17 +116,12 @@ pub fn cancel(args: &SweepRefArgs, runs: &[String], reason: Option<&str>) -> Res
 pub fn plan(args: &SweepArgs, json: bool, check_data: bool) -> Result<()> {
     let ras::runs::LoadedSweep { mut manifest, store, profile, unchecked } = load(args, check_data, false)?;
     ras::sweep::estimate::estimate_all(&mut manifest, &store, &profile)?;
-    let note = ras::sweep::plan::render_unchecked(&unchecked);
+    let note = ras::sweep::plan::render_unchecked(&unchecked, check_data);
     if json {
         println!("{}", serde_json::to_string_pretty(&ras::sweep::plan::plan_json(&manifest, &profile)?)?);
-        eprint!("{}", note.unwrap_or_default());
+        eprint!("{note}");
     } else {
-        print!("{}", ras::sweep::plan::render_plan(&manifest, &profile)?);
-        if let Some(n) = note {
-            print!("{n}");
-        } else if !check_data {
-            println!("--no-data-check: every run's data was readable here; sizes are counted from it");
-        }
+        print!("{}{note}", ras::sweep::plan::render_plan(&manifest, &profile)?);
     }
     Ok(())
 }

@@ -158,19 +158,21 @@ fn scheduled(manifest: &Manifest, profile: &ClusterProfile) -> Result<(Vec<Estim
 }
 
 /// `ras plan --no-data-check`: the runs whose data was not readable here (planned from
-/// their dataset's published sizes), one line each under a heading; None when every run's
-/// data was readable.
-pub fn render_unchecked(issues: &[super::DataIssue]) -> Option<String> {
-    (!issues.is_empty()).then(|| {
-        let mut s = format!(
-            "--no-data-check: {} runs planned from their dataset's published sizes (data not readable here):\n",
-            issues.len()
-        );
-        for i in issues {
-            s += &format!("  run `{}`: {}: {}\n", i.label, i.key, i.message);
-        }
-        s
-    })
+/// their dataset's published sizes), one line each under a heading; when every run's data
+/// was readable, a line saying so (`checked`: the data was checked, nothing to say).
+pub fn render_unchecked(issues: &[super::DataIssue], checked: bool) -> String {
+    if issues.is_empty() {
+        let note = "--no-data-check: every run's data was readable here; sizes are counted from it\n";
+        return if checked { String::new() } else { note.to_string() };
+    }
+    let mut s = format!(
+        "--no-data-check: {} runs planned from their dataset's published sizes (data not readable here):\n",
+        issues.len()
+    );
+    for i in issues {
+        s += &format!("  run `{}`: {}: {}\n", i.label, i.key, i.message);
+    }
+    s
 }
 
 /// `ras plan --json`: one object per run, in launch order.
