@@ -71,7 +71,7 @@ const CPU_TRAIN: [(f64, f64); 2] = [(0.42, 12.4), (474.0, 68.1)];
 /// The same bench on the same machine shared with other work (load average 1.6-4,
 /// 2026-12-03): 5.8 samples/s, 3.2x the idle time: the high end of the CPU range. The low
 /// end: tiny runs on the test Slurm (`ras bench plan --exclusive`, 2026-12-03) took 0.40-0.56
-/// of what these defaults planned.
+/// of what these defaults planned (0.40-0.58 in a second run).
 const CPU_RANGE: (f64, f64) = (0.4, 3.2);
 /// Evaluation outside the model's forward pass, per test image and pass: anomaly maps at
 /// 224 px and scores, 37 ms, measured with `ras bench epoch --images 16 --test-images 400
