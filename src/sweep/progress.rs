@@ -122,21 +122,10 @@ fn change_line(v: &RunView, before: Option<&Shown>) -> String {
 
 /// `hh:mm:ss 4 runs: 1 complete, 2 active (epochs 40/60, 12/60), 1 pending, ...`.
 fn summary_line(views: &[RunView]) -> String {
-    let count = |p: RunPhase| views.iter().filter(|v| v.phase == p).count();
     let epochs: Vec<String> =
         views.iter().filter(|v| v.phase == RunPhase::Active).map(|v| format!("{}/{}", v.epoch, v.epochs)).collect();
     let epochs = if epochs.is_empty() { String::new() } else { format!(" (epochs {})", epochs.join(", ")) };
-    format!(
-        "{} {} runs: {} complete, {} active{epochs}, {} pending, {} to retry, {} failed, {} cancelled\n",
-        clock(),
-        views.len(),
-        count(RunPhase::Complete),
-        count(RunPhase::Active),
-        count(RunPhase::Pending),
-        count(RunPhase::Retry),
-        count(RunPhase::Failed),
-        count(RunPhase::Cancelled)
-    )
+    format!("{} {}\n", clock(), super::status::phase_counts(views, &epochs))
 }
 
 /// UTC time of day, for log lines.

@@ -123,17 +123,8 @@ pub fn render_views(views: &[RunView]) -> String {
             v.label
         );
     }
-    let count = |p: RunPhase| views.iter().filter(|v| v.phase == p).count();
-    s += &format!(
-        "{} runs: {} complete, {} active, {} pending, {} to retry, {} failed, {} cancelled\n",
-        views.len(),
-        count(RunPhase::Complete),
-        count(RunPhase::Active),
-        count(RunPhase::Pending),
-        count(RunPhase::Retry),
-        count(RunPhase::Failed),
-        count(RunPhase::Cancelled)
-    );
+    s += &phase_counts(views, "");
+    s.push('\n');
     for v in views.iter().filter(|v| v.phase == RunPhase::Cancelled) {
         let why = v.error.as_deref().unwrap_or("cancelled");
         s += &format!("run {} ({}) cancelled: {why}\n", v.id, v.label);
@@ -144,4 +135,20 @@ pub fn render_views(views: &[RunView]) -> String {
         s += &format!("{n} runs in state unknown ({why}): treated as running, polled again with backoff\n");
     }
     s
+}
+
+/// `4 runs: 1 complete, 2 active{active_detail}, 1 pending, 0 to retry, 0 failed, 0
+/// cancelled`: the counts by phase that `ras status` and `ras sweep`'s progress print.
+pub(super) fn phase_counts(views: &[RunView], active_detail: &str) -> String {
+    let count = |p: RunPhase| views.iter().filter(|v| v.phase == p).count();
+    format!(
+        "{} runs: {} complete, {} active{active_detail}, {} pending, {} to retry, {} failed, {} cancelled",
+        views.len(),
+        count(RunPhase::Complete),
+        count(RunPhase::Active),
+        count(RunPhase::Pending),
+        count(RunPhase::Retry),
+        count(RunPhase::Failed),
+        count(RunPhase::Cancelled)
+    )
 }
