@@ -24,6 +24,7 @@
 //! - `sweep`    sweeps: expansion, plan, store state, coordinator, status table
 //! - `report`   a sweep's results beside the paper's: tables (Markdown, CSV, LaTeX), plots
 //! - `runs`     the store as a workspace: list runs, compare them, find a run or sweep by name
+//! - `serve`    `ras serve`: a read-only web view of a store (sweeps, runs, the report live)
 //! - `failure`  which exit a failed process gets (74 for a store outage, by the error's type)
 //!
 //! The `ras` binary (src/main.rs + src/cli/) is a thin layer over this library.
@@ -48,6 +49,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod runs;
+pub mod serve;
 pub mod store;
 pub mod sweep;
 pub mod threads;

@@ -330,6 +330,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A read-only web view of a store: every sweep and run, a sweep's paper table filling
+    /// in as runs complete (the cells `ras report` computes), each run's loss and metric
+    /// curves, pictures, log and cost, and runs compared side by side. Open pages update
+    /// by themselves. It never writes to the store.
+    #[command(after_help = "Examples:\n  ras serve                                       # ./ras-store (or $RAS_STORE) on http://127.0.0.1:8765/\n  ras serve --store s3://bucket/ras --bind 127.0.0.1:9000\n  RAS_SERVE_TOKEN=$(openssl rand -hex 16) ras serve --bind 0.0.0.0:8765   # reachable from other machines: a token is required\n  curl -H \"Authorization: Bearer $RAS_SERVE_TOKEN\" http://HOST:8765/api/sweep/quickstart   # any page as JSON under /api/")]
+    Serve(ServeArgs),
     // --- `ras doctor` (src/doctor.rs, src/cli/doctor.rs) ---
     /// Check a cluster profile end to end before a sweep: submit a small job through the
     /// profile's launcher and print one PASS/FAIL line per check.
@@ -505,4 +511,36 @@ fn collective_check() -> impl clap::builder::TypedValueParser<Value = ras::docto
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(ras::doctor::CollectiveCheck::ALL.iter().map(|c| c.as_str()))
         .map(|s| s.parse::<ras::doctor::CollectiveCheck>().expect("one of the possible values"))
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Store URL.
+    /// [default: $RAS_STORE, else file://./ras-store]
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Address and port to listen on (port 0: a free one, printed). Anything but a
+    /// loopback address needs a token.
+    #[arg(long, default_value = ras::serve::DEFAULT_BIND, value_name = "ADDR:PORT")]
+    pub bind: String,
+    /// Required to bind anything but 127.0.0.1 (at least 16 characters): requests
+    /// without it get 401. Open the page once as URL?token=TOKEN (the browser keeps it),
+    /// or send Authorization: Bearer TOKEN.
+    #[arg(long, env = "RAS_SERVE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds between an open page's checks for changes (and the least time between two
+    /// reads of one page's part of the store).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub refresh: f64,
+}
+
+impl From<ServeArgs> for ras::serve::ServeOptions {
+    fn from(a: ServeArgs) -> Self {
+        Self {
+            store: a.store.unwrap_or_else(ras::config::default_store),
+            bind: a.bind,
+            token: a.token,
+            refresh: std::time::Duration::from_secs_f64(a.refresh.clamp(0.2, 3600.0)),
+        }
+    }
 }

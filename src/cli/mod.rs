@@ -146,22 +146,13 @@ fn run() -> Result<ExitStatus> {
         Command::Runs { store, filter, json } => {
             let filters = filter.iter().map(|f| f.parse()).collect::<Result<Vec<ras::runs::Filter>, _>>()?;
             let store = ras::runs::open_existing(&store.unwrap_or_else(ras::config::default_store))?;
-            let runs = ras::runs::list_runs(&store, &filters)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
-            } else {
-                print!("{}", ras::runs::render_runs(&runs, store.url()));
-            }
+            print!("{}", ras::runs::render_runs_as(&ras::runs::list_runs(&store, &filters)?, store.url(), json));
         }
         Command::Compare { runs, store, json } => {
             let store = ras::runs::open_existing(&store.unwrap_or_else(ras::config::default_store))?;
-            let c = ras::runs::compare(&store, &runs)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
-            } else {
-                print!("{}", ras::runs::render_compare(&c));
-            }
+            print!("{}", ras::runs::render_compare_as(&ras::runs::compare(&store, &runs)?, json));
         }
+        Command::Serve(a) => ras::serve::serve(&a.into(), |line| println!("{line}"))?,
         Command::Bench(BenchCommand::TrainStep(args)) => print!("{}", ras::bench::train_step(&bench_options(args))?),
         Command::Bench(BenchCommand::Epoch { images, test_images, epochs, shapes }) => {
             print!("{}", ras::bench::epoch(&bench_options(shapes), images, test_images, epochs)?)

@@ -228,21 +228,65 @@ fn slug(dataset: &str, variant: &str) -> String {
     format!("-{s}")
 }
 
-/// Writes the plots (and the noise tables) of `data` into `out`; returns the files. Every
-/// figure is an SVG and a PNG at twice its size.
-///
-/// Per dataset: `<dataset>[-<variant>]-heatmap-{i,p}-auroc.{svg,png}` (T_e x T_d, ours
-/// beside the paper's) and `<dataset>-noise.{md,csv}`, `<dataset>-noise-{i,p}-auroc.{svg,png}`.
-pub fn write_plots(data: &PlotData, sweep: &str, out: &Path, caveats: &[String]) -> Result<Vec<PathBuf>, ReportError> {
-    super::create_dir(out)?;
-    let mut files = vec![];
+/// One figure of a report: its file name without extension, and what draws it.
+pub struct Figure {
+    pub base: String,
+    pub plot: FigurePlot,
+}
+
+pub enum FigurePlot {
+    Heat(HeatMaps),
+    Curves(Curves),
+}
+
+impl Figure {
+    /// (SVG, PNG at 2x).
+    pub fn render(&self) -> Result<(String, Vec<u8>), super::plot::PlotError> {
+        match &self.plot {
+            FigurePlot::Heat(h) => h.render(),
+            FigurePlot::Curves(c) => c.render(),
+        }
+    }
+
+    /// The SVG alone.
+    pub fn render_svg(&self) -> Result<String, super::plot::PlotError> {
+        match &self.plot {
+            FigurePlot::Heat(h) => h.render_svg(),
+            FigurePlot::Curves(c) => c.render_svg(),
+        }
+    }
+}
+
+/// The figures of `data`, in the order `ras report` writes them. Per dataset:
+/// `<dataset>[-<variant>]-heatmap-{i,p}-auroc` (T_e x T_d, ours beside the paper's) and
+/// `<dataset>-noise-{i,p}-auroc`.
+pub fn figures(data: &PlotData, sweep: &str, caveats: &[String]) -> Vec<Figure> {
+    let mut out = vec![];
     for (dataset, grids) in &data.grids {
         for g in grids {
             for (metric, code) in [("I-AUROC", 0), ("P-AUROC", 1)] {
                 let base = format!("{dataset}{}-heatmap-{}", slug(dataset, &g.variant), metric.to_lowercase());
-                files.extend(write_figure(out, &base, heat_maps(g, dataset, sweep, metric, code, caveats).render()?)?);
+                out.push(Figure { base, plot: FigurePlot::Heat(heat_maps(g, dataset, sweep, metric, code, caveats)) });
             }
         }
+    }
+    for (dataset, series) in &data.noise {
+        for (k, (metric, _)) in METRICS.iter().enumerate() {
+            let c = noise_curves(series, &data.curves, dataset, sweep, k, caveats);
+            out.push(Figure { base: format!("{dataset}-noise-{}", metric.to_lowercase()), plot: FigurePlot::Curves(c) });
+        }
+    }
+    out
+}
+
+/// Writes the plots (and the noise tables) of `data` into `out`; returns the files. Every
+/// figure of [`figures`] is an SVG and a PNG at twice its size; per dataset with noise
+/// points, also `<dataset>-noise.{md,csv}`.
+pub fn write_plots(data: &PlotData, sweep: &str, out: &Path, caveats: &[String]) -> Result<Vec<PathBuf>, ReportError> {
+    super::create_dir(out)?;
+    let mut files = vec![];
+    for f in figures(data, sweep, caveats).iter().filter(|f| f.base.contains("-heatmap-")) {
+        files.extend(write_figure(out, &f.base, f.render()?)?);
     }
     for (dataset, series) in &data.noise {
         let md = super::layout::caveat_block(caveats, "> ") + &noise::noise_markdown(sweep, dataset, series);
@@ -250,9 +294,8 @@ pub fn write_plots(data: &PlotData, sweep: &str, out: &Path, caveats: &[String])
         let mut text = super::layout::caveat_block(caveats, "# ").into_bytes();
         text.extend(csv::noise(series)?);
         files.push(write_file(out, &format!("{dataset}-noise.csv"), &text)?);
-        for (k, (metric, _)) in METRICS.iter().enumerate() {
-            let c = noise_curves(series, &data.curves, dataset, sweep, k, caveats);
-            files.extend(write_figure(out, &format!("{dataset}-noise-{}", metric.to_lowercase()), c.render()?)?);
+        for f in figures(data, sweep, caveats).iter().filter(|f| f.base.starts_with(&format!("{dataset}-noise-"))) {
+            files.extend(write_figure(out, &f.base, f.render()?)?);
         }
     }
     Ok(files)

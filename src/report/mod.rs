@@ -19,7 +19,7 @@ mod raster;
 mod row;
 pub mod tables;
 
-pub use figures::{collect_plots, write_plots, LayerGrid, PlotData};
+pub use figures::{collect_plots, figures, write_plots, Figure, LayerGrid, PlotData};
 pub use noise::{noise_markdown, NoisePoint, NoiseSeries};
 pub use paper::{PaperRow, PaperTables, PAPER_TABLES};
 pub use row::{Row, EXTRA_METRICS};
@@ -84,11 +84,31 @@ impl ReportOutput {
     }
 }
 
-/// The whole report of a sweep: collects the tables and plots of its complete runs and
-/// writes them into `out` (`<dataset>.{md,csv,tex}`, plus the plots and noise tables of
-/// [`write_plots`]). Fails with [`ReportError::NoCompleteRun`] before writing anything
-/// when no run is complete.
-pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Result<ReportOutput, ReportError> {
+/// What a sweep's report shows, computed once from the store: `ras report` writes it to
+/// files, `ras serve` shows it in a page (the same numbers: one function computes them).
+#[derive(Debug, Clone)]
+pub struct SweepReport {
+    /// Per dataset, the long rows (one per variant and class).
+    pub tables: BTreeMap<String, Vec<Row>>,
+    /// What makes the report not comparable to the paper (empty when nothing does).
+    pub caveats: Vec<String>,
+    /// The paper's layout.
+    pub grids: Vec<layout::Grid>,
+    /// `variant: recipe` of every variant, in first-seen order.
+    pub recipes: Vec<String>,
+    pub plots: PlotData,
+}
+
+impl SweepReport {
+    /// The paper-layout Markdown (`<sweep>-paper.md`).
+    pub fn paper_markdown(&self, sweep: &str) -> String {
+        layout::markdown(sweep, &self.caveats, &self.grids, &self.recipes)
+    }
+}
+
+/// The report of a sweep's complete runs. Fails with [`ReportError::NoCompleteRun`] when
+/// no run is complete.
+pub fn sweep_report(store: &Store, manifest: &Manifest) -> Result<SweepReport, ReportError> {
     let tables = collect(store, manifest)?;
     // (Rows of cancelled runs only have nothing to report.)
     if tables.values().flatten().all(Row::is_cancelled) {
@@ -106,6 +126,14 @@ pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Res
         .filter(|r| seen.insert(r.variant.clone()))
         .map(|r| format!("{}: {}", if r.variant.is_empty() { "(all runs)" } else { &r.variant }, r.recipe))
         .collect();
+    Ok(SweepReport { tables, caveats, grids, recipes, plots })
+}
+
+/// The whole report of a sweep ([`sweep_report`]) written into `out`
+/// (`<dataset>.{md,csv,tex}`, plus the plots and noise tables of [`write_plots`]). Fails
+/// with [`ReportError::NoCompleteRun`] before writing anything when no run is complete.
+pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Result<ReportOutput, ReportError> {
+    let SweepReport { tables, caveats, grids, recipes, plots } = sweep_report(store, manifest)?;
     let main = layout::markdown(&manifest.name, &caveats, &grids, &recipes);
     create_dir(out)?;
     let mut files = vec![

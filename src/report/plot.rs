@@ -184,13 +184,12 @@ fn svg_document(body: String, caveats: &[String]) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- NOT COMPARABLE TO THE PAPER:\n{text}-->\n{body}")
 }
 
-/// A figure as (SVG, PNG at twice the SVG's size).
-fn render(
+/// A figure as SVG.
+fn render_svg(
     size: (i32, i32),
     caveats: &[String],
     draw: impl Fn(&DrawingArea<SVGBackend, Shift>, f64) -> Result<(), PlotError>,
-    draw_png: impl Fn(&DrawingArea<Raster<'_>, Shift>, f64) -> Result<(), PlotError>,
-) -> Result<(String, Vec<u8>), PlotError> {
+) -> Result<String, PlotError> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (size.0 as u32, size.1 as u32)).into_drawing_area();
@@ -198,9 +197,20 @@ fn render(
         draw(&root, 1.0)?;
         root.present().map_err(err)?;
     }
+    Ok(svg_document(svg, caveats))
+}
+
+/// A figure as (SVG, PNG at twice the SVG's size).
+fn render(
+    size: (i32, i32),
+    caveats: &[String],
+    draw: impl Fn(&DrawingArea<SVGBackend, Shift>, f64) -> Result<(), PlotError>,
+    draw_png: impl Fn(&DrawingArea<Raster<'_>, Shift>, f64) -> Result<(), PlotError>,
+) -> Result<(String, Vec<u8>), PlotError> {
+    let svg = render_svg(size, caveats, draw)?;
     let mut img = RgbImage::from_pixel(2 * size.0 as u32, 2 * size.1 as u32, Rgb([255, 255, 255]));
     draw_png(&Raster::new(&mut img).into_drawing_area(), 2.0)?;
-    Ok((svg_document(svg, caveats), png(&img)))
+    Ok((svg, png(&img)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -282,6 +292,11 @@ impl HeatMaps {
     /// (SVG, PNG at 2x).
     pub fn render(&self) -> Result<(String, Vec<u8>), PlotError> {
         render(self.size(), &self.header.caveats, |a, s| self.draw(a, s), |a, s| self.draw(a, s))
+    }
+
+    /// The SVG alone (`ras serve`'s pages).
+    pub fn render_svg(&self) -> Result<String, PlotError> {
+        render_svg(self.size(), &self.header.caveats, |a, s| self.draw(a, s))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, s: f64) -> Result<(), PlotError> {
@@ -491,6 +506,11 @@ impl Curves {
     /// (SVG, PNG at 2x).
     pub fn render(&self) -> Result<(String, Vec<u8>), PlotError> {
         render(self.size(), &self.header.caveats, |a, s| self.draw(a, s), |a, s| self.draw(a, s))
+    }
+
+    /// The SVG alone (`ras serve`'s charts: a page shows no PNG).
+    pub fn render_svg(&self) -> Result<String, PlotError> {
+        render_svg(self.size(), &self.header.caveats, |a, s| self.draw(a, s))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, s: f64) -> Result<(), PlotError> {

@@ -385,6 +385,24 @@ pub fn render_runs(runs: &[RunSummary], store: &str) -> String {
     s
 }
 
+/// What `ras runs` prints: the table, or with `json` one JSON array.
+pub fn render_runs_as(runs: &[RunSummary], store: &str, json: bool) -> String {
+    if json {
+        serde_json::to_string_pretty(runs).expect("serialisable") + "\n"
+    } else {
+        render_runs(runs, store)
+    }
+}
+
+/// What `ras compare` prints: the tables, or with `json` one JSON object.
+pub fn render_compare_as(c: &Comparison, json: bool) -> String {
+    if json {
+        serde_json::to_string_pretty(c).expect("serialisable") + "\n"
+    } else {
+        render_compare(c)
+    }
+}
+
 /// Runs side by side: the config keys whose values differ, and their final metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {

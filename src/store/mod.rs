@@ -15,11 +15,13 @@
 //! first, then a small JSON record holding their sha256, which readers verify.
 
 mod batch;
+mod listing;
 mod remote;
 mod requests;
 pub mod safetensors_header;
 pub mod tensors;
 
+pub use listing::Listed;
 pub use remote::{known_down, Outage, Patience, DEFAULT_RETRY_S};
 use remote::{remote_backend, transient, Remote, DOWN, QUICK};
 pub use requests::{concurrency, request_counts, take_max_in_flight, RequestCounts, DEFAULT_CONCURRENCY};
@@ -86,6 +88,9 @@ pub struct Store {
     rt: Arc<tokio::runtime::Runtime>,
     /// Remote stores only (a local folder's errors are not outages: None).
     remote: Option<Remote>,
+    /// Whether its calls count in [`request_counts`]: not for an in-memory copy
+    /// ([`Store::in_memory`]), whose calls are no requests to any store.
+    counted: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -155,6 +160,7 @@ impl Store {
                     url: url.to_string(),
                     rt: Arc::new(rt),
                     remote: None,
+                    counted: true,
                 })
             }
             r => r,
@@ -194,11 +200,17 @@ impl Store {
             remote = Some(Remote { patience: p, quick });
             (full, root, url.to_string())
         };
-        Ok(Self { inner, root, url: display, rt: Arc::new(rt), remote })
+        Ok(Self { inner, root, url: display, rt: Arc::new(rt), remote, counted: true })
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    fn bump(&self, counter: &std::sync::atomic::AtomicU64) {
+        if self.counted {
+            counters::bump(counter);
+        }
     }
 
     fn path(&self, key: &str) -> ObjPath {
@@ -268,7 +280,7 @@ impl Store {
     }
 
     async fn put_async(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
-        counters::bump(&counters::PUT);
+        self.bump(&counters::PUT);
         let path = self.path(key);
         let payload = PutPayload::from(bytes);
         self.call_async("write", key, |c| c.put(&path, payload.clone())).await.map(|_| ())
@@ -282,7 +294,7 @@ impl Store {
     }
 
     async fn put_new_async(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
-        counters::bump(&counters::PUT);
+        self.bump(&counters::PUT);
         let path = self.path(key);
         let tries = std::cell::Cell::new(0u32);
         let res = self
@@ -310,7 +322,7 @@ impl Store {
     }
 
     async fn get_async(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        counters::bump(&counters::GET);
+        self.bump(&counters::GET);
         let path = &self.path(key);
         self.call_async("read", key, |c| async move {
             match c.get(path).await {
@@ -327,7 +339,7 @@ impl Store {
     }
 
     async fn exists_async(&self, key: &str) -> Result<bool, StoreError> {
-        counters::bump(&counters::HEAD);
+        self.bump(&counters::HEAD);
         let path = &self.path(key);
         self.call_async("inspect", key, |c| async move {
             match c.head(path).await {
@@ -345,7 +357,7 @@ impl Store {
     }
 
     async fn list_async(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        counters::bump(&counters::LIST);
+        self.bump(&counters::LIST);
         let path = self.path(prefix);
         let metas: Vec<_> = self.call_async("list", prefix, |c| c.list(Some(&path)).try_collect::<Vec<_>>()).await?;
         let root = self.root.as_ref();
@@ -365,7 +377,7 @@ impl Store {
     }
 
     async fn delete_async(&self, key: &str) -> Result<(), StoreError> {
-        counters::bump(&counters::DELETE);
+        self.bump(&counters::DELETE);
         let path = &self.path(key);
         self.call_async("delete", key, |c| async move {
             match c.delete(path).await {

@@ -139,7 +139,7 @@ pub fn render_views(views: &[RunView]) -> String {
 
 /// `4 runs: 1 complete, 2 active{active_detail}, 1 pending, 0 to retry, 0 failed, 0
 /// cancelled`: the counts by phase that `ras status` and `ras sweep`'s progress print.
-pub(super) fn phase_counts(views: &[RunView], active_detail: &str) -> String {
+pub fn phase_counts(views: &[RunView], active_detail: &str) -> String {
     let count = |p: RunPhase| views.iter().filter(|v| v.phase == p).count();
     format!(
         "{} runs: {} complete, {} active{active_detail}, {} pending, {} to retry, {} failed, {} cancelled",
