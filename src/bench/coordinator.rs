@@ -164,7 +164,7 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
 /// Gives every run of `manifest` the records `ras train` leaves when a run completes:
 /// its config, a complete status, final metrics (over 15 classes, as MVTec-AD has) and
 /// one cost record (with its index). Written in batches.
-fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result<(), SweepError> {
+pub(crate) fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result<(), SweepError> {
     use crate::eval::{ClassMetrics, MetricsTable};
     use crate::run::cost::{AttemptCost, Job, Outcome, Phases};
     use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};

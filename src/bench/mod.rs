@@ -5,6 +5,7 @@ pub mod coordinator;
 pub mod plan;
 pub mod ranks;
 pub mod s3;
+pub mod serve;
 
 use crate::backbone::FeatureExtractor;
 use crate::config::{BackboneConfig, ModelConfig, TrainConfig};

@@ -50,6 +50,12 @@ pub enum BenchCommand {
         after_help = "Examples:\n  make bench-plan                                    # the test Slurm (cluster/slurm-up.sh)\n  ras bench plan --cluster cluster/ci-slurm.toml --epochs 8"
     )]
     Plan(PlanBenchArgs),
+    /// What `ras serve`'s sweep page costs on a big finished sweep: the first view, a
+    /// refresh with nothing changed, and one after a change (wall time, store requests,
+    /// page bytes), beside `ras report` of the same sweep. With --s3, on the test S3
+    /// server behind --latency-ms per request.
+    #[command(after_help = "Examples:\n  make bench-serve\n  ras bench serve --runs 2000\n  ras bench serve --runs 2000 --s3 --latency-ms 20")]
+    Serve(ServeBenchArgs),
     /// One rank of `ras bench ranks` (started by mpirun).
     #[command(hide = true)]
     DpWorker(TrainStepArgs),
@@ -186,5 +192,27 @@ impl From<PlanBenchArgs> for ras::bench::plan::Options {
             exclusive: a.exclusive,
             keep: a.keep,
         }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ServeBenchArgs {
+    /// Finished runs in the synthetic sweep.
+    #[arg(long, default_value_t = 2000)]
+    pub runs: usize,
+    /// Refreshes with nothing changed to time (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub refreshes: usize,
+    /// Store the sweep on the test S3 server (s3s-fs, `make setup-s3`) behind a latency forwarder.
+    #[arg(long)]
+    pub s3: bool,
+    /// With --s3: milliseconds added to every request (a cloud store's round trip).
+    #[arg(long, default_value_t = 20, requires = "s3")]
+    pub latency_ms: u64,
+}
+
+impl From<ServeBenchArgs> for ras::bench::serve::Options {
+    fn from(a: ServeBenchArgs) -> Self {
+        Self { runs: a.runs, refreshes: a.refreshes, s3_latency: a.s3.then(|| std::time::Duration::from_millis(a.latency_ms)) }
     }
 }

@@ -28,6 +28,11 @@ pub struct CostRow {
 /// `manifest` (a report of a sweep planned by an older `ras`).
 pub fn collect_cost(store: &Store, manifest: &Manifest) -> Result<Vec<CostRow>, ReportError> {
     let stored = Manifest::read(store, &manifest.name)?;
+    cost_rows(store, manifest, stored.as_ref())
+}
+
+/// [`collect_cost`] with the stored manifest already read (None: the store has none).
+fn cost_rows(store: &Store, manifest: &Manifest, stored: Option<&Manifest>) -> Result<Vec<CostRow>, ReportError> {
     let planned: BTreeMap<&str, &Estimate> = stored
         .iter()
         .flat_map(|m| &m.runs)
@@ -50,6 +55,12 @@ pub fn collect_cost(store: &Store, manifest: &Manifest) -> Result<Vec<CostRow>, 
         });
     }
     Ok(rows)
+}
+
+/// [`cost_markdown`] of a sweep's stored manifest itself (`ras serve`, which has read it).
+pub fn cost_markdown_of_stored(store: &Store, stored: &Manifest) -> Result<Option<String>, ReportError> {
+    let rows = cost_rows(store, stored, Some(stored))?;
+    Ok((!rows.is_empty()).then(|| markdown(&stored.name, &rows)))
 }
 
 /// The cost section of the report (Markdown); None when no run has a cost record.

@@ -15,7 +15,7 @@
 
 use super::mirror::Mirror;
 use super::pages::{self, Built, PageError};
-use crate::run::{RunPaths, RunState, RunStatus};
+use crate::run::{RunKey, RunPaths, RunState, RunStatus};
 use crate::runs::Filter;
 use crate::store::{Store, StoreError};
 use crate::sweep::{Manifest, SweepKey, SweepPaths};
@@ -69,6 +69,12 @@ pub struct Dashboard {
     cache: HashMap<String, (u64, Option<String>, Arc<Rendered>)>,
     /// The last refresh that failed: what, and since when; None once one succeeds.
     outage: Option<String>,
+    /// Sweeps' manifests as last read from the copy, with the version they were read at:
+    /// parsed again only when the manifest changes (a big one takes a while to parse).
+    manifests: HashMap<String, (String, Result<Arc<Manifest>, String>)>,
+    /// Seconds the last `page` spent reading the store, and building the page (0 when
+    /// it was kept from before): what `ras bench serve` prints.
+    pub last_timing: (f64, f64),
 }
 
 impl Dashboard {
@@ -83,6 +89,8 @@ impl Dashboard {
             complete: HashSet::new(),
             cache: HashMap::new(),
             outage: None,
+            last_timing: (0.0, 0.0),
+            manifests: HashMap::new(),
         })
     }
 
@@ -95,6 +103,8 @@ impl Dashboard {
     /// saying so; a store error never ends the server.
     pub fn page(&mut self, route: &Route) -> Result<Arc<Rendered>, PageError> {
         let key = route.key();
+        let started = Instant::now();
+        self.last_timing = (0.0, 0.0);
         let due = self.last_sync.get(&key).is_none_or(|t| t.elapsed() >= self.refresh);
         if due {
             match self.sync(route) {
@@ -112,6 +122,7 @@ impl Dashboard {
             self.last_sync.insert(key.clone(), Instant::now());
         }
         let generation = self.mirror.generation();
+        self.last_timing.0 = started.elapsed().as_secs_f64();
         if let Some((g, o, r)) = self.cache.get(&key) {
             if *g == generation && *o == self.outage {
                 return Ok(r.clone());
@@ -119,7 +130,10 @@ impl Dashboard {
         }
         let built = match route {
             Route::Home(filters) => pages::home(&self.mirror, filters),
-            Route::Sweep(name) => pages::sweep(&self.mirror, name),
+            Route::Sweep(name) => {
+                let manifest = self.manifest(name);
+                pages::sweep(&self.mirror, name, manifest)
+            }
             Route::Run(id) => pages::run(&mut self.mirror, id),
             Route::Compare(ids) => pages::compare(&self.mirror, ids),
         };
@@ -131,6 +145,7 @@ impl Dashboard {
         let version = format!("{:016x}", fnv(main.as_bytes()));
         let r = Arc::new(Rendered { title, main, json, version });
         self.cache.insert(key, (generation, self.outage.clone(), r.clone()));
+        self.last_timing.1 = started.elapsed().as_secs_f64() - self.last_timing.0;
         Ok(r)
     }
 
@@ -170,11 +185,21 @@ impl Dashboard {
         let prefix = format!("{}/", SweepPaths::new(name).prefix());
         self.mirror.sync(std::slice::from_ref(&prefix), &all)?;
         // A manifest this version cannot read is shown as such by the page.
-        let Ok(Some(manifest)) = Manifest::read(self.mirror.copy(), name) else { return Ok(()) };
+        let Some(Ok(manifest)) = self.manifest(name) else { return Ok(()) };
         let ids: BTreeSet<String> = manifest.runs.iter().map(|r| r.id.clone()).collect();
         let first = !self.sweeps_read.contains(name);
         let open: Vec<String> = if first {
-            let of_sweep = |k: &str| RunPaths::parse(k).is_some_and(|(p, _)| ids.contains(p.id()));
+            // What the sweep page reads of a run: its status, final metrics, cost index and
+            // evaluations at test-time noise (the rest is read when its run page is opened).
+            let of_sweep = |k: &str| {
+                RunPaths::parse(k).is_some_and(|(p, kind)| {
+                    ids.contains(p.id())
+                        && matches!(
+                            kind,
+                            RunKey::Status | RunKey::FinalMetrics | RunKey::CostIndex | RunKey::EvalNoise { .. } | RunKey::EvalNoiseOther { .. }
+                        )
+                })
+            };
             self.mirror.sync(&[RunPaths::ROOT.into()], &of_sweep)?;
             ids.iter().filter(|id| !self.complete.contains(*id)).cloned().collect()
         } else {
@@ -207,6 +232,27 @@ impl Dashboard {
             }
         }
         Ok(())
+    }
+}
+
+impl Dashboard {
+    /// Sweep `name`'s manifest as the copy holds it (None: there is none; Err: what makes
+    /// it unreadable), parsed once per version.
+    fn manifest(&mut self, name: &str) -> Option<Result<Arc<Manifest>, String>> {
+        let key = SweepPaths::new(name).manifest();
+        let version = self.mirror.version(&key)?.to_string();
+        if let Some((v, m)) = self.manifests.get(name) {
+            if *v == version {
+                return Some(m.clone());
+            }
+        }
+        let read = match Manifest::read(self.mirror.copy(), name) {
+            Ok(Some(m)) => Ok(Arc::new(m)),
+            Ok(None) => return None,
+            Err(e) => Err(crate::error_text::chain(&e)),
+        };
+        self.manifests.insert(name.to_string(), (version, read.clone()));
+        Some(read)
     }
 }
 

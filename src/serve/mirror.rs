@@ -193,6 +193,11 @@ impl Mirror {
         Some(it.fold((first, first), |(lo, hi), (_, s)| (lo.min(s.modified_unix), hi.max(s.modified_unix))))
     }
 
+    /// The version of a known object (what its listing said).
+    pub fn version(&self, key: &str) -> Option<&str> {
+        self.seen.get(key).map(|s| s.version.as_str())
+    }
+
     /// The size of a known object.
     pub fn size(&self, key: &str) -> Option<u64> {
         self.seen.get(key).map(|s| s.size)

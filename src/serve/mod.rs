@@ -29,9 +29,9 @@ use std::time::Duration;
 /// The default address: this machine only.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8765";
 
-/// Seconds a store request is retried before a page says the store does not answer
-/// (`RAS_STORE_RETRY_S` where set): a page waits this long at most, not the 10 minutes a
-/// training run waits out an outage.
+/// Seconds a store request is retried, and one request may take, before a page says the
+/// store does not answer (`RAS_STORE_RETRY_S`, `RAS_STORE_TIMEOUT_S` where set): a page
+/// waits seconds, not the minutes a training run waits out an outage.
 pub const SERVE_RETRY_S: u64 = 5;
 
 #[derive(Debug, Clone)]
@@ -80,9 +80,11 @@ pub fn check_bind(bind: &str, token: Option<&str>) -> Result<SocketAddr, ServeEr
 /// its URL (port 0 binds a free port: the URL names the one it got) and the store.
 pub fn serve(opts: &ServeOptions, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
     let addr = check_bind(&opts.bind, opts.token.as_deref())?;
-    if std::env::var_os("RAS_STORE_RETRY_S").is_none() {
-        // Before any store is opened and before any thread starts (the store reads it).
-        std::env::set_var("RAS_STORE_RETRY_S", SERVE_RETRY_S.to_string());
+    // Before any store is opened and before any thread starts (the store reads them).
+    for var in ["RAS_STORE_RETRY_S", "RAS_STORE_TIMEOUT_S"] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, SERVE_RETRY_S.to_string());
+        }
     }
     let store = crate::store::Store::open_existing(&opts.store)?;
     let store_url = store.url().to_string();

@@ -53,6 +53,11 @@ fn views(copy: &Store, manifest: &Manifest) -> Result<Vec<RunView>, String> {
     tracker.refresh(&mut crate::launch::Records).map_err(|e| chain(&e))
 }
 
+/// A sum that is 0 (not -0, as f64's `Sum` of nothing is) when there is nothing to add.
+fn total(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |a, b| a + b)
+}
+
 fn pct(x: Option<f64>) -> String {
     x.map(|v| format!("{:.1}", 100.0 * v)).unwrap_or_else(|| "-".into())
 }
@@ -105,8 +110,8 @@ pub fn home(m: &Mirror, filters: &[Filter]) -> Result<Built, PageError> {
         }
         let (counts, rank_h, gpu_h) = match views(copy, &manifest) {
             Ok(v) => {
-                let rank: f64 = v.iter().filter_map(|v| v.cost.as_ref()).map(|c| c.rank_hours).sum();
-                let gpu: f64 = v.iter().filter_map(|v| v.cost.as_ref()).map(|c| c.gpu_hours).sum();
+                let rank = total(v.iter().filter_map(|v| v.cost.as_ref()).map(|c| c.rank_hours));
+                let gpu = total(v.iter().filter_map(|v| v.cost.as_ref()).map(|c| c.gpu_hours));
                 (crate::sweep::status::phase_counts(&v, ""), rank, gpu)
             }
             Err(why) => (why, 0.0, 0.0),
@@ -178,18 +183,17 @@ pub fn home(m: &Mirror, filters: &[Filter]) -> Result<Built, PageError> {
 
 /// A sweep: state line, the paper's layout as `ras report` computes it, caveats, cost
 /// against the plan, figures, and every run.
-pub fn sweep(m: &Mirror, name: &str) -> Result<Built, PageError> {
+pub fn sweep(m: &Mirror, name: &str, manifest: Option<Result<std::sync::Arc<Manifest>, String>>) -> Result<Built, PageError> {
     let copy = m.copy();
-    let manifest = match Manifest::read(copy, name) {
-        Ok(Some(manifest)) => manifest,
-        Ok(None) => {
+    let manifest = match manifest {
+        Some(Ok(manifest)) => manifest,
+        None => {
             return Err(PageError::NotFound(format!(
                 "no sweep {name} in store {}: the home page lists the sweeps it holds",
                 copy.url()
             )))
         }
-        Err(e) => {
-            let why = chain(&e);
+        Some(Err(why)) => {
             let main = format!("<h1>Sweep {}</h1>{}", esc(name), html::problem(&why));
             return Ok(Built { title: format!("sweep {name}"), main, json: json!({"sweep": name, "error": why}) });
         }
@@ -249,12 +253,12 @@ pub fn sweep(m: &Mirror, name: &str) -> Result<Built, PageError> {
         Err(e) => main += &html::problem(&chain(&e)),
     }
     main += "<h2>Cost so far</h2>";
-    let planned: f64 = manifest.runs.iter().filter_map(|r| r.estimate.as_ref()).map(|e| e.rank_hours).sum();
-    let spent: f64 = views.iter().filter_map(|v| v.cost.as_ref()).map(|c| c.rank_hours).sum();
+    let planned = total(manifest.runs.iter().filter_map(|r| r.estimate.as_ref()).map(|e| e.rank_hours));
+    let spent = total(views.iter().filter_map(|v| v.cost.as_ref()).map(|c| c.rank_hours));
     main += &format!("<p id=\"cost-line\">{spent:.4} rank-h measured of {planned:.4} rank-h planned (the plan stored with the sweep)</p>");
     json["rank_hours"] = json!(spent);
     json["planned_rank_hours"] = json!(planned);
-    match crate::report::cost::cost_markdown(copy, &manifest) {
+    match crate::report::cost::cost_markdown_of_stored(copy, &manifest) {
         Ok(Some(md)) => main += &html::markdown(&md),
         Ok(None) => main += "<p>No attempt has ended yet.</p>",
         Err(e) => main += &html::problem(&chain(&e)),

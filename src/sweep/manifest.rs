@@ -50,6 +50,21 @@ pub struct PlannedRun {
     /// the stored manifest so the report sets it against the measured cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<super::estimate::Estimate>,
+    /// The config as last parsed from `config_toml` (not stored): a page or report that
+    /// asks for the configs of thousands of runs several times parses each once.
+    #[serde(skip)]
+    pub parsed: ParsedConfig,
+}
+
+/// A run's config parsed from its TOML text, kept with the text it came from (so a changed
+/// `config_toml` is parsed again). Compares equal to any other: it is a cache, not data.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedConfig(std::sync::Arc<std::sync::Mutex<Option<(String, RunConfig)>>>);
+
+impl PartialEq for ParsedConfig {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl PlannedRun {
@@ -63,12 +78,22 @@ impl PlannedRun {
 
     /// `manifest` names the manifest in the error, `fix` says what to do.
     fn parse_config(&self, manifest: &str, fix: &str) -> Result<RunConfig, SweepError> {
-        RunConfig::from_toml(&self.config_toml, Path::new("config_toml")).map_err(|error| SweepError::ManifestConfig {
-            manifest: manifest.to_string(),
-            run: self.id.clone(),
-            fix: fix.to_string(),
-            error: Box::new(error),
-        })
+        let mut memo = self.parsed.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((text, cfg)) = memo.as_ref() {
+            if *text == self.config_toml {
+                return Ok(cfg.clone());
+            }
+        }
+        let cfg = RunConfig::from_toml(&self.config_toml, Path::new("config_toml")).map_err(|error| {
+            SweepError::ManifestConfig {
+                manifest: manifest.to_string(),
+                run: self.id.clone(),
+                fix: fix.to_string(),
+                error: Box::new(error),
+            }
+        })?;
+        *memo = Some((self.config_toml.clone(), cfg.clone()));
+        Ok(cfg)
     }
 }
 
@@ -185,6 +210,7 @@ mod tests {
             cost: 1.0,
             feature_key: String::new(),
             estimate: None,
+            parsed: Default::default(),
         }
     }
 

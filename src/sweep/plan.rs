@@ -75,6 +75,7 @@ pub(super) fn planned(
         cost,
         feature_key,
         estimate: None,
+        parsed: Default::default(),
     }
 }
 
@@ -379,6 +380,7 @@ mod tests {
             cost,
             feature_key: String::new(),
             estimate: None,
+            parsed: Default::default(),
         }
     }
 

@@ -312,6 +312,7 @@ mod tests {
             cost: 1.0,
             feature_key: String::new(),
             estimate,
+            parsed: Default::default(),
         };
         let manifest = |runs| Manifest {
             format_version: crate::sweep::MANIFEST_FORMAT,
