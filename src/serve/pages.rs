@@ -127,10 +127,11 @@ pub fn home(m: &Mirror, filters: &[Filter]) -> Result<Built, PageError> {
         sweeps_json.push(json!({"name": name, "state": counts, "rank_hours": rank_h, "gpu_hours": gpu_h,
             "started_unix": started, "last_change_unix": changed}));
     }
-    let runs = crate::runs::list_runs(copy, filters).map_err(|e| match e {
-        crate::runs::RunsError::Store(s) => PageError::Store(s),
-        other => PageError::NotFound(chain(&other)),
-    })?;
+    // A record that does not read (a torn status) is said on the page, not a failed page.
+    let (runs, runs_problem) = match crate::runs::list_runs(copy, filters) {
+        Ok(r) => (r, None),
+        Err(e) => (vec![], Some(chain(&e))),
+    };
     let shown: Vec<_> = runs.iter().filter(|r| !filters.is_empty() || !in_sweep.contains_key(&r.id)).collect();
     let mut main = "<h1>Sweeps and runs</h1>".to_string();
     if names.is_empty() && runs.is_empty() && filters.is_empty() {
@@ -166,6 +167,9 @@ pub fn home(m: &Mirror, filters: &[Filter]) -> Result<Built, PageError> {
             ]
         })
         .collect();
+    if let Some(why) = &runs_problem {
+        main += &html::problem(&format!("cannot list the runs: {why}"));
+    }
     main += "<form method=\"get\" action=\"/compare\">";
     main += &html::table(
         "runs",

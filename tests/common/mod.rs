@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: small synthetic datasets and configs.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -236,4 +238,61 @@ pub fn two_nodes_up() -> TwoNodes {
 /// machine has broken before; these tests check what resumption restores, not the BLAS.
 pub fn one_intra_op_thread(cmd: &mut Command) -> &mut Command {
     cmd.env("OMP_NUM_THREADS", "1")
+}
+
+/// A `ras serve` started on a free loopback port (`--bind 127.0.0.1:0`): its URL, read
+/// from the line it prints once it listens. Stopped (SIGTERM, then waited for) on drop.
+pub struct Served {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Served {
+    /// `ras serve ARGS --bind 127.0.0.1:0` in `cwd` with `env`; its stderr goes to `log`.
+    pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)], log: &Path) -> Served {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ras"))
+            .arg("serve")
+            .args(args)
+            .args(["--bind", "127.0.0.1:0"])
+            .current_dir(cwd)
+            .env("RUST_LOG", "info")
+            .env_remove("RAS_STORE")
+            .env_remove("RAS_SERVE_TOKEN")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("ras serve starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("ras serve printed no URL: {line:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default()))
+            .trim_end_matches('/')
+            .to_string();
+        Served { child, url, log: log.to_path_buf() }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
