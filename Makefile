@@ -12,7 +12,7 @@ DEMO_DATA := out/demo-data
 dist: build
 	bash scripts/dist.sh $(RAS)
 
-.PHONY: setup setup-python setup-s3 build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: setup setup-python setup-s3 setup-browser bench-serve bench-serve-s3 build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -41,6 +41,10 @@ setup-python: setup
 setup-s3: setup
 	@bash scripts/setup-s3.sh
 
+# Headless Chromium and chromedriver from Debian (tests/browser.rs: `ras serve` in a real browser).
+setup-browser: setup
+	@bash scripts/setup-browser.sh
+
 # ras-cuda: the same program linked against libtorch_cuda.so of the torch 2.11.0 wheel that
 # .venv-ref holds (build.rs puts the CUDA link flags on this binary only). For GPU machines:
 # cluster/gpu-check.sh build carries it there. Same target dir: only the ras crate is
@@ -58,7 +62,7 @@ lint: setup
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets --features nccl -- -D warnings
 
-test: build setup-python setup-s3 lint check-cuda-build
+test: build setup-python setup-s3 setup-browser lint check-cuda-build
 	$(CARGO) test --release --features nccl
 
 # (a) the paper's shapes, (b) a tiny model (batch 2, hidden 32, T_e = T_d = 1) where the
@@ -84,6 +88,15 @@ bench-coordinator-s3: build setup-s3
 	scontrol update PartitionName=debug State=DOWN
 	$(RAS) bench coordinator --runs 2000 --cycles 6 --cluster cluster/ci-slurm.toml --s3 --latency-ms 20; rc=$$?; \
 	  scontrol update PartitionName=debug State=UP; exit $$rc
+
+# What `ras serve`'s sweep page costs on a 2000-run finished sweep: first view, refresh with
+# nothing changed (one LIST), beside `ras report`; then the same on the test S3 server
+# behind 20 ms per request. Figures in README (Watching a sweep: ras serve).
+bench-serve: build
+	$(RAS) bench serve --runs 2000
+
+bench-serve-s3: build setup-s3
+	$(RAS) bench serve --runs 2000 --s3 --latency-ms 20
 
 # How far `ras plan` is from what the runs then cost, on the test Slurm: a Table-5-shaped
 # sweep of tiny runs, one run first, then the others planned from it and run (actual /

@@ -43,9 +43,15 @@ impl Browser {
             "goog:chromeOptions": {"args": ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1600"]},
             "goog:loggingPrefs": {"browser": "ALL"}
         }}});
-        let a = request("POST", &format!("{base}/session"), &[("Content-Type", "application/json")], caps.to_string().as_bytes());
+        let a = request(
+            "POST",
+            &format!("{base}/session"),
+            &[("Content-Type", "application/json")],
+            caps.to_string().as_bytes(),
+        );
         let v = a.json();
-        let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_string();
+        let session =
+            v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_string();
         Browser { driver, base, session }
     }
 
@@ -68,7 +74,10 @@ impl Browser {
 
     fn click(&self, css: &str, nth: usize) {
         let els = self.call("POST", "/elements", json!({"using": "css selector", "value": css}));
-        let id = els[nth]["element-6066-11e4-a52e-4f735466cecf"].as_str().unwrap_or_else(|| panic!("no element {css} #{nth}: {els}")).to_string();
+        let id = els[nth]["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css} #{nth}: {els}"))
+            .to_string();
         self.call("POST", &format!("/element/{id}/click"), json!({}));
     }
 
@@ -172,7 +181,8 @@ fn the_quickstart_sweep_fills_its_page_live_with_the_cells_ras_report_writes() {
     std::fs::create_dir_all(&store).unwrap();
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let served = Served::start(cwd, &["--store", store.to_str().unwrap(), "--refresh", "1"], &[], &cwd.join("serve.log"));
+    let served =
+        Served::start(cwd, &["--store", store.to_str().unwrap(), "--refresh", "1"], &[], &cwd.join("serve.log"));
     let browser = Browser::start();
 
     // The sweep starts; its page is opened as soon as the sweep is in the store.
@@ -187,18 +197,31 @@ fn the_quickstart_sweep_fills_its_page_live_with_the_cells_ras_report_writes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    eventually(60, "the sweep's manifest in the store", || store.join("sweeps/quickstart/manifest.json").exists().then_some(()));
+    eventually(60, "the sweep's manifest in the store", || {
+        store.join("sweeps/quickstart/manifest.json").exists().then_some(())
+    });
     browser.go(&format!("{}/sweep/quickstart", served.url));
     browser.js("window.__ras_not_reloaded = 42;");
-    let state = |b: &Browser| b.js("return document.getElementById('state-line').textContent;").as_str().unwrap_or("").to_string();
+    let state = |b: &Browser| {
+        b.js("return document.getElementById('state-line').textContent;").as_str().unwrap_or("").to_string()
+    };
     let first = state(&browser);
-    assert!(first.starts_with("4 runs:") && !first.starts_with("4 runs: 4 complete"), "opened before the runs completed: {first}");
+    assert!(
+        first.starts_with("4 runs:") && !first.starts_with("4 runs: 4 complete"),
+        "opened before the runs completed: {first}"
+    );
     let status = sweep.wait().unwrap();
-    assert!(status.success(), "the sweep failed: {}", std::fs::read_to_string(cwd.join("sweep.log")).unwrap_or_default());
+    assert!(
+        status.success(),
+        "the sweep failed: {}",
+        std::fs::read_to_string(cwd.join("sweep.log")).unwrap_or_default()
+    );
 
     // Filled in by itself, within a few seconds, without a reload.
     let t = Instant::now();
-    eventually(15, "the page shows 4 complete runs", || state(&browser).starts_with("4 runs: 4 complete").then_some(()));
+    eventually(15, "the page shows 4 complete runs", || {
+        state(&browser).starts_with("4 runs: 4 complete").then_some(())
+    });
     eprintln!("page updated {:.1} s after the sweep ended", t.elapsed().as_secs_f64());
     assert_eq!(browser.js("return window.__ras_not_reloaded;"), json!(42), "the page was reloaded");
     browser.screenshot(&shots.join("sweep.png"));
@@ -215,10 +238,8 @@ fn the_quickstart_sweep_fills_its_page_live_with_the_cells_ras_report_writes() {
     eprintln!("{cells} cells equal to ras report's in {} tables", shown.len());
 
     // Weight: the page and everything it loads.
-    let bytes = browser.js(
-        "var n = performance.getEntriesByType('navigation')[0].decodedBodySize; \
-         performance.getEntriesByType('resource').forEach(function (r) { n += r.decodedBodySize; }); return n;",
-    );
+    let bytes = browser.js("var n = performance.getEntriesByType('navigation')[0].decodedBodySize; \
+         performance.getEntriesByType('resource').forEach(function (r) { n += r.decodedBodySize; }); return n;");
     let bytes = bytes.as_f64().unwrap();
     eprintln!("sweep page weight: {bytes} bytes (HTML, style, script)");
     assert!(bytes > 1000.0 && bytes < 300_000.0, "the sweep page weighs {bytes} bytes");
@@ -243,7 +264,8 @@ fn the_quickstart_sweep_fills_its_page_live_with_the_cells_ras_report_writes() {
     let epochs = log.lines().filter(|l| !l.trim().is_empty()).count();
     let models: std::collections::BTreeSet<String> =
         log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).map(|v| v["model"].to_string()).collect();
-    let circles = browser.js("return document.querySelectorAll('#loss-chart svg circle').length;").as_u64().unwrap() as usize;
+    let circles =
+        browser.js("return document.querySelectorAll('#loss-chart svg circle').length;").as_u64().unwrap() as usize;
     assert!(epochs >= 2);
     assert_eq!(circles - models.len(), epochs, "loss chart points vs lines of {id}'s train_log.jsonl");
     browser.screenshot(&shots.join("run.png"));

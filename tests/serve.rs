@@ -23,7 +23,8 @@ fn finished_store(dir: &Path, runs: usize) -> (PathBuf, String, Vec<String>) {
     let url = format!("file://{}", store.display());
     let m = ras::bench::serve::synthetic_finished_sweep(&url, runs, dir).expect("synthetic sweep");
     let ids: Vec<String> = m.runs.iter().map(|r| r.id.clone()).collect();
-    let log: String = (1..=3).map(|e| format!("{{\"model\":\"unified\",\"epoch\":{e},\"loss\":{}}}\n", 1.0 / e as f64)).collect();
+    let log: String =
+        (1..=3).map(|e| format!("{{\"model\":\"unified\",\"epoch\":{e},\"loss\":{}}}\n", 1.0 / e as f64)).collect();
     std::fs::write(store.join("runs").join(&ids[0]).join("train_log.jsonl"), log).unwrap();
     (store, m.name, ids)
 }
@@ -184,13 +185,19 @@ fn odd_stores_give_pages_that_say_what_is_wrong() {
     // A manifest from another version.
     let other = store.join("sweeps/other");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("manifest.json"), r#"{"format_version": 99, "written_by": "9.0.0", "name": "other"}"#).unwrap();
+    std::fs::write(other.join("manifest.json"), r#"{"format_version": 99, "written_by": "9.0.0", "name": "other"}"#)
+        .unwrap();
     // A metrics log torn in its middle (not a torn last line, which is dropped).
     let torn = store.join("runs").join(&ids[1]).join("metrics.jsonl");
     std::fs::write(&torn, "{\"epoch\": 1, \"metr\n{\"epoch\": 2, \"metrics\": {}}\n").unwrap();
     // A status that is not JSON.
     std::fs::write(store.join("runs").join(&ids[0]).join("status.json"), "{\"state\": \"compl").unwrap();
-    let s = Served::start(d.path(), &["--store", store.to_str().unwrap(), "--refresh", "0.2"], &[], &d.path().join("odd.log"));
+    let s = Served::start(
+        d.path(),
+        &["--store", store.to_str().unwrap(), "--refresh", "0.2"],
+        &[],
+        &d.path().join("odd.log"),
+    );
     let a = get(&format!("{}/sweep/other", s.url), &[]);
     assert_eq!(a.status, 200);
     assert!(a.text().contains("format") && a.text().contains("9.0.0"), "{}", a.text());
@@ -216,13 +223,25 @@ struct S3(std::process::Child, u16);
 
 impl S3 {
     fn start(root: &Path) -> S3 {
-        let bin = ["s3s-fs".into(), std::env::var("HOME").map(|h| format!("{h}/.cargo/bin/s3s-fs")).unwrap_or_default()]
-            .into_iter()
-            .find(|b: &String| Command::new(b).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok())
-            .expect("s3s-fs (the test S3 server) is not installed: run `make setup-s3`");
+        let bin =
+            ["s3s-fs".into(), std::env::var("HOME").map(|h| format!("{h}/.cargo/bin/s3s-fs")).unwrap_or_default()]
+                .into_iter()
+                .find(|b: &String| {
+                    Command::new(b).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+                })
+                .expect("s3s-fs (the test S3 server) is not installed: run `make setup-s3`");
         let port = common::http::free_port();
         let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                S3_KEY,
+                "--secret-key",
+                S3_SECRET,
+            ])
             .arg(root)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -44,7 +44,12 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
                 std::env::set_var(k, v);
             }
             url = format!("s3://{}/serve-bench", super::s3::BUCKET);
-            writeln!(out, "test S3 server (s3s-fs) behind {} ms per request: {}", latency.as_millis(), server.endpoint)?;
+            writeln!(
+                out,
+                "test S3 server (s3s-fs) behind {} ms per request: {}",
+                latency.as_millis(),
+                server.endpoint
+            )?;
             Some(server)
         }
         None => None,
@@ -52,8 +57,18 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
     let t = Instant::now();
     let manifest = synthetic_finished_sweep(&url, opts.runs, &tmp)?;
     let store = Store::open(&manifest.store)?;
-    writeln!(out, "wrote a finished sweep of {} runs to {} in {:.1} s", opts.runs, store.url(), t.elapsed().as_secs_f64())?;
-    writeln!(out, "{:<44} {:>9} {:>9} {:>9} {:>6} {:>5} {:>7}", "sweep page", "wall s", "read s", "build s", "get", "list", "bytes")?;
+    writeln!(
+        out,
+        "wrote a finished sweep of {} runs to {} in {:.1} s",
+        opts.runs,
+        store.url(),
+        t.elapsed().as_secs_f64()
+    )?;
+    writeln!(
+        out,
+        "{:<44} {:>9} {:>9} {:>9} {:>6} {:>5} {:>7}",
+        "sweep page", "wall s", "read s", "build s", "get", "list", "bytes"
+    )?;
     let name = manifest.name.clone();
     // Refresh interval 0: every build below asks the store (no rate limit).
     let mut dash = Dashboard::new(store.clone(), Duration::ZERO)?;
@@ -87,7 +102,11 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
         .arg(tmp.join("report"))
         .output()?;
     let report_s = t.elapsed().as_secs_f64();
-    let ok = if res.status.success() { "ok".to_string() } else { format!("FAILED: {}", String::from_utf8_lossy(&res.stderr).trim()) };
+    let ok = if res.status.success() {
+        "ok".to_string()
+    } else {
+        format!("FAILED: {}", String::from_utf8_lossy(&res.stderr).trim())
+    };
     writeln!(out, "{:<44} {report_s:>9.4}  ({ok}; reads every run each time)", "`ras report` of the same sweep")?;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(format!(

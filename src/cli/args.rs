@@ -334,7 +334,9 @@ pub enum Command {
     /// in as runs complete (the cells `ras report` computes), each run's loss and metric
     /// curves, pictures, log and cost, and runs compared side by side. Open pages update
     /// by themselves. It never writes to the store.
-    #[command(after_help = "Examples:\n  ras serve                                       # ./ras-store (or $RAS_STORE) on http://127.0.0.1:8765/\n  ras serve --store s3://bucket/ras --bind 127.0.0.1:9000\n  RAS_SERVE_TOKEN=$(openssl rand -hex 16) ras serve --bind 0.0.0.0:8765   # reachable from other machines: a token is required\n  curl -H \"Authorization: Bearer $RAS_SERVE_TOKEN\" http://HOST:8765/api/sweep/quickstart   # any page as JSON under /api/")]
+    #[command(
+        after_help = "Examples:\n  ras serve                                       # ./ras-store (or $RAS_STORE) on http://127.0.0.1:8765/\n  ras serve --store s3://bucket/ras --bind 127.0.0.1:9000\n  RAS_SERVE_TOKEN=$(openssl rand -hex 16) ras serve --bind 0.0.0.0:8765   # reachable from other machines: a token is required\n  curl -H \"Authorization: Bearer $RAS_SERVE_TOKEN\" http://HOST:8765/api/sweep/quickstart   # any page as JSON under /api/"
+    )]
     Serve(ServeArgs),
     // --- `ras doctor` (src/doctor.rs, src/cli/doctor.rs) ---
     /// Check a cluster profile end to end before a sweep: submit a small job through the

@@ -54,7 +54,9 @@ pub enum BenchCommand {
     /// refresh with nothing changed, and one after a change (wall time, store requests,
     /// page bytes), beside `ras report` of the same sweep. With --s3, on the test S3
     /// server behind --latency-ms per request.
-    #[command(after_help = "Examples:\n  make bench-serve\n  ras bench serve --runs 2000\n  ras bench serve --runs 2000 --s3 --latency-ms 20")]
+    #[command(
+        after_help = "Examples:\n  make bench-serve\n  ras bench serve --runs 2000\n  ras bench serve --runs 2000 --s3 --latency-ms 20"
+    )]
     Serve(ServeBenchArgs),
     /// One rank of `ras bench ranks` (started by mpirun).
     #[command(hide = true)]
@@ -213,6 +215,10 @@ pub struct ServeBenchArgs {
 
 impl From<ServeBenchArgs> for ras::bench::serve::Options {
     fn from(a: ServeBenchArgs) -> Self {
-        Self { runs: a.runs, refreshes: a.refreshes, s3_latency: a.s3.then(|| std::time::Duration::from_millis(a.latency_ms)) }
+        Self {
+            runs: a.runs,
+            refreshes: a.refreshes,
+            s3_latency: a.s3.then(|| std::time::Duration::from_millis(a.latency_ms)),
+        }
     }
 }

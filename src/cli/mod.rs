@@ -179,7 +179,9 @@ fn run() -> Result<ExitStatus> {
         Command::DoctorNode { out, collective, elements, .. } => {
             return doctor::doctor_node(&out, collective, elements)
         }
-        Command::Bench(BenchCommand::Serve(a)) => eprintln!("{}", ras::bench::serve::run(&a.into(), &mut std::io::stdout())?),
+        Command::Bench(BenchCommand::Serve(a)) => {
+            eprintln!("{}", ras::bench::serve::run(&a.into(), &mut std::io::stdout())?)
+        }
         Command::Bench(BenchCommand::Plan(a)) => {
             eprintln!("{}", ras::bench::plan::run(&a.into(), &mut std::io::stdout())?)
         }

@@ -273,7 +273,10 @@ pub fn figures(data: &PlotData, sweep: &str, caveats: &[String]) -> Vec<Figure> 
     for (dataset, series) in &data.noise {
         for (k, (metric, _)) in METRICS.iter().enumerate() {
             let c = noise_curves(series, &data.curves, dataset, sweep, k, caveats);
-            out.push(Figure { base: format!("{dataset}-noise-{}", metric.to_lowercase()), plot: FigurePlot::Curves(c) });
+            out.push(Figure {
+                base: format!("{dataset}-noise-{}", metric.to_lowercase()),
+                plot: FigurePlot::Curves(c),
+            });
         }
     }
     out

@@ -35,7 +35,9 @@ pub enum Route {
 impl Route {
     fn key(&self) -> String {
         match self {
-            Route::Home(f) => format!("home {}", f.iter().map(|f| format!("{}={}", f.key, f.value)).collect::<Vec<_>>().join(" ")),
+            Route::Home(f) => {
+                format!("home {}", f.iter().map(|f| format!("{}={}", f.key, f.value)).collect::<Vec<_>>().join(" "))
+            }
             Route::Sweep(n) => format!("sweep {n}"),
             Route::Run(id) => format!("run {id}"),
             Route::Compare(ids) => format!("compare {}", ids.join(" ")),
@@ -134,8 +136,8 @@ impl Dashboard {
                 let manifest = self.manifest(name);
                 pages::sweep(&self.mirror, name, manifest)
             }
-            Route::Run(id) => pages::run(&mut self.mirror, id),
-            Route::Compare(ids) => pages::compare(&self.mirror, ids),
+            Route::Run(id) => super::run_pages::run(&mut self.mirror, id),
+            Route::Compare(ids) => super::run_pages::compare(&self.mirror, ids),
         };
         let Built { title, mut main, json } = built?;
         if let Some(o) = &self.outage {
@@ -173,7 +175,8 @@ impl Dashboard {
                 self.mirror.sync(&[format!("{}/", RunPaths::new(id.as_str()).prefix())], &all)?;
             }
             Route::Compare(ids) => {
-                let prefixes: Vec<String> = ids.iter().map(|id| format!("{}/", RunPaths::new(id.as_str()).prefix())).collect();
+                let prefixes: Vec<String> =
+                    ids.iter().map(|id| format!("{}/", RunPaths::new(id.as_str()).prefix())).collect();
                 self.mirror.sync(&prefixes, &all)?;
             }
         }
@@ -191,16 +194,34 @@ impl Dashboard {
         let open: Vec<String> = if first {
             // What the sweep page reads of a run: its status, final metrics, cost index and
             // evaluations at test-time noise (the rest is read when its run page is opened).
-            let of_sweep = |k: &str| {
-                RunPaths::parse(k).is_some_and(|(p, kind)| {
-                    ids.contains(p.id())
-                        && matches!(
-                            kind,
-                            RunKey::Status | RunKey::FinalMetrics | RunKey::CostIndex | RunKey::EvalNoise { .. } | RunKey::EvalNoiseOther { .. }
-                        )
-                })
-            };
-            self.mirror.sync(&[RunPaths::ROOT.into()], &of_sweep)?;
+            // Known by name: one batch of GETs, no listing of `runs/` (thousands of keys,
+            // a page of 1000 a round trip), except where the runs evaluate at test-time
+            // noise, whose results can only be found by listing.
+            if manifest.configs().is_ok_and(|c| noise_evaluated(&c)) {
+                let of_sweep = |k: &str| {
+                    RunPaths::parse(k).is_some_and(|(p, kind)| {
+                        ids.contains(p.id())
+                            && matches!(
+                                kind,
+                                RunKey::Status
+                                    | RunKey::FinalMetrics
+                                    | RunKey::CostIndex
+                                    | RunKey::EvalNoise { .. }
+                                    | RunKey::EvalNoiseOther { .. }
+                            )
+                    })
+                };
+                self.mirror.sync(&[RunPaths::ROOT.into()], &of_sweep)?;
+            } else {
+                let keys: Vec<String> = ids
+                    .iter()
+                    .flat_map(|id| {
+                        let p = RunPaths::new(id.as_str());
+                        [p.status(), p.final_metrics(), p.cost_index()]
+                    })
+                    .collect();
+                self.mirror.fetch(&keys)?;
+            }
             ids.iter().filter(|id| !self.complete.contains(*id)).cloned().collect()
         } else {
             // Launched runs not complete yet: their folders can have changed.
@@ -215,7 +236,8 @@ impl Dashboard {
                 .collect();
             let open: Vec<String> =
                 ids.iter().filter(|id| !self.complete.contains(*id) && claimed.contains(*id)).cloned().collect();
-            let prefixes: Vec<String> = open.iter().map(|id| format!("{}/", RunPaths::new(id.as_str()).prefix())).collect();
+            let prefixes: Vec<String> =
+                open.iter().map(|id| format!("{}/", RunPaths::new(id.as_str()).prefix())).collect();
             self.mirror.sync(&prefixes, &all)?;
             open
         };
@@ -254,6 +276,14 @@ impl Dashboard {
         self.manifests.insert(name.to_string(), (version, read.clone()));
         Some(read)
     }
+}
+
+/// Whether a sweep's runs evaluate at test-time noise (`eval.noise_scales`, or runs that
+/// differ in `eval.test_jitter_scale`): the report's noise tables then need their
+/// `evals/` records, found by listing.
+fn noise_evaluated(configs: &[crate::config::RunConfig]) -> bool {
+    configs.iter().any(|c| !c.eval.noise_scales.is_empty())
+        || configs.windows(2).any(|w| w[0].eval.test_jitter_scale != w[1].eval.test_jitter_scale)
 }
 
 /// FNV-1a: a page's version (not a security measure, only "did it change").

@@ -34,7 +34,11 @@ fn respond(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Res
 
 /// A plain-text answer (errors: 401, 404, 405, 500).
 fn plain(status: StatusCode, text: &str) -> Response {
-    respond(status, "text/plain; charset=utf-8", format!("{} {}: {text}\n", status.as_u16(), status.canonical_reason().unwrap_or("")))
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{} {}: {text}\n", status.as_u16(), status.canonical_reason().unwrap_or("")),
+    )
 }
 
 /// `%XX` decoded; None for bad escapes or bytes that are not UTF-8.
@@ -89,7 +93,8 @@ fn route(path: &str, query: &[(String, String)]) -> Result<Want, String> {
     for r in &raw {
         segs.push(percent_decode(r).ok_or_else(|| format!("{path}: not a valid URL path"))?);
     }
-    let (api, segs) = if segs.first().map(String::as_str) == Some("api") { (true, &segs[1..]) } else { (false, &segs[..]) };
+    let (api, segs) =
+        if segs.first().map(String::as_str) == Some("api") { (true, &segs[1..]) } else { (false, &segs[..]) };
     let name = |what: &str, s: &str| {
         if valid_name(s) {
             Ok(s.to_string())
@@ -122,7 +127,9 @@ fn route(path: &str, query: &[(String, String)]) -> Result<Want, String> {
             }
             return Ok(Want::Picture(key));
         }
-        _ => return Err(format!("no page {path}: pages are /, /sweep/NAME, /run/ID, /compare?run=A&run=B, and /api/ before each for JSON")),
+        _ => return Err(format!(
+            "no page {path}: pages are /, /sweep/NAME, /run/ID, /compare?run=A&run=B, and /api/ before each for JSON"
+        )),
     };
     Ok(if api { Want::Api(route) } else { Want::Page(route) })
 }
@@ -153,8 +160,9 @@ pub async fn handle(State(app): State<Arc<AppState>>, method: Method, uri: Uri, 
     if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "ras serve only reads: GET pages");
     }
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     let path = uri.path().to_string();
     // The path only: a token in the query never reaches a log.
     tracing::info!(target: "ras::serve", "GET {path}");
@@ -195,7 +203,8 @@ pub async fn handle(State(app): State<Arc<AppState>>, method: Method, uri: Uri, 
                     if since.as_deref() == Some(r.version.as_str()) {
                         respond(StatusCode::NO_CONTENT, "text/plain", "")
                     } else {
-                        let mut resp = respond(StatusCode::OK, "text/html; charset=utf-8", app2.secrets.redact(&r.main));
+                        let mut resp =
+                            respond(StatusCode::OK, "text/html; charset=utf-8", app2.secrets.redact(&r.main));
                         resp.headers_mut().insert("X-Ras-Version", HeaderValue::from_str(&r.version).expect("hex"));
                         resp
                     }
@@ -212,11 +221,17 @@ pub async fn handle(State(app): State<Arc<AppState>>, method: Method, uri: Uri, 
         Ok(Err(PageError::NotFound(why))) => plain(StatusCode::NOT_FOUND, &app.secrets.redact(&why)),
         Ok(Err(PageError::Store(e))) => {
             let why = app.secrets.redact(&crate::error_text::chain(&e));
-            plain(StatusCode::SERVICE_UNAVAILABLE, &format!("{why} (the server keeps serving: reload when the store answers)"))
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{why} (the server keeps serving: reload when the store answers)"),
+            )
         }
         Err(e) => {
             tracing::error!("page {path} failed: {e}");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "this page failed to build (a bug in ras: the log says where); other pages still work")
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this page failed to build (a bug in ras: the log says where); other pages still work",
+            )
         }
     };
     if let Some(c) = set_cookie {
@@ -241,12 +256,23 @@ mod tests {
             assert!(!valid_name(bad), "{bad:?}");
         }
         assert!(valid_name("quickstart-1a2b3c4d"));
-        for path in ["/run/..", "/run/%2e%2e", "/sweep/..%2fruns", "/object/runs/a/../b.png", "/object/features/x.png", "/object/runs/a/checkpoints/x.png", "/etc/passwd", "/run/a/b"] {
+        for path in [
+            "/run/..",
+            "/run/%2e%2e",
+            "/sweep/..%2fruns",
+            "/object/runs/a/../b.png",
+            "/object/features/x.png",
+            "/object/runs/a/checkpoints/x.png",
+            "/etc/passwd",
+            "/run/a/b",
+        ] {
             assert!(route(path, &[]).is_err(), "{path}");
         }
         assert!(matches!(route("/object/runs/a/pictures/bottle/x.png", &[]), Ok(Want::Picture(_))));
         assert!(matches!(route("/api/run/a", &[]), Ok(Want::Api(Route::Run(_)))));
-        assert!(matches!(route("/compare", &q(&[("run", "a"), ("run", "b")])), Ok(Want::Page(Route::Compare(v))) if v.len() == 2));
+        assert!(
+            matches!(route("/compare", &q(&[("run", "a"), ("run", "b")])), Ok(Want::Page(Route::Compare(v))) if v.len() == 2)
+        );
         assert!(route("/compare", &q(&[("run", "../x")])).is_err());
     }
 

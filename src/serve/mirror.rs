@@ -165,6 +165,24 @@ impl Mirror {
         Ok(stats)
     }
 
+    /// Reads these records (known by name, not listed: one batch of GETs, no LIST) into
+    /// the copy, with the versions the answers carry. A missing one is left out; a later
+    /// listing of its prefix finds it.
+    pub fn fetch(&mut self, keys: &[String]) -> Result<SyncStats, StoreError> {
+        let got = self.real.get_many_versioned(keys)?;
+        let mut items = vec![];
+        for (bytes, l) in got.into_iter().flatten() {
+            self.seen.insert(l.key.clone(), Seen { version: l.version, modified_unix: l.modified_unix, size: l.size });
+            items.push((l.key, bytes));
+        }
+        let stats = SyncStats { lists: 0, reads: keys.len(), removed: 0 };
+        if !items.is_empty() {
+            self.copy.put_many(items)?;
+            self.generation += 1;
+        }
+        Ok(stats)
+    }
+
     /// An on-demand object (a picture, a job log) as the last listing showed it: read
     /// once per version. None when no listing showed it.
     pub fn read_on_demand(&mut self, key: &str) -> Result<Option<Bytes>, StoreError> {
@@ -182,7 +200,11 @@ impl Mirror {
 
     /// Keys the mirror knows of under `prefix`, sorted.
     pub fn keys_under(&self, prefix: &str) -> Vec<String> {
-        self.seen.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect()
+        self.seen
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// The earliest and latest modification (Unix seconds) of what the mirror knows under

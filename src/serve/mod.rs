@@ -4,7 +4,8 @@
 //!
 //! - `mirror`    the store's records copied in memory, refreshed by reading only what changed
 //! - `dashboard` which part of the store each page reads, and when; pages kept until it changes
-//! - `pages`     home, sweep, run, compare: built by the functions the CLI prints with
+//! - `pages`     home and sweep pages: built by the functions the CLI prints with
+//! - `run_pages` a run's page, and runs compared
 //! - `html`      escaping, tables, the report's Markdown and cells as HTML
 //! - `http`      routes, the token, names checked against the store layout, live fragments
 //! - `secrets`   what never leaves the server
@@ -17,6 +18,7 @@ pub mod html;
 mod http;
 pub mod mirror;
 pub mod pages;
+pub mod run_pages;
 pub mod secrets;
 
 pub use dashboard::{Dashboard, Route};

@@ -4,6 +4,7 @@
 
 use super::{counters, Store, StoreError};
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
 use std::sync::Arc;
 
@@ -55,6 +56,40 @@ impl Store {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Many objects with their version, as one batch (`None` for each that does not
+    /// exist): an incremental reader that knows which keys it wants reads them without
+    /// listing first.
+    pub fn get_many_versioned<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<(bytes::Bytes, Listed)>>, StoreError> {
+        use futures::StreamExt;
+        self.rt.block_on(
+            futures::stream::iter(keys)
+                .map(|k| self.get_versioned_async(k.as_ref()))
+                .buffered(super::concurrency())
+                .try_collect(),
+        )
+    }
+
+    async fn get_versioned_async(&self, key: &str) -> Result<Option<(bytes::Bytes, Listed)>, StoreError> {
+        self.bump(&counters::GET);
+        let path = &self.path(key);
+        self.call_async("read", key, |c| async move {
+            match c.get(path).await {
+                Ok(r) => {
+                    let m = r.meta.clone();
+                    let bytes = r.bytes().await?;
+                    let nanos = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
+                    let version = m.e_tag.clone().unwrap_or_else(|| format!("{nanos}-{}", m.size));
+                    let listed =
+                        Listed { key: key.to_string(), size: m.size, version, modified_unix: m.last_modified.timestamp() };
+                    Ok(Some((bytes, listed)))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     /// An empty store held in this process's memory, shown as `label` in messages. Its

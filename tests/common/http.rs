@@ -36,7 +36,8 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req += &format!("{k}: {v}\r\n");
     }
@@ -80,7 +81,9 @@ fn parse(raw: &[u8]) -> Option<Answer> {
             body = b;
             complete = true;
         }
-    } else if let Some(n) = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok()) {
+    } else if let Some(n) =
+        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok())
+    {
         complete = body.len() >= n;
         body.truncate(n);
     } else if status == 204 || status == 304 {

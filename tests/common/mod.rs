@@ -271,7 +271,9 @@ impl Served {
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("ras serve printed no URL: {line:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default()))
+            .unwrap_or_else(|| {
+                panic!("ras serve printed no URL: {line:?}; log: {}", std::fs::read_to_string(log).unwrap_or_default())
+            })
             .trim_end_matches('/')
             .to_string();
         Served { child, url, log: log.to_path_buf() }
