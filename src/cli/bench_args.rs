@@ -211,6 +211,9 @@ pub struct ServeBenchArgs {
     /// With --s3: milliseconds added to every request (a cloud store's round trip).
     #[arg(long, default_value_t = 20, requires = "s3")]
     pub latency_ms: u64,
+    /// Leave out the reference, `ras report` of the same sweep (minutes on the test S3 server).
+    #[arg(long)]
+    pub skip_report: bool,
 }
 
 impl From<ServeBenchArgs> for ras::bench::serve::Options {
@@ -219,6 +222,7 @@ impl From<ServeBenchArgs> for ras::bench::serve::Options {
             runs: a.runs,
             refreshes: a.refreshes,
             s3_latency: a.s3.then(|| std::time::Duration::from_millis(a.latency_ms)),
+            skip_report: a.skip_report,
         }
     }
 }

@@ -83,9 +83,10 @@ pub fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
         .unwrap_or_else(|| vec![lo, hi])
 }
 
-/// Decimals that tell every tick apart (0 for whole numbers, else 1 or 2).
+/// Decimals that tell every tick apart (0 for whole numbers, else as many as the steps
+/// need: a training loss from 0.272 to 0.280 ticks every 0.002).
 fn tick_decimals(ticks: &[f64]) -> usize {
-    (0..=2).find(|d| ticks.iter().all(|t| (t * 10f64.powi(*d as i32)).fract().abs() < 1e-6)).unwrap_or(2)
+    (0..=6).find(|d| ticks.iter().all(|t| (t * 10f64.powi(*d as i32)).fract().abs() < 1e-6)).unwrap_or(6)
 }
 
 /// Drawing failed (only the SVG or pixel backend's own errors, which are not expected).
@@ -615,6 +616,18 @@ mod tests {
         assert_eq!(tick_decimals(&[96.0, 96.5, 97.0]), 1);
         assert_eq!(tick_decimals(&[0.0, 10.0]), 0);
         assert_eq!(tick_decimals(&[0.25, 0.5]), 2);
+    }
+
+    #[test]
+    fn small_steps_get_the_decimals_that_tell_ticks_apart() {
+        let t = nice_ticks(0.2721, 0.2795);
+        let d = tick_decimals(&t);
+        let labels: Vec<String> = t.iter().map(|v| format!("{v:.d$}")).collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(labels, unique, "{t:?} as {labels:?}");
+        assert_eq!(tick_decimals(&[0.0, 20.0, 40.0]), 0);
+        assert_eq!(tick_decimals(&[0.5, 1.0, 1.5]), 1);
     }
 
     #[test]

@@ -127,9 +127,11 @@ fn route(path: &str, query: &[(String, String)]) -> Result<Want, String> {
             }
             return Ok(Want::Picture(key));
         }
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "no page {path}: pages are /, /sweep/NAME, /run/ID, /compare?run=A&run=B, and /api/ before each for JSON"
-        )),
+        ))
+        }
     };
     Ok(if api { Want::Api(route) } else { Want::Page(route) })
 }

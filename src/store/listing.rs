@@ -4,8 +4,8 @@
 
 use super::{counters, Store, StoreError};
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
+use object_store::ObjectStoreExt;
 use std::sync::Arc;
 
 /// One object of a listing.
@@ -61,7 +61,10 @@ impl Store {
     /// Many objects with their version, as one batch (`None` for each that does not
     /// exist): an incremental reader that knows which keys it wants reads them without
     /// listing first.
-    pub fn get_many_versioned<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<(bytes::Bytes, Listed)>>, StoreError> {
+    pub fn get_many_versioned<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<Option<(bytes::Bytes, Listed)>>, StoreError> {
         use futures::StreamExt;
         self.rt.block_on(
             futures::stream::iter(keys)
@@ -81,8 +84,12 @@ impl Store {
                     let bytes = r.bytes().await?;
                     let nanos = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
                     let version = m.e_tag.clone().unwrap_or_else(|| format!("{nanos}-{}", m.size));
-                    let listed =
-                        Listed { key: key.to_string(), size: m.size, version, modified_unix: m.last_modified.timestamp() };
+                    let listed = Listed {
+                        key: key.to_string(),
+                        size: m.size,
+                        version,
+                        modified_unix: m.last_modified.timestamp(),
+                    };
                     Ok(Some((bytes, listed)))
                 }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),

@@ -528,6 +528,7 @@ mod tests {
             url: "s3://b/pre".into(),
             rt: Arc::new(rt),
             remote: Some(remote),
+            counted: true,
         };
         let t = Instant::now();
         let err = s.put("runs/r/status.json", b"{}".to_vec()).unwrap_err();
