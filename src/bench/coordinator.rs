@@ -47,24 +47,10 @@ pub fn run(profile: &ClusterProfile, opts: &Options, out: &mut dyn Write) -> any
     let tmp = std::env::temp_dir().join(format!("ras-bench-coordinator-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let mut store_url = opts.store.clone().unwrap_or_else(|| format!("file://{}", tmp.join("store").display()));
-    let _server = match opts.s3_latency {
-        Some(latency) => {
-            let server = super::s3::SlowS3::start(&tmp.join("s3"), latency)?;
-            // The bench's own clients and the `ras` commands it times read these.
-            for (k, v) in server.client_env() {
-                std::env::set_var(k, v);
-            }
-            store_url = format!("s3://{}/sweeps-bench", super::s3::BUCKET);
-            writeln!(
-                out,
-                "test S3 server (s3s-fs) behind {} ms per request: {}",
-                latency.as_millis(),
-                server.endpoint
-            )?;
-            Some(server)
-        }
-        None => None,
-    };
+    let server = super::s3::start_for_bench(opts.s3_latency, &tmp.join("s3"), "sweeps-bench", out)?;
+    if let Some((_, u)) = &server {
+        store_url = u.clone();
+    }
     let manifest = synthetic_sweep(opts.runs, &store_url, &tmp)?;
     let store = Store::open(&manifest.store)?;
     let exe = std::env::current_exe()?;

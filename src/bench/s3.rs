@@ -103,6 +103,25 @@ impl SlowS3 {
     }
 }
 
+/// A bench's store: with `latency`, the test S3 server (files in `dir`) behind it, its
+/// client settings put in this process's environment (the bench's own clients and the
+/// `ras` commands it times read them), a line saying so in `out`, and the store URL
+/// `s3://BUCKET/<prefix>`; without, None.
+pub fn start_for_bench(
+    latency: Option<Duration>,
+    dir: &Path,
+    prefix: &str,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<Option<(SlowS3, String)>> {
+    let Some(latency) = latency else { return Ok(None) };
+    let server = SlowS3::start(dir, latency)?;
+    for (k, v) in server.client_env() {
+        std::env::set_var(k, v);
+    }
+    writeln!(out, "test S3 server (s3s-fs) behind {} ms per request: {}", latency.as_millis(), server.endpoint)?;
+    Ok(Some((server, format!("s3://{BUCKET}/{prefix}"))))
+}
+
 impl Drop for SlowS3 {
     fn drop(&mut self) {
         let _ = self.server.kill();

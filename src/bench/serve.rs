@@ -41,23 +41,10 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
     let tmp = std::env::temp_dir().join(format!("ras-bench-serve-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let mut url = format!("file://{}", tmp.join("store").display());
-    let _server = match opts.s3_latency {
-        Some(latency) => {
-            let server = super::s3::SlowS3::start(&tmp.join("s3"), latency)?;
-            for (k, v) in server.client_env() {
-                std::env::set_var(k, v);
-            }
-            url = format!("s3://{}/serve-bench", super::s3::BUCKET);
-            writeln!(
-                out,
-                "test S3 server (s3s-fs) behind {} ms per request: {}",
-                latency.as_millis(),
-                server.endpoint
-            )?;
-            Some(server)
-        }
-        None => None,
-    };
+    let server = super::s3::start_for_bench(opts.s3_latency, &tmp.join("s3"), "serve-bench", out)?;
+    if let Some((_, u)) = &server {
+        url = u.clone();
+    }
     let t = Instant::now();
     let manifest = synthetic_finished_sweep(&url, opts.runs, &tmp)?;
     let store = Store::open(&manifest.store)?;

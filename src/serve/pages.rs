@@ -76,7 +76,13 @@ pub(super) fn run_link(id: &str) -> String {
     format!("<a href=\"/run/{}\">{}</a>", url_part(id), esc(id))
 }
 
-pub(super) const COMPARE_BUTTON: &str = "<p><button type=\"submit\">Compare the runs picked</button></p>";
+/// A table of runs (first column: [`pick`] boxes) in a form that opens the compare page.
+fn compare_form(header: &[&str], rows: &[Vec<String>]) -> String {
+    format!(
+        "<form method=\"get\" action=\"/compare\">{}<p><button type=\"submit\">Compare the runs picked</button></p></form>",
+        html::table("runs", header, rows)
+    )
+}
 
 // ---------------------------------------------------------------------------------------
 // Home
@@ -177,14 +183,10 @@ pub fn home(m: &Mirror, filters: &[Filter]) -> Result<Built, PageError> {
     if let Some(why) = &runs_problem {
         main += &html::problem(&format!("cannot list the runs: {why}"));
     }
-    main += "<form method=\"get\" action=\"/compare\">";
-    main += &html::table(
-        "runs",
+    main += &compare_form(
         &["", "run", "sweep", "state", "epoch", "config", "I-AUROC", "P-AUROC", "rank-h", "backbone"],
         &run_rows,
     );
-    main += COMPARE_BUTTON;
-    main += "</form>";
     let json = json!({"store": copy.url(), "sweeps": sweeps_json, "runs": shown, "filters": filter_text});
     Ok(Built { title: "sweeps and runs".into(), main, json })
 }
@@ -290,7 +292,7 @@ pub fn sweep(
         Ok(None) => main += "<p>No attempt has ended yet.</p>",
         Err(e) => main += &html::problem(&chain(&e)),
     }
-    main += &format!("<h2>Runs ({})</h2><form method=\"get\" action=\"/compare\">", views.len());
+    main += &format!("<h2>Runs ({})</h2>", views.len());
     let rows: Vec<Vec<String>> = views
         .iter()
         .map(|v| {
@@ -308,13 +310,10 @@ pub fn sweep(
             ]
         })
         .collect();
-    main += &html::table(
-        "runs",
+    main += &compare_form(
         &["", "run", "label", "state", "epoch", "attempts", "I-AUROC", "P-AUROC", "rank-h", "error"],
         &rows,
     );
-    main += COMPARE_BUTTON;
-    main += "</form>";
     Ok(Built { title: format!("sweep {name}"), main, json })
 }
 
