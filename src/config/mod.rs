@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod kinds;
 pub mod overrides;
 pub mod run;
+pub mod search;
 pub mod sweep_file;
 
 pub use batch::BatchSplitError;

@@ -80,6 +80,12 @@ pub struct SweepFile {
     pub note: Option<String>,
     /// Which rows of the paper's tables the sweep's variants reproduce (`ras report`).
     pub paper: Option<PaperMatch>,
+    /// Every variant once per seed (`seeds = [0, 1, 2]`): the sweep's `seed` grid axis,
+    /// which the report averages over (mean ± std, and a verdict against the paper).
+    #[serde(default)]
+    pub seeds: Vec<u64>,
+    /// How the runs are searched: a grid (the default) or successive halving.
+    pub search: Option<super::search::SearchConfig>,
 }
 
 /// `[paper]` of a sweep file: which row of which paper table each variant reproduces,
@@ -255,6 +261,25 @@ impl SweepFile {
             }
         }
         file.check_bases().map_err(|message| SweepFileError::Invalid { path: path.into(), message })?;
+        let mut file = file;
+        if !file.seeds.is_empty() {
+            let mut unique = file.seeds.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            let message = if file.grid.contains_key("seed") {
+                Some("give seeds = [...] or a [grid] seed axis, not both".to_string())
+            } else if unique.len() != file.seeds.len() {
+                Some(format!("seeds = {:?} names a seed twice", file.seeds))
+            } else {
+                None
+            };
+            if let Some(message) = message {
+                return Err(SweepFileError::Invalid { path: path.into(), message });
+            }
+            // One owner: `seeds` is the grid's seed axis.
+            let values = file.seeds.iter().map(|s| toml::Value::Integer(*s as i64)).collect();
+            file.grid.insert("seed".into(), values);
+        }
         for (k, v) in &file.grid {
             if v.is_empty() {
                 return Err(SweepFileError::Invalid {

@@ -18,6 +18,7 @@ pub mod plot;
 mod raster;
 mod row;
 pub mod tables;
+pub mod verdict;
 
 pub use figures::{collect_plots, figures, write_plots, Figure, LayerGrid, PlotData};
 pub use noise::{noise_markdown, NoisePoint, NoiseSeries};

@@ -257,6 +257,21 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
             })?;
         }
     }
+    // `[search]` against the runs' epochs: a bad key fails here, before anything runs.
+    let search = match &file.search {
+        None => None,
+        Some(sc) => {
+            let invalid = |message: String| SweepError::Invalid { path: path.to_path_buf(), message };
+            let epochs: std::collections::BTreeSet<usize> =
+                runs.iter().map(|r| r.config().map(|c| c.train.epochs)).collect::<Result<_, _>>()?;
+            if epochs.len() > 1 {
+                return Err(invalid(format!(
+                    "[search]: the runs train for different epochs ({epochs:?}); a search compares runs at the same rungs: set train.epochs once for all"
+                )));
+            }
+            Some(sc.resolve(epochs.into_iter().next().unwrap_or(0)).map_err(invalid)?)
+        }
+    };
     let runs = plan::order(runs);
     let run_ids: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     issues.retain(|i| run_ids.contains(i.run_id.as_str()));
@@ -269,6 +284,7 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
         max_retries: file.max_retries,
         note: file.note,
         paper: file.paper,
+        search,
         runs,
     };
     Ok((manifest, issues))
@@ -319,6 +335,7 @@ fn discover_classes(cfg: &RunConfig, e: &str) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
     use crate::config::{DatasetConfig, DatasetKind};
+    use std::collections::BTreeSet;
 
     fn synth(root: &Path) {
         let spec = crate::data::synth::SynthSpec {
@@ -469,5 +486,47 @@ mod tests {
         std::fs::write(d.join("s.toml"), "datasets = [\"main.toml\"]\n[grid]\n\"model.decoder\" = [\"uniad\"]\n[bases.\"model.decoder\"]\nuniad = \"other.toml\"\n").unwrap();
         let err = expand(&d.join("s.toml"), &opts).unwrap_err().to_string();
         assert!(err.contains("give `base`, not `datasets`"), "{err}");
+    }
+
+    /// `seeds = [...]` repeats every variant once per seed (the seed axis of the grid);
+    /// `[search]` is checked against the runs' epochs before anything runs, each bad value
+    /// an error naming its key.
+    #[test]
+    fn seeds_repeat_variants_and_a_bad_search_fails_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("main.toml"), "name = \"m\"\n[dataset]\nroot = \"/nowhere\"\n").unwrap();
+        let write = |extra: &str| {
+            let sweep = d.join("s.toml");
+            std::fs::write(
+                &sweep,
+                format!("base = \"main.toml\"\n{extra}\n[set]\n\"train.epochs\" = 9\n[grid]\n\"model.decoder\" = [\"ras\", \"gate_only\"]\n"),
+            )
+            .unwrap();
+            sweep
+        };
+        let opts = ExpandOptions { max_ranks: 1, ..Default::default() };
+        let m = expand(&write("seeds = [0, 1, 2]"), &opts).unwrap();
+        assert_eq!(m.runs.len(), 6);
+        let variants: BTreeSet<&str> = m.runs.iter().map(|r| r.variant.as_str()).collect();
+        assert_eq!(variants.len(), 2, "runs that differ by seed share a variant: {variants:?}");
+        let seeds: BTreeSet<u64> = m.runs.iter().map(|r| r.config().unwrap().seed).collect();
+        assert_eq!(seeds, BTreeSet::from([0, 1, 2]));
+        assert!(m.search.is_none());
+        let err = |extra: &str| crate::error_text::chain(&expand(&write(extra), &opts).unwrap_err());
+        assert!(err("seeds = [1, 1]").contains("seed twice"));
+        let m = expand(&write("[search]\nmethod = \"asha\"\nmin_epochs = 1\neta = 3"), &opts).unwrap();
+        assert_eq!(m.search.as_ref().unwrap().rungs, vec![1, 3, 9]);
+        for (extra, key) in [
+            ("[search]\nmethod = \"asha\"\nrungs = [3, 9]\nmetric = \"f1\"", "search.metric"),
+            ("[search]\nmethod = \"asha\"\nrungs = [3, 2, 9]", "search.rungs"),
+            ("[search]\nmethod = \"asha\"\nrungs = [3, 9]\neta = 1", "search.eta"),
+            ("[search]\nmethod = \"asha\"\nrungs = [3, 9]\nbudget_rank_hours = 0.0", "search.budget_rank_hours"),
+            ("[search]\nmethod = \"asha\"\nrungs = [3, 9]\nholdout = 0.7", "search.holdout"),
+            ("[search]\nmethod = \"asha\"\nrungs = [3, 10]", "train.epochs (9)"),
+        ] {
+            let e = err(extra);
+            assert!(e.contains(key) && e.contains("s.toml"), "{extra}: {e}");
+        }
     }
 }

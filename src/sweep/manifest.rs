@@ -117,6 +117,9 @@ pub struct Manifest {
     /// The sweep file's `[paper]`: which paper rows its variants reproduce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paper: Option<crate::config::PaperMatch>,
+    /// The sweep file's `[search]`, resolved (None: a grid, every run to its last epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<crate::config::search::Search>,
     /// In launch order (feature-cache fillers first, then longest first).
     pub runs: Vec<PlannedRun>,
 }
@@ -223,6 +226,7 @@ mod tests {
             max_retries: 0,
             note: None,
             paper: None,
+            search: None,
             runs,
         }
         .stamped()

@@ -13,6 +13,7 @@
 //! retries), `cancel` (stopping a sweep, or some of its runs for good), `status` (views
 //! and the status table).
 
+pub mod asha;
 pub mod cancel;
 pub mod coordinator;
 pub mod estimate;

@@ -322,6 +322,7 @@ mod tests {
             max_retries: 0,
             note: None,
             paper: None,
+            search: None,
             runs,
         };
         let first = manifest(vec![run("a", est(10.0, Source::Flops { tflops: 1.0 }))]);
