@@ -434,6 +434,20 @@ fn collective_check(
     )
 }
 
+/// Removes a check's temporary folder. A job the check cancelled may still be ending
+/// (its ranks write their files as they stop, and make the folder again), so the folder
+/// is removed until it stays gone, for up to 5 s.
+pub fn remove_check_dir(dir: &std::path::Path) {
+    let t = std::time::Instant::now();
+    loop {
+        let _ = std::fs::remove_dir_all(dir);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if !dir.exists() || t.elapsed() > std::time::Duration::from_secs(5) {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::node::{check_all_reduce, failed};
