@@ -21,6 +21,15 @@ pub struct Listed {
     pub modified_unix: i64,
 }
 
+impl Listed {
+    /// `key` as the backend describes it: its ETag, else its modification time and size.
+    fn of(key: String, m: &object_store::ObjectMeta) -> Self {
+        let nanos = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
+        let version = m.e_tag.clone().unwrap_or_else(|| format!("{nanos}-{}", m.size));
+        Listed { key, size: m.size, version, modified_unix: m.last_modified.timestamp() }
+    }
+}
+
 impl Store {
     /// Every object under `prefix` with its size and version, sorted by key (one LIST,
     /// however many pages the backend returns).
@@ -39,7 +48,7 @@ impl Store {
         )
     }
 
-    async fn list_versions_async(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
+    pub(super) async fn list_versions_async(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         self.bump(&counters::LIST);
         let path = self.path(prefix);
         let metas: Vec<_> = self.call_async("list", prefix, |c| c.list(Some(&path)).try_collect::<Vec<_>>()).await?;
@@ -48,10 +57,7 @@ impl Store {
             .into_iter()
             .map(|m| {
                 let full = m.location.as_ref().to_string();
-                let key = full.strip_prefix(root).unwrap_or(&full).trim_start_matches('/').to_string();
-                let nanos = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
-                let version = m.e_tag.clone().unwrap_or_else(|| format!("{nanos}-{}", m.size));
-                Listed { key, size: m.size, version, modified_unix: m.last_modified.timestamp() }
+                Listed::of(full.strip_prefix(root).unwrap_or(&full).trim_start_matches('/').to_string(), &m)
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -80,17 +86,8 @@ impl Store {
         self.call_async("read", key, |c| async move {
             match c.get(path).await {
                 Ok(r) => {
-                    let m = r.meta.clone();
-                    let bytes = r.bytes().await?;
-                    let nanos = m.last_modified.timestamp_nanos_opt().unwrap_or_default();
-                    let version = m.e_tag.clone().unwrap_or_else(|| format!("{nanos}-{}", m.size));
-                    let listed = Listed {
-                        key: key.to_string(),
-                        size: m.size,
-                        version,
-                        modified_unix: m.last_modified.timestamp(),
-                    };
-                    Ok(Some((bytes, listed)))
+                    let listed = Listed::of(key.to_string(), &r.meta);
+                    Ok(Some((r.bytes().await?, listed)))
                 }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),

@@ -28,7 +28,6 @@ pub use requests::{concurrency, request_counts, take_max_in_flight, RequestCount
 use requests::{counters, InFlight};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
@@ -357,19 +356,7 @@ impl Store {
     }
 
     async fn list_async(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.bump(&counters::LIST);
-        let path = self.path(prefix);
-        let metas: Vec<_> = self.call_async("list", prefix, |c| c.list(Some(&path)).try_collect::<Vec<_>>()).await?;
-        let root = self.root.as_ref();
-        let mut keys: Vec<String> = metas
-            .into_iter()
-            .map(|m| {
-                let full = m.location.as_ref().to_string();
-                full.strip_prefix(root).unwrap_or(&full).trim_start_matches('/').to_string()
-            })
-            .collect();
-        keys.sort();
-        Ok(keys)
+        Ok(self.list_versions_async(prefix).await?.into_iter().map(|l| l.key).collect())
     }
 
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
