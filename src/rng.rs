@@ -37,6 +37,7 @@ pub const STREAM_ORDER: u64 = 2;
 pub const STREAM_JITTER: u64 = 3;
 pub const STREAM_TEST_JITTER: u64 = 4;
 pub const STREAM_DROPOUT: u64 = 5;
+pub const STREAM_HOLDOUT: u64 = 6;
 
 /// The epoch's sample order: a seeded permutation (as DistributedSampler with shuffle).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {

@@ -5,6 +5,7 @@ pub mod coordinator;
 pub mod plan;
 pub mod ranks;
 pub mod s3;
+pub mod search;
 pub mod serve;
 
 use crate::backbone::FeatureExtractor;

@@ -58,6 +58,14 @@ pub enum BenchCommand {
         after_help = "Examples:\n  make bench-serve\n  ras bench serve --runs 2000\n  ras bench serve --runs 2000 --s3 --latency-ms 20"
     )]
     Serve(ServeBenchArgs),
+    /// What successive halving saves and selects: the search sweep and the same variants
+    /// as a grid trained to the last rung, run one after the other into a fresh store on
+    /// the profile; rank-hours of each, the grid's ranking on the selection metric, where
+    /// the search's choice ranks, and whether its finished runs equal the grid's bit for
+    /// bit. Fails when the search costs more than 45 % of the grid, selects outside the
+    /// grid's best two, or a finished run differs.
+    #[command(after_help = "Examples:\n  make bench-search\n  ras bench search --cluster cluster/local.toml")]
+    Search(SearchBenchArgs),
     /// One rank of `ras bench ranks` (started by mpirun).
     #[command(hide = true)]
     DpWorker(TrainStepArgs),
@@ -224,5 +232,26 @@ impl From<ServeBenchArgs> for ras::bench::serve::Options {
             s3_latency: a.s3.then(|| std::time::Duration::from_millis(a.latency_ms)),
             skip_report: a.skip_report,
         }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SearchBenchArgs {
+    /// The search sweep (its [search] method = "asha").
+    #[arg(long, default_value = "jobs/search.toml")]
+    pub search: std::path::PathBuf,
+    /// The same variants as a grid (method = "grid", the same rungs and held-out split).
+    #[arg(long, default_value = "jobs/search-grid.toml")]
+    pub grid: std::path::PathBuf,
+    #[arg(long, default_value = "cluster/local.toml")]
+    pub cluster: std::path::PathBuf,
+    /// Store URL (default: a fresh folder under the temporary directory).
+    #[arg(long)]
+    pub store: Option<String>,
+}
+
+impl From<SearchBenchArgs> for ras::bench::search::Options {
+    fn from(a: SearchBenchArgs) -> Self {
+        Self { search: a.search, grid: a.grid, cluster: a.cluster, store: a.store }
     }
 }

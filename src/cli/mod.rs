@@ -179,6 +179,9 @@ fn run() -> Result<ExitStatus> {
         Command::DoctorNode { out, collective, elements, .. } => {
             return doctor::doctor_node(&out, collective, elements)
         }
+        Command::Bench(BenchCommand::Search(a)) => {
+            eprintln!("{}", ras::bench::search::run(&a.into(), &mut std::io::stdout())?)
+        }
         Command::Bench(BenchCommand::Serve(a)) => {
             eprintln!("{}", ras::bench::serve::run(&a.into(), &mut std::io::stdout())?)
         }
@@ -227,6 +230,12 @@ fn train(config: &ConfigArgs, force: bool, progress: Progress) -> Result<ExitSta
     if out.preempted {
         eprintln!("run {} stopped by a signal after a checkpoint; run the same command again to resume", out.run_id);
         return Ok(ExitStatus::Requeue);
+    }
+    if let Some(epoch) = out.paused_at {
+        eprintln!(
+            "run {} paused at epoch {epoch}, a rung of its search: its sweep's coordinator promotes it (it then resumes from this checkpoint) or not",
+            out.run_id
+        );
     }
     if let Some(fm) = &out.final_metrics {
         print!("{}", fm.render_outcome(&out.run_id, &cfg.store));

@@ -32,6 +32,10 @@ pub struct RunConfig {
     pub eval: EvalConfig,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Set by a sweep with `[search]`: the rungs, the selection metric and the held-out
+    /// split of this run (absent otherwise, so other runs' ids do not change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<super::search::RunSearch>,
 }
 
 /// When checkpoints are written and how many are kept.

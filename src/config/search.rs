@@ -68,6 +68,9 @@ pub struct SearchConfig {
     /// Share of the normal training images held out (seeded, the same for every run of
     /// the sweep) for `holdout_loss`; in (0, 0.5).
     pub holdout: Option<f64>,
+    /// Seed of the held-out split (default 0); one value for the whole sweep, whatever
+    /// the runs' own seeds, so that no run trains on another's held-out images.
+    pub holdout_seed: Option<u64>,
 }
 
 /// A search as the coordinator runs it: every default filled in, every value checked.
@@ -84,6 +87,56 @@ pub struct Search {
     pub budget_rank_hours: Option<f64>,
     /// None when the metric does not need held-out images.
     pub holdout: Option<f64>,
+    #[serde(default)]
+    pub holdout_seed: u64,
+}
+
+/// What a run of a search sweep carries in its resolved config (`[search]` of the run):
+/// where its sweep's decisions are (how far it may train), the rungs at which it records
+/// the selection metric, and the held-out split it does not train on. Stored with the
+/// run, so the split and the schedule it was trained under are part of its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSearch {
+    /// The sweep whose decision log (`sweeps/<sweep>/search/<run>/`) says how far this run
+    /// may train.
+    pub sweep: String,
+    pub method: SearchMethod,
+    pub metric: String,
+    /// Epochs at which the run records its selection metric (and, under `asha`, pauses
+    /// until promoted); the last is `train.epochs`.
+    pub rungs: Vec<usize>,
+    /// Share of each class's normal training images held out (not trained on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<f64>,
+    #[serde(default)]
+    pub holdout_seed: u64,
+}
+
+impl Search {
+    /// The `[search]` section of a run of sweep `sweep` under this search.
+    pub fn for_run(&self, sweep: &str) -> RunSearch {
+        RunSearch {
+            sweep: sweep.to_string(),
+            method: self.method,
+            metric: self.metric.clone(),
+            rungs: self.rungs.clone(),
+            holdout: self.holdout,
+            holdout_seed: self.holdout_seed,
+        }
+    }
+
+    /// Whether lower values of the metric are better.
+    pub fn minimize(&self) -> bool {
+        self.direction == Direction::Min
+    }
+}
+
+impl RunSearch {
+    /// Whether the selection metric is measured on the test set.
+    pub fn on_test_set(&self) -> bool {
+        SEARCH_METRICS.iter().any(|(m, _, test)| *m == self.metric && *test)
+    }
 }
 
 impl SearchConfig {
@@ -158,6 +211,7 @@ impl SearchConfig {
             max_concurrent: self.max_concurrent,
             budget_rank_hours: self.budget_rank_hours,
             holdout,
+            holdout_seed: self.holdout_seed.unwrap_or(0),
         })
     }
 }

@@ -249,6 +249,10 @@ pub fn paper_layout(
 /// (empty when nothing does).
 pub fn caveats(manifest: &Manifest, runs: &[(&PlannedRun, FinalMetrics)]) -> Result<Vec<String>, ReportError> {
     let mut out = vec![];
+    // First, wherever caveats are shown (every table, report and page of the sweep).
+    if let Some(search) = manifest.search.as_ref().filter(|s| s.on_test_set) {
+        out.push(crate::sweep::search::test_set_banner(search).trim_end().to_string());
+    }
     let random = runs.iter().filter(|(_, fm)| !fm.backbone_pretrained).count();
     if random > 0 {
         out.push(format!("{random} of {} runs used a random-init backbone (no backbone.weights): their numbers are not comparable to the paper's.", runs.len()));

@@ -17,6 +17,7 @@ pub mod paper;
 pub mod plot;
 mod raster;
 mod row;
+pub mod search;
 pub mod tables;
 pub mod verdict;
 
@@ -153,6 +154,10 @@ pub fn write_sweep_report(store: &Store, manifest: &Manifest, out: &Path) -> Res
     if let Some((md, written)) = cost::write_cost(store, manifest, out)? {
         markdown.push(md);
         files.extend(written);
+    }
+    if let Some(md) = search::search_markdown(store, manifest)? {
+        files.push(write_file(out, &format!("{}-search.md", manifest.name), md.as_bytes())?);
+        markdown.push(md);
     }
     Ok(ReportOutput { markdown, files })
 }

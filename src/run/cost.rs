@@ -120,6 +120,8 @@ pub enum Outcome {
     Complete,
     Preempted,
     Failed,
+    /// A search run that stopped at a rung (`RunState::Paused`).
+    Paused,
 }
 
 /// `runs/<id>/attempts/<started>-<host>-<pid>.json`: one attempt's cost.

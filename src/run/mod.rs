@@ -30,6 +30,7 @@ pub mod lease;
 mod outputs;
 pub mod paths;
 pub mod records;
+pub mod search;
 pub mod trained;
 
 pub use checkpoint::{
@@ -75,11 +76,13 @@ pub struct RunOutcome {
     pub prefix: String,
     pub final_metrics: Option<FinalMetrics>,
     pub preempted: bool,
+    /// A search run that stopped at this rung epoch, waiting for its sweep.
+    pub paused_at: Option<usize>,
 }
 
 impl RunOutcome {
     fn new(paths: &RunPaths, final_metrics: Option<FinalMetrics>, preempted: bool) -> Self {
-        Self { run_id: paths.id().to_string(), prefix: paths.prefix(), final_metrics, preempted }
+        Self { run_id: paths.id().to_string(), prefix: paths.prefix(), final_metrics, preempted, paused_at: None }
     }
 }
 
@@ -157,6 +160,19 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     }
     // With --force, no rank may start before rank 0 has cleared the old run.
     coll.barrier()?;
+    // How far this attempt trains: a search run to the rung its sweep allows (rank 0
+    // reads the decisions; every rank trains to the same epoch).
+    let until = match &cfg.search {
+        Some(search) => {
+            let mut e = [0u8; 8];
+            if root {
+                e = (search::allowed_epoch(&store, search, paths.id())? as u64).to_le_bytes();
+            }
+            coll.broadcast_bytes(&mut e, 0)?;
+            (u64::from_le_bytes(e) as usize).min(cfg.train.epochs)
+        }
+        None => cfg.train.epochs,
+    };
     let status = StatusWriter::new(&store, &paths, root);
     status.write(RunState::Running, 0, None)?;
     let checkpoints = Checkpointer::new(&store, &paths);
@@ -173,6 +189,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         policy: CheckpointPolicy::new(cfg),
         lease: lease.as_ref(),
         timer: &timer,
+        until,
     };
     // A panic (libtorch raises its errors, an allocation failure among them, as panics
     // through tch) ends the run like any error: recorded as failed, with its message.
@@ -182,6 +199,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let outcome = match &result {
         Ok(Finished::Complete(_)) => Outcome::Complete,
         Ok(Finished::Preempted) => Outcome::Preempted,
+        Ok(Finished::Paused) => Outcome::Paused,
         Err(_) => Outcome::Failed,
     };
     if root {
@@ -198,6 +216,10 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         }
         Ok(Finished::Complete(None)) => Ok(RunOutcome::new(&paths, None, false)),
         Ok(Finished::Preempted) => Ok(RunOutcome::new(&paths, None, true)),
+        Ok(Finished::Paused) => {
+            status.write(RunState::Paused, until, None)?;
+            Ok(RunOutcome { paused_at: Some(until), ..RunOutcome::new(&paths, None, false) })
+        }
         Err(e) => {
             let reason = if world.world_size > 1 {
                 format!("rank {} of {}: {}", world.rank, world.world_size, crate::error_text::chain(&e))
@@ -282,6 +304,8 @@ pub fn fill_feature_cache(cfg: &RunConfig, progress: &Progress) -> Result<(Vec<(
 enum Finished {
     Complete(Option<FinalMetrics>),
     Preempted,
+    /// A search run at the rung its sweep allows (`RunState::Paused`).
+    Paused,
 }
 
 /// How training one model ended (errors aside).
@@ -307,13 +331,17 @@ struct Run<'a> {
     lease: Option<&'a lease::Lease>,
     /// This attempt's phase times and counts (its cost record).
     timer: &'a PhaseTimer,
+    /// The epoch this attempt trains to: `train.epochs`, or a search run's rung.
+    until: usize,
 }
 
 impl Run<'_> {
     /// Whether the models are evaluated after epoch `done`: every `train.eval_every`
     /// epochs and at the last one (the final metrics).
     fn is_eval(&self, done: usize) -> bool {
-        done.is_multiple_of(self.cfg.train.eval_every) || done == self.cfg.train.epochs
+        done.is_multiple_of(self.cfg.train.eval_every)
+            || done == self.cfg.train.epochs
+            || self.cfg.search.as_ref().is_some_and(|s| s.on_test_set() && s.rungs.contains(&done))
     }
 
     /// An error when another process took the run over (this one was thought dead).
@@ -346,6 +374,9 @@ struct Prepared {
     backbone_pretrained: bool,
     /// Ground-truth masks per class (rank 0 only: the others do not compute metrics).
     masks: Vec<Tensor>,
+    /// Per class, the normal training images a search holds out (not in `features`'
+    /// training rows); empty tensors without a held-out split.
+    holdout: Vec<Tensor>,
 }
 
 /// The run's steps in order; every rank runs them (the collectives are inside).
@@ -353,10 +384,22 @@ fn execute_inner(run: &Run) -> Result<Finished> {
     let data = prepare(run)?;
     let mut logs = restore_logs(run)?;
     let mut final_preds: BTreeMap<String, Predictions> = BTreeMap::new();
+    // Held-out loss at the rung this attempt ends on, summed over models.
+    let mut held_out = (0.0, 0usize);
     for (model, members) in model_groups(run.cfg.train.setting, &data.features) {
-        if let Trained::Preempted = train_model(run, &data, &model, &members, &mut logs, &mut final_preds)? {
+        if let Trained::Preempted =
+            train_model(run, &data, &model, &members, &mut logs, &mut final_preds, &mut held_out)?
+        {
             return Ok(Finished::Preempted);
         }
+    }
+    if let (true, Some(search)) = (run.root, &run.cfg.search) {
+        if let Some(rung) = search.rungs.iter().position(|&e| e == run.until) {
+            record_rung(run, search, rung, &logs, held_out)?;
+        }
+    }
+    if run.until < run.cfg.train.epochs {
+        return Ok(Finished::Paused);
     }
     if !run.root {
         return Ok(Finished::Complete(None));
@@ -393,7 +436,71 @@ fn prepare(run: &Run) -> Result<Prepared> {
     record_environment(run, &identity, &cache)?;
     let masks = if root { load_masks(&index, cfg.backbone.image_size)? } else { vec![] };
     let channels = features[0].1.train.size()[1];
-    Ok(Prepared { index, features, cache, channels, backbone_pretrained: identity.pretrained, masks })
+    let mut features = features;
+    let holdout = hold_out(run, &index, &mut features)?;
+    Ok(Prepared { index, features, cache, channels, backbone_pretrained: identity.pretrained, masks, holdout })
+}
+
+/// A search's held-out split: per class, the rows `search::holdout_rows` picks are taken
+/// out of the training features (every rank alike) and kept for the held-out loss; rank
+/// 0 records which images they are (`runs/<id>/holdout.json`).
+fn hold_out(run: &Run, index: &DatasetIndex, features: &mut [(String, ClassFeatures)]) -> Result<Vec<Tensor>> {
+    let share_seed = run.cfg.search.as_ref().and_then(|s| Some((s.holdout?, s.holdout_seed)));
+    let Some((share, seed)) = share_seed else {
+        return Ok(features.iter().map(|_| Tensor::zeros([0], (tch::Kind::Float, Device::Cpu))).collect());
+    };
+    let mut held = vec![];
+    let mut record = serde_json::Map::new();
+    for (class, f) in features.iter_mut() {
+        let n = f.train.size()[0] as usize;
+        let rows = search::holdout_rows(n, share, seed, class);
+        let keep: Vec<i64> = (0..n as i64).filter(|r| rows.binary_search(&(*r as usize)).is_err()).collect();
+        let pick = |ids: Vec<i64>| Tensor::from_slice(&ids).to_device(f.train.device());
+        held.push(f.train.index_select(0, &pick(rows.iter().map(|&r| r as i64).collect())));
+        f.train = f.train.index_select(0, &pick(keep));
+        let samples = index.classes.iter().find(|(c, _)| c == class).map(|(_, s)| &s.train);
+        let keys: Vec<&str> =
+            rows.iter().filter_map(|&r| samples.and_then(|s| s.get(r)).map(|s| s.key.as_str())).collect();
+        record.insert(class.clone(), serde_json::json!(keys));
+    }
+    if run.root {
+        let doc = serde_json::json!({"share": share, "seed": seed, "held_out": record});
+        run.store.put_json(&run.paths.holdout(), &doc)?;
+    }
+    Ok(held)
+}
+
+/// Records the selection metric of the rung this attempt ended on (rank 0):
+/// `runs/<id>/rungs/<epoch>.json`, before the run says paused or complete.
+fn record_rung(
+    run: &Run,
+    search: &crate::config::search::RunSearch,
+    rung: usize,
+    logs: &RunLogs,
+    (loss_sum, images): (f64, usize),
+) -> Result<()> {
+    let value = if search.metric == "holdout_loss" {
+        if images > 0 {
+            loss_sum / images as f64
+        } else {
+            f64::NAN
+        }
+    } else {
+        logs.by_epoch.get(&run.until).and_then(|m| search::mean_test_metric(m, &search.metric)).unwrap_or(f64::NAN)
+    };
+    let rec = search::RungRecord {
+        rung,
+        epoch: run.until,
+        metric: search.metric.clone(),
+        value,
+        on_test_set: search.on_test_set(),
+        holdout_images: images,
+        unix: crate::unix_now(),
+    };
+    tracing::info!(rung, epoch = run.until, metric = search.metric, value, "rung reached");
+    run.check_lease()?;
+    run.store.put_json(&run.paths.rung(run.until), &rec)?;
+    Ok(())
 }
 
 /// `env.json`, with where every rank runs (collective: all ranks take part), kept with
@@ -459,8 +566,9 @@ fn train_model(
     members: &[usize],
     logs: &mut RunLogs,
     final_preds: &mut BTreeMap<String, Predictions>,
+    held_out: &mut (f64, usize),
 ) -> Result<Trained> {
-    let (cfg, root, epochs) = (run.cfg, run.root, run.cfg.train.epochs);
+    let (cfg, root, epochs, until) = (run.cfg, run.root, run.cfg.train.epochs, run.until);
     let train_feats = on_training_device(
         Tensor::cat(&members.iter().map(|&i| data.features[i].1.train.shallow_clone()).collect::<Vec<_>>(), 0),
         run.device,
@@ -489,9 +597,9 @@ fn train_model(
             evaluate_epoch(run, data, &trainer, members, epoch, logs, final_preds)?;
         }
     }
-    let bar = run.opts.progress.bar((n * epochs) as u64, &format!("train {model}"));
-    bar.set_position((n * epoch) as u64);
-    while epoch < epochs {
+    let bar = run.opts.progress.bar((n * until) as u64, &format!("train {model}"));
+    bar.set_position((n * epoch.min(until)) as u64);
+    while epoch < until {
         let res = run.timer.time(Phase::Train, || {
             trainer.epoch(&train_feats, epoch, step, run.coll, &run.opts.stop, &mut |k| bar.inc(k as u64))
         })?;
@@ -517,7 +625,8 @@ fn train_model(
             None
         };
         let stop_now = res.stopped; // signal arrived during the epoch's last step
-        if root && run.policy.save_after_epoch(done, stop_now) {
+        // (A rung is always checkpointed: a promoted run resumes from it.)
+        if root && run.policy.save_after_epoch(done, stop_now || done == until) {
             logs.write_train_log(run.store, run.paths)?;
             run.save_checkpoint(model, done, 0, score, &trainer)?;
             run.status.write(RunState::Running, done, None)?;
@@ -536,6 +645,13 @@ fn train_model(
     // same on every rank (collective calls inside).
     if resumed_finished {
         evaluate_epoch(run, data, &trainer, members, epochs, logs, final_preds)?;
+    }
+    // A search's held-out loss at the rung this attempt ends on (rank 0 records it).
+    if root && cfg.search.as_ref().is_some_and(|s| s.holdout.is_some() && s.rungs.contains(&epoch)) {
+        let held = Tensor::cat(&members.iter().map(|&i| data.holdout[i].shallow_clone()).collect::<Vec<_>>(), 0);
+        let (sum, images) = trainer.reconstruction_loss(&held, cfg.eval.batch_size);
+        held_out.0 += sum;
+        held_out.1 += images;
     }
     bar.finish_and_clear();
     Ok(Trained::Done)

@@ -10,7 +10,8 @@
 //!                        file, its sha256, what was not imported
 //! lease.json             who is training the run now (host, pid, job) and until when: one
 //!                        writer per run (`lease`); absent when nobody is
-//! status.json            running | complete | failed | preempted (+ error, epoch)
+//! status.json            running | complete | failed | preempted | infra | paused
+//!                        (+ error, epoch)
 //! train_log.jsonl        one line per epoch and model: loss, lr
 //! metrics.jsonl          one line per evaluation: per-class and mean metrics
 //! final_metrics.json     last-epoch metrics (+ best-on-test as a labelled extra)
@@ -27,6 +28,8 @@
 //!                        path, nodes), written by the coordinator that submitted it
 //! jobs/<job id>.sbatch|.sh  what that job ran: its Slurm batch script, or the command
 //!                        line of a local job
+//! holdout.json           a search run's held-out training images (share, seed, keys)
+//! rungs/<epoch>.json     a search run's selection metric at a rung (`run::search`)
 //! cost.json              every attempt's cost record in one object, so that a reader
 //!                        needs one GET, not a LIST and a GET per record (`CostIndex`)
 //! attempts/<started unix>-<host>-<pid>.json  what one attempt cost: phases, device,
@@ -202,6 +205,26 @@ impl RunPaths {
 
     pub fn metrics_log(&self) -> String {
         self.key("metrics.jsonl")
+    }
+
+    /// `holdout.json`: the normal training images a search run holds out (share, seed,
+    /// the keys per class).
+    pub fn holdout(&self) -> String {
+        self.key("holdout.json")
+    }
+
+    /// `rungs/<epoch>.json`: the selection metric at a rung of a search
+    /// (`run::search::RungRecord`).
+    pub fn rung(&self, epoch: usize) -> String {
+        self.key(&format!("rungs/{epoch}.json"))
+    }
+
+    /// `sweeps/<sweep>/search/<id>.<rung>.json`: the decision of the run's sweep about the
+    /// run at rung `rung` (`run::search::Decision`). Spelled here, the one place run keys
+    /// are spelled, because the run reads it (how far it may train); `SweepPaths`
+    /// parses it back and delegates to this.
+    pub fn decision(&self, sweep: &str, rung: usize) -> String {
+        format!("sweeps/{sweep}/search/{}.{rung}.json", self.id)
     }
 
     pub fn final_metrics(&self) -> String {

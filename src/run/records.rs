@@ -29,6 +29,10 @@ pub enum RunState {
     /// without using up an attempt. Recorded only if the store answers again in time: a
     /// run whose store is still down when it gives up keeps its previous status.
     Infra,
+    /// A search run that reached the rung its sweep allows: checkpointed, its selection
+    /// metric recorded (`rungs/<epoch>.json`), waiting for its sweep to promote it (then
+    /// it resumes from the checkpoint) or not.
+    Paused,
 }
 
 impl RunState {
@@ -36,7 +40,7 @@ impl RunState {
     /// `max_retries`: a preempted run checkpointed (resuming it is progress, not a retry),
     /// and an infrastructure failure is not the run's.
     pub fn uses_an_attempt(&self) -> bool {
-        !matches!(self, RunState::Preempted | RunState::Infra)
+        !matches!(self, RunState::Preempted | RunState::Infra | RunState::Paused)
     }
 }
 
@@ -133,6 +137,7 @@ pub(crate) fn last_attempt_text(store: &Store, paths: &RunPaths) -> Result<Strin
         RunState::Failed => "failed",
         RunState::Preempted => "was preempted (stopped after a checkpoint)",
         RunState::Infra => "stopped on a store outage",
+        RunState::Paused => "paused at a rung of its search (its sweep promotes it or not)",
     };
     let reason = st.error.map(|e| format!(": {e}")).unwrap_or_default();
     Ok(format!("; its last attempt {state} at epoch {}{reason}", st.epoch))

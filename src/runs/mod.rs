@@ -229,6 +229,7 @@ fn state_name(s: &Option<RunStatus>) -> String {
         Some(RunState::Failed) => "failed",
         Some(RunState::Preempted) => "preempted",
         Some(RunState::Infra) => "infra",
+        Some(RunState::Paused) => "paused",
         None => "unknown",
     }
     .to_string()

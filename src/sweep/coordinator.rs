@@ -97,6 +97,7 @@ pub fn coordinate(
     let mut stopping = std::collections::BTreeSet::new();
     let mut interval = opts.poll_min;
     let mut cycle = 0;
+    let mut search = super::search::SearchDriver::default();
     loop {
         cycle += 1;
         let (t0, calls0, store0) = (Instant::now(), scheduler_calls(), crate::store::request_counts());
@@ -109,6 +110,10 @@ pub fn coordinate(
         let cancelled = tracker.cancelled;
         // While the scheduler cannot be reached, submitting would fail or duplicate.
         let unreachable = views.iter().any(|v| v.unknown.is_some());
+        // A search decides (and appends its decisions) before anything is launched.
+        if let (Some(s), false) = (&manifest.search, cancelled || unreachable) {
+            search.step(&mut tracker, &mut views, s)?;
+        }
         let submitted =
             if cancelled || unreachable { 0 } else { launch_pending(&mut tracker, &mut views, launcher, opts)? };
         let shown: Vec<_> = views.iter().map(|v| (v.phase.clone(), v.epoch, v.attempts, v.unknown.is_some())).collect();
@@ -242,8 +247,11 @@ fn launch_pending(
     // A cluster that queues jobs gets every run at once (in plan order) unless the
     // coordinator places runs on named nodes itself, which needs free nodes.
     let cap_slots = !queues || !opts.node_names.is_empty();
+    // A search's `max_concurrent`: runs training at once.
+    let mut active = views.iter().filter(|v| v.phase == RunPhase::Active).count();
+    let max_active = manifest.search.as_ref().and_then(|s| s.max_concurrent).unwrap_or(usize::MAX);
     for (idx, (run, view)) in manifest.runs.iter().zip(views.iter()).enumerate() {
-        if !matches!(view.phase, RunPhase::Pending | RunPhase::Retry) {
+        if !matches!(view.phase, RunPhase::Pending | RunPhase::Retry) || active >= max_active {
             continue;
         }
         // After its feature-cache job: submitted now with a dependency where the cluster
@@ -272,6 +280,7 @@ fn launch_pending(
             used[i] += m;
         }
         busy += run.ranks;
+        active += 1;
         picked.push((idx, view.attempts, placement, after));
     }
     // Claimed in one batch (so that two coordinators never launch the same attempt).

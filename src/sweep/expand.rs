@@ -150,6 +150,9 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
             .collect();
     }
     let mut runs = vec![];
+    // (config, label, variant, dataset, images) of every run, planned once `[search]` is
+    // resolved against their epochs.
+    let mut loaded: Vec<(RunConfig, String, String, String, (usize, usize))> = vec![];
     let mut store = opts.store.clone();
     let base_key = if file.base.is_some() { "base" } else { "datasets" };
     // Every `[bases]` entry is looked for before anything expands: a missing one is named.
@@ -238,11 +241,31 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
                                 message: format!("run `{label}`: the sweep's `ranks = {r}`: {e}"),
                             })?;
                         }
-                        runs.push(plan::planned(c, label, variant, stem.clone(), file.ranks, opts.max_ranks, images));
+                        loaded.push((c, label, variant, stem.clone(), images));
                     }
                 }
             }
         }
+    }
+    // `[search]` against the runs' epochs: a bad key fails here, before anything runs.
+    let search = match &file.search {
+        None => None,
+        Some(sc) => {
+            let invalid = |message: String| SweepError::Invalid { path: path.to_path_buf(), message };
+            let epochs: std::collections::BTreeSet<usize> = loaded.iter().map(|(c, ..)| c.train.epochs).collect();
+            if epochs.len() > 1 {
+                return Err(invalid(format!(
+                    "[search]: the runs train for different epochs ({epochs:?}); a search compares runs at the same rungs: set train.epochs once for all"
+                )));
+            }
+            Some(sc.resolve(epochs.into_iter().next().unwrap_or(0)).map_err(invalid)?)
+        }
+    };
+    for (mut c, label, variant, stem, images) in loaded {
+        // Every run of a search carries its schedule and held-out split (its resolved
+        // config says what it was trained on).
+        c.search = search.as_ref().map(|s| s.for_run(&name));
+        runs.push(plan::planned(c, label, variant, stem, file.ranks, opts.max_ranks, images));
     }
     // The same resolved config twice is one run.
     let mut seen = std::collections::BTreeSet::new();
@@ -257,29 +280,6 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
             })?;
         }
     }
-    // `[search]` against the runs' epochs: a bad key fails here, before anything runs.
-    let search = match &file.search {
-        None => None,
-        Some(sc) => {
-            let invalid = |message: String| SweepError::Invalid { path: path.to_path_buf(), message };
-            let epochs: std::collections::BTreeSet<usize> =
-                runs.iter().map(|r| r.config().map(|c| c.train.epochs)).collect::<Result<_, _>>()?;
-            if epochs.len() > 1 {
-                return Err(invalid(format!(
-                    "[search]: the runs train for different epochs ({epochs:?}); a search compares runs at the same rungs: set train.epochs once for all"
-                )));
-            }
-            let search = sc.resolve(epochs.into_iter().next().unwrap_or(0)).map_err(invalid)?;
-            if search.method == crate::config::search::SearchMethod::Asha {
-                // Checked above, so a sweep file written now stays valid; refused here
-                // rather than silently trained as a grid.
-                return Err(invalid(
-                    "[search] method = \"asha\": successive halving is not available in this version yet (its settings are checked, the coordinator does not run it); use method = \"grid\" or leave [search] out".into(),
-                ));
-            }
-            Some(search)
-        }
-    };
     let runs = plan::order(runs);
     let run_ids: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     issues.retain(|i| run_ids.contains(i.run_id.as_str()));
@@ -525,9 +525,13 @@ mod tests {
         assert!(err("seeds = [1, 1]").contains("seed twice"));
         let m = expand(&write("[search]\nmethod = \"grid\"\nmetric = \"image_auroc\""), &opts).unwrap();
         assert_eq!(m.search.as_ref().unwrap().rungs, vec![9]);
-        assert!(
-            err("[search]\nmethod = \"asha\"\nmin_epochs = 1\neta = 3").contains("not available in this version yet")
-        );
+        // Every run of a search carries its schedule and the sweep's held-out split.
+        let m = expand(&write("[search]\nmethod = \"asha\"\nmin_epochs = 1\neta = 3\nholdout_seed = 7"), &opts).unwrap();
+        assert_eq!(m.search.as_ref().unwrap().rungs, vec![1, 3, 9]);
+        for r in &m.runs {
+            let rs = r.config().unwrap().search.expect("a search run carries [search]");
+            assert_eq!((rs.sweep.as_str(), rs.rungs.clone(), rs.holdout, rs.holdout_seed), ("s", vec![1, 3, 9], Some(0.1), 7));
+        }
         for (extra, key) in [
             ("[search]\nmethod = \"asha\"\nrungs = [3, 9]\nmetric = \"f1\"", "search.metric"),
             ("[search]\nmethod = \"asha\"\nrungs = [3, 2, 9]", "search.rungs"),

@@ -23,6 +23,7 @@ pub mod paths;
 pub mod plan;
 pub mod progress;
 pub mod rates;
+pub mod search;
 pub mod state;
 pub mod status;
 pub mod tracker;

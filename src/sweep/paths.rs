@@ -25,6 +25,10 @@
 //! stopped-jobs/<job id>     a job ras itself stopped to be resumed (`ras cancel` of the
 //!                           whole sweep), or whose cancel `--retry-cancelled` undid: its
 //!                           CANCELLED state is not a person's cancel of the run
+//! search/<run id>.<rung>.json  a search's decision about a run at a rung (promoted or
+//!                           not, why, the metric, the spend): created once (put_new)
+//!                           before it is acted on; the runs read theirs to know how far
+//!                           they may train (spelled by `RunPaths::decision`)
 //! report.json               the job record of the report job `ras sweep --no-wait
 //!                           --report` submits behind the runs
 //! ```
@@ -71,6 +75,11 @@ pub enum SweepKey {
     CancelledRun(String),
     /// `stopped-jobs/<job id>`.
     StoppedJob(String),
+    /// `search/<run>.<rung>.json`.
+    Decision {
+        run: String,
+        rung: usize,
+    },
 }
 
 /// `<run id>.<attempt>`, the name of a claim and of a job record, split at the last dot
@@ -167,6 +176,16 @@ impl SweepPaths {
     }
 
     /// The job record of the job filling feature cache `name`.
+    /// The search's decision about `run` at rung `rung` (spelled by `RunPaths::decision`).
+    pub fn decision(&self, run: &str, rung: usize) -> String {
+        crate::run::RunPaths::new(run).decision(&self.name, rung)
+    }
+
+    /// Folder of the search's decisions.
+    pub fn decisions(&self) -> String {
+        self.key("search")
+    }
+
     pub fn feature_job(&self, name: &str) -> String {
         self.key(&format!("features/{name}.json"))
     }
@@ -197,6 +216,8 @@ impl SweepPaths {
                         _ => return None,
                     },
                     "stopped-jobs" => SweepKey::StoppedJob(entry.to_string()),
+                    "search" => run_attempt(entry.strip_suffix(".json")?)
+                        .map(|(run, rung)| SweepKey::Decision { run, rung })?,
                     "features" => match (entry.strip_suffix(".claim"), entry.strip_suffix(".json")) {
                         (Some(n), _) if !n.is_empty() => SweepKey::FeatureClaim(n.to_string()),
                         (_, Some(n)) if !n.is_empty() => SweepKey::FeatureJob(n.to_string()),
@@ -234,6 +255,8 @@ mod tests {
         assert_eq!(p.cancelled_runs(), "sweeps/table3/cancelled-runs");
         assert_eq!(p.cancelled_run("mvtec-1a2b3c4d"), "sweeps/table3/cancelled-runs/mvtec-1a2b3c4d.json");
         assert_eq!(p.stopped_job("1234_5"), "sweeps/table3/stopped-jobs/1234_5");
+        assert_eq!(p.decision("mvtec-1a2b3c4d", 2), "sweeps/table3/search/mvtec-1a2b3c4d.2.json");
+        assert_eq!(p.decisions(), "sweeps/table3/search");
     }
 
     #[test]
@@ -251,6 +274,7 @@ mod tests {
             (p.feature_job("features-abc"), SweepKey::FeatureJob("features-abc".into())),
             (p.cancelled_run(run), SweepKey::CancelledRun(run.into())),
             (p.stopped_job("1234_5"), SweepKey::StoppedJob("1234_5".into())),
+            (p.decision(run, 1), SweepKey::Decision { run: run.into(), rung: 1 }),
         ];
         for (key, kind) in cases {
             assert_eq!(SweepPaths::parse(&key), Some((p.clone(), kind)), "{key}");

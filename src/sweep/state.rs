@@ -236,6 +236,8 @@ pub(super) struct Listing {
     pub(super) cancelled_runs: BTreeSet<String>,
     /// Jobs ras stopped itself (their CANCELLED state is no person's cancel).
     pub(super) stopped_jobs: BTreeSet<String>,
+    /// (run id, rung) of every search decision.
+    pub(super) decisions: BTreeSet<(String, usize)>,
 }
 
 impl Listing {
@@ -267,6 +269,9 @@ impl Listing {
                 }
                 SweepKey::StoppedJob(job) => {
                     l.stopped_jobs.insert(job);
+                }
+                SweepKey::Decision { run, rung } => {
+                    l.decisions.insert((run, rung));
                 }
                 SweepKey::Manifest | SweepKey::Report | SweepKey::Launch(_) => {}
             }

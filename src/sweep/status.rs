@@ -22,6 +22,12 @@ pub enum RunPhase {
     /// never launched again, unless `ras sweep --retry-cancelled`. Its job may still be
     /// stopping (`job_ended` false) for a moment.
     Cancelled,
+    /// A search run at a rung, waiting for its sweep's decision (promoted: it is launched
+    /// again and resumes from the rung's checkpoint).
+    Paused,
+    /// A search run its sweep decided not to promote (or not to start: the budget was
+    /// spent): over, at the rung it reached.
+    Stopped,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +61,7 @@ pub struct RunView {
 impl RunView {
     /// Complete, failed or cancelled for good: nothing will change it any more.
     pub fn is_settled(&self) -> bool {
-        matches!(self.phase, RunPhase::Complete | RunPhase::Failed | RunPhase::Cancelled)
+        matches!(self.phase, RunPhase::Complete | RunPhase::Failed | RunPhase::Cancelled | RunPhase::Stopped)
     }
 
     /// Its job holds cluster slots: active, or cancelled with its job still stopping.
@@ -70,10 +76,10 @@ impl RunView {
     }
 }
 
-/// Whether a sweep's report can be written now: every run complete or cancelled, and at
-/// least one complete.
+/// Whether a sweep's report can be written now: every run complete, cancelled or stopped
+/// by its search, and at least one complete.
 pub fn report_ready(views: &[RunView]) -> bool {
-    views.iter().all(|v| matches!(v.phase, RunPhase::Complete | RunPhase::Cancelled))
+    views.iter().all(|v| matches!(v.phase, RunPhase::Complete | RunPhase::Cancelled | RunPhase::Stopped))
         && views.iter().any(|v| v.phase == RunPhase::Complete)
 }
 
@@ -141,8 +147,13 @@ pub fn render_views(views: &[RunView]) -> String {
 /// cancelled`: the counts by phase that `ras status` and `ras sweep`'s progress print.
 pub fn phase_counts(views: &[RunView], active_detail: &str) -> String {
     let count = |p: RunPhase| views.iter().filter(|v| v.phase == p).count();
+    // (A search's states only where there are any: a grid's line stays as it was.)
+    let search = match (count(RunPhase::Paused), count(RunPhase::Stopped)) {
+        (0, 0) => String::new(),
+        (p, s) => format!(", {p} paused, {s} stopped by the search"),
+    };
     format!(
-        "{} runs: {} complete, {} active{active_detail}, {} pending, {} to retry, {} failed, {} cancelled",
+        "{} runs: {} complete, {} active{active_detail}, {} pending, {} to retry, {} failed, {} cancelled{search}",
         views.len(),
         count(RunPhase::Complete),
         count(RunPhase::Active),

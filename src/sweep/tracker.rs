@@ -21,6 +21,7 @@ use super::{Manifest, SweepError};
 use crate::launch::{JobRecord, JobState, Launcher};
 use crate::run::cost::{read_attempts_many, CostSummary};
 use crate::run::lease::live_holders;
+use crate::run::search::Decision;
 use crate::run::{FinalMetrics, RunPaths, RunState, RunStatus};
 use crate::store::Store;
 use crate::unix_now;
@@ -62,6 +63,10 @@ pub struct Tracker<'a> {
     pub cancelled: bool,
     /// The markers of runs cancelled for good, by run id (each read once).
     marks: BTreeMap<String, CancelMark>,
+    /// A search's decisions, by (run id, rung) (each read once: never rewritten).
+    pub decisions: BTreeMap<(String, usize), Decision>,
+    /// A search's rungs in epochs (empty for a grid).
+    rungs: Vec<usize>,
 }
 
 impl<'a> Tracker<'a> {
@@ -79,6 +84,13 @@ impl<'a> Tracker<'a> {
             features: BTreeMap::new(),
             cancelled: false,
             marks: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            rungs: manifest
+                .search
+                .as_ref()
+                .filter(|s| s.method == crate::config::search::SearchMethod::Asha)
+                .map(|s| s.rungs.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -119,6 +131,14 @@ impl<'a> Tracker<'a> {
         let prefix = self.state.prefix();
         let listing = Listing::parse(&prefix, &self.state.store.list(&format!("{prefix}/"))?);
         self.cancelled = listing.cancelled;
+        let new_decisions: Vec<(String, usize)> =
+            listing.decisions.iter().filter(|d| !self.decisions.contains_key(*d)).cloned().collect();
+        let keys: Vec<String> = new_decisions.iter().map(|(run, k)| self.state.paths().decision(run, *k)).collect();
+        for (d, read) in new_decisions.into_iter().zip(self.state.store.get_json_many::<Decision, _>(&keys)?) {
+            if let Some(read) = read {
+                self.decisions.insert(d, read);
+            }
+        }
         let manifest = self.state.manifest;
         let n = manifest.runs.len();
         let paths: Vec<RunPaths> = manifest.runs.iter().map(|r| RunPaths::new(r.id.as_str())).collect();
@@ -279,6 +299,10 @@ impl<'a> Tracker<'a> {
                 .get(&run.id)
                 .map_or(0, |s| s.iter().filter(|&&a| listing.jobs.contains(&(run.id.clone(), a))).count());
             let status = self.runs[i].status.clone();
+            // Attempts that ended at a rung the search then promoted the run from were no
+            // failures: they do not count against max_retries.
+            let promoted = self.decisions.range((run.id.clone(), 0)..).take_while(|((r, _), _)| *r == run.id);
+            let submitted = submitted.saturating_sub(promoted.filter(|(_, d)| d.promoted).count());
             let mut view = RunView {
                 id: run.id.clone(),
                 label: run.label.clone(),
@@ -320,8 +344,21 @@ impl<'a> Tracker<'a> {
                 // A job ras stopped to be resumed (`ras cancel` of the sweep, or a cancel
                 // that --retry-cancelled undid) used no attempt.
                 let stopped = jobs[i].as_ref().is_some_and(|j| listing.stopped_jobs.contains(&j.id));
+                let paused_at = status.as_ref().filter(|s| s.state == RunState::Paused).map(|s| s.epoch);
+                let decision = paused_at
+                    .and_then(|e| self.rungs.iter().position(|&r| r == e))
+                    .and_then(|k| self.decisions.get(&(run.id.clone(), k)));
                 if alive[i] {
                     RunPhase::Active
+                } else if let Some(d) = decision {
+                    if d.promoted {
+                        RunPhase::Retry
+                    } else {
+                        view.error = Some(d.why.clone());
+                        RunPhase::Stopped
+                    }
+                } else if paused_at.is_some() {
+                    RunPhase::Paused
                 } else if !stopped && out_of_attempts(submitted, manifest.max_retries, status.as_ref()) {
                     if status.as_ref().map(|s| s.state == RunState::Running).unwrap_or(true) {
                         // The job died without recording why (killed from outside).
@@ -333,6 +370,10 @@ impl<'a> Tracker<'a> {
                 } else {
                     RunPhase::Retry
                 }
+            } else if let Some(d) = self.decisions.get(&(run.id.clone(), 0)).filter(|d| d.value.is_none()) {
+                // Never started: the search stopped it first (its budget was spent).
+                view.error = Some(d.why.clone());
+                RunPhase::Stopped
             } else {
                 RunPhase::Pending
             };

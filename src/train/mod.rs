@@ -316,6 +316,31 @@ impl Trainer {
         Ok(EpochResult { loss, steps_done, stopped })
     }
 
+    /// The model's reconstruction loss on `features` (N, C, H, W): the training loss
+    /// (mean squared error to the clean features) without noise or dropout, in fp32, in
+    /// batches of `batch`. Returns (sum over images of each image's mean loss, images),
+    /// so that losses of several models add up. Draws no random numbers and changes no
+    /// state: a search's held-out loss leaves training bit-identical.
+    pub fn reconstruction_loss(&self, features: &Tensor, batch: usize) -> (f64, usize) {
+        let n = features.size()[0];
+        if n == 0 {
+            return (0.0, 0);
+        }
+        let device = self.vs.device();
+        let mut sum = 0.0;
+        tch::no_grad(|| {
+            let mut start = 0;
+            while start < n {
+                let len = (batch.max(1) as i64).min(n - start);
+                let clean = features.narrow(0, start, len).to_device(device).to_kind(Kind::Float);
+                let rec = self.model.forward_t(&clean, false).to_kind(Kind::Float);
+                sum += (rec - &clean).square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Double).sum(Kind::Double).double_value(&[]);
+                start += len;
+            }
+        });
+        (sum, n as usize)
+    }
+
     /// Named tensors of the whole training state: parameters, AdamW moments, step count.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![];
