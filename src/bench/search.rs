@@ -129,7 +129,12 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
         if differing.is_empty() { String::new() } else { format!(" (differ: {})", differing.join(", ")) }
     );
     writeln!(out, "\n{summary}")?;
-    anyhow::ensure!(share <= MAX_SHARE, "the search cost {:.1} % of the grid, above {:.0} %", 100.0 * share, 100.0 * MAX_SHARE);
+    anyhow::ensure!(
+        share <= MAX_SHARE,
+        "the search cost {:.1} % of the grid, above {:.0} %",
+        100.0 * share,
+        100.0 * MAX_SHARE
+    );
     anyhow::ensure!(best_rank.is_some_and(|r| r <= 2), "the search selected {best}, not one of the grid's best two");
     anyhow::ensure!(differing.is_empty() && identical > 0, "a finished search run differs from the grid's");
     Ok(format!("{summary}\n(command: ras bench search --cluster {})", opts.cluster.display()))

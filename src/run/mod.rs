@@ -625,7 +625,7 @@ fn train_model(
             None
         };
         let stop_now = res.stopped; // signal arrived during the epoch's last step
-        // (A rung is always checkpointed: a promoted run resumes from it.)
+                                    // (A rung is always checkpointed: a promoted run resumes from it.)
         if root && run.policy.save_after_epoch(done, stop_now || done == until) {
             logs.write_train_log(run.store, run.paths)?;
             run.save_checkpoint(model, done, 0, score, &trainer)?;

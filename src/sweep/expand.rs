@@ -526,11 +526,15 @@ mod tests {
         let m = expand(&write("[search]\nmethod = \"grid\"\nmetric = \"image_auroc\""), &opts).unwrap();
         assert_eq!(m.search.as_ref().unwrap().rungs, vec![9]);
         // Every run of a search carries its schedule and the sweep's held-out split.
-        let m = expand(&write("[search]\nmethod = \"asha\"\nmin_epochs = 1\neta = 3\nholdout_seed = 7"), &opts).unwrap();
+        let m =
+            expand(&write("[search]\nmethod = \"asha\"\nmin_epochs = 1\neta = 3\nholdout_seed = 7"), &opts).unwrap();
         assert_eq!(m.search.as_ref().unwrap().rungs, vec![1, 3, 9]);
         for r in &m.runs {
             let rs = r.config().unwrap().search.expect("a search run carries [search]");
-            assert_eq!((rs.sweep.as_str(), rs.rungs.clone(), rs.holdout, rs.holdout_seed), ("s", vec![1, 3, 9], Some(0.1), 7));
+            assert_eq!(
+                (rs.sweep.as_str(), rs.rungs.clone(), rs.holdout, rs.holdout_seed),
+                ("s", vec![1, 3, 9], Some(0.1), 7)
+            );
         }
         for (extra, key) in [
             ("[search]\nmethod = \"asha\"\nrungs = [3, 9]\nmetric = \"f1\"", "search.metric"),

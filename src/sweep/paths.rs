@@ -216,8 +216,9 @@ impl SweepPaths {
                         _ => return None,
                     },
                     "stopped-jobs" => SweepKey::StoppedJob(entry.to_string()),
-                    "search" => run_attempt(entry.strip_suffix(".json")?)
-                        .map(|(run, rung)| SweepKey::Decision { run, rung })?,
+                    "search" => {
+                        run_attempt(entry.strip_suffix(".json")?).map(|(run, rung)| SweepKey::Decision { run, rung })?
+                    }
                     "features" => match (entry.strip_suffix(".claim"), entry.strip_suffix(".json")) {
                         (Some(n), _) if !n.is_empty() => SweepKey::FeatureClaim(n.to_string()),
                         (_, Some(n)) if !n.is_empty() => SweepKey::FeatureJob(n.to_string()),

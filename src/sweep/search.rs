@@ -184,15 +184,20 @@ impl SearchDriver {
                     if search.minimize() { a.value.total_cmp(&b.value) } else { b.value.total_cmp(&a.value) };
                 (a.value.is_nan().cmp(&b.value.is_nan())).then(by_value).then_with(|| a.run.cmp(&b.run))
             });
-            let any_promoted = decisions.values().any(|d| d.rung == k && d.promoted)
-                || new.iter().any(|d| d.rung == k && d.promoted);
+            let any_promoted =
+                decisions.values().any(|d| d.rung == k && d.promoted) || new.iter().any(|d| d.rung == k && d.promoted);
             for (rank, r) in at_k.iter().enumerate() {
                 if !waiting_ids.contains(&(r.run.clone(), k)) || new.iter().any(|d| d.run == r.run && d.rung == k) {
                     continue;
                 }
                 let cost = (rungs[k + 1] - rungs[k]) as f64 * spend.per_epoch;
                 if rank == 0 && !any_promoted && !r.value.is_nan() && spend.total() + cost <= budget {
-                    let why = format!("the best of rung {} ({} runs, fewer than eta {}): one goes on", k + 1, at_k.len(), search.eta);
+                    let why = format!(
+                        "the best of rung {} ({} runs, fewer than eta {}): one goes on",
+                        k + 1,
+                        at_k.len(),
+                        search.eta
+                    );
                     new.push(decide(&r.run, k, Some(r.value), true, why, spend.total()));
                     spend.running += cost;
                     continue;
@@ -224,7 +229,9 @@ impl SearchDriver {
                     new.push(decide(id, k, value_of(id, k), false, why.clone(), spend.total()));
                 }
             }
-            for v in views.iter().filter(|v| v.phase == RunPhase::Pending && !decisions.contains_key(&(v.id.clone(), 0))) {
+            for v in
+                views.iter().filter(|v| v.phase == RunPhase::Pending && !decisions.contains_key(&(v.id.clone(), 0)))
+            {
                 new.push(decide(&v.id, 0, None, false, format!("not started: {why}"), spend.total()));
             }
         }

@@ -334,7 +334,11 @@ impl Trainer {
                 let len = (batch.max(1) as i64).min(n - start);
                 let clean = features.narrow(0, start, len).to_device(device).to_kind(Kind::Float);
                 let rec = self.model.forward_t(&clean, false).to_kind(Kind::Float);
-                sum += (rec - &clean).square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Double).sum(Kind::Double).double_value(&[]);
+                sum += (rec - &clean)
+                    .square()
+                    .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Double)
+                    .sum(Kind::Double)
+                    .double_value(&[]);
                 start += len;
             }
         });
