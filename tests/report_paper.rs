@@ -295,3 +295,78 @@ fn a_paper_template_naming_no_config_key_fails_at_plan_time() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("model.decodr") && err.contains("typo.toml"), "{err}");
 }
+
+/// Mann-Whitney AUROC (ties count half), written here from its definition.
+fn auroc_by_pairs(scores: &[f64], labels: &[bool]) -> f64 {
+    let (mut wins, mut pairs) = (0.0, 0.0);
+    for (i, &a) in scores.iter().enumerate().filter(|(i, _)| labels[*i]) {
+        for (j, &n) in scores.iter().enumerate().filter(|(j, _)| !labels[*j]) {
+            let _ = (i, j);
+            wins += if a > n { 1.0 } else if a == n { 0.5 } else { 0.0 };
+            pairs += 1.0;
+        }
+    }
+    wins / pairs
+}
+
+/// Issue 21: with two seeds every cell with a paper number carries a verdict, each table
+/// a summary line; the image scores kept with the runs are the ones behind the cell (its
+/// value recomputed here from them); `ras verify` lists every cell that is not
+/// `reproduced` and fails exactly when one is below or above the paper.
+#[test]
+fn verdicts_in_every_cell_and_verify_gates_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let data = cwd.join("data");
+    ok(
+        &["data", "synth", "--out", data.to_str().unwrap(), "--classes", "2", "--seed", "78", "--train", "8"]
+            .into_iter()
+            .chain(["--test-good", "20", "--test-defect", "6", "--image-size", "64"])
+            .collect::<Vec<_>>(),
+        cwd,
+    );
+    sweep_and_report(
+        cwd,
+        "t4v",
+        "[grid]\n\"model.decoder\" = [\"gate_only\"]\nseed = [1, 2]\n[paper]\ntables = [\"table4\"]\nrow = \"{model.decoder}\"\n",
+    );
+    let md = std::fs::read_to_string(cwd.join("rep-t4v/t4v-paper.md")).unwrap();
+    let gate = md.lines().find(|l| l.contains("gate_only RAS")).unwrap_or_else(|| panic!("no gate_only row:\n{md}"));
+    let cells: Vec<&str> = gate.trim_matches('|').split(" | ").map(str::trim).collect();
+    let (i_cell, p_cell) = (cells[3], cells[4]);
+    assert!(!i_cell.contains("one seed") && i_cell.ends_with(']') && i_cell.contains(" ± "), "{i_cell}");
+    assert!(p_cell.ends_with("[inconclusive: no interval for pixel metrics in this version]"), "{p_cell}");
+    assert!(md.contains("Verdicts: ") && md.contains("of 2 cells with a paper number."), "{md}");
+    // The cell's value from the image scores kept with the runs: mean over seeds and
+    // classes of each class's AUROC.
+    let store = cwd.join("store");
+    let mut per_run = vec![];
+    for id in files(&store.join("runs")) {
+        let fm = json(&store.join(format!("runs/{id}/final_metrics.json")));
+        let by_class = fm["image_scores"].as_object().unwrap_or_else(|| panic!("{id}: no image scores"));
+        assert_eq!(by_class.len(), 2);
+        let mut sum = 0.0;
+        for s in by_class.values() {
+            let scores: Vec<f64> = s["scores"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            let labels: Vec<bool> = s["labels"].as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect();
+            assert!(scores.len() >= 26 && scores.len() == labels.len(), "every test image: {}", scores.len());
+            sum += auroc_by_pairs(&scores, &labels);
+        }
+        per_run.push(100.0 * sum / 2.0);
+    }
+    assert_eq!(per_run.len(), 2, "two seeds");
+    let ours: f64 = i_cell.split(' ').next().unwrap().parse().unwrap();
+    let recomputed = (per_run[0] + per_run[1]) / 2.0;
+    assert!((ours - recomputed).abs() <= 0.051, "cell {i_cell} vs {recomputed:.2} from the kept scores");
+
+    let sweep = cwd.join("t4v.toml");
+    let local = repo().join("cluster/local.toml");
+    let out = ras(&["verify", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()], cwd);
+    let text = text(&out);
+    let off = [i_cell, p_cell].iter().filter(|c| c.ends_with("[below]") || c.ends_with("[above]")).count();
+    assert_eq!(out.status.code(), Some(if off > 0 { 1 } else { 0 }), "{text}");
+    for c in [i_cell, p_cell].iter().filter(|c| !c.ends_with("[reproduced]")) {
+        assert!(text.contains(c), "ras verify must list {c}:\n{text}");
+    }
+    assert!(text.contains("of 2 cells with a paper number"), "{text}");
+}

@@ -183,6 +183,7 @@ pub(crate) fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result
             best_on_test_extra: None,
             backbone_pretrained: false,
             feature_cache: Default::default(),
+            image_scores: Default::default(),
         };
         let status =
             RunStatus { state: RunState::Complete, run_id: run.id.clone(), epoch: 1, updated_unix: now, error: None };

@@ -292,6 +292,20 @@ pub enum Command {
         #[arg(long, default_value = "reports")]
         out: PathBuf,
     },
+    /// Did the sweep reproduce the paper? Prints every cell of the paper layout whose
+    /// verdict is not `reproduced` (below, above, inconclusive, with why) and a summary
+    /// per table; exits 1 when any cell is below or above the paper's number, so a
+    /// reproduction can gate a CI job. A verdict: the paper's value inside (reproduced)
+    /// or outside (below / above) our 95 % interval, a bootstrap over seeds and the
+    /// class's test images; inconclusive with one seed or an interval wider than 10
+    /// points. See README, "Verdicts".
+    #[command(after_help = "Examples:\n  \
+        ras verify jobs/table3.toml\n  \
+        ras verify table3 --store s3://bucket/ras")]
+    Verify {
+        #[command(flatten)]
+        sweep: SweepRefArgs,
+    },
     /// Every run in a store, one line each: id, state, epoch, key config values (dataset,
     /// decoder, T_e, T_d, setting, seed, epochs), mean I-AUROC / P-AUROC when complete, and
     /// rank-hours when the run has cost records.

@@ -143,6 +143,7 @@ fn run() -> Result<ExitStatus> {
         Command::Cancel { sweep, runs, reason } => sweep::cancel(&sweep, &runs, reason.as_deref())?,
         Command::Plan { sweep, json, no_data_check } => sweep::plan(&sweep, json, !no_data_check)?,
         Command::Report { sweep, out } => sweep::report(&sweep, &out)?,
+        Command::Verify { sweep } => return sweep::verify(&sweep),
         Command::Runs { store, filter, json } => {
             let filters = filter.iter().map(|f| f.parse()).collect::<Result<Vec<ras::runs::Filter>, _>>()?;
             let store = ras::runs::open_existing(&store.unwrap_or_else(ras::config::default_store))?;

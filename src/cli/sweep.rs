@@ -136,6 +136,14 @@ pub fn report(args: &SweepRefArgs, out: &Path) -> Result<()> {
     write_report(&args.sweep, &manifest, &store, out)
 }
 
+/// `ras verify`: the cells that did not reproduce; Failed when any is below or above.
+pub fn verify(args: &SweepRefArgs) -> Result<ExitStatus> {
+    let (manifest, store) = find(args)?;
+    let v = ras::report::verify(&store, &manifest)?;
+    print!("{}", v.text);
+    Ok(if v.off_the_paper { ExitStatus::Failed } else { ExitStatus::Ok })
+}
+
 /// `ras report`: prints each dataset's table, writes tables and plots into `out`.
 fn write_report(sweep: &Path, manifest: &Manifest, store: &Store, out: &Path) -> Result<()> {
     match ras::report::write_sweep_report(store, manifest, out) {

@@ -350,6 +350,7 @@ fn final_metrics(epoch: usize, setting: Setting) -> FinalMetrics {
         best_on_test_extra: None,
         backbone_pretrained: false,
         feature_cache: CacheStats::default(),
+        image_scores: Default::default(),
     }
 }
 

@@ -128,6 +128,8 @@ mod tests {
             recipe: String::new(),
             paper_row: None,
             extra: [(1.0, 0.5); 5],
+            verdict_i: None,
+            verdict_p: None,
             config: None,
         }
     }

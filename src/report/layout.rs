@@ -12,6 +12,7 @@
 use super::noise::NoiseSeries;
 use super::paper::{alpha, paper_row, PaperTables};
 use super::row::{Row, EXTRA_METRICS};
+use super::verdict::Verdict;
 use super::{variant_without, ReportError};
 use crate::config::sweep_file::config_value;
 use crate::config::{PaperLayout, PaperMatch, RunConfig};
@@ -44,9 +45,34 @@ pub fn cell(ours: f64, std: f64, runs: usize, paper: Option<f64>) -> String {
 fn row_cell(r: &Row, image: bool) -> String {
     match (r.is_cancelled(), image) {
         (true, _) => "cancelled".into(),
-        (false, true) => cell(r.i_auroc, r.i_std, r.runs, r.paper_i),
-        (false, false) => cell(r.p_auroc, r.p_std, r.runs, r.paper_p),
+        (false, true) => with_verdict(cell(r.i_auroc, r.i_std, r.runs, r.paper_i), r.verdict_i.as_ref()),
+        (false, false) => with_verdict(cell(r.p_auroc, r.p_std, r.runs, r.paper_p), r.verdict_p.as_ref()),
     }
+}
+
+/// A cell with its verdict's tag (`97.1 ± 0.3 (98.4, -1.3) [reproduced]`).
+fn with_verdict(cell: String, verdict: Option<&Verdict>) -> String {
+    match verdict {
+        Some(v) => format!("{cell} {}", v.tag()),
+        None => cell,
+    }
+}
+
+/// The summary line of a table's verdicts (None when no cell has one).
+pub fn verdict_summary(grid: &Grid) -> Option<String> {
+    let verdicts: Vec<Verdict> = grid.rows.iter().flat_map(|r| r.iter().skip(1)).filter_map(|c| Verdict::of_cell(c)).collect();
+    if verdicts.is_empty() {
+        return None;
+    }
+    let count = |f: &dyn Fn(&Verdict) -> bool| verdicts.iter().filter(|v| f(v)).count();
+    Some(format!(
+        "Verdicts: {} reproduced, {} below, {} above, {} inconclusive, of {} cells with a paper number.",
+        count(&|v| *v == Verdict::Reproduced),
+        count(&|v| *v == Verdict::Below),
+        count(&|v| *v == Verdict::Above),
+        count(&|v| matches!(v, Verdict::Inconclusive(_))),
+        verdicts.len()
+    ))
 }
 
 /// The rounded "ours" of a cell, so that the difference shown is that of the numbers shown.
@@ -204,7 +230,9 @@ pub fn paper_layout(
                                         None => None,
                                     };
                                     let ours = if code == "I" { p.i_auroc } else { p.p_auroc };
-                                    cell(ours, 0.0, 1, row.and_then(|r| r.value(&paper, code)))
+                                    let p = row.and_then(|r| r.value(&paper, code));
+                                    let why = Verdict::Inconclusive("one evaluation, no interval".into());
+                                    with_verdict(cell(ours, 0.0, 1, p), p.map(|_| &why))
                                 }
                                 None => String::new(),
                             });
@@ -322,11 +350,14 @@ pub fn noise_with_configs(
 pub fn markdown(sweep: &str, caveats: &[String], grids: &[Grid], recipes: &[String]) -> String {
     let mut md = format!("# {sweep}: the paper's layout\n\n");
     md += &caveat_block(caveats, "> ");
-    md += "Cells: ours (mean ± std over seeds when several) (paper, ours − paper), in percent; `(-)`: no paper row for this variant; `cancelled`: the variant's runs were cancelled (`ras cancel --run`) before they completed.\n";
+    md += "Cells: ours (mean ± std over seeds when several) (paper, ours − paper), in percent, and the verdict against the paper: `[reproduced]` (the paper's value is inside our 95 % bootstrap interval over seeds and test images), `[below]` / `[above]` (outside it), `[inconclusive: why]`; `(-)`: no paper row for this variant; `cancelled`: the variant's runs were cancelled (`ras cancel --run`) before they completed.\n";
     for g in grids {
         md += &format!("\n## {}\n\n| {} |\n|{}\n", g.title, g.header.join(" | "), "---|".repeat(g.header.len()));
         for r in &g.rows {
             md += &format!("| {} |\n", r.join(" | "));
+        }
+        if let Some(summary) = verdict_summary(g) {
+            md += &format!("\n{summary}\n");
         }
     }
     if !recipes.is_empty() {

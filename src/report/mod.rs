@@ -131,6 +131,48 @@ pub fn sweep_report(store: &Store, manifest: &Manifest) -> Result<SweepReport, R
     Ok(SweepReport { tables, caveats, grids, recipes, plots })
 }
 
+/// What `ras verify` prints, and whether any cell is off the paper (below or above).
+pub struct Verification {
+    pub text: String,
+    pub off_the_paper: bool,
+}
+
+/// Every cell of the sweep's paper layout whose verdict is not `reproduced`, table by
+/// table, with each table's summary; `off_the_paper` when any is below or above.
+pub fn verify(store: &Store, manifest: &Manifest) -> Result<Verification, ReportError> {
+    let report = sweep_report(store, manifest)?;
+    let mut text = String::new();
+    for c in &report.caveats {
+        text += &format!("note: {c}\n");
+    }
+    let (mut off, mut cells) = (0, 0);
+    for g in &report.grids {
+        let Some(summary) = layout::verdict_summary(g) else { continue };
+        text += &format!("{}\n", g.title);
+        for row in &g.rows {
+            for (header, cell) in g.header.iter().zip(row).skip(1) {
+                let Some(v) = verdict::Verdict::of_cell(cell) else { continue };
+                cells += 1;
+                if matches!(v, verdict::Verdict::Below | verdict::Verdict::Above) {
+                    off += 1;
+                }
+                if v != verdict::Verdict::Reproduced {
+                    text += &format!("  {} / {header}: {cell}\n", row[0]);
+                }
+            }
+        }
+        text += &format!("  {summary}\n");
+    }
+    if cells == 0 {
+        text += "no cell has a paper number to verify against (the sweep file's [paper] names none)\n";
+    } else if off > 0 {
+        text += &format!("{off} of {cells} cells are off the paper's numbers (below or above our 95 % interval)\n");
+    } else {
+        text += &format!("no cell of {cells} is below or above the paper's number\n");
+    }
+    Ok(Verification { text, off_the_paper: off > 0 })
+}
+
 /// The whole report of a sweep ([`sweep_report`]) written into `out`
 /// (`<dataset>.{md,csv,tex}`, plus the plots and noise tables of [`write_plots`]). Fails
 /// with [`ReportError::NoCompleteRun`] before writing anything when no run is complete.

@@ -27,6 +27,10 @@ pub struct Row {
     pub paper_row: Option<PaperRow>,
     /// AUPRO, image AP, pixel AP, image F1-max, pixel F1-max: (mean, std) in percent.
     pub extra: [(f64, f64); 5],
+    /// Against the paper's I-AUROC (None without a paper number): see `verdict`.
+    pub verdict_i: Option<super::verdict::Verdict>,
+    /// Against the paper's P-AUROC (None without a paper number).
+    pub verdict_p: Option<super::verdict::Verdict>,
     /// A config of the variant (the seed aside, its runs share it): for grid layouts.
     #[serde(skip)]
     pub config: Option<RunConfig>,

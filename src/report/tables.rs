@@ -9,7 +9,9 @@ use super::paper::{paper_row, PaperTables};
 use super::row::{tex_escape, Row};
 use super::{complete_runs, variant_without, ReportError};
 use crate::config::RunConfig;
+use super::verdict::{interval_classes, verdict, Verdict, REPLICATES};
 use crate::eval::ClassMetrics;
+use crate::run::records::ImageScores;
 use crate::store::Store;
 use crate::sweep::Manifest;
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +38,8 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
     // (dataset, variant without class) -> class -> per run [7 metrics], plus a config and recipes
     type Group = (RunConfig, BTreeSet<String>, BTreeMap<String, Vec<[f64; 7]>>);
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    // (dataset, variant) -> class -> per run, its image scores (a verdict's bootstrap).
+    let mut scores: BTreeMap<(String, String), BTreeMap<String, Vec<Option<ImageScores>>>> = BTreeMap::new();
     let complete = complete_runs(store, manifest)?;
     // (dataset, variant) -> cancelled runs, the classes they were to give, a config.
     let mut cancelled: BTreeMap<(String, String), (usize, BTreeSet<String>, RunConfig)> = BTreeMap::new();
@@ -58,6 +62,10 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         let cfg = run.config()?;
         let variant = variant_without(&run.variant, &[]);
         let recipe = cfg.recipe();
+        let by_class = scores.entry((run.dataset.clone(), variant.clone())).or_default();
+        for class in fm.metrics.classes.keys() {
+            by_class.entry(class.clone()).or_default().push(fm.image_scores.get(class).cloned());
+        }
         let entry =
             groups.entry((run.dataset.clone(), variant)).or_insert_with(|| (cfg, BTreeSet::new(), BTreeMap::new()));
         entry.1.insert(recipe);
@@ -86,6 +94,7 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         let recipe = recipes.into_iter().collect::<Vec<_>>().join("; ");
         let mut rows = vec![];
         let gone = cancelled.remove(&(dataset.clone(), variant.clone()));
+        let variant_scores = scores.remove(&(dataset.clone(), variant.clone())).unwrap_or_default();
         for (class, vals) in &classes {
             let (class, vals) = (class.clone(), vals.clone());
             let stat = |j: usize| mean_std(&vals.iter().map(|v| v[j]).collect::<Vec<_>>());
@@ -95,7 +104,20 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
                 None => None,
             };
             let ((i, is), (p, ps)) = (stat(0), stat(1));
+            let paper_i = paper_row.as_ref().and_then(|r| r.value(&paper, "I"));
+            let paper_p = paper_row.as_ref().and_then(|r| r.value(&paper, "P"));
+            // The mean cell's classes: every class of the variant (the class itself for a
+            // single-class variant).
+            let behind: Vec<&Vec<Option<ImageScores>>> = if class == "mean" {
+                variant_scores.values().collect()
+            } else {
+                variant_scores.get(&class).into_iter().collect()
+            };
             rows.push(Row {
+                verdict_i: paper_i.map(|p| image_verdict(&behind, vals.len(), p)),
+                verdict_p: paper_p.map(|_| {
+                    Verdict::Inconclusive("no interval for pixel metrics in this version".into())
+                }),
                 variant: variant.clone(),
                 class: class.clone(),
                 runs: vals.len(),
@@ -103,8 +125,8 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
                 i_std: is,
                 p_auroc: p,
                 p_std: ps,
-                paper_i: paper_row.as_ref().and_then(|r| r.value(&paper, "I")),
-                paper_p: paper_row.as_ref().and_then(|r| r.value(&paper, "P")),
+                paper_i,
+                paper_p,
                 recipe: recipe.clone(),
                 paper_row,
                 extra: std::array::from_fn(|k| stat(k + 2)),
@@ -132,6 +154,28 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         out.entry(dataset).or_default().extend(rows);
     }
     Ok(out)
+}
+
+/// The verdict of an I-AUROC cell against the paper's `paper` (percent): the bootstrap
+/// interval over the runs (seeds) and the images of the classes `behind` the cell (one
+/// for a class, all of them for a mean), per class the runs' image scores in run order.
+fn image_verdict(behind: &[&Vec<Option<ImageScores>>], runs: usize, paper: f64) -> Verdict {
+    if runs < 2 {
+        return Verdict::Inconclusive("one seed".into());
+    }
+    let classes: Option<Vec<(Vec<Vec<f32>>, Vec<bool>)>> = behind
+        .iter()
+        .map(|per_run| {
+            let all: Vec<&ImageScores> = per_run.iter().map(Option::as_ref).collect::<Option<_>>()?;
+            let labels = all.first()?.labels.clone();
+            // Every seed scored the same images (else no pairing across seeds).
+            all.iter().all(|s| s.labels == labels).then(|| (all.iter().map(|s| s.scores.clone()).collect(), labels))
+        })
+        .collect();
+    match classes {
+        None => Verdict::Inconclusive("no per-image scores (runs written before verdicts)".into()),
+        Some(c) => verdict(interval_classes(&c, REPLICATES, 0).as_ref(), runs, paper),
+    }
 }
 
 /// The row of a class that only cancelled runs were to give: no numbers, the paper's.
@@ -162,6 +206,8 @@ fn cancelled_row(
         recipe: recipe.to_string(),
         paper_row,
         extra: [(f64::NAN, f64::NAN); 5],
+        verdict_i: None,
+        verdict_p: None,
         config: Some(cfg.clone()),
     })
 }

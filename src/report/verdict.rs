@@ -39,6 +39,33 @@ pub enum Verdict {
     Inconclusive(String),
 }
 
+impl Verdict {
+    /// How a cell shows it: `[reproduced]`, `[below]`, `[above]`, `[inconclusive: why]`.
+    pub fn tag(&self) -> String {
+        match self {
+            Verdict::Inconclusive(why) => format!("[inconclusive: {why}]"),
+            v => format!("[{v}]"),
+        }
+    }
+
+    /// Reads back a cell's tag (`ras verify`): None when the cell has none.
+    pub fn of_cell(cell: &str) -> Option<Verdict> {
+        let tag = cell.rsplit_once(" [")?.1.strip_suffix(']')?;
+        Some(match tag {
+            "reproduced" => Verdict::Reproduced,
+            "below" => Verdict::Below,
+            "above" => Verdict::Above,
+            t => Verdict::Inconclusive(t.strip_prefix("inconclusive: ")?.to_string()),
+        })
+    }
+}
+
+impl serde::Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -54,33 +81,59 @@ impl std::fmt::Display for Verdict {
 /// seed s's score of test image i, `labels[i]` whether image i is anomalous (the same
 /// images for every seed). None without both normal and anomalous images, or seeds.
 pub fn interval(scores: &[Vec<f32>], labels: &[bool], replicates: usize, seed: u64) -> Option<Interval> {
-    if scores.is_empty() || scores.iter().any(|s| s.len() != labels.len()) {
+    interval_classes(&[(scores.to_vec(), labels.to_vec())], replicates, seed)
+}
+
+/// [`interval`] of a mean over classes (a "mean" cell): per class, (scores per seed,
+/// labels). A replicate draws the seeds once for every class (seed s of every class is
+/// one training run, or runs that share the seed) and each class's images apart, and
+/// takes the mean over classes of the mean over the drawn seeds. Every class needs the
+/// same number of seeds.
+pub fn interval_classes(classes: &[(Vec<Vec<f32>>, Vec<bool>)], replicates: usize, seed: u64) -> Option<Interval> {
+    let seeds = classes.first()?.0.len();
+    if seeds == 0 || replicates == 0 {
         return None;
     }
-    let pos: Vec<usize> = (0..labels.len()).filter(|&i| labels[i]).collect();
-    let neg: Vec<usize> = (0..labels.len()).filter(|&i| !labels[i]).collect();
-    if pos.is_empty() || neg.is_empty() {
-        return None;
-    }
-    let mean_auroc = |seeds: &[usize], images: &[usize]| -> Option<f64> {
-        let lab: Vec<bool> = images.iter().map(|&i| labels[i]).collect();
-        let mut sum = 0.0;
-        for &s in seeds {
-            let sc: Vec<f32> = images.iter().map(|&i| scores[s][i]).collect();
-            sum += auroc(&sc, &lab).ok()?;
+    // Per class: anomalous and normal image indices.
+    let mut strata = vec![];
+    for (scores, labels) in classes {
+        if scores.len() != seeds || scores.iter().any(|s| s.len() != labels.len()) {
+            return None;
         }
-        Some(100.0 * sum / seeds.len() as f64)
+        let pos: Vec<usize> = (0..labels.len()).filter(|&i| labels[i]).collect();
+        let neg: Vec<usize> = (0..labels.len()).filter(|&i| !labels[i]).collect();
+        if pos.is_empty() || neg.is_empty() {
+            return None;
+        }
+        strata.push((pos, neg));
+    }
+    let value = |seed_draw: &[usize], images: &[Vec<usize>]| -> Option<f64> {
+        let mut sum = 0.0;
+        for ((scores, labels), imgs) in classes.iter().zip(images) {
+            let lab: Vec<bool> = imgs.iter().map(|&i| labels[i]).collect();
+            for &s in seed_draw {
+                let sc: Vec<f32> = imgs.iter().map(|&i| scores[s][i]).collect();
+                sum += auroc(&sc, &lab).ok()?;
+            }
+        }
+        Some(100.0 * sum / (seed_draw.len() * classes.len()) as f64)
     };
-    let all_seeds: Vec<usize> = (0..scores.len()).collect();
-    let all_images: Vec<usize> = (0..labels.len()).collect();
-    let mean = mean_auroc(&all_seeds, &all_images)?;
+    let all_seeds: Vec<usize> = (0..seeds).collect();
+    let all_images: Vec<Vec<usize>> = classes.iter().map(|(_, l)| (0..l.len()).collect()).collect();
+    let mean = value(&all_seeds, &all_images)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut reps = Vec::with_capacity(replicates);
     for _ in 0..replicates {
-        let seeds: Vec<usize> = (0..scores.len()).map(|_| rng.random_range(0..scores.len())).collect();
-        let mut images: Vec<usize> = (0..pos.len()).map(|_| pos[rng.random_range(0..pos.len())]).collect();
-        images.extend((0..neg.len()).map(|_| neg[rng.random_range(0..neg.len())]));
-        reps.push(mean_auroc(&seeds, &images)?);
+        let draw: Vec<usize> = (0..seeds).map(|_| rng.random_range(0..seeds)).collect();
+        let images: Vec<Vec<usize>> = strata
+            .iter()
+            .map(|(pos, neg)| {
+                let mut v: Vec<usize> = (0..pos.len()).map(|_| pos[rng.random_range(0..pos.len())]).collect();
+                v.extend((0..neg.len()).map(|_| neg[rng.random_range(0..neg.len())]));
+                v
+            })
+            .collect();
+        reps.push(value(&draw, &images)?);
     }
     reps.sort_by(f64::total_cmp);
     let at = |q: f64| reps[((q * (reps.len() - 1) as f64).round() as usize).min(reps.len() - 1)];
@@ -184,5 +237,30 @@ mod tests {
         let wide = Interval { mean: 80.0, lo: 70.0, hi: 90.5 };
         assert!(matches!(verdict(Some(&wide), 5, 80.0), Verdict::Inconclusive(w) if w.contains("wider")));
         assert!(interval(&[vec![0.1, 0.2]], &[false, false], 10, 0).is_none(), "no anomalous image");
+        for v in [Verdict::Reproduced, Verdict::Below, Verdict::Above, Verdict::Inconclusive("one seed".into())] {
+            assert_eq!(Verdict::of_cell(&format!("97.1 ± 0.3 (98.4, -1.3) {}", v.tag())), Some(v));
+        }
+        assert_eq!(Verdict::of_cell("97.1 (-)"), None);
+    }
+
+    /// A mean over classes: each class resampled apart, seeds drawn once for all. Two
+    /// classes where every seed is perfect on one and at chance-free 75 % on the other:
+    /// the mean is their mean, and a class's perfect separation stays perfect whatever
+    /// the draw.
+    #[test]
+    fn a_mean_cell_is_the_mean_of_its_classes() {
+        let labels = vec![false, false, true, true];
+        let perfect = (vec![vec![0.1, 0.2, 0.8, 0.9]; 3], labels.clone());
+        let three_quarters = (vec![vec![0.1, 0.85, 0.8, 0.9]; 3], labels.clone());
+        let iv = interval_classes(&[perfect.clone(), three_quarters], 200, 1).unwrap();
+        assert!((iv.mean - 87.5).abs() < 1e-9, "{iv:?}");
+        let only = interval_classes(&[perfect], 200, 1).unwrap();
+        assert_eq!((only.lo, only.hi), (100.0, 100.0));
+        let mismatched = (vec![vec![0.1, 0.2, 0.8, 0.9]; 2], labels);
+        assert!(interval_classes(&[only_seeds(3), mismatched], 10, 0).is_none(), "classes with different seed counts");
+    }
+
+    fn only_seeds(n: usize) -> (Vec<Vec<f32>>, Vec<bool>) {
+        (vec![vec![0.1, 0.9]; n], vec![false, true])
     }
 }

@@ -38,6 +38,17 @@ pub(super) fn write_final_outputs(
         best_on_test_extra: best_on_test(&logs.by_epoch),
         backbone_pretrained: data.backbone_pretrained,
         feature_cache: data.cache,
+        image_scores: data
+            .index
+            .classes
+            .iter()
+            .map(|(class, samples)| {
+                let scores = Vec::<f32>::try_from(final_preds[class].scores.to_kind(Kind::Float).contiguous().view(-1))
+                    .unwrap_or_default();
+                let labels = samples.test.iter().map(|s| s.label).collect();
+                (class.clone(), super::records::ImageScores { scores, labels })
+            })
+            .collect(),
     };
     run.store.put_json(&run.paths.final_metrics(), &fm)?;
     // Table 6 without retraining: the final model (its last checkpoint) again at each

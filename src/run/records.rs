@@ -70,6 +70,19 @@ pub struct FinalMetrics {
     pub best_on_test_extra: Option<(usize, MetricsTable)>,
     pub backbone_pretrained: bool,
     pub feature_cache: CacheStats,
+    /// Per class, the final model's score of every test image and its label (in the
+    /// order of the class's test set): what a verdict's bootstrap resamples. Empty in runs
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub image_scores: BTreeMap<String, ImageScores>,
+}
+
+/// One class's test images: the final model's image scores and the labels (true =
+/// anomalous).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageScores {
+    pub scores: Vec<f32>,
+    pub labels: Vec<bool>,
 }
 
 impl FinalMetrics {
