@@ -12,7 +12,7 @@ DEMO_DATA := out/demo-data
 dist: build
 	bash scripts/dist.sh $(RAS)
 
-.PHONY: setup setup-python setup-s3 setup-browser bench-serve bench-serve-s3 build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: demo-data setup setup-python setup-s3 setup-browser bench-serve bench-serve-s3 bench-search build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -23,15 +23,18 @@ build: setup
 # Synthetic dataset (written to a temporary folder, then published by rename), its
 # features, a small training run and its per-class table; then the quickstart sweep
 # (4 tiny runs through the coordinator on this machine) and its report.
-demo: build
+demo: build demo-data
+	$(RAS) train configs/demo.toml
+	$(RAS) sweep jobs/quickstart.toml --cluster cluster/local.toml
+	$(RAS) report jobs/quickstart.toml --cluster cluster/local.toml --out reports/quickstart
+
+# The synthetic dataset of configs/demo.toml (idempotent).
+demo-data: build
 	@if [ ! -d $(DEMO_DATA) ]; then \
 	  rm -rf $(DEMO_DATA).partial && \
 	  $(RAS) data synth --out $(DEMO_DATA).partial --classes 4 --seed 0 && \
 	  mv $(DEMO_DATA).partial $(DEMO_DATA); \
 	else echo "demo dataset present: $(DEMO_DATA)"; fi
-	$(RAS) train configs/demo.toml
-	$(RAS) sweep jobs/quickstart.toml --cluster cluster/local.toml
-	$(RAS) report jobs/quickstart.toml --cluster cluster/local.toml --out reports/quickstart
 
 # The PyTorch reference environment of the parity tests (.venv-ref).
 setup-python: setup
@@ -92,6 +95,11 @@ bench-coordinator-s3: build setup-s3
 # What `ras serve`'s sweep page costs on a 2000-run finished sweep: first view, refresh with
 # nothing changed (one LIST), beside `ras report`; then the same on the test S3 server
 # behind 20 ms per request. Figures in README (Watching a sweep: ras serve).
+# Successive halving against the grid: jobs/search.toml beside jobs/search-grid.toml on this
+# machine (about 5 minutes); figures in README (Searches).
+bench-search: build demo-data
+	$(RAS) bench search --cluster cluster/local.toml
+
 bench-serve: build
 	$(RAS) bench serve --runs 2000
 

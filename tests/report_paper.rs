@@ -302,7 +302,13 @@ fn auroc_by_pairs(scores: &[f64], labels: &[bool]) -> f64 {
     for (i, &a) in scores.iter().enumerate().filter(|(i, _)| labels[*i]) {
         for (j, &n) in scores.iter().enumerate().filter(|(j, _)| !labels[*j]) {
             let _ = (i, j);
-            wins += if a > n { 1.0 } else if a == n { 0.5 } else { 0.0 };
+            wins += if a > n {
+                1.0
+            } else if a == n {
+                0.5
+            } else {
+                0.0
+            };
             pairs += 1.0;
         }
     }

@@ -60,7 +60,8 @@ fn with_verdict(cell: String, verdict: Option<&Verdict>) -> String {
 
 /// The summary line of a table's verdicts (None when no cell has one).
 pub fn verdict_summary(grid: &Grid) -> Option<String> {
-    let verdicts: Vec<Verdict> = grid.rows.iter().flat_map(|r| r.iter().skip(1)).filter_map(|c| Verdict::of_cell(c)).collect();
+    let verdicts: Vec<Verdict> =
+        grid.rows.iter().flat_map(|r| r.iter().skip(1)).filter_map(|c| Verdict::of_cell(c)).collect();
     if verdicts.is_empty() {
         return None;
     }

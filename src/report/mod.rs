@@ -150,6 +150,10 @@ pub fn verify(store: &Store, manifest: &Manifest) -> Result<Verification, Report
         let Some(summary) = layout::verdict_summary(g) else { continue };
         text += &format!("{}\n", g.title);
         for row in &g.rows {
+            // The row's name: its leading cells that are no numbers (class, dataset and
+            // variant, T_e, method).
+            let name: Vec<&str> = row.iter().take_while(|c| !c.contains(" (")).map(String::as_str).collect();
+            let name = name.join(" ");
             for (header, cell) in g.header.iter().zip(row).skip(1) {
                 let Some(v) = verdict::Verdict::of_cell(cell) else { continue };
                 cells += 1;
@@ -157,7 +161,7 @@ pub fn verify(store: &Store, manifest: &Manifest) -> Result<Verification, Report
                     off += 1;
                 }
                 if v != verdict::Verdict::Reproduced {
-                    text += &format!("  {} / {header}: {cell}\n", row[0]);
+                    text += &format!("  {name} / {header}: {cell}\n");
                 }
             }
         }

@@ -7,9 +7,9 @@
 
 use super::paper::{paper_row, PaperTables};
 use super::row::{tex_escape, Row};
+use super::verdict::{interval_classes, verdict, Verdict, REPLICATES};
 use super::{complete_runs, variant_without, ReportError};
 use crate::config::RunConfig;
-use super::verdict::{interval_classes, verdict, Verdict, REPLICATES};
 use crate::eval::ClassMetrics;
 use crate::run::records::ImageScores;
 use crate::store::Store;
@@ -39,7 +39,7 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
     type Group = (RunConfig, BTreeSet<String>, BTreeMap<String, Vec<[f64; 7]>>);
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     // (dataset, variant) -> class -> per run, its image scores (a verdict's bootstrap).
-    let mut scores: BTreeMap<(String, String), BTreeMap<String, Vec<Option<ImageScores>>>> = BTreeMap::new();
+    let mut scores: BTreeMap<(String, String), ScoresByClass> = BTreeMap::new();
     let complete = complete_runs(store, manifest)?;
     // (dataset, variant) -> cancelled runs, the classes they were to give, a config.
     let mut cancelled: BTreeMap<(String, String), (usize, BTreeSet<String>, RunConfig)> = BTreeMap::new();
@@ -115,9 +115,8 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
             };
             rows.push(Row {
                 verdict_i: paper_i.map(|p| image_verdict(&behind, vals.len(), p)),
-                verdict_p: paper_p.map(|_| {
-                    Verdict::Inconclusive("no interval for pixel metrics in this version".into())
-                }),
+                verdict_p: paper_p
+                    .map(|_| Verdict::Inconclusive("no interval for pixel metrics in this version".into())),
                 variant: variant.clone(),
                 class: class.clone(),
                 runs: vals.len(),
@@ -156,6 +155,11 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
     Ok(out)
 }
 
+/// Per class, each run's image scores (None: a run written before they were kept).
+type ScoresByClass = BTreeMap<String, Vec<Option<ImageScores>>>;
+/// One class's scores per seed, and its labels (`verdict::interval_classes`).
+type ClassScores = (Vec<Vec<f32>>, Vec<bool>);
+
 /// The verdict of an I-AUROC cell against the paper's `paper` (percent): the bootstrap
 /// interval over the runs (seeds) and the images of the classes `behind` the cell (one
 /// for a class, all of them for a mean), per class the runs' image scores in run order.
@@ -163,7 +167,7 @@ fn image_verdict(behind: &[&Vec<Option<ImageScores>>], runs: usize, paper: f64) 
     if runs < 2 {
         return Verdict::Inconclusive("one seed".into());
     }
-    let classes: Option<Vec<(Vec<Vec<f32>>, Vec<bool>)>> = behind
+    let classes: Option<Vec<ClassScores>> = behind
         .iter()
         .map(|per_run| {
             let all: Vec<&ImageScores> = per_run.iter().map(Option::as_ref).collect::<Option<_>>()?;
@@ -316,6 +320,8 @@ mod tests {
             recipe: "paper (lr 7e-4, batch 64)".into(),
             paper_row: None,
             extra: [(0.0, 0.0); 5],
+            verdict_i: None,
+            verdict_p: None,
             config: None,
         };
         let rows =

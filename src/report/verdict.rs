@@ -3,8 +3,9 @@
 //! paper's value:
 //! - `reproduced`: the paper's value lies inside our interval;
 //! - `below` / `above`: it lies outside (ours is below / above it);
-//! - `inconclusive`: one seed only (no spread over training randomness to speak of), or an
-//!   interval wider than [`MAX_WIDTH`] points (too few test images to tell).
+//! - `inconclusive`: one seed only (no spread over training randomness to speak of), or the
+//!   paper's value inside an interval wider than [`MAX_WIDTH`] points (too few seeds or
+//!   test images to tell; a value outside even a wide interval is still below / above).
 //!
 //! How the interval is computed: every seed's model scored the same test images, so a
 //! bootstrap replicate draws the seeds with replacement and, once for all of them, the
@@ -147,13 +148,14 @@ pub fn verdict(interval: Option<&Interval>, seeds: usize, paper: f64) -> Verdict
     if seeds < 2 {
         return Verdict::Inconclusive("one seed".into());
     }
-    if iv.hi - iv.lo > MAX_WIDTH {
-        return Verdict::Inconclusive(format!("interval {:.1}-{:.1} wider than {MAX_WIDTH} points", iv.lo, iv.hi));
-    }
+    // Outside the interval, however wide: the paper's value is not what we measure.
+    // Inside a wide one: it would be inside most values, which says nothing.
     if paper < iv.lo {
         Verdict::Above
     } else if paper > iv.hi {
         Verdict::Below
+    } else if iv.hi - iv.lo > MAX_WIDTH {
+        Verdict::Inconclusive(format!("interval {:.1}-{:.1} wider than {MAX_WIDTH} points", iv.lo, iv.hi))
     } else {
         Verdict::Reproduced
     }
@@ -236,6 +238,7 @@ mod tests {
         assert!(matches!(verdict(Some(&iv), 1, 92.4), Verdict::Inconclusive(w) if w.contains("one seed")));
         let wide = Interval { mean: 80.0, lo: 70.0, hi: 90.5 };
         assert!(matches!(verdict(Some(&wide), 5, 80.0), Verdict::Inconclusive(w) if w.contains("wider")));
+        assert_eq!(verdict(Some(&wide), 5, 97.5), Verdict::Below, "outside a wide interval is still outside");
         assert!(interval(&[vec![0.1, 0.2]], &[false, false], 10, 0).is_none(), "no anomalous image");
         for v in [Verdict::Reproduced, Verdict::Below, Verdict::Above, Verdict::Inconclusive("one seed".into())] {
             assert_eq!(Verdict::of_cell(&format!("97.1 ± 0.3 (98.4, -1.3) {}", v.tag())), Some(v));

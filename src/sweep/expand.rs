@@ -112,6 +112,9 @@ impl DataScans {
     }
 }
 
+/// A run expanded but not planned yet: (config, label, variant, dataset, images).
+type Loaded = (RunConfig, String, String, String, (usize, usize));
+
 /// Expands a sweep file into its runs, validating every resolved config; with
 /// `opts.check_data`, the first [`DataIssue`] is an error.
 pub fn expand(path: &Path, opts: &ExpandOptions) -> Result<Manifest, SweepError> {
@@ -152,7 +155,7 @@ pub fn expand_checked(path: &Path, opts: &ExpandOptions) -> Result<(Manifest, Ve
     let mut runs = vec![];
     // (config, label, variant, dataset, images) of every run, planned once `[search]` is
     // resolved against their epochs.
-    let mut loaded: Vec<(RunConfig, String, String, String, (usize, usize))> = vec![];
+    let mut loaded: Vec<Loaded> = vec![];
     let mut store = opts.store.clone();
     let base_key = if file.base.is_some() { "base" } else { "datasets" };
     // Every `[bases]` entry is looked for before anything expands: a missing one is named.
