@@ -97,8 +97,10 @@ bench-coordinator-s3: build setup-s3
 # behind 20 ms per request. Figures in README (Watching a sweep: ras serve).
 # Successive halving against the grid: jobs/search.toml beside jobs/search-grid.toml on this
 # machine (about 5 minutes); figures in README (Searches).
+# (One intra-op thread per job, as cluster/local.toml gives each rank one core: the runs
+# are compared bit for bit.)
 bench-search: build demo-data
-	$(RAS) bench search --cluster cluster/local.toml
+	OMP_NUM_THREADS=1 $(RAS) bench search --cluster cluster/local.toml
 
 bench-serve: build
 	$(RAS) bench serve --runs 2000

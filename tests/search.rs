@@ -63,10 +63,18 @@ fn a_search_promotes_the_best_third_and_its_winner_equals_the_straight_run() {
     let store = cwd.join("ras-store");
     let asha = search_sweep(cwd, "asha", "asha", "");
     let grid = search_sweep(cwd, "grid", "grid", "");
-    let out = run_ok(cwd, &["sweep", asha.to_str().unwrap(), "--cluster", local]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.contains("3 runs: 1 complete") && text.contains("2 stopped by the search"), "{text}");
-    run_ok(cwd, &["sweep", grid.to_str().unwrap(), "--cluster", local]);
+    // (One intra-op thread per job: the two sweeps' runs are compared bit for bit, see
+    // common::one_intra_op_thread.)
+    let sweep = |file: &Path| {
+        let out = one_intra_op_thread(&mut sweep_cmd(cwd, &["sweep", file.to_str().unwrap(), "--cluster", local]))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = sweep(&asha);
+    assert!(out.contains("3 runs: 1 complete") && out.contains("2 stopped by the search"), "{out}");
+    sweep(&grid);
 
     // The rung-1 records, and the decisions made on them.
     let runs = variants(&store, "asha");

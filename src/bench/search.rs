@@ -137,5 +137,5 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
     );
     anyhow::ensure!(best_rank.is_some_and(|r| r <= 2), "the search selected {best}, not one of the grid's best two");
     anyhow::ensure!(differing.is_empty() && identical > 0, "a finished search run differs from the grid's");
-    Ok(format!("{summary}\n(command: ras bench search --cluster {})", opts.cluster.display()))
+    Ok(format!("(command: ras bench search --cluster {})", opts.cluster.display()))
 }

@@ -1,6 +1,6 @@
 //! The command line's clap structs: what `ras --help` teaches. Nothing here runs.
 
-pub use super::bench_args::{BenchCommand, TrainStepArgs};
+pub use super::bench_args::BenchCommand;
 use clap::{Args, Parser, Subcommand};
 use ras::config::DatasetKind;
 use std::path::PathBuf;

@@ -255,3 +255,23 @@ impl From<SearchBenchArgs> for ras::bench::search::Options {
         Self { search: a.search, grid: a.grid, cluster: a.cluster, store: a.store }
     }
 }
+
+impl From<TrainStepArgs> for ras::bench::TrainStepOptions {
+    fn from(args: TrainStepArgs) -> Self {
+        ras::bench::TrainStepOptions {
+            batch: args.batch,
+            channels: args.channels,
+            grid: args.grid,
+            encoder_layers: args.encoder_layers,
+            decoder_layers: args.decoder_layers,
+            hidden_dim: args.hidden_dim,
+            steps: args.steps,
+            epoch_images: args.epoch_images,
+            arch: args.arch,
+            threads: args.threads,
+            device: args.device,
+            precision: args.precision,
+            pytorch: if args.no_pytorch { false } else { args.pytorch || ras::bench::pytorch_reference().is_some() },
+        }
+    }
+}

@@ -7,7 +7,7 @@ mod doctor;
 mod sweep;
 
 use anyhow::{bail, Context, Result};
-use args::{BenchCommand, Cli, Command, ConfigArgs, DataCommand, ExportFormatArg, TrainStepArgs};
+use args::{BenchCommand, Cli, Command, ConfigArgs, DataCommand, ExportFormatArg};
 use clap::{CommandFactory, FromArgMatches};
 use ras::config::RunConfig;
 use ras::exit::ExitStatus;
@@ -154,17 +154,19 @@ fn run() -> Result<ExitStatus> {
             print!("{}", ras::runs::render_compare_as(&ras::runs::compare(&store, &runs)?, json));
         }
         Command::Serve(a) => ras::serve::serve(&a.into(), |line| println!("{line}"))?,
-        Command::Bench(BenchCommand::TrainStep(args)) => print!("{}", ras::bench::train_step(&bench_options(args))?),
+        Command::Bench(BenchCommand::TrainStep(args)) => {
+            print!("{}", ras::bench::train_step(&ras::bench::TrainStepOptions::from(args))?)
+        }
         Command::Bench(BenchCommand::Epoch { images, test_images, epochs, shapes }) => {
-            print!("{}", ras::bench::epoch(&bench_options(shapes), images, test_images, epochs)?)
+            print!("{}", ras::bench::epoch(&ras::bench::TrainStepOptions::from(shapes), images, test_images, epochs)?)
         }
         Command::Bench(BenchCommand::DpWorker(args)) => {
-            if let Some(line) = ras::bench::data_parallel_worker(&bench_options(args))? {
+            if let Some(line) = ras::bench::data_parallel_worker(&ras::bench::TrainStepOptions::from(args))? {
                 println!("{line}");
             }
         }
         Command::Bench(BenchCommand::Ranks { ranks, shapes }) => {
-            ras::bench::ranks::run(&bench_options(shapes), &ranks, &mut std::io::stdout())?
+            ras::bench::ranks::run(&ras::bench::TrainStepOptions::from(shapes), &ranks, &mut std::io::stdout())?
         }
         Command::Doctor { cluster, ranks, nodes, cpu, timeout, dir, elements } => {
             let opts = ras::doctor::DoctorOptions {
@@ -196,24 +198,6 @@ fn run() -> Result<ExitStatus> {
         }
     }
     Ok(ExitStatus::Ok)
-}
-
-fn bench_options(args: TrainStepArgs) -> ras::bench::TrainStepOptions {
-    ras::bench::TrainStepOptions {
-        batch: args.batch,
-        channels: args.channels,
-        grid: args.grid,
-        encoder_layers: args.encoder_layers,
-        decoder_layers: args.decoder_layers,
-        hidden_dim: args.hidden_dim,
-        steps: args.steps,
-        epoch_images: args.epoch_images,
-        arch: args.arch,
-        threads: args.threads,
-        device: args.device,
-        precision: args.precision,
-        pytorch: if args.no_pytorch { false } else { args.pytorch || ras::bench::pytorch_reference().is_some() },
-    }
 }
 
 /// Runs (or resumes) one run in this process, as a rank of whatever launched it. With

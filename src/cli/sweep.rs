@@ -88,12 +88,7 @@ pub fn status(args: &SweepRefArgs, watch: Option<f64>) -> Result<()> {
     let mut tracker = ras::sweep::Tracker::new(&store, &manifest)?;
     loop {
         let views = tracker.refresh(&mut launcher)?;
-        let mut table = ras::sweep::render_views(&views);
-        if let Some(search) = &manifest.search {
-            let spend = ras::sweep::search::spend(&views, &tracker.decisions, &search.rungs);
-            let complete = views.iter().filter(|v| v.phase == RunPhase::Complete).count();
-            table += &ras::sweep::search::render_search(search, &tracker.decisions, &spend, complete);
-        }
+        let table = ras::sweep::render_views(&views) + &ras::sweep::search::status_section(&tracker, &views);
         let Some(secs) = watch else {
             print!("{table}");
             return Ok(());

@@ -160,19 +160,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     }
     // With --force, no rank may start before rank 0 has cleared the old run.
     coll.barrier()?;
-    // How far this attempt trains: a search run to the rung its sweep allows (rank 0
-    // reads the decisions; every rank trains to the same epoch).
-    let until = match &cfg.search {
-        Some(search) => {
-            let mut e = [0u8; 8];
-            if root {
-                e = (search::allowed_epoch(&store, search, paths.id())? as u64).to_le_bytes();
-            }
-            coll.broadcast_bytes(&mut e, 0)?;
-            (u64::from_le_bytes(e) as usize).min(cfg.train.epochs)
-        }
-        None => cfg.train.epochs,
-    };
+    let until = search::until_epoch(&store, cfg, &paths, coll.as_ref(), root)?;
     let status = StatusWriter::new(&store, &paths, root);
     status.write(RunState::Running, 0, None)?;
     let checkpoints = Checkpointer::new(&store, &paths);
@@ -395,7 +383,7 @@ fn execute_inner(run: &Run) -> Result<Finished> {
     }
     if let (true, Some(search)) = (run.root, &run.cfg.search) {
         if let Some(rung) = search.rungs.iter().position(|&e| e == run.until) {
-            record_rung(run, search, rung, &logs, held_out)?;
+            search::record_rung(run, search, rung, &logs, held_out)?;
         }
     }
     if run.until < run.cfg.train.epochs {
@@ -437,70 +425,8 @@ fn prepare(run: &Run) -> Result<Prepared> {
     let masks = if root { load_masks(&index, cfg.backbone.image_size)? } else { vec![] };
     let channels = features[0].1.train.size()[1];
     let mut features = features;
-    let holdout = hold_out(run, &index, &mut features)?;
+    let holdout = search::hold_out(run, &index, &mut features)?;
     Ok(Prepared { index, features, cache, channels, backbone_pretrained: identity.pretrained, masks, holdout })
-}
-
-/// A search's held-out split: per class, the rows `search::holdout_rows` picks are taken
-/// out of the training features (every rank alike) and kept for the held-out loss; rank
-/// 0 records which images they are (`runs/<id>/holdout.json`).
-fn hold_out(run: &Run, index: &DatasetIndex, features: &mut [(String, ClassFeatures)]) -> Result<Vec<Tensor>> {
-    let share_seed = run.cfg.search.as_ref().and_then(|s| Some((s.holdout?, s.holdout_seed)));
-    let Some((share, seed)) = share_seed else {
-        return Ok(features.iter().map(|_| Tensor::zeros([0], (tch::Kind::Float, Device::Cpu))).collect());
-    };
-    let mut held = vec![];
-    let mut record = serde_json::Map::new();
-    for (class, f) in features.iter_mut() {
-        let n = f.train.size()[0] as usize;
-        let rows = search::holdout_rows(n, share, seed, class);
-        let keep: Vec<i64> = (0..n as i64).filter(|r| rows.binary_search(&(*r as usize)).is_err()).collect();
-        let pick = |ids: Vec<i64>| Tensor::from_slice(&ids).to_device(f.train.device());
-        held.push(f.train.index_select(0, &pick(rows.iter().map(|&r| r as i64).collect())));
-        f.train = f.train.index_select(0, &pick(keep));
-        let samples = index.classes.iter().find(|(c, _)| c == class).map(|(_, s)| &s.train);
-        let keys: Vec<&str> =
-            rows.iter().filter_map(|&r| samples.and_then(|s| s.get(r)).map(|s| s.key.as_str())).collect();
-        record.insert(class.clone(), serde_json::json!(keys));
-    }
-    if run.root {
-        let doc = serde_json::json!({"share": share, "seed": seed, "held_out": record});
-        run.store.put_json(&run.paths.holdout(), &doc)?;
-    }
-    Ok(held)
-}
-
-/// Records the selection metric of the rung this attempt ended on (rank 0):
-/// `runs/<id>/rungs/<epoch>.json`, before the run says paused or complete.
-fn record_rung(
-    run: &Run,
-    search: &crate::config::search::RunSearch,
-    rung: usize,
-    logs: &RunLogs,
-    (loss_sum, images): (f64, usize),
-) -> Result<()> {
-    let value = if search.metric == "holdout_loss" {
-        if images > 0 {
-            loss_sum / images as f64
-        } else {
-            f64::NAN
-        }
-    } else {
-        logs.by_epoch.get(&run.until).and_then(|m| search::mean_test_metric(m, &search.metric)).unwrap_or(f64::NAN)
-    };
-    let rec = search::RungRecord {
-        rung,
-        epoch: run.until,
-        metric: search.metric.clone(),
-        value,
-        on_test_set: search.on_test_set(),
-        holdout_images: images,
-        unix: crate::unix_now(),
-    };
-    tracing::info!(rung, epoch = run.until, metric = search.metric, value, "rung reached");
-    run.check_lease()?;
-    run.store.put_json(&run.paths.rung(run.until), &rec)?;
-    Ok(())
 }
 
 /// `env.json`, with where every rank runs (collective: all ranks take part), kept with

@@ -7,15 +7,21 @@
 //! stops in state `paused`. Promoted, it resumes from the rung's checkpoint, so its
 //! numbers are those of the same run trained straight through.
 
+use super::error::Result;
 use super::paths::RunPaths;
+use super::records::RunLogs;
+use super::Run;
 use crate::config::search::{RunSearch, SearchMethod};
+use crate::data::DatasetIndex;
 use crate::eval::ClassMetrics;
+use crate::features::ClassFeatures;
 use crate::rng::{mix_seed, STREAM_HOLDOUT};
 use crate::store::{Store, StoreError};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use tch::{Device, Tensor};
 
 /// `runs/<id>/rungs/<epoch>.json`: the selection metric of a run at a rung.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +134,90 @@ pub fn mean_test_metric(by_class: &BTreeMap<String, ClassMetrics>, metric: &str)
     };
     let values: Vec<f64> = by_class.values().map(pick).collect::<Option<_>>()?;
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// How far this attempt trains: `train.epochs`, or for a search run the rung its sweep
+/// allows (rank 0 reads the decisions; every rank gets the same epoch).
+pub(super) fn until_epoch(
+    store: &Store,
+    cfg: &crate::config::RunConfig,
+    paths: &RunPaths,
+    coll: &dyn crate::dist::Collective,
+    root: bool,
+) -> super::error::Result<usize> {
+    let Some(search) = &cfg.search else { return Ok(cfg.train.epochs) };
+    let mut e = [0u8; 8];
+    if root {
+        e = (allowed_epoch(store, search, paths.id())? as u64).to_le_bytes();
+    }
+    coll.broadcast_bytes(&mut e, 0)?;
+    Ok((u64::from_le_bytes(e) as usize).min(cfg.train.epochs))
+}
+
+/// A search's held-out split: per class, the rows `search::holdout_rows` picks are taken
+/// out of the training features (every rank alike) and kept for the held-out loss; rank
+/// 0 records which images they are (`runs/<id>/holdout.json`).
+pub(super) fn hold_out(
+    run: &Run,
+    index: &DatasetIndex,
+    features: &mut [(String, ClassFeatures)],
+) -> Result<Vec<Tensor>> {
+    let share_seed = run.cfg.search.as_ref().and_then(|s| Some((s.holdout?, s.holdout_seed)));
+    let Some((share, seed)) = share_seed else {
+        return Ok(features.iter().map(|_| Tensor::zeros([0], (tch::Kind::Float, Device::Cpu))).collect());
+    };
+    let mut held = vec![];
+    let mut record = serde_json::Map::new();
+    for (class, f) in features.iter_mut() {
+        let n = f.train.size()[0] as usize;
+        let rows = holdout_rows(n, share, seed, class);
+        let keep: Vec<i64> = (0..n as i64).filter(|r| rows.binary_search(&(*r as usize)).is_err()).collect();
+        let pick = |ids: Vec<i64>| Tensor::from_slice(&ids).to_device(f.train.device());
+        held.push(f.train.index_select(0, &pick(rows.iter().map(|&r| r as i64).collect())));
+        f.train = f.train.index_select(0, &pick(keep));
+        let samples = index.classes.iter().find(|(c, _)| c == class).map(|(_, s)| &s.train);
+        let keys: Vec<&str> =
+            rows.iter().filter_map(|&r| samples.and_then(|s| s.get(r)).map(|s| s.key.as_str())).collect();
+        record.insert(class.clone(), serde_json::json!(keys));
+    }
+    if run.root {
+        let doc = serde_json::json!({"share": share, "seed": seed, "held_out": record});
+        run.store.put_json(&run.paths.holdout(), &doc)?;
+    }
+    Ok(held)
+}
+
+/// Records the selection metric of the rung this attempt ended on (rank 0):
+/// `runs/<id>/rungs/<epoch>.json`, before the run says paused or complete.
+pub(super) fn record_rung(
+    run: &Run,
+    search: &crate::config::search::RunSearch,
+    rung: usize,
+    logs: &RunLogs,
+    (loss_sum, images): (f64, usize),
+) -> Result<()> {
+    let value = if search.metric == "holdout_loss" {
+        if images > 0 {
+            loss_sum / images as f64
+        } else {
+            f64::NAN
+        }
+    } else {
+        logs.by_epoch.get(&run.until).and_then(|m| mean_test_metric(m, &search.metric)).unwrap_or(f64::NAN)
+    };
+    let rec = RungRecord {
+        rung,
+        epoch: run.until,
+        metric: search.metric.clone(),
+        value,
+        on_test_set: search.on_test_set(),
+        holdout_images: images,
+        unix: crate::unix_now(),
+    };
+    tracing::info!(rung, epoch = run.until, metric = search.metric, value, "rung reached");
+    run.check_lease()?;
+    run.store.put_json(&run.paths.rung(run.until), &rec)?;
+    Ok(())
 }
 
 #[cfg(test)]

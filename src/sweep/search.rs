@@ -314,6 +314,14 @@ pub fn render_search(
     s
 }
 
+/// `ras status`'s lines about the sweep's search (empty without `[search]`).
+pub fn status_section(tracker: &Tracker, views: &[RunView]) -> String {
+    let Some(search) = &tracker.state.manifest.search else { return String::new() };
+    let spend = spend(views, &tracker.decisions, &search.rungs);
+    let complete = views.iter().filter(|v| v.phase == RunPhase::Complete).count();
+    render_search(search, &tracker.decisions, &spend, complete)
+}
+
 /// The line every table, report and page of a sweep selected on a test-set metric
 /// starts with.
 pub fn test_set_banner(search: &Search) -> String {
