@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 // The searches share the machine's two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A sweep over three encoder depths (2 epochs) with `[search]` rungs [1, 2], eta 3.
-fn search_sweep(dir: &Path, name: &str, method: &str, extra: &str) -> PathBuf {
+/// A sweep over three encoder depths (2 epochs) with `[search]` rungs [1, 2], eta 3;
+/// `top` goes before the grid (sweep keys), `search` into `[search]`.
+fn search_sweep(dir: &Path, name: &str, method: &str, top: &str, search: &str) -> PathBuf {
     small_sweep(
         dir,
         name,
         &format!(
-            "{extra}\n[grid]\n\"model.encoder_layers\" = [0, 1, 2]\n[search]\nmethod = \"{method}\"\nrungs = [1, 2]\neta = 3\n"
+            "{top}\n[grid]\n\"model.encoder_layers\" = [0, 1, 2]\n[search]\nmethod = \"{method}\"\nrungs = [1, 2]\neta = 3\n{search}\n"
         ),
     )
 }
@@ -61,8 +62,8 @@ fn a_search_promotes_the_best_third_and_its_winner_equals_the_straight_run() {
     let local = repo().join("cluster/local.toml");
     let local = local.to_str().unwrap();
     let store = cwd.join("ras-store");
-    let asha = search_sweep(cwd, "asha", "asha", "");
-    let grid = search_sweep(cwd, "grid", "grid", "");
+    let asha = search_sweep(cwd, "asha", "asha", "", "");
+    let grid = search_sweep(cwd, "grid", "grid", "", "");
     // (One intra-op thread per job: the two sweeps' runs are compared bit for bit, see
     // common::one_intra_op_thread.)
     let sweep = |file: &Path| {
@@ -162,12 +163,7 @@ fn racing_and_killed_coordinators_decide_each_rung_once() {
     let local = repo().join("cluster/local.toml");
     let store = cwd.join("ras-store");
     // Two MPI ranks per run; selected on a test-set metric.
-    let sweep = search_sweep(cwd, "race", "asha", "ranks = 2");
-    std::fs::write(
-        &sweep,
-        std::fs::read_to_string(&sweep).unwrap().replace("eta = 3\n", "eta = 3\nmetric = \"image_auroc\"\n"),
-    )
-    .unwrap();
+    let sweep = search_sweep(cwd, "race", "asha", "ranks = 2", "metric = \"image_auroc\"");
     let args = ["sweep", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
     let spawn = || sweep_cmd(cwd, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let (mut first, mut second) = (spawn(), spawn());
@@ -230,14 +226,7 @@ fn a_spent_budget_stops_promotions_and_starts_and_says_so() {
     dataset_at(cwd, "out/demo-data");
     let local = repo().join("cluster/local.toml");
     let store = cwd.join("ras-store");
-    let sweep = search_sweep(cwd, "broke", "asha", "");
-    std::fs::write(
-        &sweep,
-        std::fs::read_to_string(&sweep)
-            .unwrap()
-            .replace("eta = 3\n", "eta = 3\nbudget_rank_hours = 0.000001\nmax_concurrent = 1\n"),
-    )
-    .unwrap();
+    let sweep = search_sweep(cwd, "broke", "asha", "", "budget_rank_hours = 0.000001\nmax_concurrent = 1");
     let args = ["sweep", sweep.to_str().unwrap(), "--cluster", local.to_str().unwrap()];
     let out = run_ok(cwd, &args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
