@@ -136,7 +136,10 @@ impl Dashboard {
                 let manifest = self.manifest(name);
                 pages::sweep(&self.mirror, name, manifest)
             }
-            Route::Run(id) => super::run_pages::run(&mut self.mirror, id),
+            Route::Run(id) => {
+                let sweep = self.sweep_of(id);
+                super::run_pages::run(&mut self.mirror, id, sweep)
+            }
             Route::Compare(ids) => super::run_pages::compare(&self.mirror, ids),
         };
         let Built { title, mut main, json } = built?;
@@ -258,6 +261,13 @@ impl Dashboard {
 }
 
 impl Dashboard {
+    /// The sweep whose manifest lists run `id` (the first by name), from the manifests
+    /// as parsed once per version: a run page's rebuild parses none again.
+    fn sweep_of(&mut self, id: &str) -> Option<Arc<Manifest>> {
+        let names = super::pages::sweep_names(self.mirror.copy()).ok()?;
+        names.into_iter().find_map(|n| self.manifest(&n)?.ok().filter(|m| m.runs.iter().any(|r| r.id == id)))
+    }
+
     /// Sweep `name`'s manifest as the copy holds it (None: there is none; Err: what makes
     /// it unreadable), parsed once per version.
     fn manifest(&mut self, name: &str) -> Option<Result<Arc<Manifest>, String>> {

@@ -4,7 +4,7 @@
 
 use super::html::{self, esc, url_part};
 use super::mirror::Mirror;
-use super::pages::{chain, run_link, strip_xml_prolog, sweep_names, Built, PageError};
+use super::pages::{chain, run_link, strip_xml_prolog, Built, PageError};
 use crate::report::plot::{Curves, Header, Series};
 use crate::run::cost::read_attempts;
 use crate::run::{FinalMetrics, RunPaths, RunStatus};
@@ -81,7 +81,9 @@ fn chart(id: &str, c: &Curves, empty: &str) -> String {
 
 /// A run: status and attempts, config and how it differs from its sweep's other runs,
 /// loss and metric charts, per-class final metrics, pictures, job log tail, cost records.
-pub fn run(m: &mut Mirror, id: &str) -> Result<Built, PageError> {
+/// `sweep`: the manifest of the sweep that lists the run, if any (the dashboard's, parsed
+/// once per version).
+pub fn run(m: &mut Mirror, id: &str, sweep: Option<std::sync::Arc<Manifest>>) -> Result<Built, PageError> {
     if !run_known(m, id) {
         return Err(PageError::NotFound(format!("no run {id} in store {}", m.real().url())));
     }
@@ -105,9 +107,6 @@ pub fn run(m: &mut Mirror, id: &str) -> Result<Built, PageError> {
     }
     // Its sweep, and the keys where it differs from the sweep's most common values.
     let config_text = copy.get(&paths.config())?.map(|b| String::from_utf8_lossy(&b).into_owned());
-    let sweep = sweep_names(&copy)?
-        .into_iter()
-        .find_map(|n| Manifest::read(&copy, &n).ok().flatten().filter(|mf| mf.runs.iter().any(|r| r.id == id)));
     if let Some(mf) = &sweep {
         let label = mf.runs.iter().find(|r| r.id == id).map(|r| r.label.clone()).unwrap_or_default();
         main += &format!(
