@@ -225,7 +225,7 @@ pub fn sweep(
         }
     };
     let state = crate::sweep::status::phase_counts(&views, "");
-    let retried = views.iter().filter(|v| v.attempts > 1).count();
+    let retried = views.iter().filter(|v| v.attempts > 1 + v.promotions).count();
     main += &format!("<p class=\"state\" id=\"state-line\">{}; {retried} retried</p>", esc(&state));
     let running: Vec<String> = views
         .iter()

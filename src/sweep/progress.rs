@@ -144,6 +144,7 @@ mod tests {
             label: format!("label-{id}"),
             phase,
             attempts,
+            promotions: 0,
             epoch,
             epochs: 10,
             ranks: 1,

@@ -37,6 +37,8 @@ pub struct RunView {
     pub phase: RunPhase,
     /// Attempts claimed so far.
     pub attempts: usize,
+    /// Rungs a search promoted the run from: each began an attempt that was no retry.
+    pub promotions: usize,
     pub epoch: usize,
     pub epochs: usize,
     pub ranks: usize,

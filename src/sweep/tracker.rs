@@ -302,12 +302,14 @@ impl<'a> Tracker<'a> {
             // Attempts that ended at a rung the search then promoted the run from were no
             // failures: they do not count against max_retries.
             let promoted = self.decisions.range((run.id.clone(), 0)..).take_while(|((r, _), _)| *r == run.id);
-            let submitted = submitted.saturating_sub(promoted.filter(|(_, d)| d.promoted).count());
+            let promotions = promoted.filter(|(_, d)| d.promoted).count();
+            let submitted = submitted.saturating_sub(promotions);
             let mut view = RunView {
                 id: run.id.clone(),
                 label: run.label.clone(),
                 phase: RunPhase::Pending,
                 attempts,
+                promotions,
                 epoch: status.as_ref().map(|s| s.epoch).unwrap_or(0),
                 epochs: self.epochs[i],
                 ranks: run.ranks,
