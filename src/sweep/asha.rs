@@ -38,18 +38,25 @@ impl Halving {
         by_value.then_with(|| a.run.cmp(&b.run))
     }
 
+    /// The results at rung `k`, best first (a NaN metric last, ties by run id): the order
+    /// promotions and the stops of a closed rung both follow.
+    pub fn ranked<'r>(&self, results: &'r [RungResult], k: usize) -> Vec<&'r RungResult> {
+        let mut at_k: Vec<&RungResult> = results.iter().filter(|r| r.rung == k).collect();
+        at_k.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            _ => self.better(a, b),
+        });
+        at_k
+    }
+
     /// The runs to promote now, as (run, the rung it goes on to), given every result so
     /// far and the (run, rung) promotions already made. A NaN metric (a diverged run)
     /// ranks last.
     pub fn promotions(&self, results: &[RungResult], promoted: &BTreeSet<(String, usize)>) -> Vec<(String, usize)> {
         let mut out = vec![];
         for k in 0..self.rungs.saturating_sub(1) {
-            let mut at_k: Vec<&RungResult> = results.iter().filter(|r| r.rung == k).collect();
-            at_k.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                _ => self.better(a, b),
-            });
+            let at_k = self.ranked(results, k);
             let quota = at_k.len() / self.eta;
             for r in at_k.into_iter().take(quota).filter(|r| !r.value.is_nan()) {
                 if !promoted.contains(&(r.run.clone(), k + 1)) {

@@ -178,12 +178,7 @@ impl SearchDriver {
             if !closed {
                 continue;
             }
-            let mut at_k: Vec<&RungResult> = results.iter().filter(|r| r.rung == k).collect();
-            at_k.sort_by(|a, b| {
-                let by_value =
-                    if search.minimize() { a.value.total_cmp(&b.value) } else { b.value.total_cmp(&a.value) };
-                (a.value.is_nan().cmp(&b.value.is_nan())).then(by_value).then_with(|| a.run.cmp(&b.run))
-            });
+            let at_k = halving.ranked(&results, k);
             let any_promoted =
                 decisions.values().any(|d| d.rung == k && d.promoted) || new.iter().any(|d| d.rung == k && d.promoted);
             for (rank, r) in at_k.iter().enumerate() {
