@@ -317,7 +317,8 @@ fn auroc_by_pairs(scores: &[f64], labels: &[bool]) -> f64 {
 
 /// Issue 21: with two seeds every cell with a paper number carries a verdict, each table
 /// a summary line; the image scores kept with the runs are the ones behind the cell (its
-/// value recomputed here from them); `ras verify` lists every cell that is not
+/// value recomputed here from them), and the pixel histograms behind the P cell's
+/// interval agree with the runs' full-resolution P-AUROC; `ras verify` lists every cell that is not
 /// `reproduced` and fails exactly when one is below or above the paper.
 #[test]
 fn verdicts_in_every_cell_and_verify_gates_on_them() {
@@ -341,7 +342,8 @@ fn verdicts_in_every_cell_and_verify_gates_on_them() {
     let cells: Vec<&str> = gate.trim_matches('|').split(" | ").map(str::trim).collect();
     let (i_cell, p_cell) = (cells[3], cells[4]);
     assert!(!i_cell.contains("one seed") && i_cell.ends_with(']') && i_cell.contains(" ± "), "{i_cell}");
-    assert!(p_cell.ends_with("[inconclusive: no interval for pixel metrics in this version]"), "{p_cell}");
+    assert!(!p_cell.contains("one seed") && p_cell.ends_with(']') && p_cell.contains(" ± "), "{p_cell}");
+    assert!(!p_cell.contains("no pixel histograms") && !p_cell.contains("no interval"), "{p_cell}");
     assert!(md.contains("Verdicts: ") && md.contains("of 2 cells with a paper number."), "{md}");
     // The cell's value from the image scores kept with the runs: mean over seeds and
     // classes of each class's AUROC.
@@ -361,9 +363,106 @@ fn verdicts_in_every_cell_and_verify_gates_on_them() {
         per_run.push(100.0 * sum / 2.0);
     }
     assert_eq!(per_run.len(), 2, "two seeds");
+    // The pixel histograms behind the P cell, read with the safetensors crate: every
+    // pixel of every test image counted once (224 x 224 maps: images are resized to the
+    // model's input), anomalous pixels exactly in
+    // anomalous images, and the AUROC on the grid (ties in a bin counting half, written
+    // here) within half a point of the run's full-resolution P-AUROC of the class.
+    for id in files(&store.join("runs")) {
+        let fm = json(&store.join(format!("runs/{id}/final_metrics.json")));
+        let bytes = std::fs::read(store.join(format!("runs/{id}/pixel_histograms.safetensors"))).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for (class, m) in fm["metrics"]["classes"].as_object().unwrap() {
+            let u32s = |part: &str| -> (Vec<usize>, Vec<u32>) {
+                let t = st.tensor(&format!("{class}/{part}")).unwrap();
+                assert_eq!(t.dtype(), safetensors::Dtype::U32);
+                (t.shape().to_vec(), t.data().chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect())
+            };
+            let ((shape, normal), (_, anomalous)) = (u32s("normal"), u32s("anomalous"));
+            let labels = st.tensor(&format!("{class}/labels")).unwrap().data().to_vec();
+            let (images, bins) = (shape[0], shape[1]);
+            assert_eq!(images, labels.len());
+            let total: u64 = normal.iter().chain(&anomalous).map(|&c| c as u64).sum();
+            assert_eq!(total, (images * 224 * 224) as u64, "{id} {class}");
+            for (i, &l) in labels.iter().enumerate() {
+                let pos: u32 = anomalous[i * bins..(i + 1) * bins].iter().sum();
+                assert_eq!(pos > 0, l == 1, "{id} {class} image {i}");
+            }
+            let per_bin = |c: &[u32]| {
+                (0..bins).map(|b| c.iter().skip(b).step_by(bins).map(|&x| x as f64).sum()).collect::<Vec<f64>>()
+            };
+            let (n, a) = (per_bin(&normal), per_bin(&anomalous));
+            let (mut wins, mut below) = (0.0, 0.0);
+            for b in 0..bins {
+                wins += a[b] * (below + 0.5 * n[b]);
+                below += n[b];
+            }
+            let grid = wins / (below * a.iter().sum::<f64>());
+            let full = m["pixel_auroc"].as_f64().unwrap();
+            assert!((grid - full).abs() < 0.005, "{id} {class}: grid {grid} full resolution {full}");
+        }
+    }
+    let ours_p: f64 = p_cell.split(' ').next().unwrap().parse().unwrap();
+    let mean_p: f64 = files(&store.join("runs"))
+        .iter()
+        .map(|id| {
+            json(&store.join(format!("runs/{id}/final_metrics.json")))["metrics"]["mean"]["pixel_auroc"]
+                .as_f64()
+                .unwrap()
+        })
+        .sum::<f64>()
+        * 50.0;
+    assert!((ours_p - mean_p).abs() <= 0.051, "P cell {p_cell} is the mean of the runs' P-AUROC {mean_p:.2}");
     let ours: f64 = i_cell.split(' ').next().unwrap().parse().unwrap();
     let recomputed = (per_run[0] + per_run[1]) / 2.0;
     assert!((ours - recomputed).abs() <= 0.051, "cell {i_cell} vs {recomputed:.2} from the kept scores");
+
+    // Table 6 with two seeds: every noise cell (alpha 0 from the final metrics, alpha 30
+    // from the re-evaluation's image scores and pixel histograms) gets an interval.
+    sweep_and_report(
+        cwd,
+        "t6v",
+        "\"eval.noise_scales\" = [30.0]\n[grid]\n\"model.decoder\" = [\"ras\"]\nseed = [1, 2]\n[paper]\ntables = [\"table6\"]\nrow = \"alpha={alpha}\"\nmethod = \"{model.decoder}\"\n[paper.rename.\"model.decoder\"]\nras = \"RAS\"\n",
+    );
+    let md6 = std::fs::read_to_string(cwd.join("rep-t6v/t6v-paper.md")).unwrap();
+    let rows: Vec<&str> = md6.lines().filter(|l| l.starts_with("| RAS (")).collect();
+    assert_eq!(rows.len(), 2, "an I and a P row:\n{md6}");
+    let mut noise_cells = vec![];
+    for row in rows {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        noise_cells.extend(cells[1..3].iter().map(|c| c.to_string()));
+        for c in &cells[1..3] {
+            assert!(c.ends_with(']') && !c.contains("one seed") && !c.contains("no "), "noise cell {c} in\n{md6}");
+            assert!(c.contains(" ± "), "mean ± std over the two seeds: {c}");
+        }
+    }
+    let evals: Vec<String> = files(&store.join("runs"))
+        .iter()
+        .filter(|id| store.join(format!("runs/{id}/evals")).exists())
+        .cloned()
+        .collect();
+    assert_eq!(evals.len(), 2, "two runs evaluated at alpha 30");
+    for id in evals {
+        assert!(store.join(format!("runs/{id}/evals/test_jitter_30.pixels.safetensors")).exists(), "{id}");
+        let e = json(&store.join(format!("runs/{id}/evals/test_jitter_30.json")));
+        assert!(e["image_scores"].as_object().is_some_and(|m| m.len() == 2), "{id}: {e}");
+    }
+
+    // The sweep pages of `ras serve` show the same cells: they read the histograms too.
+    let served = Served::start(cwd, &["--store", store.to_str().unwrap()], &[], &cwd.join("serve.log"));
+    let page = |sweep: &str| {
+        let a = common::http::request("GET", &format!("{}/sweep/{sweep}", served.url), &[], b"");
+        String::from_utf8_lossy(&a.body).into_owned()
+    };
+    let html = page("t4v");
+    for c in [i_cell, p_cell] {
+        assert!(html.contains(c), "the t4v page lacks the cell {c}: {}", served.log_text());
+    }
+    let html = page("t6v");
+    for c in &noise_cells {
+        assert!(html.contains(c.as_str()), "the t6v page lacks the cell {c}: {}", served.log_text());
+    }
+    drop(served);
 
     let sweep = cwd.join("t4v.toml");
     let local = repo().join("cluster/local.toml");

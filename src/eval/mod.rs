@@ -4,6 +4,7 @@
 pub mod legend;
 pub mod metrics;
 pub mod pictures;
+pub mod pixel_hist;
 
 use crate::model::{add_jitter, anomaly_map, image_scores, Ras};
 use crate::rng::{jitter_noise, STREAM_TEST_JITTER};

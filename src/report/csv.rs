@@ -147,7 +147,15 @@ mod tests {
 
     #[test]
     fn noise_lines_are_one_per_variant_and_scale() {
-        let point = |scale: f64| NoisePoint { scale, runs: 1, i_auroc: 90.0, p_auroc: 80.125 };
+        let point = |scale: f64| NoisePoint {
+            scale,
+            runs: 1,
+            i_auroc: 90.0,
+            p_auroc: 80.125,
+            i_std: 0.0,
+            p_std: 0.0,
+            intervals: None,
+        };
         let series =
             [NoiseSeries { variant: "demo model.encoder_layers=1".into(), points: vec![point(0.0), point(12.5)] }];
         assert_eq!(

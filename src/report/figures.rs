@@ -110,7 +110,7 @@ pub fn collect_plots(store: &Store, manifest: &Manifest) -> Result<PlotData, Rep
         out.grids.entry(dataset).or_default().push(g);
     }
 
-    out.noise = noise::curves(store, &runs)?;
+    out.noise = noise::curves(store, &runs, m.is_some())?;
     for (dataset, series) in super::layout::noise_with_configs(&out.noise, &runs)? {
         out.curves.extend(curve_infos(m, &paper, &dataset, &series)?);
     }

@@ -12,7 +12,7 @@
 use super::noise::NoiseSeries;
 use super::paper::{alpha, paper_row, PaperTables};
 use super::row::{Row, EXTRA_METRICS};
-use super::verdict::Verdict;
+use super::verdict::{verdict_of, Verdict};
 use super::{variant_without, ReportError};
 use crate::config::sweep_file::config_value;
 use crate::config::{PaperLayout, PaperMatch, RunConfig};
@@ -230,10 +230,17 @@ pub fn paper_layout(
                                         Some(m) => paper_row(m, cfg, "mean", Some(*a)).map_err(ReportError::Paper)?,
                                         None => None,
                                     };
-                                    let ours = if code == "I" { p.i_auroc } else { p.p_auroc };
-                                    let p = row.and_then(|r| r.value(&paper, code));
-                                    let why = Verdict::Inconclusive("one evaluation, no interval".into());
-                                    with_verdict(cell(ours, 0.0, 1, p), p.map(|_| &why))
+                                    let (ours, std, interval) = match code {
+                                        "I" => (p.i_auroc, p.i_std, p.intervals.as_ref().map(|iv| &iv.0)),
+                                        _ => (p.p_auroc, p.p_std, p.intervals.as_ref().map(|iv| &iv.1)),
+                                    };
+                                    let runs = p.runs;
+                                    let verdict = |paper: f64| match interval {
+                                        Some(iv) => verdict_of(iv, runs, paper),
+                                        None => Verdict::Inconclusive("no interval computed".into()),
+                                    };
+                                    let paper_value = row.and_then(|r| r.value(&paper, code));
+                                    with_verdict(cell(ours, std, runs, paper_value), paper_value.map(verdict).as_ref())
                                 }
                                 None => String::new(),
                             });

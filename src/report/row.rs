@@ -29,7 +29,8 @@ pub struct Row {
     pub extra: [(f64, f64); 5],
     /// Against the paper's I-AUROC (None without a paper number): see `verdict`.
     pub verdict_i: Option<super::verdict::Verdict>,
-    /// Against the paper's P-AUROC (None without a paper number).
+    /// Against the paper's P-AUROC (None without a paper number): from the runs' pixel
+    /// histograms (`verdict::pixel_interval_classes`).
     pub verdict_p: Option<super::verdict::Verdict>,
     /// A config of the variant (the seed aside, its runs share it): for grid layouts.
     #[serde(skip)]

@@ -7,11 +7,13 @@
 
 use super::paper::{paper_row, PaperTables};
 use super::row::{tex_escape, Row};
-use super::verdict::{interval_classes, verdict, Verdict, REPLICATES};
+use super::verdict::{image_cell, pixel_cell, verdict_of, PixelRun};
 use super::{complete_runs, variant_without, ReportError};
 use crate::config::RunConfig;
+use crate::eval::pixel_hist::PixelHistograms;
 use crate::eval::ClassMetrics;
 use crate::run::records::ImageScores;
+use crate::run::{FinalMetrics, RunPaths};
 use crate::store::Store;
 use crate::sweep::Manifest;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +43,9 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
     // (dataset, variant) -> class -> per run, its image scores (a verdict's bootstrap).
     let mut scores: BTreeMap<(String, String), ScoresByClass> = BTreeMap::new();
     let complete = complete_runs(store, manifest)?;
+    // (dataset, variant) -> class -> per run, its pixel histograms and pixel AUROC (a P
+    // verdict's bootstrap): read only where a cell has a paper number and several runs.
+    let mut pixels = pixel_histograms(store, manifest, &complete)?;
     // (dataset, variant) -> cancelled runs, the classes they were to give, a config.
     let mut cancelled: BTreeMap<(String, String), (usize, BTreeSet<String>, RunConfig)> = BTreeMap::new();
     let marked = crate::sweep::cancel::cancelled_runs(store, &manifest.name)?;
@@ -95,6 +100,7 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
         let mut rows = vec![];
         let gone = cancelled.remove(&(dataset.clone(), variant.clone()));
         let variant_scores = scores.remove(&(dataset.clone(), variant.clone())).unwrap_or_default();
+        let variant_pixels = pixels.remove(&(dataset.clone(), variant.clone())).unwrap_or_default();
         for (class, vals) in &classes {
             let (class, vals) = (class.clone(), vals.clone());
             let stat = |j: usize| mean_std(&vals.iter().map(|v| v[j]).collect::<Vec<_>>());
@@ -108,15 +114,20 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
             let paper_p = paper_row.as_ref().and_then(|r| r.value(&paper, "P"));
             // The mean cell's classes: every class of the variant (the class itself for a
             // single-class variant).
-            let behind: Vec<&Vec<Option<ImageScores>>> = if class == "mean" {
-                variant_scores.values().collect()
+            let behind: Vec<&[Option<ImageScores>]> = if class == "mean" {
+                variant_scores.values().map(Vec::as_slice).collect()
             } else {
-                variant_scores.get(&class).into_iter().collect()
+                variant_scores.get(&class).map(Vec::as_slice).into_iter().collect()
             };
+            let pixels_behind: Vec<&[Option<PixelRun>]> = if class == "mean" {
+                variant_pixels.values().map(Vec::as_slice).collect()
+            } else {
+                variant_pixels.get(&class).map(Vec::as_slice).into_iter().collect()
+            };
+            let runs = vals.len();
             rows.push(Row {
-                verdict_i: paper_i.map(|p| image_verdict(&behind, vals.len(), p)),
-                verdict_p: paper_p
-                    .map(|_| Verdict::Inconclusive("no interval for pixel metrics in this version".into())),
+                verdict_i: paper_i.map(|p| verdict_of(&image_cell(&behind, runs), runs, p)),
+                verdict_p: paper_p.map(|p| verdict_of(&pixel_cell(&pixels_behind, runs), runs, p)),
                 variant: variant.clone(),
                 class: class.clone(),
                 runs: vals.len(),
@@ -157,29 +168,49 @@ pub fn collect(store: &Store, manifest: &Manifest) -> Result<BTreeMap<String, Ve
 
 /// Per class, each run's image scores (None: a run written before they were kept).
 type ScoresByClass = BTreeMap<String, Vec<Option<ImageScores>>>;
-/// One class's scores per seed, and its labels (`verdict::interval_classes`).
-type ClassScores = (Vec<Vec<f32>>, Vec<bool>);
 
-/// The verdict of an I-AUROC cell against the paper's `paper` (percent): the bootstrap
-/// interval over the runs (seeds) and the images of the classes `behind` the cell (one
-/// for a class, all of them for a mean), per class the runs' image scores in run order.
-fn image_verdict(behind: &[&Vec<Option<ImageScores>>], runs: usize, paper: f64) -> Verdict {
-    if runs < 2 {
-        return Verdict::Inconclusive("one seed".into());
+/// (dataset, variant) -> class -> per run (None: no histograms kept).
+type PixelsByVariant = BTreeMap<(String, String), BTreeMap<String, Vec<Option<PixelRun>>>>;
+
+/// The pixel histograms of the complete runs of variants with a paper to compare with
+/// and more than one run (one GET each, in one batch); none without `[paper]`.
+fn pixel_histograms(
+    store: &Store,
+    manifest: &Manifest,
+    complete: &[(&crate::sweep::PlannedRun, FinalMetrics)],
+) -> Result<PixelsByVariant, ReportError> {
+    let mut out = PixelsByVariant::new();
+    if manifest.paper.is_none() {
+        return Ok(out);
     }
-    let classes: Option<Vec<ClassScores>> = behind
-        .iter()
-        .map(|per_run| {
-            let all: Vec<&ImageScores> = per_run.iter().map(Option::as_ref).collect::<Option<_>>()?;
-            let labels = all.first()?.labels.clone();
-            // Every seed scored the same images (else no pairing across seeds).
-            all.iter().all(|s| s.labels == labels).then(|| (all.iter().map(|s| s.scores.clone()).collect(), labels))
-        })
-        .collect();
-    match classes {
-        None => Verdict::Inconclusive("no per-image scores (runs written before verdicts)".into()),
-        Some(c) => verdict(interval_classes(&c, REPLICATES, 0).as_ref(), runs, paper),
+    let variant = |run: &crate::sweep::PlannedRun| (run.dataset.clone(), variant_without(&run.variant, &[]));
+    let mut runs_of: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (run, _) in complete {
+        *runs_of.entry(variant(run)).or_default() += 1;
     }
+    let wanted: Vec<&(&crate::sweep::PlannedRun, FinalMetrics)> =
+        complete.iter().filter(|(run, _)| runs_of[&variant(run)] > 1).collect();
+    let keys: Vec<String> = wanted.iter().map(|(r, _)| RunPaths::new(r.id.as_str()).pixel_histograms()).collect();
+    for ((run, fm), mut decoded) in wanted.into_iter().zip(read_pixels(store, &keys)?) {
+        let by_class = out.entry(variant(run)).or_default();
+        for (class, m) in &fm.metrics.classes {
+            by_class.entry(class.clone()).or_default().push(decoded.remove(class).map(|h| (h, m.pixel_auroc)));
+        }
+    }
+    Ok(out)
+}
+
+/// Pixel histogram objects per class (one GET each, in one batch); an absent or
+/// unreadable one (a run written before they were kept) reads as none: its cells say so.
+pub(super) fn read_pixels(
+    store: &Store,
+    keys: &[String],
+) -> Result<Vec<BTreeMap<String, PixelHistograms>>, ReportError> {
+    Ok(store
+        .get_many(keys)?
+        .into_iter()
+        .map(|b| b.and_then(|b| crate::eval::pixel_hist::decode(&b).ok()).unwrap_or_default())
+        .collect())
 }
 
 /// The row of a class that only cancelled runs were to give: no numbers, the paper's.

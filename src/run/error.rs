@@ -43,6 +43,8 @@ pub enum RunError {
     #[error(transparent)]
     Codec(#[from] TensorCodecError),
     #[error(transparent)]
+    PixelHistograms(#[from] crate::eval::pixel_hist::PixelHistogramError),
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
 
     /// A checkpoint's training state does not fit the trainer (another config).

@@ -7,20 +7,21 @@ use super::checkpoint::{CheckpointChoice, Checkpointer};
 use super::cost::Phase;
 use super::error::{Result, RunError};
 use super::paths::RunPaths;
-use super::records::RunLogs;
+use super::records::{ImageScores, RunLogs};
 use super::trained::{load_trained, TrainedModel, TrainedWeights};
 use super::{execute, resolve_device, stored_config, FinalMetrics, Prepared, Run, RunOptions};
 use crate::config::RunConfig;
 use crate::config::Setting;
 use crate::data::{imageio, scan, DatasetIndex};
 use crate::dist::{self, Collective};
+use crate::eval::pixel_hist::PixelHistograms;
 use crate::eval::{class_metrics, predict, ClassMetrics, MetricsTable, Predictions};
 use crate::features::{load_or_compute, ClassFeatures};
 use crate::progress::Progress;
 use crate::store::{tensors, Store, StoreError};
 use crate::train::Trainer;
 use std::collections::BTreeMap;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Predictions of the whole test set of one class, sharded over the ranks and gathered
 /// on rank 0 (None elsewhere) in test order, without the padding duplicates.
@@ -105,6 +106,10 @@ pub struct Reevaluation {
     pub models: BTreeMap<String, EvaluatedCheckpoint>,
     #[serde(flatten)]
     pub table: MetricsTable,
+    /// Per class, every test image's score and label at this scale (a verdict's
+    /// bootstrap, as `FinalMetrics::image_scores`). Empty in evaluations written before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub image_scores: BTreeMap<String, ImageScores>,
     /// The store key it was written to (not stored: it is the object's own name).
     #[serde(skip)]
     pub key: String,
@@ -172,6 +177,9 @@ pub(super) fn evaluate_with_noise(
     let grid = cfg.backbone.image_size / 16;
     let checkpoints = Checkpointer::new(store, paths);
     let mut tables: Vec<BTreeMap<String, ClassMetrics>> = scales.iter().map(|_| BTreeMap::new()).collect();
+    // Per scale, what the verdicts resample: image scores and pixel histograms per class.
+    let mut scored: Vec<BTreeMap<String, ImageScores>> = scales.iter().map(|_| BTreeMap::new()).collect();
+    let mut pixels: Vec<BTreeMap<String, PixelHistograms>> = scales.iter().map(|_| BTreeMap::new()).collect();
     let mut models = BTreeMap::new();
     let mut loaded: Option<(String, TrainedModel)> = None;
     for (i, (class, feats)) in features.iter().enumerate() {
@@ -197,21 +205,42 @@ pub(super) fn evaluate_with_noise(
                 device,
             );
             tables[k].insert(class.clone(), class_metrics(&pred, &labels, &masks[i], cfg.eval.aupro_fpr_limit)?);
+            let (image, hist) = resampled(&pred, &labels, &masks[i])?;
+            scored[k].insert(class.clone(), image);
+            pixels[k].insert(class.clone(), hist);
         }
     }
     let mut out = vec![];
-    for (scale, classes) in scales.iter().zip(tables) {
+    for ((scale, classes), (image_scores, hist)) in scales.iter().zip(tables).zip(scored.into_iter().zip(pixels)) {
+        // The final model's histograms at this scale, where the report looks for them (the
+        // same model, seed and scale give the same maps: a later write replaces it with
+        // the same counts).
+        if choice == CheckpointChoice::Final {
+            store.put(&paths.eval_noise_pixels(*scale), crate::eval::pixel_hist::encode(&hist)?)?;
+        }
         let mut r = Reevaluation {
             scale: *scale,
             checkpoint: choice.to_string(),
             models: models.clone(),
             table: MetricsTable::new(classes),
+            image_scores,
             key: String::new(),
         };
         r.key = store_new(store, paths, &r, choice)?;
         out.push(r);
     }
     Ok(out)
+}
+
+/// What a verdict's bootstrap resamples of one class's predictions (`report::verdict`):
+/// every test image's score with its label, and its pixel histograms.
+pub(super) fn resampled(p: &Predictions, labels: &[bool], masks: &Tensor) -> Result<(ImageScores, PixelHistograms)> {
+    let floats = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().view(-1));
+    let maps = floats(&p.maps)?;
+    let mask: Vec<bool> = floats(masks)?.into_iter().map(|v| v != 0.0).collect();
+    let pixels = maps.len() / labels.len().max(1);
+    let hist = PixelHistograms::build(&maps, &mask, pixels, labels);
+    Ok((ImageScores { scores: floats(&p.scores)?, labels: labels.to_vec() }, hist))
 }
 
 /// Writes an evaluation as a new object and returns its key; an earlier result is never

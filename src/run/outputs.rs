@@ -3,7 +3,7 @@
 
 use super::checkpoint::CheckpointChoice;
 use super::error::{Result, RunError};
-use super::evaluate::evaluate_with_noise;
+use super::evaluate::{evaluate_with_noise, resampled};
 use super::records::{best_on_test, RunLogs};
 use super::{FinalMetrics, Prepared, Run};
 use crate::data::Sample;
@@ -30,6 +30,17 @@ pub(super) fn write_final_outputs(
             write_pictures(run, class, &samples.test, &final_preds[class], &data.masks[i])?;
         }
     }
+    // What the verdicts resample: image scores (in the final metrics) and pixel
+    // histograms (their own object, written first: a run with final metrics has both).
+    let mut image_scores = BTreeMap::new();
+    let mut pixels = BTreeMap::new();
+    for (i, (class, samples)) in data.index.classes.iter().enumerate() {
+        let labels: Vec<bool> = samples.test.iter().map(|s| s.label).collect();
+        let (scores, hist) = resampled(&final_preds[class], &labels, &data.masks[i])?;
+        image_scores.insert(class.clone(), scores);
+        pixels.insert(class.clone(), hist);
+    }
+    run.store.put(&run.paths.pixel_histograms(), crate::eval::pixel_hist::encode(&pixels)?)?;
     let last = logs.by_epoch.get(&cfg.train.epochs).cloned().ok_or(RunError::NoLastEvaluation)?;
     let fm = FinalMetrics {
         epoch: cfg.train.epochs,
@@ -38,17 +49,7 @@ pub(super) fn write_final_outputs(
         best_on_test_extra: best_on_test(&logs.by_epoch),
         backbone_pretrained: data.backbone_pretrained,
         feature_cache: data.cache,
-        image_scores: data
-            .index
-            .classes
-            .iter()
-            .map(|(class, samples)| {
-                let scores = Vec::<f32>::try_from(final_preds[class].scores.to_kind(Kind::Float).contiguous().view(-1))
-                    .unwrap_or_default();
-                let labels = samples.test.iter().map(|s| s.label).collect();
-                (class.clone(), super::records::ImageScores { scores, labels })
-            })
-            .collect(),
+        image_scores,
     };
     run.store.put_json(&run.paths.final_metrics(), &fm)?;
     // Table 6 without retraining: the final model (its last checkpoint) again at each

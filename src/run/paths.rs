@@ -15,10 +15,13 @@
 //! train_log.jsonl        one line per epoch and model: loss, lr
 //! metrics.jsonl          one line per evaluation: per-class and mean metrics
 //! final_metrics.json     last-epoch metrics (+ best-on-test as a labelled extra)
+//! pixel_histograms.safetensors  per class and test image, its normal and anomalous
+//!                        pixels per bin of a score grid (a P-AUROC verdict's bootstrap)
 //! predictions/<class>.safetensors + .json   image scores, 224x224 maps, keys, labels
 //! pictures/<class>/<sample key without its extension, '/' -> '_'>.png
 //!                        image | ground truth | anomaly map panels (eval.pictures)
 //! evals/test_jitter_<s>.json  final model at test-time noise s (eval.noise_scales, ras eval)
+//! evals/test_jitter_<s>.pixels.safetensors  its pixel histograms (as pixel_histograms)
 //! checkpoints/<model>/epoch_NNNN[_step_SSSSS].{safetensors,json}
 //!                        weights + AdamW state, then the record (epoch, step, sha256);
 //!                        <model> is "unified" or the class name (separate setting)
@@ -63,6 +66,8 @@ pub enum RunKey {
     TrainLog,
     MetricsLog,
     FinalMetrics,
+    /// `pixel_histograms.safetensors` (`eval::pixel_hist`).
+    PixelHistograms,
     /// `cost.json`: every attempt record of the run in one object.
     CostIndex,
     /// `attempts/<started unix>-<host>-<pid>.json`: one attempt's cost record.
@@ -80,6 +85,11 @@ pub enum RunKey {
         scale: f64,
         checkpoint: String,
         n: usize,
+    },
+    /// `evals/test_jitter_<scale>.pixels.safetensors`: the final model's pixel histograms
+    /// at test-time noise `scale`.
+    EvalNoisePixels {
+        scale: f64,
     },
     /// Any other key of the run (checkpoints, predictions, pictures, logs, Slurm
     /// records): what follows `runs/<id>/`.
@@ -136,12 +146,18 @@ impl RunPaths {
             "train_log.jsonl" => RunKey::TrainLog,
             "metrics.jsonl" => RunKey::MetricsLog,
             "final_metrics.json" => RunKey::FinalMetrics,
+            "pixel_histograms.safetensors" => RunKey::PixelHistograms,
             "cost.json" => RunKey::CostIndex,
             _ => {
                 let named = |folder: &str| rest.strip_prefix(folder)?.strip_suffix(".json");
+                let pixels = || {
+                    let name = rest.strip_prefix("evals/test_jitter_")?.strip_suffix(".pixels.safetensors")?;
+                    Some(RunKey::EvalNoisePixels { scale: scale(name)? })
+                };
                 named("attempts/")
                     .and_then(attempt_name)
                     .or_else(|| named("evals/").and_then(eval_name))
+                    .or_else(pixels)
                     .unwrap_or_else(|| RunKey::Other(rest.to_string()))
             }
         };
@@ -231,6 +247,12 @@ impl RunPaths {
         self.key("final_metrics.json")
     }
 
+    /// Per class and test image, pixels per bin of a score grid (`eval::pixel_hist`),
+    /// written before `final_metrics()`.
+    pub fn pixel_histograms(&self) -> String {
+        self.key("pixel_histograms.safetensors")
+    }
+
     /// Every attempt's cost record in one object (`run::cost::CostIndex`).
     pub fn cost_index(&self) -> String {
         self.key("cost.json")
@@ -254,6 +276,11 @@ impl RunPaths {
     /// The final model evaluated at test-time noise `scale` (f64 `Display`: 20.0 -> "20").
     pub fn eval_noise(&self, scale: f64) -> String {
         self.key(&format!("evals/test_jitter_{scale}.json"))
+    }
+
+    /// The pixel histograms of `eval_noise(scale)` (`eval::pixel_hist`).
+    pub fn eval_noise_pixels(&self, scale: f64) -> String {
+        self.key(&format!("evals/test_jitter_{scale}.pixels.safetensors"))
     }
 
     /// Another evaluation at test-time noise `scale`: of checkpoint `checkpoint` (`final`,
@@ -328,6 +355,7 @@ mod tests {
         assert_eq!(p.train_log(), "runs/demo-1a2b3c4d/train_log.jsonl");
         assert_eq!(p.metrics_log(), "runs/demo-1a2b3c4d/metrics.jsonl");
         assert_eq!(p.final_metrics(), "runs/demo-1a2b3c4d/final_metrics.json");
+        assert_eq!(p.pixel_histograms(), "runs/demo-1a2b3c4d/pixel_histograms.safetensors");
         assert_eq!(p.cost_index(), "runs/demo-1a2b3c4d/cost.json");
         assert_eq!(p.predictions("bottle"), "runs/demo-1a2b3c4d/predictions/bottle.safetensors");
         assert_eq!(p.predictions_samples("bottle"), "runs/demo-1a2b3c4d/predictions/bottle.json");
@@ -335,6 +363,7 @@ mod tests {
         assert_eq!(p.eval_noise(20.0), "runs/demo-1a2b3c4d/evals/test_jitter_20.json");
         assert_eq!(p.eval_noise(12.5), "runs/demo-1a2b3c4d/evals/test_jitter_12.5.json");
         assert_eq!(p.eval_noise(0.0), "runs/demo-1a2b3c4d/evals/test_jitter_0.json");
+        assert_eq!(p.eval_noise_pixels(12.5), "runs/demo-1a2b3c4d/evals/test_jitter_12.5.pixels.safetensors");
         assert_eq!(p.checkpoints("unified"), "runs/demo-1a2b3c4d/checkpoints/unified");
         assert_eq!(p.checkpoint_base("unified", 3, 0), "runs/demo-1a2b3c4d/checkpoints/unified/epoch_0003");
         assert_eq!(p.checkpoint_base("unified", 3, 12), "runs/demo-1a2b3c4d/checkpoints/unified/epoch_0003_step_00012");
@@ -365,6 +394,7 @@ mod tests {
             (p.train_log(), RunKey::TrainLog),
             (p.metrics_log(), RunKey::MetricsLog),
             (p.final_metrics(), RunKey::FinalMetrics),
+            (p.pixel_histograms(), RunKey::PixelHistograms),
             (p.cost_index(), RunKey::CostIndex),
             (
                 p.attempt(1700000000, "gpu-node-7", 4242),
@@ -374,6 +404,7 @@ mod tests {
             (p.eval_noise(20.0), RunKey::EvalNoise { scale: 20.0 }),
             (p.eval_noise(12.5), RunKey::EvalNoise { scale: 12.5 }),
             (p.eval_noise(0.0), RunKey::EvalNoise { scale: 0.0 }),
+            (p.eval_noise_pixels(20.0), RunKey::EvalNoisePixels { scale: 20.0 }),
             (
                 p.eval_noise_other(12.5, "best", 1),
                 RunKey::EvalNoiseOther { scale: 12.5, checkpoint: "best".into(), n: 1 },

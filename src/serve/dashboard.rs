@@ -248,13 +248,26 @@ impl Dashboard {
         let keys: Vec<String> = open.iter().map(|id| RunPaths::new(id.as_str()).status()).collect();
         // A status that does not parse is shown by the page; here it only keeps the run open.
         let statuses = self.mirror.copy().get_many(&keys)?;
+        let mut completed = vec![];
         for (id, st) in open.iter().zip(statuses) {
             let done = st
                 .and_then(|b| serde_json::from_slice::<RunStatus>(&b).ok())
                 .is_some_and(|s| s.state == RunState::Complete);
             if done {
                 self.complete.insert(id.clone());
+                let paths = RunPaths::new(id.as_str());
+                completed.push(paths.pixel_histograms());
+                // And those of its test-time noise evaluations (the scales its config
+                // names; `ras eval` adds others the page does not look for).
+                let cfg = manifest.runs.iter().find(|r| &r.id == id).and_then(|r| r.config().ok());
+                let scales = cfg.map(|c| c.eval.noise_scales).unwrap_or_default();
+                completed.extend(scales.iter().map(|&s| paths.eval_noise_pixels(s)));
             }
+        }
+        // The P-AUROC verdicts of a sweep compared with the paper: each complete run's
+        // pixel histograms, once (a complete run's do not change).
+        if manifest.paper.is_some() && !completed.is_empty() {
+            self.mirror.fetch(&completed)?;
         }
         Ok(())
     }

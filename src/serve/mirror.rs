@@ -44,6 +44,9 @@ pub fn kind(key: &str) -> Kind {
                     Kind::Skipped
                 }
             }
+            // Megabytes per run on a real dataset: only a sweep page that shows verdicts
+            // reads them, by name, once per complete run (`Mirror::fetch`).
+            RunKey::PixelHistograms | RunKey::EvalNoisePixels { .. } => Kind::Skipped,
             _ => Kind::Record,
         };
     }
@@ -238,6 +241,8 @@ mod tests {
         assert_eq!(kind("runs/a/jobs/12.sbatch"), Kind::Skipped);
         assert_eq!(kind("runs/a/checkpoints/unified/epoch_0001.safetensors"), Kind::Skipped);
         assert_eq!(kind("runs/a/predictions/bottle.safetensors"), Kind::Skipped);
+        assert_eq!(kind("runs/a/pixel_histograms.safetensors"), Kind::Skipped);
+        assert_eq!(kind("runs/a/evals/test_jitter_20.pixels.safetensors"), Kind::Skipped);
         assert_eq!(kind("runs/a/pictures/bottle/good_000.png"), Kind::OnDemand);
         assert_eq!(kind("runs/a/logs/123.log"), Kind::OnDemand);
         assert_eq!(kind("sweeps/s/manifest.json"), Kind::Record);
