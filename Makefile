@@ -12,7 +12,7 @@ DEMO_DATA := out/demo-data
 dist: build
 	bash scripts/dist.sh $(RAS)
 
-.PHONY: demo-data setup setup-python setup-s3 setup-browser bench-serve bench-serve-s3 bench-search build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: demo-data setup setup-python setup-s3 setup-browser bench-serve bench-serve-s3 bench-search bench-verdicts build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -101,6 +101,9 @@ bench-coordinator-s3: build setup-s3
 # are compared bit for bit.)
 bench-search: build demo-data
 	OMP_NUM_THREADS=1 $(RAS) bench search --cluster cluster/local.toml
+
+bench-verdicts: build
+	$(RAS) bench verdicts
 
 bench-serve: build
 	$(RAS) bench serve --runs 2000

@@ -7,6 +7,7 @@ pub mod ranks;
 pub mod s3;
 pub mod search;
 pub mod serve;
+pub mod verdicts;
 
 use crate::backbone::FeatureExtractor;
 use crate::config::{BackboneConfig, ModelConfig, TrainConfig};

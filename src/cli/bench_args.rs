@@ -66,6 +66,14 @@ pub enum BenchCommand {
     /// grid's best two, or a finished run differs.
     #[command(after_help = "Examples:\n  make bench-search\n  ras bench search --cluster cluster/local.toml")]
     Search(SearchBenchArgs),
+    /// What a report's verdicts cost at a real dataset's size (default: MVTec-AD's, 15
+    /// classes of 115 test images, 224 x 224 maps, 3 seeds; simulated predictions): pixel
+    /// histograms per run (time, bytes), the intervals of a mean cell, and beside them the
+    /// exact pixel bootstrap they stand for, on one class and the same draws.
+    #[command(
+        after_help = "Examples:\n  make bench-verdicts\n  ras bench verdicts --classes 12 --images 180   # VisA's shape"
+    )]
+    Verdicts(VerdictsBenchArgs),
     /// One rank of `ras bench ranks` (started by mpirun).
     #[command(hide = true)]
     DpWorker(TrainStepArgs),
@@ -248,6 +256,35 @@ pub struct SearchBenchArgs {
     /// Store URL (default: a fresh folder under the temporary directory).
     #[arg(long)]
     pub store: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerdictsBenchArgs {
+    #[arg(long, default_value_t = 15)]
+    pub classes: usize,
+    /// Test images per class.
+    #[arg(long, default_value_t = 115)]
+    pub images: usize,
+    /// Side of the square anomaly maps, in pixels.
+    #[arg(long, default_value_t = 224)]
+    pub side: usize,
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// Replicates of the exact reference (each sorts every drawn pixel of every seed).
+    #[arg(long, default_value_t = 3)]
+    pub reference_replicates: usize,
+}
+
+impl From<VerdictsBenchArgs> for ras::bench::verdicts::Options {
+    fn from(a: VerdictsBenchArgs) -> Self {
+        Self {
+            classes: a.classes,
+            images: a.images,
+            side: a.side,
+            seeds: a.seeds,
+            reference_replicates: a.reference_replicates,
+        }
+    }
 }
 
 impl From<SearchBenchArgs> for ras::bench::search::Options {

@@ -185,6 +185,9 @@ fn run() -> Result<ExitStatus> {
         Command::Bench(BenchCommand::Search(a)) => {
             eprintln!("{}", ras::bench::search::run(&a.into(), &mut std::io::stdout())?)
         }
+        Command::Bench(BenchCommand::Verdicts(a)) => {
+            eprintln!("{}", ras::bench::verdicts::run(&a.into(), &mut std::io::stdout())?)
+        }
         Command::Bench(BenchCommand::Serve(a)) => {
             eprintln!("{}", ras::bench::serve::run(&a.into(), &mut std::io::stdout())?)
         }

@@ -174,6 +174,36 @@ pub fn pixel_interval_classes(classes: &[Vec<PixelSeed>], replicates: usize, see
     Some(draws.interval(&full, &drawn))
 }
 
+/// The reference a P-AUROC interval stands for, on one class: the same draws as
+/// [`pixel_interval_classes`] with the same `seed`, each replicate's exact AUROC over
+/// every pixel of its drawn images (repeats included). `runs[s]` is seed s's (maps,
+/// masks), `pixels` per image. Costs a sort of the drawn pixels per replicate and seed:
+/// for `ras bench verdicts`, not for reports.
+pub fn exact_pixel_interval(
+    runs: &[(Vec<f32>, Vec<bool>)],
+    labels: &[bool],
+    pixels: usize,
+    replicates: usize,
+    seed: u64,
+) -> Option<Interval> {
+    let draws = Draws::new(&[labels], runs.len(), replicates, seed)?;
+    let exact = |(maps, masks): &(Vec<f32>, Vec<bool>), images: &[usize]| -> Option<f64> {
+        let (mut sc, mut lab) = (Vec::with_capacity(images.len() * pixels), Vec::with_capacity(images.len() * pixels));
+        for &i in images {
+            sc.extend_from_slice(maps.get(i * pixels..(i + 1) * pixels)?);
+            lab.extend_from_slice(masks.get(i * pixels..(i + 1) * pixels)?);
+        }
+        auroc(&sc, &lab).ok()
+    };
+    let all: Vec<usize> = (0..labels.len()).collect();
+    let full = runs.iter().map(|r| exact(r, &all)).collect::<Option<Vec<f64>>>()?;
+    let drawn = runs
+        .iter()
+        .map(|r| draws.images[0].iter().map(|imgs| exact(r, imgs)).collect::<Option<Vec<f64>>>())
+        .collect::<Option<Vec<_>>>()?;
+    Some(draws.interval(&[full], &[drawn]))
+}
+
 /// The resampling every interval shares: per replicate, the seeds drawn with
 /// replacement (once for every class) and each class's test images drawn with
 /// replacement, anomalous and normal apart (so each replicate has both).
