@@ -152,6 +152,21 @@ fn a_search_promotes_the_best_third_and_its_winner_equals_the_straight_run() {
     assert_eq!(rep.matches("| promoted |").count(), 1, "{rep}");
     assert_eq!(rep.matches("| stopped |").count(), 2, "{rep}");
     assert!(!rep.contains("selected on the test set"), "held-out loss is no test-set selection");
+
+    // The sweep's page in `ras serve`: the same section, read from its copy of the store
+    // (decisions, cost indexes, and the winner's rung record fetched when it completed).
+    let served = Served::start(cwd, &["--store", store.to_str().unwrap()], &[], &cwd.join("serve.log"));
+    let page = common::http::request("GET", &format!("{}/sweep/asha", served.url), &[], b"");
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    let section = html.split("<section id=\"search\">").nth(1).unwrap_or_else(|| panic!("no search section: {html}"));
+    let section = section.split("</section>").next().unwrap();
+    assert!(section.contains(&format!("Selected: run {best}")), "{section}");
+    assert!(
+        section.contains("<pre>") && section.contains("rung 1 (epoch 1): 3 decided: 1 promoted, 2 stopped"),
+        "{section}"
+    );
+    assert_eq!(section.matches("<td>promoted</td>").count(), 1, "{section}");
+    assert_eq!(section.matches("<td>stopped</td>").count(), 2, "{section}");
 }
 
 #[test]

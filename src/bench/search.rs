@@ -29,6 +29,9 @@ pub struct Options {
     pub cluster: PathBuf,
     /// Default: a fresh folder store under the temporary directory.
     pub store: Option<String>,
+    /// Both sweeps on the test S3 server behind this latency per request (then `ras
+    /// report` of the search is timed there too).
+    pub s3_latency: Option<std::time::Duration>,
 }
 
 /// Largest share of the grid's rank-hours the search may spend (issue 21).
@@ -82,7 +85,12 @@ fn last_rung(store: &Store, manifest: &Manifest) -> anyhow::Result<Vec<(String, 
 
 pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
     let tmp = std::env::temp_dir().join(format!("ras-bench-search-{}", std::process::id()));
-    let url = opts.store.clone().unwrap_or_else(|| format!("file://{}", tmp.join("store").display()));
+    let s3 = super::s3::start_for_bench(opts.s3_latency, &tmp.join("s3"), "search", out)?;
+    let url = match (&s3, &opts.store) {
+        (Some((_, url)), _) => url.clone(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => format!("file://{}", tmp.join("store").display()),
+    };
     writeln!(out, "store {url}")?;
     let grid = run_sweep(&opts.grid, opts, &url, out)?;
     let search = run_sweep(&opts.search, opts, &url, out)?;
@@ -129,6 +137,20 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
         if differing.is_empty() { String::new() } else { format!(" (differ: {})", differing.join(", ")) }
     );
     writeln!(out, "\n{summary}")?;
+    // What a report of the search costs on this store: the search section alone (its
+    // LIST of decisions, the decisions, rung records and cost indexes), then all of it.
+    let t = std::time::Instant::now();
+    crate::report::search::search_markdown(&store, &search)?;
+    let section = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    crate::report::write_sweep_report(&store, &search, &tmp.join("report"))?;
+    writeln!(
+        out,
+        "ras report {}: {:.2} s, of which the search section {section:.2} s ({} runs)",
+        search.name,
+        t.elapsed().as_secs_f64(),
+        search.runs.len()
+    )?;
     anyhow::ensure!(
         share <= MAX_SHARE,
         "the search cost {:.1} % of the grid, above {:.0} %",
@@ -137,5 +159,6 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
     );
     anyhow::ensure!(best_rank.is_some_and(|r| r <= 2), "the search selected {best}, not one of the grid's best two");
     anyhow::ensure!(differing.is_empty() && identical > 0, "a finished search run differs from the grid's");
-    Ok(format!("(command: ras bench search --cluster {})", opts.cluster.display()))
+    let s3 = opts.s3_latency.map(|l| format!(" --s3 --latency-ms {}", l.as_millis())).unwrap_or_default();
+    Ok(format!("(command: ras bench search --cluster {}{s3})", opts.cluster.display()))
 }

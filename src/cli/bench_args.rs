@@ -64,7 +64,9 @@ pub enum BenchCommand {
     /// the search's choice ranks, and whether its finished runs equal the grid's bit for
     /// bit. Fails when the search costs more than 45 % of the grid, selects outside the
     /// grid's best two, or a finished run differs.
-    #[command(after_help = "Examples:\n  make bench-search\n  ras bench search --cluster cluster/local.toml")]
+    #[command(
+        after_help = "Examples:\n  make bench-search\n  ras bench search --cluster cluster/local.toml\n  ras bench search --s3 --latency-ms 20   # on the test S3 server, 20 ms a request"
+    )]
     Search(SearchBenchArgs),
     /// What a report's verdicts cost at a real dataset's size (default: MVTec-AD's, 15
     /// classes of 115 test images, 224 x 224 maps, 3 seeds; simulated predictions): pixel
@@ -256,6 +258,12 @@ pub struct SearchBenchArgs {
     /// Store URL (default: a fresh folder under the temporary directory).
     #[arg(long)]
     pub store: Option<String>,
+    /// Run both sweeps on the test S3 server (`make setup-s3`) behind --latency-ms per
+    /// request, and time `ras report` of the search there.
+    #[arg(long, conflicts_with = "store")]
+    pub s3: bool,
+    #[arg(long, default_value_t = 20)]
+    pub latency_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -289,7 +297,8 @@ impl From<VerdictsBenchArgs> for ras::bench::verdicts::Options {
 
 impl From<SearchBenchArgs> for ras::bench::search::Options {
     fn from(a: SearchBenchArgs) -> Self {
-        Self { search: a.search, grid: a.grid, cluster: a.cluster, store: a.store }
+        let s3_latency = a.s3.then(|| std::time::Duration::from_millis(a.latency_ms));
+        Self { search: a.search, grid: a.grid, cluster: a.cluster, store: a.store, s3_latency }
     }
 }
 

@@ -86,6 +86,10 @@ pub enum RunKey {
         checkpoint: String,
         n: usize,
     },
+    /// `rungs/<epoch>.json`: a search run's selection metric at a rung.
+    Rung {
+        epoch: usize,
+    },
     /// `evals/test_jitter_<scale>.pixels.safetensors`: the final model's pixel histograms
     /// at test-time noise `scale`.
     EvalNoisePixels {
@@ -154,8 +158,10 @@ impl RunPaths {
                     let name = rest.strip_prefix("evals/test_jitter_")?.strip_suffix(".pixels.safetensors")?;
                     Some(RunKey::EvalNoisePixels { scale: scale(name)? })
                 };
+                let rung = || Some(RunKey::Rung { epoch: named("rungs/")?.parse().ok()? });
                 named("attempts/")
                     .and_then(attempt_name)
+                    .or_else(rung)
                     .or_else(|| named("evals/").and_then(eval_name))
                     .or_else(pixels)
                     .unwrap_or_else(|| RunKey::Other(rest.to_string()))
@@ -405,6 +411,7 @@ mod tests {
             (p.eval_noise(12.5), RunKey::EvalNoise { scale: 12.5 }),
             (p.eval_noise(0.0), RunKey::EvalNoise { scale: 0.0 }),
             (p.eval_noise_pixels(20.0), RunKey::EvalNoisePixels { scale: 20.0 }),
+            (p.rung(27), RunKey::Rung { epoch: 27 }),
             (
                 p.eval_noise_other(12.5, "best", 1),
                 RunKey::EvalNoiseOther { scale: 12.5, checkpoint: "best".into(), n: 1 },

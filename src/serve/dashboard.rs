@@ -248,7 +248,7 @@ impl Dashboard {
         let keys: Vec<String> = open.iter().map(|id| RunPaths::new(id.as_str()).status()).collect();
         // A status that does not parse is shown by the page; here it only keeps the run open.
         let statuses = self.mirror.copy().get_many(&keys)?;
-        let mut completed = vec![];
+        let (mut completed, mut rungs) = (vec![], vec![]);
         for (id, st) in open.iter().zip(statuses) {
             let done = st
                 .and_then(|b| serde_json::from_slice::<RunStatus>(&b).ok())
@@ -262,12 +262,19 @@ impl Dashboard {
                 let cfg = manifest.runs.iter().find(|r| &r.id == id).and_then(|r| r.config().ok());
                 let scales = cfg.map(|c| c.eval.noise_scales).unwrap_or_default();
                 completed.extend(scales.iter().map(|&s| paths.eval_noise_pixels(s)));
+                // A search's section: the run's rung records (its selection metric).
+                if let Some(search) = &manifest.search {
+                    rungs.extend(search.rungs.iter().map(|&e| paths.rung(e)));
+                }
             }
         }
         // The P-AUROC verdicts of a sweep compared with the paper: each complete run's
         // pixel histograms, once (a complete run's do not change).
         if manifest.paper.is_some() && !completed.is_empty() {
             self.mirror.fetch(&completed)?;
+        }
+        if !rungs.is_empty() {
+            self.mirror.fetch(&rungs)?;
         }
         Ok(())
     }

@@ -141,8 +141,25 @@ pub fn markdown(md: &str) -> String {
         }
         out.push_str("</tbody></table>");
     };
+    // A fenced block (```) is kept as it is, in <pre>.
+    let mut code: Option<String> = None;
     for line in md.lines() {
         let t = line.trim();
+        if t.starts_with("```") {
+            flush(&mut out, &mut table);
+            match code.take() {
+                Some(block) => {
+                    let _ = write!(out, "<pre>{}</pre>", esc(&block));
+                }
+                None => code = Some(String::new()),
+            }
+            continue;
+        }
+        if let Some(block) = code.as_mut() {
+            block.push_str(line);
+            block.push('\n');
+            continue;
+        }
         if t.starts_with('|') {
             let cells: Vec<String> = t.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect();
             // The separator under the header.
@@ -165,6 +182,9 @@ pub fn markdown(md: &str) -> String {
         }
     }
     flush(&mut out, &mut table);
+    if let Some(block) = code {
+        let _ = write!(out, "<pre>{}</pre>", esc(&block));
+    }
     out
 }
 

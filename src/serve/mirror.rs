@@ -243,6 +243,7 @@ mod tests {
         assert_eq!(kind("runs/a/predictions/bottle.safetensors"), Kind::Skipped);
         assert_eq!(kind("runs/a/pixel_histograms.safetensors"), Kind::Skipped);
         assert_eq!(kind("runs/a/evals/test_jitter_20.pixels.safetensors"), Kind::Skipped);
+        assert_eq!(kind("runs/a/rungs/27.json"), Kind::Record, "a search's rung records (its sweep page)");
         assert_eq!(kind("runs/a/pictures/bottle/good_000.png"), Kind::OnDemand);
         assert_eq!(kind("runs/a/logs/123.log"), Kind::OnDemand);
         assert_eq!(kind("sweeps/s/manifest.json"), Kind::Record);

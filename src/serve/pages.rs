@@ -238,6 +238,12 @@ pub fn sweep(
     json["state"] = json!(state);
     json["retried"] = json!(retried);
     json["runs"] = json!(views);
+    // A search: its rungs, spend, selection and decision log, as `ras report` writes them.
+    match crate::report::search::search_markdown(copy, &manifest) {
+        Ok(Some(md)) => main += &format!("<section id=\"search\">{}</section>", html::markdown(&md)),
+        Ok(None) => {}
+        Err(e) => main += &html::problem(&chain(&e)),
+    }
     main += "<h2>The paper's layout</h2>";
     match crate::report::sweep_report(copy, &manifest) {
         Ok(rep) => {
