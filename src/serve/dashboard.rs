@@ -248,33 +248,38 @@ impl Dashboard {
         let keys: Vec<String> = open.iter().map(|id| RunPaths::new(id.as_str()).status()).collect();
         // A status that does not parse is shown by the page; here it only keeps the run open.
         let statuses = self.mirror.copy().get_many(&keys)?;
-        let (mut completed, mut rungs) = (vec![], vec![]);
+        let mut completed = vec![];
         for (id, st) in open.iter().zip(statuses) {
             let done = st
                 .and_then(|b| serde_json::from_slice::<RunStatus>(&b).ok())
                 .is_some_and(|s| s.state == RunState::Complete);
             if done {
                 self.complete.insert(id.clone());
-                let paths = RunPaths::new(id.as_str());
-                completed.push(paths.pixel_histograms());
-                // And those of its test-time noise evaluations (the scales its config
-                // names; `ras eval` adds others the page does not look for).
-                let cfg = manifest.runs.iter().find(|r| &r.id == id).and_then(|r| r.config().ok());
-                let scales = cfg.map(|c| c.eval.noise_scales).unwrap_or_default();
-                completed.extend(scales.iter().map(|&s| paths.eval_noise_pixels(s)));
-                // A search's section: the run's rung records (its selection metric).
-                if let Some(search) = &manifest.search {
-                    rungs.extend(search.rungs.iter().map(|&e| paths.rung(e)));
-                }
+                completed.push(id.as_str());
             }
         }
-        // The P-AUROC verdicts of a sweep compared with the paper: each complete run's
-        // pixel histograms, once (a complete run's do not change).
+        // What a complete run adds to the page and does not change again, read once by
+        // name: for the verdicts of a sweep compared with the paper, its pixel histograms
+        // (and those of the test-time noise scales its config names: `ras eval` adds others
+        // the page does not look for); for a search's section, its rung records.
+        let mut once = vec![];
         if manifest.paper.is_some() && !completed.is_empty() {
-            self.mirror.fetch(&completed)?;
+            let by_id: std::collections::HashMap<&str, &crate::sweep::PlannedRun> =
+                manifest.runs.iter().map(|r| (r.id.as_str(), r)).collect();
+            for id in &completed {
+                let paths = RunPaths::new(*id);
+                once.push(paths.pixel_histograms());
+                let scales = by_id.get(id).and_then(|r| r.config().ok()).map(|c| c.eval.noise_scales);
+                once.extend(scales.unwrap_or_default().iter().map(|&s| paths.eval_noise_pixels(s)));
+            }
         }
-        if !rungs.is_empty() {
-            self.mirror.fetch(&rungs)?;
+        if let Some(search) = &manifest.search {
+            for id in &completed {
+                once.extend(search.rungs.iter().map(|&e| RunPaths::new(*id).rung(e)));
+            }
+        }
+        if !once.is_empty() {
+            self.mirror.fetch(&once)?;
         }
         Ok(())
     }
