@@ -339,15 +339,25 @@ fn eval_uses_exactly_the_chosen_checkpoint_and_keeps_earlier_results() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    assert_eq!(evals(), ["test_jitter_0.json"]);
+    // The evaluation and, beside it, its pixel histograms (a verdict's bootstrap).
+    assert_eq!(evals(), ["test_jitter_0.json", "test_jitter_0.pixels.safetensors"]);
     assert_eq!(read("test_jitter_0.json")["models"]["unified"]["epoch"], 2);
     let first = std::fs::read(run.join("evals/test_jitter_0.json")).unwrap();
+    let first_pixels = std::fs::read(run.join("evals/test_jitter_0.pixels.safetensors")).unwrap();
 
     // Again, and of epoch 1: new objects beside the first, which stays as it was.
     assert!(eval(&[]).status.success());
     let o = eval(&["--checkpoint", "1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(evals(), ["test_jitter_0.epoch_1.1.json", "test_jitter_0.final.1.json", "test_jitter_0.json"]);
+    assert_eq!(
+        evals(),
+        [
+            "test_jitter_0.epoch_1.1.json",
+            "test_jitter_0.final.1.json",
+            "test_jitter_0.json",
+            "test_jitter_0.pixels.safetensors"
+        ]
+    );
     assert_eq!(read("test_jitter_0.epoch_1.1.json")["models"]["unified"]["epoch"], 1);
     assert_eq!(read("test_jitter_0.final.1.json")["mean"], read("test_jitter_0.json")["mean"]);
 
@@ -369,11 +379,16 @@ fn eval_uses_exactly_the_chosen_checkpoint_and_keeps_earlier_results() {
         !o.status.success() && stderr.contains("no epoch_7 checkpoint") && stderr.contains("epochs kept: 1, 2"),
         "{stderr}"
     );
-    assert_eq!(evals().len(), 3, "failed evaluations write nothing");
+    assert_eq!(evals().len(), 4, "failed evaluations write nothing");
     assert_eq!(
         std::fs::read(run.join("evals/test_jitter_0.json")).unwrap(),
         first,
         "the earlier result is never overwritten"
+    );
+    assert_eq!(
+        std::fs::read(run.join("evals/test_jitter_0.pixels.safetensors")).unwrap(),
+        first_pixels,
+        "nor its histograms"
     );
     // --checkpoint without --test-jitter is refused rather than ignored.
     let o = ras(&["eval", id.as_str(), "--store", url.as_str(), "--checkpoint", "1"], dir.path());

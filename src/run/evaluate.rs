@@ -212,11 +212,14 @@ pub(super) fn evaluate_with_noise(
     }
     let mut out = vec![];
     for ((scale, classes), (image_scores, hist)) in scales.iter().zip(tables).zip(scored.into_iter().zip(pixels)) {
-        // The final model's histograms at this scale, where the report looks for them (the
-        // same model, seed and scale give the same maps: a later write replaces it with
-        // the same counts).
+        // The final model's histograms at this scale, where the report looks for them,
+        // before the evaluation itself; like it, never written over (the same model, seed
+        // and scale give the same maps, so the first one stands for the others).
         if choice == CheckpointChoice::Final {
-            store.put(&paths.eval_noise_pixels(*scale), crate::eval::pixel_hist::encode(&hist)?)?;
+            match store.put_new(&paths.eval_noise_pixels(*scale), crate::eval::pixel_hist::encode(&hist)?) {
+                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let mut r = Reevaluation {
             scale: *scale,
