@@ -139,17 +139,21 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> anyhow::Result<String> {
     writeln!(out, "\n{summary}")?;
     // What a report of the search costs on this store: the search section alone (its
     // LIST of decisions, the decisions, rung records and cost indexes), then all of it.
-    let t = std::time::Instant::now();
+    let requests = |c: crate::store::RequestCounts| format!("{} GET, {} LIST, {} PUT", c.get, c.list, c.put);
+    let (t, before) = (std::time::Instant::now(), crate::store::request_counts());
     crate::report::search::search_markdown(&store, &search)?;
-    let section = t.elapsed().as_secs_f64();
-    let t = std::time::Instant::now();
+    let section = (t.elapsed().as_secs_f64(), crate::store::request_counts().since(&before));
+    let (t, before) = (std::time::Instant::now(), crate::store::request_counts());
     crate::report::write_sweep_report(&store, &search, &tmp.join("report"))?;
     writeln!(
         out,
-        "ras report {}: {:.2} s, of which the search section {section:.2} s ({} runs)",
+        "ras report {} ({} runs): {:.2} s, {}; the search section alone {:.2} s, {}",
         search.name,
+        search.runs.len(),
         t.elapsed().as_secs_f64(),
-        search.runs.len()
+        requests(crate::store::request_counts().since(&before)),
+        section.0,
+        requests(section.1)
     )?;
     anyhow::ensure!(
         share <= MAX_SHARE,

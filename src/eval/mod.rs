@@ -89,11 +89,13 @@ pub struct ClassMetrics {
     pub image_threshold: Option<f64>,
 }
 
-fn to_f32(t: &Tensor) -> Vec<f32> {
+/// A tensor's values as f32, flat (maps, scores).
+pub(crate) fn to_f32(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().view(-1)).expect("float tensor")
 }
 
-fn to_bool(t: &Tensor) -> Vec<bool> {
+/// A mask's values as bool, flat (non-zero is true), as the metrics read it.
+pub(crate) fn to_bool(t: &Tensor) -> Vec<bool> {
     Vec::<u8>::try_from(t.to_kind(Kind::Uint8).contiguous().view(-1))
         .expect("uint8 tensor")
         .into_iter()

@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::store::{tensors, Store, StoreError};
 use crate::train::Trainer;
 use std::collections::BTreeMap;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Predictions of the whole test set of one class, sharded over the ranks and gathered
 /// on rank 0 (None elsewhere) in test order, without the padding duplicates.
@@ -238,12 +238,12 @@ pub(super) fn evaluate_with_noise(
 /// What a verdict's bootstrap resamples of one class's predictions (`report::verdict`):
 /// every test image's score with its label, and its pixel histograms.
 pub(super) fn resampled(p: &Predictions, labels: &[bool], masks: &Tensor) -> Result<(ImageScores, PixelHistograms)> {
-    let floats = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).contiguous().view(-1));
-    let maps = floats(&p.maps)?;
-    let mask: Vec<bool> = floats(masks)?.into_iter().map(|v| v != 0.0).collect();
+    // The maps and masks as `class_metrics` reads them, so the histograms count the
+    // pixels its P-AUROC ranks.
+    let (maps, mask) = (crate::eval::to_f32(&p.maps), crate::eval::to_bool(masks));
     let pixels = maps.len() / labels.len().max(1);
     let hist = PixelHistograms::build(&maps, &mask, pixels, labels);
-    Ok((ImageScores { scores: floats(&p.scores)?, labels: labels.to_vec() }, hist))
+    Ok((ImageScores { scores: crate::eval::to_f32(&p.scores), labels: labels.to_vec() }, hist))
 }
 
 /// Writes an evaluation as a new object and returns its key; an earlier result is never
