@@ -12,7 +12,7 @@ DEMO_DATA := out/demo-data
 dist: build
 	bash scripts/dist.sh $(RAS)
 
-.PHONY: demo-data setup setup-python setup-s3 setup-browser bench-serve bench-serve-s3 bench-search bench-verdicts build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
+.PHONY: chaos demo-data setup setup-python setup-s3 setup-browser bench-serve bench-serve-s3 bench-search bench-verdicts build build-cuda check-cuda-build lint demo test bench bench-coordinator bench-coordinator-s3 bench-plan clean-demo slurm-up slurm-down slurm2-up slurm2-down
 
 setup:
 	@bash scripts/setup.sh
@@ -104,6 +104,17 @@ bench-search: build demo-data
 
 bench-verdicts: build
 	$(RAS) bench verdicts
+
+# Chaos at sweep scale, the long version of tests/chaos (its short one is part of `make
+# test`): faults injected for CHAOS_SECONDS (30 minutes) into sweeps of CHAOS_RUNS 1-rank
+# runs (+ a third as many 2-rank runs) on the two-node test Slurm and s3s-fs; everything
+# kept in CHAOS_KEEP. CHAOS_SEED=N replays a seed (a failure names it).
+CHAOS_SECONDS ?= 1800
+CHAOS_RUNS ?= 90
+CHAOS_KEEP ?= out/chaos
+chaos: build setup-s3
+	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_RUNS=$(CHAOS_RUNS) CHAOS_KEEP=$(abspath $(CHAOS_KEEP)) \
+	  $(CARGO) test --release --features nccl --test chaos -- --nocapture
 
 bench-serve: build
 	$(RAS) bench serve --runs 2000

@@ -208,6 +208,7 @@ pub(crate) fn finish_synthetically(store: &Store, manifest: &Manifest) -> Result
             shape: String::new(),
             gflop_per_image: None,
             feature_key: None,
+            lease: None,
         };
         items.push((paths.config(), bytes::Bytes::from(run.config_toml.clone())));
         items.push((paths.final_metrics(), json_bytes(&fm).into()));

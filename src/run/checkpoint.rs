@@ -33,6 +33,11 @@ pub struct CheckpointRecord {
     pub bytes: usize,
     /// (mean image AUROC + mean pixel AUROC) / 2 at this epoch, when it was an eval epoch.
     pub score: Option<f64>,
+    /// The token of the lease held by the process that wrote it (`lease::Lease::token`):
+    /// with the lease's history, who wrote each checkpoint. None in records written
+    /// before it existed, and by writers that hold no lease (`ras import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
 /// When a run checkpoints and which checkpoints it keeps (`[checkpoint]` of the config).
@@ -85,11 +90,18 @@ impl CheckpointPolicy {
 pub struct Checkpointer<'a> {
     store: &'a Store,
     paths: &'a RunPaths,
+    /// The writer's lease token, put into every record it saves.
+    lease: Option<String>,
 }
 
 impl<'a> Checkpointer<'a> {
     pub fn new(store: &'a Store, paths: &'a RunPaths) -> Self {
-        Self { store, paths }
+        Self { store, paths, lease: None }
+    }
+
+    /// The same, for a writer holding the run's lease with this token.
+    pub fn with_lease(self, token: Option<&str>) -> Self {
+        Self { lease: token.map(str::to_string), ..self }
     }
 
     /// Writes the trainer's whole state (model, AdamW moments, step count) after `epoch`
@@ -125,6 +137,7 @@ impl<'a> Checkpointer<'a> {
             sha256: sha256_hex(&bytes),
             bytes: bytes.len(),
             score,
+            lease: self.lease.clone(),
         };
         self.store.put(&rec.weights, bytes)?;
         self.store.put_json(&format!("{base}.json"), &rec)?; // publish
@@ -323,6 +336,7 @@ mod tests {
             sha256: String::new(),
             bytes: 0,
             score,
+            lease: None,
         }
     }
 

@@ -122,6 +122,21 @@ pub enum Outcome {
     Failed,
     /// A search run that stopped at a rung (`RunState::Paused`).
     Paused,
+    /// Stopped because the store stayed unreachable (`RunState::Infra`): the
+    /// infrastructure's failure, which uses no retry (recorded if the store took it).
+    Outage,
+    /// Not ended yet, or ended without recording how: every attempt writes its record
+    /// with this outcome as soon as it holds the run's lease, and again after each
+    /// checkpoint (its cost so far), so an attempt killed outright is still counted.
+    Interrupted,
+}
+
+impl Outcome {
+    /// Whether the attempt ran to a point it chose (its rates are whole): not failed,
+    /// cut off by the store, or killed.
+    pub fn ended_cleanly(self) -> bool {
+        matches!(self, Outcome::Complete | Outcome::Preempted | Outcome::Paused)
+    }
 }
 
 /// `runs/<id>/attempts/<started>-<host>-<pid>.json`: one attempt's cost.
@@ -164,6 +179,10 @@ pub struct AttemptCost {
     /// The run's [`feature_key`] (None in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_key: Option<String>,
+    /// The run's lease token the attempt held (`lease::Lease::token`; None for the
+    /// feature-cache job, and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
 /// The counters an attempt fills while it runs.
@@ -258,6 +277,7 @@ impl PhaseTimer {
             shape,
             gflop_per_image: None,
             feature_key: None,
+            lease: None,
         }
     }
 

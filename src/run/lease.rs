@@ -14,6 +14,12 @@
 //! holder exactly one wins. A holder that finds another token in the lease when renewing
 //! has lost it ([`Lease::lost`]); the run then stops before its next write.
 //!
+//! Every holder also writes its own record into the lease's history (`leases/`, create-only,
+//! never overwritten: [`LeaseEvent`]), saying whose lease it replaced, and a `.released`
+//! record when it lets go. With the holder's token in every checkpoint record
+//! (`checkpoint::CheckpointRecord::lease`) and attempt record, the history shows after
+//! the fact that the run never had two writers at once ([`history`]).
+//!
 //! The sweep coordinator reads leases too: a run whose lease is live is running, whatever
 //! the scheduler says ([`live_holder`]).
 
@@ -54,6 +60,42 @@ impl LeaseRecord {
         let job = self.job_id.as_ref().map(|j| format!(", job {j}")).unwrap_or_default();
         format!("host {}, pid {}{job}", self.host, self.pid)
     }
+}
+
+/// One holder in the lease's history (`leases/<acquired unix>-<token>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseEvent {
+    pub holder: LeaseRecord,
+    /// The token of the holder this one replaced (it was gone: see [`LeaseEvent::why`]);
+    /// None when the lease was free.
+    pub replaces: Option<String>,
+    /// Why it could take the lease: "free", "expired", "holder process gone", "same Slurm job".
+    pub why: String,
+}
+
+/// The lease's history of a run, oldest first: each holder, and whether it released the
+/// lease (a holder that died did not).
+pub fn history(store: &Store, paths: &RunPaths) -> Result<Vec<(LeaseEvent, bool)>, StoreError> {
+    use super::paths::RunKey;
+    let keys = store.list(&format!("{}/", paths.leases()))?;
+    let mut released = std::collections::BTreeSet::new();
+    let mut events = vec![];
+    for k in &keys {
+        match RunPaths::parse(k).map(|(_, kind)| kind) {
+            Some(RunKey::LeaseReleased { token, .. }) => {
+                released.insert(token);
+            }
+            Some(RunKey::LeaseEvent { .. }) => events.push(k.clone()),
+            _ => {}
+        }
+    }
+    let mut out: Vec<(LeaseEvent, bool)> = vec![];
+    for ev in store.get_json_many::<LeaseEvent, _>(&events)?.into_iter().flatten() {
+        let done = released.contains(&ev.holder.token);
+        out.push((ev, done));
+    }
+    out.sort_by_key(|(e, _)| e.holder.acquired_unix);
+    Ok(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +154,8 @@ pub struct Lease {
     store: Store,
     key: String,
     token: String,
+    /// Its `.released` history record.
+    released: String,
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
     heartbeat: Option<std::thread::JoinHandle<()>>,
@@ -137,13 +181,22 @@ impl Lease {
         let body = serde_json::to_vec_pretty(&mine).expect("serialisable");
         for _ in 0..3 {
             match store.put_new(&key, body.clone()) {
-                Ok(()) => return Ok(Self::start(store, key, mine.token, ttl)),
+                Ok(()) => return Self::start(store, paths, &mine, None, "free", ttl),
                 Err(StoreError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
             let Some(old) = store.get_json::<LeaseRecord>(&key)? else { continue }; // released meanwhile
-            let replaceable = !old.is_live(crate::unix_now()) || (old.job_id.is_some() && old.job_id == mine.job_id);
-            if !replaceable {
+            let now = crate::unix_now();
+            let why = if now >= old.expires_unix {
+                "expired"
+            } else if !old.is_live(now) {
+                "holder process gone"
+            } else if old.job_id.is_some() && old.job_id == mine.job_id {
+                "same Slurm job"
+            } else {
+                ""
+            };
+            if why.is_empty() {
                 return Err(LeaseError::Held {
                     run: paths.id().into(),
                     holder: old.holder(),
@@ -157,7 +210,7 @@ impl Lease {
                     store.put(&key, body.clone())?;
                     tracing::warn!(run = paths.id(), "took over the lease of a holder that is gone ({})", old.holder());
                     let _ = store.delete(&marker);
-                    return Ok(Self::start(store, key, mine.token, ttl));
+                    return Self::start(store, paths, &mine, Some(old.token), why, ttl);
                 }
                 Err(StoreError::AlreadyExists { .. }) => {
                     return Err(LeaseError::Held {
@@ -176,7 +229,25 @@ impl Lease {
         })
     }
 
-    fn start(store: &Store, key: String, token: String, ttl: Duration) -> Lease {
+    /// Records the new holder in the history, then starts the heartbeat. A history that
+    /// cannot be written gives the lease back: an unrecorded holder must not write.
+    fn start(
+        store: &Store,
+        paths: &RunPaths,
+        mine: &LeaseRecord,
+        replaces: Option<String>,
+        why: &str,
+        ttl: Duration,
+    ) -> Result<Lease, LeaseError> {
+        let key = paths.lease();
+        let token = mine.token.clone();
+        let event = LeaseEvent { holder: mine.clone(), replaces, why: why.into() };
+        let released = paths.lease_released(mine.acquired_unix, &token);
+        let history = paths.lease_event(mine.acquired_unix, &token);
+        if let Err(e) = store.put_new(&history, serde_json::to_vec_pretty(&event).expect("serialisable")) {
+            let _ = store.delete(&key);
+            return Err(e.into());
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
@@ -184,7 +255,12 @@ impl Lease {
                 (stop.clone(), lost.clone(), key.clone(), token.clone(), store.url().to_string());
             std::thread::spawn(move || renew(&url, &key, &token, ttl, &stop, &lost))
         };
-        Lease { store: store.clone(), key, token, stop, lost, heartbeat: Some(heartbeat) }
+        Ok(Lease { store: store.clone(), key, token, released, stop, lost, heartbeat: Some(heartbeat) })
+    }
+
+    /// This holder's token (in its history record, checkpoints and attempt record).
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Another process took the lease over (this one was thought dead): stop writing.
@@ -252,6 +328,8 @@ impl Drop for Lease {
         }
         if let Ok(Some(rec)) = self.store.get_json::<LeaseRecord>(&self.key) {
             if rec.token == self.token {
+                // The history first: a lease deleted without it would read as a holder that died.
+                let _ = self.store.put_json(&self.released, &serde_json::json!({ "released_unix": crate::unix_now() }));
                 let _ = self.store.delete(&self.key);
             }
         }

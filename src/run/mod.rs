@@ -163,7 +163,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let until = search::until_epoch(&store, cfg, &paths, coll.as_ref(), root)?;
     let status = StatusWriter::new(&store, &paths, root);
     status.write(RunState::Running, 0, None)?;
-    let checkpoints = Checkpointer::new(&store, &paths);
+    let checkpoints = Checkpointer::new(&store, &paths).with_lease(lease.as_ref().map(|l| l.token()));
     let run = Run {
         cfg,
         opts,
@@ -188,10 +188,12 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         Ok(Finished::Complete(_)) => Outcome::Complete,
         Ok(Finished::Preempted) => Outcome::Preempted,
         Ok(Finished::Paused) => Outcome::Paused,
+        Err(e) if e.is_outage() => Outcome::Outage,
         Err(_) => Outcome::Failed,
     };
     if root {
-        let rec = timer.finish_run(outcome, device, world.world_size, cfg);
+        let mut rec = timer.finish_run(outcome, device, world.world_size, cfg);
+        rec.lease = lease.as_ref().map(|l| l.token().to_string());
         // Best effort: a lost cost record must not fail (or retry) a trained run.
         if let Err(e) = cost::write_attempt(&store, &paths, &rec) {
             tracing::warn!("cost record of this attempt not written: {}", crate::error_text::chain(&e));
@@ -348,7 +350,22 @@ impl Run<'_> {
     ) -> Result<()> {
         self.check_lease()?;
         self.checkpoints.save(model, epoch, step, score, trainer)?;
-        self.checkpoints.prune(model, &self.policy)
+        self.checkpoints.prune(model, &self.policy)?;
+        self.record_attempt();
+        Ok(())
+    }
+
+    /// Rank 0: this attempt's cost record as it stands, outcome "interrupted" until it
+    /// ends (see [`Outcome::Interrupted`]). Best effort, as the final record.
+    fn record_attempt(&self) {
+        if !self.root {
+            return;
+        }
+        let mut rec = self.timer.finish_run(Outcome::Interrupted, self.device, self.coll.world().world_size, self.cfg);
+        rec.lease = self.lease.map(|l| l.token().to_string());
+        if let Err(e) = cost::write_attempt(self.store, self.paths, &rec) {
+            tracing::warn!("cost record of this attempt not written: {}", crate::error_text::chain(&e));
+        }
     }
 }
 
@@ -369,6 +386,7 @@ struct Prepared {
 
 /// The run's steps in order; every rank runs them (the collectives are inside).
 fn execute_inner(run: &Run) -> Result<Finished> {
+    run.record_attempt();
     let data = prepare(run)?;
     let mut logs = restore_logs(run)?;
     let mut final_preds: BTreeMap<String, Predictions> = BTreeMap::new();

@@ -10,6 +10,9 @@
 //!                        file, its sha256, what was not imported
 //! lease.json             who is training the run now (host, pid, job) and until when: one
 //!                        writer per run (`lease`); absent when nobody is
+//! leases/<acquired unix>-<token>.json  the lease's history, append-only: every holder,
+//!                        and whose lease it replaced (a dead holder's) if any;
+//!                        `...<token>.released.json` once that holder released it
 //! status.json            running | complete | failed | preempted | infra | paused
 //!                        (+ error, epoch)
 //! train_log.jsonl        one line per epoch and model: loss, lr
@@ -62,6 +65,16 @@ pub enum RunKey {
     Env,
     ImportRecord,
     Lease,
+    /// `leases/<acquired unix>-<token>.json`: one holder of the lease (`lease::LeaseEvent`).
+    LeaseEvent {
+        acquired_unix: u64,
+        token: String,
+    },
+    /// `leases/<acquired unix>-<token>.released.json`: that holder released it.
+    LeaseReleased {
+        acquired_unix: u64,
+        token: String,
+    },
     Status,
     TrainLog,
     MetricsLog,
@@ -106,6 +119,20 @@ fn attempt_name(name: &str) -> Option<RunKey> {
     let (started, rest) = name.split_once('-')?;
     let (host, pid) = rest.rsplit_once('-')?;
     Some(RunKey::Attempt { started_unix: started.parse().ok()?, host: host.to_string(), pid: pid.parse().ok()? })
+}
+
+/// `<acquired unix>-<token>` or the same + `.released` (without `.json`).
+fn lease_name(name: &str) -> Option<RunKey> {
+    let (name, released) = match name.strip_suffix(".released") {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let (acquired, token) = name.split_once('-')?;
+    let (acquired_unix, token) = (acquired.parse().ok()?, token.to_string());
+    if token.is_empty() || token.contains('/') {
+        return None;
+    }
+    Some(if released { RunKey::LeaseReleased { acquired_unix, token } } else { RunKey::LeaseEvent { acquired_unix, token } })
 }
 
 /// A scale as `eval_noise` writes it (f64 `Display`); only finite ones are scales.
@@ -161,6 +188,7 @@ impl RunPaths {
                 let rung = || Some(RunKey::Rung { epoch: named("rungs/")?.parse().ok()? });
                 named("attempts/")
                     .and_then(attempt_name)
+                    .or_else(|| named("leases/").and_then(lease_name))
                     .or_else(rung)
                     .or_else(|| named("evals/").and_then(eval_name))
                     .or_else(pixels)
@@ -215,6 +243,21 @@ impl RunPaths {
     /// The run's lease (`run::lease`): who may write the run now.
     pub fn lease(&self) -> String {
         self.key("lease.json")
+    }
+
+    /// The lease's history (`leases/`): one record per holder, never overwritten.
+    pub fn leases(&self) -> String {
+        self.key("leases")
+    }
+
+    /// The history record of the holder that took the lease at `acquired_unix` with `token`.
+    pub fn lease_event(&self, acquired_unix: u64, token: &str) -> String {
+        self.key(&format!("leases/{acquired_unix}-{token}.json"))
+    }
+
+    /// Written by that holder when it released the lease (before deleting `lease.json`).
+    pub fn lease_released(&self, acquired_unix: u64, token: &str) -> String {
+        self.key(&format!("leases/{acquired_unix}-{token}.released.json"))
     }
 
     pub fn status(&self) -> String {
@@ -407,6 +450,8 @@ mod tests {
                 RunKey::Attempt { started_unix: 1700000000, host: "gpu-node-7".into(), pid: 4242 },
             ),
             (p.attempt(1, "", 2), RunKey::Attempt { started_unix: 1, host: String::new(), pid: 2 }),
+            (p.lease_event(1700000000, "ab12"), RunKey::LeaseEvent { acquired_unix: 1700000000, token: "ab12".into() }),
+            (p.lease_released(7, "ab12"), RunKey::LeaseReleased { acquired_unix: 7, token: "ab12".into() }),
             (p.eval_noise(20.0), RunKey::EvalNoise { scale: 20.0 }),
             (p.eval_noise(12.5), RunKey::EvalNoise { scale: 12.5 }),
             (p.eval_noise(0.0), RunKey::EvalNoise { scale: 0.0 }),

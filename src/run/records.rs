@@ -193,9 +193,14 @@ pub fn stored_config(store: &Store, paths: &RunPaths) -> Result<Option<RunConfig
 /// Deletes everything a run has in the store (`--force`: run again from scratch). Must
 /// happen once, before any rank starts.
 pub fn discard(store: &Store, paths: &RunPaths) -> Result<(), StoreError> {
-    // The lease stays: it is the caller's (`--force` takes it before discarding).
-    let lease = paths.lease();
-    let keys: Vec<String> = store.list(&paths.prefix())?.into_iter().filter(|k| !k.starts_with(&lease)).collect();
+    // The lease stays: it is the caller's (`--force` takes it before discarding); so does
+    // its history (an audit of who wrote the run, this discard included).
+    let (lease, history) = (paths.lease(), format!("{}/", paths.leases()));
+    let keys: Vec<String> = store
+        .list(&paths.prefix())?
+        .into_iter()
+        .filter(|k| !k.starts_with(&lease) && !k.starts_with(&history))
+        .collect();
     store.delete_many(&keys)
 }
 

@@ -323,10 +323,10 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
 }
 
 impl Throughput {
-    /// From the records of one shape; failed attempts do not count (they may have died
-    /// anywhere). None without a training record: the train rate is what "measured" means.
+    /// From the records of one shape; failed, cut off or killed attempts do not count
+    /// (they may have died anywhere). None without a training record: the train rate is what "measured" means.
     pub fn of(records: &[&AttemptCost]) -> Option<Self> {
-        let ok: Vec<&&AttemptCost> = records.iter().filter(|r| r.outcome != Outcome::Failed).collect();
+        let ok: Vec<&&AttemptCost> = records.iter().filter(|r| r.outcome.ended_cleanly()).collect();
         let trained = ok.iter().filter(|r| r.images_trained > 0).count();
         if trained == 0 {
             return None;
@@ -477,6 +477,7 @@ mod tests {
             shape: shape.into(),
             gflop_per_image: gflop,
             feature_key: Some("data:b0".into()),
+            lease: None,
         }
     }
 
