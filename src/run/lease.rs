@@ -66,11 +66,18 @@ impl LeaseRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LeaseEvent {
     pub holder: LeaseRecord,
+    /// When it took the lease, in ms since the epoch (the history's order: a release and
+    /// the next take often fall in one second).
+    pub acquired_ms: u64,
     /// The token of the holder this one replaced (it was gone: see [`LeaseEvent::why`]);
     /// None when the lease was free.
     pub replaces: Option<String>,
     /// Why it could take the lease: "free", "expired", "holder process gone", "same Slurm job".
     pub why: String,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The lease's history of a run, oldest first: each holder, and whether it released the
@@ -94,7 +101,7 @@ pub fn history(store: &Store, paths: &RunPaths) -> Result<Vec<(LeaseEvent, bool)
         let done = released.contains(&ev.holder.token);
         out.push((ev, done));
     }
-    out.sort_by_key(|(e, _)| e.holder.acquired_unix);
+    out.sort_by_key(|(e, _)| e.acquired_ms);
     Ok(out)
 }
 
@@ -241,9 +248,10 @@ impl Lease {
     ) -> Result<Lease, LeaseError> {
         let key = paths.lease();
         let token = mine.token.clone();
-        let event = LeaseEvent { holder: mine.clone(), replaces, why: why.into() };
-        let released = paths.lease_released(mine.acquired_unix, &token);
-        let history = paths.lease_event(mine.acquired_unix, &token);
+        let acquired_ms = unix_ms();
+        let event = LeaseEvent { holder: mine.clone(), acquired_ms, replaces, why: why.into() };
+        let released = paths.lease_released(acquired_ms, &token);
+        let history = paths.lease_event(acquired_ms, &token);
         if let Err(e) = store.put_new(&history, serde_json::to_vec_pretty(&event).expect("serialisable")) {
             let _ = store.delete(&key);
             return Err(e.into());
@@ -329,7 +337,7 @@ impl Drop for Lease {
         if let Ok(Some(rec)) = self.store.get_json::<LeaseRecord>(&self.key) {
             if rec.token == self.token {
                 // The history first: a lease deleted without it would read as a holder that died.
-                let _ = self.store.put_json(&self.released, &serde_json::json!({ "released_unix": crate::unix_now() }));
+                let _ = self.store.put_json(&self.released, &serde_json::json!({ "released_ms": unix_ms() }));
                 let _ = self.store.delete(&self.key);
             }
         }
@@ -359,9 +367,16 @@ mod tests {
             other => panic!("expected Held, got {:?}", other.map(|_| ())),
         }
         assert!(live_holder(&s, &paths).unwrap().is_some());
+        let first = a.token().to_string();
         drop(a);
         assert!(s.get(&paths.lease()).unwrap().is_none(), "released");
-        let _b = Lease::acquire(&s, &paths).unwrap();
+        let b = Lease::acquire(&s, &paths).unwrap();
+        // The history: both holders in order, the first released, the second took a free lease.
+        let h = history(&s, &paths).unwrap();
+        let tokens: Vec<&str> = h.iter().map(|(e, _)| e.holder.token.as_str()).collect();
+        assert_eq!(tokens, vec![first.as_str(), b.token()]);
+        assert_eq!(h.iter().map(|(_, released)| *released).collect::<Vec<_>>(), vec![true, false]);
+        assert!(h.iter().all(|(e, _)| e.replaces.is_none() && e.why == "free"), "{h:?}");
     }
 
     #[test]
@@ -391,6 +406,12 @@ mod tests {
         write(&crate::hostname(), u32::MAX - 1, far);
         let lease = Lease::acquire(&s, &paths).unwrap();
         assert!(!lease.lost());
+        // Each takeover is in the history with whom it replaced and why.
+        let h = history(&s, &paths).unwrap();
+        let whys: Vec<(Option<&str>, &str)> = h.iter().map(|(e, _)| (e.replaces.as_deref(), e.why.as_str())).collect();
+        let dead = format!("{}{}", crate::hostname(), u32::MAX - 1);
+        assert_eq!(whys, vec![(Some("elsewhere1"), "expired"), (Some(dead.as_str()), "holder process gone")]);
+        assert_eq!(h[1].0.holder.token, lease.token());
         // A takeover behind its back: the heartbeat notices within a beat.
         let paths3 = RunPaths::new("r-3");
         let held = Lease::acquire_with_ttl(&s, &paths3, Duration::from_secs(2)).unwrap();

@@ -10,7 +10,7 @@
 //!                        file, its sha256, what was not imported
 //! lease.json             who is training the run now (host, pid, job) and until when: one
 //!                        writer per run (`lease`); absent when nobody is
-//! leases/<acquired unix>-<token>.json  the lease's history, append-only: every holder,
+//! leases/<acquired unix ms>-<token>.json  the lease's history, append-only: every holder,
 //!                        and whose lease it replaced (a dead holder's) if any;
 //!                        `...<token>.released.json` once that holder released it
 //! status.json            running | complete | failed | preempted | infra | paused
@@ -65,14 +65,14 @@ pub enum RunKey {
     Env,
     ImportRecord,
     Lease,
-    /// `leases/<acquired unix>-<token>.json`: one holder of the lease (`lease::LeaseEvent`).
+    /// `leases/<acquired unix ms>-<token>.json`: one holder of the lease (`lease::LeaseEvent`).
     LeaseEvent {
-        acquired_unix: u64,
+        acquired_ms: u64,
         token: String,
     },
-    /// `leases/<acquired unix>-<token>.released.json`: that holder released it.
+    /// `leases/<acquired unix ms>-<token>.released.json`: that holder released it.
     LeaseReleased {
-        acquired_unix: u64,
+        acquired_ms: u64,
         token: String,
     },
     Status,
@@ -121,18 +121,18 @@ fn attempt_name(name: &str) -> Option<RunKey> {
     Some(RunKey::Attempt { started_unix: started.parse().ok()?, host: host.to_string(), pid: pid.parse().ok()? })
 }
 
-/// `<acquired unix>-<token>` or the same + `.released` (without `.json`).
+/// `<acquired unix ms>-<token>` or the same + `.released` (without `.json`).
 fn lease_name(name: &str) -> Option<RunKey> {
     let (name, released) = match name.strip_suffix(".released") {
         Some(n) => (n, true),
         None => (name, false),
     };
     let (acquired, token) = name.split_once('-')?;
-    let (acquired_unix, token) = (acquired.parse().ok()?, token.to_string());
+    let (acquired_ms, token) = (acquired.parse().ok()?, token.to_string());
     if token.is_empty() || token.contains('/') {
         return None;
     }
-    Some(if released { RunKey::LeaseReleased { acquired_unix, token } } else { RunKey::LeaseEvent { acquired_unix, token } })
+    Some(if released { RunKey::LeaseReleased { acquired_ms, token } } else { RunKey::LeaseEvent { acquired_ms, token } })
 }
 
 /// A scale as `eval_noise` writes it (f64 `Display`); only finite ones are scales.
@@ -250,14 +250,15 @@ impl RunPaths {
         self.key("leases")
     }
 
-    /// The history record of the holder that took the lease at `acquired_unix` with `token`.
-    pub fn lease_event(&self, acquired_unix: u64, token: &str) -> String {
-        self.key(&format!("leases/{acquired_unix}-{token}.json"))
+    /// The history record of the holder that took the lease at `acquired_ms` (ms since
+    /// the epoch) with `token`.
+    pub fn lease_event(&self, acquired_ms: u64, token: &str) -> String {
+        self.key(&format!("leases/{acquired_ms}-{token}.json"))
     }
 
     /// Written by that holder when it released the lease (before deleting `lease.json`).
-    pub fn lease_released(&self, acquired_unix: u64, token: &str) -> String {
-        self.key(&format!("leases/{acquired_unix}-{token}.released.json"))
+    pub fn lease_released(&self, acquired_ms: u64, token: &str) -> String {
+        self.key(&format!("leases/{acquired_ms}-{token}.released.json"))
     }
 
     pub fn status(&self) -> String {
@@ -450,8 +451,8 @@ mod tests {
                 RunKey::Attempt { started_unix: 1700000000, host: "gpu-node-7".into(), pid: 4242 },
             ),
             (p.attempt(1, "", 2), RunKey::Attempt { started_unix: 1, host: String::new(), pid: 2 }),
-            (p.lease_event(1700000000, "ab12"), RunKey::LeaseEvent { acquired_unix: 1700000000, token: "ab12".into() }),
-            (p.lease_released(7, "ab12"), RunKey::LeaseReleased { acquired_unix: 7, token: "ab12".into() }),
+            (p.lease_event(1700000000123, "ab12"), RunKey::LeaseEvent { acquired_ms: 1700000000123, token: "ab12".into() }),
+            (p.lease_released(7, "ab12"), RunKey::LeaseReleased { acquired_ms: 7, token: "ab12".into() }),
             (p.eval_noise(20.0), RunKey::EvalNoise { scale: 20.0 }),
             (p.eval_noise(12.5), RunKey::EvalNoise { scale: 12.5 }),
             (p.eval_noise(0.0), RunKey::EvalNoise { scale: 0.0 }),

@@ -63,7 +63,7 @@ fn jsons(w: &World, folder: &str) -> BTreeMap<String, Value> {
     out
 }
 
-/// One holder of a run's lease, from its history.
+/// One holder of a run's lease, from its history (times in ms since the epoch).
 struct Holder {
     token: String,
     acquired: u64,
@@ -79,9 +79,9 @@ fn history(w: &World, run: &str) -> Vec<Holder> {
         .filter(|(n, _)| !n.ends_with(".released.json"))
         .map(|(name, v)| {
             let token = v["holder"]["token"].as_str().unwrap_or_default().to_string();
-            let released = files.get(&name.replace(".json", ".released.json")).and_then(|r| r["released_unix"].as_u64());
+            let released = files.get(&name.replace(".json", ".released.json")).and_then(|r| r["released_ms"].as_u64());
             Holder {
-                acquired: v["holder"]["acquired_unix"].as_u64().unwrap_or(0),
+                acquired: v["acquired_ms"].as_u64().unwrap_or(0),
                 released,
                 replaces: v["replaces"].as_str().map(str::to_string),
                 why: v["why"].as_str().unwrap_or_default().to_string(),
