@@ -108,12 +108,14 @@ bench-verdicts: build
 # Chaos at sweep scale, the long version of tests/chaos (its short one is part of `make
 # test`): faults injected for CHAOS_SECONDS (30 minutes) into sweeps of CHAOS_RUNS 1-rank
 # runs (+ a third as many 2-rank runs) on the two-node test Slurm and s3s-fs; everything
-# kept in CHAOS_KEEP. CHAOS_SEED=N replays a seed (a failure names it).
+# kept in CHAOS_KEEP. A new seed each time (from the clock, printed); CHAOS_SEED=N replays
+# one (a failure names it).
 CHAOS_SECONDS ?= 1800
 CHAOS_RUNS ?= 90
 CHAOS_KEEP ?= out/chaos
+CHAOS_SEED ?= $(shell date +%s)
 chaos: build setup-s3
-	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_RUNS=$(CHAOS_RUNS) CHAOS_KEEP=$(abspath $(CHAOS_KEEP)) \
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_RUNS=$(CHAOS_RUNS) CHAOS_KEEP=$(abspath $(CHAOS_KEEP)) \
 	  $(CARGO) test --release --features nccl --test chaos -- --nocapture
 
 bench-serve: build

@@ -286,7 +286,8 @@ fn launch_pending(
     // Claimed in one batch (so that two coordinators never launch the same attempt).
     // The slots of an attempt another coordinator claimed first stay unused until the
     // next pass.
-    let attempts: Vec<(&str, usize)> = picked.iter().map(|(i, a, ..)| (manifest.runs[*i].id.as_str(), *a)).collect();
+    let attempts: Vec<(&str, usize, bool)> =
+        picked.iter().map(|(i, a, ..)| (manifest.runs[*i].id.as_str(), *a, views[*i].free_retry)).collect();
     let won = tracker.state.claim_many(&attempts)?;
     let mut claimed: Vec<(usize, JobSpec)> = vec![];
     for ((idx, attempt, placement, after), won) in picked.into_iter().zip(won) {

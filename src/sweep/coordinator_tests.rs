@@ -194,6 +194,28 @@ fn preempted_and_infra_attempts_are_requeued_without_using_a_retry() {
     assert_eq!(s.records(&ids[1]), (3, 3, 3));
 }
 
+/// Found by tests/chaos (seed 2): attempts after an outage or a preemption were counted
+/// against max_retries once a later attempt failed. With max_retries 1: cut off by the
+/// store twice, preempted once, failed once, then complete; the attempts after each
+/// outage and the preemption say so in their claims.
+#[test]
+fn outages_and_preemptions_before_a_failure_leave_its_retry() {
+    let s = Sweep::new(1, 1);
+    let id = s.ids()[0].clone();
+    let mem = Memory::new(|_, attempt| match attempt {
+        0 | 1 => Outcome::Infra,
+        2 => Outcome::Preempted,
+        3 => Outcome::Failed,
+        _ => Outcome::Complete,
+    });
+    let views = s.coordinate(&mem, &s.opts(4));
+    assert_eq!((&views[0].phase, views[0].attempts), (&RunPhase::Complete, 5));
+    let free: Vec<bool> = (0..5)
+        .map(|a| s.store.get_json::<Claim>(&s.state().claim_key_of(&id, a)).unwrap().unwrap().free)
+        .collect();
+    assert_eq!(free, vec![false, true, true, true, false]);
+}
+
 #[test]
 fn a_job_that_vanishes_uses_its_attempts_and_is_marked_failed() {
     let s = Sweep::new(1, 1);

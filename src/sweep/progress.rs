@@ -156,6 +156,7 @@ mod tests {
             unknown: None,
             cost: None,
             job_ended: false,
+            free_retry: false,
         }
     }
 

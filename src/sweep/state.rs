@@ -21,6 +21,10 @@ pub struct Claim {
     pub host: String,
     pub pid: u32,
     pub unix: u64,
+    /// This attempt follows one that used none (see `RunView::free_retry`): not counted
+    /// against max_retries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub free: bool,
 }
 
 /// Why a run of a sweep was cancelled for good (`sweeps/<name>/cancelled-runs/<run>.json`):
@@ -138,16 +142,17 @@ impl<'a> SweepState<'a> {
 
     /// Creates each of `keys` with this process's claim unless it exists (conditional
     /// puts, one batch): for each, whether this caller created it.
-    fn claim_keys(&self, keys: Vec<String>) -> Result<Vec<bool>, SweepError> {
-        let c = Claim { host: hostname(), pid: std::process::id(), unix: unix_now() };
-        let bytes = bytes::Bytes::from(serde_json::to_vec(&c).expect("json"));
-        Ok(self.store.put_new_many(keys.into_iter().map(|k| (k, bytes.clone())).collect())?)
+    /// Each (key, free) of `keys`: see [`Claim::free`].
+    fn claim_keys(&self, keys: Vec<(String, bool)>) -> Result<Vec<bool>, SweepError> {
+        let c = |free| Claim { host: hostname(), pid: std::process::id(), unix: unix_now(), free };
+        let bytes = |free| bytes::Bytes::from(serde_json::to_vec(&c(free)).expect("json"));
+        Ok(self.store.put_new_many(keys.into_iter().map(|(k, free)| (k, bytes(free))).collect())?)
     }
 
-    /// Claims many attempts in one batch: for each (run id, attempt), whether this
+    /// Claims many attempts in one batch: for each (run id, attempt, free), whether this
     /// process got it (false: another coordinator did, and launches it).
-    pub fn claim_many(&self, attempts: &[(&str, usize)]) -> Result<Vec<bool>, SweepError> {
-        self.claim_keys(attempts.iter().map(|(id, a)| self.claim_key_of(id, *a)).collect())
+    pub fn claim_many(&self, attempts: &[(&str, usize, bool)]) -> Result<Vec<bool>, SweepError> {
+        self.claim_keys(attempts.iter().map(|(id, a, free)| (self.claim_key_of(id, *a), *free)).collect())
     }
 
     /// Records jobs just submitted, each (run id, attempt, job), for every launcher:
@@ -191,7 +196,7 @@ impl<'a> SweepState<'a> {
     }
 
     pub fn claim_features(&self, key: &str) -> Result<bool, SweepError> {
-        Ok(self.claim_keys(vec![self.feature_object(&Self::feature_name(key), "claim")])?[0])
+        Ok(self.claim_keys(vec![(self.feature_object(&Self::feature_name(key), "claim"), false)])?[0])
     }
 
     pub fn record_features(&self, key: &str, job: &JobRecord) -> Result<(), SweepError> {

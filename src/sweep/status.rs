@@ -58,6 +58,10 @@ pub struct RunView {
     /// "complete" a moment before its process exits: until then its log is still being
     /// written and its view is not final.
     pub job_ended: bool,
+    /// A run to retry whose latest attempt used none (preempted after a checkpoint, cut
+    /// off by the store, stopped by ras): its next attempt's claim says so
+    /// (`Claim::free`), and max_retries does not count it.
+    pub free_retry: bool,
 }
 
 impl RunView {

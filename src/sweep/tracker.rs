@@ -106,7 +106,7 @@ impl<'a> Tracker<'a> {
         let claim_keys: Vec<String> = claim_keys.into_iter().filter(|k| !self.claims.contains_key(k)).collect();
         let claims: Vec<Option<Claim>> = self.state.store.get_json_many(&claim_keys)?;
         for (k, c) in claim_keys.into_iter().zip(claims) {
-            self.claims.insert(k, c.unwrap_or(Claim { host: String::new(), pid: 0, unix: 0 }));
+            self.claims.insert(k, c.unwrap_or(Claim { host: String::new(), pid: 0, unix: 0, free: false }));
         }
         Ok(())
     }
@@ -284,6 +284,24 @@ impl<'a> Tracker<'a> {
             .filter_map(|&i| claim_key(i))
             .collect();
         self.fetch_records(vec![], eta_claims)?;
+        // Launched attempts (claims with a job record) of each run, and, for a run that
+        // has had more of them than its retries allow, their claims: which attempts
+        // followed one that used none (`Claim::free`) is read only then (rarely).
+        let launched: Vec<Vec<usize>> = manifest
+            .runs
+            .iter()
+            .map(|run| {
+                let claims = listing.claims.get(&run.id).into_iter().flatten();
+                claims.copied().filter(|&a| listing.jobs.contains(&(run.id.clone(), a))).collect()
+            })
+            .collect();
+        let over: Vec<String> = (0..n)
+            .filter(|&i| !complete[i] && !alive[i] && self.runs[i].settled.is_none())
+            .filter(|&i| launched[i].len() > manifest.max_retries)
+            .flat_map(|i| launched[i].iter().map(move |&a| (i, a)))
+            .map(|(i, a)| self.state.claim_key_of(&manifest.runs[i].id, a))
+            .collect();
+        self.fetch_records(vec![], over)?;
 
         let mut out = Vec::with_capacity(n);
         for (i, run) in manifest.runs.iter().enumerate() {
@@ -294,16 +312,19 @@ impl<'a> Tracker<'a> {
             let attempts = listing.claims.get(&run.id).map(|s| s.len()).unwrap_or(0);
             // Claims that became jobs: one whose coordinator died before submitting ran
             // nothing, and must not use up the run's retries.
-            let submitted = listing
-                .claims
-                .get(&run.id)
-                .map_or(0, |s| s.iter().filter(|&&a| listing.jobs.contains(&(run.id.clone(), a))).count());
+            let submitted = launched[i].len();
             let status = self.runs[i].status.clone();
             // Attempts that ended at a rung the search then promoted the run from were no
-            // failures: they do not count against max_retries.
+            // failures: they do not count against max_retries. Nor do those that ended
+            // without using one (preempted, cut off by the store, stopped by ras): the
+            // attempt launched after each says so in its claim.
             let promoted = self.decisions.range((run.id.clone(), 0)..).take_while(|((r, _), _)| *r == run.id);
             let promotions = promoted.filter(|(_, d)| d.promoted).count();
-            let submitted = submitted.saturating_sub(promotions);
+            let free = launched[i]
+                .iter()
+                .filter(|&&a| self.claims.get(&self.state.claim_key_of(&run.id, a)).is_some_and(|c| c.free))
+                .count();
+            let submitted = submitted.saturating_sub(promotions).saturating_sub(free);
             let mut view = RunView {
                 id: run.id.clone(),
                 label: run.label.clone(),
@@ -321,6 +342,7 @@ impl<'a> Tracker<'a> {
                 unknown: None,
                 cost: self.runs[i].cost.clone(),
                 job_ended: !matches!(job_states[i], Some(JobState::Active)),
+                free_retry: false,
             };
             view.phase = if complete[i] {
                 if let Some(fm) = finals.get(&i) {
@@ -370,6 +392,7 @@ impl<'a> Tracker<'a> {
                     }
                     RunPhase::Failed
                 } else {
+                    view.free_retry = stopped || status.as_ref().is_some_and(|s| !s.state.uses_an_attempt());
                     RunPhase::Retry
                 }
             } else if let Some(d) = self.decisions.get(&(run.id.clone(), 0)).filter(|d| d.value.is_none()) {

@@ -28,17 +28,32 @@ pub enum Kind {
     DiskFull,
 }
 
-const KINDS: [Kind; 9] = [
-    Kind::KillRank,
-    Kind::PreemptJob,
-    Kind::ScancelJob,
-    Kind::KillCoordinator,
-    Kind::StopS3,
-    Kind::RestartS3,
-    Kind::StopSlurmctld,
-    Kind::KillSlurmd,
-    Kind::DiskFull,
+/// Each kind with its weight in the draw: the faults that hit one run (a rank, a job)
+/// are drawn most; the long outages of the whole system (the store, the controller:
+/// 10-40 s each, every run waits) least, or they would leave the sweeps no time to run.
+const KINDS: [(Kind, u32); 9] = [
+    (Kind::KillRank, 4),
+    (Kind::PreemptJob, 3),
+    (Kind::ScancelJob, 1),
+    (Kind::KillCoordinator, 2),
+    (Kind::StopS3, 1),
+    (Kind::RestartS3, 1),
+    (Kind::StopSlurmctld, 1),
+    (Kind::KillSlurmd, 1),
+    (Kind::DiskFull, 1),
 ];
+
+fn draw(rng: &mut impl Rng) -> Kind {
+    let total: u32 = KINDS.iter().map(|k| k.1).sum();
+    let mut x = rng.random_range(0..total);
+    for (kind, w) in KINDS {
+        if x < w {
+            return kind;
+        }
+        x -= w;
+    }
+    unreachable!()
+}
 
 /// One fault as injected.
 #[derive(Debug, Clone, Serialize)]
@@ -293,7 +308,7 @@ pub fn run(w: &World, seed: u64, window: Duration) -> Log {
             // The first fault once the runs are under way.
             s.hold(Duration::from_secs(8));
             while t.elapsed() < window && !d2.load(Ordering::SeqCst) {
-                let kind = KINDS[rng.random_range(0..KINDS.len())];
+                let kind = draw(&mut rng);
                 // A fault with nothing to act on now is drawn again a moment later.
                 if !inject(s, scope, kind, &mut rng) {
                     s.hold(Duration::from_millis(300));

@@ -2,7 +2,7 @@
 //! read as files: what the server holds, not what a ras client says), Slurm, the process
 //! table and the fault log.
 
-use crate::faults::{Kind, Log};
+use crate::faults::Log;
 use crate::world::{World, EPOCHS};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +30,7 @@ pub fn check_all(w: &World, log: &Log) -> Vec<Check> {
         same_numbers(w, &runs),
         no_torn_object(w),
         nothing_left(w),
-        cost_accounts(w, log, &runs),
+        cost_accounts(w, &runs),
     ]
 }
 
@@ -53,10 +53,16 @@ fn all_complete(w: &World, log: &Log, runs: &[(usize, String)]) -> Check {
 
 /// The JSON files directly under a folder of the bucket, by file name.
 fn jsons(w: &World, folder: &str) -> BTreeMap<String, Value> {
+    jsons_any(w, folder).into_iter().filter(|(n, _)| n.ends_with(".json")).collect()
+}
+
+/// Every file directly under a folder of the bucket parsed as JSON (Null if it is not),
+/// by file name.
+fn jsons_any(w: &World, folder: &str) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(w.bucket().join(folder)).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(v) = name.ends_with(".json").then(|| std::fs::read(e.path()).ok()).flatten() {
+        if let Ok(v) = std::fs::read(e.path()) {
             out.insert(name, serde_json::from_slice(&v).unwrap_or(Value::Null));
         }
     }
@@ -345,12 +351,11 @@ fn nothing_left(w: &World) -> Check {
 
 /// The cost records account for every attempt: each run's index (cost.json) holds
 /// exactly its attempt records; every lease holder that wrote a checkpoint has an
-/// attempt record with its token. Every relaunch by a coordinator followed an attempt
-/// that failed or was killed (or a person's cancel, asked for again): none followed an
-/// attempt the store cut off, nor a preemption.
-fn cost_accounts(w: &World, log: &Log, runs: &[(usize, String)]) -> Check {
+/// attempt record with its token. A relaunch after an attempt the store cut off (or a
+/// preemption whose job was not requeued) is marked as using no retry.
+fn cost_accounts(w: &World, runs: &[(usize, String)]) -> Check {
     let mut p = vec![];
-    let (mut attempts, mut outages, mut interrupted) = (0, 0, 0);
+    let (mut attempts, mut outages, mut interrupted, mut free_relaunches) = (0, 0, 0, 0);
     for (i, run) in runs {
         let records = jsons(w, &format!("runs/{run}/attempts"));
         let key = |v: &Value| format!("{}-{}-{}", v["started_unix"], v["host"].as_str().unwrap_or(""), v["pid"]);
@@ -372,25 +377,39 @@ fn cost_accounts(w: &World, log: &Log, runs: &[(usize, String)]) -> Check {
                 }
             }
         }
-        let claims = std::fs::read_dir(w.bucket().join(format!("sweeps/{}/claims", w.sweeps[*i].name)))
+        // The coordinators' attempts (claims), in order; each one after the first follows
+        // the attempt records written since the claim before it: when the last of those
+        // ended cut off by the store or preempted, the new claim must say it uses no retry.
+        let mut claims: Vec<(u64, Value)> = jsons_any(w, &format!("sweeps/{}/claims", w.sweeps[*i].name))
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{run}.")))
-            .count();
-        let cancels = log.faults.iter().filter(|f| f.kind == Kind::ScancelJob && f.run.as_deref() == Some(run)).count();
-        let failed = runs_records.iter().filter(|r| r["outcome"] == "failed" || r["outcome"] == "interrupted").count();
-        let relaunches = claims.saturating_sub(1);
-        if relaunches > failed + cancels {
-            p.push(format!(
-                "{run}: launched {claims} times, but only {failed} attempts failed or were killed and {cancels} were cancelled by a person"
-            ));
+            .filter_map(|(name, v)| Some((name.strip_prefix(&format!("{run}."))?.parse::<u64>().ok()?, v)))
+            .collect();
+        claims.sort_by_key(|c| c.0);
+        for pair in claims.windows(2) {
+            let (from, to) = (pair[0].1["unix"].as_u64().unwrap_or(0), pair[1].1["unix"].as_u64().unwrap_or(0));
+            let last = runs_records
+                .iter()
+                .filter(|r| r["started_unix"].as_u64().is_some_and(|s| s >= from && s <= to))
+                .max_by_key(|r| r["started_unix"].as_u64());
+            let ended = last.and_then(|r| r["outcome"].as_str()).unwrap_or("no record");
+            if ended == "outage" || ended == "preempted" {
+                free_relaunches += 1;
+                if pair[1].1["free"] != true {
+                    p.push(format!(
+                        "{run}: attempt {} followed one that ended {ended} but counts against max_retries",
+                        pair[1].0
+                    ));
+                }
+            }
         }
     }
     check(
         "cost records account for every attempt; outages used no retry",
         p,
-        format!("{attempts} attempt records ({interrupted} of attempts killed outright, {outages} cut off by the store)"),
+        format!(
+            "{attempts} attempt records ({interrupted} of attempts killed outright, {outages} cut off by the store); \
+             {free_relaunches} relaunches after an outage or a preemption, none counted as a retry"
+        ),
     )
 }
 

@@ -21,8 +21,8 @@
 //! overlapped, the slowest recovery, each invariant) is printed and stored in the store
 //! (`chaos/<seed>/summary.json`), next to the fault log.
 //!
-//! Settings (environment): CHAOS_SEED (default: from the clock; printed first, and named
-//! by a failure so that it can be replayed), CHAOS_SECONDS (how long faults are injected;
+//! Settings (environment): CHAOS_SEED (default: the newest of [`REGRESSION_SEEDS`]; printed
+//! first, and named by a failure so that it can be replayed), CHAOS_SECONDS (how long faults are injected;
 //! default 100), CHAOS_RUNS (runs of the 1-rank sweep; default 9, plus a third as many
 //! 2-rank runs), CHAOS_KEEP (a folder to keep everything in: store, logs, fault log).
 //! `make chaos` runs the long version (30 minutes).
@@ -55,6 +55,11 @@ fn chaos(seed: u64, fault_secs: u64, runs: usize) {
     let summary = invariants::summary(seed, &world, &log, &report, sweep_s);
     println!("{}", summary.text);
     world.store_summary(seed, &summary.json, &log);
+    if keep.is_some() {
+        // The server's folder is a tmpfs, unmounted with the world: a copy stays.
+        let copy = std::process::Command::new("cp").arg("-a").arg(world.bucket()).arg(dir.join("store")).status();
+        assert!(copy.is_ok_and(|s| s.success()), "copying the store out of the tmpfs");
+    }
     drop(world);
     if keep.is_some() {
         println!("chaos: kept in {}", dir.display());
@@ -66,12 +71,17 @@ fn chaos(seed: u64, fault_secs: u64, runs: usize) {
     );
 }
 
-/// The short version (part of `make test`): a random seed unless CHAOS_SEED is given.
+/// Seeds that found a bug, replayed by the short version (what they meet depends on
+/// timing too, so each bug also has a deterministic test of its own):
+/// - 2: attempts after a store outage counted against max_retries once a later attempt
+///   failed (`sweep::coordinator` test `outages_and_preemptions_before_a_failure_leave_its_retry`).
+const REGRESSION_SEEDS: &[u64] = &[2];
+
+/// The short version (part of `make test`): the regression seeds, unless CHAOS_SEED is
+/// given (`make chaos` gives a new one each time).
 #[test]
 fn sweeps_survive_faults_together_with_the_same_numbers() {
-    let seed = env_u64("CHAOS_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000
-    });
+    let seed = env_u64("CHAOS_SEED").unwrap_or(REGRESSION_SEEDS[REGRESSION_SEEDS.len() - 1]);
     let secs = env_u64("CHAOS_SECONDS").unwrap_or(100);
     let runs = env_u64("CHAOS_RUNS").unwrap_or(9) as usize;
     chaos(seed, secs, runs);

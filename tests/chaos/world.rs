@@ -232,12 +232,13 @@ impl World {
         out
     }
 
-    /// Worker ranks (`ras ... train ...`) running now: (pid, run id, rank).
+    /// Worker ranks (`ras --quiet worker CONFIG`, as srun starts them) running now: (pid,
+    /// run id, rank).
     pub fn ranks(&self) -> Vec<(u32, String, usize)> {
         let runs = self.all_runs();
         self.processes()
             .into_iter()
-            .filter(|p| p.argv.first().is_some_and(|a| a.ends_with("/ras")) && p.argv.iter().any(|a| a == "train"))
+            .filter(|p| p.argv.first().is_some_and(|a| a.ends_with("/ras")) && p.argv.iter().any(|a| a == "worker"))
             .filter_map(|p| {
                 let line = p.argv.join(" ");
                 let run = runs.iter().find(|(_, r)| line.contains(r.as_str()))?.1.clone();
