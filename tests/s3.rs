@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 #[test]
 fn quickstart_sweep_and_report_on_s3() {
     let dir = tempfile::tempdir().unwrap();

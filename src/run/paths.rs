@@ -132,7 +132,11 @@ fn lease_name(name: &str) -> Option<RunKey> {
     if token.is_empty() || token.contains('/') {
         return None;
     }
-    Some(if released { RunKey::LeaseReleased { acquired_ms, token } } else { RunKey::LeaseEvent { acquired_ms, token } })
+    Some(if released {
+        RunKey::LeaseReleased { acquired_ms, token }
+    } else {
+        RunKey::LeaseEvent { acquired_ms, token }
+    })
 }
 
 /// A scale as `eval_noise` writes it (f64 `Display`); only finite ones are scales.
@@ -451,7 +455,10 @@ mod tests {
                 RunKey::Attempt { started_unix: 1700000000, host: "gpu-node-7".into(), pid: 4242 },
             ),
             (p.attempt(1, "", 2), RunKey::Attempt { started_unix: 1, host: String::new(), pid: 2 }),
-            (p.lease_event(1700000000123, "ab12"), RunKey::LeaseEvent { acquired_ms: 1700000000123, token: "ab12".into() }),
+            (
+                p.lease_event(1700000000123, "ab12"),
+                RunKey::LeaseEvent { acquired_ms: 1700000000123, token: "ab12".into() },
+            ),
             (p.lease_released(7, "ab12"), RunKey::LeaseReleased { acquired_ms: 7, token: "ab12".into() }),
             (p.eval_noise(20.0), RunKey::EvalNoise { scale: 20.0 }),
             (p.eval_noise(12.5), RunKey::EvalNoise { scale: 12.5 }),

@@ -210,9 +210,8 @@ fn outages_and_preemptions_before_a_failure_leave_its_retry() {
     });
     let views = s.coordinate(&mem, &s.opts(4));
     assert_eq!((&views[0].phase, views[0].attempts), (&RunPhase::Complete, 5));
-    let free: Vec<bool> = (0..5)
-        .map(|a| s.store.get_json::<Claim>(&s.state().claim_key_of(&id, a)).unwrap().unwrap().free)
-        .collect();
+    let free: Vec<bool> =
+        (0..5).map(|a| s.store.get_json::<Claim>(&s.state().claim_key_of(&id, a)).unwrap().unwrap().free).collect();
     assert_eq!(free, vec![false, true, true, true, false]);
 }
 

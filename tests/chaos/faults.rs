@@ -80,6 +80,8 @@ pub struct Log {
     pub unfinished: Option<String>,
     /// The kill -9s each run's ranks took (they may use its retries).
     pub kills_per_run: BTreeMap<String, usize>,
+    /// What the operator did (nodes resumed).
+    pub operator: Vec<String>,
 }
 
 impl Log {
@@ -107,6 +109,8 @@ struct Shared<'w> {
     /// Targets a fault is acting on now ("s3", "slurmctld", "slurmd-n1", "disk", "coordinator-0").
     busy: Mutex<Vec<String>>,
     stop: AtomicBool,
+    /// Nodes seen drained or down, since when (seconds).
+    drained: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Shared<'_> {
@@ -215,7 +219,13 @@ where
             if !killed {
                 return false;
             }
-            s.record(kind, &w.sweeps[i].name, None, t, format!("kill -9, started again after {:.1} s", down.as_secs_f64()));
+            s.record(
+                kind,
+                &w.sweeps[i].name,
+                None,
+                t,
+                format!("kill -9, started again after {:.1} s", down.as_secs_f64()),
+            );
         }
         Kind::StopS3 | Kind::RestartS3 | Kind::StopSlurmctld | Kind::KillSlurmd | Kind::DiskFull => {
             let target = match kind {
@@ -296,7 +306,13 @@ fn free_bytes(path: &std::path::Path) -> u64 {
 /// Runs the sweeps to the end with faults injected for `window`, then lets them finish
 /// (at most SETTLE_S more). Returns the log.
 pub fn run(w: &World, seed: u64, window: Duration) -> Log {
-    let shared = Shared { world: w, log: Mutex::new(Log::default()), busy: Mutex::new(vec![]), stop: AtomicBool::new(false) };
+    let shared = Shared {
+        world: w,
+        log: Mutex::new(Log::default()),
+        busy: Mutex::new(vec![]),
+        stop: AtomicBool::new(false),
+        drained: Mutex::new(BTreeMap::new()),
+    };
     let s = &shared;
     let done = Arc::new(AtomicBool::new(false));
     std::thread::scope(|scope| {
@@ -323,6 +339,41 @@ pub fn run(w: &World, seed: u64, window: Duration) -> Log {
         s.stop.store(true, Ordering::SeqCst);
     });
     shared.log.into_inner().unwrap()
+}
+
+/// What a site's operator (or its health check) does: a node Slurm drained after a
+/// fault (seen: "Kill task failed" when slurmd was killed while a step was being torn
+/// down) is resumed once it has been drained for 10 s. Each resume is in the log.
+fn resume_drained(s: &Shared) {
+    let out = Command::new("sinfo").args(["-h", "-N", "-o", "%N|%T|%E"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let now = s.world.now();
+    let mut seen = s.drained.lock().unwrap();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        let [node, state, reason] = f[..] else { continue };
+        if !state.starts_with("drain") && !state.starts_with("down") {
+            seen.remove(node);
+            continue;
+        }
+        let since = *seen.entry(node.to_string()).or_insert(now);
+        if now - since >= 10.0 {
+            let ok = Command::new("scontrol")
+                .args(["update", &format!("nodename={node}"), "state=resume"])
+                .status()
+                .is_ok_and(|st| st.success());
+            println!(
+                "chaos: {now:7.1} s node {node} {state} ({reason}) for {:.0} s: resumed by the operator ({ok})",
+                now - since
+            );
+            s.log
+                .lock()
+                .unwrap()
+                .operator
+                .push(format!("{now:.1} s: resumed {node}, {state} since {since:.1} s ({reason})"));
+            seen.remove(node);
+        }
+    }
 }
 
 /// Keeps a coordinator of each sweep running until every run of it is complete (started
@@ -367,7 +418,11 @@ fn supervise(s: &Shared, limit: Duration) {
                 }
                 c.down_until = None;
                 if let Some(st) = status {
-                    println!("chaos: {:7.1} s coordinator of {} exited ({st}); started again", w.now(), w.sweeps[i].name);
+                    println!(
+                        "chaos: {:7.1} s coordinator of {} exited ({st}); started again",
+                        w.now(),
+                        w.sweeps[i].name
+                    );
                 }
                 c.child = Some(w.start_coordinator(i, w.has_cancelled_runs(i)));
                 c.starts += 1;
@@ -377,6 +432,7 @@ fn supervise(s: &Shared, limit: Duration) {
         if all_done {
             return;
         }
+        resume_drained(s);
         if t.elapsed() > limit {
             s.log.lock().unwrap().unfinished = Some(format!("the sweeps did not finish within {} s", limit.as_secs()));
             return;

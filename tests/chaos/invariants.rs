@@ -34,7 +34,6 @@ pub fn check_all(w: &World, log: &Log) -> Vec<Check> {
     ]
 }
 
-
 fn all_complete(w: &World, log: &Log, runs: &[(usize, String)]) -> Check {
     let mut p = vec![];
     if let Some(why) = &log.unfinished {
@@ -144,7 +143,9 @@ fn one_writer(w: &World, runs: &[(usize, String)]) -> Check {
         for c in checkpoints(w, run) {
             let who = c["lease"].as_str().unwrap_or("<none>");
             match order.get(who) {
-                None => p.push(format!("{run}: checkpoint epoch {} written by {who}, not in the lease history", c["epoch"])),
+                None => {
+                    p.push(format!("{run}: checkpoint epoch {} written by {who}, not in the lease history", c["epoch"]))
+                }
                 Some(&i) if i < last => p.push(format!(
                     "{run}: checkpoint epoch {} step {} by holder #{i} after one by holder #{last}",
                     c["epoch"], c["step"]
@@ -227,9 +228,10 @@ fn same_numbers(w: &World, runs: &[(usize, String)]) -> Check {
             p.push(format!("{run}: no final metrics"));
             continue;
         };
-        let want: Value =
-            serde_json::from_slice(&std::fs::read(reference.join(format!("store/runs/{made}/final_metrics.json"))).unwrap())
-                .unwrap();
+        let want: Value = serde_json::from_slice(
+            &std::fs::read(reference.join(format!("store/runs/{made}/final_metrics.json"))).unwrap(),
+        )
+        .unwrap();
         if numbers(&got) != numbers(&want) {
             p.push(format!(
                 "{run}: final metrics differ from the fault-free run: mean {} vs {}",
@@ -240,12 +242,20 @@ fn same_numbers(w: &World, runs: &[(usize, String)]) -> Check {
     check(
         "final metrics bit-identical to a fault-free run",
         p,
-        format!("{} runs trained again without faults: final metrics, image scores and the extra equal bit for bit", runs.len()),
+        format!(
+            "{} runs trained again without faults: final metrics, image scores and the extra equal bit for bit",
+            runs.len()
+        ),
     )
 }
 
 fn dirs(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -274,7 +284,12 @@ fn no_torn_object(w: &World) -> Check {
     for f in &files {
         let key = f.strip_prefix(&bucket).unwrap().to_string_lossy().into_owned();
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with('.') || name.contains('#') || name.contains(".tmp") || name.contains(".partial") || name.contains(".takeover.") {
+        if name.starts_with('.')
+            || name.contains('#')
+            || name.contains(".tmp")
+            || name.contains(".partial")
+            || name.contains(".takeover.")
+        {
             p.push(format!("staging or half-written file left: {key}"));
             continue;
         }
@@ -373,7 +388,10 @@ fn cost_accounts(w: &World, runs: &[(usize, String)]) -> Check {
         for c in checkpoints(w, run) {
             if let Some(t) = c["lease"].as_str() {
                 if !tokens.contains(t) {
-                    p.push(format!("{run}: holder {t} wrote checkpoint epoch {} but has no attempt record", c["epoch"]));
+                    p.push(format!(
+                        "{run}: holder {t} wrote checkpoint epoch {} but has no attempt record",
+                        c["epoch"]
+                    ));
                 }
             }
         }
@@ -438,6 +456,7 @@ pub fn summary(seed: u64, w: &World, log: &Log, report: &[Check], sweep_s: f64) 
         "overlapping": log.overlapping(),
         "slowest_recovery": slowest,
         "coordinator_starts": log.coordinator_starts,
+        "operator": log.operator,
         "invariants": report.iter().map(|c| json!({ "name": c.name, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
     });
     let mut text = format!(
@@ -446,6 +465,9 @@ pub fn summary(seed: u64, w: &World, log: &Log, report: &[Check], sweep_s: f64) 
         by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
         slowest.as_ref().map(|s| format!("{} s after {} ({}) at {} s", s["seconds"], s["kind"], s["target"], s["at_s"])).unwrap_or("-".into()),
     );
+    if !log.operator.is_empty() {
+        text += &format!("  operator: {}\n", log.operator.join("; "));
+    }
     for c in report {
         text += &format!("  [{}] {}: {}\n", if c.ok { "ok" } else { "FAILED" }, c.name, c.detail);
     }

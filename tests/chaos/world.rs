@@ -2,7 +2,7 @@
 //! their coordinators, and the processes this chaos run started (each carries
 //! `RAS_CHAOS=<seed>` in its environment, which sbatch passes on to the jobs).
 
-use crate::common::s3::{S3, BUCKET, KEY, SECRET};
+use crate::common::s3::{BUCKET, KEY, S3, SECRET};
 use crate::common::{dataset_at, repo, two_nodes_up, TwoNodes};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
