@@ -58,9 +58,13 @@ alive "$D/run/slurmctld.pid" slurmctld || slurmctld
 for n in $NODES; do alive "$D/run/slurmd-$n.pid" slurmd || slurmd -N "$n"; done
 
 # --- wait for both nodes idle -------------------------------------------------------------------------
+# A node left drained or down by an earlier test (Slurm drains one on "Kill task failed" when a step's
+# processes outlive its kill, e.g. after its slurmd was killed: tests/chaos does that) is resumed: this is
+# a test cluster, nothing else is scheduled on it.
 want=$(echo $NODES | wc -w)
 for _ in $(seq 1 120); do
   st=$(sinfo -h -N -o '%N %T' 2>/dev/null || true)
+  for n in $(awk '$2 ~ /^(drain|down)/ {print $1}' <<<"$st"); do scontrol update nodename="$n" state=resume || true; done
   if [ "$(grep -c ' idle$' <<<"$st" || true)" = "$want" ]; then
     printf 'slurm up: %s nodes idle in %.1fs (export SLURM_CONF=%s)\n' "$want" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$SLURM_CONF"
     exit 0

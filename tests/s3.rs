@@ -145,6 +145,22 @@ fn kill9_resume_eval_and_outages_end_with_identical_metrics() {
         reference,
         "kill -9 and resume on S3: final metrics differ from the undisturbed run"
     );
+    // Both attempts are in the cost records and the lease history: the killed one as
+    // "interrupted" (written when it took the lease), replaced because its process was
+    // gone; the second complete, its lease released.
+    let cost = s3.json(&format!("{run}/cost.json"));
+    let attempts = cost["attempts"].as_array().unwrap();
+    let outcomes: Vec<&str> = attempts.iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, vec!["interrupted", "complete"], "{cost}");
+    let history: Vec<String> =
+        s3.keys(&format!("{run}/leases")).into_iter().filter(|k| !k.ends_with(".released.json")).collect();
+    assert_eq!(history.len(), 2, "{history:?}");
+    let (first, second) = (s3.json(&history[0]), s3.json(&history[1]));
+    assert_eq!(first["holder"]["token"], attempts[0]["lease"], "{first}\n{cost}");
+    assert_eq!(second["holder"]["token"], attempts[1]["lease"], "{second}\n{cost}");
+    assert_eq!((&second["replaces"], second["why"].as_str()), (&first["holder"]["token"], Some("holder process gone")));
+    assert!(s3.object(&history[1].replace(".json", ".released.json")).is_some(), "the second released its lease");
+    assert!(s3.object(&history[0].replace(".json", ".released.json")).is_none(), "the killed one did not");
     // ras eval RUN against S3 prints the stored table.
     let id = run.rsplit('/').next().unwrap();
     let ev = s3.ras_ok(d, &["eval", id, "--store", "s3://ras/kill"]);

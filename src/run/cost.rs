@@ -209,6 +209,9 @@ pub struct PhaseTimer {
     started: Instant,
     started_unix: u64,
     counts: RefCell<Counts>,
+    /// The run's lease token the attempt holds, once it does (`AttemptCost::lease`).
+    lease: RefCell<Option<String>>,
+    job: Job,
 }
 
 impl Default for PhaseTimer {
@@ -219,7 +222,18 @@ impl Default for PhaseTimer {
 
 impl PhaseTimer {
     pub fn new() -> Self {
-        Self { started: Instant::now(), started_unix: crate::unix_now(), counts: RefCell::default() }
+        Self {
+            started: Instant::now(),
+            started_unix: crate::unix_now(),
+            counts: RefCell::default(),
+            lease: RefCell::default(),
+            job: Job::Run,
+        }
+    }
+
+    /// The timer of a sweep's feature-cache job (`Job::FeatureCache`).
+    pub fn feature_cache() -> Self {
+        Self { job: Job::FeatureCache, ..Self::new() }
     }
 
     /// Runs `f`, adding its wall time to `phase`.
@@ -244,6 +258,28 @@ impl PhaseTimer {
         self.counts.borrow_mut().eval_images += images;
     }
 
+    /// The lease the attempt took (its records carry the token).
+    pub fn set_lease(&self, token: Option<&str>) {
+        *self.lease.borrow_mut() = token.map(str::to_string);
+    }
+
+    /// Writes the attempt's record as it stands (rank 0; see [`Outcome::Interrupted`]).
+    /// Best effort: a lost cost record must not fail (or retry) a trained run.
+    pub fn record(
+        &self,
+        store: &Store,
+        paths: &RunPaths,
+        outcome: Outcome,
+        device: tch::Device,
+        ranks: usize,
+        cfg: &RunConfig,
+    ) {
+        let rec = self.finish_run(outcome, device, ranks, cfg);
+        if let Err(e) = write_attempt(store, paths, &rec) {
+            tracing::warn!("cost record of this attempt not written: {}", crate::error_text::chain(&e));
+        }
+    }
+
     pub fn set_features(&self, computed: u64, scanned: u64) {
         let mut c = self.counts.borrow_mut();
         (c.features_computed, c.feature_images) = (computed, scanned);
@@ -259,7 +295,7 @@ impl PhaseTimer {
         AttemptCost {
             started_unix: self.started_unix,
             ended_unix: crate::unix_now(),
-            job: Job::Run,
+            job: self.job,
             outcome,
             host: crate::hostname(),
             pid: std::process::id(),
@@ -277,7 +313,7 @@ impl PhaseTimer {
             shape,
             gflop_per_image: None,
             feature_key: None,
-            lease: None,
+            lease: self.lease.borrow().clone(),
         }
     }
 

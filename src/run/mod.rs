@@ -13,15 +13,12 @@
 //! - [`paths`]      every store key of a run
 //! - [`checkpoint`] saving / verifying checkpoints, and when to save and what to keep
 //! - [`records`]    status, logs, final metrics, environment: what a run says about itself
-//! - [`evaluate`]   sharded prediction, metrics, test-time noise re-evaluation, evaluating
-//!   a trained run
+//! - [`evaluate`]   sharded prediction, metrics, noise re-evaluation, evaluating a run
 //! - `outputs`      the final outputs: predictions, pictures, final metrics
-//! - [`cost`]       what each attempt cost (phases, device, rank-hours)
+//! - [`cost`]       what each attempt cost; [`lease`] one writer per run
 //! - [`trained`]    a trained model loaded for inference (eval, predict, import)
 
-// RunError wraps the library's errors unboxed (matched by type, `is_outage`); it is
-// returned once per failed run, so its size costs nothing that matters.
-
+// RunError wraps errors unboxed (matched by type); returned once per run, its size is moot.
 pub mod checkpoint;
 pub mod cost;
 pub mod error;
@@ -163,6 +160,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
     let until = search::until_epoch(&store, cfg, &paths, coll.as_ref(), root)?;
     let status = StatusWriter::new(&store, &paths, root);
     status.write(RunState::Running, 0, None)?;
+    timer.set_lease(lease.as_ref().map(|l| l.token()));
     let checkpoints = Checkpointer::new(&store, &paths).with_lease(lease.as_ref().map(|l| l.token()));
     let run = Run {
         cfg,
@@ -192,12 +190,7 @@ pub fn execute(cfg: &RunConfig, opts: &RunOptions) -> Result<RunOutcome> {
         Err(_) => Outcome::Failed,
     };
     if root {
-        let mut rec = timer.finish_run(outcome, device, world.world_size, cfg);
-        rec.lease = lease.as_ref().map(|l| l.token().to_string());
-        // Best effort: a lost cost record must not fail (or retry) a trained run.
-        if let Err(e) = cost::write_attempt(&store, &paths, &rec) {
-            tracing::warn!("cost record of this attempt not written: {}", crate::error_text::chain(&e));
-        }
+        timer.record(&store, &paths, outcome, device, world.world_size, cfg);
     }
     match result {
         Ok(Finished::Complete(Some(fm))) => {
@@ -267,7 +260,7 @@ fn panic_error(cfg: &RunConfig, payload: Box<dyn std::any::Any + Send>) -> RunEr
 /// feature-cache job), and records what that cost as an attempt of `cfg`'s run, so a
 /// sweep's cost records include its feature extraction.
 pub fn fill_feature_cache(cfg: &RunConfig, progress: &Progress) -> Result<(Vec<(String, ClassFeatures)>, CacheStats)> {
-    let timer = PhaseTimer::new();
+    let timer = PhaseTimer::feature_cache();
     let store = Store::open(&cfg.store)?;
     let device = resolve_device(cfg.train.device)?;
     let result = timer.time(Phase::Features, || -> Result<_> {
@@ -279,12 +272,8 @@ pub fn fill_feature_cache(cfg: &RunConfig, progress: &Progress) -> Result<(Vec<(
         Ok((feats, stats))
     });
     let outcome = if result.is_ok() { Outcome::Complete } else { Outcome::Failed };
-    let mut rec = timer.finish_run(outcome, device, 1, cfg);
-    rec.job = cost::Job::FeatureCache;
     // Also when the cache was full already: the scan and the load are cost too.
-    if let Err(e) = cost::write_attempt(&store, &RunPaths::of(cfg), &rec) {
-        tracing::warn!("cost record of the feature-cache job not written: {}", crate::error_text::chain(&e));
-    }
+    timer.record(&store, &RunPaths::of(cfg), outcome, device, 1, cfg);
     result
 }
 
@@ -350,21 +339,14 @@ impl Run<'_> {
     ) -> Result<()> {
         self.check_lease()?;
         self.checkpoints.save(model, epoch, step, score, trainer)?;
-        self.checkpoints.prune(model, &self.policy)?;
-        self.record_attempt();
-        Ok(())
+        self.checkpoints.prune(model, &self.policy).map(|()| self.record_attempt())
     }
 
-    /// Rank 0: this attempt's cost record as it stands, outcome "interrupted" until it
-    /// ends (see [`Outcome::Interrupted`]). Best effort, as the final record.
+    /// Rank 0: this attempt's cost record so far (outcome "interrupted" until it ends).
     fn record_attempt(&self) {
-        if !self.root {
-            return;
-        }
-        let mut rec = self.timer.finish_run(Outcome::Interrupted, self.device, self.coll.world().world_size, self.cfg);
-        rec.lease = self.lease.map(|l| l.token().to_string());
-        if let Err(e) = cost::write_attempt(self.store, self.paths, &rec) {
-            tracing::warn!("cost record of this attempt not written: {}", crate::error_text::chain(&e));
+        let ranks = self.coll.world().world_size;
+        if self.root {
+            self.timer.record(self.store, self.paths, Outcome::Interrupted, self.device, ranks, self.cfg);
         }
     }
 }

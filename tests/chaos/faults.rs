@@ -146,9 +146,17 @@ fn sh(script: &str, w: &World) -> bool {
     Command::new("bash").args(["-c", script]).env("SLURM2_DIR", &w.slurm.dir).status().is_ok_and(|s| s.success())
 }
 
+/// A Slurm command given at most 5 s (with the controller down, squeue and scancel wait
+/// for it; the injector must go on meanwhile).
+fn slurm_cmd(cmd: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["5", cmd]);
+    c
+}
+
 /// Running jobs of this Slurm: (job id, name).
 fn running_jobs() -> Vec<(String, String)> {
-    let out = Command::new("squeue").args(["-h", "-t", "R", "-o", "%i %j"]).output();
+    let out = slurm_cmd("squeue").args(["-h", "-t", "R", "-o", "%i %j"]).output();
     let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     text.lines().filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string()))).collect()
 }
@@ -190,7 +198,7 @@ where
             let run = name.strip_prefix("ras-").map(str::to_string);
             let args: Vec<&str> =
                 if kind == Kind::PreemptJob { vec!["--signal=TERM", &job] } else { vec![job.as_str()] };
-            if !Command::new("scancel").args(&args).status().is_ok_and(|s| s.success()) {
+            if !slurm_cmd("scancel").args(&args).status().is_ok_and(|s| s.success()) {
                 return false;
             }
             let what = if kind == Kind::PreemptJob { "SIGTERM to its steps (preemption)" } else { "scancel" };
@@ -345,7 +353,7 @@ pub fn run(w: &World, seed: u64, window: Duration) -> Log {
 /// fault (seen: "Kill task failed" when slurmd was killed while a step was being torn
 /// down) is resumed once it has been drained for 10 s. Each resume is in the log.
 fn resume_drained(s: &Shared) {
-    let out = Command::new("sinfo").args(["-h", "-N", "-o", "%N|%T|%E"]).output();
+    let out = slurm_cmd("sinfo").args(["-h", "-N", "-o", "%N|%T|%E"]).output();
     let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     let now = s.world.now();
     let mut seen = s.drained.lock().unwrap();
@@ -358,7 +366,7 @@ fn resume_drained(s: &Shared) {
         }
         let since = *seen.entry(node.to_string()).or_insert(now);
         if now - since >= 10.0 {
-            let ok = Command::new("scontrol")
+            let ok = slurm_cmd("scontrol")
                 .args(["update", &format!("nodename={node}"), "state=resume"])
                 .status()
                 .is_ok_and(|st| st.success());
