@@ -106,13 +106,13 @@ bench-verdicts: build
 	$(RAS) bench verdicts
 
 # Chaos at sweep scale, the long version of tests/chaos (its short one is part of `make
-# test`): faults injected for CHAOS_SECONDS (15 minutes) into sweeps of CHAOS_RUNS 1-rank
+# test`): faults injected for CHAOS_SECONDS (10 minutes) into sweeps of CHAOS_RUNS 1-rank
 # runs (+ a third as many 2-rank runs) on the two-node test Slurm and s3s-fs (under faults
 # they finish about one run a minute: give about one run per minute of faults); everything
 # kept in CHAOS_KEEP. A new seed each time (from the clock, printed); CHAOS_SEED=N replays
 # one (a failure names it).
-CHAOS_SECONDS ?= 900
-CHAOS_RUNS ?= 18
+CHAOS_SECONDS ?= 600
+CHAOS_RUNS ?= 15
 CHAOS_KEEP ?= out/chaos
 CHAOS_SEED ?= $(shell date +%s)
 chaos: build setup-s3

@@ -1018,15 +1018,6 @@ fn bad_input_catalogue() {
     assert!(failures.is_empty(), "{} of {ran} bad-input cases failed: {failures:?}", failures.len());
 }
 
-/// A tmpfs mounted at a folder, unmounted on drop (also when the test panics).
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// The store on a 1 MiB tmpfs: the run fills it (its feature cache alone is larger). It must
 /// end non-zero with an error naming the key and the cause (no space), leave no staging
 /// file and no torn object, and not say "running".
@@ -1035,14 +1026,7 @@ fn a_full_store_fails_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let store = dir.join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    let out = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&store).output().unwrap();
-    assert!(
-        out.status.success(),
-        "this test mounts a 1 MiB tmpfs as the store, which needs root: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _mounted = Tmpfs(store.clone());
+    let _mounted = Tmpfs::mount(&store, "1m", "this test mounts a 1 MiB tmpfs as the store");
     let root = synth_dataset(dir, 1, 11, 64, 8);
     let cfg = small_config(dir, &root, "full", "");
     let out = ras(&["train", cfg.to_str().unwrap(), "--set", "train.epochs=2", "--set", "train.eval_every=2"], dir);

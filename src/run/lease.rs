@@ -9,9 +9,9 @@
 //! - at once when the holder ran on this host and its process no longer exists (kill -9
 //!   and run again), or when it is this very Slurm job (a requeued job keeps its id).
 //!
-//! Replacing is itself exclusive: the taker first creates `lease.json.takeover.<old
-//! token>` with a create-if-absent put, so of two processes replacing the same dead
-//! holder exactly one wins. A holder that finds another token in the lease when renewing
+//! Replacing is itself exclusive: the taker first creates `lease-takeovers/<old
+//! token>.<n>` with a create-if-absent put, so of two processes replacing the same dead
+//! holder exactly one wins (a marker whose taker died is passed over, generation n + 1). A holder that finds another token in the lease when renewing
 //! has lost it ([`Lease::lost`]); the run then stops before its next write.
 //!
 //! Every holder also writes its own record into the lease's history (`leases/`, create-only,
@@ -74,6 +74,11 @@ pub struct LeaseEvent {
     pub replaces: Option<String>,
     /// Why it could take the lease: "free", "expired", "holder process gone", "same Slurm job".
     pub why: String,
+}
+
+/// The takeover markers of a run's lease (`lease-takeovers/`).
+fn takeover_markers(store: &Store, paths: &RunPaths) -> Result<Vec<String>, StoreError> {
+    store.list(&format!("{}/", paths.lease_takeovers()))
 }
 
 fn unix_ms() -> u64 {
@@ -160,6 +165,7 @@ pub fn live_holders(store: &Store, runs: &[RunPaths]) -> Result<Vec<Option<Lease
 pub struct Lease {
     store: Store,
     key: String,
+    paths: RunPaths,
     token: String,
     /// Its `.released` history record.
     released: String,
@@ -211,29 +217,49 @@ impl Lease {
                 });
             }
             // Exactly one taker per dead holder: the one that creates the takeover marker.
-            let marker = format!("{key}.takeover.{}", old.token);
-            match store.put_new(&marker, mine.token.clone()) {
-                Ok(()) => {
-                    store.put(&key, body.clone())?;
-                    tracing::warn!(run = paths.id(), "took over the lease of a holder that is gone ({})", old.holder());
-                    let _ = store.delete(&marker);
-                    return Self::start(store, paths, &mine, Some(old.token), why, ttl);
-                }
-                Err(StoreError::AlreadyExists { .. }) => {
-                    return Err(LeaseError::Held {
-                        run: paths.id().into(),
-                        holder: "another process taking it over".into(),
-                        expires_in_s: ttl.as_secs(),
-                    });
-                }
-                Err(e) => return Err(e.into()),
+            if Self::take_over(store, paths, &old.token, &mine)? {
+                store.put(&key, body.clone())?;
+                tracing::warn!(run = paths.id(), "took over the lease of a holder that is gone ({})", old.holder());
+                let _ = store.delete_many(&takeover_markers(store, paths)?);
+                return Self::start(store, paths, &mine, Some(old.token), why, ttl);
             }
+            return Err(LeaseError::Held {
+                run: paths.id().into(),
+                holder: "another process taking it over".into(),
+                expires_in_s: ttl.as_secs(),
+            });
         }
         Err(LeaseError::Held {
             run: paths.id().into(),
             holder: "processes racing for it".into(),
             expires_in_s: ttl.as_secs(),
         })
+    }
+
+    /// Whether `mine` wins the takeover of the dead holder `old`: it creates marker
+    /// `lease-takeovers/<old>.<n>` (create-if-absent, holding `mine`). A marker whose taker
+    /// died before finishing (found by tests/chaos: killed between the marker and the
+    /// lease, it blocked every later attempt for good) is passed over like a dead holder:
+    /// the next generation's marker decides among the takers that remain.
+    fn take_over(store: &Store, paths: &RunPaths, old: &str, mine: &LeaseRecord) -> Result<bool, LeaseError> {
+        let body = serde_json::to_vec(mine).expect("serialisable");
+        for generation in 0..64 {
+            let marker = paths.lease_takeover(old, generation);
+            match store.put_new(&marker, body.clone()) {
+                Ok(()) => return Ok(true),
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let taker = match store.get_json::<LeaseRecord>(&marker) {
+                Ok(t) => t,
+                Err(StoreError::Corrupt { .. }) => None, // not a taker's record: passed over
+                Err(e) => return Err(e.into()),
+            };
+            if taker.is_some_and(|t| t.is_live(crate::unix_now())) {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 
     /// Records the new holder in the history, then starts the heartbeat. A history that
@@ -263,7 +289,16 @@ impl Lease {
                 (stop.clone(), lost.clone(), key.clone(), token.clone(), store.url().to_string());
             std::thread::spawn(move || renew(&url, &key, &token, ttl, &stop, &lost))
         };
-        Ok(Lease { store: store.clone(), key, token, released, stop, lost, heartbeat: Some(heartbeat) })
+        Ok(Lease {
+            store: store.clone(),
+            key,
+            paths: paths.clone(),
+            token,
+            released,
+            stop,
+            lost,
+            heartbeat: Some(heartbeat),
+        })
     }
 
     /// This holder's token (in its history record, checkpoints and attempt record).
@@ -338,6 +373,10 @@ impl Drop for Lease {
             if rec.token == self.token {
                 // The history first: a lease deleted without it would read as a holder that died.
                 let _ = self.store.put_json(&self.released, &serde_json::json!({ "released_ms": unix_ms() }));
+                // Takeover markers left by takers that died: nobody takes over a live lease.
+                if let Ok(markers) = takeover_markers(&self.store, &self.paths) {
+                    let _ = self.store.delete_many(&markers);
+                }
                 let _ = self.store.delete(&self.key);
             }
         }
@@ -435,5 +474,41 @@ mod tests {
             "thief",
             "a lost lease is not deleted"
         );
+    }
+
+    /// Found by tests/chaos (seed 1796404057): a taker killed between its takeover marker
+    /// and the lease left the marker, and every later attempt was refused ("another process
+    /// taking it over") until the run's retries were used up. A dead taker's marker is now
+    /// passed over, and markers are deleted once a takeover is done; a live taker's still
+    /// wins.
+    #[test]
+    fn a_takeover_marker_whose_taker_died_does_not_block_the_run() {
+        let (_d, s) = store();
+        let paths = RunPaths::new("r-4");
+        let far = crate::unix_now() + 3600;
+        let dead = LeaseRecord {
+            token: "dead".into(),
+            host: crate::hostname(),
+            pid: u32::MAX - 1,
+            job_id: None,
+            acquired_unix: 0,
+            expires_unix: far,
+        };
+        s.put_json(&paths.lease(), &dead).unwrap();
+        let gone_taker = LeaseRecord { token: "taker".into(), pid: u32::MAX - 2, ..dead.clone() };
+        s.put_json(&paths.lease_takeover("dead", 0), &gone_taker).unwrap();
+        let lease = Lease::acquire(&s, &paths).unwrap();
+        assert!(s.list(&format!("{}/", paths.lease_takeovers())).unwrap().is_empty(), "markers deleted");
+        let h = history(&s, &paths).unwrap();
+        assert_eq!((h.len(), h[0].0.replaces.as_deref()), (1, Some("dead")));
+        drop(lease);
+        // A taker that is alive (this process) still wins: the run is refused.
+        s.put_json(&paths.lease(), &dead).unwrap();
+        let live_taker = LeaseRecord { token: "live".into(), pid: std::process::id(), ..dead.clone() };
+        s.put_json(&paths.lease_takeover("dead", 0), &live_taker).unwrap();
+        match Lease::acquire(&s, &paths) {
+            Err(LeaseError::Held { holder, .. }) => assert!(holder.contains("taking it over"), "{holder}"),
+            other => panic!("expected Held, got {:?}", other.map(|_| ())),
+        }
     }
 }

@@ -13,6 +13,8 @@
 //! leases/<acquired unix ms>-<token>.json  the lease's history, append-only: every holder,
 //!                        and whose lease it replaced (a dead holder's) if any;
 //!                        `...<token>.released.json` once that holder released it
+//! lease-takeovers/<old token>.<n>  a takeover of a dead holder's lease in progress
+//!                        (who wins it); deleted once it is done
 //! status.json            running | complete | failed | preempted | infra | paused
 //!                        (+ error, epoch)
 //! train_log.jsonl        one line per epoch and model: loss, lr
@@ -254,6 +256,16 @@ impl RunPaths {
         self.key("leases")
     }
 
+    /// Markers of takeovers of the lease in progress (`lease-takeovers/<old token>.<n>`):
+    /// of the processes replacing a dead holder, the one that creates a marker wins.
+    pub fn lease_takeovers(&self) -> String {
+        self.key("lease-takeovers")
+    }
+
+    pub fn lease_takeover(&self, old_token: &str, generation: usize) -> String {
+        self.key(&format!("lease-takeovers/{old_token}.{generation}"))
+    }
+
     /// The history record of the holder that took the lease at `acquired_ms` (ms since
     /// the epoch) with `token`.
     pub fn lease_event(&self, acquired_ms: u64, token: &str) -> String {
@@ -460,6 +472,7 @@ mod tests {
                 RunKey::LeaseEvent { acquired_ms: 1700000000123, token: "ab12".into() },
             ),
             (p.lease_released(7, "ab12"), RunKey::LeaseReleased { acquired_ms: 7, token: "ab12".into() }),
+            (p.lease_takeover("ab12", 3), RunKey::Other("lease-takeovers/ab12.3".into())),
             (p.eval_noise(20.0), RunKey::EvalNoise { scale: 20.0 }),
             (p.eval_noise(12.5), RunKey::EvalNoise { scale: 12.5 }),
             (p.eval_noise(0.0), RunKey::EvalNoise { scale: 0.0 }),

@@ -288,7 +288,7 @@ fn no_torn_object(w: &World) -> Check {
             || name.contains('#')
             || name.contains(".tmp")
             || name.contains(".partial")
-            || name.contains(".takeover.")
+            || key.contains("/lease-takeovers/")
         {
             p.push(format!("staging or half-written file left: {key}"));
             continue;

@@ -3,7 +3,7 @@
 //! `RAS_CHAOS=<seed>` in its environment, which sbatch passes on to the jobs).
 
 use crate::common::s3::{BUCKET, KEY, S3, SECRET};
-use crate::common::{dataset_at, repo, two_nodes_up, TwoNodes};
+use crate::common::{dataset_at, repo, two_nodes_up, Tmpfs, TwoNodes};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -34,15 +34,6 @@ pub struct Coordinator {
     pub done: bool,
 }
 
-/// A tmpfs at a folder, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 pub struct World {
     pub dir: PathBuf,
     pub seed: u64,
@@ -67,15 +58,7 @@ impl World {
             let _ = Command::new("scancel").args(&ids).status();
         }
         // The S3 server's folder on a tmpfs of its own, so that the disk can fill.
-        let root = dir.join("s3");
-        std::fs::create_dir_all(&root).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1536m", "tmpfs"]).arg(&root).output().unwrap();
-        assert!(
-            out.status.success(),
-            "the chaos test mounts a tmpfs for the S3 server's folder, which needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let tmpfs = Tmpfs(root);
+        let tmpfs = Tmpfs::mount(&dir.join("s3"), "1536m", "the chaos test mounts a tmpfs for the S3 server's folder");
         let s3 = S3::start(dir);
         dataset_at(dir, "out/demo-data");
         let ones = runs.max(1);

@@ -299,3 +299,28 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// A tmpfs mounted at a folder (created if missing), unmounted on drop (also when the
+/// test panics; lazily, should something still hold it).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (mount's syntax: "1m", "2g") at `dir`; panics with `why`
+    /// and mount's error when it cannot (it needs root).
+    pub fn mount(dir: &Path, size: &str, why: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{why}, which needs root: {}", String::from_utf8_lossy(&out.stderr));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
