@@ -920,19 +920,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Every file under `dir`, recursively.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let path = e.path();
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            walk(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 /// Runs one case; `Err` with what went wrong.
 fn run_case(case: &Case) -> Result<(), String> {
     let tmp = tempfile::tempdir().unwrap();

@@ -76,9 +76,13 @@ pub struct LeaseEvent {
     pub why: String,
 }
 
-/// The takeover markers of a run's lease (`lease-takeovers/`).
-fn takeover_markers(store: &Store, paths: &RunPaths) -> Result<Vec<String>, StoreError> {
-    store.list(&format!("{}/", paths.lease_takeovers()))
+/// Deletes the takeover markers of a run's lease (`lease-takeovers/`): after a takeover,
+/// and at release (markers of takers that died: nobody takes over a live lease). Best
+/// effort: a marker left is passed over by the next taker, never a reason to fail.
+fn clear_takeover_markers(store: &Store, paths: &RunPaths) {
+    if let Ok(markers) = store.list(&format!("{}/", paths.lease_takeovers())) {
+        let _ = store.delete_many(&markers);
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -220,7 +224,7 @@ impl Lease {
             if Self::take_over(store, paths, &old.token, &mine)? {
                 store.put(&key, body.clone())?;
                 tracing::warn!(run = paths.id(), "took over the lease of a holder that is gone ({})", old.holder());
-                let _ = store.delete_many(&takeover_markers(store, paths)?);
+                clear_takeover_markers(store, paths);
                 return Self::start(store, paths, &mine, Some(old.token), why, ttl);
             }
             return Err(LeaseError::Held {
@@ -373,10 +377,7 @@ impl Drop for Lease {
             if rec.token == self.token {
                 // The history first: a lease deleted without it would read as a holder that died.
                 let _ = self.store.put_json(&self.released, &serde_json::json!({ "released_ms": unix_ms() }));
-                // Takeover markers left by takers that died: nobody takes over a live lease.
-                if let Ok(markers) = takeover_markers(&self.store, &self.paths) {
-                    let _ = self.store.delete_many(&markers);
-                }
+                clear_takeover_markers(&self.store, &self.paths);
                 let _ = self.store.delete(&self.key);
             }
         }

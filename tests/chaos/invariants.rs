@@ -2,6 +2,7 @@
 //! read as files: what the server holds, not what a ras client says), Slurm, the process
 //! table and the fault log.
 
+use crate::common::walk;
 use crate::faults::Log;
 use crate::world::{World, EPOCHS};
 use serde_json::{json, Value};
@@ -256,17 +257,6 @@ fn dirs(dir: &Path) -> BTreeSet<String> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 fn sha256_of(path: &Path) -> Option<String> {

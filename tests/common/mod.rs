@@ -106,6 +106,19 @@ pub fn python() -> PathBuf {
     py
 }
 
+/// Every file under `dir`, recursively (into `out`).
+pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let path = e.path();
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            walk(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
 /// Every status.json under the store, as text.
 pub fn statuses(store: &Path) -> Vec<String> {
     let runs = store.join("runs");

@@ -103,19 +103,10 @@ impl S3 {
     /// Keys under `prefix` (relative to the bucket).
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let base = self.root.join(BUCKET);
-        let mut out = vec![];
-        let mut stack = vec![base.join(prefix)];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    out.push(p.strip_prefix(&base).unwrap().to_string_lossy().into_owned());
-                }
-            }
-        }
+        let mut files = vec![];
+        super::walk(&base.join(prefix), &mut files);
+        let mut out: Vec<String> =
+            files.iter().map(|p| p.strip_prefix(&base).unwrap().to_string_lossy().into_owned()).collect();
         out.sort();
         out
     }
